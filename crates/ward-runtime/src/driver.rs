@@ -1,0 +1,147 @@
+//! The `Driver` trait: what the supervisor needs from anything that runs instances.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use ward_spec::{HealthProbe, WorkloadSpec};
+
+use crate::RuntimeError;
+
+/// One instance (replica) of a workload.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InstanceKey {
+    pub project: String,
+    pub workload: String,
+    pub replica: u32,
+}
+
+impl InstanceKey {
+    pub fn new(project: &str, workload: &str, replica: u32) -> InstanceKey {
+        InstanceKey { project: project.to_string(), workload: workload.to_string(), replica }
+    }
+
+    /// The OCI container id: `ward.<project>.<workload>.<replica>`.
+    pub fn container_id(&self) -> String {
+        format!("ward.{}.{}.{}", self.project, self.workload, self.replica)
+    }
+
+    /// The instance name users see: `<workload>-<replica>`.
+    pub fn instance_name(&self) -> String {
+        format!("{}-{}", self.workload, self.replica)
+    }
+}
+
+/// What the daemon keeps about a running instance; enough to find it again after a restart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceHandle {
+    pub key: InstanceKey,
+    /// The workload's first process, as the host sees it.
+    pub pid: u32,
+    /// The monitor that holds the instance's stdio and records its exit.
+    pub monitor_pid: u32,
+    pub started_at: SystemTime,
+    /// The instance's address on Ward's bridge, for `network: bridge`.
+    pub address: Option<Ipv4Addr>,
+}
+
+/// How an instance ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    pub finished_at: SystemTime,
+}
+
+impl ExitStatus {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0) && !self.oom_killed
+    }
+}
+
+/// What [`Driver::attach`] finds for an instance after the daemon (re)starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttachOutcome {
+    Running(InstanceHandle),
+    Exited(ExitStatus),
+    NotFound,
+}
+
+/// A point-in-time reading of an instance's cgroup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResourceUsage {
+    pub cpu_usage_nanos: u64,
+    pub memory_bytes: u64,
+    pub pids: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub time: SystemTime,
+    pub stream: LogStream,
+    pub text: String,
+}
+
+/// Where an instance's log files live, for readers that follow them.
+#[derive(Clone, Debug)]
+pub struct LogLocation {
+    /// The current file; rotated files are `<path>.1`, `<path>.2`, … (older first is highest).
+    pub path: PathBuf,
+}
+
+/// A process started inside a running instance by [`Driver::exec`].
+#[derive(Debug)]
+pub struct ExecProcess {
+    pub child: tokio::process::Child,
+    /// The PTY master when a terminal was asked for; otherwise the child's stdio are pipes.
+    pub pty_master: Option<std::os::fd::OwnedFd>,
+}
+
+/// Runs instances of one or more workload kinds.
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// Starts an instance and returns once its first process runs.
+    async fn start(&self, key: &InstanceKey, spec: &WorkloadSpec) -> Result<InstanceHandle, RuntimeError>;
+
+    /// Resolves when the instance has exited; works for instances started by an earlier daemon.
+    async fn wait(&self, handle: &InstanceHandle) -> Result<ExitStatus, RuntimeError>;
+
+    /// Finds an instance left by an earlier daemon.
+    fn attach(&self, key: &InstanceKey) -> Result<AttachOutcome, RuntimeError>;
+
+    /// Sends SIGTERM, then SIGKILL after `grace`; returns once the instance is gone.
+    async fn stop(&self, handle: &InstanceHandle, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// Kills the instance if it runs and deletes everything it left (logs included).
+    async fn remove(&self, key: &InstanceKey) -> Result<(), RuntimeError>;
+
+    fn usage(&self, handle: &InstanceHandle) -> Option<ResourceUsage>;
+
+    /// Runs one health probe from inside the instance's network namespace.
+    async fn probe(&self, handle: &InstanceHandle, probe: &HealthProbe, timeout: Duration) -> Result<(), String>;
+
+    /// Log lines of an instance, oldest first: the last `tail` lines, or all, newer than `since`.
+    fn read_logs(&self, key: &InstanceKey, tail: Option<usize>, since: Option<SystemTime>) -> Result<Vec<LogLine>, RuntimeError>;
+
+    fn log_location(&self, key: &InstanceKey) -> LogLocation;
+
+    async fn exec(&self, handle: &InstanceHandle, command: &[String], tty: bool) -> Result<ExecProcess, RuntimeError>;
+}

@@ -1,0 +1,170 @@
+//! The validated workload spec types.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A validated, normalised workload spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadSpec {
+    pub name: String,
+    pub kind: WorkloadKind,
+    /// Container images are normalised Docker-style (`docker.io/library/nginx:1.27`);
+    /// for `vm` and `wasm` this is a path or URL, kept as given.
+    pub image: Option<String>,
+    /// `None` means "the image's default" (containers); processes always have one.
+    pub command: Option<Vec<String>>,
+    pub workdir: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub resources: Resources,
+    pub ports: Vec<PortMapping>,
+    pub volumes: Vec<VolumeMount>,
+    pub network: NetworkMode,
+    pub restart: RestartPolicy,
+    pub health: Option<HealthCheck>,
+    pub replicas: u32,
+    pub autoscale: Option<Autoscale>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkloadKind {
+    Process,
+    Container,
+    Vm,
+    Wasm,
+}
+
+impl WorkloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Process => "process",
+            WorkloadKind::Container => "container",
+            WorkloadKind::Vm => "vm",
+            WorkloadKind::Wasm => "wasm",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resources {
+    /// Cores (`1.5`; `"500m"` parses to `0.5`).
+    pub cpu: Option<f64>,
+    /// Bytes.
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    pub gpu: Option<u32>,
+    /// Bytes.
+    pub disk: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortMapping {
+    pub host: u16,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// A named volume (`data`, kept under the data dir) or an absolute host path.
+    pub source: String,
+    /// Absolute path inside the workload.
+    pub target: String,
+    pub read_only: bool,
+}
+
+impl VolumeMount {
+    /// Named volumes have no `/`; bind mounts are absolute host paths.
+    pub fn is_named(&self) -> bool {
+        !self.source.starts_with('/')
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Own network namespace on Ward's bridge; published ports are forwarded.
+    Bridge,
+    /// The host's network namespace.
+    Host,
+    /// Own network namespace with loopback only.
+    None,
+}
+
+impl NetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::Host => "host",
+            NetworkMode::None => "none",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartPolicy {
+    pub policy: RestartMode,
+    /// Only meaningful for `on-failure`; `None` means unlimited.
+    pub max_retries: Option<u32>,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy { policy: RestartMode::OnFailure, max_retries: None }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartMode {
+    Never,
+    OnFailure,
+    Always,
+}
+
+impl RestartMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartMode::Never => "never",
+            RestartMode::OnFailure => "on-failure",
+            RestartMode::Always => "always",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures before the instance is restarted.
+    pub retries: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthProbe {
+    Http { port: u16, path: String },
+    Tcp { port: u16 },
+    Exec { command: Vec<String> },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Autoscale {
+    pub min: u32,
+    pub max: u32,
+    /// Target CPU percent of the requested cores.
+    pub cpu_percent: f64,
+}
