@@ -13,4 +13,6 @@ pub mod units;
 
 pub use error::SpecError;
 pub use model::*;
+pub use normalize::{diff_normalized, FieldChange};
 pub use parse::{parse_documents, parse_value};
+pub use units::validate_name;

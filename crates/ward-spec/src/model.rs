@@ -124,7 +124,10 @@ pub struct RestartPolicy {
 
 impl Default for RestartPolicy {
     fn default() -> Self {
-        RestartPolicy { policy: RestartMode::OnFailure, max_retries: None }
+        RestartPolicy {
+            policy: RestartMode::OnFailure,
+            max_retries: None,
+        }
     }
 }
 

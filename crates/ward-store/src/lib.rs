@@ -1,1 +1,14 @@
-//! placeholder
+//! Ward's durable state in one SQLite file; the only crate that contains SQL.
+//!
+//! Every multi-row change is one transaction, so a `kill -9` at any moment
+//! leaves either all of a change or none of it.
+
+mod error;
+mod records;
+mod schema;
+mod store;
+
+pub use error::StoreError;
+pub use records::{EventRecord, InstanceRecord, NewEvent, RevisionRecord, WorkloadRecord};
+pub use schema::SCHEMA_VERSION;
+pub use store::Store;
