@@ -1,1 +1,86 @@
-//! placeholder
+//! The HTTP API: Ward's native REST API, `/healthz`, `/metrics` and `/openapi.json`.
+//!
+//! Handlers parse requests into domain types, call the [`Supervisor`] and turn its views into
+//! the wire types of `ward_client::wire`; no handler touches the store or the runtime.
+
+mod auth;
+mod convert;
+mod error;
+mod events;
+mod exec;
+mod logs;
+mod metrics;
+mod openapi;
+mod workloads;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ward_supervisor::Supervisor;
+
+pub use auth::ApiKey;
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// What every handler shares.
+pub struct ApiState {
+    pub supervisor: Supervisor,
+    pub admin_key: ApiKey,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Builds the router with authentication on every route but `/healthz`.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::openapi))
+        .route("/api/v1/workloads", get(workloads::list).post(workloads::create))
+        .route("/api/v1/apply", post(workloads::apply))
+        .route("/api/v1/workloads/{name}", get(workloads::get).put(workloads::put).delete(workloads::delete))
+        .route("/api/v1/workloads/{name}/start", post(workloads::start))
+        .route("/api/v1/workloads/{name}/stop", post(workloads::stop))
+        .route("/api/v1/workloads/{name}/restart", post(workloads::restart))
+        .route("/api/v1/workloads/{name}/logs", get(logs::logs))
+        .route("/api/v1/workloads/{name}/exec", get(exec::exec))
+        .route("/api/v1/events", get(events::events))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    state.metrics.count_events(&state.supervisor);
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "daemon", security(()),
+    responses((status = 200, description = "The daemon is up")))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}; see /openapi.json", request.uri().path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+async fn count_requests(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    state.metrics.count_request();
+    next.run(request).await.into_response()
+}

@@ -2,11 +2,27 @@
 //! the per-instance monitor that outlives the daemon, logs, networking and resource usage.
 //!
 //! The daemon calls [`Runtime`]; everything that touches namespaces, cgroups, the OCI
-//! runtime binary or netfilter lives below this boundary.
+//! runtime binary or netfilter lives below this boundary. The `ward` binary must dispatch
+//! `ward monitor DIR` to [`monitor::main`] before it builds any async runtime.
 
+mod bundle;
+mod cgroup;
 mod driver;
+mod error;
+mod exec;
+mod host;
+mod instance;
+pub mod logs;
+pub mod monitor;
+pub mod network;
+mod oci;
+mod pidfd;
+mod probe;
+mod runtime;
+mod seccomp;
 
 pub use driver::*;
-mod error;
-
 pub use error::RuntimeError;
+pub use host::CgroupMode;
+pub use oci::OciRuntimeKind;
+pub use runtime::{Runtime, RuntimeConfig, RuntimeInfo};

@@ -1,1 +1,570 @@
-//! placeholder
+//! The supervisor: one reconcile loop that drives every workload from its actual state to the
+//! state the user asked for — first start, restarts with backoff, health, scaling, updates,
+//! stops, removal and recovery after a daemon restart all go through the same path.
+//!
+//! Time is tokio's clock, so tests pause and advance it; the OS sits behind
+//! [`ward_runtime::Driver`], so tests can put a fake at that boundary.
+
+mod error;
+mod events;
+mod health;
+pub mod policy;
+mod reconcile;
+mod state;
+mod time;
+mod view;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{broadcast, Notify};
+use ward_runtime::{Driver, ExecProcess, InstanceKey, LogLine, LogLocation};
+use ward_spec::WorkloadSpec;
+use ward_store::Store;
+
+pub use error::SupervisorError;
+pub use events::{Event, EventKind};
+pub use policy::BackoffPolicy;
+pub use view::{summarize, DesiredState, HealthState, InstanceView, Phase, UsageSample, WorkloadView};
+
+use events::PendingEvent;
+use state::{InstanceEntry, State, WorkloadEntry};
+
+/// Tunables of the supervisor.
+#[derive(Clone, Debug)]
+pub struct SupervisorConfig {
+    pub backoff: BackoffPolicy,
+    /// How long `stop` waits after SIGTERM before SIGKILL.
+    pub stop_grace: Duration,
+    /// How often resource usage of running instances is sampled.
+    pub sample_interval: Duration,
+    /// Events kept in the database.
+    pub event_retention: usize,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            backoff: BackoffPolicy::default(),
+            stop_grace: Duration::from_secs(10),
+            sample_interval: Duration::from_secs(5),
+            event_retention: 100_000,
+        }
+    }
+}
+
+/// What `apply` did, or would do, to one workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApplyOutcome {
+    pub name: String,
+    pub action: ApplyAction,
+    pub revision: i64,
+    pub old: Option<serde_json::Value>,
+    pub new: serde_json::Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyAction {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl ApplyAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyAction::Created => "created",
+            ApplyAction::Updated => "updated",
+            ApplyAction::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// A handle on the running supervisor; cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    store: Store,
+    driver: Arc<dyn Driver>,
+    config: SupervisorConfig,
+    state: Mutex<State>,
+    events: broadcast::Sender<Event>,
+    wake: Notify,
+    /// Signalled whenever an operation finishes, for callers waiting on a state.
+    changed: Notify,
+}
+
+impl Supervisor {
+    /// Loads state from the store, re-attaches to instances left by an earlier daemon and
+    /// starts the reconcile loop and the usage sampler. Must be called inside a tokio runtime.
+    pub async fn start(store: Store, driver: Arc<dyn Driver>, config: SupervisorConfig) -> Result<Supervisor, SupervisorError> {
+        let (events, _) = broadcast::channel(4096);
+        let inner = Arc::new(Inner {
+            store,
+            driver,
+            config,
+            state: Mutex::new(State::default()),
+            events,
+            wake: Notify::new(),
+            changed: Notify::new(),
+        });
+        reconcile::recover(&inner).await?;
+        tokio::spawn(reconcile::run_loop(inner.clone()));
+        tokio::spawn(reconcile::run_sampler(inner.clone()));
+        Ok(Supervisor { inner })
+    }
+
+    /// Creates one workload; fails if the name is taken.
+    pub fn create(&self, project: &str, spec: WorkloadSpec) -> Result<WorkloadView, SupervisorError> {
+        let key = (project.to_string(), spec.name.clone());
+        {
+            let state = self.inner.lock();
+            if state.workloads.contains_key(&key) {
+                return Err(SupervisorError::AlreadyExists { project: project.to_string(), name: spec.name });
+            }
+        }
+        self.apply(project, vec![spec], false)?;
+        self.get(project, &key.1)
+    }
+
+    /// Creates or updates workloads, all or nothing. With `dry_run`, only reports what would change.
+    pub fn apply(&self, project: &str, specs: Vec<WorkloadSpec>, dry_run: bool) -> Result<Vec<ApplyOutcome>, SupervisorError> {
+        let mut state = self.inner.lock();
+        if state.shutting_down {
+            return Err(SupervisorError::ShuttingDown);
+        }
+        validate_batch(&state, project, &specs)?;
+        let now = SystemTime::now();
+        let mut outcomes = Vec::new();
+        let mut records = Vec::new();
+        let mut pending_events = Vec::new();
+        let mut entries = Vec::new();
+        for spec in specs {
+            let new_json = spec.to_normalized_json();
+            let key = (project.to_string(), spec.name.clone());
+            let existing = state.workloads.get(&key);
+            let (action, revision, old, created_at) = match existing {
+                None => (ApplyAction::Created, 1, None, now),
+                Some(entry) => {
+                    let old_json: serde_json::Value =
+                        serde_json::from_str(&entry.spec_json).unwrap_or(serde_json::Value::Null);
+                    if old_json == new_json && entry.desired != DesiredState::Deleted {
+                        (ApplyAction::Unchanged, entry.revision, Some(old_json), entry.created_at)
+                    } else {
+                        (ApplyAction::Updated, entry.revision + 1, Some(old_json), entry.created_at)
+                    }
+                }
+            };
+            outcomes.push(ApplyOutcome { name: spec.name.clone(), action, revision, old, new: new_json.clone() });
+            if action == ApplyAction::Unchanged || dry_run {
+                continue;
+            }
+            let entry = WorkloadEntry {
+                project: project.to_string(),
+                spec_json: new_json.to_string(),
+                revision,
+                desired: DesiredState::Running,
+                created_at,
+                updated_at: now,
+                instances: BTreeMap::new(),
+                spec,
+            };
+            records.push(entry.to_record());
+            let kind = if action == ApplyAction::Created { EventKind::Created } else { EventKind::Updated };
+            pending_events.push(PendingEvent::new(
+                project,
+                &entry.spec.name,
+                None,
+                kind,
+                format!("workload {} {} (revision {revision})", entry.spec.name, kind.as_str()),
+            ));
+            entries.push(entry);
+        }
+        if records.is_empty() {
+            return Ok(outcomes);
+        }
+        let store_events: Vec<_> = pending_events.iter().map(|event| event.to_store(now)).collect();
+        let ids = self.inner.store.put_workloads(&records, &store_events)?;
+        for entry in entries {
+            let key = (project.to_string(), entry.spec.name.clone());
+            match state.workloads.get_mut(&key) {
+                Some(existing) => {
+                    existing.spec = entry.spec;
+                    existing.spec_json = entry.spec_json;
+                    existing.revision = entry.revision;
+                    existing.desired = DesiredState::Running;
+                    existing.updated_at = entry.updated_at;
+                    for instance in existing.instances.values_mut() {
+                        if instance.phase.is_terminal() && !instance.busy {
+                            instance.retry_at = None;
+                            instance.failures_in_row = 0;
+                        }
+                    }
+                }
+                None => {
+                    state.workloads.insert(key, entry);
+                }
+            }
+        }
+        drop(state);
+        self.inner.broadcast(ids, pending_events, now);
+        self.inner.wake.notify_one();
+        Ok(outcomes)
+    }
+
+    pub fn get(&self, project: &str, name: &str) -> Result<WorkloadView, SupervisorError> {
+        let state = self.inner.lock();
+        state
+            .workloads
+            .get(&(project.to_string(), name.to_string()))
+            .map(WorkloadEntry::view)
+            .ok_or_else(|| not_found(project, name))
+    }
+
+    /// Every workload of `project` (all projects with `None`), by name.
+    pub fn list(&self, project: Option<&str>) -> Vec<WorkloadView> {
+        let state = self.inner.lock();
+        state
+            .workloads
+            .values()
+            .filter(|entry| project.is_none_or(|project| entry.project == project))
+            .map(WorkloadEntry::view)
+            .collect()
+    }
+
+    /// Marks a workload stopped and waits until its instances are down.
+    pub async fn stop(&self, project: &str, name: &str) -> Result<WorkloadView, SupervisorError> {
+        self.set_desired(project, name, DesiredState::Stopped)?;
+        self.wait_until(project, name, Duration::from_secs(60), |view| {
+            view.instances.iter().all(|instance| instance.phase.is_terminal())
+        })
+        .await
+    }
+
+    /// Marks a workload running (clearing any crash backoff) and waits until it runs or fails.
+    pub async fn start_workload(&self, project: &str, name: &str) -> Result<WorkloadView, SupervisorError> {
+        self.set_desired(project, name, DesiredState::Running)?;
+        self.wait_until_settled(project, name, Duration::from_secs(60)).await
+    }
+
+    /// Replaces every instance of a workload with a fresh one.
+    pub async fn restart(&self, project: &str, name: &str) -> Result<WorkloadView, SupervisorError> {
+        let generations: Vec<(u32, u64)> = {
+            let mut state = self.inner.lock();
+            let entry = state
+                .workloads
+                .get_mut(&(project.to_string(), name.to_string()))
+                .filter(|entry| entry.desired != DesiredState::Deleted)
+                .ok_or_else(|| not_found(project, name))?;
+            entry.desired = DesiredState::Running;
+            let generations = entry.instances.iter().map(|(replica, instance)| (*replica, instance.generation)).collect();
+            for instance in entry.instances.values_mut() {
+                instance.restart_requested = true;
+                instance.retry_at = None;
+                instance.failures_in_row = 0;
+            }
+            let record = entry.to_record();
+            drop(state);
+            self.inner.store.put_workloads(&[record], &[])?;
+            generations
+        };
+        self.inner.wake.notify_one();
+        self.wait_until(project, name, Duration::from_secs(60), move |view| {
+            view.instances.iter().all(|instance| {
+                let old_generation = generations.iter().any(|(replica, _)| *replica == instance.replica);
+                instance.phase.is_terminal() && !old_generation || instance.phase == Phase::Running
+            }) && view.instances.iter().all(|instance| instance.phase != Phase::Stopping)
+        })
+        .await?;
+        self.wait_until_settled(project, name, Duration::from_secs(60)).await
+    }
+
+    /// Deletes a workload and everything its instances left. Without `force`, a running
+    /// workload is refused.
+    pub async fn delete(&self, project: &str, name: &str, force: bool) -> Result<(), SupervisorError> {
+        let key = (project.to_string(), name.to_string());
+        {
+            let mut state = self.inner.lock();
+            let entry = state.workloads.get_mut(&key).ok_or_else(|| not_found(project, name))?;
+            let view = entry.view();
+            let phase = view.phase();
+            if !force && entry.desired != DesiredState::Deleted && !phase.is_terminal() {
+                return Err(SupervisorError::Conflict {
+                    name: name.to_string(),
+                    state: phase.as_str().to_string(),
+                    hint: format!("stop it first with `ward stop {name}`, or remove it anyway with `ward rm -f {name}`"),
+                });
+            }
+            entry.desired = DesiredState::Deleted;
+            self.inner.store.set_desired_state(project, name, "deleted", time::to_millis(SystemTime::now()))?;
+        }
+        self.inner.wake.notify_one();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let notified = self.inner.changed.notified();
+            if !self.inner.lock().workloads.contains_key(&key) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(SupervisorError::Conflict {
+                    name: name.to_string(),
+                    state: "stopping".to_string(),
+                    hint: "its instances did not stop within 120 s; it will be removed once they do".to_string(),
+                });
+            }
+        }
+    }
+
+    /// Waits until no instance of the workload is pending, starting or stopping.
+    pub async fn wait_until_settled(&self, project: &str, name: &str, timeout: Duration) -> Result<WorkloadView, SupervisorError> {
+        self.wait_until(project, name, timeout, |view| {
+            !view.instances.is_empty()
+                && view.instances.iter().all(|instance| {
+                    matches!(instance.phase, Phase::Running | Phase::Stopped | Phase::Exited | Phase::Failed)
+                })
+                || view.spec.replicas == 0
+        })
+        .await
+    }
+
+    /// Waits until `condition` holds for the workload's view, or `timeout` passes (then
+    /// returns the view as it is).
+    pub async fn wait_until(
+        &self,
+        project: &str,
+        name: &str,
+        timeout: Duration,
+        condition: impl Fn(&WorkloadView) -> bool,
+    ) -> Result<WorkloadView, SupervisorError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.changed.notified();
+            let view = self.get(project, name)?;
+            if condition(&view) {
+                return Ok(view);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.get(project, name);
+            }
+        }
+    }
+
+    /// Subscribes to events as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Recorded events after `after_id`, oldest first.
+    pub fn events_after(&self, after_id: Option<i64>, limit: usize) -> Result<Vec<Event>, SupervisorError> {
+        Ok(self.inner.store.list_events(after_id, limit)?.into_iter().map(events::from_store).collect())
+    }
+
+    /// Log lines of every instance of a workload, merged by time.
+    pub fn logs(
+        &self,
+        project: &str,
+        name: &str,
+        tail: Option<usize>,
+        since: Option<SystemTime>,
+    ) -> Result<Vec<(String, LogLine)>, SupervisorError> {
+        let keys = self.instance_keys(project, name)?;
+        let mut lines = Vec::new();
+        for key in keys {
+            let instance_name = key.instance_name();
+            for line in self.inner.driver.read_logs(&key, tail, since)? {
+                lines.push((instance_name.clone(), line));
+            }
+        }
+        lines.sort_by_key(|(_, line)| line.time);
+        if let Some(tail) = tail {
+            let skip = lines.len().saturating_sub(tail);
+            lines.drain(..skip);
+        }
+        Ok(lines)
+    }
+
+    /// Where each instance's log files are, for followers.
+    pub fn log_locations(&self, project: &str, name: &str) -> Result<Vec<(String, LogLocation)>, SupervisorError> {
+        Ok(self
+            .instance_keys(project, name)?
+            .into_iter()
+            .map(|key| (key.instance_name(), self.inner.driver.log_location(&key)))
+            .collect())
+    }
+
+    /// Runs a command inside a running instance (the first running one unless `replica` is given).
+    pub async fn exec(
+        &self,
+        project: &str,
+        name: &str,
+        replica: Option<u32>,
+        command: &[String],
+        tty: bool,
+    ) -> Result<ExecProcess, SupervisorError> {
+        let handle = {
+            let state = self.inner.lock();
+            let entry =
+                state.workloads.get(&(project.to_string(), name.to_string())).ok_or_else(|| not_found(project, name))?;
+            entry
+                .instances
+                .iter()
+                .filter(|(index, _)| replica.is_none_or(|replica| **index == replica))
+                .find_map(|(_, instance)| instance.handle.clone().filter(|_| instance.phase == Phase::Running))
+                .ok_or(SupervisorError::NotRunning { name: name.to_string(), replica })?
+        };
+        Ok(self.inner.driver.exec(&handle, command, tty).await?)
+    }
+
+    /// Stops accepting changes. Workloads keep running: the next daemon re-attaches to them.
+    pub fn shutdown(&self) {
+        self.inner.lock().shutting_down = true;
+        self.inner.wake.notify_one();
+    }
+
+    fn set_desired(&self, project: &str, name: &str, desired: DesiredState) -> Result<(), SupervisorError> {
+        let mut state = self.inner.lock();
+        let entry = state
+            .workloads
+            .get_mut(&(project.to_string(), name.to_string()))
+            .filter(|entry| entry.desired != DesiredState::Deleted)
+            .ok_or_else(|| not_found(project, name))?;
+        entry.desired = desired;
+        if desired == DesiredState::Running {
+            for instance in entry.instances.values_mut() {
+                if instance.phase.is_terminal() && !instance.busy {
+                    instance.phase = Phase::Pending;
+                    instance.retry_at = None;
+                    instance.failures_in_row = 0;
+                }
+            }
+        }
+        self.inner.store.set_desired_state(project, name, desired.as_str(), time::to_millis(SystemTime::now()))?;
+        drop(state);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    fn instance_keys(&self, project: &str, name: &str) -> Result<Vec<InstanceKey>, SupervisorError> {
+        let state = self.inner.lock();
+        let entry = state.workloads.get(&(project.to_string(), name.to_string())).ok_or_else(|| not_found(project, name))?;
+        let mut replicas: Vec<u32> = entry.instances.keys().copied().collect();
+        if replicas.is_empty() {
+            replicas = (0..entry.spec.replicas.max(1)).collect();
+        }
+        Ok(replicas.into_iter().map(|replica| entry.instance_key(replica)).collect())
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Persists the events (with the instance record when given) and broadcasts them.
+    pub(crate) fn record(&self, instance: Option<(&InstanceKey, &InstanceEntry)>, pending: Vec<PendingEvent>) {
+        let now = SystemTime::now();
+        let store_events: Vec<_> = pending.iter().map(|event| event.to_store(now)).collect();
+        let result = match instance {
+            Some((key, entry)) => self.store.put_instance(&entry.to_record(key), &store_events),
+            None => self.store.append_events(&store_events),
+        };
+        match result {
+            Ok(ids) => self.broadcast(ids, pending, now),
+            Err(error) => tracing::error!(%error, "cannot record instance state"),
+        }
+    }
+
+    fn broadcast(&self, ids: Vec<i64>, pending: Vec<PendingEvent>, time: SystemTime) {
+        for (id, event) in ids.into_iter().zip(pending) {
+            tracing::info!(
+                project = %event.project,
+                workload = %event.workload,
+                replica = ?event.replica,
+                kind = event.kind.as_str(),
+                "{}",
+                event.message
+            );
+            let _ = self.events.send(Event {
+                id,
+                time,
+                project: event.project,
+                workload: Some(event.workload),
+                replica: event.replica,
+                kind: event.kind.as_str().to_string(),
+                message: event.message,
+                data: event.data,
+            });
+        }
+    }
+}
+
+fn not_found(project: &str, name: &str) -> SupervisorError {
+    SupervisorError::NotFound { project: project.to_string(), name: name.to_string() }
+}
+
+/// Refuses a batch that would clash with itself or with what runs already: host ports are
+/// global, names unique per project.
+fn validate_batch(state: &State, project: &str, specs: &[WorkloadSpec]) -> Result<(), SupervisorError> {
+    let mut names = std::collections::HashSet::new();
+    let mut claimed: BTreeMap<(u16, &'static str), String> = BTreeMap::new();
+    for (key, entry) in &state.workloads {
+        let replaced = key.0 == project && specs.iter().any(|spec| spec.name == key.1);
+        if replaced || entry.desired == DesiredState::Deleted {
+            continue;
+        }
+        for port in &entry.spec.ports {
+            claimed.insert((port.host, port.protocol.as_str()), format!("{}/{}", entry.project, entry.spec.name));
+        }
+    }
+    for spec in specs {
+        if !names.insert(spec.name.as_str()) {
+            return Err(SupervisorError::Invalid {
+                field: "name".to_string(),
+                message: format!("workload {} appears twice in the same apply: give each document its own name", spec.name),
+            });
+        }
+        if spec.replicas > 1 && !spec.ports.is_empty() {
+            return Err(SupervisorError::Invalid {
+                field: "ports".to_string(),
+                message: format!(
+                    "workload {} publishes host ports with {} replicas: a host port can go to one replica only; use replicas: 1 or drop ports",
+                    spec.name, spec.replicas
+                ),
+            });
+        }
+        let existing_ports: Vec<(u16, &str)> = state
+            .workloads
+            .get(&(project.to_string(), spec.name.clone()))
+            .map(|entry| entry.spec.ports.iter().map(|port| (port.host, port.protocol.as_str())).collect())
+            .unwrap_or_default();
+        for (index, port) in spec.ports.iter().enumerate() {
+            let claim = (port.host, port.protocol.as_str());
+            if let Some(owner) = claimed.get(&claim) {
+                return Err(SupervisorError::Invalid {
+                    field: format!("ports[{index}]"),
+                    message: format!(
+                        "host port {}/{} is already published by workload {owner}: pick another host port",
+                        port.host,
+                        port.protocol.as_str()
+                    ),
+                });
+            }
+            if !existing_ports.contains(&claim) && !ward_runtime::network::host_port_is_free(port.host, port.protocol) {
+                return Err(SupervisorError::Invalid {
+                    field: format!("ports[{index}]"),
+                    message: format!(
+                        "host port {}/{} is taken by another program on this host: pick another host port",
+                        port.host,
+                        port.protocol.as_str()
+                    ),
+                });
+            }
+            claimed.insert(claim, format!("{project}/{}", spec.name));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Domain views → wire documents, by hand, so the wire format is decided here alone.
+
+use std::time::SystemTime;
+
+use ward_client::wire::{EventEntry, InstanceStatus, LogEntry, WorkloadDocument, WorkloadStatus};
+use ward_runtime::LogLine;
+use ward_supervisor::{DesiredState, Event, InstanceView, Phase, WorkloadView};
+
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+pub fn workload_document(view: &WorkloadView) -> WorkloadDocument {
+    let spec = match view.spec.to_normalized_json() {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    let primary = view.primary();
+    let running: Vec<&InstanceView> = view.instances.iter().filter(|instance| instance.phase == Phase::Running).collect();
+    let samples: Vec<_> = running.iter().filter_map(|instance| instance.usage).collect();
+    let health = if view.spec.health.is_none() {
+        None
+    } else {
+        let states: Vec<_> = view.instances.iter().filter_map(|instance| instance.health).collect();
+        if states.is_empty() {
+            None
+        } else if states.iter().any(|state| state.as_str() == "unhealthy") {
+            Some("unhealthy".to_string())
+        } else if states.iter().all(|state| state.as_str() == "healthy") {
+            Some("healthy".to_string())
+        } else {
+            Some("starting".to_string())
+        }
+    };
+    let message = view.instances.iter().find_map(|instance| instance.message.clone());
+    let status = WorkloadStatus {
+        state: view.phase().as_str().to_string(),
+        restarts: view.restarts(),
+        exit_code: primary.and_then(|instance| instance.exit_code),
+        pid: primary.and_then(|instance| instance.pid),
+        started_at: primary.and_then(|instance| instance.started_at).map(rfc3339),
+        revision: view.revision,
+        project: view.project.clone(),
+        desired_state: match view.desired {
+            DesiredState::Running => "running",
+            DesiredState::Stopped => "stopped",
+            DesiredState::Deleted => "deleted",
+        }
+        .to_string(),
+        oom_killed: primary.is_some_and(|instance| instance.oom_killed),
+        finished_at: primary.and_then(|instance| instance.finished_at).map(rfc3339),
+        health,
+        message,
+        created_at: rfc3339(view.created_at),
+        updated_at: rfc3339(view.updated_at),
+        cpu_seconds: (!samples.is_empty()).then(|| samples.iter().map(|sample| sample.cpu_seconds).sum()),
+        cpu_percent: samples
+            .iter()
+            .map(|sample| sample.cpu_percent)
+            .collect::<Option<Vec<f64>>>()
+            .filter(|percents| !percents.is_empty())
+            .map(|percents| percents.iter().sum()),
+        memory_bytes: (!samples.is_empty()).then(|| samples.iter().map(|sample| sample.memory_bytes).sum()),
+        process_count: (!samples.is_empty()).then(|| samples.iter().map(|sample| sample.pids).sum()),
+        instances: view.instances.iter().map(instance_status).collect(),
+    };
+    WorkloadDocument { spec, status }
+}
+
+fn instance_status(instance: &InstanceView) -> InstanceStatus {
+    InstanceStatus {
+        name: instance.name.clone(),
+        replica: instance.replica,
+        state: instance.phase.as_str().to_string(),
+        restarts: instance.restarts,
+        exit_code: instance.exit_code,
+        pid: instance.pid,
+        started_at: instance.started_at.map(rfc3339),
+        finished_at: instance.finished_at.map(rfc3339),
+        oom_killed: instance.oom_killed,
+        health: instance.health.map(|health| health.as_str().to_string()),
+        address: instance.address.map(|address| address.to_string()),
+        revision: instance.revision,
+        message: instance.message.clone(),
+    }
+}
+
+pub fn log_entry(instance: &str, line: &LogLine) -> LogEntry {
+    LogEntry {
+        time: humantime::format_rfc3339_nanos(line.time).to_string(),
+        stream: line.stream.as_str().to_string(),
+        instance: instance.to_string(),
+        line: line.text.clone(),
+    }
+}
+
+pub fn event_entry(event: &Event) -> EventEntry {
+    EventEntry {
+        id: event.id,
+        time: rfc3339(event.time),
+        project: event.project.clone(),
+        workload: event.workload.clone(),
+        instance: match (&event.workload, event.replica) {
+            (Some(workload), Some(replica)) => Some(format!("{workload}-{replica}")),
+            _ => None,
+        },
+        kind: event.kind.clone(),
+        message: event.message.clone(),
+        data: event.data.clone(),
+    }
+}

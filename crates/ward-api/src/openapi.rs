@@ -1,0 +1,45 @@
+//! `GET /openapi.json`: the OpenAPI 3 description, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Ward", description = "Ward's native API: workloads, logs, exec, events, metrics."),
+    paths(
+        crate::healthz,
+        crate::metrics::metrics,
+        openapi,
+        crate::workloads::list,
+        crate::workloads::create,
+        crate::workloads::get,
+        crate::workloads::put,
+        crate::workloads::apply,
+        crate::workloads::delete,
+        crate::workloads::start,
+        crate::workloads::stop,
+        crate::workloads::restart,
+        crate::logs::logs,
+        crate::exec::exec,
+        crate::events::events,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "daemon",
+    responses((status = 200, description = "This OpenAPI document")))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

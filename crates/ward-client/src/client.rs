@@ -1,0 +1,360 @@
+//! `Client`: one method per API call, returning wire types.
+
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use reqwest::{Method, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+
+use crate::error::ClientError;
+use crate::wire::{ApplyRequest, ApplyResponse, ErrorBody, EventEntry, LogEntry, WorkloadDocument, WorkloadList};
+
+/// A connection to one Ward daemon.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    token: Option<String>,
+    project: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Client")
+            .field("base_url", &self.base_url)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("project", &self.project)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub tail: Option<usize>,
+    /// RFC 3339 time or a duration like `10m` (meaning that long ago).
+    pub since: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ExecOptions {
+    pub tty: bool,
+    pub replica: Option<u32>,
+    pub cols: Option<u16>,
+    pub rows: Option<u16>,
+}
+
+impl Client {
+    /// `base_url` like `http://127.0.0.1:7380`; `token` is the bearer key.
+    pub fn new(base_url: &str, token: Option<String>) -> Client {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Client { http, base_url: base_url.trim_end_matches('/').to_string(), token, project: "default".to_string() }
+    }
+
+    /// The project every workload call addresses (default: `default`).
+    pub fn with_project(mut self, project: &str) -> Client {
+        self.project = project.to_string();
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub async fn health(&self) -> Result<(), ClientError> {
+        let url = format!("{}/healthz", self.base_url);
+        let response = self.send(self.http.get(&url), &url).await?;
+        Self::check(response, &url).await.map(|_| ())
+    }
+
+    pub async fn list_workloads(&self, all: bool) -> Result<Vec<WorkloadDocument>, ClientError> {
+        let path = format!("/api/v1/workloads?all={all}");
+        let list: WorkloadList = self.call(Method::GET, &path, None).await?;
+        Ok(list.workloads)
+    }
+
+    pub async fn get_workload(&self, name: &str) -> Result<WorkloadDocument, ClientError> {
+        self.call(Method::GET, &format!("/api/v1/workloads/{name}"), None).await
+    }
+
+    /// Creates a workload; with `wait`, answers once it runs or has failed to start.
+    pub async fn create_workload(&self, spec: &serde_json::Value, wait: bool) -> Result<WorkloadDocument, ClientError> {
+        self.call(Method::POST, &format!("/api/v1/workloads?wait={wait}"), Some(spec)).await
+    }
+
+    /// Creates or updates one workload.
+    pub async fn put_workload(&self, name: &str, spec: &serde_json::Value) -> Result<WorkloadDocument, ClientError> {
+        self.call(Method::PUT, &format!("/api/v1/workloads/{name}"), Some(spec)).await
+    }
+
+    /// Applies several workloads, all or nothing.
+    pub async fn apply(&self, request: &ApplyRequest) -> Result<ApplyResponse, ClientError> {
+        let body = serde_json::to_value(request).map_err(|error| ClientError::Protocol {
+            url: self.base_url.clone(),
+            reason: error.to_string(),
+        })?;
+        self.call(Method::POST, "/api/v1/apply", Some(&body)).await
+    }
+
+    pub async fn delete_workload(&self, name: &str, force: bool) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.call(Method::DELETE, &format!("/api/v1/workloads/{name}?force={force}"), None).await?;
+        Ok(())
+    }
+
+    /// `action` is `start`, `stop` or `restart`.
+    pub async fn workload_action(&self, name: &str, action: &str) -> Result<WorkloadDocument, ClientError> {
+        self.call(Method::POST, &format!("/api/v1/workloads/{name}/{action}"), None).await
+    }
+
+    /// Log entries; with `follow`, the stream stays open and yields new lines as they come.
+    pub async fn logs(
+        &self,
+        name: &str,
+        options: &LogOptions,
+    ) -> Result<impl Stream<Item = Result<LogEntry, ClientError>> + use<>, ClientError> {
+        let mut path = format!("/api/v1/workloads/{name}/logs?follow={}", options.follow);
+        if let Some(tail) = options.tail {
+            path.push_str(&format!("&tail={tail}"));
+        }
+        if let Some(since) = &options.since {
+            path.push_str(&format!("&since={}", encode_query_value(since)));
+        }
+        let url = self.url(&path);
+        let response = self.send(self.request(Method::GET, &url), &url).await?;
+        let response = Self::check(response, &url).await?;
+        Ok(ndjson_stream(response, url))
+    }
+
+    /// Events after `since` (an event id), then, with `follow`, new ones as they happen.
+    pub async fn events(
+        &self,
+        since: Option<i64>,
+        follow: bool,
+    ) -> Result<impl Stream<Item = Result<EventEntry, ClientError>> + use<>, ClientError> {
+        let mut path = format!("/api/v1/events?follow={follow}");
+        if let Some(since) = since {
+            path.push_str(&format!("&since={since}"));
+        }
+        let url = self.url(&path);
+        let response = self.send(self.request(Method::GET, &url), &url).await?;
+        let response = Self::check(response, &url).await?;
+        Ok(sse_stream(response, url))
+    }
+
+    /// The URL of the exec WebSocket for `command` in workload `name`.
+    pub fn exec_url(&self, name: &str, command: &[String], options: &ExecOptions) -> String {
+        let mut url = self.url(&format!("/api/v1/workloads/{name}/exec?tty={}", options.tty));
+        for argument in command {
+            url.push_str(&format!("&command={}", encode_query_value(argument)));
+        }
+        if let Some(replica) = options.replica {
+            url.push_str(&format!("&replica={replica}"));
+        }
+        if let (Some(cols), Some(rows)) = (options.cols, options.rows) {
+            url.push_str(&format!("&cols={cols}&rows={rows}"));
+        }
+        url.replacen("http", "ws", 1)
+    }
+
+    /// Opens the exec WebSocket. Binary frames carry a channel byte first:
+    /// 0 stdin (client → server), 1 stdout, 2 stderr (server → client).
+    pub async fn exec(
+        &self,
+        name: &str,
+        command: &[String],
+        options: &ExecOptions,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+        ClientError,
+    > {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = self.exec_url(name, command, options);
+        let mut request = url.as_str().into_client_request().map_err(|error| ClientError::WebSocket {
+            url: url.clone(),
+            reason: error.to_string(),
+        })?;
+        if let Some(token) = &self.token {
+            if let Ok(value) = format!("Bearer {token}").parse() {
+                request.headers_mut().insert("authorization", value);
+            }
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((stream, _)) => Ok(stream),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let status = response.status().as_u16();
+                let body = response.body().as_deref().unwrap_or_default();
+                Err(api_error(status, body))
+            }
+            Err(error) => Err(ClientError::WebSocket { url, reason: error.to_string() }),
+        }
+    }
+
+    /// Any GET returning text (`/metrics`, `/openapi.json`).
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let url = self.url(path);
+        let response = self.send(self.request(Method::GET, &url), &url).await?;
+        let response = Self::check(response, &url).await?;
+        response.text().await.map_err(|error| ClientError::Protocol { url, reason: error.to_string() })
+    }
+
+    fn url(&self, path: &str) -> String {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        format!("{}{}{}project={}", self.base_url, path, separator, encode_query_value(&self.project))
+    }
+
+    fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        let builder = self.http.request(method, url);
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let mut builder = self.request(method, &url);
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        let response = self.send(builder, &url).await?;
+        let response = Self::check(response, &url).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| ClientError::Protocol { url: url.clone(), reason: error.to_string() })?;
+        serde_json::from_slice(&bytes).map_err(|error| ClientError::Protocol { url, reason: error.to_string() })
+    }
+
+    async fn send(&self, builder: RequestBuilder, url: &str) -> Result<Response, ClientError> {
+        builder.send().await.map_err(|error| ClientError::Unreachable {
+            url: url.split('?').next().unwrap_or(url).to_string(),
+            reason: root_cause(&error),
+        })
+    }
+
+    async fn check(response: Response, url: &str) -> Result<Response, ClientError> {
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| ClientError::Protocol { url: url.to_string(), reason: error.to_string() })?;
+        Err(api_error(status, &body))
+    }
+}
+
+fn api_error(status: u16, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(parsed) => ClientError::Api {
+            status,
+            code: parsed.error.code,
+            message: parsed.error.message,
+            field: parsed.error.field,
+        },
+        Err(_) => ClientError::Api {
+            status,
+            code: "http_error".to_string(),
+            message: format!("the daemon answered HTTP {status}: {}", String::from_utf8_lossy(body).trim()),
+            field: None,
+        },
+    }
+}
+
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass through).
+fn encode_query_value(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => encoded.push(byte as char),
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    encoded
+}
+
+/// Splits a byte stream into lines, yielding each complete line.
+fn lines(response: Response) -> impl Stream<Item = Result<String, reqwest::Error>> {
+    let bytes = response.bytes_stream();
+    futures_util::stream::unfold((bytes, Vec::<u8>::new(), false), |(mut bytes, mut buffer, mut done)| async move {
+        loop {
+            if let Some(position) = buffer.iter().position(|&byte| byte == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=position).collect();
+                let text = String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_string();
+                return Some((Ok(text), (bytes, buffer, done)));
+            }
+            if done {
+                if buffer.is_empty() {
+                    return None;
+                }
+                let text = String::from_utf8_lossy(&buffer).to_string();
+                buffer.clear();
+                return Some((Ok(text), (bytes, buffer, done)));
+            }
+            match bytes.next().await {
+                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                Some(Err(error)) => return Some((Err(error), (bytes, buffer, true))),
+                None => done = true,
+            }
+        }
+    })
+}
+
+fn ndjson_stream<T: DeserializeOwned>(response: Response, url: String) -> impl Stream<Item = Result<T, ClientError>> {
+    lines(response)
+        .map_err({
+            let url = url.clone();
+            move |error| ClientError::Protocol { url: url.clone(), reason: error.to_string() }
+        })
+        .try_filter(|line| futures_util::future::ready(!line.trim().is_empty()))
+        .and_then(move |line| {
+            let parsed = serde_json::from_str(&line)
+                .map_err(|error| ClientError::Protocol { url: url.clone(), reason: error.to_string() });
+            futures_util::future::ready(parsed)
+        })
+}
+
+/// Reads `data:` lines of a Server-Sent Events stream (one JSON object per event).
+fn sse_stream<T: DeserializeOwned>(response: Response, url: String) -> impl Stream<Item = Result<T, ClientError>> {
+    lines(response)
+        .map_err({
+            let url = url.clone();
+            move |error| ClientError::Protocol { url: url.clone(), reason: error.to_string() }
+        })
+        .try_filter_map(move |line| {
+            let parsed = match line.strip_prefix("data:") {
+                Some(data) => serde_json::from_str(data.trim())
+                    .map(Some)
+                    .map_err(|error| ClientError::Protocol { url: url.clone(), reason: error.to_string() }),
+                None => Ok(None),
+            };
+            futures_util::future::ready(parsed)
+        })
+}

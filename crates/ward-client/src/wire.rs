@@ -1,0 +1,174 @@
+//! JSON bodies of the native API, as they cross the wire.
+//!
+//! A workload document is the normalised spec (CONTRACT §2) with a `status` object added;
+//! the spec part stays a `serde_json::Value` so the client never second-guesses the server's
+//! normalisation.
+
+use serde::{Deserialize, Serialize};
+
+/// A workload as `GET /api/v1/workloads/{name}` returns it: spec fields plus `status`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkloadDocument {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Map<String, serde_json::Value>,
+    pub status: WorkloadStatus,
+}
+
+impl WorkloadDocument {
+    pub fn name(&self) -> &str {
+        self.spec.get("name").and_then(|value| value.as_str()).unwrap_or("")
+    }
+
+    pub fn kind(&self) -> &str {
+        self.spec.get("kind").and_then(|value| value.as_str()).unwrap_or("")
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkloadStatus {
+    /// `pending|starting|running|stopping|stopped|exited|failed`
+    pub state: String,
+    pub restarts: u32,
+    pub exit_code: Option<i32>,
+    pub pid: Option<u32>,
+    /// RFC 3339.
+    pub started_at: Option<String>,
+    pub revision: i64,
+    pub project: String,
+    /// `running` or `stopped`: what the user asked for.
+    pub desired_state: String,
+    pub oom_killed: bool,
+    pub finished_at: Option<String>,
+    /// `healthy|unhealthy|starting`, or null without a health check.
+    pub health: Option<String>,
+    /// Why the workload is in its state, when there is more to say (a start error, a backoff).
+    pub message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// CPU time used since start, in seconds, summed over instances (null when unknown).
+    pub cpu_seconds: Option<f64>,
+    /// CPU use over the last sampling interval, in percent of one core, summed over instances.
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    /// Current memory use in bytes, summed over instances.
+    pub memory_bytes: Option<u64>,
+    /// Current number of processes (the cgroup's `pids.current`), summed over instances.
+    #[serde(default)]
+    pub process_count: Option<u64>,
+    pub instances: Vec<InstanceStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InstanceStatus {
+    /// `<workload>-<replica>`
+    pub name: String,
+    pub replica: u32,
+    pub state: String,
+    pub restarts: u32,
+    pub exit_code: Option<i32>,
+    pub pid: Option<u32>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub oom_killed: bool,
+    pub health: Option<String>,
+    pub address: Option<String>,
+    pub revision: i64,
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkloadList {
+    pub workloads: Vec<WorkloadDocument>,
+}
+
+/// `POST /api/v1/apply`: several workloads, applied all or nothing.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApplyRequest {
+    #[schema(value_type = Vec<Object>)]
+    pub workloads: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApplyResponse {
+    pub results: Vec<ApplyResult>,
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApplyResult {
+    pub name: String,
+    /// `created|updated|unchanged`
+    pub action: String,
+    pub revision: i64,
+    pub changes: Vec<FieldChange>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FieldChange {
+    /// Dotted path into the normalised spec, like `resources.memory`.
+    pub path: String,
+    #[schema(value_type = Option<Object>)]
+    pub old: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub new: Option<serde_json::Value>,
+}
+
+/// One line of `GET /api/v1/workloads/{name}/logs` (newline-delimited JSON).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogEntry {
+    /// RFC 3339 with nanoseconds.
+    pub time: String,
+    /// `stdout|stderr`
+    pub stream: String,
+    pub instance: String,
+    pub line: String,
+}
+
+/// One event of `GET /api/v1/events` (Server-Sent Events, `data:` is this JSON).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EventEntry {
+    pub id: i64,
+    /// RFC 3339.
+    pub time: String,
+    pub project: String,
+    pub workload: Option<String>,
+    pub instance: Option<String>,
+    /// `created|updated|deleted|starting|started|exited|oom_killed|restarting|stopping|stopped|start_failed|health_failed|unhealthy|healthy|scaled`
+    pub kind: String,
+    pub message: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// The error body of every failed API call.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `bad_request|invalid_spec|unauthorized|not_found|conflict|internal`
+    pub code: String,
+    pub message: String,
+    /// The spec field at fault, for `invalid_spec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Frames the exec WebSocket sends as text, besides binary output frames.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecControl {
+    /// Client → server: the terminal's new size.
+    Resize { cols: u16, rows: u16 },
+    /// Client → server: no more input.
+    CloseStdin,
+    /// Server → client: the command ended.
+    Exit { exit_code: Option<i32>, signal: Option<i32> },
+    /// Server → client: the command could not run.
+    Error { message: String },
+}

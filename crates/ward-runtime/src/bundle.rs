@@ -1,0 +1,483 @@
+//! The OCI bundle of an instance: the `config.json` that tells the OCI runtime how to isolate
+//! it, the root filesystem it starts from, and the volumes mounted into it.
+//!
+//! [`oci_config`] is a pure function from [`BundleSettings`] to the JSON document; everything
+//! that looks at the host (volumes, the skeleton root) is resolved before it is called.
+
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::{json, Value};
+use ward_spec::{NetworkMode, VolumeMount, WorkloadSpec};
+
+use crate::host::PRIVATE_TOP_LEVEL;
+use crate::seccomp;
+use crate::RuntimeError;
+
+/// `PATH` of every workload unless its spec sets one.
+pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Size of the private `/tmp` when the workload has no memory limit (with one, the limit).
+pub(crate) const DEFAULT_TMP_BYTES: u64 = 64 * 1024 * 1024;
+/// Size of the private `/run`.
+const RUN_BYTES: u64 = 16 * 1024 * 1024;
+const CPU_PERIOD_MICROS: u64 = 100_000;
+/// The smallest CPU quota the kernel accepts.
+const CPU_QUOTA_MIN_MICROS: u64 = 1_000;
+
+/// Paths of the OCI default profile (`crun spec`) that are hidden behind an empty mount.
+const DEFAULT_MASKED_PATHS: [&str; 10] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/proc/scsi",
+];
+/// Paths of the OCI default profile that are read-only even where their mount is not.
+const DEFAULT_READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// Host files that the sandbox must not read although they are part of the host filesystem:
+/// its root user (uid 0 without capabilities) still owns them, so only a mask hides them.
+pub(crate) const HOST_SECRET_PATHS: [&str; 7] =
+    ["/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh", "/etc/ssl/private", "/root"];
+
+/// The root filesystem an instance starts from.
+#[derive(Clone, Debug)]
+pub(crate) enum RootFilesystem {
+    /// The host's own filesystem, read-only: an empty skeleton of the host's top level with each
+    /// top-level directory bound onto it. Process workloads run this way.
+    Host {
+        skeleton: PathBuf,
+        top_level_dirs: Vec<String>,
+        /// The runtime and kernel make `rro` binds read-only all the way down.
+        recursive_readonly: bool,
+        /// Without `rro`: the mount points below the top-level directories, bound read-only
+        /// one by one so that none stays writable.
+        submounts: Vec<PathBuf>,
+    },
+}
+
+/// A volume ready to mount: `source` exists on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ResolvedVolume {
+    pub source: PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// Everything [`oci_config`] needs.
+#[derive(Clone, Debug)]
+pub(crate) struct BundleSettings<'a> {
+    pub spec: &'a WorkloadSpec,
+    pub command: &'a [String],
+    pub root: &'a RootFilesystem,
+    pub volumes: &'a [ResolvedVolume],
+    /// Hidden in addition to the OCI defaults (Ward's data directory, host secrets).
+    pub masked_paths: &'a [PathBuf],
+    pub cgroups_path: String,
+    /// The caller's hard `RLIMIT_NOFILE`, which the sandbox must not exceed.
+    pub nofile_hard_limit: u64,
+    pub cgroup_namespace: bool,
+    /// Limit swap to the memory limit (only where the host swaps and accounts swap).
+    pub swap_limit: bool,
+}
+
+/// The OCI runtime spec (version 1.0) of an instance.
+pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
+    let spec = settings.spec;
+    let nofile_soft = settings.nofile_hard_limit.min(1024);
+    let no_capabilities: [&str; 0] = [];
+    let cwd = match spec.workdir.as_deref() {
+        Some(workdir) if workdir.starts_with('/') => workdir.to_string(),
+        Some(workdir) => format!("/{workdir}"),
+        None => "/".to_string(),
+    };
+
+    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+    if spec.network != NetworkMode::Host {
+        namespaces.push(json!({"type": "network"}));
+    }
+    if settings.cgroup_namespace {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
+
+    let mut masked_paths: Vec<String> = DEFAULT_MASKED_PATHS.iter().map(|path| path.to_string()).collect();
+    masked_paths.extend(settings.masked_paths.iter().map(|path| path.display().to_string()));
+
+    let root_path = match settings.root {
+        RootFilesystem::Host { skeleton, .. } => skeleton,
+    };
+
+    json!({
+        "ociVersion": "1.0.0",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": settings.command,
+            "env": environment(spec),
+            "cwd": cwd,
+            "capabilities": {
+                "bounding": no_capabilities,
+                "effective": no_capabilities,
+                "inheritable": no_capabilities,
+                "permitted": no_capabilities,
+                "ambient": no_capabilities,
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": nofile_soft, "hard": settings.nofile_hard_limit}],
+            "noNewPrivileges": true,
+        },
+        "root": {"path": root_path, "readonly": true},
+        "hostname": spec.name,
+        "mounts": mounts(settings),
+        "linux": {
+            "resources": resources(settings),
+            "cgroupsPath": settings.cgroups_path,
+            "namespaces": namespaces,
+            "maskedPaths": masked_paths,
+            "readonlyPaths": DEFAULT_READONLY_PATHS,
+            "rootfsPropagation": "rprivate",
+            "seccomp": seccomp::profile(),
+        },
+    })
+}
+
+/// `PATH` and `HOSTNAME`, then the spec's variables (which win over both).
+fn environment(spec: &WorkloadSpec) -> Vec<String> {
+    let mut environment = Vec::with_capacity(spec.env.len() + 2);
+    if !spec.env.contains_key("PATH") {
+        environment.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !spec.env.contains_key("HOSTNAME") {
+        environment.push(format!("HOSTNAME={}", spec.name));
+    }
+    environment.extend(spec.env.iter().map(|(name, value)| format!("{name}={value}")));
+    environment
+}
+
+fn mounts(settings: &BundleSettings<'_>) -> Vec<Value> {
+    let mut mounts = Vec::new();
+    let RootFilesystem::Host { top_level_dirs, recursive_readonly, submounts, .. } = settings.root;
+    let readonly_bind = |path: &str, recursive: bool| {
+        let options: &[&str] =
+            if recursive { &["rbind", "ro", "rro", "nosuid", "nodev"] } else { &["rbind", "ro", "nosuid", "nodev"] };
+        json!({"destination": path, "type": "bind", "source": path, "options": options})
+    };
+    for dir in top_level_dirs {
+        mounts.push(readonly_bind(&format!("/{dir}"), *recursive_readonly));
+    }
+    if !recursive_readonly {
+        for submount in submounts {
+            mounts.push(readonly_bind(&submount.display().to_string(), false));
+        }
+    }
+
+    let tmp_bytes = settings.spec.resources.memory.unwrap_or(DEFAULT_TMP_BYTES);
+    mounts.extend([
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "mode=1777", format!("size={tmp_bytes}")]}),
+        json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "noexec", "mode=755", format!("size={RUN_BYTES}")]}),
+    ]);
+
+    for volume in settings.volumes {
+        let access = if volume.read_only { "ro" } else { "rw" };
+        let mut options = vec!["rbind", access, "nosuid", "nodev"];
+        if volume.read_only && *recursive_readonly {
+            options.push("rro");
+        }
+        mounts.push(json!({"destination": volume.target, "type": "bind", "source": volume.source, "options": options}));
+    }
+    mounts
+}
+
+fn resources(settings: &BundleSettings<'_>) -> Value {
+    let limits = &settings.spec.resources;
+    let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    if let Some(memory) = limits.memory {
+        resources["memory"] = if settings.swap_limit { json!({"limit": memory, "swap": memory}) } else { json!({"limit": memory}) };
+    }
+    if let Some(cores) = limits.cpu {
+        let quota = (cores * CPU_PERIOD_MICROS as f64).round().max(CPU_QUOTA_MIN_MICROS as f64) as u64;
+        resources["cpu"] = json!({"quota": quota, "period": CPU_PERIOD_MICROS});
+    }
+    if let Some(pids) = limits.pids {
+        resources["pids"] = json!({"limit": pids});
+    }
+    resources
+}
+
+/// Where named volumes live: `DATA/volumes/<project>/<name>`.
+pub(crate) fn named_volume_dir(data_dir: &Path, project: &str, name: &str) -> PathBuf {
+    data_dir.join("volumes").join(project).join(name)
+}
+
+/// Checks the volumes of a workload and creates its named volumes. `host_root`: the instance
+/// sees the host filesystem read-only, so a target inside it must already exist there.
+pub(crate) fn resolve_volumes(
+    data_dir: &Path,
+    project: &str,
+    volumes: &[VolumeMount],
+    host_root: bool,
+) -> Result<Vec<ResolvedVolume>, RuntimeError> {
+    let mut resolved = Vec::with_capacity(volumes.len());
+    for volume in volumes {
+        check_target(&volume.target, host_root)?;
+        let source = if volume.is_named() {
+            if !valid_volume_name(&volume.source) {
+                return Err(RuntimeError::InvalidVolumeName { name: volume.source.clone() });
+            }
+            let dir = named_volume_dir(data_dir, project, &volume.source);
+            fs::create_dir_all(&dir).map_err(|source| RuntimeError::io("create volume", &dir, source))?;
+            dir
+        } else {
+            let path = PathBuf::from(&volume.source);
+            if !path.exists() {
+                return Err(RuntimeError::VolumeSourceMissing { host_path: path });
+            }
+            path
+        };
+        resolved.push(ResolvedVolume { source, target: volume.target.clone(), read_only: volume.read_only });
+    }
+    Ok(resolved)
+}
+
+fn valid_volume_name(name: &str) -> bool {
+    let valid_character = |character: char| character.is_ascii_alphanumeric() || matches!(character, '.' | '_' | '-');
+    !name.is_empty() && name != "." && name != ".." && name.len() <= 128 && name.chars().all(valid_character)
+}
+
+fn check_target(target: &str, host_root: bool) -> Result<(), RuntimeError> {
+    let invalid = |reason| Err(RuntimeError::InvalidVolumeTarget { target: target.to_string(), reason });
+    let path = Path::new(target);
+    if !path.is_absolute() {
+        return invalid("must be an absolute path");
+    }
+    if path.components().any(|component| matches!(component, Component::ParentDir)) {
+        return invalid("must not contain '..'");
+    }
+    let Some(Component::Normal(first)) = path.components().nth(1) else {
+        return invalid("cannot be the root directory");
+    };
+    let first = first.to_string_lossy();
+    if matches!(first.as_ref(), "proc" | "sys" | "dev") {
+        return invalid("is reserved for the kernel's filesystems");
+    }
+    let inside_host_filesystem = !PRIVATE_TOP_LEVEL.contains(&first.as_ref()) && Path::new("/").join(first.as_ref()).exists();
+    if host_root && inside_host_filesystem && !path.exists() {
+        return invalid(
+            "does not exist on the host, whose filesystem the workload sees read-only: \
+             mount volumes on an existing directory, under /tmp, or on a new top-level directory",
+        );
+    }
+    Ok(())
+}
+
+/// Makes `DATA/rootfs/host`, the empty skeleton of the host's top level (an empty directory for
+/// each directory, the same link for each symbolic link), once; concurrent callers race safely
+/// through a temporary directory and a rename.
+pub(crate) fn ensure_host_skeleton(data_dir: &Path) -> Result<PathBuf, RuntimeError> {
+    let rootfs = data_dir.join("rootfs");
+    let skeleton = rootfs.join("host");
+    if skeleton.is_dir() {
+        return Ok(skeleton);
+    }
+    fs::create_dir_all(&rootfs).map_err(|source| RuntimeError::io("create", &rootfs, source))?;
+    let temporary = rootfs.join(format!(".host.{}.tmp", std::process::id()));
+    let _ = fs::remove_dir_all(&temporary);
+    build_skeleton(&temporary).map_err(|source| RuntimeError::io("create skeleton", &temporary, source))?;
+    match fs::rename(&temporary, &skeleton) {
+        Ok(()) => Ok(skeleton),
+        Err(_) if skeleton.is_dir() => {
+            let _ = fs::remove_dir_all(&temporary);
+            Ok(skeleton)
+        }
+        Err(source) => Err(RuntimeError::io("rename", &temporary, source)),
+    }
+}
+
+fn build_skeleton(dir: &Path) -> io::Result<()> {
+    fs::create_dir(dir)?;
+    for entry in fs::read_dir("/")? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if PRIVATE_TOP_LEVEL.iter().any(|private| name == *private) {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(entry.path())?, dir.join(&name))?;
+        } else if kind.is_dir() {
+            fs::create_dir(dir.join(&name))?;
+        }
+    }
+    for private in PRIVATE_TOP_LEVEL {
+        fs::create_dir(dir.join(private))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ward_spec::{Resources, RestartPolicy, WorkloadKind};
+
+    use super::*;
+
+    fn spec(network: NetworkMode) -> WorkloadSpec {
+        WorkloadSpec {
+            name: "web".into(),
+            kind: WorkloadKind::Process,
+            image: None,
+            command: Some(vec!["sleep".into(), "1".into()]),
+            workdir: Some("/srv".into()),
+            env: BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),
+            resources: Resources { cpu: Some(1.5), memory: Some(64 << 20), pids: Some(64), gpu: None, disk: None },
+            ports: Vec::new(),
+            volumes: Vec::new(),
+            network,
+            restart: RestartPolicy::default(),
+            health: None,
+            replicas: 1,
+            autoscale: None,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn config(spec: &WorkloadSpec, recursive_readonly: bool) -> Value {
+        let root = RootFilesystem::Host {
+            skeleton: PathBuf::from("/data/rootfs/host"),
+            top_level_dirs: vec!["etc".into(), "usr".into()],
+            recursive_readonly,
+            submounts: vec![PathBuf::from("/usr/share/mnt")],
+        };
+        let volumes = [ResolvedVolume { source: "/data/volumes/default/data".into(), target: "/data".into(), read_only: true }];
+        let masked = [PathBuf::from("/data")];
+        oci_config(&BundleSettings {
+            spec,
+            command: spec.command.as_deref().unwrap_or_default(),
+            root: &root,
+            volumes: &volumes,
+            masked_paths: &masked,
+            cgroups_path: "/ward/ward.default.web.0".into(),
+            nofile_hard_limit: 20_000,
+            cgroup_namespace: true,
+            swap_limit: true,
+        })
+    }
+
+    fn destinations(config: &Value) -> Vec<&str> {
+        config["mounts"].as_array().expect("mounts").iter().filter_map(|mount| mount["destination"].as_str()).collect()
+    }
+
+    #[test]
+    fn process_is_unprivileged_and_limited() {
+        let config = config(&spec(NetworkMode::None), true);
+        let process = &config["process"];
+        assert_eq!(process["args"], json!(["sleep", "1"]));
+        assert_eq!(process["cwd"], "/srv");
+        assert_eq!(process["noNewPrivileges"], true);
+        assert_eq!(process["user"], json!({"uid": 0, "gid": 0}));
+        for set in ["bounding", "effective", "inheritable", "permitted", "ambient"] {
+            assert_eq!(process["capabilities"][set], json!([]), "capability set {set}");
+        }
+        assert_eq!(process["rlimits"], json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 20000}]));
+        assert_eq!(process["env"], json!([format!("PATH={DEFAULT_PATH}"), "HOSTNAME=web", "GREETING=hello"]));
+        assert_eq!(config["hostname"], "web");
+        let resources = &config["linux"]["resources"];
+        assert_eq!(resources["memory"], json!({"limit": 64 << 20, "swap": 64 << 20}));
+        assert_eq!(resources["cpu"], json!({"quota": 150_000, "period": 100_000}));
+        assert_eq!(resources["pids"], json!({"limit": 64}));
+        assert_eq!(config["linux"]["cgroupsPath"], "/ward/ward.default.web.0");
+        assert_eq!(config["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+    }
+
+    #[test]
+    fn host_filesystem_is_read_only_with_private_scratch_space() {
+        let config = config(&spec(NetworkMode::None), true);
+        assert_eq!(config["root"], json!({"path": "/data/rootfs/host", "readonly": true}));
+        let mounts = config["mounts"].as_array().expect("mounts");
+        assert_eq!(mounts[0]["options"], json!(["rbind", "ro", "rro", "nosuid", "nodev"]));
+        assert_eq!(
+            destinations(&config),
+            ["/etc", "/usr", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/tmp", "/run", "/data"]
+        );
+        let tmp = mounts.iter().find(|mount| mount["destination"] == "/tmp").expect("/tmp");
+        assert_eq!(tmp["options"], json!(["nosuid", "nodev", "mode=1777", format!("size={}", 64 << 20)]));
+        let volume = mounts.last().expect("volume");
+        assert_eq!(volume["options"], json!(["rbind", "ro", "nosuid", "nodev", "rro"]));
+        let masked = config["linux"]["maskedPaths"].as_array().expect("masked");
+        assert!(masked.contains(&json!("/data")) && masked.contains(&json!("/proc/kcore")));
+    }
+
+    #[test]
+    fn without_recursive_readonly_submounts_are_bound_one_by_one() {
+        let config = config(&spec(NetworkMode::None), false);
+        let mounts = config["mounts"].as_array().expect("mounts");
+        assert_eq!(mounts[2]["destination"], "/usr/share/mnt");
+        assert_eq!(mounts[2]["options"], json!(["rbind", "ro", "nosuid", "nodev"]));
+    }
+
+    #[test]
+    fn network_namespace_follows_the_network_mode() {
+        let has_network_namespace = |mode| {
+            config(&spec(mode), true)["linux"]["namespaces"]
+                .as_array()
+                .expect("namespaces")
+                .iter()
+                .any(|namespace| namespace["type"] == "network")
+        };
+        assert!(has_network_namespace(NetworkMode::None));
+        assert!(has_network_namespace(NetworkMode::Bridge));
+        assert!(!has_network_namespace(NetworkMode::Host));
+    }
+
+    #[test]
+    fn volumes_are_checked() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mount = |source: &str, target: &str| VolumeMount { source: source.into(), target: target.into(), read_only: false };
+        let resolve = |volume: VolumeMount| resolve_volumes(data.path(), "default", &[volume], true);
+
+        let named = resolve(mount("data", "/tmp/data")).expect("named volume");
+        assert_eq!(named[0].source, data.path().join("volumes/default/data"));
+        assert!(named[0].source.is_dir());
+        assert!(matches!(resolve(mount("..", "/x")), Err(RuntimeError::InvalidVolumeName { .. })));
+        assert!(matches!(resolve(mount("/no/such/dir", "/x")), Err(RuntimeError::VolumeSourceMissing { .. })));
+        assert!(matches!(resolve(mount("data", "relative")), Err(RuntimeError::InvalidVolumeTarget { .. })));
+        assert!(matches!(resolve(mount("data", "/proc/x")), Err(RuntimeError::InvalidVolumeTarget { .. })));
+        assert!(matches!(
+            resolve(mount("data", "/usr/no-such-dir-for-ward")),
+            Err(RuntimeError::InvalidVolumeTarget { .. })
+        ));
+        assert!(resolve(mount("data", "/ward-new-top-level")).is_ok());
+    }
+
+    #[test]
+    fn skeleton_mirrors_the_host_top_level() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let skeleton = ensure_host_skeleton(data.path()).expect("skeleton");
+        assert_eq!(ensure_host_skeleton(data.path()).expect("again"), skeleton);
+        for private in PRIVATE_TOP_LEVEL {
+            assert!(skeleton.join(private).is_dir(), "{private} missing");
+        }
+        assert!(skeleton.join("usr").is_dir());
+        assert_eq!(fs::read_dir(skeleton.join("usr")).expect("usr").count(), 0);
+        if let Ok(target) = fs::read_link("/bin") {
+            assert_eq!(fs::read_link(skeleton.join("bin")).expect("bin link"), target);
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! One instance directory, `DATA/instances/<project>/<workload>/<replica>/`: the names of its
+//! files, the JSON records the daemon and the monitor exchange through them, and how they are
+//! written so that a crash never leaves half a file.
+//!
+//! | file            | written by   | holds                                                    |
+//! |-----------------|--------------|----------------------------------------------------------|
+//! | `config.json`   | daemon       | the OCI runtime spec (the directory is the OCI bundle)   |
+//! | `monitor.json`  | daemon       | everything the monitor needs ([`MonitorConfig`])         |
+//! | `monitor.log`   | monitor      | the monitor's own diagnostics (its stdout and stderr)    |
+//! | `oci.log`       | OCI runtime  | the runtime's JSON log lines                             |
+//! | `container.pid` | OCI runtime  | the workload's first process                             |
+//! | `state.json`    | monitor      | [`StateRecord`], while the instance runs                 |
+//! | `exit.json`     | monitor      | [`ExitRecord`], once it has exited                       |
+//! | `log`, `log.N`  | monitor      | the workload's stdout and stderr (see [`crate::logs`])   |
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::host::CgroupMode;
+use crate::oci::OciRuntimeKind;
+use crate::RuntimeError;
+
+/// The files of one instance directory.
+#[derive(Clone, Debug)]
+pub(crate) struct InstancePaths {
+    pub dir: PathBuf,
+}
+
+impl InstancePaths {
+    pub fn new(dir: PathBuf) -> InstancePaths {
+        InstancePaths { dir }
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    pub fn monitor_config(&self) -> PathBuf {
+        self.dir.join("monitor.json")
+    }
+    pub fn monitor_log(&self) -> PathBuf {
+        self.dir.join("monitor.log")
+    }
+    pub fn oci_log(&self) -> PathBuf {
+        self.dir.join("oci.log")
+    }
+    pub fn container_pid(&self) -> PathBuf {
+        self.dir.join("container.pid")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn exit(&self) -> PathBuf {
+        self.dir.join("exit.json")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+}
+
+/// `monitor.json`: written by the daemon before it starts the monitor, so that the monitor
+/// never reads the workload spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MonitorConfig {
+    pub container_id: String,
+    pub oci_runtime: PathBuf,
+    pub oci_runtime_kind: OciRuntimeKind,
+    /// The OCI runtime's private state directory (`--root`).
+    pub oci_root: PathBuf,
+    pub data_dir: PathBuf,
+    /// `bridge`, `host` or `none`.
+    pub network: String,
+    pub ports: Vec<PortRecord>,
+    pub cgroup_mode: CgroupMode,
+    /// The instance's memory cgroup, where the monitor looks for OOM kills.
+    pub memory_cgroup: PathBuf,
+    /// Unmount the v2 hierarchy in a private mount namespace before running the OCI runtime
+    /// (crun refuses hybrid hosts otherwise).
+    pub unmount_cgroup2: bool,
+}
+
+impl MonitorConfig {
+    pub fn bridge(&self) -> bool {
+        self.network == ward_spec::NetworkMode::Bridge.as_str()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PortRecord {
+    pub host: u16,
+    pub port: u16,
+    pub protocol: String,
+}
+
+impl PortRecord {
+    pub fn from_mapping(mapping: &ward_spec::PortMapping) -> PortRecord {
+        PortRecord { host: mapping.host, port: mapping.port, protocol: mapping.protocol.as_str().to_string() }
+    }
+
+    pub fn to_mapping(&self) -> ward_spec::PortMapping {
+        let protocol = match self.protocol.as_str() {
+            "udp" => ward_spec::Protocol::Udp,
+            _ => ward_spec::Protocol::Tcp,
+        };
+        ward_spec::PortMapping { host: self.host, port: self.port, protocol }
+    }
+}
+
+/// `state.json`: the running instance, with the start times that tell its processes apart from
+/// later processes that reuse their PIDs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StateRecord {
+    pub pid: u32,
+    pub pid_start_ticks: u64,
+    pub monitor_pid: u32,
+    pub monitor_start_ticks: u64,
+    #[serde(with = "rfc3339")]
+    pub started_at: SystemTime,
+    pub address: Option<Ipv4Addr>,
+}
+
+/// `exit.json`: how the instance ended. `exit_code` is `null` when a signal ended it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ExitRecord {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    #[serde(with = "rfc3339")]
+    pub finished_at: SystemTime,
+}
+
+impl ExitRecord {
+    pub fn to_status(&self) -> crate::ExitStatus {
+        crate::ExitStatus {
+            exit_code: self.exit_code,
+            signal: self.signal,
+            oom_killed: self.oom_killed,
+            finished_at: self.finished_at,
+        }
+    }
+}
+
+/// The one-line message the monitor writes on its sync pipe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum SyncMessage {
+    Started { pid: u32 },
+    Failed { error: String },
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsync and rename: readers see the old
+/// file or the new one, never a part.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let file_name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
+    let temporary = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temporary, path)?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
+    let mut bytes =
+        serde_json::to_vec_pretty(value).map_err(|source| RuntimeError::StateFile { path: path.into(), source })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes).map_err(|source| RuntimeError::io("write", path, source))
+}
+
+/// Reads a JSON record; `None` when the file does not exist.
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RuntimeError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| RuntimeError::StateFile { path: path.into(), source }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(RuntimeError::io("read", path, source)),
+    }
+}
+
+pub(crate) fn remove_file_if_exists(path: &Path) -> Result<(), RuntimeError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(RuntimeError::io("remove", path, source)),
+    }
+}
+
+/// RFC 3339 timestamps with nanoseconds, UTC, in the JSON records.
+pub(crate) mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_rfc3339_nanos(*time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_their_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("exit.json");
+        let record = ExitRecord {
+            exit_code: None,
+            signal: Some(9),
+            oom_killed: true,
+            finished_at: SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
+        };
+        write_json(&path, &record).expect("write");
+        assert_eq!(read_json::<ExitRecord>(&path).expect("read"), Some(record));
+        assert_eq!(read_json::<ExitRecord>(&dir.path().join("missing.json")).expect("read"), None);
+    }
+
+    #[test]
+    fn sync_messages_are_one_line_json() {
+        assert_eq!(serde_json::to_string(&SyncMessage::Started { pid: 7 }).expect("json"), r#"{"pid":7}"#);
+        let failed: SyncMessage = serde_json::from_str(r#"{"error":"boom"}"#).expect("parse");
+        assert_eq!(failed, SyncMessage::Failed { error: "boom".into() });
+    }
+}

@@ -1,0 +1,410 @@
+//! The per-instance monitor, `ward monitor DIR` (Ward's conmon): it starts the instance through
+//! the OCI runtime, holds its stdout and stderr and writes them to the log files, records how
+//! it exits, and cleans up after it. It outlives the daemon, which finds it again through the
+//! files of the instance directory (see [`crate::instance`]).
+//!
+//! It is one thread without an async runtime: `poll(2)` over the two output pipes and a
+//! signalfd for SIGCHLD. It is the child subreaper of everything the OCI runtime starts, so
+//! the instance's first process becomes its child and its exit status arrives by `waitpid`.
+//!
+//! The daemon starts it in its own session with stdin from /dev/null, stdout and stderr into
+//! `DIR/monitor.log`, and the write end of a pipe as fd 3, on which the monitor reports one
+//! JSON line, `{"pid":N}` or `{"error":"…"}`, once the instance runs or has failed to start.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{signal, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{pipe2, setsid, Pid};
+
+use crate::host::HYBRID_UNIFIED_MOUNT;
+use crate::instance::{
+    read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths, MonitorConfig, StateRecord, SyncMessage,
+};
+use crate::logs::{LineSplitter, LogWriter};
+use crate::pidfd::process_start_ticks;
+use crate::{cgroup, network, oci, LogStream, RuntimeError};
+
+/// The descriptor on which the daemon waits for the start report.
+const SYNC_FD: i32 = 3;
+/// How long output is still collected after the instance's first process has exited, for
+/// descendants that keep the pipes open.
+pub const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+/// Bytes read from a pipe at a time.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Runs the monitor of the instance in `instance_dir`; returns the process exit code.
+pub fn main(instance_dir: &Path) -> i32 {
+    let sync = SyncPipe::inherited();
+    // The daemon makes the monitor a session leader; when started by hand it becomes one here.
+    let _ = setsid();
+    let paths = InstancePaths::new(instance_dir.to_path_buf());
+    let mut running = match start(&paths) {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("ward monitor {}: {error}", instance_dir.display());
+            sync.report(&SyncMessage::Failed { error: error.to_string() });
+            return 1;
+        }
+    };
+    sync.report(&SyncMessage::Started { pid: running.pid });
+    let exit = running.supervise();
+    running.finish(&paths, exit);
+    0
+}
+
+/// The write end of the sync pipe, if the daemon passed one.
+struct SyncPipe(Option<File>);
+
+impl SyncPipe {
+    fn inherited() -> SyncPipe {
+        // SAFETY: fd 3 is checked to be open; nothing else in this process owns it.
+        let is_open = unsafe { libc::fcntl(SYNC_FD, libc::F_GETFD) } >= 0;
+        if !is_open {
+            return SyncPipe(None);
+        }
+        // SAFETY: as above; from here on the File is its only owner.
+        let fd = unsafe { OwnedFd::from_raw_fd(SYNC_FD) };
+        // The OCI runtime and the workload must not hold it, or the daemon never sees EOF.
+        let _ = fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+        SyncPipe(Some(File::from(fd)))
+    }
+
+    /// Writes the report and closes the pipe. The daemon may be gone: errors are ignored.
+    fn report(self, message: &SyncMessage) {
+        let Some(mut file) = self.0 else { return };
+        let Ok(mut line) = serde_json::to_vec(message) else { return };
+        line.push(b'\n');
+        let _ = file.write_all(&line);
+    }
+}
+
+/// A started instance and what the monitor watches it with.
+struct Running {
+    config: MonitorConfig,
+    pid: u32,
+    signals: SignalFd,
+    streams: [Stream; 2],
+    log: LogWriter,
+}
+
+struct Stream {
+    pipe: Option<OwnedFd>,
+    splitter: LineSplitter,
+}
+
+/// How the instance's first process ended.
+#[derive(Clone, Copy, Debug)]
+enum Ended {
+    Exited(i32),
+    Signaled(i32),
+}
+
+fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
+    let config: MonitorConfig =
+        read_json(&paths.monitor_config())?.ok_or_else(|| RuntimeError::io("read", paths.monitor_config(), io::ErrorKind::NotFound.into()))?;
+    let id = config.container_id.clone();
+    let os_error = |action: &'static str, error: Errno| RuntimeError::io(action, &paths.dir, error.into());
+
+    // SAFETY: no other threads exist; ignoring a signal installs no handler code.
+    unsafe {
+        signal(Signal::SIGHUP, SigHandler::SigIgn).map_err(|error| os_error("ignore SIGHUP", error))?;
+        signal(Signal::SIGPIPE, SigHandler::SigIgn).map_err(|error| os_error("ignore SIGPIPE", error))?;
+    }
+    let mut child_signals = SigSet::empty();
+    child_signals.add(Signal::SIGCHLD);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&child_signals), None)
+        .map_err(|error| os_error("block SIGCHLD", error))?;
+    let signals = SignalFd::with_flags(&child_signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|error| os_error("create signalfd", error))?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|error| os_error("become subreaper", error))?;
+    if config.unmount_cgroup2 {
+        hide_cgroup2_hierarchy().map_err(|error| os_error("unmount the cgroup2 hierarchy", error))?;
+    }
+
+    let log = LogWriter::open(&paths.log()).map_err(|source| RuntimeError::io("open", paths.log(), source))?;
+    let (stdout_read, stdout_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(|error| os_error("create pipe", error))?;
+    let (stderr_read, stderr_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(|error| os_error("create pipe", error))?;
+    // The workload's ends must block like ordinary stdio.
+    for end in [&stdout_write, &stderr_write] {
+        fcntl(end, FcntlArg::F_SETFL(OFlag::empty())).map_err(|error| os_error("configure pipe", error))?;
+    }
+    for stale in [paths.container_pid(), paths.oci_log(), paths.state()] {
+        remove_file_if_exists(&stale)?;
+    }
+
+    let started = if config.bridge() {
+        run_oci(&config, paths, OciAction::Create, Some((stdout_write, stderr_write)))
+            .and_then(|()| read_pid(paths))
+            .and_then(|pid| {
+                let ports: Vec<ward_spec::PortMapping> = config.ports.iter().map(|port| port.to_mapping()).collect();
+                let address = network::attach_bridge(&config.data_dir, &id, pid, &ports)?;
+                run_oci(&config, paths, OciAction::Start, None)?;
+                Ok((pid, Some(address)))
+            })
+    } else {
+        run_oci(&config, paths, OciAction::RunDetached, Some((stdout_write, stderr_write)))
+            .and_then(|()| read_pid(paths))
+            .map(|pid| (pid, None))
+    };
+    let (pid, address) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            clean_up(&config);
+            return Err(error);
+        }
+    };
+
+    let state = StateRecord {
+        pid,
+        pid_start_ticks: process_start_ticks(pid).unwrap_or(0),
+        monitor_pid: std::process::id(),
+        monitor_start_ticks: process_start_ticks(std::process::id()).unwrap_or(0),
+        started_at: SystemTime::now(),
+        address,
+    };
+    if let Err(error) = write_json(&paths.state(), &state) {
+        let _ = oci::delete_force(&config.oci_runtime, &config.oci_root, &id);
+        clean_up(&config);
+        return Err(error);
+    }
+    Ok(Running {
+        config,
+        pid,
+        signals,
+        streams: [
+            Stream { pipe: Some(stdout_read), splitter: LineSplitter::new(LogStream::Stdout) },
+            Stream { pipe: Some(stderr_read), splitter: LineSplitter::new(LogStream::Stderr) },
+        ],
+        log,
+    })
+}
+
+/// crun refuses hybrid hosts; in a private mount namespace without the v2 hierarchy it runs
+/// them as v1 hosts. Only the monitor and its children see the change.
+fn hide_cgroup2_hierarchy() -> Result<(), Errno> {
+    unshare(CloneFlags::CLONE_NEWNS)?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
+    match umount2(HYBRID_UNIFIED_MOUNT, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// The OCI runtime commands the monitor runs. Without a network step between creating and
+/// starting, one `run --detach` saves a process start.
+#[derive(Clone, Copy, Debug)]
+enum OciAction {
+    Create,
+    Start,
+    RunDetached,
+}
+
+impl OciAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            OciAction::Create => "create",
+            OciAction::Start => "start",
+            OciAction::RunDetached => "run",
+        }
+    }
+}
+
+/// Runs the OCI runtime for `action` and waits for it. `stdio`: the write ends of the
+/// workload's stdout and stderr, handed to the runtime (and so to the workload).
+fn run_oci(
+    config: &MonitorConfig,
+    paths: &InstancePaths,
+    action: OciAction,
+    stdio: Option<(OwnedFd, OwnedFd)>,
+) -> Result<(), RuntimeError> {
+    let mut command = oci::command(&config.oci_runtime, &config.oci_root);
+    command.arg("--log").arg(paths.oci_log()).args(["--log-format", "json"]);
+    match action {
+        OciAction::Start => command.arg("start"),
+        OciAction::Create => command.arg("create"),
+        OciAction::RunDetached => command.args(["run", "--detach"]),
+    };
+    if !matches!(action, OciAction::Start) {
+        command.arg("--bundle").arg(&paths.dir).arg("--pid-file").arg(paths.container_pid());
+    }
+    command.arg(&config.container_id);
+    match stdio {
+        Some((stdout, stderr)) => command.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr)),
+        None => command.stdout(Stdio::null()),
+    };
+    // SAFETY: signal(2) is async-signal-safe; the child gets the default SIGHUP disposition
+    // back, which it would otherwise inherit as "ignored" from the monitor.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let status = command.status().map_err(|source| RuntimeError::io("run", &config.oci_runtime, source))?;
+    drop(command);
+    if status.success() {
+        return Ok(());
+    }
+    let message = oci::last_logged_error(&paths.oci_log())
+        .unwrap_or_else(|| format!("{} {} exited with {status}", config.oci_runtime.display(), action.as_str()));
+    Err(RuntimeError::OciCommand { id: config.container_id.clone(), action: action.as_str(), message })
+}
+
+fn read_pid(paths: &InstancePaths) -> Result<u32, RuntimeError> {
+    let path = paths.container_pid();
+    let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::io("read", &path, source))?;
+    text.trim().parse().map_err(|_| RuntimeError::io("parse", &path, io::ErrorKind::InvalidData.into()))
+}
+
+/// Removes what a failed or finished instance leaves in the OCI runtime and on the bridge.
+fn clean_up(config: &MonitorConfig) {
+    if let Err(error) = oci::delete_force(&config.oci_runtime, &config.oci_root, &config.container_id) {
+        eprintln!("ward monitor: {error}");
+    }
+    if config.bridge() {
+        if let Err(error) = network::detach(&config.data_dir, &config.container_id) {
+            eprintln!("ward monitor: {error}");
+        }
+    }
+}
+
+impl Running {
+    /// Copies output into the log until the first process has exited and the pipes are
+    /// drained (or [`DRAIN_AFTER_EXIT`] has passed).
+    fn supervise(&mut self) -> Ended {
+        let mut ended: Option<Ended> = None;
+        let mut drain_deadline: Option<Instant> = None;
+        let mut buffer = [0u8; READ_CHUNK_BYTES];
+        loop {
+            let open_streams = self.streams.iter().filter(|stream| stream.pipe.is_some()).count();
+            if let Some(ended) = ended {
+                let drained = open_streams == 0 || drain_deadline.is_some_and(|deadline| Instant::now() >= deadline);
+                if drained {
+                    return ended;
+                }
+            }
+            let timeout = match drain_deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    PollTimeout::try_from(left.as_millis().saturating_add(1)).unwrap_or(PollTimeout::MAX)
+                }
+                None => PollTimeout::NONE,
+            };
+
+            let mut poll_fds = Vec::with_capacity(3);
+            poll_fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
+            let mut polled_streams = [false; 2];
+            for (index, stream) in self.streams.iter().enumerate() {
+                if let Some(pipe) = &stream.pipe {
+                    poll_fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
+                    polled_streams[index] = true;
+                }
+            }
+            match poll(&mut poll_fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(error) => {
+                    eprintln!("ward monitor: poll: {error}");
+                    return ended.unwrap_or(Ended::Signaled(libc::SIGKILL));
+                }
+            }
+            let ready: Vec<bool> = poll_fds.iter().map(|poll_fd| poll_fd.any().unwrap_or(false)).collect();
+            drop(poll_fds);
+
+            let mut ready = ready.into_iter();
+            if ready.next().unwrap_or(false) {
+                while let Ok(Some(_)) = self.signals.read_signal() {}
+                if let Some(reaped) = self.reap_children() {
+                    ended = Some(reaped);
+                    drain_deadline = Some(Instant::now() + DRAIN_AFTER_EXIT);
+                }
+            }
+            for (index, polled) in polled_streams.into_iter().enumerate() {
+                if polled && ready.next().unwrap_or(false) {
+                    self.read_stream(index, &mut buffer);
+                }
+            }
+        }
+    }
+
+    /// Reaps every exited child; returns how the instance's first process ended, if it did.
+    fn reap_children(&self) -> Option<Ended> {
+        let mut ended = None;
+        loop {
+            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() as u32 == self.pid => ended = Some(Ended::Exited(code)),
+                Ok(WaitStatus::Signaled(pid, signal, _)) if pid.as_raw() as u32 == self.pid => {
+                    ended = Some(Ended::Signaled(signal as i32))
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return ended,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn read_stream(&mut self, index: usize, buffer: &mut [u8]) {
+        let stream = &mut self.streams[index];
+        let Some(pipe) = &stream.pipe else { return };
+        loop {
+            match nix::unistd::read(pipe, buffer) {
+                Ok(0) => break,
+                Ok(read) => {
+                    if let Err(error) = stream.splitter.push(&buffer[..read], &mut self.log) {
+                        eprintln!("ward monitor: write log: {error}");
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return,
+                Err(error) => {
+                    eprintln!("ward monitor: read {:?}: {error}", stream.splitter.stream);
+                    break;
+                }
+            }
+        }
+        // End of the stream.
+        if let Err(error) = stream.splitter.finish(&mut self.log) {
+            eprintln!("ward monitor: write log: {error}");
+        }
+        stream.pipe = None;
+    }
+
+    /// Records the exit, deletes the container and its network, and removes `state.json`.
+    fn finish(&mut self, paths: &InstancePaths, ended: Ended) {
+        for stream in &mut self.streams {
+            if let Err(error) = stream.splitter.finish(&mut self.log) {
+                eprintln!("ward monitor: write log: {error}");
+            }
+            stream.pipe = None;
+        }
+        let (exit_code, signal) = match ended {
+            Ended::Exited(code) => (Some(code), None),
+            Ended::Signaled(signal) => (None, Some(signal)),
+        };
+        let killed = signal == Some(libc::SIGKILL);
+        let record = ExitRecord {
+            exit_code,
+            signal,
+            oom_killed: cgroup::oom_killed(self.config.cgroup_mode, &self.config.memory_cgroup, killed),
+            finished_at: SystemTime::now(),
+        };
+        if let Err(error) = write_json(&paths.exit(), &record) {
+            eprintln!("ward monitor: {error}");
+        }
+        clean_up(&self.config);
+        if let Err(error) = remove_file_if_exists(&paths.state()) {
+            eprintln!("ward monitor: {error}");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Running iproute2 and iptables, optionally inside another process's network namespace, with
+//! the command line and stderr kept for the error.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use super::NetworkError;
+
+/// The network namespace of a running process, opened so that commands can be run inside it.
+pub(super) struct NetworkNamespace {
+    pid: u32,
+    file: File,
+}
+
+impl NetworkNamespace {
+    pub(super) fn of_process(
+        container_id: &str,
+        pid: u32,
+    ) -> Result<NetworkNamespace, NetworkError> {
+        let path = format!("/proc/{pid}/ns/net");
+        let file = File::open(&path).map_err(|source| NetworkError::Namespace {
+            container_id: container_id.to_string(),
+            pid,
+            source,
+        })?;
+        Ok(NetworkNamespace { pid, file })
+    }
+}
+
+/// Runs `program args…` and returns its stdout.
+pub(super) fn run(program: &str, args: &[&str]) -> Result<String, NetworkError> {
+    let mut command = Command::new(program);
+    command.args(args);
+    finish(command, None, command_line(program, args))
+}
+
+/// Runs `program args…` with `input` on stdin, inside `namespace` when given, and returns its stdout.
+pub(super) fn run_with_input(
+    program: &str,
+    args: &[&str],
+    input: &str,
+    namespace: Option<&NetworkNamespace>,
+) -> Result<String, NetworkError> {
+    let mut command = Command::new(program);
+    command.args(args);
+    let mut described = format!(
+        "{} [{}]",
+        command_line(program, args),
+        input.trim_end().replace('\n', "; ")
+    );
+    if let Some(namespace) = namespace {
+        described.push_str(&format!(
+            " in the network namespace of process {}",
+            namespace.pid
+        ));
+        let namespace_fd = namespace.file.as_raw_fd();
+        // SAFETY: the closure runs in the forked child before exec and only makes the
+        // async-signal-safe setns system call; the descriptor stays open in the parent (it
+        // borrows `namespace`) until the child has been spawned.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(namespace_fd, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    finish(command, Some(input), described)
+}
+
+fn finish(
+    mut command: Command,
+    input: Option<&str>,
+    described: String,
+) -> Result<String, NetworkError> {
+    command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let spawn_error = |source| NetworkError::CommandSpawn {
+        command: described.clone(),
+        source,
+    };
+    let mut child = command.spawn().map_err(spawn_error)?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // Batches are a few hundred bytes, well under a pipe's buffer, so this cannot block on
+        // the child's output.
+        stdin.write_all(input.as_bytes()).map_err(spawn_error)?;
+    }
+    let output = child.wait_with_output().map_err(spawn_error)?;
+    if !output.status.success() {
+        return Err(NetworkError::CommandFailed {
+            command: described,
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,295 @@
+//! Ward's bridge network: the `ward0` bridge on 10.88.0.0/16, one veth pair per container,
+//! addresses handed out from a file in the data directory, and published ports as NAT rules.
+//!
+//! Every change happens under one exclusive lock, `DATA/network/lock`, so monitors attaching
+//! containers at the same time cannot race on the bridge, the address file or the rules. Kernel
+//! state is changed with iproute2 and iptables; each step is batched into one process, so an
+//! attach costs four short-lived processes and a detach two or three.
+
+mod command;
+mod ipam;
+mod link;
+mod netfilter;
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use ward_spec::{PortMapping, Protocol};
+
+/// The bridge every `network: bridge` container is attached to.
+pub const BRIDGE_NAME: &str = "ward0";
+/// The bridge's own address: the containers' default gateway.
+pub const GATEWAY_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
+/// The network of [`GATEWAY_ADDRESS`] and of every container address: 10.88.0.0/16.
+pub const SUBNET_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 0);
+/// See [`SUBNET_ADDRESS`].
+pub const SUBNET_PREFIX_LENGTH: u8 = 16;
+
+/// The longest container id accepted; iptables comments hold at most 255 bytes.
+const MAX_CONTAINER_ID_LENGTH: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("invalid container id {container_id:?}: use 1 to 200 ASCII letters, digits, '.', '_' or '-'")]
+    InvalidContainerId { container_id: String },
+    #[error("container {container_id} publishes host port {port}/{protocol} more than once")]
+    DuplicatePort {
+        container_id: String,
+        port: u16,
+        protocol: &'static str,
+    },
+    #[error("cannot publish host port {port}/{protocol} for container {container_id}: container {owner} already publishes it")]
+    PortAlreadyPublished {
+        container_id: String,
+        port: u16,
+        protocol: &'static str,
+        owner: String,
+    },
+    #[error("no free address left in 10.88.0.0/16 for container {container_id}")]
+    AddressesExhausted { container_id: String },
+    #[error(
+        "cannot open the network namespace of process {pid} for container {container_id}: {source}"
+    )]
+    Namespace {
+        container_id: String,
+        pid: u32,
+        source: io::Error,
+    },
+    #[error("cannot run `{command}`: {source}")]
+    CommandSpawn { command: String, source: io::Error },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    CommandFailed {
+        command: String,
+        status: ExitStatus,
+        stderr: String,
+    },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot parse the address allocations in {path}: {source}")]
+    CorruptAllocations {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Gives the container whose init process is `pid` an address on Ward's bridge and publishes `ports`.
+///
+/// Attaching a container that is already attached replaces its veth and rules and keeps its address.
+pub fn attach_bridge(
+    data_dir: &Path,
+    container_id: &str,
+    pid: u32,
+    ports: &[PortMapping],
+) -> Result<Ipv4Addr, NetworkError> {
+    validate_container_id(container_id)?;
+    refuse_duplicate_ports(container_id, ports)?;
+    let started = Instant::now();
+    let state = NetworkState::lock(data_dir)?;
+
+    link::ensure_bridge()?;
+    link::enable_routing()?;
+    let rules = netfilter::SavedRules::read_all()?;
+    if let Some((port, owner)) = rules.first_conflict(container_id, ports) {
+        return Err(NetworkError::PortAlreadyPublished {
+            container_id: container_id.to_string(),
+            port: port.host,
+            protocol: port.protocol.as_str(),
+            owner,
+        });
+    }
+    let address = ipam::allocate(&state.allocations_path(), container_id)?;
+
+    let wired = link::create_veth(container_id, pid, address).and_then(|()| {
+        match rules.attach_script(container_id, address, ports) {
+            Some(script) => netfilter::apply(&script),
+            None => Ok(()),
+        }
+    });
+    if let Err(error) = wired {
+        // Leave nothing half-made behind; the first error is the one worth reporting.
+        if let Err(cleanup_error) = remove_container(&state, container_id) {
+            tracing::warn!(container_id, error = %cleanup_error, "cannot undo a failed bridge attach");
+        }
+        return Err(error);
+    }
+    tracing::info!(
+        container_id,
+        %address,
+        ports = ports.len(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "attached container to ward0"
+    );
+    Ok(address)
+}
+
+/// Removes the address, veth and published ports of `container_id`; idempotent, safe to call when nothing exists.
+pub fn detach(data_dir: &Path, container_id: &str) -> Result<(), NetworkError> {
+    validate_container_id(container_id)?;
+    let started = Instant::now();
+    let state = NetworkState::lock(data_dir)?;
+    remove_container(&state, container_id)?;
+    tracing::info!(
+        container_id,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "detached container from ward0"
+    );
+    Ok(())
+}
+
+/// Removes the rules, addresses and veths of every container not in `live_container_ids`.
+///
+/// Run at daemon start to clean up after monitors that died before they could detach.
+pub fn prune(data_dir: &Path, live_container_ids: &[String]) -> Result<(), NetworkError> {
+    let state = NetworkState::lock(data_dir)?;
+    let live: BTreeSet<&str> = live_container_ids.iter().map(String::as_str).collect();
+
+    let rules = netfilter::SavedRules::read_nat()?;
+    if let Some(script) = rules.removal_script(|owner| !live.contains(owner)) {
+        netfilter::apply(&script)?;
+    }
+    let live_interfaces: BTreeSet<String> = live
+        .iter()
+        .map(|id| link::host_interface_name(id))
+        .collect();
+    link::delete_stale_host_interfaces(&live_interfaces)?;
+    let pruned = ipam::retain(&state.allocations_path(), |container_id| {
+        live.contains(container_id)
+    })?;
+    if !pruned.is_empty() {
+        tracing::info!(containers = ?pruned, "pruned stale bridge network state");
+    }
+    Ok(())
+}
+
+/// Whether `port`/`protocol` is free on the host right now: nothing is bound to it (checked by
+/// binding 0.0.0.0 and ::) and no Ward container publishes it.
+pub fn host_port_is_free(port: u16, protocol: Protocol) -> bool {
+    let bindable = |address: SocketAddr| -> io::Result<()> {
+        match protocol {
+            Protocol::Tcp => TcpListener::bind(address).map(drop),
+            Protocol::Udp => UdpSocket::bind(address).map(drop),
+        }
+    };
+    if bindable(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).is_err() {
+        return false;
+    }
+    // A listener on an IPv6 address alone is invisible to the IPv4 bind; a host without IPv6
+    // fails here with something other than "in use".
+    if let Err(error) = bindable(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))) {
+        if error.kind() == io::ErrorKind::AddrInUse {
+            return false;
+        }
+    }
+    match netfilter::SavedRules::read_nat() {
+        Ok(rules) => !rules.publishes(port, protocol),
+        Err(error) => {
+            tracing::warn!(port, protocol = protocol.as_str(), %error, "cannot read Ward's published ports");
+            true
+        }
+    }
+}
+
+/// The host-side name of the veth pair of `container_id`: `wv` and 13 hex digits of a hash of
+/// the id, within the kernel's 15-character limit on interface names.
+pub fn host_interface_name(container_id: &str) -> String {
+    link::host_interface_name(container_id)
+}
+
+/// Removes everything `container_id` has on the bridge; the caller holds the lock.
+fn remove_container(state: &NetworkState, container_id: &str) -> Result<(), NetworkError> {
+    let rules = netfilter::SavedRules::read_nat()?;
+    if let Some(script) = rules.removal_script(|owner| owner == container_id) {
+        netfilter::apply(&script)?;
+    }
+    link::delete_host_interface(&link::host_interface_name(container_id))?;
+    ipam::free(&state.allocations_path(), container_id)?;
+    Ok(())
+}
+
+fn validate_container_id(container_id: &str) -> Result<(), NetworkError> {
+    let valid_character =
+        |character: char| character.is_ascii_alphanumeric() || matches!(character, '.' | '_' | '-');
+    if container_id.is_empty()
+        || container_id.len() > MAX_CONTAINER_ID_LENGTH
+        || !container_id.chars().all(valid_character)
+    {
+        return Err(NetworkError::InvalidContainerId {
+            container_id: container_id.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn refuse_duplicate_ports(container_id: &str, ports: &[PortMapping]) -> Result<(), NetworkError> {
+    let mut seen = BTreeSet::new();
+    for port in ports {
+        if !seen.insert((port.host, port.protocol.as_str())) {
+            return Err(NetworkError::DuplicatePort {
+                container_id: container_id.to_string(),
+                port: port.host,
+                protocol: port.protocol.as_str(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `DATA/network`, held under an exclusive `flock` on its `lock` file for as long as this lives.
+struct NetworkState {
+    directory: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl NetworkState {
+    fn lock(data_dir: &Path) -> Result<NetworkState, NetworkError> {
+        let directory = data_dir.join("network");
+        std::fs::create_dir_all(&directory).map_err(|source| NetworkError::Io {
+            action: "create",
+            path: directory.clone(),
+            source,
+        })?;
+        let lock_path = directory.join("lock");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| NetworkError::Io {
+                action: "open",
+                path: lock_path.clone(),
+                source,
+            })?;
+        let lock = loop {
+            match Flock::lock(file, FlockArg::LockExclusive) {
+                Ok(lock) => break lock,
+                Err((returned, Errno::EINTR)) => file = returned,
+                Err((_, errno)) => {
+                    return Err(NetworkError::Io {
+                        action: "lock",
+                        path: lock_path,
+                        source: errno.into(),
+                    })
+                }
+            }
+        };
+        Ok(NetworkState {
+            directory,
+            _lock: lock,
+        })
+    }
+
+    fn allocations_path(&self) -> PathBuf {
+        self.directory.join("allocations.json")
+    }
+}

@@ -1,0 +1,537 @@
+//! [`Runtime`]: the [`Driver`] for process workloads, built on an OCI runtime and one monitor
+//! process per running instance.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use nix::fcntl::OFlag;
+use nix::sys::signal::Signal;
+use tokio::io::AsyncReadExt;
+use ward_spec::{HealthProbe, NetworkMode, WorkloadKind, WorkloadSpec};
+
+use crate::bundle::{self, BundleSettings, RootFilesystem, HOST_SECRET_PATHS};
+use crate::cgroup::{self, CgroupLocator};
+use crate::host::{CgroupMode, HostInfo};
+use crate::instance::{
+    read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths, MonitorConfig, PortRecord, StateRecord,
+    SyncMessage,
+};
+use crate::oci::{self, OciRuntime, OciRuntimeKind};
+use crate::pidfd::{is_own_child, process_start_ticks, reap_if_child, PidFd};
+use crate::{
+    exec, logs, network, probe, AttachOutcome, Driver, ExecProcess, ExitStatus, InstanceHandle, InstanceKey, LogLine,
+    LogLocation, ResourceUsage, RuntimeError,
+};
+
+/// How long `start` waits for the monitor to report.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a monitor may take to finish (drain output, delete the container) once its
+/// instance has been killed.
+const MONITOR_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the runtime is set up; see [`Runtime::new`].
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Ward's data directory; instances, volumes and the OCI runtime's state live below it.
+    pub data_dir: PathBuf,
+    /// The binary started as `WARD_EXECUTABLE monitor DIR` for each instance.
+    pub ward_executable: PathBuf,
+    /// The OCI runtime to use; `None`: crun, else runc, from `PATH`.
+    pub oci_runtime: Option<PathBuf>,
+}
+
+/// What the runtime found on this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeInfo {
+    pub oci_runtime_path: PathBuf,
+    pub oci_runtime: OciRuntimeKind,
+    pub oci_runtime_version: String,
+    pub cgroup_mode: CgroupMode,
+    /// Read-only binds are read-only all the way down (`rro`); otherwise each submount known
+    /// when an instance starts is remounted read-only on its own.
+    pub recursive_readonly: bool,
+}
+
+/// Runs process workloads in sandboxes; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    data_dir: PathBuf,
+    ward_executable: PathBuf,
+    oci: OciRuntime,
+    oci_root: PathBuf,
+    host: HostInfo,
+    cgroups: CgroupLocator,
+    skeleton: PathBuf,
+    recursive_readonly: bool,
+    /// Hidden from every instance: Ward's data directory and host secrets.
+    masked_paths: Vec<PathBuf>,
+}
+
+impl Runtime {
+    /// Finds the OCI runtime, looks at the host and prepares the data directory.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        builder.create(&config.data_dir).map_err(|source| RuntimeError::io("create", &config.data_dir, source))?;
+        let data_dir = config.data_dir.canonicalize().map_err(|source| RuntimeError::io("resolve", &config.data_dir, source))?;
+        let oci_root = data_dir.join("oci");
+        for dir in [data_dir.join("instances"), data_dir.join("volumes"), data_dir.join("run"), oci_root.clone()] {
+            builder.create(&dir).map_err(|source| RuntimeError::io("create", &dir, source))?;
+        }
+        let oci = OciRuntime::locate(config.oci_runtime.as_deref())?;
+        let host = HostInfo::detect();
+        let skeleton = bundle::ensure_host_skeleton(&data_dir)?;
+        let recursive_readonly = host.kernel_recursive_readonly && oci.supports_recursive_readonly();
+        let mut masked_paths = vec![data_dir.clone()];
+        masked_paths.extend(HOST_SECRET_PATHS.iter().map(PathBuf::from).filter(|path| path.exists()));
+        let cgroups = CgroupLocator::new(host.cgroup_mode, host.cgroup_v1_mounts.clone());
+        tracing::info!(
+            oci_runtime = %oci.path.display(),
+            version = %oci.version,
+            cgroup_mode = host.cgroup_mode.as_str(),
+            recursive_readonly,
+            "runtime ready"
+        );
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                data_dir,
+                ward_executable: config.ward_executable,
+                oci,
+                oci_root,
+                host,
+                cgroups,
+                skeleton,
+                recursive_readonly,
+                masked_paths,
+            }),
+        })
+    }
+
+    pub fn info(&self) -> RuntimeInfo {
+        let inner = &self.inner;
+        RuntimeInfo {
+            oci_runtime_path: inner.oci.path.clone(),
+            oci_runtime: inner.oci.kind,
+            oci_runtime_version: inner.oci.version.clone(),
+            cgroup_mode: inner.host.cgroup_mode,
+            recursive_readonly: inner.recursive_readonly,
+        }
+    }
+
+    /// The instance's cgroup directories, one per hierarchy (for inspection and tests).
+    pub fn cgroup_dirs(&self, key: &InstanceKey) -> Vec<PathBuf> {
+        self.inner.cgroups.all_dirs(&key.container_id())
+    }
+
+    /// The instance directory, `DATA/instances/<project>/<workload>/<replica>`.
+    pub fn instance_dir(&self, key: &InstanceKey) -> Result<PathBuf, RuntimeError> {
+        for (part, value) in [("project", &key.project), ("workload", &key.workload)] {
+            let mut components = Path::new(value.as_str()).components();
+            let single_normal = matches!(components.next(), Some(Component::Normal(_))) && components.next().is_none();
+            if !single_normal || value.contains('\0') || value.contains('/') {
+                return Err(RuntimeError::InvalidInstanceKey {
+                    key: format!("{}/{}/{}", key.project, key.workload, key.replica),
+                    reason: if part == "project" { "the project name is not a plain name" } else { "the workload name is not a plain name" },
+                });
+            }
+        }
+        Ok(self.unchecked_instance_dir(key))
+    }
+
+    fn unchecked_instance_dir(&self, key: &InstanceKey) -> PathBuf {
+        self.inner.data_dir.join("instances").join(&key.project).join(&key.workload).join(key.replica.to_string())
+    }
+
+    fn paths(&self, key: &InstanceKey) -> Result<InstancePaths, RuntimeError> {
+        self.instance_dir(key).map(InstancePaths::new)
+    }
+
+    /// Writes the bundle and the monitor's configuration of an instance.
+    fn prepare(&self, key: &InstanceKey, spec: &WorkloadSpec, paths: &InstancePaths) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let command = match spec.kind {
+            WorkloadKind::Process => match spec.command.as_deref() {
+                Some(command) if !command.is_empty() => command,
+                _ => return Err(RuntimeError::MissingCommand { workload: spec.name.clone() }),
+            },
+            kind => return Err(RuntimeError::UnsupportedKind { workload: spec.name.clone(), kind: kind.as_str() }),
+        };
+        let root = RootFilesystem::Host {
+            skeleton: inner.skeleton.clone(),
+            top_level_dirs: inner.host.top_level_dirs.clone(),
+            recursive_readonly: inner.recursive_readonly,
+            submounts: if inner.recursive_readonly { Vec::new() } else { inner.host.submounts_of_top_level_dirs() },
+        };
+        let host_root = matches!(root, RootFilesystem::Host { .. });
+        let volumes = bundle::resolve_volumes(&inner.data_dir, &key.project, &spec.volumes, host_root)?;
+        let container_id = key.container_id();
+        let config = bundle::oci_config(&BundleSettings {
+            spec,
+            command,
+            root: &root,
+            volumes: &volumes,
+            masked_paths: &inner.masked_paths,
+            cgroups_path: cgroup::cgroups_path(&container_id),
+            nofile_hard_limit: inner.host.nofile_hard_limit,
+            cgroup_namespace: inner.host.cgroup_namespace,
+            swap_limit: inner.host.swap_limit,
+        });
+        fs::create_dir_all(&paths.dir).map_err(|source| RuntimeError::io("create", &paths.dir, source))?;
+        // Both files are written again at every start, so a crash cannot leave a stale one
+        // behind that matters: no fsync.
+        let config_bytes = serde_json::to_vec(&config).map_err(|source| RuntimeError::StateFile { path: paths.config(), source })?;
+        fs::write(paths.config(), config_bytes).map_err(|source| RuntimeError::io("write", paths.config(), source))?;
+        let monitor_config = MonitorConfig {
+            container_id: container_id.clone(),
+            oci_runtime: inner.oci.path.clone(),
+            oci_runtime_kind: inner.oci.kind,
+            oci_root: inner.oci_root.clone(),
+            data_dir: inner.data_dir.clone(),
+            network: spec.network.as_str().to_string(),
+            ports: spec.ports.iter().map(PortRecord::from_mapping).collect(),
+            cgroup_mode: inner.host.cgroup_mode,
+            memory_cgroup: inner.cgroups.dir("memory", &container_id),
+            unmount_cgroup2: inner.host.cgroup_mode == CgroupMode::Hybrid && inner.oci.kind == OciRuntimeKind::Crun,
+        };
+        let monitor_bytes =
+            serde_json::to_vec(&monitor_config).map_err(|source| RuntimeError::StateFile { path: paths.monitor_config(), source })?;
+        fs::write(paths.monitor_config(), monitor_bytes).map_err(|source| RuntimeError::io("write", paths.monitor_config(), source))?;
+        remove_file_if_exists(&paths.exit())?;
+        remove_file_if_exists(&paths.state())?;
+        // A container left in the OCI runtime's state by a monitor that died.
+        oci::delete_force(&inner.oci.path, &inner.oci_root, &container_id)
+    }
+
+    /// Starts `WARD monitor DIR` in its own session, with the write end of `sync` as fd 3.
+    fn spawn_monitor(&self, paths: &InstancePaths, id: &str, sync_write: OwnedFd) -> Result<u32, RuntimeError> {
+        let monitor_log = File::create(paths.monitor_log()).map_err(|source| RuntimeError::io("create", paths.monitor_log(), source))?;
+        let monitor_stderr = monitor_log.try_clone().map_err(|source| RuntimeError::io("open", paths.monitor_log(), source))?;
+        let sync_raw = sync_write.as_raw_fd();
+        let mut command = Command::new(&self.inner.ward_executable);
+        command.arg("monitor").arg(&paths.dir).stdin(Stdio::null()).stdout(monitor_log).stderr(monitor_stderr);
+        // SAFETY: setsid, dup2 and fcntl are async-signal-safe and touch only descriptors
+        // this closure was given.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if sync_raw == 3 {
+                    if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::dup2(sync_raw, 3) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|source| RuntimeError::MonitorSpawn {
+            id: id.to_string(),
+            executable: self.inner.ward_executable.clone(),
+            source,
+        })?;
+        drop(sync_write);
+        Ok(child.id())
+    }
+
+    /// Waits for the monitor's report on the sync pipe.
+    async fn await_report(&self, sync_read: OwnedFd, id: &str, paths: &InstancePaths) -> Result<Option<SyncMessage>, RuntimeError> {
+        let mut receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(sync_read)
+            .map_err(|source| RuntimeError::io("watch", &paths.dir, source))?;
+        let mut report = Vec::new();
+        match tokio::time::timeout(START_TIMEOUT, receiver.read_to_end(&mut report)).await {
+            Err(_) => Err(RuntimeError::StartTimeout { id: id.to_string(), seconds: START_TIMEOUT.as_secs() }),
+            Ok(Err(source)) => Err(RuntimeError::io("read the start report of", &paths.dir, source)),
+            Ok(Ok(_)) => Ok(serde_json::from_slice(&report).ok()),
+        }
+    }
+
+    /// Resolves once the monitor `monitor_pid` of the instance at `paths` has exited, and reaps
+    /// it if this process started it. A PID that now belongs to another process (checked by
+    /// its start time against `state.json`) counts as exited.
+    async fn await_monitor_exit(&self, paths: &InstancePaths, monitor_pid: u32) -> Result<(), RuntimeError> {
+        let pidfd = match PidFd::open(monitor_pid) {
+            Ok(pidfd) => pidfd,
+            Err(error) if error.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
+            Err(source) => return Err(RuntimeError::io("open pidfd of monitor of", &paths.dir, source)),
+        };
+        if !is_own_child(monitor_pid) {
+            let state: Option<StateRecord> = read_json(&paths.state())?;
+            let genuine = state.is_some_and(|state| {
+                state.monitor_pid == monitor_pid && process_start_ticks(monitor_pid) == Some(state.monitor_start_ticks)
+            });
+            if !genuine {
+                return Ok(());
+            }
+        }
+        pidfd.exited().await.map_err(|source| RuntimeError::io("wait for monitor of", &paths.dir, source))?;
+        reap_if_child(monitor_pid);
+        Ok(())
+    }
+
+    /// The recorded exit status. Without one (the monitor died, e.g. killed with SIGKILL), the
+    /// instance is cleaned up and reported as ended with neither exit code nor signal.
+    fn recorded_exit(&self, key: &InstanceKey, paths: &InstancePaths) -> Result<ExitStatus, RuntimeError> {
+        if let Some(record) = read_json::<ExitRecord>(&paths.exit())? {
+            return Ok(record.to_status());
+        }
+        tracing::warn!(
+            instance = %key.container_id(),
+            "the monitor exited without recording an exit status; the instance is killed and counted as failed"
+        );
+        self.clean_up_after_lost_monitor(key, paths)?;
+        let record = ExitRecord { exit_code: None, signal: None, oom_killed: false, finished_at: SystemTime::now() };
+        write_json(&paths.exit(), &record)?;
+        Ok(record.to_status())
+    }
+
+    /// Kills and deletes a container whose monitor is gone, and frees its network.
+    fn clean_up_after_lost_monitor(&self, key: &InstanceKey, paths: &InstancePaths) -> Result<(), RuntimeError> {
+        let id = key.container_id();
+        oci::delete_force(&self.inner.oci.path, &self.inner.oci_root, &id)?;
+        if let Some(config) = read_json::<MonitorConfig>(&paths.monitor_config())? {
+            if config.bridge() {
+                network::detach(&self.inner.data_dir, &id)?;
+            }
+        }
+        remove_file_if_exists(&paths.state())
+    }
+
+    /// The state of a running instance whose monitor is alive, if it is.
+    fn live_state(paths: &InstancePaths) -> Result<Option<StateRecord>, RuntimeError> {
+        let state: Option<StateRecord> = read_json(&paths.state())?;
+        Ok(state.filter(|state| process_start_ticks(state.monitor_pid) == Some(state.monitor_start_ticks)))
+    }
+
+    /// A pidfd for the instance's first process, if it still is the process `state` recorded.
+    fn open_workload(state: &StateRecord) -> Option<PidFd> {
+        let pidfd = PidFd::open(state.pid).ok()?;
+        // The pidfd pins the process; checked after opening, the start time cannot change.
+        (process_start_ticks(state.pid) == Some(state.pid_start_ticks)).then_some(pidfd)
+    }
+
+    async fn finish_monitor(&self, key: &InstanceKey, paths: &InstancePaths, monitor_pid: u32) -> Result<(), RuntimeError> {
+        match tokio::time::timeout(MONITOR_FINISH_TIMEOUT, self.await_monitor_exit(paths, monitor_pid)).await {
+            Ok(result) => result,
+            Err(_) => Err(RuntimeError::OciCommand {
+                id: key.container_id(),
+                action: "stop",
+                message: format!("monitor {monitor_pid} did not finish within {} s", MONITOR_FINISH_TIMEOUT.as_secs()),
+            }),
+        }
+    }
+
+    fn network_mode(paths: &InstancePaths) -> Result<NetworkMode, RuntimeError> {
+        let config: Option<MonitorConfig> = read_json(&paths.monitor_config())?;
+        Ok(match config.as_ref().map(|config| config.network.as_str()) {
+            Some("host") => NetworkMode::Host,
+            Some("none") => NetworkMode::None,
+            _ => NetworkMode::Bridge,
+        })
+    }
+
+    fn signal_error(key: &InstanceKey, pid: u32, signal: Signal, source: io::Error) -> RuntimeError {
+        RuntimeError::Signal { id: key.container_id(), pid, signal: signal as i32, source }
+    }
+}
+
+fn is_esrch(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(libc::ESRCH)
+}
+
+#[async_trait]
+impl Driver for Runtime {
+    async fn start(&self, key: &InstanceKey, spec: &WorkloadSpec) -> Result<InstanceHandle, RuntimeError> {
+        let paths = self.paths(key)?;
+        let id = key.container_id();
+        if let Some(state) = Self::live_state(&paths)? {
+            return Err(RuntimeError::AlreadyRunning { id, monitor_pid: state.monitor_pid });
+        }
+        self.prepare(key, spec, &paths)?;
+        let (sync_read, sync_write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|error| RuntimeError::io("create pipe for", &paths.dir, error.into()))?;
+        let monitor_pid = self.spawn_monitor(&paths, &id, sync_write)?;
+
+        let report = self.await_report(sync_read, &id, &paths).await;
+        let failure = match report {
+            Ok(Some(SyncMessage::Started { pid })) => {
+                let state: Option<StateRecord> = read_json(&paths.state())?;
+                if let Some(state) = state.filter(|state| state.pid == pid) {
+                    tracing::debug!(instance = %id, pid, monitor_pid, "instance started");
+                    return Ok(InstanceHandle {
+                        key: key.clone(),
+                        pid,
+                        monitor_pid,
+                        started_at: state.started_at,
+                        address: state.address,
+                    });
+                }
+                // The instance already ended and its monitor cleaned up: report the start
+                // anyway, `wait` returns the recorded exit.
+                return Ok(InstanceHandle { key: key.clone(), pid, monitor_pid, started_at: SystemTime::now(), address: None });
+            }
+            Ok(Some(SyncMessage::Failed { error })) => RuntimeError::StartFailed { id: id.clone(), message: error },
+            Ok(None) => {
+                let log = fs::read_to_string(paths.monitor_log()).unwrap_or_default();
+                let last_line = log.lines().last().unwrap_or("no output").to_string();
+                RuntimeError::StartFailed { id: id.clone(), message: format!("the monitor exited without a report: {last_line}") }
+            }
+            Err(error) => {
+                if let Ok(pidfd) = PidFd::open(monitor_pid) {
+                    let _ = pidfd.send_signal(Signal::SIGKILL);
+                }
+                let _ = self.clean_up_after_lost_monitor(key, &paths);
+                error
+            }
+        };
+        // The monitor cleans up after a failed start and exits; reap it.
+        let _ = self.finish_monitor(key, &paths, monitor_pid).await;
+        Err(failure)
+    }
+
+    async fn wait(&self, handle: &InstanceHandle) -> Result<ExitStatus, RuntimeError> {
+        let paths = self.paths(&handle.key)?;
+        self.await_monitor_exit(&paths, handle.monitor_pid).await?;
+        self.recorded_exit(&handle.key, &paths)
+    }
+
+    fn attach(&self, key: &InstanceKey) -> Result<AttachOutcome, RuntimeError> {
+        let paths = self.paths(key)?;
+        if !paths.dir.exists() {
+            return Ok(AttachOutcome::NotFound);
+        }
+        if let Some(state) = Self::live_state(&paths)? {
+            return Ok(AttachOutcome::Running(InstanceHandle {
+                key: key.clone(),
+                pid: state.pid,
+                monitor_pid: state.monitor_pid,
+                started_at: state.started_at,
+                address: state.address,
+            }));
+        }
+        if let Some(record) = read_json::<ExitRecord>(&paths.exit())? {
+            remove_file_if_exists(&paths.state())?;
+            return Ok(AttachOutcome::Exited(record.to_status()));
+        }
+        self.clean_up_after_lost_monitor(key, &paths)?;
+        Ok(AttachOutcome::NotFound)
+    }
+
+    async fn stop(&self, handle: &InstanceHandle, grace: Duration) -> Result<(), RuntimeError> {
+        let paths = self.paths(&handle.key)?;
+        let Some(state) = Self::live_state(&paths)? else {
+            return self.finish_monitor(&handle.key, &paths, handle.monitor_pid).await;
+        };
+        if let Some(workload) = Self::open_workload(&state) {
+            match workload.send_signal(Signal::SIGTERM) {
+                Err(error) if !is_esrch(&error) => return Err(Self::signal_error(&handle.key, state.pid, Signal::SIGTERM, error)),
+                _ => {}
+            }
+            if tokio::time::timeout(grace, workload.exited()).await.is_err() {
+                tracing::info!(instance = %handle.key.container_id(), grace_ms = grace.as_millis() as u64, "grace period over, killing");
+                if let Some(workload) = Self::open_workload(&state) {
+                    match workload.send_signal(Signal::SIGKILL) {
+                        Err(error) if !is_esrch(&error) => {
+                            return Err(Self::signal_error(&handle.key, state.pid, Signal::SIGKILL, error))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        self.finish_monitor(&handle.key, &paths, state.monitor_pid).await
+    }
+
+    async fn remove(&self, key: &InstanceKey) -> Result<(), RuntimeError> {
+        let paths = self.paths(key)?;
+        if let Some(state) = Self::live_state(&paths)? {
+            if let Some(workload) = Self::open_workload(&state) {
+                match workload.send_signal(Signal::SIGKILL) {
+                    Err(error) if !is_esrch(&error) => return Err(Self::signal_error(key, state.pid, Signal::SIGKILL, error)),
+                    _ => {}
+                }
+            }
+            self.finish_monitor(key, &paths, state.monitor_pid).await?;
+        }
+        let runtime = self.clone();
+        let cleanup_key = key.clone();
+        let cleanup_paths = paths.clone();
+        tokio::task::spawn_blocking(move || runtime.clean_up_after_lost_monitor(&cleanup_key, &cleanup_paths))
+            .await
+            .map_err(|error| RuntimeError::io("clean up", &paths.dir, io::Error::other(error)))??;
+        match fs::remove_dir_all(&paths.dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(RuntimeError::io("remove", &paths.dir, source)),
+        }
+        // Empty workload and project directories go too; ones still in use stay.
+        let mut parent = paths.dir.parent();
+        let instances = self.inner.data_dir.join("instances");
+        while let Some(dir) = parent.filter(|dir| *dir != instances) {
+            if fs::remove_dir(dir).is_err() {
+                break;
+            }
+            parent = dir.parent();
+        }
+        Ok(())
+    }
+
+    fn usage(&self, handle: &InstanceHandle) -> Option<ResourceUsage> {
+        self.inner.cgroups.usage(&handle.key.container_id())
+    }
+
+    async fn probe(&self, handle: &InstanceHandle, probe: &HealthProbe, timeout: Duration) -> Result<(), String> {
+        let paths = self.paths(&handle.key).map_err(|error| error.to_string())?;
+        let network = Self::network_mode(&paths).map_err(|error| error.to_string())?;
+        match probe {
+            HealthProbe::Exec { command } => {
+                probe::exec(&self.inner.oci.path, &self.inner.oci_root, &handle.key.container_id(), command, timeout).await
+            }
+            HealthProbe::Tcp { port } => {
+                let target = probe::Target::new(handle.pid, network, *port);
+                tokio::task::spawn_blocking(move || probe::tcp(target, timeout))
+                    .await
+                    .map_err(|error| format!("probe task failed: {error}"))?
+            }
+            HealthProbe::Http { port, path } => {
+                let target = probe::Target::new(handle.pid, network, *port);
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || probe::http(target, &path, timeout))
+                    .await
+                    .map_err(|error| format!("probe task failed: {error}"))?
+            }
+        }
+    }
+
+    fn read_logs(&self, key: &InstanceKey, tail: Option<usize>, since: Option<SystemTime>) -> Result<Vec<LogLine>, RuntimeError> {
+        let paths = self.paths(key)?;
+        logs::read_lines(&paths.log(), tail, since)
+    }
+
+    fn log_location(&self, key: &InstanceKey) -> LogLocation {
+        LogLocation { path: self.unchecked_instance_dir(key).join("log") }
+    }
+
+    async fn exec(&self, handle: &InstanceHandle, command: &[String], tty: bool) -> Result<ExecProcess, RuntimeError> {
+        let paths = self.paths(&handle.key)?;
+        let id = handle.key.container_id();
+        if Self::live_state(&paths)?.is_none() {
+            return Err(RuntimeError::NotRunning { id });
+        }
+        exec::spawn(&self.inner.oci.path, &self.inner.oci_root, &self.inner.data_dir.join("run"), &id, command, tty).await
+    }
+}

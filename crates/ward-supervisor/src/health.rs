@@ -1,0 +1,80 @@
+//! Health checks: probe a running instance at an interval; after `retries` failures in a row
+//! ask the reconcile loop to replace it.
+
+use std::sync::Arc;
+
+use ward_runtime::{InstanceHandle, InstanceKey};
+use ward_spec::HealthCheck;
+
+use crate::events::{EventKind, PendingEvent};
+use crate::view::{HealthState, Phase};
+use crate::Inner;
+
+pub(crate) async fn run(inner: Arc<Inner>, key: InstanceKey, handle: InstanceHandle, generation: u64, check: HealthCheck) {
+    let mut failures = 0u32;
+    loop {
+        tokio::time::sleep(check.interval).await;
+        if !is_current(&inner, &key, generation) {
+            return;
+        }
+        let result = inner.driver.probe(&handle, &check.probe, check.timeout).await;
+        if !is_current(&inner, &key, generation) {
+            return;
+        }
+        let name = key.instance_name();
+        let mut state = inner.lock();
+        let Some(instance) = state
+            .workloads
+            .get_mut(&(key.project.clone(), key.workload.clone()))
+            .and_then(|entry| entry.instances.get_mut(&key.replica))
+        else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                failures = 0;
+                if instance.health != Some(HealthState::Healthy) {
+                    instance.health = Some(HealthState::Healthy);
+                    let event = PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Healthy, format!("{name} is healthy"));
+                    inner.record(Some((&key, instance)), vec![event]);
+                }
+            }
+            Err(reason) => {
+                failures += 1;
+                let mut events = vec![PendingEvent::new(
+                    &key.project,
+                    &key.workload,
+                    Some(key.replica),
+                    EventKind::HealthFailed,
+                    format!("{name} health check failed ({failures}/{}): {reason}", check.retries),
+                )];
+                if failures >= check.retries {
+                    instance.health = Some(HealthState::Unhealthy);
+                    instance.restart_requested = true;
+                    events.push(PendingEvent::new(
+                        &key.project,
+                        &key.workload,
+                        Some(key.replica),
+                        EventKind::Unhealthy,
+                        format!("{name} is unhealthy after {failures} failed checks; restarting it"),
+                    ));
+                }
+                inner.record(Some((&key, instance)), events);
+                if failures >= check.retries {
+                    drop(state);
+                    inner.wake.notify_one();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn is_current(inner: &Inner, key: &InstanceKey, generation: u64) -> bool {
+    let state = inner.lock();
+    state
+        .workloads
+        .get(&(key.project.clone(), key.workload.clone()))
+        .and_then(|entry| entry.instances.get(&key.replica))
+        .is_some_and(|instance| instance.generation == generation && instance.phase == Phase::Running)
+}

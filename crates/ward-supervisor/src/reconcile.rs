@@ -1,0 +1,584 @@
+//! The reconcile loop: compare desired with actual state, act, and record what happened.
+//!
+//! [`plan`] is a pure function of the state and the time; every start, stop, restart,
+//! scale-down, removal and crash recovery is an [`Action`] it returns, carried out by
+//! [`execute`]. Operations mark their instance busy so the planner never doubles them.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+use ward_runtime::{AttachOutcome, ExitStatus, InstanceHandle, InstanceKey};
+use ward_spec::WorkloadSpec;
+
+use crate::events::{EventKind, PendingEvent};
+use crate::policy::should_restart;
+use crate::state::{InstanceEntry, State, WorkloadEntry, WorkloadKey};
+use crate::time::from_millis;
+use crate::view::{DesiredState, HealthState, Phase, UsageSample};
+use crate::{Inner, SupervisorError};
+
+#[derive(Debug)]
+pub(crate) enum Action {
+    Start { key: InstanceKey, spec: Box<WorkloadSpec>, revision: i64, restart: bool },
+    Stop { key: InstanceKey, handle: InstanceHandle, then_start: bool },
+    Remove { key: InstanceKey },
+    /// The workload is deleted and has no instance left.
+    Forget { project: String, name: String },
+}
+
+pub(crate) struct Plan {
+    pub actions: Vec<Action>,
+    pub next_deadline: Option<Instant>,
+}
+
+/// Decides what to do now; marks the instances it acts on busy.
+pub(crate) fn plan(state: &mut State, now: Instant) -> Plan {
+    let mut actions = Vec::new();
+    let mut next_deadline: Option<Instant> = None;
+    if state.shutting_down {
+        return Plan { actions, next_deadline };
+    }
+    for entry in state.workloads.values_mut() {
+        match entry.desired {
+            DesiredState::Deleted => {
+                for (replica, instance) in entry.instances.iter_mut() {
+                    if !instance.busy {
+                        instance.busy = true;
+                        actions.push(Action::Remove { key: InstanceKey::new(&entry.project, &entry.spec.name, *replica) });
+                    }
+                }
+                if entry.instances.is_empty() {
+                    actions.push(Action::Forget { project: entry.project.clone(), name: entry.spec.name.clone() });
+                }
+            }
+            DesiredState::Stopped => {
+                for (replica, instance) in entry.instances.iter_mut() {
+                    if instance.busy {
+                        continue;
+                    }
+                    match (&instance.handle, instance.phase) {
+                        (Some(handle), Phase::Running) => {
+                            instance.busy = true;
+                            actions.push(Action::Stop {
+                                key: InstanceKey::new(&entry.project, &entry.spec.name, *replica),
+                                handle: handle.clone(),
+                                then_start: false,
+                            });
+                        }
+                        (_, Phase::Pending) => {
+                            instance.phase = Phase::Stopped;
+                            instance.retry_at = None;
+                        }
+                        _ => instance.retry_at = None,
+                    }
+                }
+            }
+            DesiredState::Running => plan_running(entry, now, &mut actions, &mut next_deadline),
+        }
+    }
+    let forgotten: Vec<WorkloadKey> = actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Forget { project, name } => Some((project.clone(), name.clone())),
+            _ => None,
+        })
+        .collect();
+    for key in forgotten {
+        state.workloads.remove(&key);
+    }
+    Plan { actions, next_deadline }
+}
+
+fn plan_running(entry: &mut WorkloadEntry, now: Instant, actions: &mut Vec<Action>, next_deadline: &mut Option<Instant>) {
+    let replicas = entry.spec.replicas;
+    for replica in 0..replicas {
+        entry.instances.entry(replica).or_insert_with(|| InstanceEntry::new(entry.revision));
+    }
+    // One replacement at a time, so a rolling update keeps the other replicas serving.
+    let mut replacing = entry.instances.iter().any(|(replica, instance)| *replica < replicas && instance.busy);
+    let start_action = |key: InstanceKey, restart: bool| Action::Start {
+        key,
+        spec: Box::new(entry.spec.clone()),
+        revision: entry.revision,
+        restart,
+    };
+    for (replica, instance) in entry.instances.iter_mut() {
+        if instance.busy {
+            continue;
+        }
+        let key = InstanceKey::new(&entry.project, &entry.spec.name, *replica);
+        if *replica >= replicas {
+            instance.busy = true;
+            actions.push(Action::Remove { key });
+            continue;
+        }
+        let outdated = instance.revision != entry.revision;
+        match instance.phase {
+            Phase::Running if outdated || instance.restart_requested => {
+                if replacing {
+                    continue;
+                }
+                if let Some(handle) = instance.handle.clone() {
+                    replacing = true;
+                    instance.busy = true;
+                    actions.push(Action::Stop { key, handle, then_start: true });
+                }
+            }
+            Phase::Pending | Phase::Stopped => {
+                instance.busy = true;
+                actions.push(start_action(key, false));
+            }
+            Phase::Exited | Phase::Failed => {
+                let due = match instance.retry_at {
+                    Some(retry_at) if retry_at <= now => true,
+                    Some(retry_at) => {
+                        *next_deadline = Some(next_deadline.map_or(retry_at, |deadline| deadline.min(retry_at)));
+                        false
+                    }
+                    None => outdated || instance.restart_requested,
+                };
+                if due {
+                    instance.busy = true;
+                    let restart = instance.retry_at.is_some();
+                    actions.push(start_action(key, restart));
+                }
+            }
+            Phase::Starting | Phase::Stopping | Phase::Running => {}
+        }
+    }
+}
+
+pub(crate) async fn run_loop(inner: Arc<Inner>) {
+    loop {
+        let notified = inner.wake.notified();
+        let plan = {
+            let mut state = inner.lock();
+            plan(&mut state, Instant::now())
+        };
+        let acted = !plan.actions.is_empty();
+        for action in plan.actions {
+            tokio::spawn(execute(inner.clone(), action));
+        }
+        if acted {
+            inner.changed.notify_waiters();
+        }
+        match plan.next_deadline {
+            Some(deadline) => {
+                let _ = tokio::time::timeout_at(deadline, notified).await;
+            }
+            None => notified.await,
+        }
+    }
+}
+
+async fn execute(inner: Arc<Inner>, action: Action) {
+    match action {
+        Action::Start { key, spec, revision, restart } => start_instance(&inner, key, &spec, revision, restart).await,
+        Action::Stop { key, handle, then_start } => stop_instance(&inner, key, handle, then_start).await,
+        Action::Remove { key } => remove_instance(&inner, key).await,
+        Action::Forget { project, name } => {
+            let event = PendingEvent::new(&project, &name, None, EventKind::Deleted, format!("workload {name} deleted"));
+            let now = SystemTime::now();
+            match inner.store.delete_workload(&project, &name, &[event.to_store(now)]) {
+                Ok(_) => {
+                    let ids = inner.store.latest_event_id().ok().flatten().into_iter().collect();
+                    inner.broadcast(ids, vec![event], now);
+                }
+                Err(error) => tracing::error!(%error, workload = %name, "cannot delete workload record"),
+            }
+        }
+    }
+    inner.changed.notify_waiters();
+    inner.wake.notify_one();
+}
+
+/// Applies `change` to the instance (if it still exists) and records it with `events`.
+fn update_instance(inner: &Inner, key: &InstanceKey, events: Vec<PendingEvent>, change: impl FnOnce(&mut InstanceEntry)) {
+    let mut state = inner.lock();
+    let Some(instance) = state
+        .workloads
+        .get_mut(&(key.project.clone(), key.workload.clone()))
+        .and_then(|entry| entry.instances.get_mut(&key.replica))
+    else {
+        return;
+    };
+    change(instance);
+    inner.record(Some((key, instance)), events);
+}
+
+async fn start_instance(inner: &Arc<Inner>, key: InstanceKey, spec: &WorkloadSpec, revision: i64, restart: bool) {
+    let name = key.instance_name();
+    let mut events = Vec::new();
+    if restart {
+        events.push(PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Restarting, format!("restarting {name}")));
+    }
+    events.push(PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Starting, format!("starting {name}")));
+    update_instance(inner, &key, events, |instance| {
+        instance.phase = Phase::Starting;
+        instance.revision = revision;
+        instance.restart_requested = false;
+        instance.message = None;
+        if restart {
+            instance.restarts += 1;
+        }
+    });
+    match inner.driver.start(&key, spec).await {
+        Ok(handle) => {
+            let pid = handle.pid;
+            let generation = adopt_running(inner, &key, handle.clone(), revision, spec);
+            update_instance(
+                inner,
+                &key,
+                vec![PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Started, format!("{name} started (pid {pid})"))
+                    .with_data(serde_json::json!({ "pid": pid }))],
+                |_| {},
+            );
+            watch(inner.clone(), key, handle, generation);
+        }
+        Err(error) => {
+            let message = error.to_string();
+            let exit = ExitStatus { exit_code: None, signal: None, oom_killed: false, finished_at: SystemTime::now() };
+            let backoff = inner.config.backoff;
+            update_instance(
+                inner,
+                &key,
+                vec![PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::StartFailed, format!("{name} failed to start: {message}"))],
+                |instance| {
+                    instance.busy = false;
+                    instance.phase = Phase::Failed;
+                    instance.handle = None;
+                    instance.finished_at = Some(exit.finished_at);
+                    instance.message = Some(message);
+                    let delay = backoff.delay(instance.failures_in_row);
+                    instance.failures_in_row = instance.failures_in_row.saturating_add(1);
+                    instance.retry_at = should_restart(&spec.restart, &exit, instance.restarts).then(|| Instant::now() + delay);
+                    instance.last_exit = Some(exit);
+                },
+            );
+        }
+    }
+}
+
+/// Marks an instance running with `handle`; returns the generation of this run.
+fn adopt_running(inner: &Arc<Inner>, key: &InstanceKey, handle: InstanceHandle, revision: i64, spec: &WorkloadSpec) -> u64 {
+    let mut generation = 0;
+    let started_at = handle.started_at;
+    let has_health = spec.health.is_some();
+    {
+        let mut state = inner.lock();
+        if let Some(instance) = state
+            .workloads
+            .get_mut(&(key.project.clone(), key.workload.clone()))
+            .and_then(|entry| entry.instances.get_mut(&key.replica))
+        {
+            instance.generation += 1;
+            generation = instance.generation;
+            instance.busy = false;
+            instance.phase = Phase::Running;
+            instance.handle = Some(handle.clone());
+            instance.revision = revision;
+            instance.started_at = Some(started_at);
+            instance.running_since = Some(Instant::now());
+            instance.finished_at = None;
+            instance.retry_at = None;
+            instance.health = has_health.then_some(HealthState::Starting);
+            instance.usage = None;
+            instance.last_cpu_reading = None;
+        }
+    }
+    if let Some(health) = spec.health.clone() {
+        tokio::spawn(crate::health::run(inner.clone(), key.clone(), handle, generation, health));
+    }
+    generation
+}
+
+/// Waits for the instance to exit and applies the restart policy.
+fn watch(inner: Arc<Inner>, key: InstanceKey, handle: InstanceHandle, generation: u64) {
+    tokio::spawn(async move {
+        let exit = match inner.driver.wait(&handle).await {
+            Ok(exit) => exit,
+            Err(error) => {
+                tracing::warn!(%error, instance = %key.instance_name(), "cannot read exit status");
+                ExitStatus { exit_code: None, signal: None, oom_killed: false, finished_at: SystemTime::now() }
+            }
+        };
+        on_exit(&inner, &key, generation, exit, false);
+        inner.changed.notify_waiters();
+        inner.wake.notify_one();
+    });
+}
+
+/// Records an exit the supervisor did not ask for (or one found after a restart) and
+/// decides whether the instance comes back.
+pub(crate) fn on_exit(inner: &Inner, key: &InstanceKey, generation: u64, exit: ExitStatus, while_down: bool) {
+    let mut state = inner.lock();
+    let Some(entry) = state.workloads.get_mut(&(key.project.clone(), key.workload.clone())) else {
+        return;
+    };
+    let restart_policy = entry.spec.restart;
+    let desired = entry.desired;
+    let backoff = inner.config.backoff;
+    let Some(instance) = entry.instances.get_mut(&key.replica) else {
+        return;
+    };
+    if instance.generation != generation {
+        return;
+    }
+    instance.handle = None;
+    instance.finished_at = Some(exit.finished_at);
+    instance.last_exit = Some(exit.clone());
+    instance.health = None;
+    if instance.busy {
+        // A stop or removal is in flight; it records the outcome.
+        return;
+    }
+    let name = key.instance_name();
+    let how = describe_exit(&exit);
+    let when = if while_down { " while the daemon was down" } else { "" };
+    let mut events = Vec::new();
+    let kind = if exit.oom_killed { EventKind::OomKilled } else { EventKind::Exited };
+    events.push(
+        PendingEvent::new(&key.project, &key.workload, Some(key.replica), kind, format!("{name} {how}{when}")).with_data(serde_json::json!({
+            "exit_code": exit.exit_code,
+            "signal": exit.signal,
+            "oom_killed": exit.oom_killed,
+        })),
+    );
+    instance.phase = if exit.success() { Phase::Exited } else { Phase::Failed };
+    let ran_for = instance.running_since.map(|since| since.elapsed()).unwrap_or_default();
+    if ran_for >= backoff.reset_after {
+        instance.failures_in_row = 0;
+    }
+    if desired == DesiredState::Running && should_restart(&restart_policy, &exit, instance.restarts) {
+        let delay = backoff.delay(instance.failures_in_row);
+        instance.failures_in_row = instance.failures_in_row.saturating_add(1);
+        instance.retry_at = Some(Instant::now() + delay);
+        instance.message = Some(format!("restarting in {}", humantime::format_duration(delay)));
+    } else {
+        instance.retry_at = None;
+        instance.message = None;
+        if desired != DesiredState::Running {
+            instance.phase = Phase::Stopped;
+        }
+    }
+    inner.record(Some((key, instance)), events);
+}
+
+fn describe_exit(exit: &ExitStatus) -> String {
+    match (exit.oom_killed, exit.exit_code, exit.signal) {
+        (true, _, _) => "was killed: out of memory (oom_killed)".to_string(),
+        (false, Some(code), _) => format!("exited with code {code}"),
+        (false, None, Some(signal)) => format!("was killed by signal {signal}"),
+        (false, None, None) => "ended; its exit status is unknown".to_string(),
+    }
+}
+
+async fn stop_instance(inner: &Arc<Inner>, key: InstanceKey, handle: InstanceHandle, then_start: bool) {
+    let name = key.instance_name();
+    update_instance(
+        inner,
+        &key,
+        vec![PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Stopping, format!("stopping {name}"))],
+        |instance| instance.phase = Phase::Stopping,
+    );
+    let result = inner.driver.stop(&handle, inner.config.stop_grace).await;
+    let message = match &result {
+        Ok(()) => format!("{name} stopped"),
+        Err(error) => format!("{name} stop failed: {error}"),
+    };
+    update_instance(
+        inner,
+        &key,
+        vec![PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Stopped, message)],
+        |instance| {
+            instance.busy = then_start;
+            instance.handle = None;
+            instance.health = None;
+            instance.retry_at = None;
+            instance.phase = Phase::Stopped;
+            if instance.finished_at.is_none() {
+                instance.finished_at = Some(SystemTime::now());
+            }
+        },
+    );
+    if then_start {
+        let next = {
+            let state = inner.lock();
+            state
+                .workloads
+                .get(&(key.project.clone(), key.workload.clone()))
+                .filter(|entry| entry.desired == DesiredState::Running)
+                .map(|entry| (entry.spec.clone(), entry.revision))
+        };
+        match next {
+            Some((spec, revision)) => start_instance(inner, key, &spec, revision, true).await,
+            None => update_instance(inner, &key, Vec::new(), |instance| instance.busy = false),
+        }
+    }
+}
+
+async fn remove_instance(inner: &Arc<Inner>, key: InstanceKey) {
+    if let Err(error) = inner.driver.remove(&key).await {
+        tracing::error!(%error, instance = %key.instance_name(), "cannot remove instance");
+        update_instance(inner, &key, Vec::new(), |instance| {
+            instance.busy = false;
+            instance.message = Some(format!("remove failed: {error}"));
+        });
+        return;
+    }
+    let mut state = inner.lock();
+    if let Some(entry) = state.workloads.get_mut(&(key.project.clone(), key.workload.clone())) {
+        entry.instances.remove(&key.replica);
+    }
+    if let Err(error) = inner.store.delete_instance(&key.project, &key.workload, key.replica) {
+        tracing::error!(%error, instance = %key.instance_name(), "cannot delete instance record");
+    }
+}
+
+/// Loads every workload from the store and re-attaches to instances an earlier daemon left.
+pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<(), SupervisorError> {
+    let records = inner.store.list_workloads(None)?;
+    let instance_records = inner.store.list_instances(None)?;
+    let mut adopted = Vec::new();
+    let mut exited = Vec::new();
+    {
+        let mut state = inner.lock();
+        for record in records {
+            let spec = match serde_json::from_str(&record.spec_json)
+                .map_err(|error| error.to_string())
+                .and_then(|value| ward_spec::parse_value(value).map_err(|error| error.to_string()))
+            {
+                Ok(spec) => spec,
+                Err(error) => {
+                    tracing::error!(project = %record.project, workload = %record.name, %error, "stored spec no longer parses; skipping workload");
+                    continue;
+                }
+            };
+            let key = (record.project.clone(), record.name.clone());
+            state.workloads.insert(
+                key,
+                WorkloadEntry {
+                    project: record.project,
+                    spec,
+                    spec_json: record.spec_json,
+                    revision: record.revision,
+                    desired: DesiredState::parse(&record.desired_state),
+                    created_at: from_millis(record.created_at_ms),
+                    updated_at: from_millis(record.updated_at_ms),
+                    instances: Default::default(),
+                },
+            );
+        }
+        for record in instance_records {
+            let Some(entry) = state.workloads.get_mut(&(record.project.clone(), record.workload.clone())) else {
+                continue;
+            };
+            let extra: serde_json::Value =
+                record.handle_json.as_deref().and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default();
+            let mut instance = InstanceEntry::new(extra["revision"].as_i64().unwrap_or(entry.revision));
+            instance.phase = Phase::parse(&record.state).unwrap_or(Phase::Pending);
+            instance.restarts = record.restarts;
+            instance.failures_in_row = extra["failures_in_row"].as_u64().unwrap_or(0) as u32;
+            instance.started_at = record.started_at_ms.map(from_millis);
+            instance.finished_at = record.finished_at_ms.map(from_millis);
+            instance.message = record.message;
+            if record.exit_code.is_some() || record.oom_killed {
+                instance.last_exit = Some(ExitStatus {
+                    exit_code: record.exit_code,
+                    signal: extra["signal"].as_i64().map(|signal| signal as i32),
+                    oom_killed: record.oom_killed,
+                    finished_at: instance.finished_at.unwrap_or(SystemTime::UNIX_EPOCH),
+                });
+            }
+            let key = entry.instance_key(record.replica);
+            match inner.driver.attach(&key) {
+                Ok(AttachOutcome::Running(handle)) => {
+                    instance.phase = Phase::Running;
+                    instance.started_at = Some(handle.started_at);
+                    adopted.push((key.clone(), handle, instance.revision, entry.spec.clone()));
+                }
+                Ok(AttachOutcome::Exited(exit)) => {
+                    instance.phase = Phase::Running;
+                    exited.push((key.clone(), exit));
+                }
+                Ok(AttachOutcome::NotFound) => {
+                    if matches!(instance.phase, Phase::Running | Phase::Starting | Phase::Stopping) {
+                        instance.phase = Phase::Running;
+                        let exit = ExitStatus { exit_code: None, signal: None, oom_killed: false, finished_at: SystemTime::now() };
+                        exited.push((key.clone(), exit));
+                    } else if instance.phase == Phase::Pending {
+                        instance.phase = Phase::Stopped;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, instance = %key.instance_name(), "cannot re-attach; treating it as gone");
+                    instance.phase = Phase::Failed;
+                    instance.message = Some(format!("re-attach failed: {error}"));
+                }
+            }
+            entry.instances.insert(record.replica, instance);
+        }
+    }
+    for (key, handle, revision, spec) in adopted {
+        let pid = handle.pid;
+        let generation = adopt_running(inner, &key, handle.clone(), revision, &spec);
+        update_instance(
+            inner,
+            &key,
+            vec![PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Recovered, format!("re-attached to {} (pid {pid})", key.instance_name()))],
+            |_| {},
+        );
+        watch(inner.clone(), key, handle, generation);
+    }
+    for (key, exit) in exited {
+        on_exit(inner, &key, 0, exit, true);
+    }
+    Ok(())
+}
+
+/// Samples resource usage of running instances at a fixed interval.
+pub(crate) async fn run_sampler(inner: Arc<Inner>) {
+    let mut ticker = tokio::time::interval(inner.config.sample_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let running: Vec<InstanceHandle> = {
+            let state = inner.lock();
+            state
+                .workloads
+                .values()
+                .flat_map(|entry| entry.instances.values())
+                .filter(|instance| instance.phase == Phase::Running)
+                .filter_map(|instance| instance.handle.clone())
+                .collect()
+        };
+        let now = Instant::now();
+        let readings: Vec<_> = running.into_iter().filter_map(|handle| inner.driver.usage(&handle).map(|usage| (handle, usage))).collect();
+        let mut state = inner.lock();
+        for (handle, usage) in readings {
+            let key = &handle.key;
+            let Some(instance) = state
+                .workloads
+                .get_mut(&(key.project.clone(), key.workload.clone()))
+                .and_then(|entry| entry.instances.get_mut(&key.replica))
+            else {
+                continue;
+            };
+            if instance.handle.as_ref() != Some(&handle) {
+                continue;
+            }
+            let cpu_percent = instance.last_cpu_reading.and_then(|(then, cpu_then)| {
+                let elapsed = now.duration_since(then).as_secs_f64();
+                (elapsed > 0.0).then(|| usage.cpu_usage_nanos.saturating_sub(cpu_then) as f64 / 1e9 / elapsed * 100.0)
+            });
+            instance.last_cpu_reading = Some((now, usage.cpu_usage_nanos));
+            instance.usage = Some(UsageSample {
+                cpu_seconds: usage.cpu_usage_nanos as f64 / 1e9,
+                cpu_percent,
+                memory_bytes: usage.memory_bytes,
+                pids: usage.pids,
+            });
+        }
+    }
+}

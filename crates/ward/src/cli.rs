@@ -1,0 +1,684 @@
+//! The command line: clap types for every subcommand, flag values checked as they are parsed,
+//! and clap's own errors turned into the one `error: ` line of CONTRACT §1.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use ward_spec::units;
+
+/// Exit status of a command line that could not be parsed (like clap and most Unix tools).
+pub const USAGE_ERROR_EXIT_CODE: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ward",
+    version,
+    about = "Run and supervise workloads (processes, containers, VMs, WebAssembly) on this host",
+    after_help = "Start the daemon with 'ward serve'; every other command talks to it.\n\
+                  Run 'ward COMMAND --help' for the options of one command."
+)]
+pub struct CommandLine {
+    #[command(flatten)]
+    pub global_options: ClientOptions,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Run the Ward daemon
+    Serve(ServeArgs),
+    /// Print a shell completion script (bash, zsh, fish)
+    #[command(after_help = COMPLETION_EXAMPLES)]
+    Completion(CompletionArgs),
+    /// The per-workload monitor process that the daemon starts (internal)
+    #[command(hide = true)]
+    Monitor(MonitorArgs),
+}
+
+/// The commands that talk to the daemon.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create and start a workload in the background (like 'podman run -d')
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// Create or update workloads from a YAML or JSON file (idempotent)
+    Apply(ApplyArgs),
+    /// List workloads
+    #[command(visible_alias = "ls")]
+    Ps(PsArgs),
+    /// Show the full document of one or more workloads as JSON
+    Inspect(InspectArgs),
+    /// Show the output of a workload
+    Logs(LogsArgs),
+    /// Start stopped workloads
+    Start(NamesArgs),
+    /// Stop running workloads
+    Stop(NamesArgs),
+    /// Restart workloads
+    Restart(NamesArgs),
+    /// Remove workloads
+    #[command(visible_alias = "remove")]
+    Rm(RemoveArgs),
+    /// Run a command inside a running workload
+    Exec(ExecArgs),
+    /// Show what happened to workloads: starts, exits, restarts, health changes
+    Events(EventsArgs),
+    /// Live view of CPU, memory and processes of all workloads (like 'docker stats')
+    Top(TopArgs),
+}
+
+impl ClientCommand {
+    /// The global options given after the subcommand.
+    pub fn client_options(&self) -> &ClientOptions {
+        match self {
+            ClientCommand::Run(arguments) => &arguments.client_options,
+            ClientCommand::Apply(arguments) => &arguments.client_options,
+            ClientCommand::Ps(arguments) => &arguments.client_options,
+            ClientCommand::Inspect(arguments) => &arguments.client_options,
+            ClientCommand::Logs(arguments) => &arguments.client_options,
+            ClientCommand::Start(arguments) | ClientCommand::Stop(arguments) | ClientCommand::Restart(arguments) => {
+                &arguments.client_options
+            }
+            ClientCommand::Rm(arguments) => &arguments.client_options,
+            ClientCommand::Exec(arguments) => &arguments.client_options,
+            ClientCommand::Events(arguments) => &arguments.client_options,
+            ClientCommand::Top(arguments) => &arguments.client_options,
+        }
+    }
+}
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  ward run --name web -p 8080:8000 -- python3 -m http.server 8000
+  ward run --image nginx:1.27 -p 8080:80 --memory 256MiB
+  ward run --name api -e MODE=prod --health-http 8000/healthz -- ./api
+
+The workload runs in the background, supervised by the daemon; follow its output with
+'ward logs -f NAME'.";
+
+const COMPLETION_EXAMPLES: &str = "\
+Examples:
+  ward completion bash > /etc/bash_completion.d/ward
+  ward completion zsh > \"${fpath[1]}/_ward\"
+  ward completion fish > ~/.config/fish/completions/ward.fish";
+
+/// How the client finds and addresses the daemon. Accepted before the subcommand and after it;
+/// values here are the flags only; `config` layers the environment and files underneath.
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct ClientOptions {
+    /// URL of the daemon [env: WARD_HOST] [default: the address in DATA_DIR/ward.addr, else http://127.0.0.1:7380]
+    #[arg(long, value_name = "URL")]
+    pub host: Option<String>,
+
+    /// API key [env: WARD_TOKEN] [default: DATA_DIR/admin.token]
+    #[arg(long, value_name = "KEY")]
+    pub token: Option<String>,
+
+    /// Data directory of the daemon, to find its address and key [env: WARD_DATA_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Project the workloads belong to [env: WARD_PROJECT] [default: default]
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
+
+    /// Output format
+    #[arg(short = 'o', long = "output", value_name = "FORMAT", value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+impl ClientOptions {
+    /// These options, with the ones given before the subcommand filling the gaps.
+    pub fn merged_with(self, outer: &ClientOptions) -> ClientOptions {
+        ClientOptions {
+            host: self.host.or_else(|| outer.host.clone()),
+            token: self.token.or_else(|| outer.token.clone()),
+            data_dir: self.data_dir.or_else(|| outer.data_dir.clone()),
+            project: self.project.or_else(|| outer.project.clone()),
+            output: self.output.or(outer.output),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people
+    Table,
+    /// JSON for scripts (NDJSON for streams)
+    Json,
+    /// Same as table
+    Wide,
+}
+
+impl OutputFormat {
+    pub fn is_json(self) -> bool {
+        self == OutputFormat::Json
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Workload name [default: generated from the command or image, like python3-4f2a]
+    #[arg(long, value_name = "NAME", value_parser = parse_name_flag)]
+    pub name: Option<String>,
+
+    /// Container image (OCI reference), VM image or WebAssembly module
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+
+    /// Kind of workload [default: container with --image, else process]
+    #[arg(long, value_name = "KIND", value_parser = ["process", "container", "vm", "wasm"])]
+    pub kind: Option<String>,
+
+    /// Publish a port: HOST:PORT[/tcp|udp] (repeatable)
+    #[arg(short = 'p', long = "publish", value_name = "HOST:PORT", value_parser = parse_port_mapping_flag)]
+    pub publish: Vec<String>,
+
+    /// Set an environment variable; KEY alone takes the value from this shell (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env_flag)]
+    pub env: Vec<EnvironmentFlag>,
+
+    /// Memory limit, like 512MiB or 2G
+    #[arg(short = 'm', long, value_name = "SIZE", value_parser = parse_size_flag)]
+    pub memory: Option<String>,
+
+    /// CPU limit in cores, like 1.5 or 500m
+    #[arg(long, value_name = "CORES", value_parser = parse_cpu_flag)]
+    pub cpus: Option<String>,
+
+    /// Most processes the workload may have
+    #[arg(long, visible_alias = "pids-limit", value_name = "N")]
+    pub pids: Option<u64>,
+
+    /// Restart policy: never, on-failure[:N] or always [default: on-failure]
+    #[arg(long, value_name = "POLICY", value_parser = parse_restart_flag)]
+    pub restart: Option<String>,
+
+    /// Mount a volume or host path: SRC:DST[:ro] (repeatable)
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]", value_parser = parse_volume_flag)]
+    pub volumes: Vec<String>,
+
+    /// Network mode [default: bridge]
+    #[arg(long, value_name = "MODE", value_parser = ["bridge", "host", "none"])]
+    pub network: Option<String>,
+
+    /// Number of instances [default: 1]
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u32>,
+
+    /// Set a label (repeatable)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_label_flag)]
+    pub labels: Vec<(String, String)>,
+
+    /// Working directory of the command
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// Health check: HTTP GET on PORT/PATH answers 2xx or 3xx
+    #[arg(long, value_name = "PORT/PATH", group = "health_probe", value_parser = parse_http_probe_flag)]
+    pub health_http: Option<String>,
+
+    /// Health check: TCP connect to PORT succeeds
+    #[arg(long, value_name = "PORT", group = "health_probe", value_parser = parse_port_flag)]
+    pub health_tcp: Option<u16>,
+
+    /// Health check: shell command exits 0
+    #[arg(long, value_name = "COMMAND", group = "health_probe")]
+    pub health_cmd: Option<String>,
+
+    /// Time between health checks, like 10s
+    #[arg(long, value_name = "DURATION", requires = "health_probe", value_parser = parse_duration_text_flag)]
+    pub health_interval: Option<String>,
+
+    /// Time one health check may take, like 2s
+    #[arg(long, value_name = "DURATION", requires = "health_probe", value_parser = parse_duration_text_flag)]
+    pub health_timeout: Option<String>,
+
+    /// Failed checks in a row before the instance is restarted
+    #[arg(long, value_name = "N", requires = "health_probe")]
+    pub health_retries: Option<u32>,
+
+    /// Command to run and its arguments (put them after --)
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
+    pub command: Vec<String>,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+/// One `-e` flag: `KEY=VALUE`, or `KEY` to pass on the client's own value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnvironmentFlag {
+    Assignment { key: String, value: String },
+    Inherited { key: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// YAML or JSON file with one or more workloads; - reads standard input (repeatable)
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Show what would change without changing anything
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all workloads, stopped ones included
+    #[arg(short = 'a', long)]
+    pub all: bool,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[arg(value_name = "NAME", required = true)]
+    pub names: Vec<String>,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep printing new output as it comes
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// Print only the last N lines of each instance ("all" for everything)
+    #[arg(short = 'n', long, value_name = "N", value_parser = parse_tail_flag)]
+    pub tail: Option<TailLines>,
+
+    /// Only output since a duration ago (10m, 1h30m) or an RFC 3339 time
+    #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since_flag)]
+    pub since: Option<String>,
+
+    /// Prefix every line with its time
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+/// `--tail N` or `--tail all`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TailLines {
+    All,
+    Last(usize),
+}
+
+#[derive(Debug, Args)]
+pub struct NamesArgs {
+    #[arg(value_name = "NAME", required = true)]
+    pub names: Vec<String>,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Stop running workloads before removing them
+    #[arg(short = 'f', long)]
+    pub force: bool,
+
+    #[arg(value_name = "NAME", required = true)]
+    pub names: Vec<String>,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep standard input open and send it to the command
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Give the command a terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// Instance to run in [default: the first running one]
+    #[arg(long, value_name = "N")]
+    pub replica: Option<u32>,
+
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Command to run and its arguments (put them after --)
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
+    pub command: Vec<String>,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep printing new events as they happen
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// Only events after this event id
+    #[arg(long, value_name = "ID")]
+    pub since: Option<i64>,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Print the table once and exit
+    #[arg(long)]
+    pub once: bool,
+
+    /// Time between refreshes
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval_flag)]
+    pub interval: Duration,
+
+    /// Show all workloads, stopped ones included
+    #[arg(short = 'a', long)]
+    pub all: bool,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    #[arg(value_name = "SHELL", value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The instance's state directory
+    #[arg(value_name = "DIR")]
+    pub directory: PathBuf,
+}
+
+/// `ward serve`. Fields hold the flags only (`None` when not given); `daemon_config` layers
+/// the config file, the environment and the defaults underneath.
+#[derive(Clone, Debug, Default, Args)]
+pub struct ServeArgs {
+    /// Data directory [env: WARD_DATA_DIR] [default: /var/lib/ward as root, else $XDG_DATA_HOME/ward]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address to listen on; port 0 picks a free one, written to DATA_DIR/ward.addr [env: WARD_LISTEN] [default: 127.0.0.1:7380]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Configuration file
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Parses the process's command line, or prints why it cannot and exits: help and version
+/// normally with status 0, usage errors as one `error: ` line with status 2.
+pub fn parse_command_line() -> CommandLine {
+    match CommandLine::try_parse() {
+        Ok(command_line) => command_line,
+        Err(error) => exit_for_clap_error(error),
+    }
+}
+
+fn exit_for_clap_error(error: clap::Error) -> ! {
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => error.exit(),
+        // Bare `ward`: show the help like `docker` does, to stdout, and succeed.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let mut command = CommandLine::command();
+            let help = command.render_help().to_string();
+            print!("{help}");
+            std::process::exit(0)
+        }
+        _ => {
+            let arguments: Vec<String> = std::env::args().skip(1).collect();
+            let subcommand = subcommand_named_in(&arguments);
+            eprintln!("error: {}", one_line_usage_error(&error.render().to_string(), subcommand.as_deref()));
+            std::process::exit(USAGE_ERROR_EXIT_CODE)
+        }
+    }
+}
+
+/// The subcommand a command line was aiming at: the first word that is not a global option or
+/// its value, when it names a subcommand (or one of its aliases).
+fn subcommand_named_in(arguments: &[String]) -> Option<String> {
+    let command = CommandLine::command();
+    let mut words = arguments.iter();
+    while let Some(word) = words.next() {
+        if ["--host", "--token", "--data-dir", "--project", "--output", "-o"].contains(&word.as_str()) {
+            words.next();
+            continue;
+        }
+        if word.starts_with('-') {
+            continue;
+        }
+        return command
+            .get_subcommands()
+            .find(|subcommand| subcommand.get_name() == word || subcommand.get_all_aliases().any(|alias| alias == word))
+            .map(|subcommand| subcommand.get_name().to_string());
+    }
+    None
+}
+
+/// Squeezes clap's multi-paragraph error into one line: its first paragraph, its tips in
+/// parentheses, and where to read more (`; see 'ward run --help'`). `subcommand` names the
+/// help to point at when clap's message has no usage line.
+pub fn one_line_usage_error(rendered: &str, subcommand: Option<&str>) -> String {
+    let paragraphs: Vec<Vec<&str>> = rendered
+        .split("\n\n")
+        .map(|paragraph| paragraph.lines().map(str::trim).filter(|line| !line.is_empty()).collect())
+        .collect();
+    let mut message = paragraphs
+        .first()
+        .map(|lines| lines.join(" "))
+        .unwrap_or_default()
+        .trim_start_matches("error:")
+        .trim()
+        .to_string();
+    let tips: Vec<&str> = paragraphs
+        .iter()
+        .skip(1)
+        .flatten()
+        .filter_map(|line| line.strip_prefix("tip:"))
+        .map(str::trim)
+        .collect();
+    if !tips.is_empty() {
+        message.push_str(&format!(" ({})", tips.join("; ")));
+    }
+    let command_path = paragraphs
+        .iter()
+        .flatten()
+        .find_map(|line| line.strip_prefix("Usage:"))
+        .map(usage_command_path)
+        .or_else(|| subcommand.map(|subcommand| format!("ward {subcommand}")))
+        .unwrap_or_else(|| "ward".to_string());
+    message.push_str(&format!("; see '{command_path} --help'"));
+    message
+}
+
+/// `ward run [OPTIONS] [COMMAND]...` → `ward run`.
+fn usage_command_path(usage: &str) -> String {
+    usage
+        .split_whitespace()
+        .take_while(|word| word.chars().all(|character| character.is_ascii_lowercase() || character == '-'))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn parse_name_flag(text: &str) -> Result<String, String> {
+    units::validate_name(text).map(|()| text.to_string())
+}
+
+fn parse_port_mapping_flag(text: &str) -> Result<String, String> {
+    units::parse_port_mapping(text).map(|_| text.to_string())
+}
+
+fn parse_port_flag(text: &str) -> Result<u16, String> {
+    units::parse_port(text)
+}
+
+fn parse_env_flag(text: &str) -> Result<EnvironmentFlag, String> {
+    if text.contains('=') {
+        let (key, value) = units::parse_env_assignment(text)?;
+        Ok(EnvironmentFlag::Assignment { key, value })
+    } else {
+        units::validate_env_key(text)?;
+        Ok(EnvironmentFlag::Inherited { key: text.to_string() })
+    }
+}
+
+fn parse_label_flag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("invalid label {text:?}: use KEY=VALUE, like team=web")),
+    }
+}
+
+fn parse_size_flag(text: &str) -> Result<String, String> {
+    units::parse_size(text).map(|_| text.to_string())
+}
+
+fn parse_cpu_flag(text: &str) -> Result<String, String> {
+    units::parse_cpu(text).map(|_| text.to_string())
+}
+
+fn parse_restart_flag(text: &str) -> Result<String, String> {
+    units::parse_restart(text).map(|_| text.to_string())
+}
+
+fn parse_volume_flag(text: &str) -> Result<String, String> {
+    units::parse_volume(text).map(|_| text.to_string())
+}
+
+fn parse_http_probe_flag(text: &str) -> Result<String, String> {
+    units::parse_http_probe(text).map(|_| text.to_string())
+}
+
+fn parse_duration_text_flag(text: &str) -> Result<String, String> {
+    units::parse_duration(text).map(|_| text.to_string())
+}
+
+fn parse_interval_flag(text: &str) -> Result<Duration, String> {
+    let interval = units::parse_duration(text)?;
+    if interval < Duration::from_millis(100) {
+        return Err(format!("interval {text:?} is too short: use 100ms or more, like 1s"));
+    }
+    Ok(interval)
+}
+
+fn parse_tail_flag(text: &str) -> Result<TailLines, String> {
+    if text == "all" {
+        return Ok(TailLines::All);
+    }
+    text.parse::<usize>()
+        .map(TailLines::Last)
+        .map_err(|_| format!("invalid line count {text:?}: use a whole number, like 100, or all"))
+}
+
+fn parse_since_flag(text: &str) -> Result<String, String> {
+    let is_duration = units::parse_duration(text).is_ok();
+    let is_time = crate::output::parse_timestamp(text).is_some();
+    if is_duration || is_time {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "invalid time {text:?}: use a duration ago, like 10m or 1h30m, or an RFC 3339 time, like 2025-05-01T12:00:00Z"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        CommandLine::command().debug_assert();
+    }
+
+    #[test]
+    fn clap_error_paragraphs_become_one_line_with_tips_and_help_pointer() {
+        let rendered = "error: unexpected argument '--folow' found\n\n  tip: a similar argument exists: '--follow'\n\nUsage: ward logs --follow <NAME>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line_usage_error(rendered, Some("logs")),
+            "unexpected argument '--folow' found (a similar argument exists: '--follow'); see 'ward logs --help'"
+        );
+    }
+
+    #[test]
+    fn missing_arguments_are_joined_onto_the_first_line() {
+        let rendered = "error: the following required arguments were not provided:\n  <NAME>\n\nUsage: ward logs <NAME>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line_usage_error(rendered, None),
+            "the following required arguments were not provided: <NAME>; see 'ward logs --help'"
+        );
+    }
+
+    #[test]
+    fn value_errors_without_usage_point_at_the_subcommand_help() {
+        let rendered = "error: invalid value '12XB' for '--memory <SIZE>': invalid size \"12XB\"\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line_usage_error(rendered, Some("run")),
+            "invalid value '12XB' for '--memory <SIZE>': invalid size \"12XB\"; see 'ward run --help'"
+        );
+        let arguments = |words: &[&str]| words.iter().map(|word| word.to_string()).collect::<Vec<_>>();
+        assert_eq!(subcommand_named_in(&arguments(&["--host", "run", "run", "--memory", "1"])).as_deref(), Some("run"));
+        assert_eq!(subcommand_named_in(&arguments(&["-o", "json", "ls"])).as_deref(), Some("ps"));
+        assert_eq!(subcommand_named_in(&arguments(&["bogus"])), None);
+    }
+
+    #[test]
+    fn options_before_and_after_the_subcommand_merge_with_the_inner_ones_winning() {
+        let command_line =
+            CommandLine::try_parse_from(["ward", "--host", "http://outer:1", "--project", "outer", "ps", "--host", "http://inner:2"])
+                .expect("parses");
+        let Command::Client(ClientCommand::Ps(arguments)) = command_line.command else { panic!("expected ps") };
+        let merged = arguments.client_options.merged_with(&command_line.global_options);
+        assert_eq!(merged.host.as_deref(), Some("http://inner:2"));
+        assert_eq!(merged.project.as_deref(), Some("outer"));
+    }
+
+    #[test]
+    fn run_takes_everything_after_the_first_command_word_as_the_command() {
+        let command_line =
+            CommandLine::try_parse_from(["ward", "run", "--name", "web", "python3", "-m", "http.server", "--cpus", "1"])
+                .expect("parses");
+        let Command::Client(ClientCommand::Run(arguments)) = command_line.command else { panic!("expected run") };
+        assert_eq!(arguments.command, ["python3", "-m", "http.server", "--cpus", "1"]);
+        assert_eq!(arguments.client_options.output, None);
+    }
+
+    #[test]
+    fn exec_accepts_the_command_with_or_without_double_dash() {
+        for arguments in [vec!["ward", "exec", "-it", "web", "--", "ls", "-la"], vec!["ward", "exec", "-it", "web", "ls", "-la"]] {
+            let command_line = CommandLine::try_parse_from(arguments).expect("parses");
+            let Command::Client(ClientCommand::Exec(exec)) = command_line.command else { panic!("expected exec") };
+            assert!(exec.interactive && exec.tty);
+            assert_eq!(exec.name, "web");
+            assert_eq!(exec.command, ["ls", "-la"]);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! One module per subcommand; [`dispatch`] resolves the client settings and runs the command.
+
+mod apply;
+mod completion;
+mod events;
+mod exec;
+mod inspect;
+mod lifecycle;
+mod logs;
+pub mod monitor;
+mod ps;
+mod run;
+mod top;
+
+use ward_client::Client;
+
+use crate::cli::{ClientCommand, ClientOptions, Command};
+use crate::config::{self, ClientSettings, Environment};
+use crate::failure;
+
+/// What every client command works with: the connection and how to print.
+pub struct Context {
+    pub client: Client,
+    pub settings: ClientSettings,
+}
+
+impl Context {
+    fn new(options: &ClientOptions) -> Context {
+        let read_file = |path: &std::path::Path| std::fs::read_to_string(path);
+        let settings = config::resolve_client_settings(options, &Environment::current(), &read_file);
+        let client = Client::new(&settings.base_url, settings.token.clone()).with_project(&settings.project);
+        Context { client, settings }
+    }
+
+    /// `-o json`: print machine-readable JSON instead of tables and names.
+    pub fn json(&self) -> bool {
+        self.settings.output.is_json()
+    }
+}
+
+/// Runs one command and returns its exit status (the remote command's, for `exec`).
+pub async fn dispatch(command: Command, global_options: ClientOptions) -> anyhow::Result<i32> {
+    match command {
+        Command::Client(client_command) => {
+            let options = client_command.client_options().clone().merged_with(&global_options);
+            let context = Context::new(&options);
+            run_client_command(&context, client_command)
+                .await
+                .map_err(|error| failure::explain(error, &context.settings))
+        }
+        Command::Serve(mut arguments) => {
+            if arguments.data_dir.is_none() {
+                arguments.data_dir = global_options.data_dir;
+            }
+            crate::serve::run(arguments).await?;
+            Ok(0)
+        }
+        Command::Completion(arguments) => completion::run(&arguments),
+        // `main` enters the monitor before any runtime exists; this arm only keeps the match whole.
+        Command::Monitor(arguments) => Ok(monitor::run(&arguments.directory)),
+    }
+}
+
+async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow::Result<i32> {
+    match command {
+        ClientCommand::Run(arguments) => run::run(context, arguments).await,
+        ClientCommand::Apply(arguments) => apply::run(context, arguments).await,
+        ClientCommand::Ps(arguments) => ps::run(context, arguments).await,
+        ClientCommand::Inspect(arguments) => inspect::run(context, arguments).await,
+        ClientCommand::Logs(arguments) => logs::run(context, arguments).await,
+        ClientCommand::Start(arguments) => lifecycle::act(context, &arguments.names, lifecycle::Action::Start).await,
+        ClientCommand::Stop(arguments) => lifecycle::act(context, &arguments.names, lifecycle::Action::Stop).await,
+        ClientCommand::Restart(arguments) => {
+            lifecycle::act(context, &arguments.names, lifecycle::Action::Restart).await
+        }
+        ClientCommand::Rm(arguments) => lifecycle::remove(context, &arguments.names, arguments.force).await,
+        ClientCommand::Exec(arguments) => exec::run(context, arguments).await,
+        ClientCommand::Events(arguments) => events::run(context, arguments).await,
+        ClientCommand::Top(arguments) => top::run(context, arguments).await,
+    }
+}

@@ -1,0 +1,162 @@
+//! `ward ps`: the workload table (NAME KIND STATE RESTARTS UPTIME CPU MEM PORTS), or the
+//! documents as a JSON array.
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+use ward_client::wire::WorkloadDocument;
+
+use crate::cli::PsArgs;
+use crate::commands::Context;
+use crate::output;
+
+pub const PS_HEADERS: [&str; 8] = ["NAME", "KIND", "STATE", "RESTARTS", "UPTIME", "CPU", "MEM", "PORTS"];
+
+pub async fn run(context: &Context, arguments: PsArgs) -> anyhow::Result<i32> {
+    let documents = context.client.list_workloads(true).await?;
+    let mut shown = select_workloads(documents, arguments.all);
+    shown.sort_by(|left, right| left.name().cmp(right.name()));
+    if context.json() {
+        output::print_json(&shown)?;
+    } else {
+        output::print_text(&render_ps_table(&shown, SystemTime::now()))?;
+    }
+    Ok(0)
+}
+
+/// Without `--all`: the workloads meant to run, and the failed ones, which need attention.
+pub fn select_workloads(documents: Vec<WorkloadDocument>, all: bool) -> Vec<WorkloadDocument> {
+    if all {
+        return documents;
+    }
+    documents
+        .into_iter()
+        .filter(|document| document.status.desired_state == "running" || document.status.state == "failed")
+        .collect()
+}
+
+pub fn render_ps_table(documents: &[WorkloadDocument], now: SystemTime) -> String {
+    let rows: Vec<Vec<String>> = documents
+        .iter()
+        .map(|document| {
+            let status = &document.status;
+            vec![
+                document.name().to_string(),
+                document.kind().to_string(),
+                status.state.clone(),
+                status.restarts.to_string(),
+                uptime(document, now),
+                status.cpu_percent.map(output::format_percent).unwrap_or_else(|| "-".to_string()),
+                status.memory_bytes.map(output::format_size).unwrap_or_else(|| "-".to_string()),
+                ports(document),
+            ]
+        })
+        .collect();
+    output::render_table(&PS_HEADERS, &rows)
+}
+
+/// How long the workload has been running, `-` when it is not.
+pub fn uptime(document: &WorkloadDocument, now: SystemTime) -> String {
+    if document.status.state != "running" {
+        return "-".to_string();
+    }
+    document
+        .status
+        .started_at
+        .as_deref()
+        .and_then(|started_at| output::elapsed_since(started_at, now))
+        .map(output::format_uptime)
+        .unwrap_or_else(|| "-".to_string())
+}
+
+/// `8080->8000/tcp, 5353->53/udp`, like `docker ps`.
+pub fn ports(document: &WorkloadDocument) -> String {
+    let Some(Value::Array(ports)) = document.spec.get("ports") else {
+        return String::new();
+    };
+    ports
+        .iter()
+        .map(|port| match port {
+            Value::Object(mapping) => {
+                let number = |key: &str| mapping.get(key).map(|value| value.to_string()).unwrap_or_default();
+                let protocol = mapping.get("protocol").and_then(Value::as_str).unwrap_or("tcp");
+                format!("{}->{}/{protocol}", number("host"), number("port"))
+            }
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// A document as the daemon sends it, with the status fields that matter here.
+    pub(crate) fn document(name: &str, state: &str, desired_state: &str, extra_status: Value, ports: Value) -> WorkloadDocument {
+        let mut status = json!({
+            "state": state, "restarts": 0, "exit_code": null, "pid": null, "started_at": null,
+            "revision": 1, "project": "default", "desired_state": desired_state, "oom_killed": false,
+            "finished_at": null, "health": null, "message": null,
+            "created_at": "2025-05-01T11:00:00Z", "updated_at": "2025-05-01T11:00:00Z",
+            "cpu_seconds": null, "memory_bytes": null, "instances": [],
+        });
+        if let (Value::Object(status), Value::Object(extra)) = (&mut status, extra_status) {
+            status.extend(extra);
+        }
+        serde_json::from_value(json!({
+            "name": name, "kind": "process", "ports": ports, "resources": {"memory": 268435456},
+            "status": status,
+        }))
+        .expect("a valid document")
+    }
+
+    fn now() -> SystemTime {
+        output::parse_timestamp("2025-05-01T12:00:00Z").expect("valid time")
+    }
+
+    #[test]
+    fn ps_table_matches_docker_layout() {
+        let documents = vec![
+            document(
+                "web",
+                "running",
+                "running",
+                json!({"started_at": "2025-05-01T11:57:00Z", "restarts": 2, "cpu_percent": 0.5, "memory_bytes": 12897485}),
+                json!([{"host": 8080, "port": 8000, "protocol": "tcp"}, {"host": 5353, "port": 53, "protocol": "udp"}]),
+            ),
+            document("batch-job", "exited", "running", json!({"exit_code": 0}), json!([])),
+        ];
+        insta::assert_snapshot!(render_ps_table(&documents, now()), @r"
+        NAME        KIND      STATE     RESTARTS   UPTIME   CPU    MEM       PORTS
+        web         process   running   2          3m       0.5%   12.3MiB   8080->8000/tcp, 5353->53/udp
+        batch-job   process   exited    0          -        -      -
+        ");
+    }
+
+    #[test]
+    fn ps_without_all_hides_stopped_but_keeps_failed() {
+        let documents = vec![
+            document("up", "running", "running", json!({}), json!([])),
+            document("stopped", "stopped", "stopped", json!({}), json!([])),
+            document("broken", "failed", "stopped", json!({}), json!([])),
+        ];
+        let names = |documents: Vec<WorkloadDocument>| documents.iter().map(|document| document.name().to_string()).collect::<Vec<_>>();
+        assert_eq!(names(select_workloads(documents.clone(), false)), ["up", "broken"]);
+        assert_eq!(names(select_workloads(documents, true)), ["up", "stopped", "broken"]);
+    }
+
+    #[test]
+    fn uptime_counts_only_while_running() {
+        let running = document("a", "running", "running", json!({"started_at": "2025-05-01T07:59:59+00:00"}), json!([]));
+        assert_eq!(uptime(&running, now()), "4h");
+        let stopped = document("b", "stopped", "stopped", json!({"started_at": "2025-05-01T11:00:00Z"}), json!([]));
+        assert_eq!(uptime(&stopped, now()), "-");
+        assert_eq!(uptime(&running, now() + Duration::from_secs(5 * 86400)), "5d");
+    }
+}

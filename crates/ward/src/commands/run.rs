@@ -1,0 +1,217 @@
+//! `ward run`: turns flags into a raw workload spec, creates the workload and waits until it
+//! runs or has failed to start; the workload then stays in the background (like `podman run -d`).
+
+use serde_json::{json, Map, Value};
+
+use crate::cli::{EnvironmentFlag, RunArgs};
+use crate::commands::Context;
+use crate::output;
+
+pub async fn run(context: &Context, arguments: RunArgs) -> anyhow::Result<i32> {
+    let spec = build_spec(&arguments, &|key| std::env::var(key).ok(), rand::random())?;
+    let document = context.client.create_workload(&spec, true).await?;
+    if context.json() {
+        output::print_json(&document)?;
+    } else {
+        output::print_line(document.name())?;
+    }
+    if document.status.state == "failed" {
+        let name = document.name();
+        let reason = document.status.message.as_deref().unwrap_or("it exited right away");
+        anyhow::bail!("workload {name} failed to start: {reason}; see 'ward logs {name}' and 'ward inspect {name}'");
+    }
+    Ok(0)
+}
+
+/// The spec in the raw form people write in YAML; the daemon validates and normalises it.
+/// `lookup_environment` answers `-e KEY` without a value; `random` makes generated names unique.
+pub fn build_spec(
+    arguments: &RunArgs,
+    lookup_environment: &dyn Fn(&str) -> Option<String>,
+    random: u16,
+) -> anyhow::Result<Value> {
+    if arguments.command.is_empty() && arguments.image.is_none() {
+        anyhow::bail!(
+            "nothing to run: give a command after --, like 'ward run --name web -- python3 -m http.server', or an image with --image"
+        );
+    }
+    let name = match &arguments.name {
+        Some(name) => name.clone(),
+        None => generate_name(&arguments.command, arguments.image.as_deref(), random),
+    };
+    let mut spec = Map::new();
+    spec.insert("name".to_string(), json!(name));
+    insert_if_some(&mut spec, "kind", arguments.kind.as_ref().map(|kind| json!(kind)));
+    insert_if_some(&mut spec, "image", arguments.image.as_ref().map(|image| json!(image)));
+    if !arguments.command.is_empty() {
+        spec.insert("command".to_string(), json!(arguments.command));
+    }
+    insert_if_some(&mut spec, "workdir", arguments.workdir.as_ref().map(|workdir| json!(workdir)));
+
+    let mut environment = Map::new();
+    for flag in &arguments.env {
+        match flag {
+            EnvironmentFlag::Assignment { key, value } => {
+                environment.insert(key.clone(), json!(value));
+            }
+            // Like Docker: a variable that is not set here is not set in the workload either.
+            EnvironmentFlag::Inherited { key } => {
+                if let Some(value) = lookup_environment(key) {
+                    environment.insert(key.clone(), json!(value));
+                }
+            }
+        }
+    }
+    if !environment.is_empty() {
+        spec.insert("env".to_string(), Value::Object(environment));
+    }
+
+    let mut resources = Map::new();
+    insert_if_some(&mut resources, "memory", arguments.memory.as_ref().map(|memory| json!(memory)));
+    insert_if_some(&mut resources, "cpu", arguments.cpus.as_ref().map(|cpus| json!(cpus)));
+    insert_if_some(&mut resources, "pids", arguments.pids.map(|pids| json!(pids)));
+    if !resources.is_empty() {
+        spec.insert("resources".to_string(), Value::Object(resources));
+    }
+
+    if !arguments.publish.is_empty() {
+        spec.insert("ports".to_string(), json!(arguments.publish));
+    }
+    if !arguments.volumes.is_empty() {
+        spec.insert("volumes".to_string(), json!(arguments.volumes));
+    }
+    insert_if_some(&mut spec, "network", arguments.network.as_ref().map(|network| json!(network)));
+    insert_if_some(&mut spec, "restart", arguments.restart.as_ref().map(|restart| json!(restart)));
+    insert_if_some(&mut spec, "health", health_check(arguments));
+    insert_if_some(&mut spec, "replicas", arguments.replicas.map(|replicas| json!(replicas)));
+    if !arguments.labels.is_empty() {
+        let labels: Map<String, Value> = arguments.labels.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
+        spec.insert("labels".to_string(), Value::Object(labels));
+    }
+    Ok(Value::Object(spec))
+}
+
+fn health_check(arguments: &RunArgs) -> Option<Value> {
+    let (probe_kind, probe) = if let Some(http) = &arguments.health_http {
+        ("http", json!(http))
+    } else if let Some(port) = arguments.health_tcp {
+        ("tcp", json!(port))
+    } else if let Some(command) = &arguments.health_cmd {
+        // A string runs through the shell, like Docker's --health-cmd.
+        ("exec", json!(command))
+    } else {
+        return None;
+    };
+    let mut health = Map::new();
+    health.insert(probe_kind.to_string(), probe);
+    insert_if_some(&mut health, "interval", arguments.health_interval.as_ref().map(|interval| json!(interval)));
+    insert_if_some(&mut health, "timeout", arguments.health_timeout.as_ref().map(|timeout| json!(timeout)));
+    insert_if_some(&mut health, "retries", arguments.health_retries.map(|retries| json!(retries)));
+    Some(Value::Object(health))
+}
+
+fn insert_if_some(object: &mut Map<String, Value>, key: &str, value: Option<Value>) {
+    if let Some(value) = value {
+        object.insert(key.to_string(), value);
+    }
+}
+
+/// A Docker-like name: the program's or image's base name and four hex digits, like
+/// `python3-4f2a`, reduced to what the name rule allows.
+pub fn generate_name(command: &[String], image: Option<&str>, random: u16) -> String {
+    let stem = match (command.first(), image) {
+        (Some(program), _) => program.rsplit('/').next().unwrap_or(program).to_string(),
+        (None, Some(image)) => image_base_name(image),
+        (None, None) => String::new(),
+    };
+    let mut sanitized = String::new();
+    for character in stem.to_ascii_lowercase().chars() {
+        let allowed = character.is_ascii_lowercase() || character.is_ascii_digit();
+        if allowed {
+            sanitized.push(character);
+        } else if !sanitized.is_empty() && !sanitized.ends_with('-') {
+            sanitized.push('-');
+        }
+    }
+    // 63 characters at most, five of them for `-` and the suffix.
+    sanitized.truncate(58);
+    let stem = sanitized.trim_end_matches('-');
+    let stem = if stem.is_empty() { "workload" } else { stem };
+    format!("{stem}-{random:04x}")
+}
+
+/// `ghcr.io/org/api:1.2@sha256:…` → `api`.
+fn image_base_name(image: &str) -> String {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last_component = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    last_component.split(':').next().unwrap_or(last_component).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{ClientCommand, Command, CommandLine};
+
+    fn spec_for(arguments: &[&str]) -> Value {
+        let command_line = CommandLine::try_parse_from(std::iter::once("ward").chain(arguments.iter().copied()))
+            .unwrap_or_else(|error| panic!("{arguments:?}: {error}"));
+        let Command::Client(ClientCommand::Run(run)) = command_line.command else { panic!("expected run") };
+        let lookup = |key: &str| (key == "FROM_SHELL").then(|| "shell value".to_string());
+        build_spec(&run, &lookup, 0x4f2a).expect("builds")
+    }
+
+    #[test]
+    fn every_flag_lands_in_the_raw_spec() {
+        let spec = spec_for(&[
+            "run", "--name", "api", "--kind", "process", "-p", "8080:8000", "-p", "5353:53/udp", "-e", "MODE=prod",
+            "-e", "FROM_SHELL", "-e", "UNSET_HERE", "--memory", "256MiB", "--cpus", "500m", "--pids", "64",
+            "--restart", "always", "-v", "data:/data", "-v", "/srv:/srv:ro", "--network", "host", "--replicas", "2",
+            "-l", "team=web", "--workdir", "/srv", "--health-http", "8000/healthz", "--health-interval", "5s",
+            "--health-retries", "4", "--", "python3", "-m", "http.server", "8000",
+        ]);
+        assert_eq!(
+            spec,
+            json!({
+                "name": "api",
+                "kind": "process",
+                "command": ["python3", "-m", "http.server", "8000"],
+                "workdir": "/srv",
+                "env": {"MODE": "prod", "FROM_SHELL": "shell value"},
+                "resources": {"memory": "256MiB", "cpu": "500m", "pids": 64},
+                "ports": ["8080:8000", "5353:53/udp"],
+                "volumes": ["data:/data", "/srv:/srv:ro"],
+                "network": "host",
+                "restart": "always",
+                "health": {"http": "8000/healthz", "interval": "5s", "retries": 4},
+                "replicas": 2,
+                "labels": {"team": "web"},
+            })
+        );
+    }
+
+    #[test]
+    fn minimal_run_sends_only_name_and_command() {
+        assert_eq!(spec_for(&["run", "--", "sleep", "60"]), json!({"name": "sleep-4f2a", "command": ["sleep", "60"]}));
+        assert_eq!(
+            spec_for(&["run", "--health-cmd", "pg_isready", "--image", "postgres:16"]),
+            json!({"name": "postgres-4f2a", "image": "postgres:16", "health": {"exec": "pg_isready"}})
+        );
+    }
+
+    #[test]
+    fn generated_names_follow_the_name_rule() {
+        let check = |command: &[&str], image: Option<&str>, expected: &str| {
+            let command: Vec<String> = command.iter().map(|argument| argument.to_string()).collect();
+            let name = generate_name(&command, image, 0xbeef);
+            assert_eq!(name, expected);
+            ward_spec::units::validate_name(&name).expect("valid name");
+        };
+        check(&["/usr/bin/python3", "-m"], None, "python3-beef");
+        check(&[], Some("ghcr.io/org/My_API:1.2@sha256:abc"), "my-api-beef");
+        check(&["./run.sh"], None, "run-sh-beef");
+        check(&["__"], None, "workload-beef");
+        check(&[&"x".repeat(100)], None, &format!("{}-beef", "x".repeat(58)));
+    }
+}

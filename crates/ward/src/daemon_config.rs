@@ -1,0 +1,135 @@
+//! The daemon's configuration: one struct, layered defaults → file → environment → flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// Everything `ward serve` needs to know before it starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DaemonConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The OCI runtime binary; `None` picks crun, then runc, from `PATH`.
+    pub oci_runtime: Option<PathBuf>,
+    /// `tracing` filter, like `info` or `ward=debug`.
+    pub log_filter: String,
+}
+
+/// The config file (`--config FILE`, YAML); every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    oci_runtime: Option<PathBuf>,
+    log: Option<String>,
+}
+
+/// The layers above the defaults, as the caller found them.
+#[derive(Debug, Default)]
+pub struct ConfigSources<'a> {
+    pub file: Option<&'a Path>,
+    pub environment: &'a [(String, String)],
+    pub flag_data_dir: Option<PathBuf>,
+    pub flag_listen: Option<String>,
+}
+
+impl DaemonConfig {
+    pub fn resolve(sources: ConfigSources<'_>) -> anyhow::Result<DaemonConfig> {
+        let environment = |key: &str| {
+            sources.environment.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone()).filter(|value| !value.is_empty())
+        };
+        let file = match sources.file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+                serde_yaml::from_str::<Option<ConfigFile>>(&text)
+                    .with_context(|| format!("config file {}: fix the YAML or the key names", path.display()))?
+                    .unwrap_or_default()
+            }
+            None => ConfigFile::default(),
+        };
+        let data_dir = sources
+            .flag_data_dir
+            .or_else(|| environment("WARD_DATA_DIR").map(PathBuf::from))
+            .or(file.data_dir)
+            .unwrap_or_else(|| default_data_dir(sources.environment));
+        let listen_text = sources
+            .flag_listen
+            .or_else(|| environment("WARD_LISTEN"))
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:7380".to_string());
+        let listen: SocketAddr = match listen_text.parse() {
+            Ok(address) => address,
+            Err(_) => bail!("listen address {listen_text:?} is not HOST:PORT with an IP host, like 127.0.0.1:7380"),
+        };
+        let log_filter = environment("WARD_LOG").or(file.log).unwrap_or_else(|| "info".to_string());
+        Ok(DaemonConfig { data_dir, listen, oci_runtime: file.oci_runtime, log_filter })
+    }
+}
+
+/// `/var/lib/ward` for root, else `$XDG_DATA_HOME/ward`, else `~/.local/share/ward`.
+pub fn default_data_dir(environment: &[(String, String)]) -> PathBuf {
+    let lookup = |key: &str| environment.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone()).filter(|value| !value.is_empty());
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/ward");
+    }
+    if let Some(xdg) = lookup("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("ward");
+    }
+    let home = lookup("HOME").unwrap_or_else(|| "/".to_string());
+    PathBuf::from(home).join(".local/share/ward")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn environment(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file_beat_defaults() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("ward.yaml");
+        std::fs::write(&file, "data_dir: /from/file\nlisten: 127.0.0.1:1\n").unwrap();
+        let env = environment(&[("WARD_LISTEN", "127.0.0.1:2")]);
+        let config = DaemonConfig::resolve(ConfigSources {
+            file: Some(&file),
+            environment: &env,
+            flag_data_dir: None,
+            flag_listen: None,
+        })
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:2");
+        let config = DaemonConfig::resolve(ConfigSources {
+            file: Some(&file),
+            environment: &env,
+            flag_data_dir: Some("/from/flag".into()),
+            flag_listen: Some("127.0.0.1:3".into()),
+        })
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3");
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback() {
+        let env = environment(&[("WARD_DATA_DIR", "/d")]);
+        let config = DaemonConfig::resolve(ConfigSources { environment: &env, ..Default::default() }).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7380");
+        assert_eq!(config.data_dir, PathBuf::from("/d"));
+    }
+
+    #[test]
+    fn bad_listen_address_is_refused() {
+        let env = environment(&[("WARD_DATA_DIR", "/d")]);
+        let error = DaemonConfig::resolve(ConfigSources { environment: &env, flag_listen: Some("localhost".into()), ..Default::default() })
+            .unwrap_err();
+        assert!(error.to_string().contains("127.0.0.1:7380"), "{error}");
+    }
+}

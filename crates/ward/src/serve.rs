@@ -1,0 +1,130 @@
+//! `ward serve`: assemble the daemon — data dir, state, runtime, supervisor, API — and run it
+//! until SIGTERM or SIGINT.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use ward_api::{ApiKey, ApiState, Metrics};
+use ward_runtime::{Runtime, RuntimeConfig};
+use ward_store::Store;
+use ward_supervisor::{Supervisor, SupervisorConfig};
+
+use crate::cli::ServeArgs;
+use crate::daemon_config::{ConfigSources, DaemonConfig};
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let environment: Vec<(String, String)> = std::env::vars().collect();
+    let config = DaemonConfig::resolve(ConfigSources {
+        file: args.config.as_deref(),
+        environment: &environment,
+        flag_data_dir: args.data_dir.clone(),
+        flag_listen: args.listen.clone(),
+    })?;
+    init_logging(&config.log_filter);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    set_mode(&config.data_dir, 0o700)?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let admin_key = ensure_admin_token(&config.data_dir)?;
+
+    let store = Store::open(&config.data_dir.join("ward.db"))?;
+    let runtime = Runtime::new(RuntimeConfig {
+        data_dir: config.data_dir.clone(),
+        ward_executable: std::env::current_exe().context("cannot find the ward executable")?,
+        oci_runtime: config.oci_runtime.clone(),
+    })?;
+    let supervisor = Supervisor::start(store, Arc::new(runtime), SupervisorConfig::default()).await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: pick another address with --listen", config.listen))?;
+    let bound = listener.local_addr().context("cannot read the bound address")?;
+    write_atomically(&config.data_dir.join("ward.addr"), format!("{bound}\n").as_bytes(), 0o644)?;
+    tracing::info!(address = %bound, data_dir = %config.data_dir.display(), "ward is serving");
+
+    let state = Arc::new(ApiState { supervisor: supervisor.clone(), admin_key, metrics: Arc::new(Metrics::default()) });
+    ward_api::serve(listener, state, shutdown_signal()).await.context("the API server failed")?;
+
+    supervisor.shutdown();
+    let _ = std::fs::remove_file(config.data_dir.join("ward.addr"));
+    tracing::info!("ward stopped; workloads keep running and the next daemon re-attaches to them");
+    Ok(())
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Takes an exclusive lock on the data dir for the daemon's lifetime: two daemons on one
+/// data dir would fight over every workload.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("ward.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a valid, open file descriptor.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!("another ward daemon is using {}: stop it first or pick another --data-dir", data_dir.display());
+    }
+    Ok(file)
+}
+
+/// Reads the admin key, creating it (mode 0600) on first start.
+fn ensure_admin_token(data_dir: &Path) -> anyhow::Result<ApiKey> {
+    let path = data_dir.join("admin.token");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(ApiKey::new(text.trim().to_string())),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let bytes: [u8; 32] = rand::random();
+    let key: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    write_atomically(&path, format!("{key}\n").as_bytes(), 0o600)?;
+    tracing::info!(path = %path.display(), "created the admin API key");
+    Ok(ApiKey::new(key))
+}
+
+fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(mode)
+        .open(&temporary)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    file.write_all(contents).and_then(|_| file.sync_all()).with_context(|| format!("cannot write {}", temporary.display()))?;
+    set_mode(&temporary, mode)?;
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set permissions of {}", path.display()))
+}

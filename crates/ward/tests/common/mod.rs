@@ -1,0 +1,224 @@
+//! Test harness: a real `ward serve` on a free port with a temporary data directory, and the
+//! `ward` CLI and typed client pointed at it.
+//!
+//! Every test file compiles this module on its own and uses a different part of it.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the daemon may take to come up, and to stop after SIGTERM.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+/// Pause between two looks at a condition while waiting on it.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The environment variables that would point the CLI somewhere else than the test says.
+const WARD_VARIABLES: [&str; 6] = ["WARD_HOST", "WARD_TOKEN", "WARD_DATA_DIR", "WARD_PROJECT", "WARD_LISTEN", "WARD_CONFIG"];
+
+/// The `ward` binary under test.
+pub fn ward_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_ward")
+}
+
+/// A `ward` command with the caller's WARD_* variables removed.
+pub fn ward_command() -> Command {
+    let mut command = Command::new(ward_binary());
+    for variable in WARD_VARIABLES {
+        command.env_remove(variable);
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+/// A running `ward serve`; stopped with SIGTERM (then SIGKILL) when dropped.
+pub struct Daemon {
+    child: Child,
+    data_dir: tempfile::TempDir,
+    address: SocketAddr,
+    token: String,
+    /// Holds the daemon's log, outside the data directory the daemon owns.
+    _log_dir: tempfile::TempDir,
+    log_path: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `ward serve --data-dir <temp> --listen 127.0.0.1:0` and waits until it answers
+    /// `GET /healthz`.
+    pub fn start() -> Daemon {
+        let data_dir = tempfile::tempdir().expect("create a temporary data directory");
+        let log_dir = tempfile::tempdir().expect("create a temporary log directory");
+        let log_path = log_dir.path().join("serve.log");
+        let log = std::fs::File::create(&log_path).expect("create the daemon log");
+        let child = ward_command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn ward serve");
+        let mut daemon = Daemon {
+            child,
+            data_dir,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: String::new(),
+            _log_dir: log_dir,
+            log_path,
+        };
+        daemon.wait_until_healthy();
+        daemon.token = std::fs::read_to_string(daemon.data_dir().join("admin.token"))
+            .unwrap_or_else(|error| daemon.fail(&format!("no admin.token after start: {error}")))
+            .trim()
+            .to_string();
+        daemon
+    }
+
+    fn wait_until_healthy(&mut self) {
+        let deadline = Instant::now() + START_DEADLINE;
+        let address_file = self.data_dir().join("ward.addr");
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.fail(&format!("ward serve exited with {status} before it was healthy"));
+            }
+            let address = std::fs::read_to_string(&address_file)
+                .ok()
+                .and_then(|text| text.trim().parse::<SocketAddr>().ok());
+            if let Some(address) = address {
+                if http_get_status(address, "/healthz") == Some(200) {
+                    self.address = address;
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("ward serve was not healthy within {START_DEADLINE:?}"));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Panics with the daemon's log, so a failed start says why.
+    fn fail(&self, message: &str) -> ! {
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        panic!("{message}\n--- ward serve log ---\n{log}");
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The daemon's stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Runs `ward --data-dir <data dir> ARGS...`: the CLI finds address and key on its own.
+    pub fn ward(&self, arguments: &[&str]) -> Output {
+        self.ward_command(arguments).output().expect("run ward")
+    }
+
+    /// The command [`Daemon::ward`] runs, for tests that need stdin or other settings.
+    pub fn ward_command(&self, arguments: &[&str]) -> Command {
+        let mut command = ward_command();
+        command.arg("--data-dir").arg(self.data_dir()).args(arguments);
+        command
+    }
+
+    /// The typed client, with the admin key.
+    pub fn client(&self) -> ward_client::Client {
+        ward_client::Client::new(&self.url(), Some(self.token.clone()))
+    }
+
+    /// Removes every workload, so none outlives the test (workloads survive the daemon).
+    fn remove_all_workloads(&self) {
+        let Ok(listing) = self.ward_command(&["ps", "-a", "-o", "json"]).output() else {
+            return;
+        };
+        let Ok(serde_json::Value::Array(documents)) = serde_json::from_slice::<serde_json::Value>(&listing.stdout) else {
+            return;
+        };
+        let names: Vec<String> = documents
+            .iter()
+            .filter_map(|document| document.get("name").and_then(|name| name.as_str()).map(str::to_string))
+            .collect();
+        if !names.is_empty() {
+            let mut arguments = vec!["rm", "-f"];
+            arguments.extend(names.iter().map(String::as_str));
+            let _ = self.ward(&arguments);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.remove_all_workloads();
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + STOP_DEADLINE;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(POLL_INTERVAL);
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The status code of a plain `GET`, or `None` when nothing answers.
+pub fn http_get_status(address: SocketAddr, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let status_line = String::from_utf8_lossy(&response).lines().next()?.to_string();
+    status_line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Stdout of a command as text.
+pub fn stdout_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Stderr of a command as text.
+pub fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the CONTRACT §1 error shape: non-zero exit, one `error: ` line on stderr that
+/// contains `expected`, no panic; returns that line.
+pub fn assert_one_error_line(output: &Output, expected: &str) -> String {
+    let stderr = stderr_of(output);
+    assert!(!output.status.success(), "expected a failure, got {:?}; stderr: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr:?}");
+    assert!(lines[0].starts_with("error: "), "expected 'error: ', got: {stderr:?}");
+    assert!(lines[0].contains(expected), "expected {expected:?} in: {stderr:?}");
+    lines[0].to_string()
+}
+
+/// Asserts success and returns stdout.
+pub fn assert_success(output: &Output) -> String {
+    assert!(output.status.success(), "expected success, got {:?}; stderr: {}", output.status, stderr_of(output));
+    stdout_of(output)
+}

@@ -1,0 +1,133 @@
+//! The CLI against a real daemon: `ward serve` on a free port with a temporary data directory.
+//! The CLI finds the daemon's address and key through `--data-dir` alone.
+
+mod common;
+
+use common::{assert_one_error_line, assert_success, stderr_of, Daemon};
+
+#[test]
+fn fresh_daemon_lists_no_workloads() {
+    let daemon = Daemon::start();
+    let table = assert_success(&daemon.ward(&["ps"]));
+    assert_eq!(table.split_whitespace().collect::<Vec<_>>(), ["NAME", "KIND", "STATE", "RESTARTS", "UPTIME", "CPU", "MEM", "PORTS"]);
+    let json = assert_success(&daemon.ward(&["ps", "-a", "-o", "json"]));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&json).expect("JSON"), serde_json::json!([]));
+}
+
+#[test]
+fn wrong_key_is_refused_with_one_error_line() {
+    let daemon = Daemon::start();
+    assert_one_error_line(&daemon.ward(&["ps", "--token", "not-the-key"]), "");
+}
+
+#[test]
+fn missing_workload_is_named_in_the_error() {
+    let daemon = Daemon::start();
+    assert_one_error_line(&daemon.ward(&["inspect", "nothing-here"]), "nothing-here");
+    assert_one_error_line(&daemon.ward(&["stop", "nothing-here"]), "nothing-here");
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let daemon = Daemon::start();
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let spec = directory.path().join("web.yaml");
+    std::fs::write(&spec, "name: web\ncommand: [sleep, \"600\"]\n").expect("write spec");
+    let spec_path = spec.to_str().expect("utf-8 path");
+    let planned = assert_success(&daemon.ward(&["apply", "--dry-run", "-f", spec_path]));
+    assert!(planned.starts_with("web: create (dry run)"), "{planned}");
+    let listing = assert_success(&daemon.ward(&["ps", "-a", "-o", "json"]));
+    assert_eq!(listing.trim(), "[]");
+}
+
+/// Running workloads needs the sandbox (namespaces, cgroups), which needs root.
+fn can_run_workloads() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("skipped: running workloads needs root, and this test runs as uid {}", nix::unistd::geteuid());
+    false
+}
+
+#[test]
+fn run_ps_logs_stop_rm_round_trip() {
+    if !can_run_workloads() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let name = assert_success(&daemon.ward(&[
+        "run", "--name", "greeter", "--", "sh", "-c", "echo hello from greeter; echo oops >&2; exec sleep 600",
+    ]));
+    assert_eq!(name.trim(), "greeter", "daemon log:\n{}", daemon.log());
+
+    let table = assert_success(&daemon.ward(&["ps"]));
+    let row = table.lines().find(|line| line.starts_with("greeter")).unwrap_or_else(|| panic!("no greeter in:\n{table}"));
+    assert!(row.contains("process") && row.contains("running"), "{row}");
+
+    let document: serde_json::Value =
+        serde_json::from_str(&assert_success(&daemon.ward(&["inspect", "greeter", "-o", "json"]))).expect("JSON");
+    assert_eq!(document["name"], "greeter");
+    assert_eq!(document["restart"]["policy"], "on-failure");
+    assert_eq!(document["status"]["state"], "running");
+
+    // The first line may take a moment to reach the log; `logs -f` waits for it.
+    let mut follower = daemon
+        .ward_command(&["logs", "-f", "greeter"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ward logs -f");
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(follower.stdout.take().expect("piped stdout")),
+        &mut first_line,
+    )
+    .expect("read a log line");
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert_eq!(first_line, "hello from greeter\n");
+
+    let logs = daemon.ward(&["logs", "greeter"]);
+    assert_eq!(common::stdout_of(&logs), "hello from greeter\n");
+    assert_eq!(stderr_of(&logs), "oops\n");
+
+    assert_one_error_line(&daemon.ward(&["rm", "greeter"]), "greeter");
+    assert_eq!(assert_success(&daemon.ward(&["stop", "greeter"])).trim(), "greeter");
+    assert_eq!(assert_success(&daemon.ward(&["rm", "greeter"])).trim(), "greeter");
+    assert_eq!(assert_success(&daemon.ward(&["ps", "-a", "-o", "json"])).trim(), "[]");
+}
+
+#[test]
+fn apply_twice_is_unchanged() {
+    if !can_run_workloads() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let spec = directory.path().join("apply.yaml");
+    std::fs::write(
+        &spec,
+        "name: web\ncommand: [sleep, \"600\"]\nresources: {memory: 256MiB}\n---\nname: api\ncommand: [sleep, \"600\"]\n",
+    )
+    .expect("write spec");
+    let spec_path = spec.to_str().expect("utf-8 path");
+    assert_eq!(assert_success(&daemon.ward(&["apply", "-f", spec_path])), "web created\napi created\n");
+    assert_eq!(assert_success(&daemon.ward(&["apply", "-f", spec_path])), "web unchanged\napi unchanged\n");
+
+    std::fs::write(&spec, "name: web\ncommand: [sleep, \"600\"]\nresources: {memory: 512MiB}\n").expect("write spec");
+    let planned = assert_success(&daemon.ward(&["apply", "--dry-run", "-f", spec_path]));
+    assert_eq!(planned, "web: update (dry run)\n  resources.memory: 268435456 -> 536870912\n");
+    assert_eq!(assert_success(&daemon.ward(&["apply", "-f", spec_path])), "web configured\n");
+}
+
+#[test]
+fn exec_returns_the_command_exit_code() {
+    if !can_run_workloads() {
+        return;
+    }
+    let daemon = Daemon::start();
+    assert_success(&daemon.ward(&["run", "--name", "box", "--", "sleep", "600"]));
+    let output = daemon.ward(&["exec", "box", "--", "sh", "-c", "echo inside; exit 3"]);
+    assert_eq!(common::stdout_of(&output), "inside\n");
+    assert_eq!(output.status.code(), Some(3));
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what Ward needs on a Debian machine: OCI runtimes, networking tools, and the
+# tools the benchmarks use. Run as root (or through sudo).
+set -euo pipefail
+packages=(crun runc iproute2 iptables pkg-config python3 wrk hyperfine)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
