@@ -1,11 +1,14 @@
 //! Running a command inside a running instance with `RUNTIME exec`: with pipes, or with a
 //! terminal whose master side the runtime hands over on a console socket (SCM_RIGHTS).
 //!
-//! The OCI runtime gives the command the instance's environment, working directory, limits,
-//! namespaces, seccomp profile and (no) capabilities from the bundle's `config.json`.
+//! The command gets the `process` object of the bundle's `config.json` with only its
+//! arguments (and terminal) changed, passed with `--process`: the same environment, working
+//! directory, user, limits, no capabilities and no new privileges as the instance itself.
+//! Without it, `crun exec` would start in `/`, without `noNewPrivileges`. The runtime applies
+//! the instance's namespaces, cgroup and seccomp profile on its own.
 
-use std::io::IoSliceMut;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::io::{IoSliceMut, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixListener;
@@ -26,37 +30,78 @@ const SOCKET_PATH_MAX: usize = 107;
 
 static CONSOLE_SOCKETS: AtomicU64 = AtomicU64::new(0);
 
-pub(crate) async fn spawn(
-    runtime: &Path,
-    root: &Path,
-    run_dir: &Path,
-    container_id: &str,
-    command: &[String],
-    tty: bool,
-) -> Result<ExecProcess, RuntimeError> {
-    let failed = |message: String| RuntimeError::Exec { id: container_id.to_string(), message };
-    if command.is_empty() {
-        return Err(failed("no command given".to_string()));
+/// What `RUNTIME exec` needs to run a command in one instance.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ExecTarget<'a> {
+    pub runtime: &'a Path,
+    pub root: &'a Path,
+    /// The instance's `config.json`, whose `process` the command inherits.
+    pub bundle_config: &'a Path,
+    pub container_id: &'a str,
+}
+
+impl ExecTarget<'_> {
+    fn failed(&self, message: String) -> RuntimeError {
+        RuntimeError::Exec { id: self.container_id.to_string(), message }
     }
-    let mut process = tokio::process::Command::new(runtime);
-    process.arg("--root").arg(root).arg("exec");
+
+    /// `RUNTIME --root ROOT exec --process /proc/self/fd/N [--tty --console-socket S] ID`.
+    /// The process description is in a memfd that only this command inherits.
+    pub fn command(&self, command: &[String], console_socket: Option<&Path>) -> Result<tokio::process::Command, RuntimeError> {
+        if command.is_empty() {
+            return Err(self.failed("no command given".to_string()));
+        }
+        let config = std::fs::read(self.bundle_config).map_err(|source| RuntimeError::io("read", self.bundle_config, source))?;
+        let config: serde_json::Value = serde_json::from_slice(&config)
+            .map_err(|source| RuntimeError::StateFile { path: self.bundle_config.to_path_buf(), source })?;
+        let mut process = config.get("process").cloned().unwrap_or_default();
+        process["args"] = serde_json::json!(command);
+        process["terminal"] = serde_json::json!(console_socket.is_some());
+
+        let description = memfd_create("ward-exec-process", MFdFlags::MFD_CLOEXEC)
+            .map_err(|error| self.failed(format!("create the process description: {error}")))?;
+        let mut file = std::fs::File::from(description);
+        serde_json::to_writer(&mut file, &process)
+            .map_err(|error| self.failed(format!("write the process description: {error}")))?;
+        file.flush().map_err(|error| self.failed(format!("write the process description: {error}")))?;
+        let description: OwnedFd = file.into();
+        let raw = description.as_raw_fd();
+
+        let mut runtime = tokio::process::Command::new(self.runtime);
+        runtime.arg("--root").arg(self.root).arg("exec").arg("--process").arg(format!("/proc/self/fd/{raw}"));
+        if let Some(socket) = console_socket {
+            runtime.arg("--tty").arg("--console-socket").arg(socket);
+        }
+        runtime.arg(self.container_id);
+        // SAFETY: fcntl is async-signal-safe; the closure owns the descriptor, so it stays open
+        // until the command is dropped, and clearing FD_CLOEXEC in the child alone lets only
+        // the runtime inherit it.
+        unsafe {
+            runtime.pre_exec(move || {
+                if libc::fcntl(description.as_raw_fd(), libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(runtime)
+    }
+}
+
+pub(crate) async fn spawn(target: ExecTarget<'_>, run_dir: &Path, command: &[String], tty: bool) -> Result<ExecProcess, RuntimeError> {
     if !tty {
-        process.arg(container_id).args(command).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let child = process.spawn().map_err(|source| RuntimeError::io("run", runtime, source))?;
+        let mut process = target.command(command, None)?;
+        process.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = process.spawn().map_err(|source| RuntimeError::io("run", target.runtime, source))?;
         return Ok(ExecProcess { child, pty_master: None });
     }
 
     let socket = ConsoleSocket::bind(run_dir).map_err(|source| RuntimeError::io("listen on console socket in", run_dir, source))?;
-    process
-        .arg("--tty")
-        .arg("--console-socket")
-        .arg(&socket.path)
-        .arg(container_id)
-        .args(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = process.spawn().map_err(|source| RuntimeError::io("run", runtime, source))?;
+    let mut process = target.command(command, Some(&socket.path))?;
+    process.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = process.spawn().map_err(|source| RuntimeError::io("run", target.runtime, source))?;
+    drop(process);
+    let failed = |message: String| target.failed(message);
     let accepted = tokio::select! {
         accepted = tokio::time::timeout(CONSOLE_TIMEOUT, socket.listener.accept()) => accepted,
         _ = child.wait() => {

@@ -31,7 +31,7 @@ use nix::unistd::{pipe2, setsid, Pid};
 
 use crate::host::HYBRID_UNIFIED_MOUNT;
 use crate::instance::{
-    read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths, MonitorConfig, StateRecord, SyncMessage,
+    read_json, remove_file_if_exists, write_json, Durability, ExitRecord, InstancePaths, MonitorConfig, StateRecord, SyncMessage,
 };
 use crate::logs::{LineSplitter, LogWriter};
 use crate::pidfd::process_start_ticks;
@@ -60,9 +60,44 @@ pub fn main(instance_dir: &Path) -> i32 {
         }
     };
     sync.report(&SyncMessage::Started { pid: running.pid });
+    trim_startup_pages();
     let exit = running.supervise();
     running.finish(&paths, exit);
     0
+}
+
+/// Drops this process's mappings of clean, read-only file pages (program text and constants of
+/// the monitor and of the C library) touched while starting. They stay in the page cache,
+/// shared with every other process, and the few that the log loop needs fault back in; what
+/// remains resident is the monitor's working set. Mappings holding private (copied) pages,
+/// such as relocated read-only data, are left alone: dropping those would lose their contents.
+fn trim_startup_pages() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
+    let mut candidate: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if let Some((start, end)) = first.split_once('-').filter(|(start, _)| start.bytes().all(|byte| byte.is_ascii_hexdigit())) {
+            let permissions = fields.next().unwrap_or_default();
+            let path = fields.nth(3).unwrap_or_default();
+            let clean_read_only = permissions.starts_with('r') && permissions.as_bytes().get(1) == Some(&b'-') && permissions.ends_with('p');
+            candidate = match (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) {
+                (Ok(start), Ok(end)) if clean_read_only && path.starts_with('/') => Some((start, end - start)),
+                _ => None,
+            };
+            continue;
+        }
+        if first == "Anonymous:" {
+            if let Some((start, length)) = candidate.take() {
+                if fields.next() == Some("0") {
+                    // SAFETY: the range is a whole read-only private file mapping without
+                    // private pages; MADV_DONTNEED only unmaps pages the kernel can read again
+                    // from the file, so no content changes.
+                    unsafe { libc::madvise(start as *mut libc::c_void, length, libc::MADV_DONTNEED) };
+                }
+            }
+        }
+    }
 }
 
 /// The write end of the sync pipe, if the daemon passed one.
@@ -175,7 +210,7 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
         started_at: SystemTime::now(),
         address,
     };
-    if let Err(error) = write_json(&paths.state(), &state) {
+    if let Err(error) = write_json(&paths.state(), &state, Durability::ProcessCrash) {
         let _ = oci::delete_force(&config.oci_runtime, &config.oci_root, &id);
         clean_up(&config);
         return Err(error);
@@ -399,7 +434,7 @@ impl Running {
             oom_killed: cgroup::oom_killed(self.config.cgroup_mode, &self.config.memory_cgroup, killed),
             finished_at: SystemTime::now(),
         };
-        if let Err(error) = write_json(&paths.exit(), &record) {
+        if let Err(error) = write_json(&paths.exit(), &record, Durability::PowerLoss) {
             eprintln!("ward monitor: {error}");
         }
         clean_up(&self.config);

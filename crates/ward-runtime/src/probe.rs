@@ -8,12 +8,13 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 use ward_spec::NetworkMode;
+
+use crate::exec::ExecTarget;
 
 /// Where a socket probe connects: `port` on the loopback of the instance's network.
 #[derive(Clone, Copy, Debug)]
@@ -90,22 +91,19 @@ fn connect(target: Target, timeout: Duration) -> Result<TcpStream, String> {
 }
 
 /// Runs `command` in the instance and wants exit code 0 within `timeout`.
-pub(crate) async fn exec(runtime: &Path, root: &Path, container_id: &str, command: &[String], timeout: Duration) -> Result<(), String> {
+pub(crate) async fn exec(target: ExecTarget<'_>, command: &[String], timeout: Duration) -> Result<(), String> {
     if command.is_empty() {
         return Err("the exec health check has no command".to_string());
     }
-    let child = tokio::process::Command::new(runtime)
-        .arg("--root")
-        .arg(root)
-        .arg("exec")
-        .arg(container_id)
-        .args(command)
+    let mut runtime = target.command(command, None).map_err(|error| error.to_string())?;
+    let child = runtime
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|error| format!("run {}: {error}", runtime.display()))?;
+        .map_err(|error| format!("run {}: {error}", target.runtime.display()))?;
+    drop(runtime);
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Err(_) => Err(format!("{:?} did not finish within {timeout:?}", command.join(" "))),
         Ok(Err(error)) => Err(format!("wait for {:?}: {error}", command.join(" "))),

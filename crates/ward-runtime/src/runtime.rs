@@ -19,9 +19,10 @@ use ward_spec::{HealthProbe, NetworkMode, WorkloadKind, WorkloadSpec};
 
 use crate::bundle::{self, BundleSettings, RootFilesystem, HOST_SECRET_PATHS};
 use crate::cgroup::{self, CgroupLocator};
+use crate::exec::ExecTarget;
 use crate::host::{CgroupMode, HostInfo};
 use crate::instance::{
-    read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths, MonitorConfig, PortRecord, StateRecord,
+    read_json, remove_file_if_exists, write_json, Durability, ExitRecord, InstancePaths, MonitorConfig, PortRecord, StateRecord,
     SyncMessage,
 };
 use crate::oci::{self, OciRuntime, OciRuntimeKind};
@@ -295,7 +296,7 @@ impl Runtime {
         );
         self.clean_up_after_lost_monitor(key, paths)?;
         let record = ExitRecord { exit_code: None, signal: None, oom_killed: false, finished_at: SystemTime::now() };
-        write_json(&paths.exit(), &record)?;
+        write_json(&paths.exit(), &record, Durability::PowerLoss)?;
         Ok(record.to_status())
     }
 
@@ -342,6 +343,10 @@ impl Runtime {
             Some("none") => NetworkMode::None,
             _ => NetworkMode::Bridge,
         })
+    }
+
+    fn exec_target<'a>(&'a self, container_id: &'a str, bundle_config: &'a Path) -> ExecTarget<'a> {
+        ExecTarget { runtime: &self.inner.oci.path, root: &self.inner.oci_root, bundle_config, container_id }
     }
 
     fn signal_error(key: &InstanceKey, pid: u32, signal: Signal, source: io::Error) -> RuntimeError {
@@ -499,7 +504,9 @@ impl Driver for Runtime {
         let network = Self::network_mode(&paths).map_err(|error| error.to_string())?;
         match probe {
             HealthProbe::Exec { command } => {
-                probe::exec(&self.inner.oci.path, &self.inner.oci_root, &handle.key.container_id(), command, timeout).await
+                let id = handle.key.container_id();
+                let bundle_config = paths.config();
+                probe::exec(self.exec_target(&id, &bundle_config), command, timeout).await
             }
             HealthProbe::Tcp { port } => {
                 let target = probe::Target::new(handle.pid, network, *port);
@@ -532,6 +539,7 @@ impl Driver for Runtime {
         if Self::live_state(&paths)?.is_none() {
             return Err(RuntimeError::NotRunning { id });
         }
-        exec::spawn(&self.inner.oci.path, &self.inner.oci_root, &self.inner.data_dir.join("run"), &id, command, tty).await
+        let bundle_config = paths.config();
+        exec::spawn(self.exec_target(&id, &bundle_config), &self.inner.data_dir.join("run"), command, tty).await
     }
 }

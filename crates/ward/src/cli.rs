@@ -46,7 +46,7 @@ pub enum Command {
 pub enum ClientCommand {
     /// Create and start a workload in the background (like 'podman run -d')
     #[command(after_help = RUN_EXAMPLES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create or update workloads from a YAML or JSON file (idempotent)
     Apply(ApplyArgs),
     /// List workloads
@@ -82,9 +82,9 @@ impl ClientCommand {
             ClientCommand::Ps(arguments) => &arguments.client_options,
             ClientCommand::Inspect(arguments) => &arguments.client_options,
             ClientCommand::Logs(arguments) => &arguments.client_options,
-            ClientCommand::Start(arguments) | ClientCommand::Stop(arguments) | ClientCommand::Restart(arguments) => {
-                &arguments.client_options
-            }
+            ClientCommand::Start(arguments)
+            | ClientCommand::Stop(arguments)
+            | ClientCommand::Restart(arguments) => &arguments.client_options,
             ClientCommand::Rm(arguments) => &arguments.client_options,
             ClientCommand::Exec(arguments) => &arguments.client_options,
             ClientCommand::Events(arguments) => &arguments.client_options,
@@ -129,7 +129,7 @@ pub struct ClientOptions {
     #[arg(long, value_name = "NAME")]
     pub project: Option<String>,
 
-    /// Output format
+    /// Output format: table for people, json for scripts (NDJSON for streams); wide is table
     #[arg(short = 'o', long = "output", value_name = "FORMAT", value_enum)]
     pub output: Option<OutputFormat>,
 }
@@ -149,11 +149,8 @@ impl ClientOptions {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
-    /// Aligned columns for people
     Table,
-    /// JSON for scripts (NDJSON for streams)
     Json,
-    /// Same as table
     Wide,
 }
 
@@ -379,7 +376,7 @@ pub struct EventsArgs {
     pub follow: bool,
 
     /// Only events after this event id
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = parse_event_id_flag)]
     pub since: Option<i64>,
 
     #[command(flatten)]
@@ -456,7 +453,10 @@ fn exit_for_clap_error(error: clap::Error) -> ! {
         _ => {
             let arguments: Vec<String> = std::env::args().skip(1).collect();
             let subcommand = subcommand_named_in(&arguments);
-            eprintln!("error: {}", one_line_usage_error(&error.render().to_string(), subcommand.as_deref()));
+            eprintln!(
+                "error: {}",
+                one_line_usage_error(&error.render().to_string(), subcommand.as_deref())
+            );
             std::process::exit(USAGE_ERROR_EXIT_CODE)
         }
     }
@@ -468,7 +468,16 @@ fn subcommand_named_in(arguments: &[String]) -> Option<String> {
     let command = CommandLine::command();
     let mut words = arguments.iter();
     while let Some(word) = words.next() {
-        if ["--host", "--token", "--data-dir", "--project", "--output", "-o"].contains(&word.as_str()) {
+        if [
+            "--host",
+            "--token",
+            "--data-dir",
+            "--project",
+            "--output",
+            "-o",
+        ]
+        .contains(&word.as_str())
+        {
             words.next();
             continue;
         }
@@ -477,7 +486,10 @@ fn subcommand_named_in(arguments: &[String]) -> Option<String> {
         }
         return command
             .get_subcommands()
-            .find(|subcommand| subcommand.get_name() == word || subcommand.get_all_aliases().any(|alias| alias == word))
+            .find(|subcommand| {
+                subcommand.get_name() == word
+                    || subcommand.get_all_aliases().any(|alias| alias == word)
+            })
             .map(|subcommand| subcommand.get_name().to_string());
     }
     None
@@ -489,7 +501,13 @@ fn subcommand_named_in(arguments: &[String]) -> Option<String> {
 pub fn one_line_usage_error(rendered: &str, subcommand: Option<&str>) -> String {
     let paragraphs: Vec<Vec<&str>> = rendered
         .split("\n\n")
-        .map(|paragraph| paragraph.lines().map(str::trim).filter(|line| !line.is_empty()).collect())
+        .map(|paragraph| {
+            paragraph
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .collect()
+        })
         .collect();
     let mut message = paragraphs
         .first()
@@ -523,7 +541,12 @@ pub fn one_line_usage_error(rendered: &str, subcommand: Option<&str>) -> String 
 fn usage_command_path(usage: &str) -> String {
     usage
         .split_whitespace()
-        .take_while(|word| word.chars().all(|character| character.is_ascii_lowercase() || character == '-'))
+        .take_while(|word| {
+            word.starts_with(|character: char| character.is_ascii_lowercase())
+                && word
+                    .chars()
+                    .all(|character| character.is_ascii_lowercase() || character == '-')
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -546,14 +569,18 @@ fn parse_env_flag(text: &str) -> Result<EnvironmentFlag, String> {
         Ok(EnvironmentFlag::Assignment { key, value })
     } else {
         units::validate_env_key(text)?;
-        Ok(EnvironmentFlag::Inherited { key: text.to_string() })
+        Ok(EnvironmentFlag::Inherited {
+            key: text.to_string(),
+        })
     }
 }
 
 fn parse_label_flag(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(format!("invalid label {text:?}: use KEY=VALUE, like team=web")),
+        _ => Err(format!(
+            "invalid label {text:?}: use KEY=VALUE, like team=web"
+        )),
     }
 }
 
@@ -584,9 +611,22 @@ fn parse_duration_text_flag(text: &str) -> Result<String, String> {
 fn parse_interval_flag(text: &str) -> Result<Duration, String> {
     let interval = units::parse_duration(text)?;
     if interval < Duration::from_millis(100) {
-        return Err(format!("interval {text:?} is too short: use 100ms or more, like 1s"));
+        return Err(format!(
+            "interval {text:?} is too short: use 100ms or more, like 1s"
+        ));
     }
     Ok(interval)
+}
+
+fn parse_event_id_flag(text: &str) -> Result<i64, String> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id >= 0)
+        .ok_or_else(|| {
+            format!(
+                "invalid event id {text:?}: use the whole number from the id of an event, like 42"
+            )
+        })
 }
 
 fn parse_tail_flag(text: &str) -> Result<TailLines, String> {
@@ -644,38 +684,80 @@ mod tests {
             one_line_usage_error(rendered, Some("run")),
             "invalid value '12XB' for '--memory <SIZE>': invalid size \"12XB\"; see 'ward run --help'"
         );
-        let arguments = |words: &[&str]| words.iter().map(|word| word.to_string()).collect::<Vec<_>>();
-        assert_eq!(subcommand_named_in(&arguments(&["--host", "run", "run", "--memory", "1"])).as_deref(), Some("run"));
-        assert_eq!(subcommand_named_in(&arguments(&["-o", "json", "ls"])).as_deref(), Some("ps"));
+        let arguments = |words: &[&str]| {
+            words
+                .iter()
+                .map(|word| word.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            subcommand_named_in(&arguments(&["--host", "run", "run", "--memory", "1"])).as_deref(),
+            Some("run")
+        );
+        assert_eq!(
+            subcommand_named_in(&arguments(&["-o", "json", "ls"])).as_deref(),
+            Some("ps")
+        );
         assert_eq!(subcommand_named_in(&arguments(&["bogus"])), None);
     }
 
     #[test]
     fn options_before_and_after_the_subcommand_merge_with_the_inner_ones_winning() {
-        let command_line =
-            CommandLine::try_parse_from(["ward", "--host", "http://outer:1", "--project", "outer", "ps", "--host", "http://inner:2"])
-                .expect("parses");
-        let Command::Client(ClientCommand::Ps(arguments)) = command_line.command else { panic!("expected ps") };
-        let merged = arguments.client_options.merged_with(&command_line.global_options);
+        let command_line = CommandLine::try_parse_from([
+            "ward",
+            "--host",
+            "http://outer:1",
+            "--project",
+            "outer",
+            "ps",
+            "--host",
+            "http://inner:2",
+        ])
+        .expect("parses");
+        let Command::Client(ClientCommand::Ps(arguments)) = command_line.command else {
+            panic!("expected ps")
+        };
+        let merged = arguments
+            .client_options
+            .merged_with(&command_line.global_options);
         assert_eq!(merged.host.as_deref(), Some("http://inner:2"));
         assert_eq!(merged.project.as_deref(), Some("outer"));
     }
 
     #[test]
     fn run_takes_everything_after_the_first_command_word_as_the_command() {
-        let command_line =
-            CommandLine::try_parse_from(["ward", "run", "--name", "web", "python3", "-m", "http.server", "--cpus", "1"])
-                .expect("parses");
-        let Command::Client(ClientCommand::Run(arguments)) = command_line.command else { panic!("expected run") };
-        assert_eq!(arguments.command, ["python3", "-m", "http.server", "--cpus", "1"]);
+        let command_line = CommandLine::try_parse_from([
+            "ward",
+            "run",
+            "--name",
+            "web",
+            "python3",
+            "-m",
+            "http.server",
+            "--cpus",
+            "1",
+        ])
+        .expect("parses");
+        let Command::Client(ClientCommand::Run(arguments)) = command_line.command else {
+            panic!("expected run")
+        };
+        assert_eq!(
+            arguments.command,
+            ["python3", "-m", "http.server", "--cpus", "1"]
+        );
         assert_eq!(arguments.client_options.output, None);
     }
 
     #[test]
     fn exec_accepts_the_command_with_or_without_double_dash() {
-        for arguments in [vec!["ward", "exec", "-it", "web", "--", "ls", "-la"], vec!["ward", "exec", "-it", "web", "ls", "-la"]] {
+        for arguments in [
+            vec!["ward", "exec", "-it", "web", "--", "ls", "-la"],
+            vec!["ward", "exec", "-it", "web", "ls", "-la"],
+        ] {
             let command_line = CommandLine::try_parse_from(arguments).expect("parses");
-            let Command::Client(ClientCommand::Exec(exec)) = command_line.command else { panic!("expected exec") };
+            let Command::Client(ClientCommand::Exec(exec)) = command_line.command else {
+                panic!("expected exec")
+            };
             assert!(exec.interactive && exec.tty);
             assert_eq!(exec.name, "web");
             assert_eq!(exec.command, ["ls", "-la"]);

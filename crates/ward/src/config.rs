@@ -31,12 +31,18 @@ impl Environment {
         let variables = std::env::vars_os()
             .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
             .collect();
-        Environment { variables, is_root: nix::unistd::geteuid().is_root() }
+        Environment {
+            variables,
+            is_root: nix::unistd::geteuid().is_root(),
+        }
     }
 
     /// A variable's value; empty counts as unset.
     fn variable(&self, name: &str) -> Option<&str> {
-        self.variables.get(name).map(String::as_str).filter(|value| !value.trim().is_empty())
+        self.variables
+            .get(name)
+            .map(String::as_str)
+            .filter(|value| !value.trim().is_empty())
     }
 }
 
@@ -53,13 +59,18 @@ pub fn resolve_data_dir(flag: Option<&Path>, environment: &Environment) -> anyho
         return Ok(PathBuf::from(ROOT_DATA_DIR));
     }
     // The XDG spec says to ignore relative values.
-    if let Some(data_home) = environment.variable("XDG_DATA_HOME").filter(|path| path.starts_with('/')) {
+    if let Some(data_home) = environment
+        .variable("XDG_DATA_HOME")
+        .filter(|path| path.starts_with('/'))
+    {
         return Ok(Path::new(data_home).join("ward"));
     }
     if let Some(home) = environment.variable("HOME") {
         return Ok(Path::new(home).join(".local/share/ward"));
     }
-    anyhow::bail!("cannot choose a data directory: $HOME is not set; pass --data-dir or set $WARD_DATA_DIR")
+    anyhow::bail!(
+        "cannot choose a data directory: $HOME is not set; pass --data-dir or set $WARD_DATA_DIR"
+    )
 }
 
 /// Everything a client command needs to reach the daemon.
@@ -91,10 +102,18 @@ impl std::fmt::Debug for ClientSettings {
 pub type ReadFile<'a> = &'a dyn Fn(&Path) -> io::Result<String>;
 
 /// Resolves host, token, project and output format for a client command.
-pub fn resolve_client_settings(options: &ClientOptions, environment: &Environment, read_file: ReadFile<'_>) -> ClientSettings {
+pub fn resolve_client_settings(
+    options: &ClientOptions,
+    environment: &Environment,
+    read_file: ReadFile<'_>,
+) -> ClientSettings {
     let data_dir = resolve_data_dir(options.data_dir.as_deref(), environment).ok();
 
-    let base_url = match options.host.as_deref().or_else(|| environment.variable("WARD_HOST")) {
+    let base_url = match options
+        .host
+        .as_deref()
+        .or_else(|| environment.variable("WARD_HOST"))
+    {
         Some(host) => normalize_host_url(host),
         None => data_dir
             .as_ref()
@@ -106,7 +125,11 @@ pub fn resolve_client_settings(options: &ClientOptions, environment: &Environmen
     };
 
     let mut missing_token_reason = None;
-    let token = match options.token.as_deref().or_else(|| environment.variable("WARD_TOKEN")) {
+    let token = match options
+        .token
+        .as_deref()
+        .or_else(|| environment.variable("WARD_TOKEN"))
+    {
         Some(token) => Some(token.trim().to_string()),
         None => match &data_dir {
             Some(directory) => {
@@ -118,17 +141,20 @@ pub fn resolve_client_settings(options: &ClientOptions, environment: &Environmen
                         None
                     }
                     Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                        missing_token_reason = Some(format!("{} does not exist", token_file.display()));
+                        missing_token_reason =
+                            Some(format!("{} does not exist", token_file.display()));
                         None
                     }
                     Err(error) => {
-                        missing_token_reason = Some(format!("cannot read {}: {error}", token_file.display()));
+                        missing_token_reason =
+                            Some(format!("cannot read {}: {error}", token_file.display()));
                         None
                     }
                 }
             }
             None => {
-                missing_token_reason = Some("no data directory to read admin.token from".to_string());
+                missing_token_reason =
+                    Some("no data directory to read admin.token from".to_string());
                 None
             }
         },
@@ -170,25 +196,58 @@ mod tests {
 
     fn environment(variables: &[(&str, &str)], is_root: bool) -> Environment {
         Environment {
-            variables: variables.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
+            variables: variables
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
             is_root,
         }
     }
 
-    fn check_data_dir(flag: Option<&str>, variables: &[(&str, &str)], is_root: bool, expected: &str) {
-        let resolved = resolve_data_dir(flag.map(Path::new), &environment(variables, is_root)).expect("resolves");
-        assert_eq!(resolved, PathBuf::from(expected), "flag {flag:?}, env {variables:?}, root {is_root}");
+    fn check_data_dir(
+        flag: Option<&str>,
+        variables: &[(&str, &str)],
+        is_root: bool,
+        expected: &str,
+    ) {
+        let resolved = resolve_data_dir(flag.map(Path::new), &environment(variables, is_root))
+            .expect("resolves");
+        assert_eq!(
+            resolved,
+            PathBuf::from(expected),
+            "flag {flag:?}, env {variables:?}, root {is_root}"
+        );
     }
 
     #[test]
     fn data_dir_resolution_follows_flag_env_root_xdg_home() {
         let home = ("HOME", "/home/ada");
-        check_data_dir(Some("/flag"), &[("WARD_DATA_DIR", "/env"), home], true, "/flag");
+        check_data_dir(
+            Some("/flag"),
+            &[("WARD_DATA_DIR", "/env"), home],
+            true,
+            "/flag",
+        );
         check_data_dir(None, &[("WARD_DATA_DIR", "/env"), home], true, "/env");
-        check_data_dir(None, &[("XDG_DATA_HOME", "/xdg"), home], true, "/var/lib/ward");
+        check_data_dir(
+            None,
+            &[("XDG_DATA_HOME", "/xdg"), home],
+            true,
+            "/var/lib/ward",
+        );
         check_data_dir(None, &[("XDG_DATA_HOME", "/xdg"), home], false, "/xdg/ward");
-        check_data_dir(None, &[("XDG_DATA_HOME", "relative"), home], false, "/home/ada/.local/share/ward");
-        check_data_dir(None, &[("WARD_DATA_DIR", ""), home], false, "/home/ada/.local/share/ward");
+        check_data_dir(
+            None,
+            &[("XDG_DATA_HOME", "relative"), home],
+            false,
+            "/home/ada/.local/share/ward",
+        );
+        check_data_dir(
+            None,
+            &[("WARD_DATA_DIR", ""), home],
+            false,
+            "/home/ada/.local/share/ward",
+        );
         check_data_dir(None, &[home], false, "/home/ada/.local/share/ward");
     }
 
@@ -205,19 +264,34 @@ mod tests {
         expected_url: &str,
         expected_token: Option<&str>,
     ) -> ClientSettings {
-        let files: HashMap<PathBuf, String> =
-            files.iter().map(|(path, contents)| (PathBuf::from(path), contents.to_string())).collect();
-        let read_file = |path: &Path| files.get(path).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound));
-        let settings = resolve_client_settings(&options, &environment(variables, false), &read_file);
+        let files: HashMap<PathBuf, String> = files
+            .iter()
+            .map(|(path, contents)| (PathBuf::from(path), contents.to_string()))
+            .collect();
+        let read_file = |path: &Path| {
+            files
+                .get(path)
+                .cloned()
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        };
+        let settings =
+            resolve_client_settings(&options, &environment(variables, false), &read_file);
         assert_eq!(settings.base_url, expected_url, "{options:?} {variables:?}");
-        assert_eq!(settings.token.as_deref(), expected_token, "{options:?} {variables:?}");
+        assert_eq!(
+            settings.token.as_deref(),
+            expected_token,
+            "{options:?} {variables:?}"
+        );
         settings
     }
 
     #[test]
     fn client_resolution_follows_flag_env_files_default() {
         let data_dir = ("WARD_DATA_DIR", "/data");
-        let files = [("/data/ward.addr", "127.0.0.1:40123\n"), ("/data/admin.token", "  secret-from-file\n")];
+        let files = [
+            ("/data/ward.addr", "127.0.0.1:40123\n"),
+            ("/data/admin.token", "  secret-from-file\n"),
+        ];
         let flags = ClientOptions {
             host: Some("http://flag:1".to_string()),
             token: Some("flag-token".to_string()),
@@ -226,34 +300,98 @@ mod tests {
         let env_host = ("WARD_HOST", "env:2");
         let env_token = ("WARD_TOKEN", "env-token");
 
-        check_client(flags, &[data_dir, env_host, env_token], &files, "http://flag:1", Some("flag-token"));
-        check_client(ClientOptions::default(), &[data_dir, env_host, env_token], &files, "http://env:2", Some("env-token"));
-        check_client(ClientOptions::default(), &[data_dir], &files, "http://127.0.0.1:40123", Some("secret-from-file"));
-        let settings = check_client(ClientOptions::default(), &[data_dir], &[], "http://127.0.0.1:7380", None);
-        assert_eq!(settings.missing_token_reason.as_deref(), Some("/data/admin.token does not exist"));
+        check_client(
+            flags,
+            &[data_dir, env_host, env_token],
+            &files,
+            "http://flag:1",
+            Some("flag-token"),
+        );
+        check_client(
+            ClientOptions::default(),
+            &[data_dir, env_host, env_token],
+            &files,
+            "http://env:2",
+            Some("env-token"),
+        );
+        check_client(
+            ClientOptions::default(),
+            &[data_dir],
+            &files,
+            "http://127.0.0.1:40123",
+            Some("secret-from-file"),
+        );
+        let settings = check_client(
+            ClientOptions::default(),
+            &[data_dir],
+            &[],
+            "http://127.0.0.1:7380",
+            None,
+        );
+        assert_eq!(
+            settings.missing_token_reason.as_deref(),
+            Some("/data/admin.token does not exist")
+        );
         assert_eq!(settings.project, "default");
         assert_eq!(settings.output, OutputFormat::Table);
     }
 
     #[test]
     fn client_data_dir_flag_points_at_the_daemon_files() {
-        let options = ClientOptions { data_dir: Some(PathBuf::from("/other")), ..ClientOptions::default() };
-        let files = [("/other/ward.addr", "[::1]:7400"), ("/other/admin.token", "other-token")];
-        check_client(options, &[("WARD_DATA_DIR", "/data")], &files, "http://[::1]:7400", Some("other-token"));
+        let options = ClientOptions {
+            data_dir: Some(PathBuf::from("/other")),
+            ..ClientOptions::default()
+        };
+        let files = [
+            ("/other/ward.addr", "[::1]:7400"),
+            ("/other/admin.token", "other-token"),
+        ];
+        check_client(
+            options,
+            &[("WARD_DATA_DIR", "/data")],
+            &files,
+            "http://[::1]:7400",
+            Some("other-token"),
+        );
     }
 
     #[test]
     fn project_comes_from_flag_then_env() {
-        let options = ClientOptions { project: Some("flag".to_string()), ..ClientOptions::default() };
+        let options = ClientOptions {
+            project: Some("flag".to_string()),
+            ..ClientOptions::default()
+        };
         let variables = [("WARD_DATA_DIR", "/data"), ("WARD_PROJECT", "env")];
-        assert_eq!(check_client(options, &variables, &[], DEFAULT_HOST_URL, None).project, "flag");
-        assert_eq!(check_client(ClientOptions::default(), &variables, &[], DEFAULT_HOST_URL, None).project, "env");
+        assert_eq!(
+            check_client(options, &variables, &[], DEFAULT_HOST_URL, None).project,
+            "flag"
+        );
+        assert_eq!(
+            check_client(
+                ClientOptions::default(),
+                &variables,
+                &[],
+                DEFAULT_HOST_URL,
+                None
+            )
+            .project,
+            "env"
+        );
     }
 
     #[test]
     fn host_urls_get_a_scheme() {
-        assert_eq!(normalize_host_url("127.0.0.1:7380"), "http://127.0.0.1:7380");
-        assert_eq!(normalize_host_url("tcp://10.0.0.1:7380"), "http://10.0.0.1:7380");
-        assert_eq!(normalize_host_url("https://ward.example/"), "https://ward.example");
+        assert_eq!(
+            normalize_host_url("127.0.0.1:7380"),
+            "http://127.0.0.1:7380"
+        );
+        assert_eq!(
+            normalize_host_url("tcp://10.0.0.1:7380"),
+            "http://10.0.0.1:7380"
+        );
+        assert_eq!(
+            normalize_host_url("https://ward.example/"),
+            "https://ward.example"
+        );
     }
 }

@@ -39,13 +39,24 @@ pub struct ConfigSources<'a> {
 impl DaemonConfig {
     pub fn resolve(sources: ConfigSources<'_>) -> anyhow::Result<DaemonConfig> {
         let environment = |key: &str| {
-            sources.environment.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone()).filter(|value| !value.is_empty())
+            sources
+                .environment
+                .iter()
+                .find(|(name, _)| name == key)
+                .map(|(_, value)| value.clone())
+                .filter(|value| !value.is_empty())
         };
         let file = match sources.file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
                 serde_yaml::from_str::<Option<ConfigFile>>(&text)
-                    .with_context(|| format!("config file {}: fix the YAML or the key names", path.display()))?
+                    .with_context(|| {
+                        format!(
+                            "config file {}: fix the YAML or the key names",
+                            path.display()
+                        )
+                    })?
                     .unwrap_or_default()
             }
             None => ConfigFile::default(),
@@ -64,14 +75,27 @@ impl DaemonConfig {
             Ok(address) => address,
             Err(_) => bail!("listen address {listen_text:?} is not HOST:PORT with an IP host, like 127.0.0.1:7380"),
         };
-        let log_filter = environment("WARD_LOG").or(file.log).unwrap_or_else(|| "info".to_string());
-        Ok(DaemonConfig { data_dir, listen, oci_runtime: file.oci_runtime, log_filter })
+        let log_filter = environment("WARD_LOG")
+            .or(file.log)
+            .unwrap_or_else(|| "info".to_string());
+        Ok(DaemonConfig {
+            data_dir,
+            listen,
+            oci_runtime: file.oci_runtime,
+            log_filter,
+        })
     }
 }
 
 /// `/var/lib/ward` for root, else `$XDG_DATA_HOME/ward`, else `~/.local/share/ward`.
 pub fn default_data_dir(environment: &[(String, String)]) -> PathBuf {
-    let lookup = |key: &str| environment.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone()).filter(|value| !value.is_empty());
+    let lookup = |key: &str| {
+        environment
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.clone())
+            .filter(|value| !value.is_empty())
+    };
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return PathBuf::from("/var/lib/ward");
@@ -88,7 +112,10 @@ mod tests {
     use super::*;
 
     fn environment(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
     }
 
     #[test]
@@ -120,7 +147,11 @@ mod tests {
     #[test]
     fn defaults_listen_on_loopback() {
         let env = environment(&[("WARD_DATA_DIR", "/d")]);
-        let config = DaemonConfig::resolve(ConfigSources { environment: &env, ..Default::default() }).unwrap();
+        let config = DaemonConfig::resolve(ConfigSources {
+            environment: &env,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:7380");
         assert_eq!(config.data_dir, PathBuf::from("/d"));
     }
@@ -128,8 +159,12 @@ mod tests {
     #[test]
     fn bad_listen_address_is_refused() {
         let env = environment(&[("WARD_DATA_DIR", "/d")]);
-        let error = DaemonConfig::resolve(ConfigSources { environment: &env, flag_listen: Some("localhost".into()), ..Default::default() })
-            .unwrap_err();
+        let error = DaemonConfig::resolve(ConfigSources {
+            environment: &env,
+            flag_listen: Some("localhost".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(error.to_string().contains("127.0.0.1:7380"), "{error}");
     }
 }

@@ -35,18 +35,20 @@ pub fn explain(error: anyhow::Error, settings: &ClientSettings) -> anyhow::Error
         ),
         ClientError::Api { status: 401, message, .. } => match &settings.missing_token_reason {
             Some(reason) => anyhow::anyhow!(
-                "{message}; no API key was found ({reason}): pass --token or set $WARD_TOKEN, or point --data-dir at the daemon's data directory"
+                "{message}; this client found no key ({reason}): pass --token, set $WARD_TOKEN or point --data-dir at the daemon's data directory"
             ),
-            None => anyhow::anyhow!("{message}; check the key given by --token, $WARD_TOKEN or admin.token"),
+            None => error,
         },
         _ => error,
     }
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| cause.downcast_ref::<io::Error>().is_some_and(|io_error| io_error.kind() == io::ErrorKind::BrokenPipe))
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io_error| io_error.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Collapses line breaks and runs of blanks so the message stays one line.
@@ -90,8 +92,17 @@ mod tests {
             message: "missing API key".to_string(),
             field: None,
         };
-        let explained = explain(error.into(), &settings(Some("/data/admin.token does not exist"))).to_string();
-        assert!(explained.starts_with("missing API key; no API key was found (/data/admin.token does not exist)"), "{explained}");
+        let explained = explain(
+            error.into(),
+            &settings(Some("/data/admin.token does not exist")),
+        )
+        .to_string();
+        assert!(
+            explained.starts_with(
+                "missing API key; this client found no key (/data/admin.token does not exist)"
+            ),
+            "{explained}"
+        );
     }
 
     #[test]
@@ -102,7 +113,10 @@ mod tests {
             message: "workload \"web\" not found".to_string(),
             field: None,
         };
-        assert_eq!(explain(error.into(), &settings(None)).to_string(), "workload \"web\" not found");
+        assert_eq!(
+            explain(error.into(), &settings(None)).to_string(),
+            "workload \"web\" not found"
+        );
     }
 
     #[test]

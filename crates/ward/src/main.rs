@@ -23,7 +23,10 @@ fn main() {
 }
 
 fn run_in_async_runtime(command: Command, global_options: cli::ClientOptions) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}; check the process limits (ulimit -u)");

@@ -11,7 +11,10 @@ const COLUMN_GAP: usize = 3;
 
 /// Left-aligned columns under a header; the last column is not padded.
 pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|header| header.chars().count()).collect();
+    let mut widths: Vec<usize> = headers
+        .iter()
+        .map(|header| header.chars().count())
+        .collect();
     for row in rows {
         for (index, cell) in row.iter().enumerate() {
             if let Some(width) = widths.get_mut(index) {
@@ -26,7 +29,8 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
         for (index, cell) in row.iter().enumerate() {
             line.push_str(cell);
             if index + 1 < row.len() {
-                let padding = widths.get(index).copied().unwrap_or(0) - cell.chars().count() + COLUMN_GAP;
+                let padding =
+                    widths.get(index).copied().unwrap_or(0) - cell.chars().count() + COLUMN_GAP;
                 line.push_str(&" ".repeat(padding));
             }
         }
@@ -142,7 +146,9 @@ mod tests {
 
     #[test]
     fn uptimes_use_the_largest_whole_unit() {
-        let check = |seconds: u64, expected: &str| assert_eq!(format_uptime(Duration::from_secs(seconds)), expected);
+        let check = |seconds: u64, expected: &str| {
+            assert_eq!(format_uptime(Duration::from_secs(seconds)), expected)
+        };
         check(0, "0s");
         check(5, "5s");
         check(59, "59s");
@@ -166,10 +172,16 @@ mod tests {
         let utc = parse_timestamp("2025-05-01T12:00:00Z").expect("utc");
         assert_eq!(parse_timestamp("2025-05-01T14:00:00+02:00"), Some(utc));
         assert_eq!(parse_timestamp("2025-05-01T07:30:00.000-04:30"), Some(utc));
-        assert_eq!(parse_timestamp("2025-05-01T12:00:00.123456789Z").map(|time| time > utc), Some(true));
+        assert_eq!(
+            parse_timestamp("2025-05-01T12:00:00.123456789Z").map(|time| time > utc),
+            Some(true)
+        );
         assert_eq!(parse_timestamp("10m"), None);
         assert_eq!(parse_timestamp("2025-05-01"), None);
-        assert_eq!(format_timestamp("2025-05-01T12:00:00.5+00:00"), "2025-05-01T12:00:00Z");
+        assert_eq!(
+            format_timestamp("2025-05-01T12:00:00.5+00:00"),
+            "2025-05-01T12:00:00Z"
+        );
         assert_eq!(format_timestamp("yesterday"), "yesterday");
     }
 
@@ -177,7 +189,11 @@ mod tests {
     fn tables_align_columns_and_trim_line_ends() {
         let rows = vec![
             vec!["web".to_string(), "running".to_string(), String::new()],
-            vec!["database".to_string(), "exited".to_string(), "x".to_string()],
+            vec![
+                "database".to_string(),
+                "exited".to_string(),
+                "x".to_string(),
+            ],
         ];
         assert_eq!(
             render_table(&["NAME", "STATE", "PORTS"], &rows),

@@ -38,17 +38,35 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ward_executable: std::env::current_exe().context("cannot find the ward executable")?,
         oci_runtime: config.oci_runtime.clone(),
     })?;
-    let supervisor = Supervisor::start(store, Arc::new(runtime), SupervisorConfig::default()).await?;
+    let supervisor =
+        Supervisor::start(store, Arc::new(runtime), SupervisorConfig::default()).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}: pick another address with --listen", config.listen))?;
-    let bound = listener.local_addr().context("cannot read the bound address")?;
-    write_atomically(&config.data_dir.join("ward.addr"), format!("{bound}\n").as_bytes(), 0o644)?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: pick another address with --listen",
+                config.listen
+            )
+        })?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    write_atomically(
+        &config.data_dir.join("ward.addr"),
+        format!("{bound}\n").as_bytes(),
+        0o644,
+    )?;
     tracing::info!(address = %bound, data_dir = %config.data_dir.display(), "ward is serving");
 
-    let state = Arc::new(ApiState { supervisor: supervisor.clone(), admin_key, metrics: Arc::new(Metrics::default()) });
-    ward_api::serve(listener, state, shutdown_signal()).await.context("the API server failed")?;
+    let state = Arc::new(ApiState {
+        supervisor: supervisor.clone(),
+        admin_key,
+        metrics: Arc::new(Metrics::default()),
+    });
+    ward_api::serve(listener, state, shutdown_signal())
+        .await
+        .context("the API server failed")?;
 
     supervisor.shutdown();
     let _ = std::fs::remove_file(config.data_dir.join("ward.addr"));
@@ -57,13 +75,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         std::future::pending::<()>().await;
         return;
     };
@@ -87,7 +112,10 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
         .with_context(|| format!("cannot open {}", path.display()))?;
     // SAFETY: flock on a valid, open file descriptor.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!("another ward daemon is using {}: stop it first or pick another --data-dir", data_dir.display());
+        bail!(
+            "another ward daemon is using {}: stop it first or pick another --data-dir",
+            data_dir.display()
+        );
     }
     Ok(file)
 }
@@ -117,9 +145,12 @@ fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<(
         .mode(mode)
         .open(&temporary)
         .with_context(|| format!("cannot write {}", temporary.display()))?;
-    file.write_all(contents).and_then(|_| file.sync_all()).with_context(|| format!("cannot write {}", temporary.display()))?;
+    file.write_all(contents)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
     set_mode(&temporary, mode)?;
-    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

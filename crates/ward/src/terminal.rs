@@ -27,7 +27,9 @@ impl TerminalModeGuard {
     pub fn single_keys() -> nix::Result<TerminalModeGuard> {
         let original = termios::tcgetattr(io::stdin())?;
         let mut single_keys = original.clone();
-        single_keys.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO);
+        single_keys
+            .local_flags
+            .remove(LocalFlags::ICANON | LocalFlags::ECHO);
         single_keys.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
         single_keys.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
         termios::tcsetattr(io::stdin(), SetArg::TCSANOW, &single_keys)?;
@@ -53,7 +55,12 @@ pub fn window_size() -> Option<(u16, u16)> {
     } else {
         return None;
     };
-    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ writes one `winsize` into `size`, which lives for the whole call, and
     // `descriptor` belongs to stdin or stdout, which stay open.
     let result = unsafe { read_window_size(descriptor, &mut size) };

@@ -9,9 +9,15 @@ use common::{assert_one_error_line, assert_success, stderr_of, Daemon};
 fn fresh_daemon_lists_no_workloads() {
     let daemon = Daemon::start();
     let table = assert_success(&daemon.ward(&["ps"]));
-    assert_eq!(table.split_whitespace().collect::<Vec<_>>(), ["NAME", "KIND", "STATE", "RESTARTS", "UPTIME", "CPU", "MEM", "PORTS"]);
+    assert_eq!(
+        table.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "KIND", "STATE", "RESTARTS", "UPTIME", "CPU", "MEM", "PORTS"]
+    );
     let json = assert_success(&daemon.ward(&["ps", "-a", "-o", "json"]));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&json).expect("JSON"), serde_json::json!([]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&json).expect("JSON"),
+        serde_json::json!([])
+    );
 }
 
 #[test]
@@ -45,7 +51,10 @@ fn can_run_workloads() -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    eprintln!("skipped: running workloads needs root, and this test runs as uid {}", nix::unistd::geteuid());
+    eprintln!(
+        "skipped: running workloads needs root, and this test runs as uid {}",
+        nix::unistd::geteuid()
+    );
     false
 }
 
@@ -56,16 +65,27 @@ fn run_ps_logs_stop_rm_round_trip() {
     }
     let daemon = Daemon::start();
     let name = assert_success(&daemon.ward(&[
-        "run", "--name", "greeter", "--", "sh", "-c", "echo hello from greeter; echo oops >&2; exec sleep 600",
+        "run",
+        "--name",
+        "greeter",
+        "--",
+        "sh",
+        "-c",
+        "echo hello from greeter; echo oops >&2; exec sleep 600",
     ]));
     assert_eq!(name.trim(), "greeter", "daemon log:\n{}", daemon.log());
 
     let table = assert_success(&daemon.ward(&["ps"]));
-    let row = table.lines().find(|line| line.starts_with("greeter")).unwrap_or_else(|| panic!("no greeter in:\n{table}"));
+    let row = table
+        .lines()
+        .find(|line| line.starts_with("greeter"))
+        .unwrap_or_else(|| panic!("no greeter in:\n{table}"));
     assert!(row.contains("process") && row.contains("running"), "{row}");
 
-    let document: serde_json::Value =
-        serde_json::from_str(&assert_success(&daemon.ward(&["inspect", "greeter", "-o", "json"]))).expect("JSON");
+    let document: serde_json::Value = serde_json::from_str(&assert_success(
+        &daemon.ward(&["inspect", "greeter", "-o", "json"]),
+    ))
+    .expect("JSON");
     assert_eq!(document["name"], "greeter");
     assert_eq!(document["restart"]["policy"], "on-failure");
     assert_eq!(document["status"]["state"], "running");
@@ -92,9 +112,18 @@ fn run_ps_logs_stop_rm_round_trip() {
     assert_eq!(stderr_of(&logs), "oops\n");
 
     assert_one_error_line(&daemon.ward(&["rm", "greeter"]), "greeter");
-    assert_eq!(assert_success(&daemon.ward(&["stop", "greeter"])).trim(), "greeter");
-    assert_eq!(assert_success(&daemon.ward(&["rm", "greeter"])).trim(), "greeter");
-    assert_eq!(assert_success(&daemon.ward(&["ps", "-a", "-o", "json"])).trim(), "[]");
+    assert_eq!(
+        assert_success(&daemon.ward(&["stop", "greeter"])).trim(),
+        "greeter"
+    );
+    assert_eq!(
+        assert_success(&daemon.ward(&["rm", "greeter"])).trim(),
+        "greeter"
+    );
+    assert_eq!(
+        assert_success(&daemon.ward(&["ps", "-a", "-o", "json"])).trim(),
+        "[]"
+    );
 }
 
 #[test]
@@ -111,13 +140,29 @@ fn apply_twice_is_unchanged() {
     )
     .expect("write spec");
     let spec_path = spec.to_str().expect("utf-8 path");
-    assert_eq!(assert_success(&daemon.ward(&["apply", "-f", spec_path])), "web created\napi created\n");
-    assert_eq!(assert_success(&daemon.ward(&["apply", "-f", spec_path])), "web unchanged\napi unchanged\n");
+    assert_eq!(
+        assert_success(&daemon.ward(&["apply", "-f", spec_path])),
+        "web created\napi created\n"
+    );
+    assert_eq!(
+        assert_success(&daemon.ward(&["apply", "-f", spec_path])),
+        "web unchanged\napi unchanged\n"
+    );
 
-    std::fs::write(&spec, "name: web\ncommand: [sleep, \"600\"]\nresources: {memory: 512MiB}\n").expect("write spec");
+    std::fs::write(
+        &spec,
+        "name: web\ncommand: [sleep, \"600\"]\nresources: {memory: 512MiB}\n",
+    )
+    .expect("write spec");
     let planned = assert_success(&daemon.ward(&["apply", "--dry-run", "-f", spec_path]));
-    assert_eq!(planned, "web: update (dry run)\n  resources.memory: 268435456 -> 536870912\n");
-    assert_eq!(assert_success(&daemon.ward(&["apply", "-f", spec_path])), "web configured\n");
+    assert_eq!(
+        planned,
+        "web: update (dry run)\n  resources.memory: 268435456 -> 536870912\n"
+    );
+    assert_eq!(
+        assert_success(&daemon.ward(&["apply", "-f", spec_path])),
+        "web configured\n"
+    );
 }
 
 #[test]

@@ -13,7 +13,12 @@ use ward_runtime::{Driver, ExitStatus, InstanceKey, LogLine, Runtime, RuntimeCon
 use ward_spec::{NetworkMode, Resources, RestartPolicy, WorkloadKind, WorkloadSpec};
 
 /// The monitor binary of this crate, started in place of `ward monitor`.
-pub const MONITOR: &str = env!("CARGO_BIN_EXE_ward-runtime-monitor");
+const MONITOR: &str = env!("CARGO_BIN_EXE_ward-runtime-monitor");
+
+/// [`MONITOR`], or the binary named by `WARD_TEST_MONITOR` (to measure an optimised build).
+pub fn monitor_executable() -> PathBuf {
+    std::env::var_os("WARD_TEST_MONITOR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(MONITOR))
+}
 
 /// A runtime on its own data directory. Instances started through [`Fixture::key`] are
 /// removed when the fixture drops, even when the test failed.
@@ -39,7 +44,7 @@ pub fn fixture_with(test: &str, oci_runtime: Option<&str>) -> Option<Fixture> {
     let data = tempfile::Builder::new().prefix("ward-runtime-test-").tempdir_in("/var/tmp").expect("temp data dir");
     let config = RuntimeConfig {
         data_dir: data.path().to_path_buf(),
-        ward_executable: PathBuf::from(MONITOR),
+        ward_executable: monitor_executable(),
         oci_runtime: oci_runtime.map(PathBuf::from),
     };
     match Runtime::new(config) {

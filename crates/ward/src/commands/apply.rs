@@ -18,7 +18,10 @@ pub async fn run(context: &Context, arguments: ApplyArgs) -> anyhow::Result<i32>
         let (source_name, text) = read_source(file)?;
         workloads.extend(documents_of(&source_name, &text)?);
     }
-    let request = ApplyRequest { workloads, dry_run: arguments.dry_run };
+    let request = ApplyRequest {
+        workloads,
+        dry_run: arguments.dry_run,
+    };
     let response = context.client.apply(&request).await?;
 
     if context.json() {
@@ -43,11 +46,17 @@ fn read_source(file: &Path) -> anyhow::Result<(String, String)> {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .map_err(|error| anyhow::anyhow!("cannot read the spec from standard input: {error}"))?;
+            .map_err(|error| {
+                anyhow::anyhow!("cannot read the spec from standard input: {error}")
+            })?;
         return Ok(("<stdin>".to_string(), text));
     }
     let text = std::fs::read_to_string(file).map_err(|error| {
-        anyhow::anyhow!("cannot read {}: {}; check the path given to -f", file.display(), describe_io_error(&error))
+        anyhow::anyhow!(
+            "cannot read {}: {}; check the path given to -f",
+            file.display(),
+            describe_io_error(&error)
+        )
     })?;
     Ok((file.display().to_string(), text))
 }
@@ -63,7 +72,8 @@ fn describe_io_error(error: &std::io::Error) -> String {
 /// The workloads of one file as JSON values, as written (the daemon normalises them), after
 /// the spec parser has accepted the whole file.
 pub fn documents_of(source_name: &str, text: &str) -> anyhow::Result<Vec<Value>> {
-    let specs = ward_spec::parse_documents(text).map_err(|error| anyhow::anyhow!("{source_name}: {error}"))?;
+    let specs = ward_spec::parse_documents(text)
+        .map_err(|error| anyhow::anyhow!("{source_name}: {error}"))?;
     match raw_documents(text) {
         Some(documents) if documents.len() == specs.len() => Ok(documents),
         // Cannot happen for text the parser accepted; the normalised form means the same.
@@ -98,7 +108,11 @@ pub fn render_apply_response(response: &ApplyResponse) -> String {
     let mut rendered = String::new();
     for result in &response.results {
         if response.dry_run {
-            rendered.push_str(&format!("{}: {} (dry run)\n", result.name, planned_action(result)));
+            rendered.push_str(&format!(
+                "{}: {} (dry run)\n",
+                result.name,
+                planned_action(result)
+            ));
             for change in &result.changes {
                 rendered.push_str(&format!("  {}\n", render_change(change)));
             }
@@ -142,11 +156,20 @@ mod tests {
     use super::*;
 
     fn result(name: &str, action: &str, changes: Vec<FieldChange>) -> ApplyResult {
-        ApplyResult { name: name.to_string(), action: action.to_string(), revision: 1, changes }
+        ApplyResult {
+            name: name.to_string(),
+            action: action.to_string(),
+            revision: 1,
+            changes,
+        }
     }
 
     fn change(path: &str, old: Option<Value>, new: Option<Value>) -> FieldChange {
-        FieldChange { path: path.to_string(), old, new }
+        FieldChange {
+            path: path.to_string(),
+            old,
+            new,
+        }
     }
 
     #[test]
@@ -159,7 +182,10 @@ mod tests {
                 result("db", "unchanged", vec![]),
             ],
         };
-        assert_eq!(render_apply_response(&response), "web created\napi configured\ndb unchanged\n");
+        assert_eq!(
+            render_apply_response(&response),
+            "web created\napi configured\ndb unchanged\n"
+        );
     }
 
     #[test]
@@ -171,7 +197,11 @@ mod tests {
                     "api",
                     "updated",
                     vec![
-                        change("resources.memory", Some(json!(268435456)), Some(json!(536870912))),
+                        change(
+                            "resources.memory",
+                            Some(json!(268435456)),
+                            Some(json!(536870912)),
+                        ),
                         change("env.NEW", None, Some(json!("x"))),
                         change("labels.old", Some(json!("y")), None),
                     ],
@@ -196,15 +226,22 @@ mod tests {
                 json!({"name": "api", "command": "sleep 60"}),
             ]
         );
-        let json_array = r#"[{"name": "a", "command": ["true"]}, {"name": "b", "command": ["true"]}]"#;
-        assert_eq!(documents_of("list.json", json_array).expect("valid").len(), 2);
+        let json_array =
+            r#"[{"name": "a", "command": ["true"]}, {"name": "b", "command": ["true"]}]"#;
+        assert_eq!(
+            documents_of("list.json", json_array).expect("valid").len(),
+            2
+        );
     }
 
     #[test]
     fn spec_errors_name_the_file_and_the_field() {
-        let error = documents_of("web.yaml", "name: web\ncommand: [sleep]\nresources: {memory: 12XB}\n")
-            .expect_err("bad size")
-            .to_string();
+        let error = documents_of(
+            "web.yaml",
+            "name: web\ncommand: [sleep]\nresources: {memory: 12XB}\n",
+        )
+        .expect_err("bad size")
+        .to_string();
         assert!(error.starts_with("web.yaml: resources.memory: "), "{error}");
     }
 }

@@ -9,7 +9,10 @@ use crate::commands::Context;
 use crate::output;
 
 pub async fn run(context: &Context, arguments: EventsArgs) -> anyhow::Result<i32> {
-    let events = context.client.events(arguments.since, arguments.follow).await?;
+    let events = context
+        .client
+        .events(arguments.since, arguments.follow)
+        .await?;
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
         let event = event?;
@@ -24,7 +27,11 @@ pub async fn run(context: &Context, arguments: EventsArgs) -> anyhow::Result<i32
 
 /// Fixed-width columns, so that lines printed one at a time still line up.
 pub fn render_event(event: &EventEntry) -> String {
-    let subject = event.instance.as_deref().or(event.workload.as_deref()).unwrap_or("-");
+    let subject = event
+        .instance
+        .as_deref()
+        .or(event.workload.as_deref())
+        .unwrap_or("-");
     let line = format!(
         "{:<20}  {:<13}  {:<20}  {}",
         output::format_timestamp(&event.time),
@@ -41,7 +48,12 @@ mod tests {
 
     use super::*;
 
-    fn event(kind: &str, workload: Option<&str>, instance: Option<&str>, message: &str) -> EventEntry {
+    fn event(
+        kind: &str,
+        workload: Option<&str>,
+        instance: Option<&str>,
+        message: &str,
+    ) -> EventEntry {
         EventEntry {
             id: 7,
             time: "2025-05-01T12:00:00.123456789Z".to_string(),
@@ -57,7 +69,12 @@ mod tests {
     #[test]
     fn event_lines_have_time_kind_subject_message() {
         assert_eq!(
-            render_event(&event("exited", Some("web"), Some("web-0"), "exited with code 1")),
+            render_event(&event(
+                "exited",
+                Some("web"),
+                Some("web-0"),
+                "exited with code 1"
+            )),
             "2025-05-01T12:00:00Z  exited         web-0                 exited with code 1"
         );
         assert_eq!(

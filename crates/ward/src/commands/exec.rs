@@ -24,20 +24,30 @@ const STDERR_CHANNEL: u8 = 2;
 const COMMAND_NOT_RUN_EXIT_CODE: i32 = 126;
 
 pub async fn run(context: &Context, arguments: ExecArgs) -> anyhow::Result<i32> {
-    let window_size = if arguments.tty { terminal::window_size() } else { None };
+    let window_size = if arguments.tty {
+        terminal::window_size()
+    } else {
+        None
+    };
     let options = ExecOptions {
         tty: arguments.tty,
         replica: arguments.replica,
         cols: window_size.map(|(columns, _)| columns),
         rows: window_size.map(|(_, rows)| rows),
     };
-    let socket = context.client.exec(&arguments.name, &arguments.command, &options).await?;
+    let socket = context
+        .client
+        .exec(&arguments.name, &arguments.command, &options)
+        .await?;
     let (mut sender, mut receiver) = socket.split();
 
     let stdin_is_terminal = std::io::stdin().is_terminal();
     // Dropped on every way out of this function, which puts the terminal back.
     let raw_terminal = if arguments.tty && arguments.interactive && stdin_is_terminal {
-        Some(TerminalModeGuard::raw().map_err(|error| anyhow::anyhow!("cannot put the terminal in raw mode: {error}"))?)
+        Some(
+            TerminalModeGuard::raw()
+                .map_err(|error| anyhow::anyhow!("cannot put the terminal in raw mode: {error}"))?,
+        )
     } else {
         None
     };

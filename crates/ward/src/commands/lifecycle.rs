@@ -28,7 +28,11 @@ pub async fn act(context: &Context, names: &[String], action: Action) -> anyhow:
     let mut documents: Vec<WorkloadDocument> = Vec::with_capacity(names.len());
     let mut first_error = None;
     for name in names {
-        match context.client.workload_action(name, action.api_name()).await {
+        match context
+            .client
+            .workload_action(name, action.api_name())
+            .await
+        {
             Ok(document) => {
                 if !context.json() {
                     output::print_line(name)?;

@@ -13,10 +13,25 @@ use crate::output;
 
 pub async fn run(context: &Context, arguments: LogsArgs) -> anyhow::Result<i32> {
     let document = context.client.get_workload(&arguments.name).await?;
-    let instance_names: Vec<&str> = document.status.instances.iter().map(|instance| instance.name.as_str()).collect();
-    let replicas = document.spec.get("replicas").and_then(|replicas| replicas.as_u64()).unwrap_or(1);
+    let instance_names: Vec<&str> = document
+        .status
+        .instances
+        .iter()
+        .map(|instance| instance.name.as_str())
+        .collect();
+    let replicas = document
+        .spec
+        .get("replicas")
+        .and_then(|replicas| replicas.as_u64())
+        .unwrap_or(1);
     let prefix_width = if instance_names.len() > 1 || replicas > 1 {
-        Some(instance_names.iter().map(|name| name.len()).max().unwrap_or(0))
+        Some(
+            instance_names
+                .iter()
+                .map(|name| name.len())
+                .max()
+                .unwrap_or(0),
+        )
     } else {
         None
     };
@@ -79,8 +94,14 @@ mod tests {
 
     #[test]
     fn log_lines_are_prefixed_only_with_several_instances() {
-        assert_eq!(render_log_line(&entry("web-0", "hello"), None, false), "hello\n");
-        assert_eq!(render_log_line(&entry("web-0", "hello"), Some(6), false), "web-0  | hello\n");
+        assert_eq!(
+            render_log_line(&entry("web-0", "hello"), None, false),
+            "hello\n"
+        );
+        assert_eq!(
+            render_log_line(&entry("web-0", "hello"), Some(6), false),
+            "web-0  | hello\n"
+        );
         assert_eq!(
             render_log_line(&entry("web-1", "hello"), Some(5), true),
             "web-1 | 2025-05-01T12:00:00.000000001Z hello\n"

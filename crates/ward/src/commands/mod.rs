@@ -27,8 +27,10 @@ pub struct Context {
 impl Context {
     fn new(options: &ClientOptions) -> Context {
         let read_file = |path: &std::path::Path| std::fs::read_to_string(path);
-        let settings = config::resolve_client_settings(options, &Environment::current(), &read_file);
-        let client = Client::new(&settings.base_url, settings.token.clone()).with_project(&settings.project);
+        let settings =
+            config::resolve_client_settings(options, &Environment::current(), &read_file);
+        let client =
+            Client::new(&settings.base_url, settings.token.clone()).with_project(&settings.project);
         Context { client, settings }
     }
 
@@ -42,7 +44,10 @@ impl Context {
 pub async fn dispatch(command: Command, global_options: ClientOptions) -> anyhow::Result<i32> {
     match command {
         Command::Client(client_command) => {
-            let options = client_command.client_options().clone().merged_with(&global_options);
+            let options = client_command
+                .client_options()
+                .clone()
+                .merged_with(&global_options);
             let context = Context::new(&options);
             run_client_command(&context, client_command)
                 .await
@@ -63,17 +68,23 @@ pub async fn dispatch(command: Command, global_options: ClientOptions) -> anyhow
 
 async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow::Result<i32> {
     match command {
-        ClientCommand::Run(arguments) => run::run(context, arguments).await,
+        ClientCommand::Run(arguments) => run::run(context, *arguments).await,
         ClientCommand::Apply(arguments) => apply::run(context, arguments).await,
         ClientCommand::Ps(arguments) => ps::run(context, arguments).await,
         ClientCommand::Inspect(arguments) => inspect::run(context, arguments).await,
         ClientCommand::Logs(arguments) => logs::run(context, arguments).await,
-        ClientCommand::Start(arguments) => lifecycle::act(context, &arguments.names, lifecycle::Action::Start).await,
-        ClientCommand::Stop(arguments) => lifecycle::act(context, &arguments.names, lifecycle::Action::Stop).await,
+        ClientCommand::Start(arguments) => {
+            lifecycle::act(context, &arguments.names, lifecycle::Action::Start).await
+        }
+        ClientCommand::Stop(arguments) => {
+            lifecycle::act(context, &arguments.names, lifecycle::Action::Stop).await
+        }
         ClientCommand::Restart(arguments) => {
             lifecycle::act(context, &arguments.names, lifecycle::Action::Restart).await
         }
-        ClientCommand::Rm(arguments) => lifecycle::remove(context, &arguments.names, arguments.force).await,
+        ClientCommand::Rm(arguments) => {
+            lifecycle::remove(context, &arguments.names, arguments.force).await
+        }
         ClientCommand::Exec(arguments) => exec::run(context, arguments).await,
         ClientCommand::Events(arguments) => events::run(context, arguments).await,
         ClientCommand::Top(arguments) => top::run(context, arguments).await,

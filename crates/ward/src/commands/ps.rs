@@ -10,7 +10,9 @@ use crate::cli::PsArgs;
 use crate::commands::Context;
 use crate::output;
 
-pub const PS_HEADERS: [&str; 8] = ["NAME", "KIND", "STATE", "RESTARTS", "UPTIME", "CPU", "MEM", "PORTS"];
+pub const PS_HEADERS: [&str; 8] = [
+    "NAME", "KIND", "STATE", "RESTARTS", "UPTIME", "CPU", "MEM", "PORTS",
+];
 
 pub async fn run(context: &Context, arguments: PsArgs) -> anyhow::Result<i32> {
     let documents = context.client.list_workloads(true).await?;
@@ -31,7 +33,9 @@ pub fn select_workloads(documents: Vec<WorkloadDocument>, all: bool) -> Vec<Work
     }
     documents
         .into_iter()
-        .filter(|document| document.status.desired_state == "running" || document.status.state == "failed")
+        .filter(|document| {
+            document.status.desired_state == "running" || document.status.state == "failed"
+        })
         .collect()
 }
 
@@ -46,8 +50,14 @@ pub fn render_ps_table(documents: &[WorkloadDocument], now: SystemTime) -> Strin
                 status.state.clone(),
                 status.restarts.to_string(),
                 uptime(document, now),
-                status.cpu_percent.map(output::format_percent).unwrap_or_else(|| "-".to_string()),
-                status.memory_bytes.map(output::format_size).unwrap_or_else(|| "-".to_string()),
+                status
+                    .cpu_percent
+                    .map(output::format_percent)
+                    .unwrap_or_else(|| "-".to_string()),
+                status
+                    .memory_bytes
+                    .map(output::format_size)
+                    .unwrap_or_else(|| "-".to_string()),
                 ports(document),
             ]
         })
@@ -78,8 +88,16 @@ pub fn ports(document: &WorkloadDocument) -> String {
         .iter()
         .map(|port| match port {
             Value::Object(mapping) => {
-                let number = |key: &str| mapping.get(key).map(|value| value.to_string()).unwrap_or_default();
-                let protocol = mapping.get("protocol").and_then(Value::as_str).unwrap_or("tcp");
+                let number = |key: &str| {
+                    mapping
+                        .get(key)
+                        .map(|value| value.to_string())
+                        .unwrap_or_default()
+                };
+                let protocol = mapping
+                    .get("protocol")
+                    .and_then(Value::as_str)
+                    .unwrap_or("tcp");
                 format!("{}->{}/{protocol}", number("host"), number("port"))
             }
             Value::String(text) => text.clone(),
@@ -98,7 +116,13 @@ pub(crate) mod tests {
     use super::*;
 
     /// A document as the daemon sends it, with the status fields that matter here.
-    pub(crate) fn document(name: &str, state: &str, desired_state: &str, extra_status: Value, ports: Value) -> WorkloadDocument {
+    pub(crate) fn document(
+        name: &str,
+        state: &str,
+        desired_state: &str,
+        extra_status: Value,
+        ports: Value,
+    ) -> WorkloadDocument {
         let mut status = json!({
             "state": state, "restarts": 0, "exit_code": null, "pid": null, "started_at": null,
             "revision": 1, "project": "default", "desired_state": desired_state, "oom_killed": false,
@@ -130,7 +154,13 @@ pub(crate) mod tests {
                 json!({"started_at": "2025-05-01T11:57:00Z", "restarts": 2, "cpu_percent": 0.5, "memory_bytes": 12897485}),
                 json!([{"host": 8080, "port": 8000, "protocol": "tcp"}, {"host": 5353, "port": 53, "protocol": "udp"}]),
             ),
-            document("batch-job", "exited", "running", json!({"exit_code": 0}), json!([])),
+            document(
+                "batch-job",
+                "exited",
+                "running",
+                json!({"exit_code": 0}),
+                json!([]),
+            ),
         ];
         insta::assert_snapshot!(render_ps_table(&documents, now()), @r"
         NAME        KIND      STATE     RESTARTS   UPTIME   CPU    MEM       PORTS
@@ -146,17 +176,43 @@ pub(crate) mod tests {
             document("stopped", "stopped", "stopped", json!({}), json!([])),
             document("broken", "failed", "stopped", json!({}), json!([])),
         ];
-        let names = |documents: Vec<WorkloadDocument>| documents.iter().map(|document| document.name().to_string()).collect::<Vec<_>>();
-        assert_eq!(names(select_workloads(documents.clone(), false)), ["up", "broken"]);
-        assert_eq!(names(select_workloads(documents, true)), ["up", "stopped", "broken"]);
+        let names = |documents: Vec<WorkloadDocument>| {
+            documents
+                .iter()
+                .map(|document| document.name().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(select_workloads(documents.clone(), false)),
+            ["up", "broken"]
+        );
+        assert_eq!(
+            names(select_workloads(documents, true)),
+            ["up", "stopped", "broken"]
+        );
     }
 
     #[test]
     fn uptime_counts_only_while_running() {
-        let running = document("a", "running", "running", json!({"started_at": "2025-05-01T07:59:59+00:00"}), json!([]));
+        let running = document(
+            "a",
+            "running",
+            "running",
+            json!({"started_at": "2025-05-01T07:59:59+00:00"}),
+            json!([]),
+        );
         assert_eq!(uptime(&running, now()), "4h");
-        let stopped = document("b", "stopped", "stopped", json!({"started_at": "2025-05-01T11:00:00Z"}), json!([]));
+        let stopped = document(
+            "b",
+            "stopped",
+            "stopped",
+            json!({"started_at": "2025-05-01T11:00:00Z"}),
+            json!([]),
+        );
         assert_eq!(uptime(&stopped, now()), "-");
-        assert_eq!(uptime(&running, now() + Duration::from_secs(5 * 86400)), "5d");
+        assert_eq!(
+            uptime(&running, now() + Duration::from_secs(5 * 86400)),
+            "5d"
+        );
     }
 }

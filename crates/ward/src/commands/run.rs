@@ -10,15 +10,22 @@ use crate::output;
 pub async fn run(context: &Context, arguments: RunArgs) -> anyhow::Result<i32> {
     let spec = build_spec(&arguments, &|key| std::env::var(key).ok(), rand::random())?;
     let document = context.client.create_workload(&spec, true).await?;
+    let failed = document.status.state == "failed";
     if context.json() {
         output::print_json(&document)?;
-    } else {
+    } else if !failed {
         output::print_line(document.name())?;
     }
-    if document.status.state == "failed" {
+    if failed {
         let name = document.name();
-        let reason = document.status.message.as_deref().unwrap_or("it exited right away");
-        anyhow::bail!("workload {name} failed to start: {reason}; see 'ward logs {name}' and 'ward inspect {name}'");
+        let reason = document
+            .status
+            .message
+            .as_deref()
+            .unwrap_or("it exited right away");
+        anyhow::bail!(
+            "workload {name} failed to start: {reason}; see 'ward logs {name}', fix it with 'ward apply' or remove it with 'ward rm {name}'"
+        );
     }
     Ok(0)
 }
@@ -41,12 +48,24 @@ pub fn build_spec(
     };
     let mut spec = Map::new();
     spec.insert("name".to_string(), json!(name));
-    insert_if_some(&mut spec, "kind", arguments.kind.as_ref().map(|kind| json!(kind)));
-    insert_if_some(&mut spec, "image", arguments.image.as_ref().map(|image| json!(image)));
+    insert_if_some(
+        &mut spec,
+        "kind",
+        arguments.kind.as_ref().map(|kind| json!(kind)),
+    );
+    insert_if_some(
+        &mut spec,
+        "image",
+        arguments.image.as_ref().map(|image| json!(image)),
+    );
     if !arguments.command.is_empty() {
         spec.insert("command".to_string(), json!(arguments.command));
     }
-    insert_if_some(&mut spec, "workdir", arguments.workdir.as_ref().map(|workdir| json!(workdir)));
+    insert_if_some(
+        &mut spec,
+        "workdir",
+        arguments.workdir.as_ref().map(|workdir| json!(workdir)),
+    );
 
     let mut environment = Map::new();
     for flag in &arguments.env {
@@ -67,9 +86,21 @@ pub fn build_spec(
     }
 
     let mut resources = Map::new();
-    insert_if_some(&mut resources, "memory", arguments.memory.as_ref().map(|memory| json!(memory)));
-    insert_if_some(&mut resources, "cpu", arguments.cpus.as_ref().map(|cpus| json!(cpus)));
-    insert_if_some(&mut resources, "pids", arguments.pids.map(|pids| json!(pids)));
+    insert_if_some(
+        &mut resources,
+        "memory",
+        arguments.memory.as_ref().map(|memory| json!(memory)),
+    );
+    insert_if_some(
+        &mut resources,
+        "cpu",
+        arguments.cpus.as_ref().map(|cpus| json!(cpus)),
+    );
+    insert_if_some(
+        &mut resources,
+        "pids",
+        arguments.pids.map(|pids| json!(pids)),
+    );
     if !resources.is_empty() {
         spec.insert("resources".to_string(), Value::Object(resources));
     }
@@ -80,12 +111,28 @@ pub fn build_spec(
     if !arguments.volumes.is_empty() {
         spec.insert("volumes".to_string(), json!(arguments.volumes));
     }
-    insert_if_some(&mut spec, "network", arguments.network.as_ref().map(|network| json!(network)));
-    insert_if_some(&mut spec, "restart", arguments.restart.as_ref().map(|restart| json!(restart)));
+    insert_if_some(
+        &mut spec,
+        "network",
+        arguments.network.as_ref().map(|network| json!(network)),
+    );
+    insert_if_some(
+        &mut spec,
+        "restart",
+        arguments.restart.as_ref().map(|restart| json!(restart)),
+    );
     insert_if_some(&mut spec, "health", health_check(arguments));
-    insert_if_some(&mut spec, "replicas", arguments.replicas.map(|replicas| json!(replicas)));
+    insert_if_some(
+        &mut spec,
+        "replicas",
+        arguments.replicas.map(|replicas| json!(replicas)),
+    );
     if !arguments.labels.is_empty() {
-        let labels: Map<String, Value> = arguments.labels.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
+        let labels: Map<String, Value> = arguments
+            .labels
+            .iter()
+            .map(|(key, value)| (key.clone(), json!(value)))
+            .collect();
         spec.insert("labels".to_string(), Value::Object(labels));
     }
     Ok(Value::Object(spec))
@@ -104,9 +151,27 @@ fn health_check(arguments: &RunArgs) -> Option<Value> {
     };
     let mut health = Map::new();
     health.insert(probe_kind.to_string(), probe);
-    insert_if_some(&mut health, "interval", arguments.health_interval.as_ref().map(|interval| json!(interval)));
-    insert_if_some(&mut health, "timeout", arguments.health_timeout.as_ref().map(|timeout| json!(timeout)));
-    insert_if_some(&mut health, "retries", arguments.health_retries.map(|retries| json!(retries)));
+    insert_if_some(
+        &mut health,
+        "interval",
+        arguments
+            .health_interval
+            .as_ref()
+            .map(|interval| json!(interval)),
+    );
+    insert_if_some(
+        &mut health,
+        "timeout",
+        arguments
+            .health_timeout
+            .as_ref()
+            .map(|timeout| json!(timeout)),
+    );
+    insert_if_some(
+        &mut health,
+        "retries",
+        arguments.health_retries.map(|retries| json!(retries)),
+    );
     Some(Value::Object(health))
 }
 
@@ -144,7 +209,11 @@ pub fn generate_name(command: &[String], image: Option<&str>, random: u16) -> St
 fn image_base_name(image: &str) -> String {
     let without_digest = image.split('@').next().unwrap_or(image);
     let last_component = without_digest.rsplit('/').next().unwrap_or(without_digest);
-    last_component.split(':').next().unwrap_or(last_component).to_string()
+    last_component
+        .split(':')
+        .next()
+        .unwrap_or(last_component)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -155,9 +224,12 @@ mod tests {
     use crate::cli::{ClientCommand, Command, CommandLine};
 
     fn spec_for(arguments: &[&str]) -> Value {
-        let command_line = CommandLine::try_parse_from(std::iter::once("ward").chain(arguments.iter().copied()))
-            .unwrap_or_else(|error| panic!("{arguments:?}: {error}"));
-        let Command::Client(ClientCommand::Run(run)) = command_line.command else { panic!("expected run") };
+        let command_line =
+            CommandLine::try_parse_from(std::iter::once("ward").chain(arguments.iter().copied()))
+                .unwrap_or_else(|error| panic!("{arguments:?}: {error}"));
+        let Command::Client(ClientCommand::Run(run)) = command_line.command else {
+            panic!("expected run")
+        };
         let lookup = |key: &str| (key == "FROM_SHELL").then(|| "shell value".to_string());
         build_spec(&run, &lookup, 0x4f2a).expect("builds")
     }
@@ -165,11 +237,52 @@ mod tests {
     #[test]
     fn every_flag_lands_in_the_raw_spec() {
         let spec = spec_for(&[
-            "run", "--name", "api", "--kind", "process", "-p", "8080:8000", "-p", "5353:53/udp", "-e", "MODE=prod",
-            "-e", "FROM_SHELL", "-e", "UNSET_HERE", "--memory", "256MiB", "--cpus", "500m", "--pids", "64",
-            "--restart", "always", "-v", "data:/data", "-v", "/srv:/srv:ro", "--network", "host", "--replicas", "2",
-            "-l", "team=web", "--workdir", "/srv", "--health-http", "8000/healthz", "--health-interval", "5s",
-            "--health-retries", "4", "--", "python3", "-m", "http.server", "8000",
+            "run",
+            "--name",
+            "api",
+            "--kind",
+            "process",
+            "-p",
+            "8080:8000",
+            "-p",
+            "5353:53/udp",
+            "-e",
+            "MODE=prod",
+            "-e",
+            "FROM_SHELL",
+            "-e",
+            "UNSET_HERE",
+            "--memory",
+            "256MiB",
+            "--cpus",
+            "500m",
+            "--pids",
+            "64",
+            "--restart",
+            "always",
+            "-v",
+            "data:/data",
+            "-v",
+            "/srv:/srv:ro",
+            "--network",
+            "host",
+            "--replicas",
+            "2",
+            "-l",
+            "team=web",
+            "--workdir",
+            "/srv",
+            "--health-http",
+            "8000/healthz",
+            "--health-interval",
+            "5s",
+            "--health-retries",
+            "4",
+            "--",
+            "python3",
+            "-m",
+            "http.server",
+            "8000",
         ]);
         assert_eq!(
             spec,
@@ -193,9 +306,18 @@ mod tests {
 
     #[test]
     fn minimal_run_sends_only_name_and_command() {
-        assert_eq!(spec_for(&["run", "--", "sleep", "60"]), json!({"name": "sleep-4f2a", "command": ["sleep", "60"]}));
         assert_eq!(
-            spec_for(&["run", "--health-cmd", "pg_isready", "--image", "postgres:16"]),
+            spec_for(&["run", "--", "sleep", "60"]),
+            json!({"name": "sleep-4f2a", "command": ["sleep", "60"]})
+        );
+        assert_eq!(
+            spec_for(&[
+                "run",
+                "--health-cmd",
+                "pg_isready",
+                "--image",
+                "postgres:16"
+            ]),
             json!({"name": "postgres-4f2a", "image": "postgres:16", "health": {"exec": "pg_isready"}})
         );
     }
@@ -203,15 +325,26 @@ mod tests {
     #[test]
     fn generated_names_follow_the_name_rule() {
         let check = |command: &[&str], image: Option<&str>, expected: &str| {
-            let command: Vec<String> = command.iter().map(|argument| argument.to_string()).collect();
+            let command: Vec<String> = command
+                .iter()
+                .map(|argument| argument.to_string())
+                .collect();
             let name = generate_name(&command, image, 0xbeef);
             assert_eq!(name, expected);
             ward_spec::units::validate_name(&name).expect("valid name");
         };
         check(&["/usr/bin/python3", "-m"], None, "python3-beef");
-        check(&[], Some("ghcr.io/org/My_API:1.2@sha256:abc"), "my-api-beef");
+        check(
+            &[],
+            Some("ghcr.io/org/My_API:1.2@sha256:abc"),
+            "my-api-beef",
+        );
         check(&["./run.sh"], None, "run-sh-beef");
         check(&["__"], None, "workload-beef");
-        check(&[&"x".repeat(100)], None, &format!("{}-beef", "x".repeat(58)));
+        check(
+            &[&"x".repeat(100)],
+            None,
+            &format!("{}-beef", "x".repeat(58)),
+        );
     }
 }

@@ -31,7 +31,10 @@ pub async fn run(context: &Context, arguments: TopArgs) -> anyhow::Result<i32> {
         if context.json() {
             output::print_json(&documents)?;
         } else {
-            output::print_text(&render_top_table(&documents, &cpu_meter.percentages(&documents)))?;
+            output::print_text(&render_top_table(
+                &documents,
+                &cpu_meter.percentages(&documents),
+            ))?;
         }
         return Ok(0);
     }
@@ -68,24 +71,43 @@ async fn fetch(context: &Context, all: bool) -> anyhow::Result<Vec<WorkloadDocum
     Ok(shown)
 }
 
-pub fn render_top_table(documents: &[WorkloadDocument], cpu_percentages: &HashMap<String, f64>) -> String {
+pub fn render_top_table(
+    documents: &[WorkloadDocument],
+    cpu_percentages: &HashMap<String, f64>,
+) -> String {
     let dash = || "-".to_string();
     let rows: Vec<Vec<String>> = documents
         .iter()
         .map(|document| {
             let status = &document.status;
-            let memory_limit = document.spec.get("resources").and_then(|resources| resources.get("memory")).and_then(Value::as_u64);
+            let memory_limit = document
+                .spec
+                .get("resources")
+                .and_then(|resources| resources.get("memory"))
+                .and_then(Value::as_u64);
             let memory_percent = match (status.memory_bytes, memory_limit) {
-                (Some(used), Some(limit)) if limit > 0 => output::format_percent(used as f64 * 100.0 / limit as f64),
+                (Some(used), Some(limit)) if limit > 0 => {
+                    output::format_percent(used as f64 * 100.0 / limit as f64)
+                }
                 _ => dash(),
             };
             vec![
                 document.name().to_string(),
                 status.state.clone(),
-                cpu_percentages.get(document.name()).copied().map(output::format_percent).unwrap_or_else(dash),
-                status.memory_bytes.map(output::format_size).unwrap_or_else(dash),
+                cpu_percentages
+                    .get(document.name())
+                    .copied()
+                    .map(output::format_percent)
+                    .unwrap_or_else(dash),
+                status
+                    .memory_bytes
+                    .map(output::format_size)
+                    .unwrap_or_else(dash),
                 memory_percent,
-                status.process_count.map(|count| count.to_string()).unwrap_or_else(dash),
+                status
+                    .process_count
+                    .map(|count| count.to_string())
+                    .unwrap_or_else(dash),
                 status.restarts.to_string(),
             ]
         })
@@ -187,9 +209,9 @@ mod tests {
         ];
         let cpu_percentages = HashMap::from([("web".to_string(), 12.5)]);
         insta::assert_snapshot!(render_top_table(&documents, &cpu_percentages), @r"
-        NAME   STATE     CPU%    MEM      MEM%    PIDS   RESTARTS
-        web    running   12.5%   64MiB    25.0%   3      1
-        idle   stopped   -       -        -       -      0
+        NAME   STATE     CPU%    MEM     MEM%    PIDS   RESTARTS
+        web    running   12.5%   64MiB   25.0%   3      1
+        idle   stopped   -       -       -       -      0
         ");
     }
 }

@@ -17,7 +17,14 @@ const STOP_DEADLINE: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The environment variables that would point the CLI somewhere else than the test says.
-const WARD_VARIABLES: [&str; 6] = ["WARD_HOST", "WARD_TOKEN", "WARD_DATA_DIR", "WARD_PROJECT", "WARD_LISTEN", "WARD_CONFIG"];
+const WARD_VARIABLES: [&str; 6] = [
+    "WARD_HOST",
+    "WARD_TOKEN",
+    "WARD_DATA_DIR",
+    "WARD_PROJECT",
+    "WARD_LISTEN",
+    "WARD_CONFIG",
+];
 
 /// The `ward` binary under test.
 pub fn ward_binary() -> &'static str {
@@ -81,7 +88,9 @@ impl Daemon {
         let address_file = self.data_dir().join("ward.addr");
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                self.fail(&format!("ward serve exited with {status} before it was healthy"));
+                self.fail(&format!(
+                    "ward serve exited with {status} before it was healthy"
+                ));
             }
             let address = std::fs::read_to_string(&address_file)
                 .ok()
@@ -93,7 +102,9 @@ impl Daemon {
                 }
             }
             if Instant::now() > deadline {
-                self.fail(&format!("ward serve was not healthy within {START_DEADLINE:?}"));
+                self.fail(&format!(
+                    "ward serve was not healthy within {START_DEADLINE:?}"
+                ));
             }
             std::thread::sleep(POLL_INTERVAL);
         }
@@ -134,7 +145,10 @@ impl Daemon {
     /// The command [`Daemon::ward`] runs, for tests that need stdin or other settings.
     pub fn ward_command(&self, arguments: &[&str]) -> Command {
         let mut command = ward_command();
-        command.arg("--data-dir").arg(self.data_dir()).args(arguments);
+        command
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(arguments);
         command
     }
 
@@ -148,12 +162,19 @@ impl Daemon {
         let Ok(listing) = self.ward_command(&["ps", "-a", "-o", "json"]).output() else {
             return;
         };
-        let Ok(serde_json::Value::Array(documents)) = serde_json::from_slice::<serde_json::Value>(&listing.stdout) else {
+        let Ok(serde_json::Value::Array(documents)) =
+            serde_json::from_slice::<serde_json::Value>(&listing.stdout)
+        else {
             return;
         };
         let names: Vec<String> = documents
             .iter()
-            .filter_map(|document| document.get("name").and_then(|name| name.as_str()).map(str::to_string))
+            .filter_map(|document| {
+                document
+                    .get("name")
+                    .and_then(|name| name.as_str())
+                    .map(str::to_string)
+            })
             .collect();
         if !names.is_empty() {
             let mut arguments = vec!["rm", "-f"];
@@ -190,7 +211,10 @@ pub fn http_get_status(address: SocketAddr, path: &str) -> Option<u16> {
     stream.write_all(request.as_bytes()).ok()?;
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
-    let status_line = String::from_utf8_lossy(&response).lines().next()?.to_string();
+    let status_line = String::from_utf8_lossy(&response)
+        .lines()
+        .next()?
+        .to_string();
     status_line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -208,17 +232,36 @@ pub fn stderr_of(output: &Output) -> String {
 /// contains `expected`, no panic; returns that line.
 pub fn assert_one_error_line(output: &Output, expected: &str) -> String {
     let stderr = stderr_of(output);
-    assert!(!output.status.success(), "expected a failure, got {:?}; stderr: {stderr}", output.status);
+    assert!(
+        !output.status.success(),
+        "expected a failure, got {:?}; stderr: {stderr}",
+        output.status
+    );
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr:?}");
-    assert!(lines[0].starts_with("error: "), "expected 'error: ', got: {stderr:?}");
-    assert!(lines[0].contains(expected), "expected {expected:?} in: {stderr:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line on stderr, got: {stderr:?}"
+    );
+    assert!(
+        lines[0].starts_with("error: "),
+        "expected 'error: ', got: {stderr:?}"
+    );
+    assert!(
+        lines[0].contains(expected),
+        "expected {expected:?} in: {stderr:?}"
+    );
     lines[0].to_string()
 }
 
 /// Asserts success and returns stdout.
 pub fn assert_success(output: &Output) -> String {
-    assert!(output.status.success(), "expected success, got {:?}; stderr: {}", output.status, stderr_of(output));
+    assert!(
+        output.status.success(),
+        "expected success, got {:?}; stderr: {}",
+        output.status,
+        stderr_of(output)
+    );
     stdout_of(output)
 }
