@@ -36,7 +36,11 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
-pub async fn require_key(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+pub async fn require_key(
+    State(state): State<Arc<ApiState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.uri().path() == "/healthz" {
         return next.run(request).await;
     }
@@ -44,7 +48,11 @@ pub async fn require_key(State(state): State<Arc<ApiState>>, request: Request, n
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match presented {
         Some(key) if state.admin_key.matches(key) => next.run(request).await,

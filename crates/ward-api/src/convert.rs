@@ -16,12 +16,23 @@ pub fn workload_document(view: &WorkloadView) -> WorkloadDocument {
         _ => serde_json::Map::new(),
     };
     let primary = view.primary();
-    let running: Vec<&InstanceView> = view.instances.iter().filter(|instance| instance.phase == Phase::Running).collect();
-    let samples: Vec<_> = running.iter().filter_map(|instance| instance.usage).collect();
+    let running: Vec<&InstanceView> = view
+        .instances
+        .iter()
+        .filter(|instance| instance.phase == Phase::Running)
+        .collect();
+    let samples: Vec<_> = running
+        .iter()
+        .filter_map(|instance| instance.usage)
+        .collect();
     let health = if view.spec.health.is_none() {
         None
     } else {
-        let states: Vec<_> = view.instances.iter().filter_map(|instance| instance.health).collect();
+        let states: Vec<_> = view
+            .instances
+            .iter()
+            .filter_map(|instance| instance.health)
+            .collect();
         if states.is_empty() {
             None
         } else if states.iter().any(|state| state.as_str() == "unhealthy") {
@@ -32,13 +43,18 @@ pub fn workload_document(view: &WorkloadView) -> WorkloadDocument {
             Some("starting".to_string())
         }
     };
-    let message = view.instances.iter().find_map(|instance| instance.message.clone());
+    let message = view
+        .instances
+        .iter()
+        .find_map(|instance| instance.message.clone());
     let status = WorkloadStatus {
         state: view.phase().as_str().to_string(),
         restarts: view.restarts(),
         exit_code: primary.and_then(|instance| instance.exit_code),
         pid: primary.and_then(|instance| instance.pid),
-        started_at: primary.and_then(|instance| instance.started_at).map(rfc3339),
+        started_at: primary
+            .and_then(|instance| instance.started_at)
+            .map(rfc3339),
         revision: view.revision,
         project: view.project.clone(),
         desired_state: match view.desired {
@@ -48,20 +64,25 @@ pub fn workload_document(view: &WorkloadView) -> WorkloadDocument {
         }
         .to_string(),
         oom_killed: primary.is_some_and(|instance| instance.oom_killed),
-        finished_at: primary.and_then(|instance| instance.finished_at).map(rfc3339),
+        finished_at: primary
+            .and_then(|instance| instance.finished_at)
+            .map(rfc3339),
         health,
         message,
         created_at: rfc3339(view.created_at),
         updated_at: rfc3339(view.updated_at),
-        cpu_seconds: (!samples.is_empty()).then(|| samples.iter().map(|sample| sample.cpu_seconds).sum()),
+        cpu_seconds: (!samples.is_empty())
+            .then(|| samples.iter().map(|sample| sample.cpu_seconds).sum()),
         cpu_percent: samples
             .iter()
             .map(|sample| sample.cpu_percent)
             .collect::<Option<Vec<f64>>>()
             .filter(|percents| !percents.is_empty())
             .map(|percents| percents.iter().sum()),
-        memory_bytes: (!samples.is_empty()).then(|| samples.iter().map(|sample| sample.memory_bytes).sum()),
-        process_count: (!samples.is_empty()).then(|| samples.iter().map(|sample| sample.pids).sum()),
+        memory_bytes: (!samples.is_empty())
+            .then(|| samples.iter().map(|sample| sample.memory_bytes).sum()),
+        process_count: (!samples.is_empty())
+            .then(|| samples.iter().map(|sample| sample.pids).sum()),
         instances: view.instances.iter().map(instance_status).collect(),
     };
     WorkloadDocument { spec, status }

@@ -15,7 +15,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into(), field: None }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.into(),
+            field: None,
+        }
     }
 
     pub fn unauthorized() -> ApiError {
@@ -29,7 +34,12 @@ impl ApiError {
     }
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into(), field: None }
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: message.into(),
+            field: None,
+        }
     }
 
     pub fn method_not_allowed() -> ApiError {
@@ -62,16 +72,31 @@ impl From<SupervisorError> for ApiError {
         let message = error.to_string();
         let (status, code, field) = match &error {
             SupervisorError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", None),
-            SupervisorError::AlreadyExists { .. } => (StatusCode::CONFLICT, "conflict", Some("name".to_string())),
-            SupervisorError::Invalid { field, .. } => (StatusCode::BAD_REQUEST, "invalid_spec", Some(field.clone())),
-            SupervisorError::Conflict { .. } | SupervisorError::NotRunning { .. } => (StatusCode::CONFLICT, "conflict", None),
-            SupervisorError::Spec(spec_error) => {
-                (StatusCode::BAD_REQUEST, "invalid_spec", Some(spec_error.field().to_string()).filter(|field| !field.is_empty()))
+            SupervisorError::AlreadyExists { .. } => {
+                (StatusCode::CONFLICT, "conflict", Some("name".to_string()))
             }
+            SupervisorError::Invalid { field, .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_spec", Some(field.clone()))
+            }
+            SupervisorError::Conflict { .. } | SupervisorError::NotRunning { .. } => {
+                (StatusCode::CONFLICT, "conflict", None)
+            }
+            SupervisorError::Spec(spec_error) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_spec",
+                Some(spec_error.field().to_string()).filter(|field| !field.is_empty()),
+            ),
             SupervisorError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
-            SupervisorError::Store(_) | SupervisorError::Runtime(_) => return ApiError::internal(&error),
+            SupervisorError::Store(_) | SupervisorError::Runtime(_) => {
+                return ApiError::internal(&error)
+            }
         };
-        ApiError { status, code, message, field }
+        ApiError {
+            status,
+            code,
+            message,
+            field,
+        }
     }
 }
 
@@ -83,7 +108,13 @@ impl From<ward_spec::SpecError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.to_string(), message: self.message, field: self.field } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field,
+            },
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

@@ -47,9 +47,21 @@ pub async fn events(
         (None, true) => Vec::new(),
     };
     let project = query.project.clone();
-    let keep = move |event: &Event| project.as_deref().is_none_or(|project| event.project == project);
-    let last_replayed = history.last().map(|event| event.id).or(query.since).unwrap_or(0);
-    let replay: Vec<_> = history.into_iter().filter(|event| keep(event)).map(|event| Ok(to_sse(&event))).collect();
+    let keep = move |event: &Event| {
+        project
+            .as_deref()
+            .is_none_or(|project| event.project == project)
+    };
+    let last_replayed = history
+        .last()
+        .map(|event| event.id)
+        .or(query.since)
+        .unwrap_or(0);
+    let replay: Vec<_> = history
+        .into_iter()
+        .filter(|event| keep(event))
+        .map(|event| Ok(to_sse(&event)))
+        .collect();
     let replay = stream::iter(replay);
     if !query.follow {
         return Ok(Sse::new(replay.boxed()).keep_alive(KeepAlive::default()));
@@ -59,7 +71,10 @@ pub async fn events(
             match receiver.recv().await {
                 Ok(event) => return Some((event, receiver)),
                 Err(RecvError::Lagged(skipped)) => {
-                    tracing::warn!(skipped, "event follower fell behind; some events were skipped");
+                    tracing::warn!(
+                        skipped,
+                        "event follower fell behind; some events were skipped"
+                    );
                 }
                 Err(RecvError::Closed) => return None,
             }

@@ -41,7 +41,8 @@ fn parse_query(raw: Option<&str>) -> Result<ExecQuery, ApiError> {
     for pair in raw.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode(value);
-        let not_a_number = |what: &str| ApiError::bad_request(format!("{what}: {value:?} is not a number"));
+        let not_a_number =
+            |what: &str| ApiError::bad_request(format!("{what}: {value:?} is not a number"));
         match key {
             "command" => query.command.push(value.clone()),
             "tty" => query.tty = value == "true" || value == "1",
@@ -53,7 +54,9 @@ fn parse_query(raw: Option<&str>) -> Result<ExecQuery, ApiError> {
         }
     }
     if query.command.is_empty() {
-        return Err(ApiError::bad_request("command: no command given; pass it as repeated `command=` query parameters"));
+        return Err(ApiError::bad_request(
+            "command: no command given; pass it as repeated `command=` query parameters",
+        ));
     }
     Ok(query)
 }
@@ -65,7 +68,9 @@ fn percent_decode(text: &str) -> String {
     while index < bytes.len() {
         match bytes[index] {
             b'%' if index + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).ok().and_then(|hex| u8::from_str_radix(hex, 16).ok());
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3])
+                    .ok()
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok());
                 match hex {
                     Some(byte) => {
                         decoded.push(byte);
@@ -103,7 +108,10 @@ pub async fn exec(
 ) -> Result<Response, ApiError> {
     let query = parse_query(raw.as_deref())?;
     let project = project_of(&query.project)?;
-    let process = state.supervisor.exec(&project, &name, query.replica, &query.command, query.tty).await?;
+    let process = state
+        .supervisor
+        .exec(&project, &name, query.replica, &query.command, query.tty)
+        .await?;
     if let (Some(master), Some(cols), Some(rows)) = (&process.pty_master, query.cols, query.rows) {
         resize(master, cols, rows);
     }
@@ -111,7 +119,12 @@ pub async fn exec(
 }
 
 fn resize(master: &OwnedFd, cols: u16, rows: u16) {
-    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer; the fd is a PTY master we own.
     unsafe {
         libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
@@ -119,7 +132,10 @@ fn resize(master: &OwnedFd, cols: u16, rows: u16) {
 }
 
 async fn bridge(socket: WebSocket, process: ExecProcess) {
-    let ExecProcess { mut child, pty_master } = process;
+    let ExecProcess {
+        mut child,
+        pty_master,
+    } = process;
     let (mut sender, mut receiver) = socket.split();
     let (output_tx, mut output_rx) = mpsc::channel::<Message>(64);
     let mut readers = Vec::new();
@@ -128,7 +144,11 @@ async fn bridge(socket: WebSocket, process: ExecProcess) {
     match pty_master {
         Some(master) => match (master.try_clone(), master.try_clone()) {
             (Ok(reader), Ok(writer)) => {
-                readers.push(tokio::spawn(pump(tokio::fs::File::from_std(reader.into()), STDOUT, output_tx.clone())));
+                readers.push(tokio::spawn(pump(
+                    tokio::fs::File::from_std(reader.into()),
+                    STDOUT,
+                    output_tx.clone(),
+                )));
                 stdin = Some(Box::new(tokio::fs::File::from_std(writer.into())));
                 resize_handle = Some(master);
             }
@@ -206,9 +226,14 @@ async fn bridge(socket: WebSocket, process: ExecProcess) {
     let control = match status {
         Ok(status) => {
             use std::os::unix::process::ExitStatusExt;
-            ExecControl::Exit { exit_code: status.code(), signal: status.signal() }
+            ExecControl::Exit {
+                exit_code: status.code(),
+                signal: status.signal(),
+            }
         }
-        Err(error) => ExecControl::Error { message: format!("cannot wait for the command: {error}") },
+        Err(error) => ExecControl::Error {
+            message: format!("cannot wait for the command: {error}"),
+        },
     };
     if let Ok(text) = serde_json::to_string(&control) {
         let _ = sender.send(Message::Text(text.into())).await;

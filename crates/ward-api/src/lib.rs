@@ -40,9 +40,17 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::openapi))
-        .route("/api/v1/workloads", get(workloads::list).post(workloads::create))
+        .route(
+            "/api/v1/workloads",
+            get(workloads::list).post(workloads::create),
+        )
         .route("/api/v1/apply", post(workloads::apply))
-        .route("/api/v1/workloads/{name}", get(workloads::get).put(workloads::put).delete(workloads::delete))
+        .route(
+            "/api/v1/workloads/{name}",
+            get(workloads::get)
+                .put(workloads::put)
+                .delete(workloads::delete),
+        )
         .route("/api/v1/workloads/{name}/start", post(workloads::start))
         .route("/api/v1/workloads/{name}/stop", post(workloads::stop))
         .route("/api/v1/workloads/{name}/restart", post(workloads::restart))
@@ -51,8 +59,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/events", get(events::events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -63,7 +77,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.metrics.count_events(&state.supervisor);
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "daemon", security(()),
@@ -73,14 +89,21 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn not_found(request: Request) -> ApiError {
-    ApiError::not_found(format!("no such endpoint: {}; see /openapi.json", request.uri().path()))
+    ApiError::not_found(format!(
+        "no such endpoint: {}; see /openapi.json",
+        request.uri().path()
+    ))
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 
-async fn count_requests(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+async fn count_requests(
+    State(state): State<Arc<ApiState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     state.metrics.count_request();
     next.run(request).await.into_response()
 }

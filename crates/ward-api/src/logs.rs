@@ -10,6 +10,7 @@ use axum::http::header;
 use axum::response::Response;
 use serde::Deserialize;
 use ward_client::wire::LogEntry;
+use ward_runtime::LogLine;
 
 use crate::convert::log_entry;
 use crate::error::ApiError;
@@ -37,7 +38,9 @@ pub fn parse_since(text: &str) -> Result<SystemTime, ApiError> {
         return Ok(time);
     }
     match humantime::parse_duration(text) {
-        Ok(duration) => Ok(SystemTime::now().checked_sub(duration).unwrap_or(SystemTime::UNIX_EPOCH)),
+        Ok(duration) => Ok(SystemTime::now()
+            .checked_sub(duration)
+            .unwrap_or(SystemTime::UNIX_EPOCH)),
         Err(_) => Err(ApiError::bad_request(format!(
             "since: {text:?} is neither a duration like 10m nor a time like 2026-01-02T15:04:05Z"
         ))),
@@ -62,39 +65,93 @@ pub async fn logs(
     }
     let response = Response::builder().header(header::CONTENT_TYPE, "application/x-ndjson");
     if !query.follow {
-        return response.body(Body::from(body)).map_err(|error| ApiError::internal(&error));
+        return response
+            .body(Body::from(body))
+            .map_err(|error| ApiError::internal(&error));
     }
-    let started = SystemTime::now();
     if last_time.is_none() && query.tail == Some(0) {
-        last_time = Some(started);
+        last_time = Some(SystemTime::now());
     }
+    // Lines can share a timestamp, and the runtime's `since` is inclusive: remember how many
+    // lines at `last_time` were sent already and skip those.
+    let sent_at_last_time = initial
+        .iter()
+        .rev()
+        .take_while(|(_, line)| Some(line.time) == last_time)
+        .count();
     let supervisor = state.supervisor.clone();
-    let stream = futures_util::stream::unfold((Some(body), last_time), move |(first, last_time)| {
+    let cursor = FollowCursor {
+        last_time,
+        sent_at_last_time,
+    };
+    let stream = futures_util::stream::unfold((Some(body), cursor), move |(first, mut cursor)| {
         let supervisor = supervisor.clone();
         let project = project.clone();
         let name = name.clone();
         async move {
             if let Some(first) = first {
-                return Some((Ok::<_, Infallible>(Bytes::from(first)), (None, last_time)));
+                return Some((Ok::<_, Infallible>(Bytes::from(first)), (None, cursor)));
             }
-            let mut last_time = last_time;
             loop {
                 tokio::time::sleep(FOLLOW_INTERVAL).await;
                 // The workload is gone: end the stream.
-                let lines = supervisor.logs(&project, &name, None, last_time).ok()?;
-                if lines.is_empty() {
+                let lines = supervisor
+                    .logs(&project, &name, None, cursor.last_time)
+                    .ok()?;
+                let fresh = cursor.advance(lines);
+                if fresh.is_empty() {
                     continue;
                 }
                 let mut chunk = String::new();
-                for (instance, line) in &lines {
+                for (instance, line) in &fresh {
                     push_line(&mut chunk, &log_entry(instance, line));
                 }
-                last_time = lines.last().map(|(_, line)| line.time).or(last_time);
-                return Some((Ok(Bytes::from(chunk)), (None, last_time)));
+                return Some((Ok(Bytes::from(chunk)), (None, cursor)));
             }
         }
     });
-    response.body(Body::from_stream(stream)).map_err(|error| ApiError::internal(&error))
+    response
+        .body(Body::from_stream(stream))
+        .map_err(|error| ApiError::internal(&error))
+}
+
+/// Where a follower is in the merged log: the newest timestamp sent and how many lines with
+/// exactly that timestamp were sent.
+struct FollowCursor {
+    last_time: Option<SystemTime>,
+    sent_at_last_time: usize,
+}
+
+impl FollowCursor {
+    /// Drops the lines already sent from `lines` (read with an inclusive `since`) and moves on.
+    fn advance(&mut self, lines: Vec<(String, LogLine)>) -> Vec<(String, LogLine)> {
+        let mut skip = self.sent_at_last_time;
+        let fresh: Vec<_> = lines
+            .into_iter()
+            .filter(|(_, line)| {
+                if Some(line.time) == self.last_time && skip > 0 {
+                    skip -= 1;
+                    return false;
+                }
+                true
+            })
+            .collect();
+        if let Some((_, newest)) = fresh.last() {
+            let newest_time = newest.time;
+            let at_newest = fresh
+                .iter()
+                .rev()
+                .take_while(|(_, line)| line.time == newest_time)
+                .count();
+            if Some(newest_time) == self.last_time {
+                self.sent_at_last_time += at_newest;
+            } else {
+                self.last_time = Some(newest_time);
+                self.sent_at_last_time = at_newest;
+            }
+        }
+        fresh
+    }
 }
 
 fn push_line(buffer: &mut String, entry: &LogEntry) {

@@ -50,7 +50,10 @@ impl Metrics {
             loop {
                 match receiver.recv().await {
                     Ok(event) => {
-                        metrics.events.get_or_create(&KindLabels { kind: event.kind }).inc();
+                        metrics
+                            .events
+                            .get_or_create(&KindLabels { kind: event.kind })
+                            .inc();
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -75,13 +78,21 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
 
     let resident = Gauge::<i64>::default();
     resident.set(daemon_resident_bytes().unwrap_or(0) as i64);
-    registry.register("daemon_resident_memory_bytes", "Resident memory of the Ward daemon", resident);
+    registry.register(
+        "daemon_resident_memory_bytes",
+        "Resident memory of the Ward daemon",
+        resident,
+    );
 
     let requests = Counter::<u64>::default();
     requests.inc_by(state.metrics.http_requests.load(Ordering::Relaxed));
     registry.register("http_requests", "HTTP requests served", requests);
 
-    registry.register("events", "Events recorded, by kind", state.metrics.events.clone());
+    registry.register(
+        "events",
+        "Events recorded, by kind",
+        state.metrics.events.clone(),
+    );
 
     let workloads = Family::<StateLabels, Gauge>::default();
     let cpu = Family::<InstanceLabels, Counter<f64, AtomicU64>>::default();
@@ -89,15 +100,23 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
     let restarts = Family::<InstanceLabels, Counter>::default();
     let instance_up = Family::<InstanceLabels, Gauge>::default();
     for view in state.supervisor.list(None) {
-        workloads.get_or_create(&StateLabels { state: view.phase().as_str().to_string() }).inc();
+        workloads
+            .get_or_create(&StateLabels {
+                state: view.phase().as_str().to_string(),
+            })
+            .inc();
         for instance in &view.instances {
             let labels = InstanceLabels {
                 project: view.project.clone(),
                 workload: view.spec.name.clone(),
                 instance: instance.name.clone(),
             };
-            instance_up.get_or_create(&labels).set(i64::from(instance.phase == Phase::Running));
-            restarts.get_or_create(&labels).inc_by(u64::from(instance.restarts));
+            instance_up
+                .get_or_create(&labels)
+                .set(i64::from(instance.phase == Phase::Running));
+            restarts
+                .get_or_create(&labels)
+                .inc_by(u64::from(instance.restarts));
             if let Some(usage) = instance.usage {
                 cpu.get_or_create(&labels).inc_by(usage.cpu_seconds);
                 memory.get_or_create(&labels).set(usage.memory_bytes as i64);
@@ -105,14 +124,30 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
         }
     }
     registry.register("workloads", "Workloads by state", workloads);
-    registry.register("instance_up", "Whether the instance is running", instance_up);
+    registry.register(
+        "instance_up",
+        "Whether the instance is running",
+        instance_up,
+    );
     registry.register("instance_restarts", "Restarts of the instance", restarts);
     registry.register("instance_cpu_seconds", "CPU time used by the instance", cpu);
-    registry.register("instance_memory_bytes", "Memory used by the instance", memory);
+    registry.register(
+        "instance_memory_bytes",
+        "Memory used by the instance",
+        memory,
+    );
 
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|error| ApiError::internal(&error))?;
-    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .map_err(|error| ApiError::internal(&error))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 fn daemon_resident_bytes() -> Option<u64> {

@@ -8,7 +8,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use ward_client::wire::{ApplyRequest, ApplyResponse, ApplyResult, FieldChange, WorkloadDocument, WorkloadList};
+use ward_client::wire::{
+    ApplyRequest, ApplyResponse, ApplyResult, FieldChange, WorkloadDocument, WorkloadList,
+};
 use ward_supervisor::{DesiredState, Phase};
 
 use crate::convert::workload_document;
@@ -50,24 +52,33 @@ pub struct DeleteQuery {
 
 pub fn project_of(project: &Option<String>) -> Result<String, ApiError> {
     let project = project.clone().unwrap_or_else(|| "default".to_string());
-    ward_spec::validate_name(&project).map_err(|reason| ApiError::bad_request(format!("project: {reason}")))?;
+    ward_spec::validate_name(&project)
+        .map_err(|reason| ApiError::bad_request(format!("project: {reason}")))?;
     Ok(project)
 }
 
 pub fn parse_json(body: &Bytes) -> Result<serde_json::Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|error| ApiError::bad_request(format!("request body is not valid JSON: {error}; send a workload spec as JSON")))
+    serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request(format!(
+            "request body is not valid JSON: {error}; send a workload spec as JSON"
+        ))
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/workloads", params(ListQuery), tag = "workloads",
     responses((status = 200, body = WorkloadList)))]
-pub async fn list(State(state): State<Arc<ApiState>>, Query(query): Query<ListQuery>) -> Result<Json<WorkloadList>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<ApiState>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<WorkloadList>, ApiError> {
     let project = project_of(&query.project)?;
     let workloads = state
         .supervisor
         .list(Some(&project))
         .iter()
-        .filter(|view| query.all || view.desired == DesiredState::Running || view.phase() == Phase::Failed)
+        .filter(|view| {
+            query.all || view.desired == DesiredState::Running || view.phase() == Phase::Failed
+        })
         .map(workload_document)
         .collect();
     Ok(Json(WorkloadList { workloads }))
@@ -86,7 +97,10 @@ pub async fn create(
     let name = spec.name.clone();
     let mut view = state.supervisor.create(&project, spec)?;
     if query.wait {
-        view = state.supervisor.wait_until_settled(&project, &name, CREATE_WAIT).await?;
+        view = state
+            .supervisor
+            .wait_until_settled(&project, &name, CREATE_WAIT)
+            .await?;
     }
     Ok((StatusCode::CREATED, Json(workload_document(&view))))
 }
@@ -99,7 +113,9 @@ pub async fn get(
     Query(query): Query<ProjectQuery>,
 ) -> Result<Json<WorkloadDocument>, ApiError> {
     let project = project_of(&query.project)?;
-    Ok(Json(workload_document(&state.supervisor.get(&project, &name)?)))
+    Ok(Json(workload_document(
+        &state.supervisor.get(&project, &name)?,
+    )))
 }
 
 #[utoipa::path(put, path = "/api/v1/workloads/{name}", params(("name" = String, Path), ProjectQuery), tag = "workloads",
@@ -128,7 +144,9 @@ pub async fn put(
     }
     let spec = ward_spec::parse_value(value)?;
     state.supervisor.apply(&project, vec![spec], false)?;
-    Ok(Json(workload_document(&state.supervisor.get(&project, &name)?)))
+    Ok(Json(workload_document(
+        &state.supervisor.get(&project, &name)?,
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/apply", params(ProjectQuery), tag = "workloads",
@@ -139,10 +157,15 @@ pub async fn apply(
     body: Bytes,
 ) -> Result<Json<ApplyResponse>, ApiError> {
     let project = project_of(&query.project)?;
-    let request: ApplyRequest = serde_json::from_value(parse_json(&body)?)
-        .map_err(|error| ApiError::bad_request(format!("request body: {error}; send {{\"workloads\": [spec, …], \"dry_run\": false}}")))?;
+    let request: ApplyRequest = serde_json::from_value(parse_json(&body)?).map_err(|error| {
+        ApiError::bad_request(format!(
+            "request body: {error}; send {{\"workloads\": [spec, …], \"dry_run\": false}}"
+        ))
+    })?;
     if request.workloads.is_empty() {
-        return Err(ApiError::bad_request("workloads: the list is empty; send at least one workload spec"));
+        return Err(ApiError::bad_request(
+            "workloads: the list is empty; send at least one workload spec",
+        ));
     }
     let mut specs = Vec::with_capacity(request.workloads.len());
     for (index, value) in request.workloads.into_iter().enumerate() {
@@ -157,16 +180,26 @@ pub async fn apply(
     let results = outcomes
         .into_iter()
         .map(|outcome| ApplyResult {
-            changes: ward_spec::diff_normalized(outcome.old.as_ref().unwrap_or(&serde_json::Value::Null), &outcome.new)
-                .into_iter()
-                .map(|change| FieldChange { path: change.path, old: change.old, new: change.new })
-                .collect(),
+            changes: ward_spec::diff_normalized(
+                outcome.old.as_ref().unwrap_or(&serde_json::Value::Null),
+                &outcome.new,
+            )
+            .into_iter()
+            .map(|change| FieldChange {
+                path: change.path,
+                old: change.old,
+                new: change.new,
+            })
+            .collect(),
             name: outcome.name,
             action: outcome.action.as_str().to_string(),
             revision: outcome.revision,
         })
         .collect();
-    Ok(Json(ApplyResponse { results, dry_run: request.dry_run }))
+    Ok(Json(ApplyResponse {
+        results,
+        dry_run: request.dry_run,
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/workloads/{name}", params(("name" = String, Path), DeleteQuery), tag = "workloads",
@@ -177,8 +210,13 @@ pub async fn delete(
     Query(query): Query<DeleteQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let project = project_of(&query.project)?;
-    state.supervisor.delete(&project, &name, query.force).await?;
-    Ok(Json(serde_json::json!({ "deleted": name, "project": project })))
+    state
+        .supervisor
+        .delete(&project, &name, query.force)
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "deleted": name, "project": project }),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/workloads/{name}/start", params(("name" = String, Path), ProjectQuery), tag = "workloads",
@@ -189,7 +227,9 @@ pub async fn start(
     Query(query): Query<ProjectQuery>,
 ) -> Result<Json<WorkloadDocument>, ApiError> {
     let project = project_of(&query.project)?;
-    Ok(Json(workload_document(&state.supervisor.start_workload(&project, &name).await?)))
+    Ok(Json(workload_document(
+        &state.supervisor.start_workload(&project, &name).await?,
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/workloads/{name}/stop", params(("name" = String, Path), ProjectQuery), tag = "workloads",
@@ -200,7 +240,9 @@ pub async fn stop(
     Query(query): Query<ProjectQuery>,
 ) -> Result<Json<WorkloadDocument>, ApiError> {
     let project = project_of(&query.project)?;
-    Ok(Json(workload_document(&state.supervisor.stop(&project, &name).await?)))
+    Ok(Json(workload_document(
+        &state.supervisor.stop(&project, &name).await?,
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/workloads/{name}/restart", params(("name" = String, Path), ProjectQuery), tag = "workloads",
@@ -211,5 +253,7 @@ pub async fn restart(
     Query(query): Query<ProjectQuery>,
 ) -> Result<Json<WorkloadDocument>, ApiError> {
     let project = project_of(&query.project)?;
-    Ok(Json(workload_document(&state.supervisor.restart(&project, &name).await?)))
+    Ok(Json(workload_document(
+        &state.supervisor.restart(&project, &name).await?,
+    )))
 }

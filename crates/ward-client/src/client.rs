@@ -7,7 +7,9 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
-use crate::wire::{ApplyRequest, ApplyResponse, ErrorBody, EventEntry, LogEntry, WorkloadDocument, WorkloadList};
+use crate::wire::{
+    ApplyRequest, ApplyResponse, ErrorBody, EventEntry, LogEntry, WorkloadDocument, WorkloadList,
+};
 
 /// A connection to one Ward daemon.
 #[derive(Clone)]
@@ -53,7 +55,12 @@ impl Client {
             .tcp_nodelay(true)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Client { http, base_url: base_url.trim_end_matches('/').to_string(), token, project: "default".to_string() }
+        Client {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token,
+            project: "default".to_string(),
+        }
     }
 
     /// The project every workload call addresses (default: `default`).
@@ -87,17 +94,36 @@ impl Client {
     }
 
     pub async fn get_workload(&self, name: &str) -> Result<WorkloadDocument, ClientError> {
-        self.call(Method::GET, &format!("/api/v1/workloads/{name}"), None).await
+        self.call(Method::GET, &format!("/api/v1/workloads/{name}"), None)
+            .await
     }
 
     /// Creates a workload; with `wait`, answers once it runs or has failed to start.
-    pub async fn create_workload(&self, spec: &serde_json::Value, wait: bool) -> Result<WorkloadDocument, ClientError> {
-        self.call(Method::POST, &format!("/api/v1/workloads?wait={wait}"), Some(spec)).await
+    pub async fn create_workload(
+        &self,
+        spec: &serde_json::Value,
+        wait: bool,
+    ) -> Result<WorkloadDocument, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/workloads?wait={wait}"),
+            Some(spec),
+        )
+        .await
     }
 
     /// Creates or updates one workload.
-    pub async fn put_workload(&self, name: &str, spec: &serde_json::Value) -> Result<WorkloadDocument, ClientError> {
-        self.call(Method::PUT, &format!("/api/v1/workloads/{name}"), Some(spec)).await
+    pub async fn put_workload(
+        &self,
+        name: &str,
+        spec: &serde_json::Value,
+    ) -> Result<WorkloadDocument, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/api/v1/workloads/{name}"),
+            Some(spec),
+        )
+        .await
     }
 
     /// Applies several workloads, all or nothing.
@@ -110,13 +136,28 @@ impl Client {
     }
 
     pub async fn delete_workload(&self, name: &str, force: bool) -> Result<(), ClientError> {
-        let _: serde_json::Value = self.call(Method::DELETE, &format!("/api/v1/workloads/{name}?force={force}"), None).await?;
+        let _: serde_json::Value = self
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/workloads/{name}?force={force}"),
+                None,
+            )
+            .await?;
         Ok(())
     }
 
     /// `action` is `start`, `stop` or `restart`.
-    pub async fn workload_action(&self, name: &str, action: &str) -> Result<WorkloadDocument, ClientError> {
-        self.call(Method::POST, &format!("/api/v1/workloads/{name}/{action}"), None).await
+    pub async fn workload_action(
+        &self,
+        name: &str,
+        action: &str,
+    ) -> Result<WorkloadDocument, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/workloads/{name}/{action}"),
+            None,
+        )
+        .await
     }
 
     /// Log entries; with `follow`, the stream stays open and yields new lines as they come.
@@ -156,7 +197,10 @@ impl Client {
 
     /// The URL of the exec WebSocket for `command` in workload `name`.
     pub fn exec_url(&self, name: &str, command: &[String], options: &ExecOptions) -> String {
-        let mut url = self.url(&format!("/api/v1/workloads/{name}/exec?tty={}", options.tty));
+        let mut url = self.url(&format!(
+            "/api/v1/workloads/{name}/exec?tty={}",
+            options.tty
+        ));
         for argument in command {
             url.push_str(&format!("&command={}", encode_query_value(argument)));
         }
@@ -177,15 +221,20 @@ impl Client {
         command: &[String],
         options: &ExecOptions,
     ) -> Result<
-        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
         ClientError,
     > {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = self.exec_url(name, command, options);
-        let mut request = url.as_str().into_client_request().map_err(|error| ClientError::WebSocket {
-            url: url.clone(),
-            reason: error.to_string(),
-        })?;
+        let mut request =
+            url.as_str()
+                .into_client_request()
+                .map_err(|error| ClientError::WebSocket {
+                    url: url.clone(),
+                    reason: error.to_string(),
+                })?;
         if let Some(token) = &self.token {
             if let Ok(value) = format!("Bearer {token}").parse() {
                 request.headers_mut().insert("authorization", value);
@@ -198,7 +247,10 @@ impl Client {
                 let body = response.body().as_deref().unwrap_or_default();
                 Err(api_error(status, body))
             }
-            Err(error) => Err(ClientError::WebSocket { url, reason: error.to_string() }),
+            Err(error) => Err(ClientError::WebSocket {
+                url,
+                reason: error.to_string(),
+            }),
         }
     }
 
@@ -207,12 +259,24 @@ impl Client {
         let url = self.url(path);
         let response = self.send(self.request(Method::GET, &url), &url).await?;
         let response = Self::check(response, &url).await?;
-        response.text().await.map_err(|error| ClientError::Protocol { url, reason: error.to_string() })
+        response
+            .text()
+            .await
+            .map_err(|error| ClientError::Protocol {
+                url,
+                reason: error.to_string(),
+            })
     }
 
     fn url(&self, path: &str) -> String {
         let separator = if path.contains('?') { '&' } else { '?' };
-        format!("{}{}{}project={}", self.base_url, path, separator, encode_query_value(&self.project))
+        format!(
+            "{}{}{}project={}",
+            self.base_url,
+            path,
+            separator,
+            encode_query_value(&self.project)
+        )
     }
 
     fn request(&self, method: Method, url: &str) -> RequestBuilder {
@@ -239,15 +303,24 @@ impl Client {
         let bytes = response
             .bytes()
             .await
-            .map_err(|error| ClientError::Protocol { url: url.clone(), reason: error.to_string() })?;
-        serde_json::from_slice(&bytes).map_err(|error| ClientError::Protocol { url, reason: error.to_string() })
+            .map_err(|error| ClientError::Protocol {
+                url: url.clone(),
+                reason: error.to_string(),
+            })?;
+        serde_json::from_slice(&bytes).map_err(|error| ClientError::Protocol {
+            url,
+            reason: error.to_string(),
+        })
     }
 
     async fn send(&self, builder: RequestBuilder, url: &str) -> Result<Response, ClientError> {
-        builder.send().await.map_err(|error| ClientError::Unreachable {
-            url: url.split('?').next().unwrap_or(url).to_string(),
-            reason: root_cause(&error),
-        })
+        builder
+            .send()
+            .await
+            .map_err(|error| ClientError::Unreachable {
+                url: url.split('?').next().unwrap_or(url).to_string(),
+                reason: root_cause(&error),
+            })
     }
 
     async fn check(response: Response, url: &str) -> Result<Response, ClientError> {
@@ -258,7 +331,10 @@ impl Client {
         let body = response
             .bytes()
             .await
-            .map_err(|error| ClientError::Protocol { url: url.to_string(), reason: error.to_string() })?;
+            .map_err(|error| ClientError::Protocol {
+                url: url.to_string(),
+                reason: error.to_string(),
+            })?;
         Err(api_error(status, &body))
     }
 }
@@ -274,7 +350,10 @@ fn api_error(status: u16, body: &[u8]) -> ClientError {
         Err(_) => ClientError::Api {
             status,
             code: "http_error".to_string(),
-            message: format!("the daemon answered HTTP {status}: {}", String::from_utf8_lossy(body).trim()),
+            message: format!(
+                "the daemon answered HTTP {status}: {}",
+                String::from_utf8_lossy(body).trim()
+            ),
             field: None,
         },
     }
@@ -293,7 +372,9 @@ fn encode_query_value(value: &str) -> String {
     let mut encoded = String::with_capacity(value.len());
     for byte in value.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => encoded.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                encoded.push(byte as char)
+            }
             _ => encoded.push_str(&format!("%{byte:02X}")),
         }
     }
@@ -303,56 +384,78 @@ fn encode_query_value(value: &str) -> String {
 /// Splits a byte stream into lines, yielding each complete line.
 fn lines(response: Response) -> impl Stream<Item = Result<String, reqwest::Error>> {
     let bytes = response.bytes_stream();
-    futures_util::stream::unfold((bytes, Vec::<u8>::new(), false), |(mut bytes, mut buffer, mut done)| async move {
-        loop {
-            if let Some(position) = buffer.iter().position(|&byte| byte == b'\n') {
-                let line: Vec<u8> = buffer.drain(..=position).collect();
-                let text = String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r').to_string();
-                return Some((Ok(text), (bytes, buffer, done)));
-            }
-            if done {
-                if buffer.is_empty() {
-                    return None;
+    futures_util::stream::unfold(
+        (bytes, Vec::<u8>::new(), false),
+        |(mut bytes, mut buffer, mut done)| async move {
+            loop {
+                if let Some(position) = buffer.iter().position(|&byte| byte == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=position).collect();
+                    let text = String::from_utf8_lossy(&line[..line.len() - 1])
+                        .trim_end_matches('\r')
+                        .to_string();
+                    return Some((Ok(text), (bytes, buffer, done)));
                 }
-                let text = String::from_utf8_lossy(&buffer).to_string();
-                buffer.clear();
-                return Some((Ok(text), (bytes, buffer, done)));
+                if done {
+                    if buffer.is_empty() {
+                        return None;
+                    }
+                    let text = String::from_utf8_lossy(&buffer).to_string();
+                    buffer.clear();
+                    return Some((Ok(text), (bytes, buffer, done)));
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                    Some(Err(error)) => return Some((Err(error), (bytes, buffer, true))),
+                    None => done = true,
+                }
             }
-            match bytes.next().await {
-                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                Some(Err(error)) => return Some((Err(error), (bytes, buffer, true))),
-                None => done = true,
-            }
-        }
-    })
+        },
+    )
 }
 
-fn ndjson_stream<T: DeserializeOwned>(response: Response, url: String) -> impl Stream<Item = Result<T, ClientError>> {
+fn ndjson_stream<T: DeserializeOwned>(
+    response: Response,
+    url: String,
+) -> impl Stream<Item = Result<T, ClientError>> {
     lines(response)
         .map_err({
             let url = url.clone();
-            move |error| ClientError::Protocol { url: url.clone(), reason: error.to_string() }
+            move |error| ClientError::Protocol {
+                url: url.clone(),
+                reason: error.to_string(),
+            }
         })
         .try_filter(|line| futures_util::future::ready(!line.trim().is_empty()))
         .and_then(move |line| {
-            let parsed = serde_json::from_str(&line)
-                .map_err(|error| ClientError::Protocol { url: url.clone(), reason: error.to_string() });
+            let parsed = serde_json::from_str(&line).map_err(|error| ClientError::Protocol {
+                url: url.clone(),
+                reason: error.to_string(),
+            });
             futures_util::future::ready(parsed)
         })
 }
 
 /// Reads `data:` lines of a Server-Sent Events stream (one JSON object per event).
-fn sse_stream<T: DeserializeOwned>(response: Response, url: String) -> impl Stream<Item = Result<T, ClientError>> {
+fn sse_stream<T: DeserializeOwned>(
+    response: Response,
+    url: String,
+) -> impl Stream<Item = Result<T, ClientError>> {
     lines(response)
         .map_err({
             let url = url.clone();
-            move |error| ClientError::Protocol { url: url.clone(), reason: error.to_string() }
+            move |error| ClientError::Protocol {
+                url: url.clone(),
+                reason: error.to_string(),
+            }
         })
         .try_filter_map(move |line| {
             let parsed = match line.strip_prefix("data:") {
                 Some(data) => serde_json::from_str(data.trim())
                     .map(Some)
-                    .map_err(|error| ClientError::Protocol { url: url.clone(), reason: error.to_string() }),
+                    .map_err(|error| ClientError::Protocol {
+                        url: url.clone(),
+                        reason: error.to_string(),
+                    }),
                 None => Ok(None),
             };
             futures_util::future::ready(parsed)

@@ -4,7 +4,12 @@
 pub enum ClientError {
     /// The daemon answered with an error body.
     #[error("{message}")]
-    Api { status: u16, code: String, message: String, field: Option<String> },
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        field: Option<String>,
+    },
     #[error("cannot reach the Ward daemon at {url}: {reason}; is `ward serve` running?")]
     Unreachable { url: String, reason: String },
     #[error("unexpected answer from {url}: {reason}")]

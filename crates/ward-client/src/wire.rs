@@ -17,11 +17,17 @@ pub struct WorkloadDocument {
 
 impl WorkloadDocument {
     pub fn name(&self) -> &str {
-        self.spec.get("name").and_then(|value| value.as_str()).unwrap_or("")
+        self.spec
+            .get("name")
+            .and_then(|value| value.as_str())
+            .unwrap_or("")
     }
 
     pub fn kind(&self) -> &str {
-        self.spec.get("kind").and_then(|value| value.as_str()).unwrap_or("")
+        self.spec
+            .get("kind")
+            .and_then(|value| value.as_str())
+            .unwrap_or("")
     }
 }
 
@@ -168,7 +174,10 @@ pub enum ExecControl {
     /// Client → server: no more input.
     CloseStdin,
     /// Server → client: the command ended.
-    Exit { exit_code: Option<i32>, signal: Option<i32> },
+    Exit {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+    },
     /// Server → client: the command could not run.
     Error { message: String },
 }

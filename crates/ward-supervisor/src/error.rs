@@ -2,14 +2,20 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
-    #[error("workload {name} not found in project {project}: see `ward ps -a` for the workloads there")]
+    #[error(
+        "workload {name} not found in project {project}: see `ward ps -a` for the workloads there"
+    )]
     NotFound { project: String, name: String },
     #[error("workload {name} already exists in project {project}: pick another name, or use `ward apply` to update it")]
     AlreadyExists { project: String, name: String },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
     #[error("workload {name} is {state}: {hint}")]
-    Conflict { name: String, state: String, hint: String },
+    Conflict {
+        name: String,
+        state: String,
+        hint: String,
+    },
     #[error("workload {name} has no running instance{replica}", replica = replica.map(|replica| format!(" {replica}")).unwrap_or_default())]
     NotRunning { name: String, replica: Option<u32> },
     #[error(transparent)]

@@ -71,7 +71,13 @@ pub(crate) struct PendingEvent {
 }
 
 impl PendingEvent {
-    pub fn new(project: &str, workload: &str, replica: Option<u32>, kind: EventKind, message: impl Into<String>) -> PendingEvent {
+    pub fn new(
+        project: &str,
+        workload: &str,
+        replica: Option<u32>,
+        kind: EventKind,
+        message: impl Into<String>,
+    ) -> PendingEvent {
         PendingEvent {
             project: project.to_string(),
             workload: workload.to_string(),

@@ -10,14 +10,23 @@ use crate::events::{EventKind, PendingEvent};
 use crate::view::{HealthState, Phase};
 use crate::Inner;
 
-pub(crate) async fn run(inner: Arc<Inner>, key: InstanceKey, handle: InstanceHandle, generation: u64, check: HealthCheck) {
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    key: InstanceKey,
+    handle: InstanceHandle,
+    generation: u64,
+    check: HealthCheck,
+) {
     let mut failures = 0u32;
     loop {
         tokio::time::sleep(check.interval).await;
         if !is_current(&inner, &key, generation) {
             return;
         }
-        let result = inner.driver.probe(&handle, &check.probe, check.timeout).await;
+        let result = inner
+            .driver
+            .probe(&handle, &check.probe, check.timeout)
+            .await;
         if !is_current(&inner, &key, generation) {
             return;
         }
@@ -35,7 +44,13 @@ pub(crate) async fn run(inner: Arc<Inner>, key: InstanceKey, handle: InstanceHan
                 failures = 0;
                 if instance.health != Some(HealthState::Healthy) {
                     instance.health = Some(HealthState::Healthy);
-                    let event = PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Healthy, format!("{name} is healthy"));
+                    let event = PendingEvent::new(
+                        &key.project,
+                        &key.workload,
+                        Some(key.replica),
+                        EventKind::Healthy,
+                        format!("{name} is healthy"),
+                    );
                     inner.record(Some((&key, instance)), vec![event]);
                 }
             }
@@ -46,7 +61,10 @@ pub(crate) async fn run(inner: Arc<Inner>, key: InstanceKey, handle: InstanceHan
                     &key.workload,
                     Some(key.replica),
                     EventKind::HealthFailed,
-                    format!("{name} health check failed ({failures}/{}): {reason}", check.retries),
+                    format!(
+                        "{name} health check failed ({failures}/{}): {reason}",
+                        check.retries
+                    ),
                 )];
                 if failures >= check.retries {
                     instance.health = Some(HealthState::Unhealthy);
@@ -56,7 +74,9 @@ pub(crate) async fn run(inner: Arc<Inner>, key: InstanceKey, handle: InstanceHan
                         &key.workload,
                         Some(key.replica),
                         EventKind::Unhealthy,
-                        format!("{name} is unhealthy after {failures} failed checks; restarting it"),
+                        format!(
+                            "{name} is unhealthy after {failures} failed checks; restarting it"
+                        ),
                     ));
                 }
                 inner.record(Some((&key, instance)), events);
@@ -76,5 +96,7 @@ fn is_current(inner: &Inner, key: &InstanceKey, generation: u64) -> bool {
         .workloads
         .get(&(key.project.clone(), key.workload.clone()))
         .and_then(|entry| entry.instances.get(&key.replica))
-        .is_some_and(|instance| instance.generation == generation && instance.phase == Phase::Running)
+        .is_some_and(|instance| {
+            instance.generation == generation && instance.phase == Phase::Running
+        })
 }

@@ -26,7 +26,9 @@ use ward_store::Store;
 pub use error::SupervisorError;
 pub use events::{Event, EventKind};
 pub use policy::BackoffPolicy;
-pub use view::{summarize, DesiredState, HealthState, InstanceView, Phase, UsageSample, WorkloadView};
+pub use view::{
+    summarize, DesiredState, HealthState, InstanceView, Phase, UsageSample, WorkloadView,
+};
 
 use events::PendingEvent;
 use state::{InstanceEntry, State, WorkloadEntry};
@@ -101,7 +103,11 @@ pub(crate) struct Inner {
 impl Supervisor {
     /// Loads state from the store, re-attaches to instances left by an earlier daemon and
     /// starts the reconcile loop and the usage sampler. Must be called inside a tokio runtime.
-    pub async fn start(store: Store, driver: Arc<dyn Driver>, config: SupervisorConfig) -> Result<Supervisor, SupervisorError> {
+    pub async fn start(
+        store: Store,
+        driver: Arc<dyn Driver>,
+        config: SupervisorConfig,
+    ) -> Result<Supervisor, SupervisorError> {
         let (events, _) = broadcast::channel(4096);
         let inner = Arc::new(Inner {
             store,
@@ -119,12 +125,19 @@ impl Supervisor {
     }
 
     /// Creates one workload; fails if the name is taken.
-    pub fn create(&self, project: &str, spec: WorkloadSpec) -> Result<WorkloadView, SupervisorError> {
+    pub fn create(
+        &self,
+        project: &str,
+        spec: WorkloadSpec,
+    ) -> Result<WorkloadView, SupervisorError> {
         let key = (project.to_string(), spec.name.clone());
         {
             let state = self.inner.lock();
             if state.workloads.contains_key(&key) {
-                return Err(SupervisorError::AlreadyExists { project: project.to_string(), name: spec.name });
+                return Err(SupervisorError::AlreadyExists {
+                    project: project.to_string(),
+                    name: spec.name,
+                });
             }
         }
         self.apply(project, vec![spec], false)?;
@@ -132,7 +145,12 @@ impl Supervisor {
     }
 
     /// Creates or updates workloads, all or nothing. With `dry_run`, only reports what would change.
-    pub fn apply(&self, project: &str, specs: Vec<WorkloadSpec>, dry_run: bool) -> Result<Vec<ApplyOutcome>, SupervisorError> {
+    pub fn apply(
+        &self,
+        project: &str,
+        specs: Vec<WorkloadSpec>,
+        dry_run: bool,
+    ) -> Result<Vec<ApplyOutcome>, SupervisorError> {
         let mut state = self.inner.lock();
         if state.shutting_down {
             return Err(SupervisorError::ShuttingDown);
@@ -153,13 +171,29 @@ impl Supervisor {
                     let old_json: serde_json::Value =
                         serde_json::from_str(&entry.spec_json).unwrap_or(serde_json::Value::Null);
                     if old_json == new_json && entry.desired != DesiredState::Deleted {
-                        (ApplyAction::Unchanged, entry.revision, Some(old_json), entry.created_at)
+                        (
+                            ApplyAction::Unchanged,
+                            entry.revision,
+                            Some(old_json),
+                            entry.created_at,
+                        )
                     } else {
-                        (ApplyAction::Updated, entry.revision + 1, Some(old_json), entry.created_at)
+                        (
+                            ApplyAction::Updated,
+                            entry.revision + 1,
+                            Some(old_json),
+                            entry.created_at,
+                        )
                     }
                 }
             };
-            outcomes.push(ApplyOutcome { name: spec.name.clone(), action, revision, old, new: new_json.clone() });
+            outcomes.push(ApplyOutcome {
+                name: spec.name.clone(),
+                action,
+                revision,
+                old,
+                new: new_json.clone(),
+            });
             if action == ApplyAction::Unchanged || dry_run {
                 continue;
             }
@@ -174,20 +208,31 @@ impl Supervisor {
                 spec,
             };
             records.push(entry.to_record());
-            let kind = if action == ApplyAction::Created { EventKind::Created } else { EventKind::Updated };
+            let kind = if action == ApplyAction::Created {
+                EventKind::Created
+            } else {
+                EventKind::Updated
+            };
             pending_events.push(PendingEvent::new(
                 project,
                 &entry.spec.name,
                 None,
                 kind,
-                format!("workload {} {} (revision {revision})", entry.spec.name, kind.as_str()),
+                format!(
+                    "workload {} {} (revision {revision})",
+                    entry.spec.name,
+                    kind.as_str()
+                ),
             ));
             entries.push(entry);
         }
         if records.is_empty() {
             return Ok(outcomes);
         }
-        let store_events: Vec<_> = pending_events.iter().map(|event| event.to_store(now)).collect();
+        let store_events: Vec<_> = pending_events
+            .iter()
+            .map(|event| event.to_store(now))
+            .collect();
         let ids = self.inner.store.put_workloads(&records, &store_events)?;
         for entry in entries {
             let key = (project.to_string(), entry.spec.name.clone());
@@ -240,19 +285,30 @@ impl Supervisor {
     pub async fn stop(&self, project: &str, name: &str) -> Result<WorkloadView, SupervisorError> {
         self.set_desired(project, name, DesiredState::Stopped)?;
         self.wait_until(project, name, Duration::from_secs(60), |view| {
-            view.instances.iter().all(|instance| instance.phase.is_terminal())
+            view.instances
+                .iter()
+                .all(|instance| instance.phase.is_terminal())
         })
         .await
     }
 
     /// Marks a workload running (clearing any crash backoff) and waits until it runs or fails.
-    pub async fn start_workload(&self, project: &str, name: &str) -> Result<WorkloadView, SupervisorError> {
+    pub async fn start_workload(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<WorkloadView, SupervisorError> {
         self.set_desired(project, name, DesiredState::Running)?;
-        self.wait_until_settled(project, name, Duration::from_secs(60)).await
+        self.wait_until_settled(project, name, Duration::from_secs(60))
+            .await
     }
 
     /// Replaces every instance of a workload with a fresh one.
-    pub async fn restart(&self, project: &str, name: &str) -> Result<WorkloadView, SupervisorError> {
+    pub async fn restart(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<WorkloadView, SupervisorError> {
         let generations: Vec<(u32, u64)> = {
             let mut state = self.inner.lock();
             let entry = state
@@ -261,7 +317,11 @@ impl Supervisor {
                 .filter(|entry| entry.desired != DesiredState::Deleted)
                 .ok_or_else(|| not_found(project, name))?;
             entry.desired = DesiredState::Running;
-            let generations = entry.instances.iter().map(|(replica, instance)| (*replica, instance.generation)).collect();
+            let generations = entry
+                .instances
+                .iter()
+                .map(|(replica, instance)| (*replica, instance.generation))
+                .collect();
             for instance in entry.instances.values_mut() {
                 instance.restart_requested = true;
                 instance.retry_at = None;
@@ -275,21 +335,35 @@ impl Supervisor {
         self.inner.wake.notify_one();
         self.wait_until(project, name, Duration::from_secs(60), move |view| {
             view.instances.iter().all(|instance| {
-                let old_generation = generations.iter().any(|(replica, _)| *replica == instance.replica);
+                let old_generation = generations
+                    .iter()
+                    .any(|(replica, _)| *replica == instance.replica);
                 instance.phase.is_terminal() && !old_generation || instance.phase == Phase::Running
-            }) && view.instances.iter().all(|instance| instance.phase != Phase::Stopping)
+            }) && view
+                .instances
+                .iter()
+                .all(|instance| instance.phase != Phase::Stopping)
         })
         .await?;
-        self.wait_until_settled(project, name, Duration::from_secs(60)).await
+        self.wait_until_settled(project, name, Duration::from_secs(60))
+            .await
     }
 
     /// Deletes a workload and everything its instances left. Without `force`, a running
     /// workload is refused.
-    pub async fn delete(&self, project: &str, name: &str, force: bool) -> Result<(), SupervisorError> {
+    pub async fn delete(
+        &self,
+        project: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<(), SupervisorError> {
         let key = (project.to_string(), name.to_string());
         {
             let mut state = self.inner.lock();
-            let entry = state.workloads.get_mut(&key).ok_or_else(|| not_found(project, name))?;
+            let entry = state
+                .workloads
+                .get_mut(&key)
+                .ok_or_else(|| not_found(project, name))?;
             let view = entry.view();
             let phase = view.phase();
             if !force && entry.desired != DesiredState::Deleted && !phase.is_terminal() {
@@ -300,7 +374,12 @@ impl Supervisor {
                 });
             }
             entry.desired = DesiredState::Deleted;
-            self.inner.store.set_desired_state(project, name, "deleted", time::to_millis(SystemTime::now()))?;
+            self.inner.store.set_desired_state(
+                project,
+                name,
+                "deleted",
+                time::to_millis(SystemTime::now()),
+            )?;
         }
         self.inner.wake.notify_one();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -313,18 +392,28 @@ impl Supervisor {
                 return Err(SupervisorError::Conflict {
                     name: name.to_string(),
                     state: "stopping".to_string(),
-                    hint: "its instances did not stop within 120 s; it will be removed once they do".to_string(),
+                    hint:
+                        "its instances did not stop within 120 s; it will be removed once they do"
+                            .to_string(),
                 });
             }
         }
     }
 
     /// Waits until no instance of the workload is pending, starting or stopping.
-    pub async fn wait_until_settled(&self, project: &str, name: &str, timeout: Duration) -> Result<WorkloadView, SupervisorError> {
+    pub async fn wait_until_settled(
+        &self,
+        project: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<WorkloadView, SupervisorError> {
         self.wait_until(project, name, timeout, |view| {
             !view.instances.is_empty()
                 && view.instances.iter().all(|instance| {
-                    matches!(instance.phase, Phase::Running | Phase::Stopped | Phase::Exited | Phase::Failed)
+                    matches!(
+                        instance.phase,
+                        Phase::Running | Phase::Stopped | Phase::Exited | Phase::Failed
+                    )
                 })
                 || view.spec.replicas == 0
         })
@@ -359,8 +448,18 @@ impl Supervisor {
     }
 
     /// Recorded events after `after_id`, oldest first.
-    pub fn events_after(&self, after_id: Option<i64>, limit: usize) -> Result<Vec<Event>, SupervisorError> {
-        Ok(self.inner.store.list_events(after_id, limit)?.into_iter().map(events::from_store).collect())
+    pub fn events_after(
+        &self,
+        after_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, SupervisorError> {
+        Ok(self
+            .inner
+            .store
+            .list_events(after_id, limit)?
+            .into_iter()
+            .map(events::from_store)
+            .collect())
     }
 
     /// Log lines of every instance of a workload, merged by time.
@@ -388,7 +487,11 @@ impl Supervisor {
     }
 
     /// Where each instance's log files are, for followers.
-    pub fn log_locations(&self, project: &str, name: &str) -> Result<Vec<(String, LogLocation)>, SupervisorError> {
+    pub fn log_locations(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Vec<(String, LogLocation)>, SupervisorError> {
         Ok(self
             .instance_keys(project, name)?
             .into_iter()
@@ -407,14 +510,24 @@ impl Supervisor {
     ) -> Result<ExecProcess, SupervisorError> {
         let handle = {
             let state = self.inner.lock();
-            let entry =
-                state.workloads.get(&(project.to_string(), name.to_string())).ok_or_else(|| not_found(project, name))?;
+            let entry = state
+                .workloads
+                .get(&(project.to_string(), name.to_string()))
+                .ok_or_else(|| not_found(project, name))?;
             entry
                 .instances
                 .iter()
                 .filter(|(index, _)| replica.is_none_or(|replica| **index == replica))
-                .find_map(|(_, instance)| instance.handle.clone().filter(|_| instance.phase == Phase::Running))
-                .ok_or(SupervisorError::NotRunning { name: name.to_string(), replica })?
+                .find_map(|(_, instance)| {
+                    instance
+                        .handle
+                        .clone()
+                        .filter(|_| instance.phase == Phase::Running)
+                })
+                .ok_or(SupervisorError::NotRunning {
+                    name: name.to_string(),
+                    replica,
+                })?
         };
         Ok(self.inner.driver.exec(&handle, command, tty).await?)
     }
@@ -425,7 +538,12 @@ impl Supervisor {
         self.inner.wake.notify_one();
     }
 
-    fn set_desired(&self, project: &str, name: &str, desired: DesiredState) -> Result<(), SupervisorError> {
+    fn set_desired(
+        &self,
+        project: &str,
+        name: &str,
+        desired: DesiredState,
+    ) -> Result<(), SupervisorError> {
         let mut state = self.inner.lock();
         let entry = state
             .workloads
@@ -442,34 +560,57 @@ impl Supervisor {
                 }
             }
         }
-        self.inner.store.set_desired_state(project, name, desired.as_str(), time::to_millis(SystemTime::now()))?;
+        self.inner.store.set_desired_state(
+            project,
+            name,
+            desired.as_str(),
+            time::to_millis(SystemTime::now()),
+        )?;
         drop(state);
         self.inner.wake.notify_one();
         Ok(())
     }
 
-    fn instance_keys(&self, project: &str, name: &str) -> Result<Vec<InstanceKey>, SupervisorError> {
+    fn instance_keys(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Vec<InstanceKey>, SupervisorError> {
         let state = self.inner.lock();
-        let entry = state.workloads.get(&(project.to_string(), name.to_string())).ok_or_else(|| not_found(project, name))?;
+        let entry = state
+            .workloads
+            .get(&(project.to_string(), name.to_string()))
+            .ok_or_else(|| not_found(project, name))?;
         let mut replicas: Vec<u32> = entry.instances.keys().copied().collect();
         if replicas.is_empty() {
             replicas = (0..entry.spec.replicas.max(1)).collect();
         }
-        Ok(replicas.into_iter().map(|replica| entry.instance_key(replica)).collect())
+        Ok(replicas
+            .into_iter()
+            .map(|replica| entry.instance_key(replica))
+            .collect())
     }
 }
 
 impl Inner {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Persists the events (with the instance record when given) and broadcasts them.
-    pub(crate) fn record(&self, instance: Option<(&InstanceKey, &InstanceEntry)>, pending: Vec<PendingEvent>) {
+    pub(crate) fn record(
+        &self,
+        instance: Option<(&InstanceKey, &InstanceEntry)>,
+        pending: Vec<PendingEvent>,
+    ) {
         let now = SystemTime::now();
         let store_events: Vec<_> = pending.iter().map(|event| event.to_store(now)).collect();
         let result = match instance {
-            Some((key, entry)) => self.store.put_instance(&entry.to_record(key), &store_events),
+            Some((key, entry)) => self
+                .store
+                .put_instance(&entry.to_record(key), &store_events),
             None => self.store.append_events(&store_events),
         };
         match result {
@@ -503,12 +644,19 @@ impl Inner {
 }
 
 fn not_found(project: &str, name: &str) -> SupervisorError {
-    SupervisorError::NotFound { project: project.to_string(), name: name.to_string() }
+    SupervisorError::NotFound {
+        project: project.to_string(),
+        name: name.to_string(),
+    }
 }
 
 /// Refuses a batch that would clash with itself or with what runs already: host ports are
 /// global, names unique per project.
-fn validate_batch(state: &State, project: &str, specs: &[WorkloadSpec]) -> Result<(), SupervisorError> {
+fn validate_batch(
+    state: &State,
+    project: &str,
+    specs: &[WorkloadSpec],
+) -> Result<(), SupervisorError> {
     let mut names = std::collections::HashSet::new();
     let mut claimed: BTreeMap<(u16, &'static str), String> = BTreeMap::new();
     for (key, entry) in &state.workloads {
@@ -517,14 +665,20 @@ fn validate_batch(state: &State, project: &str, specs: &[WorkloadSpec]) -> Resul
             continue;
         }
         for port in &entry.spec.ports {
-            claimed.insert((port.host, port.protocol.as_str()), format!("{}/{}", entry.project, entry.spec.name));
+            claimed.insert(
+                (port.host, port.protocol.as_str()),
+                format!("{}/{}", entry.project, entry.spec.name),
+            );
         }
     }
     for spec in specs {
         if !names.insert(spec.name.as_str()) {
             return Err(SupervisorError::Invalid {
                 field: "name".to_string(),
-                message: format!("workload {} appears twice in the same apply: give each document its own name", spec.name),
+                message: format!(
+                    "workload {} appears twice in the same apply: give each document its own name",
+                    spec.name
+                ),
             });
         }
         if spec.replicas > 1 && !spec.ports.is_empty() {
@@ -539,7 +693,14 @@ fn validate_batch(state: &State, project: &str, specs: &[WorkloadSpec]) -> Resul
         let existing_ports: Vec<(u16, &str)> = state
             .workloads
             .get(&(project.to_string(), spec.name.clone()))
-            .map(|entry| entry.spec.ports.iter().map(|port| (port.host, port.protocol.as_str())).collect())
+            .map(|entry| {
+                entry
+                    .spec
+                    .ports
+                    .iter()
+                    .map(|port| (port.host, port.protocol.as_str()))
+                    .collect()
+            })
             .unwrap_or_default();
         for (index, port) in spec.ports.iter().enumerate() {
             let claim = (port.host, port.protocol.as_str());
@@ -553,7 +714,9 @@ fn validate_batch(state: &State, project: &str, specs: &[WorkloadSpec]) -> Resul
                     ),
                 });
             }
-            if !existing_ports.contains(&claim) && !ward_runtime::network::host_port_is_free(port.host, port.protocol) {
+            if !existing_ports.contains(&claim)
+                && !ward_runtime::network::host_port_is_free(port.host, port.protocol)
+            {
                 return Err(SupervisorError::Invalid {
                     field: format!("ports[{index}]"),
                     message: format!(

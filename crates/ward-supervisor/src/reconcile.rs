@@ -20,11 +20,25 @@ use crate::{Inner, SupervisorError};
 
 #[derive(Debug)]
 pub(crate) enum Action {
-    Start { key: InstanceKey, spec: Box<WorkloadSpec>, revision: i64, restart: bool },
-    Stop { key: InstanceKey, handle: InstanceHandle, then_start: bool },
-    Remove { key: InstanceKey },
+    Start {
+        key: InstanceKey,
+        spec: Box<WorkloadSpec>,
+        revision: i64,
+        restart: bool,
+    },
+    Stop {
+        key: InstanceKey,
+        handle: InstanceHandle,
+        then_start: bool,
+    },
+    Remove {
+        key: InstanceKey,
+    },
     /// The workload is deleted and has no instance left.
-    Forget { project: String, name: String },
+    Forget {
+        project: String,
+        name: String,
+    },
 }
 
 pub(crate) struct Plan {
@@ -37,7 +51,10 @@ pub(crate) fn plan(state: &mut State, now: Instant) -> Plan {
     let mut actions = Vec::new();
     let mut next_deadline: Option<Instant> = None;
     if state.shutting_down {
-        return Plan { actions, next_deadline };
+        return Plan {
+            actions,
+            next_deadline,
+        };
     }
     for entry in state.workloads.values_mut() {
         match entry.desired {
@@ -45,11 +62,16 @@ pub(crate) fn plan(state: &mut State, now: Instant) -> Plan {
                 for (replica, instance) in entry.instances.iter_mut() {
                     if !instance.busy {
                         instance.busy = true;
-                        actions.push(Action::Remove { key: InstanceKey::new(&entry.project, &entry.spec.name, *replica) });
+                        actions.push(Action::Remove {
+                            key: InstanceKey::new(&entry.project, &entry.spec.name, *replica),
+                        });
                     }
                 }
                 if entry.instances.is_empty() {
-                    actions.push(Action::Forget { project: entry.project.clone(), name: entry.spec.name.clone() });
+                    actions.push(Action::Forget {
+                        project: entry.project.clone(),
+                        name: entry.spec.name.clone(),
+                    });
                 }
             }
             DesiredState::Stopped => {
@@ -87,16 +109,30 @@ pub(crate) fn plan(state: &mut State, now: Instant) -> Plan {
     for key in forgotten {
         state.workloads.remove(&key);
     }
-    Plan { actions, next_deadline }
+    Plan {
+        actions,
+        next_deadline,
+    }
 }
 
-fn plan_running(entry: &mut WorkloadEntry, now: Instant, actions: &mut Vec<Action>, next_deadline: &mut Option<Instant>) {
+fn plan_running(
+    entry: &mut WorkloadEntry,
+    now: Instant,
+    actions: &mut Vec<Action>,
+    next_deadline: &mut Option<Instant>,
+) {
     let replicas = entry.spec.replicas;
     for replica in 0..replicas {
-        entry.instances.entry(replica).or_insert_with(|| InstanceEntry::new(entry.revision));
+        entry
+            .instances
+            .entry(replica)
+            .or_insert_with(|| InstanceEntry::new(entry.revision));
     }
     // One replacement at a time, so a rolling update keeps the other replicas serving.
-    let mut replacing = entry.instances.iter().any(|(replica, instance)| *replica < replicas && instance.busy);
+    let mut replacing = entry
+        .instances
+        .iter()
+        .any(|(replica, instance)| *replica < replicas && instance.busy);
     let start_action = |key: InstanceKey, restart: bool| Action::Start {
         key,
         spec: Box::new(entry.spec.clone()),
@@ -122,7 +158,11 @@ fn plan_running(entry: &mut WorkloadEntry, now: Instant, actions: &mut Vec<Actio
                 if let Some(handle) = instance.handle.clone() {
                     replacing = true;
                     instance.busy = true;
-                    actions.push(Action::Stop { key, handle, then_start: true });
+                    actions.push(Action::Stop {
+                        key,
+                        handle,
+                        then_start: true,
+                    });
                 }
             }
             Phase::Pending | Phase::Stopped => {
@@ -133,7 +173,8 @@ fn plan_running(entry: &mut WorkloadEntry, now: Instant, actions: &mut Vec<Actio
                 let due = match instance.retry_at {
                     Some(retry_at) if retry_at <= now => true,
                     Some(retry_at) => {
-                        *next_deadline = Some(next_deadline.map_or(retry_at, |deadline| deadline.min(retry_at)));
+                        *next_deadline =
+                            Some(next_deadline.map_or(retry_at, |deadline| deadline.min(retry_at)));
                         false
                     }
                     None => outdated || instance.restart_requested,
@@ -174,18 +215,44 @@ pub(crate) async fn run_loop(inner: Arc<Inner>) {
 
 async fn execute(inner: Arc<Inner>, action: Action) {
     match action {
-        Action::Start { key, spec, revision, restart } => start_instance(&inner, key, &spec, revision, restart).await,
-        Action::Stop { key, handle, then_start } => stop_instance(&inner, key, handle, then_start).await,
+        Action::Start {
+            key,
+            spec,
+            revision,
+            restart,
+        } => start_instance(&inner, key, &spec, revision, restart).await,
+        Action::Stop {
+            key,
+            handle,
+            then_start,
+        } => stop_instance(&inner, key, handle, then_start).await,
         Action::Remove { key } => remove_instance(&inner, key).await,
         Action::Forget { project, name } => {
-            let event = PendingEvent::new(&project, &name, None, EventKind::Deleted, format!("workload {name} deleted"));
+            let event = PendingEvent::new(
+                &project,
+                &name,
+                None,
+                EventKind::Deleted,
+                format!("workload {name} deleted"),
+            );
             let now = SystemTime::now();
-            match inner.store.delete_workload(&project, &name, &[event.to_store(now)]) {
+            match inner
+                .store
+                .delete_workload(&project, &name, &[event.to_store(now)])
+            {
                 Ok(_) => {
-                    let ids = inner.store.latest_event_id().ok().flatten().into_iter().collect();
+                    let ids = inner
+                        .store
+                        .latest_event_id()
+                        .ok()
+                        .flatten()
+                        .into_iter()
+                        .collect();
                     inner.broadcast(ids, vec![event], now);
                 }
-                Err(error) => tracing::error!(%error, workload = %name, "cannot delete workload record"),
+                Err(error) => {
+                    tracing::error!(%error, workload = %name, "cannot delete workload record")
+                }
             }
         }
     }
@@ -194,7 +261,12 @@ async fn execute(inner: Arc<Inner>, action: Action) {
 }
 
 /// Applies `change` to the instance (if it still exists) and records it with `events`.
-fn update_instance(inner: &Inner, key: &InstanceKey, events: Vec<PendingEvent>, change: impl FnOnce(&mut InstanceEntry)) {
+fn update_instance(
+    inner: &Inner,
+    key: &InstanceKey,
+    events: Vec<PendingEvent>,
+    change: impl FnOnce(&mut InstanceEntry),
+) {
     let mut state = inner.lock();
     let Some(instance) = state
         .workloads
@@ -207,13 +279,31 @@ fn update_instance(inner: &Inner, key: &InstanceKey, events: Vec<PendingEvent>, 
     inner.record(Some((key, instance)), events);
 }
 
-async fn start_instance(inner: &Arc<Inner>, key: InstanceKey, spec: &WorkloadSpec, revision: i64, restart: bool) {
+async fn start_instance(
+    inner: &Arc<Inner>,
+    key: InstanceKey,
+    spec: &WorkloadSpec,
+    revision: i64,
+    restart: bool,
+) {
     let name = key.instance_name();
     let mut events = Vec::new();
     if restart {
-        events.push(PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Restarting, format!("restarting {name}")));
+        events.push(PendingEvent::new(
+            &key.project,
+            &key.workload,
+            Some(key.replica),
+            EventKind::Restarting,
+            format!("restarting {name}"),
+        ));
     }
-    events.push(PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Starting, format!("starting {name}")));
+    events.push(PendingEvent::new(
+        &key.project,
+        &key.workload,
+        Some(key.replica),
+        EventKind::Starting,
+        format!("starting {name}"),
+    ));
     update_instance(inner, &key, events, |instance| {
         instance.phase = Phase::Starting;
         instance.revision = revision;
@@ -230,20 +320,37 @@ async fn start_instance(inner: &Arc<Inner>, key: InstanceKey, spec: &WorkloadSpe
             update_instance(
                 inner,
                 &key,
-                vec![PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Started, format!("{name} started (pid {pid})"))
-                    .with_data(serde_json::json!({ "pid": pid }))],
+                vec![PendingEvent::new(
+                    &key.project,
+                    &key.workload,
+                    Some(key.replica),
+                    EventKind::Started,
+                    format!("{name} started (pid {pid})"),
+                )
+                .with_data(serde_json::json!({ "pid": pid }))],
                 |_| {},
             );
             watch(inner.clone(), key, handle, generation);
         }
         Err(error) => {
             let message = error.to_string();
-            let exit = ExitStatus { exit_code: None, signal: None, oom_killed: false, finished_at: SystemTime::now() };
+            let exit = ExitStatus {
+                exit_code: None,
+                signal: None,
+                oom_killed: false,
+                finished_at: SystemTime::now(),
+            };
             let backoff = inner.config.backoff;
             update_instance(
                 inner,
                 &key,
-                vec![PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::StartFailed, format!("{name} failed to start: {message}"))],
+                vec![PendingEvent::new(
+                    &key.project,
+                    &key.workload,
+                    Some(key.replica),
+                    EventKind::StartFailed,
+                    format!("{name} failed to start: {message}"),
+                )],
                 |instance| {
                     instance.busy = false;
                     instance.phase = Phase::Failed;
@@ -252,7 +359,8 @@ async fn start_instance(inner: &Arc<Inner>, key: InstanceKey, spec: &WorkloadSpe
                     instance.message = Some(message);
                     let delay = backoff.delay(instance.failures_in_row);
                     instance.failures_in_row = instance.failures_in_row.saturating_add(1);
-                    instance.retry_at = should_restart(&spec.restart, &exit, instance.restarts).then(|| Instant::now() + delay);
+                    instance.retry_at = should_restart(&spec.restart, &exit, instance.restarts)
+                        .then(|| Instant::now() + delay);
                     instance.last_exit = Some(exit);
                 },
             );
@@ -261,7 +369,13 @@ async fn start_instance(inner: &Arc<Inner>, key: InstanceKey, spec: &WorkloadSpe
 }
 
 /// Marks an instance running with `handle`; returns the generation of this run.
-fn adopt_running(inner: &Arc<Inner>, key: &InstanceKey, handle: InstanceHandle, revision: i64, spec: &WorkloadSpec) -> u64 {
+fn adopt_running(
+    inner: &Arc<Inner>,
+    key: &InstanceKey,
+    handle: InstanceHandle,
+    revision: i64,
+    spec: &WorkloadSpec,
+) -> u64 {
     let mut generation = 0;
     let started_at = handle.started_at;
     let has_health = spec.health.is_some();
@@ -288,7 +402,13 @@ fn adopt_running(inner: &Arc<Inner>, key: &InstanceKey, handle: InstanceHandle, 
         }
     }
     if let Some(health) = spec.health.clone() {
-        tokio::spawn(crate::health::run(inner.clone(), key.clone(), handle, generation, health));
+        tokio::spawn(crate::health::run(
+            inner.clone(),
+            key.clone(),
+            handle,
+            generation,
+            health,
+        ));
     }
     generation
 }
@@ -300,7 +420,12 @@ fn watch(inner: Arc<Inner>, key: InstanceKey, handle: InstanceHandle, generation
             Ok(exit) => exit,
             Err(error) => {
                 tracing::warn!(%error, instance = %key.instance_name(), "cannot read exit status");
-                ExitStatus { exit_code: None, signal: None, oom_killed: false, finished_at: SystemTime::now() }
+                ExitStatus {
+                    exit_code: None,
+                    signal: None,
+                    oom_killed: false,
+                    finished_at: SystemTime::now(),
+                }
             }
         };
         on_exit(&inner, &key, generation, exit, false);
@@ -311,9 +436,18 @@ fn watch(inner: Arc<Inner>, key: InstanceKey, handle: InstanceHandle, generation
 
 /// Records an exit the supervisor did not ask for (or one found after a restart) and
 /// decides whether the instance comes back.
-pub(crate) fn on_exit(inner: &Inner, key: &InstanceKey, generation: u64, exit: ExitStatus, while_down: bool) {
+pub(crate) fn on_exit(
+    inner: &Inner,
+    key: &InstanceKey,
+    generation: u64,
+    exit: ExitStatus,
+    while_down: bool,
+) {
     let mut state = inner.lock();
-    let Some(entry) = state.workloads.get_mut(&(key.project.clone(), key.workload.clone())) else {
+    let Some(entry) = state
+        .workloads
+        .get_mut(&(key.project.clone(), key.workload.clone()))
+    else {
         return;
     };
     let restart_policy = entry.spec.restart;
@@ -335,26 +469,52 @@ pub(crate) fn on_exit(inner: &Inner, key: &InstanceKey, generation: u64, exit: E
     }
     let name = key.instance_name();
     let how = describe_exit(&exit);
-    let when = if while_down { " while the daemon was down" } else { "" };
+    let when = if while_down {
+        " while the daemon was down"
+    } else {
+        ""
+    };
     let mut events = Vec::new();
-    let kind = if exit.oom_killed { EventKind::OomKilled } else { EventKind::Exited };
+    let kind = if exit.oom_killed {
+        EventKind::OomKilled
+    } else {
+        EventKind::Exited
+    };
     events.push(
-        PendingEvent::new(&key.project, &key.workload, Some(key.replica), kind, format!("{name} {how}{when}")).with_data(serde_json::json!({
+        PendingEvent::new(
+            &key.project,
+            &key.workload,
+            Some(key.replica),
+            kind,
+            format!("{name} {how}{when}"),
+        )
+        .with_data(serde_json::json!({
             "exit_code": exit.exit_code,
             "signal": exit.signal,
             "oom_killed": exit.oom_killed,
         })),
     );
-    instance.phase = if exit.success() { Phase::Exited } else { Phase::Failed };
-    let ran_for = instance.running_since.map(|since| since.elapsed()).unwrap_or_default();
+    instance.phase = if exit.success() {
+        Phase::Exited
+    } else {
+        Phase::Failed
+    };
+    let ran_for = instance
+        .running_since
+        .map(|since| since.elapsed())
+        .unwrap_or_default();
     if ran_for >= backoff.reset_after {
         instance.failures_in_row = 0;
     }
-    if desired == DesiredState::Running && should_restart(&restart_policy, &exit, instance.restarts) {
+    if desired == DesiredState::Running && should_restart(&restart_policy, &exit, instance.restarts)
+    {
         let delay = backoff.delay(instance.failures_in_row);
         instance.failures_in_row = instance.failures_in_row.saturating_add(1);
         instance.retry_at = Some(Instant::now() + delay);
-        instance.message = Some(format!("restarting in {}", humantime::format_duration(delay)));
+        instance.message = Some(format!(
+            "restarting in {}",
+            humantime::format_duration(delay)
+        ));
     } else {
         instance.retry_at = None;
         instance.message = None;
@@ -374,12 +534,23 @@ fn describe_exit(exit: &ExitStatus) -> String {
     }
 }
 
-async fn stop_instance(inner: &Arc<Inner>, key: InstanceKey, handle: InstanceHandle, then_start: bool) {
+async fn stop_instance(
+    inner: &Arc<Inner>,
+    key: InstanceKey,
+    handle: InstanceHandle,
+    then_start: bool,
+) {
     let name = key.instance_name();
     update_instance(
         inner,
         &key,
-        vec![PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Stopping, format!("stopping {name}"))],
+        vec![PendingEvent::new(
+            &key.project,
+            &key.workload,
+            Some(key.replica),
+            EventKind::Stopping,
+            format!("stopping {name}"),
+        )],
         |instance| instance.phase = Phase::Stopping,
     );
     let result = inner.driver.stop(&handle, inner.config.stop_grace).await;
@@ -390,7 +561,13 @@ async fn stop_instance(inner: &Arc<Inner>, key: InstanceKey, handle: InstanceHan
     update_instance(
         inner,
         &key,
-        vec![PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Stopped, message)],
+        vec![PendingEvent::new(
+            &key.project,
+            &key.workload,
+            Some(key.replica),
+            EventKind::Stopped,
+            message,
+        )],
         |instance| {
             instance.busy = then_start;
             instance.handle = None;
@@ -428,10 +605,16 @@ async fn remove_instance(inner: &Arc<Inner>, key: InstanceKey) {
         return;
     }
     let mut state = inner.lock();
-    if let Some(entry) = state.workloads.get_mut(&(key.project.clone(), key.workload.clone())) {
+    if let Some(entry) = state
+        .workloads
+        .get_mut(&(key.project.clone(), key.workload.clone()))
+    {
         entry.instances.remove(&key.replica);
     }
-    if let Err(error) = inner.store.delete_instance(&key.project, &key.workload, key.replica) {
+    if let Err(error) = inner
+        .store
+        .delete_instance(&key.project, &key.workload, key.replica)
+    {
         tracing::error!(%error, instance = %key.instance_name(), "cannot delete instance record");
     }
 }
@@ -471,12 +654,19 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<(), SupervisorError> {
             );
         }
         for record in instance_records {
-            let Some(entry) = state.workloads.get_mut(&(record.project.clone(), record.workload.clone())) else {
+            let Some(entry) = state
+                .workloads
+                .get_mut(&(record.project.clone(), record.workload.clone()))
+            else {
                 continue;
             };
-            let extra: serde_json::Value =
-                record.handle_json.as_deref().and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default();
-            let mut instance = InstanceEntry::new(extra["revision"].as_i64().unwrap_or(entry.revision));
+            let extra: serde_json::Value = record
+                .handle_json
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_default();
+            let mut instance =
+                InstanceEntry::new(extra["revision"].as_i64().unwrap_or(entry.revision));
             instance.phase = Phase::parse(&record.state).unwrap_or(Phase::Pending);
             instance.restarts = record.restarts;
             instance.failures_in_row = extra["failures_in_row"].as_u64().unwrap_or(0) as u32;
@@ -503,9 +693,17 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<(), SupervisorError> {
                     exited.push((key.clone(), exit));
                 }
                 Ok(AttachOutcome::NotFound) => {
-                    if matches!(instance.phase, Phase::Running | Phase::Starting | Phase::Stopping) {
+                    if matches!(
+                        instance.phase,
+                        Phase::Running | Phase::Starting | Phase::Stopping
+                    ) {
                         instance.phase = Phase::Running;
-                        let exit = ExitStatus { exit_code: None, signal: None, oom_killed: false, finished_at: SystemTime::now() };
+                        let exit = ExitStatus {
+                            exit_code: None,
+                            signal: None,
+                            oom_killed: false,
+                            finished_at: SystemTime::now(),
+                        };
                         exited.push((key.clone(), exit));
                     } else if instance.phase == Phase::Pending {
                         instance.phase = Phase::Stopped;
@@ -526,7 +724,13 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<(), SupervisorError> {
         update_instance(
             inner,
             &key,
-            vec![PendingEvent::new(&key.project, &key.workload, Some(key.replica), EventKind::Recovered, format!("re-attached to {} (pid {pid})", key.instance_name()))],
+            vec![PendingEvent::new(
+                &key.project,
+                &key.workload,
+                Some(key.replica),
+                EventKind::Recovered,
+                format!("re-attached to {} (pid {pid})", key.instance_name()),
+            )],
             |_| {},
         );
         watch(inner.clone(), key, handle, generation);
@@ -554,7 +758,10 @@ pub(crate) async fn run_sampler(inner: Arc<Inner>) {
                 .collect()
         };
         let now = Instant::now();
-        let readings: Vec<_> = running.into_iter().filter_map(|handle| inner.driver.usage(&handle).map(|usage| (handle, usage))).collect();
+        let readings: Vec<_> = running
+            .into_iter()
+            .filter_map(|handle| inner.driver.usage(&handle).map(|usage| (handle, usage)))
+            .collect();
         let mut state = inner.lock();
         for (handle, usage) in readings {
             let key = &handle.key;
@@ -570,7 +777,9 @@ pub(crate) async fn run_sampler(inner: Arc<Inner>) {
             }
             let cpu_percent = instance.last_cpu_reading.and_then(|(then, cpu_then)| {
                 let elapsed = now.duration_since(then).as_secs_f64();
-                (elapsed > 0.0).then(|| usage.cpu_usage_nanos.saturating_sub(cpu_then) as f64 / 1e9 / elapsed * 100.0)
+                (elapsed > 0.0).then(|| {
+                    usage.cpu_usage_nanos.saturating_sub(cpu_then) as f64 / 1e9 / elapsed * 100.0
+                })
             });
             instance.last_cpu_reading = Some((now, usage.cpu_usage_nanos));
             instance.usage = Some(UsageSample {

@@ -98,7 +98,11 @@ impl InstanceEntry {
             address: self.handle.as_ref().and_then(|handle| handle.address),
             revision: self.revision,
             message: self.message.clone(),
-            usage: if self.phase == Phase::Running { self.usage } else { None },
+            usage: if self.phase == Phase::Running {
+                self.usage
+            } else {
+                None
+            },
         }
     }
 

@@ -140,7 +140,10 @@ impl WorkloadView {
 
     /// The workload's state, summarised over its instances.
     pub fn phase(&self) -> Phase {
-        summarize(self.desired, self.instances.iter().map(|instance| instance.phase))
+        summarize(
+            self.desired,
+            self.instances.iter().map(|instance| instance.phase),
+        )
     }
 
     /// The instance that stands for the whole workload in single-value fields (pid, exit code).
@@ -149,7 +152,10 @@ impl WorkloadView {
     }
 
     pub fn restarts(&self) -> u32 {
-        self.instances.iter().map(|instance| instance.restarts).sum()
+        self.instances
+            .iter()
+            .map(|instance| instance.restarts)
+            .sum()
     }
 }
 

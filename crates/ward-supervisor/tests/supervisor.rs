@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use tokio::sync::watch;
 use ward_runtime::{
-    AttachOutcome, Driver, ExecProcess, ExitStatus, InstanceHandle, InstanceKey, LogLine, LogLocation, ResourceUsage, RuntimeError,
+    AttachOutcome, Driver, ExecProcess, ExitStatus, InstanceHandle, InstanceKey, LogLine,
+    LogLocation, ResourceUsage, RuntimeError,
 };
 use ward_spec::{HealthProbe, WorkloadSpec};
 use ward_store::Store;
@@ -35,7 +36,12 @@ struct FakeState {
 impl FakeDriver {
     fn starts_of(&self, workload: &str) -> Vec<tokio::time::Instant> {
         let state = self.state.lock().unwrap();
-        state.starts.iter().filter(|(key, _)| key.workload == workload).map(|(_, at)| *at).collect()
+        state
+            .starts
+            .iter()
+            .filter(|(key, _)| key.workload == workload)
+            .map(|(_, at)| *at)
+            .collect()
     }
 
     fn running_count(&self) -> usize {
@@ -44,15 +50,28 @@ impl FakeDriver {
 }
 
 fn exit_status(code: Option<i32>, signal: Option<i32>, oom_killed: bool) -> ExitStatus {
-    ExitStatus { exit_code: code, signal, oom_killed, finished_at: SystemTime::now() }
+    ExitStatus {
+        exit_code: code,
+        signal,
+        oom_killed,
+        finished_at: SystemTime::now(),
+    }
 }
 
 #[async_trait]
 impl Driver for FakeDriver {
-    async fn start(&self, key: &InstanceKey, spec: &WorkloadSpec) -> Result<InstanceHandle, RuntimeError> {
+    async fn start(
+        &self,
+        key: &InstanceKey,
+        spec: &WorkloadSpec,
+    ) -> Result<InstanceHandle, RuntimeError> {
         let command = spec.command.clone().unwrap_or_default();
         if command.first().map(String::as_str) == Some("fail-start") {
-            self.state.lock().unwrap().starts.push((key.clone(), tokio::time::Instant::now()));
+            self.state
+                .lock()
+                .unwrap()
+                .starts
+                .push((key.clone(), tokio::time::Instant::now()));
             return Err(RuntimeError::NoOciRuntime);
         }
         let (sender, _) = watch::channel(None);
@@ -66,13 +85,23 @@ impl Driver for FakeDriver {
                 started_at: SystemTime::now(),
                 address: None,
             };
-            state.starts.push((key.clone(), tokio::time::Instant::now()));
-            state.running.insert(key.clone(), (handle.clone(), sender.clone()));
+            state
+                .starts
+                .push((key.clone(), tokio::time::Instant::now()));
+            state
+                .running
+                .insert(key.clone(), (handle.clone(), sender.clone()));
             handle
         };
         let ends = match command.first().map(String::as_str) {
-            Some("exit") => Some((humantime::parse_duration(&command[1]).unwrap(), exit_status(Some(command[2].parse().unwrap()), None, false))),
-            Some("oom") => Some((humantime::parse_duration(&command[1]).unwrap(), exit_status(None, Some(9), true))),
+            Some("exit") => Some((
+                humantime::parse_duration(&command[1]).unwrap(),
+                exit_status(Some(command[2].parse().unwrap()), None, false),
+            )),
+            Some("oom") => Some((
+                humantime::parse_duration(&command[1]).unwrap(),
+                exit_status(None, Some(9), true),
+            )),
             _ => None,
         };
         if let Some((after, status)) = ends {
@@ -101,7 +130,11 @@ impl Driver for FakeDriver {
             }
         };
         let mut state = self.state.lock().unwrap();
-        if state.running.get(&handle.key).is_some_and(|(running, _)| running == handle) {
+        if state
+            .running
+            .get(&handle.key)
+            .is_some_and(|(running, _)| running == handle)
+        {
             state.running.remove(&handle.key);
         }
         Ok(status)
@@ -109,7 +142,10 @@ impl Driver for FakeDriver {
 
     fn attach(&self, key: &InstanceKey) -> Result<AttachOutcome, RuntimeError> {
         let mut state = self.state.lock().unwrap();
-        let outcome = state.leftovers.remove(key).unwrap_or(AttachOutcome::NotFound);
+        let outcome = state
+            .leftovers
+            .remove(key)
+            .unwrap_or(AttachOutcome::NotFound);
         if let AttachOutcome::Running(handle) = &outcome {
             let (sender, _) = watch::channel(None);
             state.running.insert(key.clone(), (handle.clone(), sender));
@@ -118,11 +154,24 @@ impl Driver for FakeDriver {
     }
 
     async fn stop(&self, handle: &InstanceHandle, _grace: Duration) -> Result<(), RuntimeError> {
-        let sender = self.state.lock().unwrap().running.get(&handle.key).map(|(_, sender)| sender.clone());
+        let sender = self
+            .state
+            .lock()
+            .unwrap()
+            .running
+            .get(&handle.key)
+            .map(|(_, sender)| sender.clone());
         if let Some(sender) = sender {
             sender.send_replace(Some(exit_status(None, Some(15), false)));
         }
-        while self.state.lock().unwrap().running.get(&handle.key).is_some_and(|(running, _)| running == handle) {
+        while self
+            .state
+            .lock()
+            .unwrap()
+            .running
+            .get(&handle.key)
+            .is_some_and(|(running, _)| running == handle)
+        {
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -130,7 +179,13 @@ impl Driver for FakeDriver {
     }
 
     async fn remove(&self, key: &InstanceKey) -> Result<(), RuntimeError> {
-        let running = self.state.lock().unwrap().running.get(key).map(|(handle, _)| handle.clone());
+        let running = self
+            .state
+            .lock()
+            .unwrap()
+            .running
+            .get(key)
+            .map(|(handle, _)| handle.clone());
         if let Some(handle) = running {
             self.stop(&handle, Duration::ZERO).await?;
         }
@@ -138,10 +193,19 @@ impl Driver for FakeDriver {
     }
 
     fn usage(&self, _handle: &InstanceHandle) -> Option<ResourceUsage> {
-        Some(ResourceUsage { cpu_usage_nanos: 1_000_000, memory_bytes: 4096, pids: 1 })
+        Some(ResourceUsage {
+            cpu_usage_nanos: 1_000_000,
+            memory_bytes: 4096,
+            pids: 1,
+        })
     }
 
-    async fn probe(&self, handle: &InstanceHandle, _probe: &HealthProbe, _timeout: Duration) -> Result<(), String> {
+    async fn probe(
+        &self,
+        handle: &InstanceHandle,
+        _probe: &HealthProbe,
+        _timeout: Duration,
+    ) -> Result<(), String> {
         let unhealthy = handle.key.workload.starts_with("unhealthy");
         if unhealthy {
             Err("connection refused".to_string())
@@ -150,15 +214,27 @@ impl Driver for FakeDriver {
         }
     }
 
-    fn read_logs(&self, _key: &InstanceKey, _tail: Option<usize>, _since: Option<SystemTime>) -> Result<Vec<LogLine>, RuntimeError> {
+    fn read_logs(
+        &self,
+        _key: &InstanceKey,
+        _tail: Option<usize>,
+        _since: Option<SystemTime>,
+    ) -> Result<Vec<LogLine>, RuntimeError> {
         Ok(Vec::new())
     }
 
     fn log_location(&self, key: &InstanceKey) -> LogLocation {
-        LogLocation { path: format!("/nonexistent/{}", key.container_id()).into() }
+        LogLocation {
+            path: format!("/nonexistent/{}", key.container_id()).into(),
+        }
     }
 
-    async fn exec(&self, handle: &InstanceHandle, _command: &[String], _tty: bool) -> Result<ExecProcess, RuntimeError> {
+    async fn exec(
+        &self,
+        handle: &InstanceHandle,
+        _command: &[String],
+        _tty: bool,
+    ) -> Result<ExecProcess, RuntimeError> {
         Err(RuntimeError::Io {
             action: "exec in",
             path: handle.key.container_id().into(),
@@ -172,7 +248,9 @@ fn spec(yaml: &str) -> WorkloadSpec {
 }
 
 async fn supervisor_with(driver: Arc<FakeDriver>, store: Store) -> Supervisor {
-    Supervisor::start(store, driver, SupervisorConfig::default()).await.unwrap()
+    Supervisor::start(store, driver, SupervisorConfig::default())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -180,10 +258,15 @@ async fn crash_loop_backs_off_to_a_handful_of_restarts_in_the_first_minute() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     let begin = tokio::time::Instant::now();
-    supervisor.create("default", spec("name: crash\ncommand: [exit, 0s, '1']\n")).unwrap();
+    supervisor
+        .create("default", spec("name: crash\ncommand: [exit, 0s, '1']\n"))
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
     let starts = driver.starts_of("crash");
-    let offsets: Vec<u64> = starts.iter().map(|at| at.duration_since(begin).as_secs()).collect();
+    let offsets: Vec<u64> = starts
+        .iter()
+        .map(|at| at.duration_since(begin).as_secs())
+        .collect();
     assert_eq!(offsets, [0, 1, 3, 7, 15, 31], "starts at these seconds");
     let view = supervisor.get("default", "crash").unwrap();
     assert_eq!(view.restarts(), 5);
@@ -194,9 +277,15 @@ async fn backoff_resets_after_a_stable_run() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     let begin = tokio::time::Instant::now();
-    supervisor.create("default", spec("name: flaky\ncommand: [exit, 40s, '1']\n")).unwrap();
+    supervisor
+        .create("default", spec("name: flaky\ncommand: [exit, 40s, '1']\n"))
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(130)).await;
-    let offsets: Vec<u64> = driver.starts_of("flaky").iter().map(|at| at.duration_since(begin).as_secs()).collect();
+    let offsets: Vec<u64> = driver
+        .starts_of("flaky")
+        .iter()
+        .map(|at| at.duration_since(begin).as_secs())
+        .collect();
     // Each run lasts 40 s, longer than reset_after, so every restart waits the initial 1 s.
     assert_eq!(offsets, [0, 41, 82, 123]);
 }
@@ -206,12 +295,23 @@ async fn restart_policies_decide_what_comes_back() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     let check = |name: &str, restart: &str, command: &str| {
-        supervisor.create("default", spec(&format!("name: {name}\nrestart: {restart}\ncommand: {command}\n"))).unwrap();
+        supervisor
+            .create(
+                "default",
+                spec(&format!(
+                    "name: {name}\nrestart: {restart}\ncommand: {command}\n"
+                )),
+            )
+            .unwrap();
     };
     check("never-fails", "never", "[exit, 1s, '3']");
     check("failure-ok", "on-failure", "[exit, 1s, '0']");
     check("always-ok", "always", "[exit, 1s, '0']");
-    check("limited", "{policy: on-failure, max_retries: 2}", "[exit, 1s, '1']");
+    check(
+        "limited",
+        "{policy: on-failure, max_retries: 2}",
+        "[exit, 1s, '1']",
+    );
     tokio::time::sleep(Duration::from_secs(120)).await;
     let phase = |name: &str| supervisor.get("default", name).unwrap();
     assert_eq!(phase("never-fails").phase(), Phase::Failed);
@@ -229,27 +329,47 @@ async fn oom_kill_is_recorded_and_restarted() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     let mut events = supervisor.subscribe();
-    supervisor.create("default", spec("name: hog\ncommand: [oom, 2s]\n")).unwrap();
+    supervisor
+        .create("default", spec("name: hog\ncommand: [oom, 2s]\n"))
+        .unwrap();
     let mut kinds = Vec::new();
     while kinds.len() < 6 {
         kinds.push(events.recv().await.unwrap().kind);
     }
-    assert_eq!(kinds, ["created", "starting", "started", "oom_killed", "restarting", "starting"]);
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "starting",
+            "started",
+            "oom_killed",
+            "restarting",
+            "starting"
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn stop_start_and_delete() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
-    supervisor.create("default", spec("name: web\ncommand: [run]\n")).unwrap();
-    let view = supervisor.wait_until_settled("default", "web", Duration::from_secs(5)).await.unwrap();
+    supervisor
+        .create("default", spec("name: web\ncommand: [run]\n"))
+        .unwrap();
+    let view = supervisor
+        .wait_until_settled("default", "web", Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(view.phase(), Phase::Running);
     let view = supervisor.stop("default", "web").await.unwrap();
     assert_eq!(view.phase(), Phase::Stopped);
     assert_eq!(driver.running_count(), 0);
     let view = supervisor.start_workload("default", "web").await.unwrap();
     assert_eq!(view.phase(), Phase::Running);
-    let refused = supervisor.delete("default", "web", false).await.unwrap_err();
+    let refused = supervisor
+        .delete("default", "web", false)
+        .await
+        .unwrap_err();
     assert!(refused.to_string().contains("ward rm -f web"), "{refused}");
     supervisor.delete("default", "web", true).await.unwrap();
     assert!(supervisor.get("default", "web").is_err());
@@ -260,15 +380,38 @@ async fn stop_start_and_delete() {
 async fn replicas_scale_up_and_down() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
-    supervisor.create("default", spec("name: pool\nreplicas: 3\ncommand: [run]\n")).unwrap();
+    supervisor
+        .create("default", spec("name: pool\nreplicas: 3\ncommand: [run]\n"))
+        .unwrap();
     let view = supervisor
-        .wait_until("default", "pool", Duration::from_secs(5), |view| view.instances.iter().filter(|i| i.phase == Phase::Running).count() == 3)
+        .wait_until("default", "pool", Duration::from_secs(5), |view| {
+            view.instances
+                .iter()
+                .filter(|i| i.phase == Phase::Running)
+                .count()
+                == 3
+        })
         .await
         .unwrap();
-    let names: Vec<&str> = view.instances.iter().map(|instance| instance.name.as_str()).collect();
+    let names: Vec<&str> = view
+        .instances
+        .iter()
+        .map(|instance| instance.name.as_str())
+        .collect();
     assert_eq!(names, ["pool-0", "pool-1", "pool-2"]);
-    supervisor.apply("default", vec![spec("name: pool\nreplicas: 1\ncommand: [run]\n")], false).unwrap();
-    let view = supervisor.wait_until("default", "pool", Duration::from_secs(5), |view| view.instances.len() == 1).await.unwrap();
+    supervisor
+        .apply(
+            "default",
+            vec![spec("name: pool\nreplicas: 1\ncommand: [run]\n")],
+            false,
+        )
+        .unwrap();
+    let view = supervisor
+        .wait_until("default", "pool", Duration::from_secs(5), |view| {
+            view.instances.len() == 1
+        })
+        .await
+        .unwrap();
     assert_eq!(view.instances.len(), 1);
     assert_eq!(driver.running_count(), 1);
 }
@@ -277,23 +420,45 @@ async fn replicas_scale_up_and_down() {
 async fn update_replaces_instances_one_at_a_time() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
-    supervisor.create("default", spec("name: api\nreplicas: 2\ncommand: [run]\n")).unwrap();
     supervisor
-        .wait_until("default", "api", Duration::from_secs(5), |view| view.instances.iter().all(|i| i.phase == Phase::Running) && view.instances.len() == 2)
+        .create("default", spec("name: api\nreplicas: 2\ncommand: [run]\n"))
+        .unwrap();
+    supervisor
+        .wait_until("default", "api", Duration::from_secs(5), |view| {
+            view.instances.iter().all(|i| i.phase == Phase::Running) && view.instances.len() == 2
+        })
         .await
         .unwrap();
-    let outcomes = supervisor.apply("default", vec![spec("name: api\nreplicas: 2\ncommand: [run]\nenv: {A: b}\n")], false).unwrap();
+    let outcomes = supervisor
+        .apply(
+            "default",
+            vec![spec(
+                "name: api\nreplicas: 2\ncommand: [run]\nenv: {A: b}\n",
+            )],
+            false,
+        )
+        .unwrap();
     assert_eq!(outcomes[0].revision, 2);
     let view = supervisor
         .wait_until("default", "api", Duration::from_secs(5), |view| {
-            view.instances.iter().all(|instance| instance.revision == 2 && instance.phase == Phase::Running)
+            view.instances
+                .iter()
+                .all(|instance| instance.revision == 2 && instance.phase == Phase::Running)
         })
         .await
         .unwrap();
     assert!(view.instances.iter().all(|instance| instance.revision == 2));
     assert_eq!(driver.starts_of("api").len(), 4);
     // Applying the same spec again changes nothing.
-    let outcomes = supervisor.apply("default", vec![spec("name: api\nreplicas: 2\ncommand: [run]\nenv: {A: b}\n")], false).unwrap();
+    let outcomes = supervisor
+        .apply(
+            "default",
+            vec![spec(
+                "name: api\nreplicas: 2\ncommand: [run]\nenv: {A: b}\n",
+            )],
+            false,
+        )
+        .unwrap();
     assert_eq!(outcomes[0].action.as_str(), "unchanged");
 }
 
@@ -305,7 +470,11 @@ async fn failing_health_checks_restart_the_instance() {
         .create("default", spec("name: unhealthy-web\ncommand: [run]\nhealth: {tcp: 80, interval: 5s, retries: 3}\n"))
         .unwrap();
     tokio::time::sleep(Duration::from_secs(16)).await;
-    assert_eq!(driver.starts_of("unhealthy-web").len(), 2, "restarted after 3 failed probes 5 s apart");
+    assert_eq!(
+        driver.starts_of("unhealthy-web").len(),
+        2,
+        "restarted after 3 failed probes 5 s apart"
+    );
     let events = supervisor.events_after(None, 1000).unwrap();
     assert!(events.iter().any(|event| event.kind == "unhealthy"));
 }
@@ -314,10 +483,21 @@ async fn failing_health_checks_restart_the_instance() {
 async fn start_failure_is_reported_and_retried_with_backoff() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
-    supervisor.create("default", spec("name: broken\ncommand: [fail-start]\n")).unwrap();
-    let view = supervisor.wait_until_settled("default", "broken", Duration::from_secs(1)).await.unwrap();
+    supervisor
+        .create("default", spec("name: broken\ncommand: [fail-start]\n"))
+        .unwrap();
+    let view = supervisor
+        .wait_until_settled("default", "broken", Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(view.phase(), Phase::Failed);
-    assert!(view.primary().unwrap().message.as_deref().unwrap_or("").contains("crun"));
+    assert!(view
+        .primary()
+        .unwrap()
+        .message
+        .as_deref()
+        .unwrap_or("")
+        .contains("crun"));
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(driver.starts_of("broken").len(), 4, "at 0, 1, 3 and 7 s");
 }
@@ -328,25 +508,55 @@ async fn a_new_supervisor_reattaches_and_notices_exits_while_down() {
     let database = directory.path().join("ward.db");
     let first_driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(first_driver.clone(), Store::open(&database).unwrap()).await;
-    supervisor.create("default", spec("name: alive\ncommand: [run]\n")).unwrap();
-    supervisor.create("default", spec("name: gone\ncommand: [run]\nrestart: never\n")).unwrap();
-    let alive = supervisor.wait_until_settled("default", "alive", Duration::from_secs(5)).await.unwrap();
-    supervisor.wait_until_settled("default", "gone", Duration::from_secs(5)).await.unwrap();
-    let alive_handle = first_driver.state.lock().unwrap().running.get(&InstanceKey::new("default", "alive", 0)).unwrap().0.clone();
+    supervisor
+        .create("default", spec("name: alive\ncommand: [run]\n"))
+        .unwrap();
+    supervisor
+        .create(
+            "default",
+            spec("name: gone\ncommand: [run]\nrestart: never\n"),
+        )
+        .unwrap();
+    let alive = supervisor
+        .wait_until_settled("default", "alive", Duration::from_secs(5))
+        .await
+        .unwrap();
+    supervisor
+        .wait_until_settled("default", "gone", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let alive_handle = first_driver
+        .state
+        .lock()
+        .unwrap()
+        .running
+        .get(&InstanceKey::new("default", "alive", 0))
+        .unwrap()
+        .0
+        .clone();
     supervisor.shutdown();
     drop(supervisor);
 
     let second_driver = Arc::new(FakeDriver::default());
     {
         let mut state = second_driver.state.lock().unwrap();
-        state.leftovers.insert(InstanceKey::new("default", "alive", 0), AttachOutcome::Running(alive_handle.clone()));
-        state.leftovers.insert(InstanceKey::new("default", "gone", 0), AttachOutcome::Exited(exit_status(Some(7), None, false)));
+        state.leftovers.insert(
+            InstanceKey::new("default", "alive", 0),
+            AttachOutcome::Running(alive_handle.clone()),
+        );
+        state.leftovers.insert(
+            InstanceKey::new("default", "gone", 0),
+            AttachOutcome::Exited(exit_status(Some(7), None, false)),
+        );
     }
     let supervisor = supervisor_with(second_driver.clone(), Store::open(&database).unwrap()).await;
     let view = supervisor.get("default", "alive").unwrap();
     assert_eq!(view.phase(), Phase::Running);
     assert_eq!(view.primary().unwrap().pid, alive.primary().unwrap().pid);
-    assert!(second_driver.starts_of("alive").is_empty(), "re-attached, not restarted");
+    assert!(
+        second_driver.starts_of("alive").is_empty(),
+        "re-attached, not restarted"
+    );
     let gone = supervisor.get("default", "gone").unwrap();
     assert_eq!(gone.phase(), Phase::Failed);
     assert_eq!(gone.primary().unwrap().exit_code, Some(7));
@@ -356,12 +566,29 @@ async fn a_new_supervisor_reattaches_and_notices_exits_while_down() {
 async fn bad_batches_change_nothing() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
-    supervisor.create("default", spec("name: one\ncommand: [run]\nports: ['18181:80']\n")).unwrap();
+    supervisor
+        .create(
+            "default",
+            spec("name: one\ncommand: [run]\nports: ['18181:80']\n"),
+        )
+        .unwrap();
     let clash = supervisor
-        .apply("default", vec![spec("name: two\ncommand: [run]\n"), spec("name: three\ncommand: [run]\nports: ['18181:81']\n")], false)
+        .apply(
+            "default",
+            vec![
+                spec("name: two\ncommand: [run]\n"),
+                spec("name: three\ncommand: [run]\nports: ['18181:81']\n"),
+            ],
+            false,
+        )
         .unwrap_err();
     assert!(clash.to_string().contains("18181"), "{clash}");
-    assert!(supervisor.get("default", "two").is_err(), "nothing of the batch was applied");
-    let taken = supervisor.create("default", spec("name: one\ncommand: [run]\n")).unwrap_err();
+    assert!(
+        supervisor.get("default", "two").is_err(),
+        "nothing of the batch was applied"
+    );
+    let taken = supervisor
+        .create("default", spec("name: one\ncommand: [run]\n"))
+        .unwrap_err();
     assert!(taken.to_string().contains("already exists"), "{taken}");
 }

@@ -38,7 +38,7 @@ impl Environment {
     }
 
     /// A variable's value; empty counts as unset.
-    fn variable(&self, name: &str) -> Option<&str> {
+    pub fn variable(&self, name: &str) -> Option<&str> {
         self.variables
             .get(name)
             .map(String::as_str)

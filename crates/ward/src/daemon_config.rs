@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use crate::config::{resolve_data_dir, Environment};
+
 /// Everything `ward serve` needs to know before it starts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DaemonConfig {
@@ -28,24 +30,17 @@ struct ConfigFile {
 }
 
 /// The layers above the defaults, as the caller found them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConfigSources<'a> {
     pub file: Option<&'a Path>,
-    pub environment: &'a [(String, String)],
+    pub environment: &'a Environment,
     pub flag_data_dir: Option<PathBuf>,
     pub flag_listen: Option<String>,
 }
 
 impl DaemonConfig {
     pub fn resolve(sources: ConfigSources<'_>) -> anyhow::Result<DaemonConfig> {
-        let environment = |key: &str| {
-            sources
-                .environment
-                .iter()
-                .find(|(name, _)| name == key)
-                .map(|(_, value)| value.clone())
-                .filter(|value| !value.is_empty())
-        };
+        let environment = sources.environment;
         let file = match sources.file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -61,21 +56,27 @@ impl DaemonConfig {
             }
             None => ConfigFile::default(),
         };
-        let data_dir = sources
-            .flag_data_dir
-            .or_else(|| environment("WARD_DATA_DIR").map(PathBuf::from))
-            .or(file.data_dir)
-            .unwrap_or_else(|| default_data_dir(sources.environment));
+        // The client resolves the data dir the same way, so both find ward.addr and admin.token.
+        let data_dir = match (
+            &sources.flag_data_dir,
+            environment.variable("WARD_DATA_DIR"),
+            file.data_dir,
+        ) {
+            (None, None, Some(from_file)) => from_file,
+            _ => resolve_data_dir(sources.flag_data_dir.as_deref(), environment)?,
+        };
         let listen_text = sources
             .flag_listen
-            .or_else(|| environment("WARD_LISTEN"))
+            .or_else(|| environment.variable("WARD_LISTEN").map(str::to_string))
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:7380".to_string());
         let listen: SocketAddr = match listen_text.parse() {
             Ok(address) => address,
             Err(_) => bail!("listen address {listen_text:?} is not HOST:PORT with an IP host, like 127.0.0.1:7380"),
         };
-        let log_filter = environment("WARD_LOG")
+        let log_filter = environment
+            .variable("WARD_LOG")
+            .map(str::to_string)
             .or(file.log)
             .unwrap_or_else(|| "info".to_string());
         Ok(DaemonConfig {
@@ -85,26 +86,6 @@ impl DaemonConfig {
             log_filter,
         })
     }
-}
-
-/// `/var/lib/ward` for root, else `$XDG_DATA_HOME/ward`, else `~/.local/share/ward`.
-pub fn default_data_dir(environment: &[(String, String)]) -> PathBuf {
-    let lookup = |key: &str| {
-        environment
-            .iter()
-            .find(|(name, _)| name == key)
-            .map(|(_, value)| value.clone())
-            .filter(|value| !value.is_empty())
-    };
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from("/var/lib/ward");
-    }
-    if let Some(xdg) = lookup("XDG_DATA_HOME") {
-        return PathBuf::from(xdg).join("ward");
-    }
-    let home = lookup("HOME").unwrap_or_else(|| "/".to_string());
-    PathBuf::from(home).join(".local/share/ward")
 }
 
 #[cfg(test)]

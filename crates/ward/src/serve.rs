@@ -15,10 +15,11 @@ use ward_store::Store;
 use ward_supervisor::{Supervisor, SupervisorConfig};
 
 use crate::cli::ServeArgs;
+use crate::config::Environment;
 use crate::daemon_config::{ConfigSources, DaemonConfig};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let environment: Vec<(String, String)> = std::env::vars().collect();
+    let environment = Environment::current();
     let config = DaemonConfig::resolve(ConfigSources {
         file: args.config.as_deref(),
         environment: &environment,

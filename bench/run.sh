@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Ward's benchmarks, each reported as a ratio against a reference measured in the same run:
+#   1. `ward run` of a true-like workload until it runs, vs bare `crun run` and `runc run`
+#      of the same OCI bundle (100 runs each; p50 and p95);
+#   2. 500 idle workloads supervised: daemon RSS, monitor RSS, idle daemon CPU;
+#   3. GET /api/v1/workloads/{name} under 64 connections (wrk), vs GET /healthz.
+# Needs root, crun, runc, hyperfine, wrk and python3 (scripts/install-deps.sh installs them).
+# Usage: bench/run.sh [--quick]     (prints a Markdown report on stdout)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=100
+idle_workloads=500
+if [ "${1:-}" = "--quick" ]; then runs=20; idle_workloads=50; fi
+
+cargo build --release -p ward >&2
+ward="$PWD/target/release/ward"
+work=$(mktemp -d /tmp/ward-bench.XXXXXX)
+data="$work/data"
+cleanup() {
+  "$ward" --data-dir "$data" ps -a -o json 2>/dev/null | python3 -c 'import json,sys; print("\n".join(w["name"] for w in json.load(sys.stdin)))' \
+    | xargs -r -n 50 "$ward" --data-dir "$data" rm -f >/dev/null 2>&1 || true
+  [ -n "${daemon_pid:-}" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$ward" serve --data-dir "$data" --listen 127.0.0.1:0 2>"$work/daemon.log" &
+daemon_pid=$!
+for _ in $(seq 100); do [ -s "$data/ward.addr" ] && break; sleep 0.1; done
+address=$(cat "$data/ward.addr")
+token=$(cat "$data/admin.token")
+w() { "$ward" --data-dir "$data" "$@"; }
+
+percentiles() { # hyperfine JSON → "p50 p95" in milliseconds
+  python3 -c '
+import json, sys
+times = sorted(json.load(open(sys.argv[1]))["results"][0]["times"])
+pick = lambda q: times[min(len(times) - 1, int(q * len(times)))] * 1000
+print(f"{pick(0.50):.2f} {pick(0.95):.2f}")' "$1"
+}
+
+# 1. Start latency. The bare runtimes run the bundle Ward generated for the same workload.
+w run --name bundle-source --network none --restart never -- true >/dev/null
+cp -r "$data/instances/default/bundle-source/0" "$work/bundle"
+python3 - "$work/bundle/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+config = json.load(open(path))
+config["linux"]["cgroupsPath"] = "/ward-bench/bare"
+json.dump(config, open(path, "w"))
+PY
+w rm -f bundle-source >/dev/null
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/ward.json" \
+  --prepare "$ward --data-dir $data rm -f bench" \
+  "$ward --data-dir $data run --name bench --network none --restart never -- true" >&2
+w rm -f bench >/dev/null
+unshare -m sh -c "mount --make-rprivate / && umount /sys/fs/cgroup/unified 2>/dev/null; \
+  hyperfine -N --warmup 5 --runs $runs --export-json $work/crun.json \
+  'crun --root $work/crun-state run --bundle $work/bundle bare-crun'" >&2
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/runc.json" \
+  "runc --root $work/runc-state run --bundle $work/bundle bare-runc" >&2
+read -r ward_p50 ward_p95 < <(percentiles "$work/ward.json")
+read -r crun_p50 crun_p95 < <(percentiles "$work/crun.json")
+read -r runc_p50 runc_p95 < <(percentiles "$work/runc.json")
+
+# 2. Idle workloads.
+python3 - "$work/idle.yaml" "$idle_workloads" <<'PY'
+import sys
+path, count = sys.argv[1], int(sys.argv[2])
+with open(path, "w") as out:
+    for index in range(count):
+        out.write(f"---\nname: idle-{index}\nnetwork: none\ncommand: [sleep, infinity]\n")
+PY
+apply_started=$(date +%s.%N)
+w apply -f "$work/idle.yaml" >/dev/null
+for _ in $(seq 600); do
+  running=$(w ps -o json | python3 -c 'import json,sys; print(sum(1 for d in json.load(sys.stdin) if d["status"]["state"] == "running"))')
+  [ "$running" -ge "$idle_workloads" ] && break
+  sleep 0.5
+done
+apply_seconds=$(python3 -c "import time; print(f'{time.time() - $apply_started:.1f}')")
+sleep 5   # let start-up work settle before measuring idle use
+ticks() { awk '{print $14 + $15}' "/proc/$daemon_pid/stat"; }
+clock_ticks=$(getconf CLK_TCK)
+cpu_before=$(ticks); sleep 30; cpu_after=$(ticks)
+idle_cpu_percent=$(python3 -c "print(f'{($cpu_after - $cpu_before) / $clock_ticks / 30 * 100:.2f}')")
+daemon_rss_mb=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$daemon_pid/status")
+monitor_rss=$(for pid in $(pgrep -f "ward monitor $data/"); do awk '/VmRSS/ {print $2}' "/proc/$pid/status"; done \
+  | python3 -c 'import sys; v=[int(x) for x in sys.stdin.read().split()]; print(f"{len(v)} {sum(v)/len(v)/1024:.2f} {max(v)/1024:.2f}")')
+read -r monitor_count monitor_rss_mean monitor_rss_max <<<"$monitor_rss"
+
+# 3. API throughput, with the idle workloads still there.
+wrk_report() { # → "requests/s p99-ms"
+  wrk -t2 -c64 -d10s --latency -H "Authorization: Bearer $token" "$1" | python3 -c '
+import re, sys
+text = sys.stdin.read()
+rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", text).groups()
+p99 = float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+print(f"{rate:.0f} {p99:.2f}")'
+}
+read -r get_rate get_p99 < <(wrk_report "http://$address/api/v1/workloads/idle-0")
+read -r healthz_rate healthz_p99 < <(wrk_report "http://$address/healthz")
+
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+cat <<REPORT
+## Run of $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -r))
+
+### Start latency: \`ward run\` of a true-like workload until it runs ($runs runs)
+
+| what | p50 (ms) | p95 (ms) | p50 ratio to ward |
+| --- | --- | --- | --- |
+| \`ward run --network none -- true\` | $ward_p50 | $ward_p95 | 1.00 |
+| bare \`crun run\` (same bundle, cgroup v2 hidden) | $crun_p50 | $crun_p95 | $(ratio "$crun_p50" "$ward_p50") |
+| bare \`runc run\` (same bundle) | $runc_p50 | $runc_p95 | $(ratio "$runc_p50" "$ward_p50") |
+
+ward / crun p50: $(ratio "$ward_p50" "$crun_p50")× (goal ≤ 2×); ward p50 goal ≤ 15 ms.
+
+### $idle_workloads idle workloads (\`sleep infinity\`, network none)
+
+| what | value | goal |
+| --- | --- | --- |
+| time to apply and reach running | ${apply_seconds} s | — |
+| daemon RSS | ${daemon_rss_mb} MB | ≤ 150 MB |
+| monitor RSS, mean / max over $monitor_count monitors | ${monitor_rss_mean} / ${monitor_rss_max} MB | ≤ 2 MB each |
+| idle daemon CPU over 30 s | ${idle_cpu_percent} % of a core | ≤ 1 % |
+
+### API: 64 connections, 2 threads, 10 s (wrk), $idle_workloads workloads present
+
+| endpoint | requests/s | p99 (ms) | throughput ratio to /healthz |
+| --- | --- | --- | --- |
+| \`GET /api/v1/workloads/idle-0\` | $get_rate | $get_p99 | $(ratio "$get_rate" "$healthz_rate") |
+| \`GET /healthz\` (reference) | $healthz_rate | $healthz_p99 | 1.00 |
+
+Goal for GET workload: ≥ 20,000 requests/s with p99 ≤ 10 ms.
+REPORT
