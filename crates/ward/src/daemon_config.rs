@@ -92,11 +92,23 @@ impl DaemonConfig {
 mod tests {
     use super::*;
 
-    fn environment(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect()
+    fn environment(pairs: &[(&str, &str)]) -> Environment {
+        Environment {
+            variables: pairs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+            is_root: false,
+        }
+    }
+
+    fn sources(environment: &Environment) -> ConfigSources<'_> {
+        ConfigSources {
+            file: None,
+            environment,
+            flag_data_dir: None,
+            flag_listen: None,
+        }
     }
 
     #[test]
@@ -128,11 +140,7 @@ mod tests {
     #[test]
     fn defaults_listen_on_loopback() {
         let env = environment(&[("WARD_DATA_DIR", "/d")]);
-        let config = DaemonConfig::resolve(ConfigSources {
-            environment: &env,
-            ..Default::default()
-        })
-        .unwrap();
+        let config = DaemonConfig::resolve(sources(&env)).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:7380");
         assert_eq!(config.data_dir, PathBuf::from("/d"));
     }
@@ -141,9 +149,8 @@ mod tests {
     fn bad_listen_address_is_refused() {
         let env = environment(&[("WARD_DATA_DIR", "/d")]);
         let error = DaemonConfig::resolve(ConfigSources {
-            environment: &env,
             flag_listen: Some("localhost".into()),
-            ..Default::default()
+            ..sources(&env)
         })
         .unwrap_err();
         assert!(error.to_string().contains("127.0.0.1:7380"), "{error}");

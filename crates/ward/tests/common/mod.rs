@@ -56,17 +56,25 @@ impl Daemon {
     /// Starts `ward serve --data-dir <temp> --listen 127.0.0.1:0` and waits until it answers
     /// `GET /healthz`.
     pub fn start() -> Daemon {
-        let data_dir = tempfile::tempdir().expect("create a temporary data directory");
+        Daemon::start_with(tempfile::tempdir().expect("create a temporary data directory"))
+    }
+
+    /// Like [`Daemon::start`], with the data directory created under `parent`: a sandbox test
+    /// needs it outside `/tmp`, which every workload replaces with its own, so that the data
+    /// directory is hidden by Ward and not by accident.
+    pub fn start_with_data_dir_under(parent: &Path) -> Daemon {
+        Daemon::start_with(
+            tempfile::Builder::new()
+                .prefix("ward-test-")
+                .tempdir_in(parent)
+                .expect("create a data directory"),
+        )
+    }
+
+    fn start_with(data_dir: tempfile::TempDir) -> Daemon {
         let log_dir = tempfile::tempdir().expect("create a temporary log directory");
         let log_path = log_dir.path().join("serve.log");
-        let log = std::fs::File::create(&log_path).expect("create the daemon log");
-        let child = ward_command()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
-            .stdout(log.try_clone().expect("clone the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn ward serve");
+        let child = spawn_serve(data_dir.path(), &log_path);
         let mut daemon = Daemon {
             child,
             data_dir,
@@ -81,6 +89,29 @@ impl Daemon {
             .trim()
             .to_string();
         daemon
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would, and reaps it; its workloads live on.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new `ward serve` on the same data directory after [`Daemon::kill9`] and waits
+    /// until it answers `GET /healthz`; its log goes on in the same file.
+    pub fn restart(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.fail("restart needs the daemon to be stopped first (see kill9)");
+        }
+        // The killed daemon's address: another daemon may own that port by now.
+        let _ = std::fs::remove_file(self.data_dir().join("ward.addr"));
+        self.child = spawn_serve(self.data_dir.path(), &self.log_path);
+        self.wait_until_healthy();
     }
 
     fn wait_until_healthy(&mut self) {
@@ -110,8 +141,28 @@ impl Daemon {
         }
     }
 
-    /// Panics with the daemon's log, so a failed start says why.
-    fn fail(&self, message: &str) -> ! {
+    /// Polls `look` until it gives a value, and panics with the daemon's log when `timeout`
+    /// passes first; `what` names the awaited condition in that message.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut look: impl FnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(value) = look() {
+                return value;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("timed out after {timeout:?} waiting for {what}"));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Panics with the daemon's log, so a failed start or wait says why.
+    pub fn fail(&self, message: &str) -> ! {
         let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         panic!("{message}\n--- ward serve log ---\n{log}");
     }
@@ -201,6 +252,40 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Whether this machine can run sandboxed workloads (root and crun); prints a `SKIP` line
+/// naming `test` and the reason when it cannot.
+pub fn sandbox_available(test: &str) -> bool {
+    let uid = nix::unistd::geteuid();
+    if !uid.is_root() {
+        eprintln!("SKIP {test}: running workloads needs root, and this test runs as uid {uid}");
+        return false;
+    }
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|directory| directory.join("crun").is_file())
+    });
+    if !on_path {
+        eprintln!("SKIP {test}: running workloads needs crun, and there is none on PATH");
+        return false;
+    }
+    true
+}
+
+/// Spawns `ward serve` on `data_dir`, appending its output to the file at `log_path`.
+fn spawn_serve(data_dir: &Path, log_path: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("open the daemon log");
+    ward_command()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(log.try_clone().expect("clone the log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn ward serve")
 }
 
 /// The status code of a plain `GET`, or `None` when nothing answers.
