@@ -16,7 +16,8 @@ use crate::seccomp;
 use crate::RuntimeError;
 
 /// `PATH` of every workload unless its spec sets one.
-pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Size of the private `/tmp` when the workload has no memory limit (with one, the limit).
 pub(crate) const DEFAULT_TMP_BYTES: u64 = 64 * 1024 * 1024;
 /// Size of the private `/run`.
@@ -39,12 +40,25 @@ const DEFAULT_MASKED_PATHS: [&str; 10] = [
     "/proc/scsi",
 ];
 /// Paths of the OCI default profile that are read-only even where their mount is not.
-const DEFAULT_READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+const DEFAULT_READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// Host files that the sandbox must not read although they are part of the host filesystem:
 /// its root user (uid 0 without capabilities) still owns them, so only a mask hides them.
-pub(crate) const HOST_SECRET_PATHS: [&str; 7] =
-    ["/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh", "/etc/ssl/private", "/root"];
+pub(crate) const HOST_SECRET_PATHS: [&str; 7] = [
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/ssh",
+    "/etc/ssl/private",
+    "/root",
+];
 
 /// The root filesystem an instance starts from.
 #[derive(Clone, Debug)]
@@ -98,7 +112,12 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
         None => "/".to_string(),
     };
 
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
     if spec.network != NetworkMode::Host {
         namespaces.push(json!({"type": "network"}));
     }
@@ -106,8 +125,16 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
         namespaces.push(json!({"type": "cgroup"}));
     }
 
-    let mut masked_paths: Vec<String> = DEFAULT_MASKED_PATHS.iter().map(|path| path.to_string()).collect();
-    masked_paths.extend(settings.masked_paths.iter().map(|path| path.display().to_string()));
+    let mut masked_paths: Vec<String> = DEFAULT_MASKED_PATHS
+        .iter()
+        .map(|path| path.to_string())
+        .collect();
+    masked_paths.extend(
+        settings
+            .masked_paths
+            .iter()
+            .map(|path| path.display().to_string()),
+    );
 
     let root_path = match settings.root {
         RootFilesystem::Host { skeleton, .. } => skeleton,
@@ -155,16 +182,28 @@ fn environment(spec: &WorkloadSpec) -> Vec<String> {
     if !spec.env.contains_key("HOSTNAME") {
         environment.push(format!("HOSTNAME={}", spec.name));
     }
-    environment.extend(spec.env.iter().map(|(name, value)| format!("{name}={value}")));
+    environment.extend(
+        spec.env
+            .iter()
+            .map(|(name, value)| format!("{name}={value}")),
+    );
     environment
 }
 
 fn mounts(settings: &BundleSettings<'_>) -> Vec<Value> {
     let mut mounts = Vec::new();
-    let RootFilesystem::Host { top_level_dirs, recursive_readonly, submounts, .. } = settings.root;
+    let RootFilesystem::Host {
+        top_level_dirs,
+        recursive_readonly,
+        submounts,
+        ..
+    } = settings.root;
     let readonly_bind = |path: &str, recursive: bool| {
-        let options: &[&str] =
-            if recursive { &["rbind", "ro", "rro", "nosuid", "nodev"] } else { &["rbind", "ro", "nosuid", "nodev"] };
+        let options: &[&str] = if recursive {
+            &["rbind", "ro", "rro", "nosuid", "nodev"]
+        } else {
+            &["rbind", "ro", "nosuid", "nodev"]
+        };
         json!({"destination": path, "type": "bind", "source": path, "options": options})
     };
     for dir in top_level_dirs {
@@ -208,10 +247,16 @@ fn resources(settings: &BundleSettings<'_>) -> Value {
     let limits = &settings.spec.resources;
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
     if let Some(memory) = limits.memory {
-        resources["memory"] = if settings.swap_limit { json!({"limit": memory, "swap": memory}) } else { json!({"limit": memory}) };
+        resources["memory"] = if settings.swap_limit {
+            json!({"limit": memory, "swap": memory})
+        } else {
+            json!({"limit": memory})
+        };
     }
     if let Some(cores) = limits.cpu {
-        let quota = (cores * CPU_PERIOD_MICROS as f64).round().max(CPU_QUOTA_MIN_MICROS as f64) as u64;
+        let quota = (cores * CPU_PERIOD_MICROS as f64)
+            .round()
+            .max(CPU_QUOTA_MIN_MICROS as f64) as u64;
         resources["cpu"] = json!({"quota": quota, "period": CPU_PERIOD_MICROS});
     }
     if let Some(pids) = limits.pids {
@@ -238,10 +283,13 @@ pub(crate) fn resolve_volumes(
         check_target(&volume.target, host_root)?;
         let source = if volume.is_named() {
             if !valid_volume_name(&volume.source) {
-                return Err(RuntimeError::InvalidVolumeName { name: volume.source.clone() });
+                return Err(RuntimeError::InvalidVolumeName {
+                    name: volume.source.clone(),
+                });
             }
             let dir = named_volume_dir(data_dir, project, &volume.source);
-            fs::create_dir_all(&dir).map_err(|source| RuntimeError::io("create volume", &dir, source))?;
+            fs::create_dir_all(&dir)
+                .map_err(|source| RuntimeError::io("create volume", &dir, source))?;
             dir
         } else {
             let path = PathBuf::from(&volume.source);
@@ -250,23 +298,40 @@ pub(crate) fn resolve_volumes(
             }
             path
         };
-        resolved.push(ResolvedVolume { source, target: volume.target.clone(), read_only: volume.read_only });
+        resolved.push(ResolvedVolume {
+            source,
+            target: volume.target.clone(),
+            read_only: volume.read_only,
+        });
     }
     Ok(resolved)
 }
 
 fn valid_volume_name(name: &str) -> bool {
-    let valid_character = |character: char| character.is_ascii_alphanumeric() || matches!(character, '.' | '_' | '-');
-    !name.is_empty() && name != "." && name != ".." && name.len() <= 128 && name.chars().all(valid_character)
+    let valid_character =
+        |character: char| character.is_ascii_alphanumeric() || matches!(character, '.' | '_' | '-');
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 128
+        && name.chars().all(valid_character)
 }
 
 fn check_target(target: &str, host_root: bool) -> Result<(), RuntimeError> {
-    let invalid = |reason| Err(RuntimeError::InvalidVolumeTarget { target: target.to_string(), reason });
+    let invalid = |reason| {
+        Err(RuntimeError::InvalidVolumeTarget {
+            target: target.to_string(),
+            reason,
+        })
+    };
     let path = Path::new(target);
     if !path.is_absolute() {
         return invalid("must be an absolute path");
     }
-    if path.components().any(|component| matches!(component, Component::ParentDir)) {
+    if path
+        .components()
+        .any(|component| matches!(component, Component::ParentDir))
+    {
         return invalid("must not contain '..'");
     }
     let Some(Component::Normal(first)) = path.components().nth(1) else {
@@ -276,7 +341,8 @@ fn check_target(target: &str, host_root: bool) -> Result<(), RuntimeError> {
     if matches!(first.as_ref(), "proc" | "sys" | "dev") {
         return invalid("is reserved for the kernel's filesystems");
     }
-    let inside_host_filesystem = !PRIVATE_TOP_LEVEL.contains(&first.as_ref()) && Path::new("/").join(first.as_ref()).exists();
+    let inside_host_filesystem = !PRIVATE_TOP_LEVEL.contains(&first.as_ref())
+        && Path::new("/").join(first.as_ref()).exists();
     if host_root && inside_host_filesystem && !path.exists() {
         return invalid(
             "does not exist on the host, whose filesystem the workload sees read-only: \
@@ -298,7 +364,8 @@ pub(crate) fn ensure_host_skeleton(data_dir: &Path) -> Result<PathBuf, RuntimeEr
     fs::create_dir_all(&rootfs).map_err(|source| RuntimeError::io("create", &rootfs, source))?;
     let temporary = rootfs.join(format!(".host.{}.tmp", std::process::id()));
     let _ = fs::remove_dir_all(&temporary);
-    build_skeleton(&temporary).map_err(|source| RuntimeError::io("create skeleton", &temporary, source))?;
+    build_skeleton(&temporary)
+        .map_err(|source| RuntimeError::io("create skeleton", &temporary, source))?;
     match fs::rename(&temporary, &skeleton) {
         Ok(()) => Ok(skeleton),
         Err(_) if skeleton.is_dir() => {
@@ -346,7 +413,13 @@ mod tests {
             command: Some(vec!["sleep".into(), "1".into()]),
             workdir: Some("/srv".into()),
             env: BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),
-            resources: Resources { cpu: Some(1.5), memory: Some(64 << 20), pids: Some(64), gpu: None, disk: None },
+            resources: Resources {
+                cpu: Some(1.5),
+                memory: Some(64 << 20),
+                pids: Some(64),
+                gpu: None,
+                disk: None,
+            },
             ports: Vec::new(),
             volumes: Vec::new(),
             network,
@@ -365,7 +438,11 @@ mod tests {
             recursive_readonly,
             submounts: vec![PathBuf::from("/usr/share/mnt")],
         };
-        let volumes = [ResolvedVolume { source: "/data/volumes/default/data".into(), target: "/data".into(), read_only: true }];
+        let volumes = [ResolvedVolume {
+            source: "/data/volumes/default/data".into(),
+            target: "/data".into(),
+            read_only: true,
+        }];
         let masked = [PathBuf::from("/data")];
         oci_config(&BundleSettings {
             spec,
@@ -381,7 +458,12 @@ mod tests {
     }
 
     fn destinations(config: &Value) -> Vec<&str> {
-        config["mounts"].as_array().expect("mounts").iter().filter_map(|mount| mount["destination"].as_str()).collect()
+        config["mounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .filter_map(|mount| mount["destination"].as_str())
+            .collect()
     }
 
     #[test]
@@ -392,34 +474,90 @@ mod tests {
         assert_eq!(process["cwd"], "/srv");
         assert_eq!(process["noNewPrivileges"], true);
         assert_eq!(process["user"], json!({"uid": 0, "gid": 0}));
-        for set in ["bounding", "effective", "inheritable", "permitted", "ambient"] {
-            assert_eq!(process["capabilities"][set], json!([]), "capability set {set}");
+        for set in [
+            "bounding",
+            "effective",
+            "inheritable",
+            "permitted",
+            "ambient",
+        ] {
+            assert_eq!(
+                process["capabilities"][set],
+                json!([]),
+                "capability set {set}"
+            );
         }
-        assert_eq!(process["rlimits"], json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 20000}]));
-        assert_eq!(process["env"], json!([format!("PATH={DEFAULT_PATH}"), "HOSTNAME=web", "GREETING=hello"]));
+        assert_eq!(
+            process["rlimits"],
+            json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 20000}])
+        );
+        assert_eq!(
+            process["env"],
+            json!([
+                format!("PATH={DEFAULT_PATH}"),
+                "HOSTNAME=web",
+                "GREETING=hello"
+            ])
+        );
         assert_eq!(config["hostname"], "web");
         let resources = &config["linux"]["resources"];
-        assert_eq!(resources["memory"], json!({"limit": 64 << 20, "swap": 64 << 20}));
-        assert_eq!(resources["cpu"], json!({"quota": 150_000, "period": 100_000}));
+        assert_eq!(
+            resources["memory"],
+            json!({"limit": 64 << 20, "swap": 64 << 20})
+        );
+        assert_eq!(
+            resources["cpu"],
+            json!({"quota": 150_000, "period": 100_000})
+        );
         assert_eq!(resources["pids"], json!({"limit": 64}));
         assert_eq!(config["linux"]["cgroupsPath"], "/ward/ward.default.web.0");
-        assert_eq!(config["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        assert_eq!(
+            config["linux"]["seccomp"]["defaultAction"],
+            "SCMP_ACT_ALLOW"
+        );
     }
 
     #[test]
     fn host_filesystem_is_read_only_with_private_scratch_space() {
         let config = config(&spec(NetworkMode::None), true);
-        assert_eq!(config["root"], json!({"path": "/data/rootfs/host", "readonly": true}));
+        assert_eq!(
+            config["root"],
+            json!({"path": "/data/rootfs/host", "readonly": true})
+        );
         let mounts = config["mounts"].as_array().expect("mounts");
-        assert_eq!(mounts[0]["options"], json!(["rbind", "ro", "rro", "nosuid", "nodev"]));
+        assert_eq!(
+            mounts[0]["options"],
+            json!(["rbind", "ro", "rro", "nosuid", "nodev"])
+        );
         assert_eq!(
             destinations(&config),
-            ["/etc", "/usr", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/tmp", "/run", "/data"]
+            [
+                "/etc",
+                "/usr",
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/dev/shm",
+                "/dev/mqueue",
+                "/sys",
+                "/tmp",
+                "/run",
+                "/data"
+            ]
         );
-        let tmp = mounts.iter().find(|mount| mount["destination"] == "/tmp").expect("/tmp");
-        assert_eq!(tmp["options"], json!(["nosuid", "nodev", "mode=1777", format!("size={}", 64 << 20)]));
+        let tmp = mounts
+            .iter()
+            .find(|mount| mount["destination"] == "/tmp")
+            .expect("/tmp");
+        assert_eq!(
+            tmp["options"],
+            json!(["nosuid", "nodev", "mode=1777", format!("size={}", 64 << 20)])
+        );
         let volume = mounts.last().expect("volume");
-        assert_eq!(volume["options"], json!(["rbind", "ro", "nosuid", "nodev", "rro"]));
+        assert_eq!(
+            volume["options"],
+            json!(["rbind", "ro", "nosuid", "nodev", "rro"])
+        );
         let masked = config["linux"]["maskedPaths"].as_array().expect("masked");
         assert!(masked.contains(&json!("/data")) && masked.contains(&json!("/proc/kcore")));
     }
@@ -429,7 +567,10 @@ mod tests {
         let config = config(&spec(NetworkMode::None), false);
         let mounts = config["mounts"].as_array().expect("mounts");
         assert_eq!(mounts[2]["destination"], "/usr/share/mnt");
-        assert_eq!(mounts[2]["options"], json!(["rbind", "ro", "nosuid", "nodev"]));
+        assert_eq!(
+            mounts[2]["options"],
+            json!(["rbind", "ro", "nosuid", "nodev"])
+        );
     }
 
     #[test]
@@ -449,16 +590,33 @@ mod tests {
     #[test]
     fn volumes_are_checked() {
         let data = tempfile::tempdir().expect("tempdir");
-        let mount = |source: &str, target: &str| VolumeMount { source: source.into(), target: target.into(), read_only: false };
-        let resolve = |volume: VolumeMount| resolve_volumes(data.path(), "default", &[volume], true);
+        let mount = |source: &str, target: &str| VolumeMount {
+            source: source.into(),
+            target: target.into(),
+            read_only: false,
+        };
+        let resolve =
+            |volume: VolumeMount| resolve_volumes(data.path(), "default", &[volume], true);
 
         let named = resolve(mount("data", "/tmp/data")).expect("named volume");
         assert_eq!(named[0].source, data.path().join("volumes/default/data"));
         assert!(named[0].source.is_dir());
-        assert!(matches!(resolve(mount("..", "/x")), Err(RuntimeError::InvalidVolumeName { .. })));
-        assert!(matches!(resolve(mount("/no/such/dir", "/x")), Err(RuntimeError::VolumeSourceMissing { .. })));
-        assert!(matches!(resolve(mount("data", "relative")), Err(RuntimeError::InvalidVolumeTarget { .. })));
-        assert!(matches!(resolve(mount("data", "/proc/x")), Err(RuntimeError::InvalidVolumeTarget { .. })));
+        assert!(matches!(
+            resolve(mount("..", "/x")),
+            Err(RuntimeError::InvalidVolumeName { .. })
+        ));
+        assert!(matches!(
+            resolve(mount("/no/such/dir", "/x")),
+            Err(RuntimeError::VolumeSourceMissing { .. })
+        ));
+        assert!(matches!(
+            resolve(mount("data", "relative")),
+            Err(RuntimeError::InvalidVolumeTarget { .. })
+        ));
+        assert!(matches!(
+            resolve(mount("data", "/proc/x")),
+            Err(RuntimeError::InvalidVolumeTarget { .. })
+        ));
         assert!(matches!(
             resolve(mount("data", "/usr/no-such-dir-for-ward")),
             Err(RuntimeError::InvalidVolumeTarget { .. })
@@ -477,7 +635,10 @@ mod tests {
         assert!(skeleton.join("usr").is_dir());
         assert_eq!(fs::read_dir(skeleton.join("usr")).expect("usr").count(), 0);
         if let Ok(target) = fs::read_link("/bin") {
-            assert_eq!(fs::read_link(skeleton.join("bin")).expect("bin link"), target);
+            assert_eq!(
+                fs::read_link(skeleton.join("bin")).expect("bin link"),
+                target
+            );
         }
     }
 }

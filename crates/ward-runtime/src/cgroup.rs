@@ -31,9 +31,11 @@ impl CgroupLocator {
     pub fn dir(&self, controller: &str, container_id: &str) -> PathBuf {
         let root = match self.mode {
             CgroupMode::Unified => PathBuf::from(CGROUP_ROOT),
-            CgroupMode::Legacy | CgroupMode::Hybrid => {
-                self.v1_mounts.get(controller).cloned().unwrap_or_else(|| Path::new(CGROUP_ROOT).join(controller))
-            }
+            CgroupMode::Legacy | CgroupMode::Hybrid => self
+                .v1_mounts
+                .get(controller)
+                .cloned()
+                .unwrap_or_else(|| Path::new(CGROUP_ROOT).join(controller)),
         };
         root.join(CGROUP_PARENT).join(container_id)
     }
@@ -63,9 +65,13 @@ impl CgroupLocator {
                     .and_then(|stat| keyed_value(&stat, "total_inactive_file"))
                     .unwrap_or(0);
                 Some(ResourceUsage {
-                    cpu_usage_nanos: read_number(&self.dir("cpuacct", container_id).join("cpuacct.usage")).unwrap_or(0),
+                    cpu_usage_nanos: read_number(
+                        &self.dir("cpuacct", container_id).join("cpuacct.usage"),
+                    )
+                    .unwrap_or(0),
                     memory_bytes: memory.saturating_sub(inactive_file),
-                    pids: read_number(&self.dir("pids", container_id).join("pids.current")).unwrap_or(0),
+                    pids: read_number(&self.dir("pids", container_id).join("pids.current"))
+                        .unwrap_or(0),
                 })
             }
         }
@@ -79,7 +85,10 @@ impl CgroupLocator {
                 let mut mounts: Vec<&PathBuf> = self.v1_mounts.values().collect();
                 mounts.sort();
                 mounts.dedup();
-                mounts.into_iter().map(|mount| mount.join(CGROUP_PARENT).join(container_id)).collect()
+                mounts
+                    .into_iter()
+                    .map(|mount| mount.join(CGROUP_PARENT).join(container_id))
+                    .collect()
             }
         }
     }
@@ -124,16 +133,28 @@ mod tests {
     #[test]
     fn oom_kills_are_read_from_the_counters() {
         let dir = tempfile::tempdir().expect("tempdir");
-        fs::write(dir.path().join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").expect("write");
+        fs::write(
+            dir.path().join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .expect("write");
         assert!(oom_killed(CgroupMode::Hybrid, dir.path(), false));
-        fs::write(dir.path().join("memory.events"), "low 0\nhigh 0\nmax 4\noom 1\noom_kill 0\n").expect("write");
+        fs::write(
+            dir.path().join("memory.events"),
+            "low 0\nhigh 0\nmax 4\noom 1\noom_kill 0\n",
+        )
+        .expect("write");
         assert!(!oom_killed(CgroupMode::Unified, dir.path(), true));
     }
 
     #[test]
     fn without_a_counter_a_sigkill_at_the_limit_counts() {
         let dir = tempfile::tempdir().expect("tempdir");
-        fs::write(dir.path().join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\n").expect("write");
+        fs::write(
+            dir.path().join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\n",
+        )
+        .expect("write");
         fs::write(dir.path().join("memory.failcnt"), "12\n").expect("write");
         assert!(oom_killed(CgroupMode::Legacy, dir.path(), true));
         assert!(!oom_killed(CgroupMode::Legacy, dir.path(), false));

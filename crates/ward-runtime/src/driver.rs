@@ -20,7 +20,11 @@ pub struct InstanceKey {
 
 impl InstanceKey {
     pub fn new(project: &str, workload: &str, replica: u32) -> InstanceKey {
-        InstanceKey { project: project.to_string(), workload: workload.to_string(), replica }
+        InstanceKey {
+            project: project.to_string(),
+            workload: workload.to_string(),
+            replica,
+        }
     }
 
     /// The OCI container id: `ward.<project>.<workload>.<replica>`.
@@ -119,7 +123,11 @@ pub struct ExecProcess {
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
     /// Starts an instance and returns once its first process runs.
-    async fn start(&self, key: &InstanceKey, spec: &WorkloadSpec) -> Result<InstanceHandle, RuntimeError>;
+    async fn start(
+        &self,
+        key: &InstanceKey,
+        spec: &WorkloadSpec,
+    ) -> Result<InstanceHandle, RuntimeError>;
 
     /// Resolves when the instance has exited; works for instances started by an earlier daemon.
     async fn wait(&self, handle: &InstanceHandle) -> Result<ExitStatus, RuntimeError>;
@@ -136,12 +144,27 @@ pub trait Driver: Send + Sync + 'static {
     fn usage(&self, handle: &InstanceHandle) -> Option<ResourceUsage>;
 
     /// Runs one health probe from inside the instance's network namespace.
-    async fn probe(&self, handle: &InstanceHandle, probe: &HealthProbe, timeout: Duration) -> Result<(), String>;
+    async fn probe(
+        &self,
+        handle: &InstanceHandle,
+        probe: &HealthProbe,
+        timeout: Duration,
+    ) -> Result<(), String>;
 
     /// Log lines of an instance, oldest first: the last `tail` lines, or all, newer than `since`.
-    fn read_logs(&self, key: &InstanceKey, tail: Option<usize>, since: Option<SystemTime>) -> Result<Vec<LogLine>, RuntimeError>;
+    fn read_logs(
+        &self,
+        key: &InstanceKey,
+        tail: Option<usize>,
+        since: Option<SystemTime>,
+    ) -> Result<Vec<LogLine>, RuntimeError>;
 
     fn log_location(&self, key: &InstanceKey) -> LogLocation;
 
-    async fn exec(&self, handle: &InstanceHandle, command: &[String], tty: bool) -> Result<ExecProcess, RuntimeError>;
+    async fn exec(
+        &self,
+        handle: &InstanceHandle,
+        command: &[String],
+        tty: bool,
+    ) -> Result<ExecProcess, RuntimeError>;
 }

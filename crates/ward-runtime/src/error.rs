@@ -11,11 +11,21 @@ pub enum RuntimeError {
     #[error("OCI runtime {path} does not work: {reason}")]
     OciRuntimeUnusable { path: PathBuf, reason: String },
     #[error("{action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("read {path}: {source}")]
-    StateFile { path: PathBuf, source: serde_json::Error },
+    StateFile {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("workload {workload}: kind {kind} is not supported by this runtime yet")]
-    UnsupportedKind { workload: String, kind: &'static str },
+    UnsupportedKind {
+        workload: String,
+        kind: &'static str,
+    },
     #[error("workload {workload}: a process workload needs a command")]
     MissingCommand { workload: String },
     #[error("instance key {key}: {reason}")]
@@ -25,21 +35,37 @@ pub enum RuntimeError {
     #[error("bind mount source {host_path} does not exist on the host")]
     VolumeSourceMissing { host_path: PathBuf },
     #[error("volume target {target}: {reason}")]
-    InvalidVolumeTarget { target: String, reason: &'static str },
+    InvalidVolumeTarget {
+        target: String,
+        reason: &'static str,
+    },
     #[error("instance {id} is already running (monitor pid {monitor_pid})")]
     AlreadyRunning { id: String, monitor_pid: u32 },
     #[error("instance {id} is not running")]
     NotRunning { id: String },
     #[error("start monitor {executable} for instance {id}: {source}")]
-    MonitorSpawn { id: String, executable: PathBuf, source: std::io::Error },
+    MonitorSpawn {
+        id: String,
+        executable: PathBuf,
+        source: std::io::Error,
+    },
     #[error("instance {id} failed to start: {message}")]
     StartFailed { id: String, message: String },
     #[error("instance {id} did not start within {seconds} s")]
     StartTimeout { id: String, seconds: u64 },
     #[error("{action} of instance {id} failed: {message}")]
-    OciCommand { id: String, action: &'static str, message: String },
+    OciCommand {
+        id: String,
+        action: &'static str,
+        message: String,
+    },
     #[error("signal {signal} to pid {pid} of instance {id}: {source}")]
-    Signal { id: String, pid: u32, signal: i32, source: std::io::Error },
+    Signal {
+        id: String,
+        pid: u32,
+        signal: i32,
+        source: std::io::Error,
+    },
     #[error("exec in instance {id}: {message}")]
     Exec { id: String, message: String },
     #[error(transparent)]
@@ -47,7 +73,15 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> RuntimeError {
-        RuntimeError::Io { action, path: path.into(), source }
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> RuntimeError {
+        RuntimeError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 }

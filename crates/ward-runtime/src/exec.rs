@@ -16,11 +16,13 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use nix::pty::openpty;
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixListener;
 
+use crate::oci::OciRuntimeKind;
 use crate::{ExecProcess, RuntimeError};
 
 /// How long the runtime may take to hand over the terminal.
@@ -38,39 +40,75 @@ pub(crate) struct ExecTarget<'a> {
     /// The instance's `config.json`, whose `process` the command inherits.
     pub bundle_config: &'a Path,
     pub container_id: &'a str,
+    pub kind: OciRuntimeKind,
+}
+
+/// Where the command's terminal comes from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Terminal<'a> {
+    /// None: stdio are whatever the caller sets.
+    None,
+    /// The runtime allocates one and sends its master to this socket (crun).
+    ConsoleSocket(&'a Path),
+    /// The runtime allocates one and relays it to its own stdio, which the caller makes a
+    /// terminal (runc, which takes a console socket only when it detaches).
+    Relayed,
 }
 
 impl ExecTarget<'_> {
     fn failed(&self, message: String) -> RuntimeError {
-        RuntimeError::Exec { id: self.container_id.to_string(), message }
+        RuntimeError::Exec {
+            id: self.container_id.to_string(),
+            message,
+        }
     }
 
-    /// `RUNTIME --root ROOT exec --process /proc/self/fd/N [--tty --console-socket S] ID`.
+    /// `RUNTIME --root ROOT exec --process /proc/self/fd/N [--tty [--console-socket S]] ID`.
     /// The process description is in a memfd that only this command inherits.
-    pub fn command(&self, command: &[String], console_socket: Option<&Path>) -> Result<tokio::process::Command, RuntimeError> {
+    pub fn command(
+        &self,
+        command: &[String],
+        terminal: Terminal<'_>,
+    ) -> Result<tokio::process::Command, RuntimeError> {
         if command.is_empty() {
             return Err(self.failed("no command given".to_string()));
         }
-        let config = std::fs::read(self.bundle_config).map_err(|source| RuntimeError::io("read", self.bundle_config, source))?;
-        let config: serde_json::Value = serde_json::from_slice(&config)
-            .map_err(|source| RuntimeError::StateFile { path: self.bundle_config.to_path_buf(), source })?;
+        let config = std::fs::read(self.bundle_config)
+            .map_err(|source| RuntimeError::io("read", self.bundle_config, source))?;
+        let config: serde_json::Value =
+            serde_json::from_slice(&config).map_err(|source| RuntimeError::StateFile {
+                path: self.bundle_config.to_path_buf(),
+                source,
+            })?;
         let mut process = config.get("process").cloned().unwrap_or_default();
         process["args"] = serde_json::json!(command);
-        process["terminal"] = serde_json::json!(console_socket.is_some());
+        process["terminal"] = serde_json::json!(!matches!(terminal, Terminal::None));
 
         let description = memfd_create("ward-exec-process", MFdFlags::MFD_CLOEXEC)
             .map_err(|error| self.failed(format!("create the process description: {error}")))?;
         let mut file = std::fs::File::from(description);
         serde_json::to_writer(&mut file, &process)
             .map_err(|error| self.failed(format!("write the process description: {error}")))?;
-        file.flush().map_err(|error| self.failed(format!("write the process description: {error}")))?;
+        file.flush()
+            .map_err(|error| self.failed(format!("write the process description: {error}")))?;
         let description: OwnedFd = file.into();
         let raw = description.as_raw_fd();
 
         let mut runtime = tokio::process::Command::new(self.runtime);
-        runtime.arg("--root").arg(self.root).arg("exec").arg("--process").arg(format!("/proc/self/fd/{raw}"));
-        if let Some(socket) = console_socket {
-            runtime.arg("--tty").arg("--console-socket").arg(socket);
+        runtime
+            .arg("--root")
+            .arg(self.root)
+            .arg("exec")
+            .arg("--process")
+            .arg(format!("/proc/self/fd/{raw}"));
+        match terminal {
+            Terminal::None => {}
+            Terminal::ConsoleSocket(socket) => {
+                runtime.arg("--tty").arg("--console-socket").arg(socket);
+            }
+            Terminal::Relayed => {
+                runtime.arg("--tty");
+            }
         }
         runtime.arg(self.container_id);
         // SAFETY: fcntl is async-signal-safe; the closure owns the descriptor, so it stays open
@@ -88,18 +126,40 @@ impl ExecTarget<'_> {
     }
 }
 
-pub(crate) async fn spawn(target: ExecTarget<'_>, run_dir: &Path, command: &[String], tty: bool) -> Result<ExecProcess, RuntimeError> {
+pub(crate) async fn spawn(
+    target: ExecTarget<'_>,
+    run_dir: &Path,
+    command: &[String],
+    tty: bool,
+) -> Result<ExecProcess, RuntimeError> {
     if !tty {
-        let mut process = target.command(command, None)?;
-        process.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let child = process.spawn().map_err(|source| RuntimeError::io("run", target.runtime, source))?;
-        return Ok(ExecProcess { child, pty_master: None });
+        let mut process = target.command(command, Terminal::None)?;
+        process
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = process
+            .spawn()
+            .map_err(|source| RuntimeError::io("run", target.runtime, source))?;
+        return Ok(ExecProcess {
+            child,
+            pty_master: None,
+        });
     }
 
-    let socket = ConsoleSocket::bind(run_dir).map_err(|source| RuntimeError::io("listen on console socket in", run_dir, source))?;
-    let mut process = target.command(command, Some(&socket.path))?;
-    process.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = process.spawn().map_err(|source| RuntimeError::io("run", target.runtime, source))?;
+    if target.kind == OciRuntimeKind::Runc {
+        return spawn_relayed_terminal(target, command);
+    }
+    let socket = ConsoleSocket::bind(run_dir)
+        .map_err(|source| RuntimeError::io("listen on console socket in", run_dir, source))?;
+    let mut process = target.command(command, Terminal::ConsoleSocket(&socket.path))?;
+    process
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = process
+        .spawn()
+        .map_err(|source| RuntimeError::io("run", target.runtime, source))?;
     drop(process);
     let failed = |message: String| target.failed(message);
     let accepted = tokio::select! {
@@ -117,15 +177,63 @@ pub(crate) async fn spawn(target: ExecTarget<'_>, run_dir: &Path, command: &[Str
         Ok(Err(source)) => return Err(RuntimeError::io("accept on", &socket.path, source)),
         Err(_) => {
             let _ = child.start_kill();
-            return Err(failed(format!("no terminal within {} s", CONSOLE_TIMEOUT.as_secs())));
+            return Err(failed(format!(
+                "no terminal within {} s",
+                CONSOLE_TIMEOUT.as_secs()
+            )));
         }
     };
-    let stream = stream.into_std().map_err(|source| RuntimeError::io("accept on", &socket.path, source))?;
+    let stream = stream
+        .into_std()
+        .map_err(|source| RuntimeError::io("accept on", &socket.path, source))?;
     let master = tokio::task::spawn_blocking(move || receive_fd(stream))
         .await
         .map_err(|error| failed(format!("terminal hand-over task failed: {error}")))?
         .map_err(|message| failed(format!("terminal hand-over: {message}")))?;
-    Ok(ExecProcess { child, pty_master: Some(master) })
+    Ok(ExecProcess {
+        child,
+        pty_master: Some(master),
+    })
+}
+
+/// Runs the command with a terminal pair made here: the runtime gets the slave as its stdio
+/// (and controlling terminal) and relays it to the terminal it makes inside the instance;
+/// the caller gets the master.
+fn spawn_relayed_terminal(
+    target: ExecTarget<'_>,
+    command: &[String],
+) -> Result<ExecProcess, RuntimeError> {
+    let failed = |message: String| target.failed(message);
+    let pair = openpty(None, None).map_err(|error| failed(format!("open a terminal: {error}")))?;
+    let stdio = |fd: &OwnedFd| {
+        fd.try_clone()
+            .map(Stdio::from)
+            .map_err(|error| failed(format!("share the terminal: {error}")))
+    };
+    let mut process = target.command(command, Terminal::Relayed)?;
+    process
+        .stdin(stdio(&pair.slave)?)
+        .stdout(stdio(&pair.slave)?)
+        .stderr(stdio(&pair.slave)?);
+    // SAFETY: setsid and ioctl are async-signal-safe; they make stdin, already the slave,
+    // the controlling terminal of the runtime's new session.
+    unsafe {
+        process.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = process
+        .spawn()
+        .map_err(|source| RuntimeError::io("run", target.runtime, source))?;
+    drop(process);
+    drop(pair.slave);
+    Ok(ExecProcess {
+        child,
+        pty_master: Some(pair.master),
+    })
 }
 
 /// A listening console socket, removed when dropped.
@@ -136,7 +244,11 @@ struct ConsoleSocket {
 
 impl ConsoleSocket {
     fn bind(run_dir: &Path) -> std::io::Result<ConsoleSocket> {
-        let name = format!("console-{}-{}.sock", std::process::id(), CONSOLE_SOCKETS.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "console-{}-{}.sock",
+            std::process::id(),
+            CONSOLE_SOCKETS.fetch_add(1, Ordering::Relaxed)
+        );
         let mut path = run_dir.join(&name);
         if path.as_os_str().len() > SOCKET_PATH_MAX {
             path = std::env::temp_dir().join(format!("ward-{name}"));
@@ -156,20 +268,34 @@ impl Drop for ConsoleSocket {
 
 /// Receives one descriptor sent with SCM_RIGHTS.
 fn receive_fd(stream: UnixStream) -> Result<OwnedFd, String> {
-    stream.set_nonblocking(false).map_err(|error| error.to_string())?;
-    stream.set_read_timeout(Some(CONSOLE_TIMEOUT)).map_err(|error| error.to_string())?;
+    stream
+        .set_nonblocking(false)
+        .map_err(|error| error.to_string())?;
+    stream
+        .set_read_timeout(Some(CONSOLE_TIMEOUT))
+        .map_err(|error| error.to_string())?;
     let mut data = [0u8; 4096];
     let mut iov = [IoSliceMut::new(&mut data)];
     let mut control = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-    let message = recvmsg::<()>(std::os::fd::AsRawFd::as_raw_fd(&stream), &mut iov, Some(&mut control), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|error| error.to_string())?;
+    let message = recvmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(&stream),
+        &mut iov,
+        Some(&mut control),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|error| error.to_string())?;
     let mut received = Vec::new();
     for control_message in message.cmsgs().map_err(|error| error.to_string())? {
         if let ControlMessageOwned::ScmRights(fds) = control_message {
             // SAFETY: the kernel installed these descriptors in this process for us alone.
-            received.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            received.extend(
+                fds.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
         }
     }
     let mut received = received.into_iter();
-    received.next().ok_or_else(|| "the runtime sent no descriptor".to_string())
+    received
+        .next()
+        .ok_or_else(|| "the runtime sent no descriptor".to_string())
 }

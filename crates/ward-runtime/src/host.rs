@@ -89,9 +89,12 @@ impl HostInfo {
             .map(|mount| mount.mount_point)
             .filter(|mount_point| {
                 let mut components = mount_point.components().skip(1);
-                let first = components.next().and_then(|component| component.as_os_str().to_str());
+                let first = components
+                    .next()
+                    .and_then(|component| component.as_os_str().to_str());
                 let below = components.next().is_some();
-                below && first.is_some_and(|first| self.top_level_dirs.iter().any(|dir| dir == first))
+                below
+                    && first.is_some_and(|first| self.top_level_dirs.iter().any(|dir| dir == first))
             })
             .collect()
     }
@@ -116,10 +119,15 @@ const CGROUP_V1_CONTROLLERS_USED: [&str; 4] = ["memory", "cpu", "cpuacct", "pids
 
 fn cgroup_v1_mounts(mounts: &[MountInfo]) -> BTreeMap<String, PathBuf> {
     let mut controllers = BTreeMap::new();
-    for mount in mounts.iter().filter(|mount| mount.filesystem_type == "cgroup") {
+    for mount in mounts
+        .iter()
+        .filter(|mount| mount.filesystem_type == "cgroup")
+    {
         for option in mount.super_options.split(',') {
             if CGROUP_V1_CONTROLLERS_USED.contains(&option) {
-                controllers.entry(option.to_string()).or_insert_with(|| mount.mount_point.clone());
+                controllers
+                    .entry(option.to_string())
+                    .or_insert_with(|| mount.mount_point.clone());
             }
         }
     }
@@ -127,7 +135,9 @@ fn cgroup_v1_mounts(mounts: &[MountInfo]) -> BTreeMap<String, PathBuf> {
 }
 
 fn host_has_swap() -> bool {
-    let Ok(meminfo) = fs::read_to_string("/proc/meminfo") else { return false };
+    let Ok(meminfo) = fs::read_to_string("/proc/meminfo") else {
+        return false;
+    };
     meminfo
         .lines()
         .find_map(|line| line.strip_prefix("SwapTotal:"))
@@ -137,7 +147,10 @@ fn host_has_swap() -> bool {
 }
 
 fn nofile_hard_limit() -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
     let result = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     if result == 0 {
@@ -165,7 +178,9 @@ fn kernel_has_mount_setattr() -> bool {
 }
 
 fn top_level_dirs() -> Vec<String> {
-    let Ok(entries) = fs::read_dir("/") else { return Vec::new() };
+    let Ok(entries) = fs::read_dir("/") else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
         .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
@@ -197,7 +212,11 @@ fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
     let filesystem_type = after.next()?.to_string();
     let _source = after.next()?;
     let super_options = after.next().unwrap_or_default().to_string();
-    Some(MountInfo { mount_point: PathBuf::from(unescape_octal(mount_point)), filesystem_type, super_options })
+    Some(MountInfo {
+        mount_point: PathBuf::from(unescape_octal(mount_point)),
+        filesystem_type,
+        super_options,
+    })
 }
 
 /// mountinfo writes space, tab, newline and backslash in paths as `\ooo`.
@@ -211,7 +230,9 @@ fn unescape_octal(text: &str) -> String {
         });
         match escaped {
             Some(digits) => {
-                let value = digits.iter().fold(0u32, |value, digit| value * 8 + u32::from(digit - b'0'));
+                let value = digits
+                    .iter()
+                    .fold(0u32, |value, digit| value * 8 + u32::from(digit - b'0'));
                 out.push(u8::try_from(value).unwrap_or(b'?'));
                 index += 4;
             }
@@ -248,8 +269,14 @@ mod tests {
         .filter_map(|line| parse_mountinfo_line(line))
         .collect();
         let controllers = cgroup_v1_mounts(&mounts);
-        assert_eq!(controllers.get("cpuacct"), Some(&PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")));
-        assert_eq!(controllers.get("cpu"), Some(&PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")));
+        assert_eq!(
+            controllers.get("cpuacct"),
+            Some(&PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+        assert_eq!(
+            controllers.get("cpu"),
+            Some(&PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+        );
         assert_eq!(controllers.len(), 2);
     }
 }

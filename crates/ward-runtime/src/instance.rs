@@ -99,7 +99,11 @@ pub(crate) struct PortRecord {
 
 impl PortRecord {
     pub fn from_mapping(mapping: &ward_spec::PortMapping) -> PortRecord {
-        PortRecord { host: mapping.host, port: mapping.port, protocol: mapping.protocol.as_str().to_string() }
+        PortRecord {
+            host: mapping.host,
+            port: mapping.port,
+            protocol: mapping.protocol.as_str().to_string(),
+        }
     }
 
     pub fn to_mapping(&self) -> ward_spec::PortMapping {
@@ -107,7 +111,11 @@ impl PortRecord {
             "udp" => ward_spec::Protocol::Udp,
             _ => ward_spec::Protocol::Tcp,
         };
-        ward_spec::PortMapping { host: self.host, port: self.port, protocol }
+        ward_spec::PortMapping {
+            host: self.host,
+            port: self.port,
+            protocol,
+        }
     }
 }
 
@@ -166,9 +174,17 @@ pub(crate) enum Durability {
 }
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
-    let file_name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
+    let file_name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("file");
     let temporary = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&temporary)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&temporary)?;
     file.write_all(bytes)?;
     if durability == Durability::PowerLoss {
         file.sync_all()?;
@@ -183,9 +199,15 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) ->
     Ok(())
 }
 
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T, durability: Durability) -> Result<(), RuntimeError> {
-    let mut bytes =
-        serde_json::to_vec_pretty(value).map_err(|source| RuntimeError::StateFile { path: path.into(), source })?;
+pub(crate) fn write_json<T: Serialize>(
+    path: &Path,
+    value: &T,
+    durability: Durability,
+) -> Result<(), RuntimeError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| RuntimeError::StateFile {
+        path: path.into(),
+        source,
+    })?;
     bytes.push(b'\n');
     write_atomic(path, &bytes, durability).map_err(|source| RuntimeError::io("write", path, source))
 }
@@ -193,9 +215,14 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T, durability: Durab
 /// Reads a JSON record; `None` when the file does not exist.
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RuntimeError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| RuntimeError::StateFile { path: path.into(), source }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| RuntimeError::StateFile {
+                    path: path.into(),
+                    source,
+                })
+        }
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(RuntimeError::io("read", path, source)),
     }
@@ -243,13 +270,24 @@ mod tests {
         };
         write_json(&path, &record, Durability::PowerLoss).expect("write");
         assert_eq!(read_json::<ExitRecord>(&path).expect("read"), Some(record));
-        assert_eq!(read_json::<ExitRecord>(&dir.path().join("missing.json")).expect("read"), None);
+        assert_eq!(
+            read_json::<ExitRecord>(&dir.path().join("missing.json")).expect("read"),
+            None
+        );
     }
 
     #[test]
     fn sync_messages_are_one_line_json() {
-        assert_eq!(serde_json::to_string(&SyncMessage::Started { pid: 7 }).expect("json"), r#"{"pid":7}"#);
+        assert_eq!(
+            serde_json::to_string(&SyncMessage::Started { pid: 7 }).expect("json"),
+            r#"{"pid":7}"#
+        );
         let failed: SyncMessage = serde_json::from_str(r#"{"error":"boom"}"#).expect("parse");
-        assert_eq!(failed, SyncMessage::Failed { error: "boom".into() });
+        assert_eq!(
+            failed,
+            SyncMessage::Failed {
+                error: "boom".into()
+            }
+        );
     }
 }

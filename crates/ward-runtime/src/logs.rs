@@ -46,7 +46,12 @@ pub fn parse_record(line: &[u8]) -> Option<LogRecord<'_>> {
         b"P" => true,
         _ => return None,
     };
-    Some(LogRecord { time, stream, partial, text: fields.next().unwrap_or_default() })
+    Some(LogRecord {
+        time,
+        stream,
+        partial,
+        text: fields.next().unwrap_or_default(),
+    })
 }
 
 /// Joins `P` records with the rest of their line; for readers that follow the files.
@@ -65,13 +70,20 @@ impl LineAssembler {
             *slot = Some((time, text));
             return None;
         }
-        Some(LogLine { time, stream: record.stream, text: String::from_utf8_lossy(&text).into_owned() })
+        Some(LogLine {
+            time,
+            stream: record.stream,
+            text: String::from_utf8_lossy(&text).into_owned(),
+        })
     }
 }
 
 /// The log files of an instance, oldest first: `log.2`, `log.1`, `log`.
 pub fn log_files_oldest_first(current: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = (1..LOG_FILES_KEPT).rev().map(|index| rotated_path(current, index)).collect();
+    let mut files: Vec<PathBuf> = (1..LOG_FILES_KEPT)
+        .rev()
+        .map(|index| rotated_path(current, index))
+        .collect();
     files.push(current.to_path_buf());
     files
 }
@@ -83,7 +95,11 @@ fn rotated_path(current: &Path, index: usize) -> PathBuf {
 }
 
 /// The lines of an instance's logs, oldest first: the last `tail` of those at or after `since`.
-pub(crate) fn read_lines(current: &Path, tail: Option<usize>, since: Option<SystemTime>) -> Result<Vec<LogLine>, RuntimeError> {
+pub(crate) fn read_lines(
+    current: &Path,
+    tail: Option<usize>,
+    since: Option<SystemTime>,
+) -> Result<Vec<LogLine>, RuntimeError> {
     let mut assembler = LineAssembler::default();
     let mut lines = Vec::new();
     for path in log_files_oldest_first(current) {
@@ -92,8 +108,13 @@ pub(crate) fn read_lines(current: &Path, tail: Option<usize>, since: Option<Syst
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
             Err(source) => return Err(RuntimeError::io("read", path, source)),
         };
-        for line in bytes.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()) {
-            let Some(record) = parse_record(line) else { continue };
+        for line in bytes
+            .split(|byte| *byte == b'\n')
+            .filter(|line| !line.is_empty())
+        {
+            let Some(record) = parse_record(line) else {
+                continue;
+            };
             if let Some(line) = assembler.push(&record) {
                 if since.is_none_or(|since| line.time >= since) {
                     lines.push(line);
@@ -150,7 +171,10 @@ impl LogWriter {
 
     fn rotate(&mut self) -> io::Result<()> {
         for index in (1..LOG_FILES_KEPT.saturating_sub(1)).rev() {
-            match fs::rename(rotated_path(&self.path, index), rotated_path(&self.path, index + 1)) {
+            match fs::rename(
+                rotated_path(&self.path, index),
+                rotated_path(&self.path, index + 1),
+            ) {
                 Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
                 _ => {}
             }
@@ -167,7 +191,11 @@ impl LogWriter {
 }
 
 fn open_for_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().append(true).create(true).mode(0o640).open(path)
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
 }
 
 /// Cuts a stream of output into log records: a record per line, `P` pieces for lines longer
@@ -180,7 +208,10 @@ pub(crate) struct LineSplitter {
 
 impl LineSplitter {
     pub fn new(stream: LogStream) -> LineSplitter {
-        LineSplitter { stream, pending: Vec::new() }
+        LineSplitter {
+            stream,
+            pending: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, data: &[u8], writer: &mut LogWriter) -> io::Result<()> {
@@ -233,14 +264,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log");
         let mut writer = LogWriter::open(&path).expect("open");
-        let mut splitters = [LineSplitter::new(LogStream::Stdout), LineSplitter::new(LogStream::Stderr)];
+        let mut splitters = [
+            LineSplitter::new(LogStream::Stdout),
+            LineSplitter::new(LogStream::Stderr),
+        ];
         for (stream, chunk) in chunks {
-            splitters[*stream as usize].push(chunk, &mut writer).expect("push");
+            splitters[*stream as usize]
+                .push(chunk, &mut writer)
+                .expect("push");
         }
         for splitter in &mut splitters {
             splitter.finish(&mut writer).expect("finish");
         }
-        read_lines(&path, None, None).expect("read").into_iter().map(|line| (line.stream, line.text)).collect()
+        read_lines(&path, None, None)
+            .expect("read")
+            .into_iter()
+            .map(|line| (line.stream, line.text))
+            .collect()
     }
 
     #[test]
@@ -264,7 +304,10 @@ mod tests {
     #[test]
     fn long_lines_are_split_and_joined_again() {
         let long = "é".repeat(LOG_LINE_MAX_BYTES) + "\n";
-        let lines = write_and_read(&[(LogStream::Stdout, long.as_bytes()), (LogStream::Stdout, b"next\n")]);
+        let lines = write_and_read(&[
+            (LogStream::Stdout, long.as_bytes()),
+            (LogStream::Stdout, b"next\n"),
+        ]);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].1, long.trim_end());
         assert_eq!(lines[1].1, "next");
@@ -272,12 +315,16 @@ mod tests {
 
     #[test]
     fn records_parse_back() {
-        let record = parse_record(b"2024-05-01T10:00:00.123456789Z stderr P a b c").expect("parses");
+        let record =
+            parse_record(b"2024-05-01T10:00:00.123456789Z stderr P a b c").expect("parses");
         assert_eq!(record.stream, LogStream::Stderr);
         assert!(record.partial);
         assert_eq!(record.text, b"a b c");
         assert_eq!(parse_record(b"garbage"), None);
-        assert_eq!(parse_record(b"2024-05-01T10:00:00Z stdout F ").map(|record| record.text.len()), Some(0));
+        assert_eq!(
+            parse_record(b"2024-05-01T10:00:00Z stdout F ").map(|record| record.text.len()),
+            Some(0)
+        );
     }
 
     #[test]
@@ -288,13 +335,22 @@ mod tests {
         let line = vec![b'x'; LOG_LINE_MAX_BYTES];
         let lines_per_file = (LOG_FILE_MAX_BYTES as usize) / LOG_LINE_MAX_BYTES + 1;
         for _ in 0..lines_per_file * (LOG_FILES_KEPT + 1) {
-            writer.write(LogStream::Stdout, false, &line).expect("write");
+            writer
+                .write(LogStream::Stdout, false, &line)
+                .expect("write");
         }
         for file in log_files_oldest_first(&path) {
             let size = fs::metadata(&file).expect("rotated file exists").len();
-            assert!(size <= LOG_FILE_MAX_BYTES + LOG_LINE_MAX_BYTES as u64 + 64, "{} is {size} bytes", file.display());
+            assert!(
+                size <= LOG_FILE_MAX_BYTES + LOG_LINE_MAX_BYTES as u64 + 64,
+                "{} is {size} bytes",
+                file.display()
+            );
         }
-        assert!(!rotated_path(&path, LOG_FILES_KEPT).exists(), "more files kept than LOG_FILES_KEPT");
+        assert!(
+            !rotated_path(&path, LOG_FILES_KEPT).exists(),
+            "more files kept than LOG_FILES_KEPT"
+        );
     }
 
     #[test]
@@ -306,10 +362,20 @@ mod tests {
             "2024-05-01T10:00:00Z stdout F a\n2024-05-01T10:00:01Z stdout F b\n2024-05-01T10:00:02Z stdout F c\n",
         )
         .expect("write");
-        let texts = |lines: Vec<LogLine>| lines.into_iter().map(|line| line.text).collect::<Vec<_>>();
-        assert_eq!(texts(read_lines(&path, Some(2), None).expect("read")), ["b", "c"]);
+        let texts =
+            |lines: Vec<LogLine>| lines.into_iter().map(|line| line.text).collect::<Vec<_>>();
+        assert_eq!(
+            texts(read_lines(&path, Some(2), None).expect("read")),
+            ["b", "c"]
+        );
         let since = humantime::parse_rfc3339("2024-05-01T10:00:01Z").expect("time");
-        assert_eq!(texts(read_lines(&path, None, Some(since)).expect("read")), ["b", "c"]);
-        assert_eq!(texts(read_lines(&path, Some(1), Some(since)).expect("read")), ["c"]);
+        assert_eq!(
+            texts(read_lines(&path, None, Some(since)).expect("read")),
+            ["b", "c"]
+        );
+        assert_eq!(
+            texts(read_lines(&path, Some(1), Some(since)).expect("read")),
+            ["c"]
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The per-instance monitor, `ward monitor DIR` (Ward's conmon): it starts the instance through
 //! the OCI runtime, holds its stdout and stderr and writes them to the log files, records how
 //! it exits, and cleans up after it. It outlives the daemon, which finds it again through the
-//! files of the instance directory (see [`crate::instance`]).
+//! files of the instance directory (`state.json`, `exit.json`, `log`; listed in `instance.rs`).
 //!
 //! It is one thread without an async runtime: `poll(2)` over the two output pipes and a
 //! signalfd for SIGCHLD. It is the child subreaper of everything the OCI runtime starts, so
@@ -31,7 +31,8 @@ use nix::unistd::{pipe2, setsid, Pid};
 
 use crate::host::HYBRID_UNIFIED_MOUNT;
 use crate::instance::{
-    read_json, remove_file_if_exists, write_json, Durability, ExitRecord, InstancePaths, MonitorConfig, StateRecord, SyncMessage,
+    read_json, remove_file_if_exists, write_json, Durability, ExitRecord, InstancePaths,
+    MonitorConfig, StateRecord, SyncMessage,
 };
 use crate::logs::{LineSplitter, LogWriter};
 use crate::pidfd::process_start_ticks;
@@ -55,7 +56,9 @@ pub fn main(instance_dir: &Path) -> i32 {
         Ok(running) => running,
         Err(error) => {
             eprintln!("ward monitor {}: {error}", instance_dir.display());
-            sync.report(&SyncMessage::Failed { error: error.to_string() });
+            sync.report(&SyncMessage::Failed {
+                error: error.to_string(),
+            });
             return 1;
         }
     };
@@ -72,17 +75,29 @@ pub fn main(instance_dir: &Path) -> i32 {
 /// remains resident is the monitor's working set. Mappings holding private (copied) pages,
 /// such as relocated read-only data, are left alone: dropping those would lose their contents.
 fn trim_startup_pages() {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
     let mut candidate: Option<(usize, usize)> = None;
     for line in smaps.lines() {
         let mut fields = line.split_whitespace();
         let first = fields.next().unwrap_or_default();
-        if let Some((start, end)) = first.split_once('-').filter(|(start, _)| start.bytes().all(|byte| byte.is_ascii_hexdigit())) {
+        if let Some((start, end)) = first
+            .split_once('-')
+            .filter(|(start, _)| start.bytes().all(|byte| byte.is_ascii_hexdigit()))
+        {
             let permissions = fields.next().unwrap_or_default();
             let path = fields.nth(3).unwrap_or_default();
-            let clean_read_only = permissions.starts_with('r') && permissions.as_bytes().get(1) == Some(&b'-') && permissions.ends_with('p');
-            candidate = match (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) {
-                (Ok(start), Ok(end)) if clean_read_only && path.starts_with('/') => Some((start, end - start)),
+            let clean_read_only = permissions.starts_with('r')
+                && permissions.as_bytes().get(1) == Some(&b'-')
+                && permissions.ends_with('p');
+            candidate = match (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) {
+                (Ok(start), Ok(end)) if clean_read_only && path.starts_with('/') => {
+                    Some((start, end - start))
+                }
                 _ => None,
             };
             continue;
@@ -93,7 +108,9 @@ fn trim_startup_pages() {
                     // SAFETY: the range is a whole read-only private file mapping without
                     // private pages; MADV_DONTNEED only unmaps pages the kernel can read again
                     // from the file, so no content changes.
-                    unsafe { libc::madvise(start as *mut libc::c_void, length, libc::MADV_DONTNEED) };
+                    unsafe {
+                        libc::madvise(start as *mut libc::c_void, length, libc::MADV_DONTNEED)
+                    };
                 }
             }
         }
@@ -120,7 +137,9 @@ impl SyncPipe {
     /// Writes the report and closes the pipe. The daemon may be gone: errors are ignored.
     fn report(self, message: &SyncMessage) {
         let Some(mut file) = self.0 else { return };
-        let Ok(mut line) = serde_json::to_vec(message) else { return };
+        let Ok(mut line) = serde_json::to_vec(message) else {
+            return;
+        };
         line.push(b'\n');
         let _ = file.write_all(&line);
     }
@@ -148,51 +167,79 @@ enum Ended {
 }
 
 fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
-    let config: MonitorConfig =
-        read_json(&paths.monitor_config())?.ok_or_else(|| RuntimeError::io("read", paths.monitor_config(), io::ErrorKind::NotFound.into()))?;
+    let config: MonitorConfig = read_json(&paths.monitor_config())?.ok_or_else(|| {
+        RuntimeError::io(
+            "read",
+            paths.monitor_config(),
+            io::ErrorKind::NotFound.into(),
+        )
+    })?;
     let id = config.container_id.clone();
-    let os_error = |action: &'static str, error: Errno| RuntimeError::io(action, &paths.dir, error.into());
+    let os_error =
+        |action: &'static str, error: Errno| RuntimeError::io(action, &paths.dir, error.into());
 
     // SAFETY: no other threads exist; ignoring a signal installs no handler code.
     unsafe {
-        signal(Signal::SIGHUP, SigHandler::SigIgn).map_err(|error| os_error("ignore SIGHUP", error))?;
-        signal(Signal::SIGPIPE, SigHandler::SigIgn).map_err(|error| os_error("ignore SIGPIPE", error))?;
+        signal(Signal::SIGHUP, SigHandler::SigIgn)
+            .map_err(|error| os_error("ignore SIGHUP", error))?;
+        signal(Signal::SIGPIPE, SigHandler::SigIgn)
+            .map_err(|error| os_error("ignore SIGPIPE", error))?;
     }
     let mut child_signals = SigSet::empty();
     child_signals.add(Signal::SIGCHLD);
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&child_signals), None)
         .map_err(|error| os_error("block SIGCHLD", error))?;
-    let signals = SignalFd::with_flags(&child_signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|error| os_error("create signalfd", error))?;
-    nix::sys::prctl::set_child_subreaper(true).map_err(|error| os_error("become subreaper", error))?;
+    let signals = SignalFd::with_flags(
+        &child_signals,
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )
+    .map_err(|error| os_error("create signalfd", error))?;
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|error| os_error("become subreaper", error))?;
     if config.unmount_cgroup2 {
-        hide_cgroup2_hierarchy().map_err(|error| os_error("unmount the cgroup2 hierarchy", error))?;
+        hide_cgroup2_hierarchy()
+            .map_err(|error| os_error("unmount the cgroup2 hierarchy", error))?;
     }
 
-    let log = LogWriter::open(&paths.log()).map_err(|source| RuntimeError::io("open", paths.log(), source))?;
-    let (stdout_read, stdout_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(|error| os_error("create pipe", error))?;
-    let (stderr_read, stderr_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(|error| os_error("create pipe", error))?;
+    let log = LogWriter::open(&paths.log())
+        .map_err(|source| RuntimeError::io("open", paths.log(), source))?;
+    let (stdout_read, stdout_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .map_err(|error| os_error("create pipe", error))?;
+    let (stderr_read, stderr_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .map_err(|error| os_error("create pipe", error))?;
     // The workload's ends must block like ordinary stdio.
     for end in [&stdout_write, &stderr_write] {
-        fcntl(end, FcntlArg::F_SETFL(OFlag::empty())).map_err(|error| os_error("configure pipe", error))?;
+        fcntl(end, FcntlArg::F_SETFL(OFlag::empty()))
+            .map_err(|error| os_error("configure pipe", error))?;
     }
     for stale in [paths.container_pid(), paths.oci_log(), paths.state()] {
         remove_file_if_exists(&stale)?;
     }
 
     let started = if config.bridge() {
-        run_oci(&config, paths, OciAction::Create, Some((stdout_write, stderr_write)))
-            .and_then(|()| read_pid(paths))
-            .and_then(|pid| {
-                let ports: Vec<ward_spec::PortMapping> = config.ports.iter().map(|port| port.to_mapping()).collect();
-                let address = network::attach_bridge(&config.data_dir, &id, pid, &ports)?;
-                run_oci(&config, paths, OciAction::Start, None)?;
-                Ok((pid, Some(address)))
-            })
+        run_oci(
+            &config,
+            paths,
+            OciAction::Create,
+            Some((stdout_write, stderr_write)),
+        )
+        .and_then(|()| read_pid(paths))
+        .and_then(|pid| {
+            let ports: Vec<ward_spec::PortMapping> =
+                config.ports.iter().map(|port| port.to_mapping()).collect();
+            let address = network::attach_bridge(&config.data_dir, &id, pid, &ports)?;
+            run_oci(&config, paths, OciAction::Start, None)?;
+            Ok((pid, Some(address)))
+        })
     } else {
-        run_oci(&config, paths, OciAction::RunDetached, Some((stdout_write, stderr_write)))
-            .and_then(|()| read_pid(paths))
-            .map(|pid| (pid, None))
+        run_oci(
+            &config,
+            paths,
+            OciAction::RunDetached,
+            Some((stdout_write, stderr_write)),
+        )
+        .and_then(|()| read_pid(paths))
+        .map(|pid| (pid, None))
     };
     let (pid, address) = match started {
         Ok(started) => started,
@@ -211,7 +258,6 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
         address,
     };
     if let Err(error) = write_json(&paths.state(), &state, Durability::ProcessCrash) {
-        let _ = oci::delete_force(&config.oci_runtime, &config.oci_root, &id);
         clean_up(&config);
         return Err(error);
     }
@@ -220,18 +266,33 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
         pid,
         signals,
         streams: [
-            Stream { pipe: Some(stdout_read), splitter: LineSplitter::new(LogStream::Stdout) },
-            Stream { pipe: Some(stderr_read), splitter: LineSplitter::new(LogStream::Stderr) },
+            Stream {
+                pipe: Some(stdout_read),
+                splitter: LineSplitter::new(LogStream::Stdout),
+            },
+            Stream {
+                pipe: Some(stderr_read),
+                splitter: LineSplitter::new(LogStream::Stderr),
+            },
         ],
         log,
     })
 }
 
-/// crun refuses hybrid hosts; in a private mount namespace without the v2 hierarchy it runs
-/// them as v1 hosts. Only the monitor and its children see the change.
+/// crun refuses hybrid hosts; in a mount namespace of its own without the v2 hierarchy it
+/// runs them as v1 hosts. Only the monitor and its children see the change. The namespace is
+/// a slave of the host's: the unmount does not propagate back, while the host's mounts and
+/// unmounts still propagate in, so a long-lived monitor does not pin a filesystem that the
+/// host unmounts later.
 fn hide_cgroup2_hierarchy() -> Result<(), Errno> {
     unshare(CloneFlags::CLONE_NEWNS)?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )?;
     match umount2(HYBRID_UNIFIED_MOUNT, MntFlags::MNT_DETACH) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
         Err(error) => Err(error),
@@ -266,18 +327,27 @@ fn run_oci(
     stdio: Option<(OwnedFd, OwnedFd)>,
 ) -> Result<(), RuntimeError> {
     let mut command = oci::command(&config.oci_runtime, &config.oci_root);
-    command.arg("--log").arg(paths.oci_log()).args(["--log-format", "json"]);
+    command
+        .arg("--log")
+        .arg(paths.oci_log())
+        .args(["--log-format", "json"]);
     match action {
         OciAction::Start => command.arg("start"),
         OciAction::Create => command.arg("create"),
         OciAction::RunDetached => command.args(["run", "--detach"]),
     };
     if !matches!(action, OciAction::Start) {
-        command.arg("--bundle").arg(&paths.dir).arg("--pid-file").arg(paths.container_pid());
+        command
+            .arg("--bundle")
+            .arg(&paths.dir)
+            .arg("--pid-file")
+            .arg(paths.container_pid());
     }
     command.arg(&config.container_id);
     match stdio {
-        Some((stdout, stderr)) => command.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr)),
+        Some((stdout, stderr)) => command
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr)),
         None => command.stdout(Stdio::null()),
     };
     // SAFETY: signal(2) is async-signal-safe; the child gets the default SIGHUP disposition
@@ -288,25 +358,41 @@ fn run_oci(
             Ok(())
         });
     }
-    let status = command.status().map_err(|source| RuntimeError::io("run", &config.oci_runtime, source))?;
+    let status = command
+        .status()
+        .map_err(|source| RuntimeError::io("run", &config.oci_runtime, source))?;
     drop(command);
     if status.success() {
         return Ok(());
     }
-    let message = oci::last_logged_error(&paths.oci_log())
-        .unwrap_or_else(|| format!("{} {} exited with {status}", config.oci_runtime.display(), action.as_str()));
-    Err(RuntimeError::OciCommand { id: config.container_id.clone(), action: action.as_str(), message })
+    let message = oci::last_logged_error(&paths.oci_log()).unwrap_or_else(|| {
+        format!(
+            "{} {} exited with {status}",
+            config.oci_runtime.display(),
+            action.as_str()
+        )
+    });
+    Err(RuntimeError::OciCommand {
+        id: config.container_id.clone(),
+        action: action.as_str(),
+        message,
+    })
 }
 
 fn read_pid(paths: &InstancePaths) -> Result<u32, RuntimeError> {
     let path = paths.container_pid();
-    let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::io("read", &path, source))?;
-    text.trim().parse().map_err(|_| RuntimeError::io("parse", &path, io::ErrorKind::InvalidData.into()))
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| RuntimeError::io("read", &path, source))?;
+    text.trim()
+        .parse()
+        .map_err(|_| RuntimeError::io("parse", &path, io::ErrorKind::InvalidData.into()))
 }
 
 /// Removes what a failed or finished instance leaves in the OCI runtime and on the bridge.
 fn clean_up(config: &MonitorConfig) {
-    if let Err(error) = oci::delete_force(&config.oci_runtime, &config.oci_root, &config.container_id) {
+    if let Err(error) =
+        oci::delete_force(&config.oci_runtime, &config.oci_root, &config.container_id)
+    {
         eprintln!("ward monitor: {error}");
     }
     if config.bridge() {
@@ -324,9 +410,14 @@ impl Running {
         let mut drain_deadline: Option<Instant> = None;
         let mut buffer = [0u8; READ_CHUNK_BYTES];
         loop {
-            let open_streams = self.streams.iter().filter(|stream| stream.pipe.is_some()).count();
+            let open_streams = self
+                .streams
+                .iter()
+                .filter(|stream| stream.pipe.is_some())
+                .count();
             if let Some(ended) = ended {
-                let drained = open_streams == 0 || drain_deadline.is_some_and(|deadline| Instant::now() >= deadline);
+                let drained = open_streams == 0
+                    || drain_deadline.is_some_and(|deadline| Instant::now() >= deadline);
                 if drained {
                     return ended;
                 }
@@ -334,7 +425,8 @@ impl Running {
             let timeout = match drain_deadline {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    PollTimeout::try_from(left.as_millis().saturating_add(1)).unwrap_or(PollTimeout::MAX)
+                    PollTimeout::try_from(left.as_millis().saturating_add(1))
+                        .unwrap_or(PollTimeout::MAX)
                 }
                 None => PollTimeout::NONE,
             };
@@ -355,7 +447,10 @@ impl Running {
                     return ended.unwrap_or(Ended::Signaled(libc::SIGKILL));
                 }
             }
-            let ready: Vec<bool> = poll_fds.iter().map(|poll_fd| poll_fd.any().unwrap_or(false)).collect();
+            let ready: Vec<bool> = poll_fds
+                .iter()
+                .map(|poll_fd| poll_fd.any().unwrap_or(false))
+                .collect();
             drop(poll_fds);
 
             let mut ready = ready.into_iter();
@@ -379,7 +474,9 @@ impl Running {
         let mut ended = None;
         loop {
             match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() as u32 == self.pid => ended = Some(Ended::Exited(code)),
+                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() as u32 == self.pid => {
+                    ended = Some(Ended::Exited(code))
+                }
                 Ok(WaitStatus::Signaled(pid, signal, _)) if pid.as_raw() as u32 == self.pid => {
                     ended = Some(Ended::Signaled(signal as i32))
                 }
@@ -431,7 +528,11 @@ impl Running {
         let record = ExitRecord {
             exit_code,
             signal,
-            oom_killed: cgroup::oom_killed(self.config.cgroup_mode, &self.config.memory_cgroup, killed),
+            oom_killed: cgroup::oom_killed(
+                self.config.cgroup_mode,
+                &self.config.memory_cgroup,
+                killed,
+            ),
             finished_at: SystemTime::now(),
         };
         if let Err(error) = write_json(&paths.exit(), &record, Durability::PowerLoss) {

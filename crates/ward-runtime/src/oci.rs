@@ -47,7 +47,10 @@ impl OciRuntime {
                 .or_else(|| find_in_path(OsStr::new("runc")))
                 .ok_or(RuntimeError::NoOciRuntime)?,
         };
-        let unusable = |reason: String| RuntimeError::OciRuntimeUnusable { path: path.clone(), reason };
+        let unusable = |reason: String| RuntimeError::OciRuntimeUnusable {
+            path: path.clone(),
+            reason,
+        };
         let output = Command::new(&path)
             .arg("--version")
             .stdin(Stdio::null())
@@ -59,10 +62,22 @@ impl OciRuntime {
         let kind = match words.next() {
             Some("crun") => OciRuntimeKind::Crun,
             Some("runc") => OciRuntimeKind::Runc,
-            _ => return Err(unusable(format!("`--version` printed {first_line:?}, expected crun or runc"))),
+            _ => {
+                return Err(unusable(format!(
+                    "`--version` printed {first_line:?}, expected crun or runc"
+                )))
+            }
         };
-        let version = first_line.rsplit(' ').next().unwrap_or_default().to_string();
-        Ok(OciRuntime { path, kind, version })
+        let version = first_line
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        Ok(OciRuntime {
+            path,
+            kind,
+            version,
+        })
     }
 
     /// Whether the runtime applies the `rro` mount option (recursive read-only through
@@ -85,7 +100,11 @@ pub(crate) fn command(runtime: &Path, root: &Path) -> Command {
 }
 
 /// `RUNTIME --root ROOT delete --force ID`, tolerating a container that does not exist.
-pub(crate) fn delete_force(runtime: &Path, root: &Path, container_id: &str) -> Result<(), RuntimeError> {
+pub(crate) fn delete_force(
+    runtime: &Path,
+    root: &Path,
+    container_id: &str,
+) -> Result<(), RuntimeError> {
     if !root.join(container_id).exists() {
         return Ok(());
     }
@@ -109,11 +128,17 @@ pub(crate) fn last_logged_error(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines().rev().find_map(|line| {
         let value: serde_json::Value = serde_json::from_str(line).ok()?;
-        let level = value.get("level").and_then(|level| level.as_str()).unwrap_or("error");
+        let level = value
+            .get("level")
+            .and_then(|level| level.as_str())
+            .unwrap_or("error");
         if level != "error" && level != "fatal" {
             return None;
         }
-        value.get("msg").and_then(|message| message.as_str()).map(str::to_string)
+        value
+            .get("msg")
+            .and_then(|message| message.as_str())
+            .map(str::to_string)
     })
 }
 
@@ -123,12 +148,16 @@ fn find_in_path(name: &OsStr) -> Option<PathBuf> {
         .chain(std::env::split_paths(FALLBACK_SEARCH_PATH))
         .map(|dir| dir.join(name))
         .find(|candidate| {
-            candidate.metadata().is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
+            candidate.metadata().is_ok_and(|metadata| {
+                metadata.is_file() && metadata.permissions().mode() & 0o111 != 0
+            })
         })
 }
 
 fn parse_major_minor(version: &str) -> (u32, u32) {
-    let mut numbers = version.split(|character: char| !character.is_ascii_digit()).map(|part| part.parse().unwrap_or(0));
+    let mut numbers = version
+        .split(|character: char| !character.is_ascii_digit())
+        .map(|part| part.parse().unwrap_or(0));
     (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
 }
 
@@ -138,7 +167,11 @@ mod tests {
 
     #[test]
     fn recursive_readonly_goes_by_version() {
-        let runtime = |kind, version: &str| OciRuntime { path: PathBuf::from("/x"), kind, version: version.into() };
+        let runtime = |kind, version: &str| OciRuntime {
+            path: PathBuf::from("/x"),
+            kind,
+            version: version.into(),
+        };
         assert!(runtime(OciRuntimeKind::Crun, "1.8.1").supports_recursive_readonly());
         assert!(!runtime(OciRuntimeKind::Crun, "1.3").supports_recursive_readonly());
         assert!(runtime(OciRuntimeKind::Runc, "1.1.5+ds1").supports_recursive_readonly());

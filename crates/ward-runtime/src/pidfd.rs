@@ -20,7 +20,8 @@ pub(crate) struct PidFd {
 impl PidFd {
     /// Opens a pidfd for `pid`; fails with `ESRCH` when no such process exists.
     pub fn open(pid: u32) -> io::Result<PidFd> {
-        let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+        let pid =
+            libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
         let result = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
         if result < 0 {
@@ -28,7 +29,9 @@ impl PidFd {
         }
         let raw = i32::try_from(result).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
         // SAFETY: the kernel just gave us this descriptor and nothing else owns it.
-        Ok(PidFd { fd: unsafe { OwnedFd::from_raw_fd(raw) } })
+        Ok(PidFd {
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+        })
     }
 
     pub fn send_signal(&self, signal: Signal) -> io::Result<()> {
@@ -61,26 +64,44 @@ impl PidFd {
 /// The start time of `pid` in clock ticks after boot (field 22 of `/proc/PID/stat`).
 pub(crate) fn process_start_ticks(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_ticks(&stat)
+    parse_stat(&stat).map(|(_, start_ticks)| start_ticks)
 }
 
-fn parse_start_ticks(stat: &str) -> Option<u64> {
+/// [`process_start_ticks`] of a process that has not exited: a zombie waiting to be reaped
+/// counts as gone.
+pub(crate) fn running_process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    match parse_stat(&stat)? {
+        ('Z' | 'X' | 'x', _) => None,
+        (_, start_ticks) => Some(start_ticks),
+    }
+}
+
+/// The state (field 3) and start time (field 22) from `/proc/PID/stat`.
+fn parse_stat(stat: &str) -> Option<(char, u64)> {
     // The command name (field 2) may hold spaces and parentheses; everything after the last
     // `)` is space-separated, starting with field 3.
     let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start_ticks = fields.nth(22 - 4)?.parse().ok()?;
+    Some((state, start_ticks))
 }
 
 /// Whether `pid` is an unreaped child of this process (it may have exited already).
 pub(crate) fn is_own_child(pid: u32) -> bool {
-    let Ok(raw) = libc::pid_t::try_from(pid) else { return false };
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     waitid(Id::Pid(Pid::from_raw(raw)), flags).is_ok()
 }
 
 /// Reaps `pid` if it is an exited child of this process; anything else is left alone.
 pub(crate) fn reap_if_child(pid: u32) {
-    let Ok(raw) = libc::pid_t::try_from(pid) else { return };
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return;
+    };
     // ECHILD (not our child, or reaped already) and "still running" are both fine here.
     let _ = waitpid(Pid::from_raw(raw), Some(WaitPidFlag::WNOHANG));
 }
@@ -91,12 +112,33 @@ mod tests {
 
     #[test]
     fn start_ticks_survive_odd_command_names() {
-        let stat = "1234 (a) b (c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 200";
-        assert_eq!(parse_start_ticks(stat), Some(98765));
+        let stat =
+            "1234 (a) b (c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 200";
+        assert_eq!(parse_stat(stat), Some(('S', 98765)));
     }
 
     #[test]
     fn own_start_ticks_are_readable() {
-        assert!(process_start_ticks(std::process::id()).is_some());
+        let own = process_start_ticks(std::process::id());
+        assert!(own.is_some());
+        assert_eq!(running_process_start_ticks(std::process::id()), own);
+    }
+
+    #[test]
+    fn zombies_do_not_count_as_running() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        // Exited, not yet reaped: waitid with WNOWAIT returns once it is a zombie.
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+        waitid(Id::Pid(Pid::from_raw(pid as i32)), flags).expect("wait for exit");
+        assert!(process_start_ticks(pid).is_some());
+        assert_eq!(running_process_start_ticks(pid), None);
+        assert!(is_own_child(pid));
+        reap_if_child(pid);
+        assert!(!is_own_child(pid));
+        // Reaped already: `wait` finds no child, which is all it can say now.
+        assert!(child.wait().is_err());
     }
 }

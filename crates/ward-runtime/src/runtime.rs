@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
@@ -22,14 +22,14 @@ use crate::cgroup::{self, CgroupLocator};
 use crate::exec::ExecTarget;
 use crate::host::{CgroupMode, HostInfo};
 use crate::instance::{
-    read_json, remove_file_if_exists, write_json, Durability, ExitRecord, InstancePaths, MonitorConfig, PortRecord, StateRecord,
-    SyncMessage,
+    read_json, remove_file_if_exists, write_json, Durability, ExitRecord, InstancePaths,
+    MonitorConfig, PortRecord, StateRecord, SyncMessage,
 };
 use crate::oci::{self, OciRuntime, OciRuntimeKind};
-use crate::pidfd::{is_own_child, process_start_ticks, reap_if_child, PidFd};
+use crate::pidfd::{is_own_child, reap_if_child, running_process_start_ticks, PidFd};
 use crate::{
-    exec, logs, network, probe, AttachOutcome, Driver, ExecProcess, ExitStatus, InstanceHandle, InstanceKey, LogLine,
-    LogLocation, ResourceUsage, RuntimeError,
+    exec, logs, network, probe, AttachOutcome, Driver, ExecProcess, ExitStatus, InstanceHandle,
+    InstanceKey, LogLine, LogLocation, ResourceUsage, RuntimeError,
 };
 
 /// How long `start` waits for the monitor to report.
@@ -86,18 +86,36 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true).mode(0o700);
-        builder.create(&config.data_dir).map_err(|source| RuntimeError::io("create", &config.data_dir, source))?;
-        let data_dir = config.data_dir.canonicalize().map_err(|source| RuntimeError::io("resolve", &config.data_dir, source))?;
+        builder
+            .create(&config.data_dir)
+            .map_err(|source| RuntimeError::io("create", &config.data_dir, source))?;
+        let data_dir = config
+            .data_dir
+            .canonicalize()
+            .map_err(|source| RuntimeError::io("resolve", &config.data_dir, source))?;
         let oci_root = data_dir.join("oci");
-        for dir in [data_dir.join("instances"), data_dir.join("volumes"), data_dir.join("run"), oci_root.clone()] {
-            builder.create(&dir).map_err(|source| RuntimeError::io("create", &dir, source))?;
+        for dir in [
+            data_dir.join("instances"),
+            data_dir.join("volumes"),
+            data_dir.join("run"),
+            oci_root.clone(),
+        ] {
+            builder
+                .create(&dir)
+                .map_err(|source| RuntimeError::io("create", &dir, source))?;
         }
         let oci = OciRuntime::locate(config.oci_runtime.as_deref())?;
         let host = HostInfo::detect();
         let skeleton = bundle::ensure_host_skeleton(&data_dir)?;
-        let recursive_readonly = host.kernel_recursive_readonly && oci.supports_recursive_readonly();
+        let recursive_readonly =
+            host.kernel_recursive_readonly && oci.supports_recursive_readonly();
         let mut masked_paths = vec![data_dir.clone()];
-        masked_paths.extend(HOST_SECRET_PATHS.iter().map(PathBuf::from).filter(|path| path.exists()));
+        masked_paths.extend(
+            HOST_SECRET_PATHS
+                .iter()
+                .map(PathBuf::from)
+                .filter(|path| path.exists()),
+        );
         let cgroups = CgroupLocator::new(host.cgroup_mode, host.cgroup_v1_mounts.clone());
         tracing::info!(
             oci_runtime = %oci.path.display(),
@@ -141,11 +159,16 @@ impl Runtime {
     pub fn instance_dir(&self, key: &InstanceKey) -> Result<PathBuf, RuntimeError> {
         for (part, value) in [("project", &key.project), ("workload", &key.workload)] {
             let mut components = Path::new(value.as_str()).components();
-            let single_normal = matches!(components.next(), Some(Component::Normal(_))) && components.next().is_none();
+            let single_normal = matches!(components.next(), Some(Component::Normal(_)))
+                && components.next().is_none();
             if !single_normal || value.contains('\0') || value.contains('/') {
                 return Err(RuntimeError::InvalidInstanceKey {
                     key: format!("{}/{}/{}", key.project, key.workload, key.replica),
-                    reason: if part == "project" { "the project name is not a plain name" } else { "the workload name is not a plain name" },
+                    reason: if part == "project" {
+                        "the project name is not a plain name"
+                    } else {
+                        "the workload name is not a plain name"
+                    },
                 });
             }
         }
@@ -153,7 +176,12 @@ impl Runtime {
     }
 
     fn unchecked_instance_dir(&self, key: &InstanceKey) -> PathBuf {
-        self.inner.data_dir.join("instances").join(&key.project).join(&key.workload).join(key.replica.to_string())
+        self.inner
+            .data_dir
+            .join("instances")
+            .join(&key.project)
+            .join(&key.workload)
+            .join(key.replica.to_string())
     }
 
     fn paths(&self, key: &InstanceKey) -> Result<InstancePaths, RuntimeError> {
@@ -161,23 +189,42 @@ impl Runtime {
     }
 
     /// Writes the bundle and the monitor's configuration of an instance.
-    fn prepare(&self, key: &InstanceKey, spec: &WorkloadSpec, paths: &InstancePaths) -> Result<(), RuntimeError> {
+    fn prepare(
+        &self,
+        key: &InstanceKey,
+        spec: &WorkloadSpec,
+        paths: &InstancePaths,
+    ) -> Result<(), RuntimeError> {
         let inner = &self.inner;
         let command = match spec.kind {
             WorkloadKind::Process => match spec.command.as_deref() {
                 Some(command) if !command.is_empty() => command,
-                _ => return Err(RuntimeError::MissingCommand { workload: spec.name.clone() }),
+                _ => {
+                    return Err(RuntimeError::MissingCommand {
+                        workload: spec.name.clone(),
+                    })
+                }
             },
-            kind => return Err(RuntimeError::UnsupportedKind { workload: spec.name.clone(), kind: kind.as_str() }),
+            kind => {
+                return Err(RuntimeError::UnsupportedKind {
+                    workload: spec.name.clone(),
+                    kind: kind.as_str(),
+                })
+            }
         };
         let root = RootFilesystem::Host {
             skeleton: inner.skeleton.clone(),
             top_level_dirs: inner.host.top_level_dirs.clone(),
             recursive_readonly: inner.recursive_readonly,
-            submounts: if inner.recursive_readonly { Vec::new() } else { inner.host.submounts_of_top_level_dirs() },
+            submounts: if inner.recursive_readonly {
+                Vec::new()
+            } else {
+                inner.host.submounts_of_top_level_dirs()
+            },
         };
         let host_root = matches!(root, RootFilesystem::Host { .. });
-        let volumes = bundle::resolve_volumes(&inner.data_dir, &key.project, &spec.volumes, host_root)?;
+        let volumes =
+            bundle::resolve_volumes(&inner.data_dir, &key.project, &spec.volumes, host_root)?;
         let container_id = key.container_id();
         let config = bundle::oci_config(&BundleSettings {
             spec,
@@ -190,11 +237,17 @@ impl Runtime {
             cgroup_namespace: inner.host.cgroup_namespace,
             swap_limit: inner.host.swap_limit,
         });
-        fs::create_dir_all(&paths.dir).map_err(|source| RuntimeError::io("create", &paths.dir, source))?;
+        fs::create_dir_all(&paths.dir)
+            .map_err(|source| RuntimeError::io("create", &paths.dir, source))?;
         // Both files are written again at every start, so a crash cannot leave a stale one
         // behind that matters: no fsync.
-        let config_bytes = serde_json::to_vec(&config).map_err(|source| RuntimeError::StateFile { path: paths.config(), source })?;
-        fs::write(paths.config(), config_bytes).map_err(|source| RuntimeError::io("write", paths.config(), source))?;
+        let config_bytes =
+            serde_json::to_vec(&config).map_err(|source| RuntimeError::StateFile {
+                path: paths.config(),
+                source,
+            })?;
+        fs::write(paths.config(), config_bytes)
+            .map_err(|source| RuntimeError::io("write", paths.config(), source))?;
         let monitor_config = MonitorConfig {
             container_id: container_id.clone(),
             oci_runtime: inner.oci.path.clone(),
@@ -205,11 +258,16 @@ impl Runtime {
             ports: spec.ports.iter().map(PortRecord::from_mapping).collect(),
             cgroup_mode: inner.host.cgroup_mode,
             memory_cgroup: inner.cgroups.dir("memory", &container_id),
-            unmount_cgroup2: inner.host.cgroup_mode == CgroupMode::Hybrid && inner.oci.kind == OciRuntimeKind::Crun,
+            unmount_cgroup2: inner.host.cgroup_mode == CgroupMode::Hybrid
+                && inner.oci.kind == OciRuntimeKind::Crun,
         };
         let monitor_bytes =
-            serde_json::to_vec(&monitor_config).map_err(|source| RuntimeError::StateFile { path: paths.monitor_config(), source })?;
-        fs::write(paths.monitor_config(), monitor_bytes).map_err(|source| RuntimeError::io("write", paths.monitor_config(), source))?;
+            serde_json::to_vec(&monitor_config).map_err(|source| RuntimeError::StateFile {
+                path: paths.monitor_config(),
+                source,
+            })?;
+        fs::write(paths.monitor_config(), monitor_bytes)
+            .map_err(|source| RuntimeError::io("write", paths.monitor_config(), source))?;
         remove_file_if_exists(&paths.exit())?;
         remove_file_if_exists(&paths.state())?;
         // A container left in the OCI runtime's state by a monitor that died.
@@ -217,12 +275,37 @@ impl Runtime {
     }
 
     /// Starts `WARD monitor DIR` in its own session, with the write end of `sync` as fd 3.
-    fn spawn_monitor(&self, paths: &InstancePaths, id: &str, sync_write: OwnedFd) -> Result<u32, RuntimeError> {
-        let monitor_log = File::create(paths.monitor_log()).map_err(|source| RuntimeError::io("create", paths.monitor_log(), source))?;
-        let monitor_stderr = monitor_log.try_clone().map_err(|source| RuntimeError::io("open", paths.monitor_log(), source))?;
+    fn spawn_monitor(
+        &self,
+        paths: &InstancePaths,
+        id: &str,
+        sync_write: OwnedFd,
+    ) -> Result<u32, RuntimeError> {
+        let monitor_log = File::create(paths.monitor_log())
+            .map_err(|source| RuntimeError::io("create", paths.monitor_log(), source))?;
+        let monitor_stderr = monitor_log
+            .try_clone()
+            .map_err(|source| RuntimeError::io("open", paths.monitor_log(), source))?;
+        // A daemon started with stdio closed can get a pipe end below 3, which the child's stdio
+        // set-up would overwrite before it moves to fd 3.
+        let sync_write = if sync_write.as_raw_fd() < 3 {
+            let raw = nix::fcntl::fcntl(&sync_write, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+                .map_err(|error| {
+                    RuntimeError::io("duplicate the sync pipe of", &paths.dir, error.into())
+                })?;
+            // SAFETY: fcntl just returned this new descriptor; nothing else owns it.
+            unsafe { OwnedFd::from_raw_fd(raw) }
+        } else {
+            sync_write
+        };
         let sync_raw = sync_write.as_raw_fd();
         let mut command = Command::new(&self.inner.ward_executable);
-        command.arg("monitor").arg(&paths.dir).stdin(Stdio::null()).stdout(monitor_log).stderr(monitor_stderr);
+        command
+            .arg("monitor")
+            .arg(&paths.dir)
+            .stdin(Stdio::null())
+            .stdout(monitor_log)
+            .stderr(monitor_stderr);
         // SAFETY: setsid, dup2 and fcntl are async-signal-safe and touch only descriptors
         // this closure was given.
         unsafe {
@@ -240,23 +323,37 @@ impl Runtime {
                 Ok(())
             });
         }
-        let child = command.spawn().map_err(|source| RuntimeError::MonitorSpawn {
-            id: id.to_string(),
-            executable: self.inner.ward_executable.clone(),
-            source,
-        })?;
+        let child = command
+            .spawn()
+            .map_err(|source| RuntimeError::MonitorSpawn {
+                id: id.to_string(),
+                executable: self.inner.ward_executable.clone(),
+                source,
+            })?;
         drop(sync_write);
         Ok(child.id())
     }
 
     /// Waits for the monitor's report on the sync pipe.
-    async fn await_report(&self, sync_read: OwnedFd, id: &str, paths: &InstancePaths) -> Result<Option<SyncMessage>, RuntimeError> {
+    async fn await_report(
+        &self,
+        sync_read: OwnedFd,
+        id: &str,
+        paths: &InstancePaths,
+    ) -> Result<Option<SyncMessage>, RuntimeError> {
         let mut receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(sync_read)
             .map_err(|source| RuntimeError::io("watch", &paths.dir, source))?;
         let mut report = Vec::new();
         match tokio::time::timeout(START_TIMEOUT, receiver.read_to_end(&mut report)).await {
-            Err(_) => Err(RuntimeError::StartTimeout { id: id.to_string(), seconds: START_TIMEOUT.as_secs() }),
-            Ok(Err(source)) => Err(RuntimeError::io("read the start report of", &paths.dir, source)),
+            Err(_) => Err(RuntimeError::StartTimeout {
+                id: id.to_string(),
+                seconds: START_TIMEOUT.as_secs(),
+            }),
+            Ok(Err(source)) => Err(RuntimeError::io(
+                "read the start report of",
+                &paths.dir,
+                source,
+            )),
             Ok(Ok(_)) => Ok(serde_json::from_slice(&report).ok()),
         }
     }
@@ -264,29 +361,47 @@ impl Runtime {
     /// Resolves once the monitor `monitor_pid` of the instance at `paths` has exited, and reaps
     /// it if this process started it. A PID that now belongs to another process (checked by
     /// its start time against `state.json`) counts as exited.
-    async fn await_monitor_exit(&self, paths: &InstancePaths, monitor_pid: u32) -> Result<(), RuntimeError> {
+    async fn await_monitor_exit(
+        &self,
+        paths: &InstancePaths,
+        monitor_pid: u32,
+    ) -> Result<(), RuntimeError> {
         let pidfd = match PidFd::open(monitor_pid) {
             Ok(pidfd) => pidfd,
             Err(error) if error.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
-            Err(source) => return Err(RuntimeError::io("open pidfd of monitor of", &paths.dir, source)),
+            Err(source) => {
+                return Err(RuntimeError::io(
+                    "open pidfd of monitor of",
+                    &paths.dir,
+                    source,
+                ))
+            }
         };
         if !is_own_child(monitor_pid) {
             let state: Option<StateRecord> = read_json(&paths.state())?;
             let genuine = state.is_some_and(|state| {
-                state.monitor_pid == monitor_pid && process_start_ticks(monitor_pid) == Some(state.monitor_start_ticks)
+                state.monitor_pid == monitor_pid
+                    && running_process_start_ticks(monitor_pid) == Some(state.monitor_start_ticks)
             });
             if !genuine {
                 return Ok(());
             }
         }
-        pidfd.exited().await.map_err(|source| RuntimeError::io("wait for monitor of", &paths.dir, source))?;
+        pidfd
+            .exited()
+            .await
+            .map_err(|source| RuntimeError::io("wait for monitor of", &paths.dir, source))?;
         reap_if_child(monitor_pid);
         Ok(())
     }
 
     /// The recorded exit status. Without one (the monitor died, e.g. killed with SIGKILL), the
     /// instance is cleaned up and reported as ended with neither exit code nor signal.
-    fn recorded_exit(&self, key: &InstanceKey, paths: &InstancePaths) -> Result<ExitStatus, RuntimeError> {
+    fn recorded_exit(
+        &self,
+        key: &InstanceKey,
+        paths: &InstancePaths,
+    ) -> Result<ExitStatus, RuntimeError> {
         if let Some(record) = read_json::<ExitRecord>(&paths.exit())? {
             return Ok(record.to_status());
         }
@@ -295,13 +410,22 @@ impl Runtime {
             "the monitor exited without recording an exit status; the instance is killed and counted as failed"
         );
         self.clean_up_after_lost_monitor(key, paths)?;
-        let record = ExitRecord { exit_code: None, signal: None, oom_killed: false, finished_at: SystemTime::now() };
+        let record = ExitRecord {
+            exit_code: None,
+            signal: None,
+            oom_killed: false,
+            finished_at: SystemTime::now(),
+        };
         write_json(&paths.exit(), &record, Durability::PowerLoss)?;
         Ok(record.to_status())
     }
 
     /// Kills and deletes a container whose monitor is gone, and frees its network.
-    fn clean_up_after_lost_monitor(&self, key: &InstanceKey, paths: &InstancePaths) -> Result<(), RuntimeError> {
+    fn clean_up_after_lost_monitor(
+        &self,
+        key: &InstanceKey,
+        paths: &InstancePaths,
+    ) -> Result<(), RuntimeError> {
         let id = key.container_id();
         oci::delete_force(&self.inner.oci.path, &self.inner.oci_root, &id)?;
         if let Some(config) = read_json::<MonitorConfig>(&paths.monitor_config())? {
@@ -315,42 +439,75 @@ impl Runtime {
     /// The state of a running instance whose monitor is alive, if it is.
     fn live_state(paths: &InstancePaths) -> Result<Option<StateRecord>, RuntimeError> {
         let state: Option<StateRecord> = read_json(&paths.state())?;
-        Ok(state.filter(|state| process_start_ticks(state.monitor_pid) == Some(state.monitor_start_ticks)))
+        Ok(state.filter(|state| {
+            running_process_start_ticks(state.monitor_pid) == Some(state.monitor_start_ticks)
+        }))
     }
 
     /// A pidfd for the instance's first process, if it still is the process `state` recorded.
     fn open_workload(state: &StateRecord) -> Option<PidFd> {
         let pidfd = PidFd::open(state.pid).ok()?;
         // The pidfd pins the process; checked after opening, the start time cannot change.
-        (process_start_ticks(state.pid) == Some(state.pid_start_ticks)).then_some(pidfd)
+        (running_process_start_ticks(state.pid) == Some(state.pid_start_ticks)).then_some(pidfd)
     }
 
-    async fn finish_monitor(&self, key: &InstanceKey, paths: &InstancePaths, monitor_pid: u32) -> Result<(), RuntimeError> {
-        match tokio::time::timeout(MONITOR_FINISH_TIMEOUT, self.await_monitor_exit(paths, monitor_pid)).await {
+    async fn finish_monitor(
+        &self,
+        key: &InstanceKey,
+        paths: &InstancePaths,
+        monitor_pid: u32,
+    ) -> Result<(), RuntimeError> {
+        match tokio::time::timeout(
+            MONITOR_FINISH_TIMEOUT,
+            self.await_monitor_exit(paths, monitor_pid),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err(RuntimeError::OciCommand {
                 id: key.container_id(),
                 action: "stop",
-                message: format!("monitor {monitor_pid} did not finish within {} s", MONITOR_FINISH_TIMEOUT.as_secs()),
+                message: format!(
+                    "monitor {monitor_pid} did not finish within {} s",
+                    MONITOR_FINISH_TIMEOUT.as_secs()
+                ),
             }),
         }
     }
 
     fn network_mode(paths: &InstancePaths) -> Result<NetworkMode, RuntimeError> {
         let config: Option<MonitorConfig> = read_json(&paths.monitor_config())?;
-        Ok(match config.as_ref().map(|config| config.network.as_str()) {
-            Some("host") => NetworkMode::Host,
-            Some("none") => NetworkMode::None,
-            _ => NetworkMode::Bridge,
-        })
+        Ok(
+            match config.as_ref().map(|config| config.network.as_str()) {
+                Some("host") => NetworkMode::Host,
+                Some("none") => NetworkMode::None,
+                _ => NetworkMode::Bridge,
+            },
+        )
     }
 
     fn exec_target<'a>(&'a self, container_id: &'a str, bundle_config: &'a Path) -> ExecTarget<'a> {
-        ExecTarget { runtime: &self.inner.oci.path, root: &self.inner.oci_root, bundle_config, container_id }
+        ExecTarget {
+            runtime: &self.inner.oci.path,
+            root: &self.inner.oci_root,
+            bundle_config,
+            container_id,
+            kind: self.inner.oci.kind,
+        }
     }
 
-    fn signal_error(key: &InstanceKey, pid: u32, signal: Signal, source: io::Error) -> RuntimeError {
-        RuntimeError::Signal { id: key.container_id(), pid, signal: signal as i32, source }
+    fn signal_error(
+        key: &InstanceKey,
+        pid: u32,
+        signal: Signal,
+        source: io::Error,
+    ) -> RuntimeError {
+        RuntimeError::Signal {
+            id: key.container_id(),
+            pid,
+            signal: signal as i32,
+            source,
+        }
     }
 }
 
@@ -360,15 +517,22 @@ fn is_esrch(error: &io::Error) -> bool {
 
 #[async_trait]
 impl Driver for Runtime {
-    async fn start(&self, key: &InstanceKey, spec: &WorkloadSpec) -> Result<InstanceHandle, RuntimeError> {
+    async fn start(
+        &self,
+        key: &InstanceKey,
+        spec: &WorkloadSpec,
+    ) -> Result<InstanceHandle, RuntimeError> {
         let paths = self.paths(key)?;
         let id = key.container_id();
         if let Some(state) = Self::live_state(&paths)? {
-            return Err(RuntimeError::AlreadyRunning { id, monitor_pid: state.monitor_pid });
+            return Err(RuntimeError::AlreadyRunning {
+                id,
+                monitor_pid: state.monitor_pid,
+            });
         }
         self.prepare(key, spec, &paths)?;
-        let (sync_read, sync_write) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|error| RuntimeError::io("create pipe for", &paths.dir, error.into()))?;
+        let (sync_read, sync_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|error| RuntimeError::io("create pipe for", &paths.dir, error.into()))?;
         let monitor_pid = self.spawn_monitor(&paths, &id, sync_write)?;
 
         let report = self.await_report(sync_read, &id, &paths).await;
@@ -387,13 +551,25 @@ impl Driver for Runtime {
                 }
                 // The instance already ended and its monitor cleaned up: report the start
                 // anyway, `wait` returns the recorded exit.
-                return Ok(InstanceHandle { key: key.clone(), pid, monitor_pid, started_at: SystemTime::now(), address: None });
+                return Ok(InstanceHandle {
+                    key: key.clone(),
+                    pid,
+                    monitor_pid,
+                    started_at: SystemTime::now(),
+                    address: None,
+                });
             }
-            Ok(Some(SyncMessage::Failed { error })) => RuntimeError::StartFailed { id: id.clone(), message: error },
+            Ok(Some(SyncMessage::Failed { error })) => RuntimeError::StartFailed {
+                id: id.clone(),
+                message: error,
+            },
             Ok(None) => {
                 let log = fs::read_to_string(paths.monitor_log()).unwrap_or_default();
                 let last_line = log.lines().last().unwrap_or("no output").to_string();
-                RuntimeError::StartFailed { id: id.clone(), message: format!("the monitor exited without a report: {last_line}") }
+                RuntimeError::StartFailed {
+                    id: id.clone(),
+                    message: format!("the monitor exited without a report: {last_line}"),
+                }
             }
             Err(error) => {
                 if let Ok(pidfd) = PidFd::open(monitor_pid) {
@@ -439,26 +615,44 @@ impl Driver for Runtime {
     async fn stop(&self, handle: &InstanceHandle, grace: Duration) -> Result<(), RuntimeError> {
         let paths = self.paths(&handle.key)?;
         let Some(state) = Self::live_state(&paths)? else {
-            return self.finish_monitor(&handle.key, &paths, handle.monitor_pid).await;
+            return self
+                .finish_monitor(&handle.key, &paths, handle.monitor_pid)
+                .await;
         };
         if let Some(workload) = Self::open_workload(&state) {
             match workload.send_signal(Signal::SIGTERM) {
-                Err(error) if !is_esrch(&error) => return Err(Self::signal_error(&handle.key, state.pid, Signal::SIGTERM, error)),
+                Err(error) if !is_esrch(&error) => {
+                    return Err(Self::signal_error(
+                        &handle.key,
+                        state.pid,
+                        Signal::SIGTERM,
+                        error,
+                    ))
+                }
                 _ => {}
             }
-            if tokio::time::timeout(grace, workload.exited()).await.is_err() {
+            if tokio::time::timeout(grace, workload.exited())
+                .await
+                .is_err()
+            {
                 tracing::info!(instance = %handle.key.container_id(), grace_ms = grace.as_millis() as u64, "grace period over, killing");
                 if let Some(workload) = Self::open_workload(&state) {
                     match workload.send_signal(Signal::SIGKILL) {
                         Err(error) if !is_esrch(&error) => {
-                            return Err(Self::signal_error(&handle.key, state.pid, Signal::SIGKILL, error))
+                            return Err(Self::signal_error(
+                                &handle.key,
+                                state.pid,
+                                Signal::SIGKILL,
+                                error,
+                            ))
                         }
                         _ => {}
                     }
                 }
             }
         }
-        self.finish_monitor(&handle.key, &paths, state.monitor_pid).await
+        self.finish_monitor(&handle.key, &paths, state.monitor_pid)
+            .await
     }
 
     async fn remove(&self, key: &InstanceKey) -> Result<(), RuntimeError> {
@@ -466,7 +660,9 @@ impl Driver for Runtime {
         if let Some(state) = Self::live_state(&paths)? {
             if let Some(workload) = Self::open_workload(&state) {
                 match workload.send_signal(Signal::SIGKILL) {
-                    Err(error) if !is_esrch(&error) => return Err(Self::signal_error(key, state.pid, Signal::SIGKILL, error)),
+                    Err(error) if !is_esrch(&error) => {
+                        return Err(Self::signal_error(key, state.pid, Signal::SIGKILL, error))
+                    }
                     _ => {}
                 }
             }
@@ -475,9 +671,11 @@ impl Driver for Runtime {
         let runtime = self.clone();
         let cleanup_key = key.clone();
         let cleanup_paths = paths.clone();
-        tokio::task::spawn_blocking(move || runtime.clean_up_after_lost_monitor(&cleanup_key, &cleanup_paths))
-            .await
-            .map_err(|error| RuntimeError::io("clean up", &paths.dir, io::Error::other(error)))??;
+        tokio::task::spawn_blocking(move || {
+            runtime.clean_up_after_lost_monitor(&cleanup_key, &cleanup_paths)
+        })
+        .await
+        .map_err(|error| RuntimeError::io("clean up", &paths.dir, io::Error::other(error)))??;
         match fs::remove_dir_all(&paths.dir) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
@@ -499,7 +697,12 @@ impl Driver for Runtime {
         self.inner.cgroups.usage(&handle.key.container_id())
     }
 
-    async fn probe(&self, handle: &InstanceHandle, probe: &HealthProbe, timeout: Duration) -> Result<(), String> {
+    async fn probe(
+        &self,
+        handle: &InstanceHandle,
+        probe: &HealthProbe,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let paths = self.paths(&handle.key).map_err(|error| error.to_string())?;
         let network = Self::network_mode(&paths).map_err(|error| error.to_string())?;
         match probe {
@@ -524,22 +727,40 @@ impl Driver for Runtime {
         }
     }
 
-    fn read_logs(&self, key: &InstanceKey, tail: Option<usize>, since: Option<SystemTime>) -> Result<Vec<LogLine>, RuntimeError> {
+    fn read_logs(
+        &self,
+        key: &InstanceKey,
+        tail: Option<usize>,
+        since: Option<SystemTime>,
+    ) -> Result<Vec<LogLine>, RuntimeError> {
         let paths = self.paths(key)?;
         logs::read_lines(&paths.log(), tail, since)
     }
 
     fn log_location(&self, key: &InstanceKey) -> LogLocation {
-        LogLocation { path: self.unchecked_instance_dir(key).join("log") }
+        LogLocation {
+            path: self.unchecked_instance_dir(key).join("log"),
+        }
     }
 
-    async fn exec(&self, handle: &InstanceHandle, command: &[String], tty: bool) -> Result<ExecProcess, RuntimeError> {
+    async fn exec(
+        &self,
+        handle: &InstanceHandle,
+        command: &[String],
+        tty: bool,
+    ) -> Result<ExecProcess, RuntimeError> {
         let paths = self.paths(&handle.key)?;
         let id = handle.key.container_id();
         if Self::live_state(&paths)?.is_none() {
             return Err(RuntimeError::NotRunning { id });
         }
         let bundle_config = paths.config();
-        exec::spawn(self.exec_target(&id, &bundle_config), &self.inner.data_dir.join("run"), command, tty).await
+        exec::spawn(
+            self.exec_target(&id, &bundle_config),
+            &self.inner.data_dir.join("run"),
+            command,
+            tty,
+        )
+        .await
     }
 }

@@ -93,7 +93,15 @@ const DENIED: &[&str] = &[
 
 /// `CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID
 /// | CLONE_NEWNET`, each refused in `clone` (one rule per flag: rules for one syscall are ORed).
-const NAMESPACE_FLAGS: [u64; 7] = [0x0002_0000, 0x0200_0000, 0x0400_0000, 0x0800_0000, 0x1000_0000, 0x2000_0000, 0x4000_0000];
+const NAMESPACE_FLAGS: [u64; 7] = [
+    0x0002_0000,
+    0x0200_0000,
+    0x0400_0000,
+    0x0800_0000,
+    0x1000_0000,
+    0x2000_0000,
+    0x4000_0000,
+];
 
 /// `personality` flags that weaken the process's own hardening: `ADDR_NO_RANDOMIZE`,
 /// `READ_IMPLIES_EXEC`, `MMAP_PAGE_ZERO`. The query value `0xffffffff` has every bit set, so
@@ -146,8 +154,19 @@ mod tests {
         let profile = profile();
         assert_eq!(profile["defaultAction"], "SCMP_ACT_ALLOW");
         let denied = profile["syscalls"][0]["names"].as_array().expect("names");
-        for name in ["mount", "unshare", "setns", "bpf", "keyctl", "kexec_load", "userfaultfd"] {
-            assert!(denied.iter().any(|denied| denied == name), "{name} is not denied");
+        for name in [
+            "mount",
+            "unshare",
+            "setns",
+            "bpf",
+            "keyctl",
+            "kexec_load",
+            "userfaultfd",
+        ] {
+            assert!(
+                denied.iter().any(|denied| denied == name),
+                "{name} is not denied"
+            );
         }
         let user_namespace_rule = profile["syscalls"]
             .as_array()

@@ -16,7 +16,9 @@ fn lines(logs: &[ward_runtime::LogLine]) -> Vec<&str> {
 
 #[tokio::test]
 async fn workload_sees_only_its_own_processes() {
-    let Some(fixture) = fixture("workload_sees_only_its_own_processes") else { return };
+    let Some(fixture) = fixture("workload_sees_only_its_own_processes") else {
+        return;
+    };
     let script = "cat /proc/1/comm; ls -d /proc/[0-9]* | wc -l";
     let (status, logs) = fixture.run_to_exit(&shell("ps", script)).await;
     assert!(status.success(), "{status:?} {logs:?}");
@@ -29,7 +31,9 @@ async fn workload_sees_only_its_own_processes() {
 
 #[tokio::test]
 async fn filesystem_is_read_only_except_tmp_and_volumes() {
-    let Some(fixture) = fixture("filesystem_is_read_only_except_tmp_and_volumes") else { return };
+    let Some(fixture) = fixture("filesystem_is_read_only_except_tmp_and_volumes") else {
+        return;
+    };
     let bound = tempfile::tempdir().expect("host dir");
     let mut spec = shell(
         "fs",
@@ -38,9 +42,21 @@ async fn filesystem_is_read_only_except_tmp_and_volumes() {
          done",
     );
     spec.volumes = vec![
-        VolumeMount { source: "data".into(), target: "/data".into(), read_only: false },
-        VolumeMount { source: "data".into(), target: "/readonly".into(), read_only: true },
-        VolumeMount { source: bound.path().display().to_string(), target: "/tmp/bound".into(), read_only: false },
+        VolumeMount {
+            source: "data".into(),
+            target: "/data".into(),
+            read_only: false,
+        },
+        VolumeMount {
+            source: "data".into(),
+            target: "/readonly".into(),
+            read_only: true,
+        },
+        VolumeMount {
+            source: bound.path().display().to_string(),
+            target: "/tmp/bound".into(),
+            read_only: false,
+        },
     ];
     let (status, logs) = fixture.run_to_exit(&spec).await;
     assert!(status.success(), "{status:?} {logs:?}");
@@ -60,20 +76,44 @@ async fn filesystem_is_read_only_except_tmp_and_volumes() {
             "writable /tmp/bound",
         ]
     );
-    let volume = fixture.data_dir().join("volumes").join(&fixture.project).join("data");
-    assert!(volume.join("ward-write-test").exists(), "the named volume holds what the workload wrote");
-    assert!(bound.path().join("ward-write-test").exists(), "the bind mount holds what the workload wrote");
+    let volume = fixture
+        .data_dir()
+        .join("volumes")
+        .join(&fixture.project)
+        .join("data");
+    assert!(
+        volume.join("ward-write-test").exists(),
+        "the named volume holds what the workload wrote"
+    );
+    assert!(
+        bound.path().join("ward-write-test").exists(),
+        "the bind mount holds what the workload wrote"
+    );
     assert!(!std::path::Path::new("/etc/ward-write-test").exists());
 }
 
 #[tokio::test]
 async fn submounts_of_the_host_stay_read_only() {
-    let Some(fixture) = fixture("submounts_of_the_host_stay_read_only") else { return };
+    let Some(fixture) = fixture("submounts_of_the_host_stay_read_only") else {
+        return;
+    };
     // A writable mount below a read-only top-level directory, as /run/netns or a mounted disk.
-    let host_dir = tempfile::Builder::new().prefix("ward-submount-").tempdir_in("/var/tmp").expect("dir");
-    nix::mount::mount(Some("tmpfs"), host_dir.path(), Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=1m"))
-        .expect("mount a tmpfs");
-    let script = format!("touch {}/x 2>/dev/null && echo writable || echo read-only", host_dir.path().display());
+    let host_dir = tempfile::Builder::new()
+        .prefix("ward-submount-")
+        .tempdir_in("/var/tmp")
+        .expect("dir");
+    nix::mount::mount(
+        Some("tmpfs"),
+        host_dir.path(),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .expect("mount a tmpfs");
+    let script = format!(
+        "touch {}/x 2>/dev/null && echo writable || echo read-only",
+        host_dir.path().display()
+    );
     let (status, logs) = fixture.run_to_exit(&shell("submount", &script)).await;
     let _ = nix::mount::umount2(host_dir.path(), nix::mount::MntFlags::MNT_DETACH);
     assert!(status.success(), "{status:?} {logs:?}");
@@ -82,7 +122,9 @@ async fn submounts_of_the_host_stay_read_only() {
 
 #[tokio::test]
 async fn workload_has_no_capabilities_and_cannot_gain_privileges() {
-    let Some(fixture) = fixture("workload_has_no_capabilities_and_cannot_gain_privileges") else { return };
+    let Some(fixture) = fixture("workload_has_no_capabilities_and_cannot_gain_privileges") else {
+        return;
+    };
     let script = "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t' ' '; \
                   unshare -U true 2>/dev/null && echo 'user namespace: created' || echo 'user namespace: refused'; \
                   hostname; echo $HOSTNAME";
@@ -107,7 +149,9 @@ async fn workload_has_no_capabilities_and_cannot_gain_privileges() {
 
 #[tokio::test]
 async fn ward_data_and_host_secrets_are_hidden() {
-    let Some(fixture) = fixture("ward_data_and_host_secrets_are_hidden") else { return };
+    let Some(fixture) = fixture("ward_data_and_host_secrets_are_hidden") else {
+        return;
+    };
     let token = fixture.data_dir().join("admin.token");
     std::fs::write(&token, "secret-admin-token\n").expect("write token");
     let script = format!(
@@ -123,7 +167,9 @@ async fn ward_data_and_host_secrets_are_hidden() {
 
 #[tokio::test]
 async fn memory_limit_ends_in_an_oom_kill() {
-    let Some(fixture) = fixture("memory_limit_ends_in_an_oom_kill") else { return };
+    let Some(fixture) = fixture("memory_limit_ends_in_an_oom_kill") else {
+        return;
+    };
     let mut spec = spec("oom", &["python3", "-c", "b = b'x' * (200 * 1024 * 1024)"]);
     spec.resources.memory = Some(64 * 1024 * 1024);
     let (status, logs) = fixture.run_to_exit(&spec).await;
@@ -134,7 +180,9 @@ async fn memory_limit_ends_in_an_oom_kill() {
 
 #[tokio::test]
 async fn fork_bomb_stops_at_the_pid_limit_and_remove_cleans_up() {
-    let Some(fixture) = fixture("fork_bomb_stops_at_the_pid_limit_and_remove_cleans_up") else { return };
+    let Some(fixture) = fixture("fork_bomb_stops_at_the_pid_limit_and_remove_cleans_up") else {
+        return;
+    };
     let mut spec = spec(
         "forkbomb",
         &["python3", "-c", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"],
@@ -145,27 +193,60 @@ async fn fork_bomb_stops_at_the_pid_limit_and_remove_cleans_up() {
     let handle = fixture.runtime.start(&key, &spec).await.expect("start");
 
     let mut most = 0;
-    let pids = wait_for("the fork bomb to reach the pid limit", Duration::from_secs(30), || {
-        let pids = fixture.runtime.usage(&handle).map(|usage| usage.pids).unwrap_or(0);
-        most = most.max(pids);
-        (pids >= 60).then_some(pids)
-    })
+    let pids = wait_for(
+        "the fork bomb to reach the pid limit",
+        Duration::from_secs(30),
+        || {
+            let pids = fixture
+                .runtime
+                .usage(&handle)
+                .map(|usage| usage.pids)
+                .unwrap_or(0);
+            most = most.max(pids);
+            (pids >= 60).then_some(pids)
+        },
+    )
     .await;
-    assert!(pids <= 64 && most <= 64, "{most} processes under a limit of 64");
+    assert!(
+        pids <= 64 && most <= 64,
+        "{most} processes under a limit of 64"
+    );
 
     // The host still answers: a process starts and ends promptly.
     let started = Instant::now();
-    let host_process = std::process::Command::new("true").status().expect("run true on the host");
+    let host_process = std::process::Command::new("true")
+        .status()
+        .expect("run true on the host");
     assert!(host_process.success());
-    assert!(started.elapsed() < Duration::from_secs(2), "the host took {:?} to run `true`", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the host took {:?} to run `true`",
+        started.elapsed()
+    );
 
     let cgroups = fixture.runtime.cgroup_dirs(&key);
-    assert!(cgroups.iter().any(|dir| dir.exists()), "cgroups {cgroups:?} exist while it runs");
+    assert!(
+        cgroups.iter().any(|dir| dir.exists()),
+        "cgroups {cgroups:?} exist while it runs"
+    );
     fixture.runtime.remove(&key).await.expect("remove");
     for dir in &cgroups {
-        assert!(!dir.exists(), "cgroup {} is left after remove", dir.display());
+        assert!(
+            !dir.exists(),
+            "cgroup {} is left after remove",
+            dir.display()
+        );
     }
-    assert!(!std::path::Path::new(&format!("/proc/{}", handle.pid)).exists(), "the workload still runs");
-    assert!(!std::path::Path::new(&format!("/proc/{}", handle.monitor_pid)).exists(), "the monitor still runs");
-    assert!(!fixture.runtime.instance_dir(&key).expect("dir").exists(), "the instance directory is left");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", handle.pid)).exists(),
+        "the workload still runs"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", handle.monitor_pid)).exists(),
+        "the monitor still runs"
+    );
+    assert!(
+        !fixture.runtime.instance_dir(&key).expect("dir").exists(),
+        "the instance directory is left"
+    );
 }

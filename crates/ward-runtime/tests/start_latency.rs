@@ -16,7 +16,10 @@ const STARTS: usize = 50;
 #[ignore = "a measurement: run alone with --ignored --nocapture"]
 async fn start_latency_of_a_true_workload() {
     for oci_runtime in ["crun", "runc"] {
-        let Some(fixture) = fixture_with("start_latency_of_a_true_workload", Some(oci_runtime)) else { continue };
+        let Some(fixture) = fixture_with("start_latency_of_a_true_workload", Some(oci_runtime))
+        else {
+            continue;
+        };
         let spec = spec("latency", &["true"]);
         let key = fixture.key("latency");
         let mut took = Vec::with_capacity(STARTS);

@@ -3,7 +3,8 @@
 
 fn main() {
     let mut arguments = std::env::args_os().skip(1);
-    let (Some(command), Some(dir), None) = (arguments.next(), arguments.next(), arguments.next()) else {
+    let (Some(command), Some(dir), None) = (arguments.next(), arguments.next(), arguments.next())
+    else {
         eprintln!("usage: ward-runtime-monitor monitor DIR");
         std::process::exit(2);
     };

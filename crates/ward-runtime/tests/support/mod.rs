@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,12 @@ const MONITOR: &str = env!("CARGO_BIN_EXE_ward-runtime-monitor");
 
 /// [`MONITOR`], or the binary named by `WARD_TEST_MONITOR` (to measure an optimised build).
 pub fn monitor_executable() -> PathBuf {
-    std::env::var_os("WARD_TEST_MONITOR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(MONITOR))
+    std::env::var_os("WARD_TEST_MONITOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(MONITOR))
 }
+
+static FIXTURES: AtomicUsize = AtomicUsize::new(0);
 
 /// A runtime on its own data directory. Instances started through [`Fixture::key`] are
 /// removed when the fixture drops, even when the test failed.
@@ -30,8 +35,10 @@ pub struct Fixture {
 }
 
 /// A fixture, or `None` (after saying why) where the machine cannot run sandboxes.
+/// The OCI runtime is the default one (crun, else runc), or `WARD_TEST_OCI_RUNTIME`.
 pub fn fixture(test: &str) -> Option<Fixture> {
-    fixture_with(test, None)
+    let oci_runtime = std::env::var("WARD_TEST_OCI_RUNTIME").ok();
+    fixture_with(test, oci_runtime.as_deref())
 }
 
 pub fn fixture_with(test: &str, oci_runtime: Option<&str>) -> Option<Fixture> {
@@ -41,14 +48,27 @@ pub fn fixture_with(test: &str, oci_runtime: Option<&str>) -> Option<Fixture> {
     }
     // Outside /tmp, so that the sandbox's private /tmp does not hide it by accident: the mask
     // of the data directory is what must hide it.
-    let data = tempfile::Builder::new().prefix("ward-runtime-test-").tempdir_in("/var/tmp").expect("temp data dir");
+    let data = tempfile::Builder::new()
+        .prefix("ward-runtime-test-")
+        .tempdir_in("/var/tmp")
+        .expect("temp data dir");
     let config = RuntimeConfig {
         data_dir: data.path().to_path_buf(),
         ward_executable: monitor_executable(),
         oci_runtime: oci_runtime.map(PathBuf::from),
     };
     match Runtime::new(config) {
-        Ok(runtime) => Some(Fixture { runtime, data, project: format!("p{}", std::process::id()), keys: Mutex::new(Vec::new()) }),
+        Ok(runtime) => Some(Fixture {
+            runtime,
+            data,
+            // Unique per fixture: cgroups (`/ward/<container id>`) are shared by the host.
+            project: format!(
+                "p{}-{}",
+                std::process::id(),
+                FIXTURES.fetch_add(1, Ordering::Relaxed)
+            ),
+            keys: Mutex::new(Vec::new()),
+        }),
         Err(error) => {
             eprintln!("SKIP {test}: {error}");
             None
@@ -94,11 +114,20 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let keys = self.keys.lock().map(|keys| keys.clone()).unwrap_or_default();
+        let keys = self
+            .keys
+            .lock()
+            .map(|keys| keys.clone())
+            .unwrap_or_default();
         let runtime = self.runtime.clone();
         // A separate thread with its own runtime: drop may run inside a test's runtime.
         let cleanup = std::thread::spawn(move || {
-            let Ok(tokio) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(tokio) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             tokio.block_on(async {
                 for key in keys {
                     if let Err(error) = runtime.remove(&key).await {
@@ -144,7 +173,10 @@ pub async fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() ->
         if let Some(value) = check() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
