@@ -27,9 +27,10 @@ impl InstanceKey {
         }
     }
 
-    /// The OCI container id: `ward.<project>.<workload>.<replica>`.
+    /// `<project>.<workload>.<replica>`: unique within one data dir; the runtime prefixes it
+    /// to make the OCI container id unique on the host.
     pub fn container_id(&self) -> String {
-        format!("ward.{}.{}.{}", self.project, self.workload, self.replica)
+        format!("{}.{}.{}", self.project, self.workload, self.replica)
     }
 
     /// The instance name users see: `<workload>-<replica>`.

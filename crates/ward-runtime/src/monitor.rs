@@ -227,7 +227,8 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
         .and_then(|pid| {
             let ports: Vec<ward_spec::PortMapping> =
                 config.ports.iter().map(|port| port.to_mapping()).collect();
-            let address = network::attach_bridge(&config.data_dir, &id, pid, &ports)?;
+            let address =
+                network::attach_bridge(Path::new(network::HOST_STATE_DIR), &id, pid, &ports)?;
             run_oci(&config, paths, OciAction::Start, None)?;
             Ok((pid, Some(address)))
         })
@@ -396,7 +397,9 @@ fn clean_up(config: &MonitorConfig) {
         eprintln!("ward monitor: {error}");
     }
     if config.bridge() {
-        if let Err(error) = network::detach(&config.data_dir, &config.container_id) {
+        if let Err(error) =
+            network::detach(Path::new(network::HOST_STATE_DIR), &config.container_id)
+        {
             eprintln!("ward monitor: {error}");
         }
     }

@@ -70,6 +70,9 @@ pub struct Runtime {
 #[derive(Debug)]
 struct Inner {
     data_dir: PathBuf,
+    /// Tells this data dir's containers from those of other Ward daemons on the host: crun
+    /// ids, cgroup paths, veths and netfilter rules are host-wide names.
+    namespace: String,
     ward_executable: PathBuf,
     oci: OciRuntime,
     oci_root: PathBuf,
@@ -126,6 +129,7 @@ impl Runtime {
         );
         Ok(Runtime {
             inner: Arc::new(Inner {
+                namespace: namespace_of(&data_dir),
                 data_dir,
                 ward_executable: config.ward_executable,
                 oci,
@@ -152,7 +156,7 @@ impl Runtime {
 
     /// The instance's cgroup directories, one per hierarchy (for inspection and tests).
     pub fn cgroup_dirs(&self, key: &InstanceKey) -> Vec<PathBuf> {
-        self.inner.cgroups.all_dirs(&key.container_id())
+        self.inner.cgroups.all_dirs(&self.inner.container_id(key))
     }
 
     /// The instance directory, `DATA/instances/<project>/<workload>/<replica>`.
@@ -225,7 +229,7 @@ impl Runtime {
         let host_root = matches!(root, RootFilesystem::Host { .. });
         let volumes =
             bundle::resolve_volumes(&inner.data_dir, &key.project, &spec.volumes, host_root)?;
-        let container_id = key.container_id();
+        let container_id = self.inner.container_id(key);
         let config = bundle::oci_config(&BundleSettings {
             spec,
             command,
@@ -406,7 +410,7 @@ impl Runtime {
             return Ok(record.to_status());
         }
         tracing::warn!(
-            instance = %key.container_id(),
+            instance = %self.inner.container_id(key),
             "the monitor exited without recording an exit status; the instance is killed and counted as failed"
         );
         self.clean_up_after_lost_monitor(key, paths)?;
@@ -426,11 +430,11 @@ impl Runtime {
         key: &InstanceKey,
         paths: &InstancePaths,
     ) -> Result<(), RuntimeError> {
-        let id = key.container_id();
+        let id = self.inner.container_id(key);
         oci::delete_force(&self.inner.oci.path, &self.inner.oci_root, &id)?;
         if let Some(config) = read_json::<MonitorConfig>(&paths.monitor_config())? {
             if config.bridge() {
-                network::detach(&self.inner.data_dir, &id)?;
+                network::detach(Path::new(network::HOST_STATE_DIR), &id)?;
             }
         }
         remove_file_if_exists(&paths.state())
@@ -465,7 +469,7 @@ impl Runtime {
         {
             Ok(result) => result,
             Err(_) => Err(RuntimeError::OciCommand {
-                id: key.container_id(),
+                id: self.inner.container_id(key),
                 action: "stop",
                 message: format!(
                     "monitor {monitor_pid} did not finish within {} s",
@@ -497,13 +501,14 @@ impl Runtime {
     }
 
     fn signal_error(
+        &self,
         key: &InstanceKey,
         pid: u32,
         signal: Signal,
         source: io::Error,
     ) -> RuntimeError {
         RuntimeError::Signal {
-            id: key.container_id(),
+            id: self.inner.container_id(key),
             pid,
             signal: signal as i32,
             source,
@@ -523,7 +528,7 @@ impl Driver for Runtime {
         spec: &WorkloadSpec,
     ) -> Result<InstanceHandle, RuntimeError> {
         let paths = self.paths(key)?;
-        let id = key.container_id();
+        let id = self.inner.container_id(key);
         if let Some(state) = Self::live_state(&paths)? {
             return Err(RuntimeError::AlreadyRunning {
                 id,
@@ -622,12 +627,7 @@ impl Driver for Runtime {
         if let Some(workload) = Self::open_workload(&state) {
             match workload.send_signal(Signal::SIGTERM) {
                 Err(error) if !is_esrch(&error) => {
-                    return Err(Self::signal_error(
-                        &handle.key,
-                        state.pid,
-                        Signal::SIGTERM,
-                        error,
-                    ))
+                    return Err(self.signal_error(&handle.key, state.pid, Signal::SIGTERM, error))
                 }
                 _ => {}
             }
@@ -635,11 +635,11 @@ impl Driver for Runtime {
                 .await
                 .is_err()
             {
-                tracing::info!(instance = %handle.key.container_id(), grace_ms = grace.as_millis() as u64, "grace period over, killing");
+                tracing::info!(instance = %self.inner.container_id(&handle.key), grace_ms = grace.as_millis() as u64, "grace period over, killing");
                 if let Some(workload) = Self::open_workload(&state) {
                     match workload.send_signal(Signal::SIGKILL) {
                         Err(error) if !is_esrch(&error) => {
-                            return Err(Self::signal_error(
+                            return Err(self.signal_error(
                                 &handle.key,
                                 state.pid,
                                 Signal::SIGKILL,
@@ -661,7 +661,7 @@ impl Driver for Runtime {
             if let Some(workload) = Self::open_workload(&state) {
                 match workload.send_signal(Signal::SIGKILL) {
                     Err(error) if !is_esrch(&error) => {
-                        return Err(Self::signal_error(key, state.pid, Signal::SIGKILL, error))
+                        return Err(self.signal_error(key, state.pid, Signal::SIGKILL, error))
                     }
                     _ => {}
                 }
@@ -694,7 +694,9 @@ impl Driver for Runtime {
     }
 
     fn usage(&self, handle: &InstanceHandle) -> Option<ResourceUsage> {
-        self.inner.cgroups.usage(&handle.key.container_id())
+        self.inner
+            .cgroups
+            .usage(&self.inner.container_id(&handle.key))
     }
 
     async fn probe(
@@ -707,7 +709,7 @@ impl Driver for Runtime {
         let network = Self::network_mode(&paths).map_err(|error| error.to_string())?;
         match probe {
             HealthProbe::Exec { command } => {
-                let id = handle.key.container_id();
+                let id = self.inner.container_id(&handle.key);
                 let bundle_config = paths.config();
                 probe::exec(self.exec_target(&id, &bundle_config), command, timeout).await
             }
@@ -750,7 +752,7 @@ impl Driver for Runtime {
         tty: bool,
     ) -> Result<ExecProcess, RuntimeError> {
         let paths = self.paths(&handle.key)?;
-        let id = handle.key.container_id();
+        let id = self.inner.container_id(&handle.key);
         if Self::live_state(&paths)?.is_none() {
             return Err(RuntimeError::NotRunning { id });
         }
@@ -763,4 +765,22 @@ impl Driver for Runtime {
         )
         .await
     }
+}
+
+impl Inner {
+    /// The OCI container id: `ward-<namespace>.<project>.<workload>.<replica>`.
+    fn container_id(&self, key: &InstanceKey) -> String {
+        format!("ward-{}.{}", self.namespace, key.container_id())
+    }
+}
+
+/// Eight hex digits of FNV-1a over the data dir's canonical path: stable across restarts,
+/// different for each data dir.
+fn namespace_of(data_dir: &Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in data_dir.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:08x}", hash as u32 ^ (hash >> 32) as u32)
 }

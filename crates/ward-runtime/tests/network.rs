@@ -57,7 +57,7 @@ fn published_tcp_port_answers_on_loopback_host_address_and_container_address() {
     }
 
     let started = Instant::now();
-    network::detach(data_dir(), &container.id).expect("detach");
+    network::detach(state_dir(), &container.id).expect("detach");
     let detach_time = started.elapsed();
     eprintln!("attach_bridge took {attach_time:?}, detach took {detach_time:?}");
 
@@ -80,7 +80,7 @@ fn published_tcp_port_answers_on_loopback_host_address_and_container_address() {
         refused.is_err(),
         "127.0.0.1:18080 still answers after detach"
     );
-    network::detach(data_dir(), &container.id).expect("second detach");
+    network::detach(state_dir(), &container.id).expect("second detach");
 }
 
 #[test]
@@ -226,8 +226,8 @@ fn detach_is_safe_when_nothing_exists() {
         return;
     };
     let container_id = container_id("never-attached");
-    network::detach(data_dir(), &container_id).expect("detach");
-    network::detach(data_dir(), &container_id).expect("detach again");
+    network::detach(state_dir(), &container_id).expect("detach");
+    network::detach(state_dir(), &container_id).expect("detach again");
 }
 
 #[test]
@@ -266,7 +266,7 @@ fn host_port_is_free_reflects_listeners_and_published_ports() {
         network::host_port_is_free(18140, Protocol::Udp),
         "only 18140/tcp is published"
     );
-    network::detach(data_dir(), &container.id).expect("detach");
+    network::detach(state_dir(), &container.id).expect("detach");
     assert!(
         eventually(|| network::host_port_is_free(18140, Protocol::Tcp)),
         "18140/tcp is not free after detach"
@@ -305,7 +305,7 @@ fn eight_concurrent_attaches_get_distinct_addresses() {
 
     std::thread::scope(|scope| {
         for container in &containers {
-            scope.spawn(move || network::detach(data_dir(), &container.id).expect("detach"));
+            scope.spawn(move || network::detach(state_dir(), &container.id).expect("detach"));
         }
     });
     assert_eq!(allocations(), Vec::<String>::new());
@@ -323,7 +323,7 @@ fn prune_removes_what_dead_containers_left() {
     dead.attach(&[tcp(18301, 80)])
         .expect("attach the dead container");
 
-    network::prune(data_dir(), std::slice::from_ref(&live.id)).expect("prune");
+    network::prune(state_dir(), std::slice::from_ref(&live.id)).expect("prune");
 
     assert!(
         rules_of(&dead.id).is_empty(),
@@ -354,7 +354,8 @@ fn failed_attach_leaves_nothing_behind() {
     exited.wait().expect("wait for true");
     let container_id = container_id("exited");
 
-    let refused = network::attach_bridge(data_dir(), &container_id, exited.id(), &[tcp(18180, 80)]);
+    let refused =
+        network::attach_bridge(state_dir(), &container_id, exited.id(), &[tcp(18180, 80)]);
     let Err(error @ NetworkError::Namespace { .. }) = refused else {
         panic!("attaching an exited process did not fail on its namespace: {refused:?}")
     };
@@ -471,7 +472,7 @@ fn privileged(test: &str) -> bool {
     missing.is_none()
 }
 
-fn data_dir() -> &'static Path {
+fn state_dir() -> &'static Path {
     static DATA_DIR: OnceLock<PathBuf> = OnceLock::new();
     DATA_DIR.get_or_init(|| {
         tempfile::Builder::new()
@@ -528,13 +529,13 @@ impl Container {
     }
 
     fn attach(&self, ports: &[PortMapping]) -> Result<Ipv4Addr, NetworkError> {
-        network::attach_bridge(data_dir(), &self.id, self.pid(), ports)
+        network::attach_bridge(state_dir(), &self.id, self.pid(), ports)
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        if let Err(error) = network::detach(data_dir(), &self.id) {
+        if let Err(error) = network::detach(state_dir(), &self.id) {
             eprintln!("cannot detach {}: {error}", self.id);
         }
         let _ = self.process.kill();
@@ -737,7 +738,7 @@ fn interface_exists(name: &str) -> bool {
 
 /// The container ids with an address in the shared data directory.
 fn allocations() -> Vec<String> {
-    let path = data_dir().join("network/allocations.json");
+    let path = state_dir().join("allocations.json");
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Vec::new();
     };

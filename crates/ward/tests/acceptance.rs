@@ -1249,18 +1249,21 @@ fn logs_of(daemon: &Daemon, name: &str) -> (String, String) {
 }
 
 /// Host processes whose cgroup, in any hierarchy, belongs to an instance of one of `workloads`
-/// (`/ward/ward.default.<workload>.<replica>`).
+/// (`/ward/ward-<namespace>.default.<workload>.<replica>`).
 fn processes_in_cgroups_of(workloads: &[String]) -> Vec<u32> {
     let fragments: Vec<String> = workloads
         .iter()
-        .map(|workload| format!("/ward/ward.default.{workload}."))
+        .map(|workload| format!(".default.{workload}."))
         .collect();
     host_processes()
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|cgroups| {
-                fragments
-                    .iter()
-                    .any(|fragment| cgroups.contains(fragment.as_str()))
+                cgroups.lines().any(|line| {
+                    line.contains("/ward/ward-")
+                        && fragments
+                            .iter()
+                            .any(|fragment| line.contains(fragment.as_str()))
+                })
             })
         })
         .collect()

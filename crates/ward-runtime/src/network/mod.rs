@@ -83,11 +83,17 @@ pub enum NetworkError {
     },
 }
 
+/// Where the address allocations and the lock live. The bridge and the netfilter chains are
+/// one per host, so this is too: every Ward daemon on the host shares it, whatever its data dir.
+pub const HOST_STATE_DIR: &str = "/run/ward/network";
+
 /// Gives the container whose init process is `pid` an address on Ward's bridge and publishes `ports`.
+///
+/// `state_dir` is [`HOST_STATE_DIR`] in production; tests may isolate their allocations.
 ///
 /// Attaching a container that is already attached replaces its veth and rules and keeps its address.
 pub fn attach_bridge(
-    data_dir: &Path,
+    state_dir: &Path,
     container_id: &str,
     pid: u32,
     ports: &[PortMapping],
@@ -95,7 +101,7 @@ pub fn attach_bridge(
     validate_container_id(container_id)?;
     refuse_duplicate_ports(container_id, ports)?;
     let started = Instant::now();
-    let state = NetworkState::lock(data_dir)?;
+    let state = NetworkState::lock(state_dir)?;
 
     link::ensure_bridge()?;
     link::enable_routing()?;
@@ -134,10 +140,10 @@ pub fn attach_bridge(
 }
 
 /// Removes the address, veth and published ports of `container_id`; idempotent, safe to call when nothing exists.
-pub fn detach(data_dir: &Path, container_id: &str) -> Result<(), NetworkError> {
+pub fn detach(state_dir: &Path, container_id: &str) -> Result<(), NetworkError> {
     validate_container_id(container_id)?;
     let started = Instant::now();
-    let state = NetworkState::lock(data_dir)?;
+    let state = NetworkState::lock(state_dir)?;
     remove_container(&state, container_id)?;
     tracing::info!(
         container_id,
@@ -150,8 +156,8 @@ pub fn detach(data_dir: &Path, container_id: &str) -> Result<(), NetworkError> {
 /// Removes the rules, addresses and veths of every container not in `live_container_ids`.
 ///
 /// Run at daemon start to clean up after monitors that died before they could detach.
-pub fn prune(data_dir: &Path, live_container_ids: &[String]) -> Result<(), NetworkError> {
-    let state = NetworkState::lock(data_dir)?;
+pub fn prune(state_dir: &Path, live_container_ids: &[String]) -> Result<(), NetworkError> {
+    let state = NetworkState::lock(state_dir)?;
     let live: BTreeSet<&str> = live_container_ids.iter().map(String::as_str).collect();
 
     let rules = netfilter::SavedRules::read_nat()?;
@@ -252,8 +258,8 @@ struct NetworkState {
 }
 
 impl NetworkState {
-    fn lock(data_dir: &Path) -> Result<NetworkState, NetworkError> {
-        let directory = data_dir.join("network");
+    fn lock(state_dir: &Path) -> Result<NetworkState, NetworkError> {
+        let directory = state_dir.to_path_buf();
         std::fs::create_dir_all(&directory).map_err(|source| NetworkError::Io {
             action: "create",
             path: directory.clone(),
