@@ -51,7 +51,7 @@ json.dump(config, open(path, "w"))
 PY
 w rm -f bundle-source >/dev/null
 hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/ward.json" \
-  --prepare "$ward --data-dir $data rm -f bench" \
+  --prepare "sh -c '$ward --data-dir $data rm -f bench >/dev/null 2>&1 || true'" \
   "$ward --data-dir $data run --name bench --network none --restart never -- true" >&2
 w rm -f bench >/dev/null
 unshare -m sh -c "mount --make-rprivate / && umount /sys/fs/cgroup/unified 2>/dev/null; \
