@@ -176,3 +176,44 @@ fn exec_returns_the_command_exit_code() {
     assert_eq!(common::stdout_of(&output), "inside\n");
     assert_eq!(output.status.code(), Some(3));
 }
+
+/// `ward logs -f` sends every line once, in order, even when lines share a timestamp and the
+/// follower polls across them (a regression: each poll re-sent the newest line).
+#[test]
+fn followed_logs_have_no_gaps_and_no_repeats() {
+    if !can_run_workloads() {
+        return;
+    }
+    let daemon = Daemon::start();
+    assert_success(&daemon.ward(&[
+        "run",
+        "--name",
+        "ticker",
+        "--network",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while :; do echo tick $i; echo tock $i; i=$((i+1)); sleep 0.03; done",
+    ]));
+    let mut follower = daemon
+        .ward_command(&["logs", "-f", "ticker"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ward logs -f");
+    let stdout = follower.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        lines.push(line.expect("read a log line"));
+        if lines.len() == 120 {
+            break;
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let expected: Vec<String> = (0..60)
+        .flat_map(|index| [format!("tick {index}"), format!("tock {index}")])
+        .collect();
+    assert_eq!(lines, expected);
+    assert_success(&daemon.ward(&["rm", "-f", "ticker"]));
+}
