@@ -88,6 +88,21 @@ impl PendingEvent {
         }
     }
 
+    /// An event about one instance.
+    pub fn for_instance(
+        key: &ward_runtime::InstanceKey,
+        kind: EventKind,
+        message: impl Into<String>,
+    ) -> PendingEvent {
+        PendingEvent::new(
+            &key.project,
+            &key.workload,
+            Some(key.replica),
+            kind,
+            message,
+        )
+    }
+
     pub fn with_data(mut self, data: serde_json::Value) -> PendingEvent {
         self.data = data;
         self

@@ -44,10 +44,8 @@ pub(crate) async fn run(
                 failures = 0;
                 if instance.health != Some(HealthState::Healthy) {
                     instance.health = Some(HealthState::Healthy);
-                    let event = PendingEvent::new(
-                        &key.project,
-                        &key.workload,
-                        Some(key.replica),
+                    let event = PendingEvent::for_instance(
+                        &key,
                         EventKind::Healthy,
                         format!("{name} is healthy"),
                     );
@@ -56,10 +54,8 @@ pub(crate) async fn run(
             }
             Err(reason) => {
                 failures += 1;
-                let mut events = vec![PendingEvent::new(
-                    &key.project,
-                    &key.workload,
-                    Some(key.replica),
+                let mut events = vec![PendingEvent::for_instance(
+                    &key,
                     EventKind::HealthFailed,
                     format!(
                         "{name} health check failed ({failures}/{}): {reason}",
@@ -69,10 +65,8 @@ pub(crate) async fn run(
                 if failures >= check.retries {
                     instance.health = Some(HealthState::Unhealthy);
                     instance.restart_requested = true;
-                    events.push(PendingEvent::new(
-                        &key.project,
-                        &key.workload,
-                        Some(key.replica),
+                    events.push(PendingEvent::for_instance(
+                        &key,
                         EventKind::Unhealthy,
                         format!(
                             "{name} is unhealthy after {failures} failed checks; restarting it"

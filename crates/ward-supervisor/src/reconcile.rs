@@ -289,18 +289,14 @@ async fn start_instance(
     let name = key.instance_name();
     let mut events = Vec::new();
     if restart {
-        events.push(PendingEvent::new(
-            &key.project,
-            &key.workload,
-            Some(key.replica),
+        events.push(PendingEvent::for_instance(
+            &key,
             EventKind::Restarting,
             format!("restarting {name}"),
         ));
     }
-    events.push(PendingEvent::new(
-        &key.project,
-        &key.workload,
-        Some(key.replica),
+    events.push(PendingEvent::for_instance(
+        &key,
         EventKind::Starting,
         format!("starting {name}"),
     ));
@@ -320,10 +316,8 @@ async fn start_instance(
             update_instance(
                 inner,
                 &key,
-                vec![PendingEvent::new(
-                    &key.project,
-                    &key.workload,
-                    Some(key.replica),
+                vec![PendingEvent::for_instance(
+                    &key,
                     EventKind::Started,
                     format!("{name} started (pid {pid})"),
                 )
@@ -344,10 +338,8 @@ async fn start_instance(
             update_instance(
                 inner,
                 &key,
-                vec![PendingEvent::new(
-                    &key.project,
-                    &key.workload,
-                    Some(key.replica),
+                vec![PendingEvent::for_instance(
+                    &key,
                     EventKind::StartFailed,
                     format!("{name} failed to start: {message}"),
                 )],
@@ -481,18 +473,13 @@ pub(crate) fn on_exit(
         EventKind::Exited
     };
     events.push(
-        PendingEvent::new(
-            &key.project,
-            &key.workload,
-            Some(key.replica),
-            kind,
-            format!("{name} {how}{when}"),
-        )
-        .with_data(serde_json::json!({
-            "exit_code": exit.exit_code,
-            "signal": exit.signal,
-            "oom_killed": exit.oom_killed,
-        })),
+        PendingEvent::for_instance(&key, kind, format!("{name} {how}{when}")).with_data(
+            serde_json::json!({
+                "exit_code": exit.exit_code,
+                "signal": exit.signal,
+                "oom_killed": exit.oom_killed,
+            }),
+        ),
     );
     instance.phase = if exit.success() {
         Phase::Exited
@@ -544,10 +531,8 @@ async fn stop_instance(
     update_instance(
         inner,
         &key,
-        vec![PendingEvent::new(
-            &key.project,
-            &key.workload,
-            Some(key.replica),
+        vec![PendingEvent::for_instance(
+            &key,
             EventKind::Stopping,
             format!("stopping {name}"),
         )],
@@ -561,10 +546,8 @@ async fn stop_instance(
     update_instance(
         inner,
         &key,
-        vec![PendingEvent::new(
-            &key.project,
-            &key.workload,
-            Some(key.replica),
+        vec![PendingEvent::for_instance(
+            &key,
             EventKind::Stopped,
             message,
         )],
@@ -724,10 +707,8 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<(), SupervisorError> {
         update_instance(
             inner,
             &key,
-            vec![PendingEvent::new(
-                &key.project,
-                &key.workload,
-                Some(key.replica),
+            vec![PendingEvent::for_instance(
+                &key,
                 EventKind::Recovered,
                 format!("re-attached to {} (pid {pid})", key.instance_name()),
             )],
