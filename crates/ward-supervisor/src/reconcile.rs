@@ -722,12 +722,25 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<(), SupervisorError> {
     Ok(())
 }
 
-/// Samples resource usage of running instances at a fixed interval.
+/// How often the oldest events beyond the retention are deleted.
+const EVENT_PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Samples resource usage of running instances at a fixed interval, and keeps the event log
+/// within its retention.
 pub(crate) async fn run_sampler(inner: Arc<Inner>) {
     let mut ticker = tokio::time::interval(inner.config.sample_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune: Option<Instant> = None;
     loop {
         ticker.tick().await;
+        if last_prune.is_none_or(|at| at.elapsed() >= EVENT_PRUNE_INTERVAL) {
+            last_prune = Some(Instant::now());
+            match inner.store.prune_events(inner.config.event_retention) {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "pruned old events"),
+                Err(error) => tracing::warn!(%error, "cannot prune old events"),
+            }
+        }
         let running: Vec<InstanceHandle> = {
             let state = inner.lock();
             state
