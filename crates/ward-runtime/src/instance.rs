@@ -13,7 +13,7 @@
 //! | `exit.json`     | monitor      | [`ExitRecord`], once it has exited                       |
 //! | `log`, `log.N`  | monitor      | the workload's stdout and stderr (see [`crate::logs`])   |
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -161,19 +161,13 @@ pub(crate) enum SyncMessage {
     Failed { error: String },
 }
 
-/// What a record written with [`write_json`] survives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Durability {
-    /// A crash of the writer or the reader: write a temporary file and rename it, so readers
-    /// see the old file or the new one, never a part. For `state.json`, which means nothing
-    /// after a reboot (the instance is gone with it) and sits on the start path, where an
-    /// fsync behind other writers' I/O measured up to 230 ms.
-    ProcessCrash,
-    /// Also a power loss: fsync the file before the rename and the directory after it.
-    PowerLoss,
-}
-
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
+/// Writes a temporary file and renames it over `path`, so readers see the old file or the
+/// new one, never a part — whatever process crashes. There is no fsync: the records written
+/// here (`state.json`, `exit.json`) describe processes that a power loss ends anyway, and
+/// after a reboot the daemon finds no monitor and applies the restart policy; meanwhile an
+/// fsync behind other writers' I/O measured up to 230 ms here, and it stalls the journal
+/// that every other start renames its files through.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let file_name = path
         .file_name()
         .and_then(|name| name.to_str())
@@ -186,30 +180,17 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) ->
         .mode(0o644)
         .open(&temporary)?;
     file.write_all(bytes)?;
-    if durability == Durability::PowerLoss {
-        file.sync_all()?;
-    }
     drop(file);
-    fs::rename(&temporary, path)?;
-    if durability == Durability::PowerLoss {
-        if let Some(parent) = path.parent() {
-            File::open(parent)?.sync_all()?;
-        }
-    }
-    Ok(())
+    fs::rename(&temporary, path)
 }
 
-pub(crate) fn write_json<T: Serialize>(
-    path: &Path,
-    value: &T,
-    durability: Durability,
-) -> Result<(), RuntimeError> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| RuntimeError::StateFile {
         path: path.into(),
         source,
     })?;
     bytes.push(b'\n');
-    write_atomic(path, &bytes, durability).map_err(|source| RuntimeError::io("write", path, source))
+    write_atomic(path, &bytes).map_err(|source| RuntimeError::io("write", path, source))
 }
 
 /// Reads a JSON record; `None` when the file does not exist.
@@ -268,7 +249,7 @@ mod tests {
             oom_killed: true,
             finished_at: SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
         };
-        write_json(&path, &record, Durability::PowerLoss).expect("write");
+        write_json(&path, &record).expect("write");
         assert_eq!(read_json::<ExitRecord>(&path).expect("read"), Some(record));
         assert_eq!(
             read_json::<ExitRecord>(&dir.path().join("missing.json")).expect("read"),

@@ -31,8 +31,8 @@ use nix::unistd::{pipe2, setsid, Pid};
 
 use crate::host::HYBRID_UNIFIED_MOUNT;
 use crate::instance::{
-    read_json, remove_file_if_exists, write_json, Durability, ExitRecord, InstancePaths,
-    MonitorConfig, StateRecord, SyncMessage,
+    read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths, MonitorConfig,
+    StateRecord, SyncMessage,
 };
 use crate::logs::{LineSplitter, LogWriter};
 use crate::pidfd::process_start_ticks;
@@ -258,7 +258,7 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
         started_at: SystemTime::now(),
         address,
     };
-    if let Err(error) = write_json(&paths.state(), &state, Durability::ProcessCrash) {
+    if let Err(error) = write_json(&paths.state(), &state) {
         clean_up(&config);
         return Err(error);
     }
@@ -538,7 +538,7 @@ impl Running {
             ),
             finished_at: SystemTime::now(),
         };
-        if let Err(error) = write_json(&paths.exit(), &record, Durability::PowerLoss) {
+        if let Err(error) = write_json(&paths.exit(), &record) {
             eprintln!("ward monitor: {error}");
         }
         clean_up(&self.config);

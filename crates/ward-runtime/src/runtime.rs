@@ -22,8 +22,8 @@ use crate::cgroup::{self, CgroupLocator};
 use crate::exec::ExecTarget;
 use crate::host::{CgroupMode, HostInfo};
 use crate::instance::{
-    read_json, remove_file_if_exists, write_json, Durability, ExitRecord, InstancePaths,
-    MonitorConfig, PortRecord, StateRecord, SyncMessage,
+    read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths, MonitorConfig,
+    PortRecord, StateRecord, SyncMessage,
 };
 use crate::oci::{self, OciRuntime, OciRuntimeKind};
 use crate::pidfd::{is_own_child, reap_if_child, running_process_start_ticks, PidFd};
@@ -420,7 +420,7 @@ impl Runtime {
             oom_killed: false,
             finished_at: SystemTime::now(),
         };
-        write_json(&paths.exit(), &record, Durability::PowerLoss)?;
+        write_json(&paths.exit(), &record)?;
         Ok(record.to_status())
     }
 
