@@ -33,10 +33,14 @@ fn main() {
 }
 
 fn run_in_async_runtime(command: Command, global_options: cli::ClientOptions) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The daemon serves many connections on every core; a client command does one thing at a
+    // time and starts faster without worker threads.
+    let mut builder = if matches!(command, Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}; check the process limits (ulimit -u)");
