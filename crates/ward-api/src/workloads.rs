@@ -65,6 +65,12 @@ pub fn parse_json(body: &Bytes) -> Result<serde_json::Value, ApiError> {
     })
 }
 
+/// Without `all`, like `docker ps`: what is meant to run and has not finished, plus failures.
+fn listed_by_default(view: &ward_supervisor::WorkloadView) -> bool {
+    let phase = view.phase();
+    (view.desired == DesiredState::Running && phase != Phase::Exited) || phase == Phase::Failed
+}
+
 #[utoipa::path(get, path = "/api/v1/workloads", params(ListQuery), tag = "workloads",
     responses((status = 200, body = WorkloadList)))]
 pub async fn list(
@@ -76,9 +82,7 @@ pub async fn list(
         .supervisor
         .list(Some(&project))
         .iter()
-        .filter(|view| {
-            query.all || view.desired == DesiredState::Running || view.phase() == Phase::Failed
-        })
+        .filter(|view| query.all || listed_by_default(view))
         .map(workload_document)
         .collect();
     Ok(Json(WorkloadList { workloads }))

@@ -26,7 +26,8 @@ pub async fn run(context: &Context, arguments: PsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Without `--all`: the workloads meant to run, and the failed ones, which need attention.
+/// Without `--all`, like `docker ps`: what is meant to run and has not finished — a workload
+/// that exited successfully or was stopped is hidden; a failed one stays, it needs attention.
 pub fn select_workloads(documents: Vec<WorkloadDocument>, all: bool) -> Vec<WorkloadDocument> {
     if all {
         return documents;
@@ -34,7 +35,8 @@ pub fn select_workloads(documents: Vec<WorkloadDocument>, all: bool) -> Vec<Work
     documents
         .into_iter()
         .filter(|document| {
-            document.status.desired_state == "running" || document.status.state == "failed"
+            (document.status.desired_state == "running" && document.status.state != "exited")
+                || document.status.state == "failed"
         })
         .collect()
 }
@@ -175,6 +177,7 @@ pub(crate) mod tests {
             document("up", "running", "running", json!({}), json!([])),
             document("stopped", "stopped", "stopped", json!({}), json!([])),
             document("broken", "failed", "stopped", json!({}), json!([])),
+            document("done", "exited", "running", json!({}), json!([])),
         ];
         let names = |documents: Vec<WorkloadDocument>| {
             documents
@@ -188,7 +191,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             names(select_workloads(documents, true)),
-            ["up", "stopped", "broken"]
+            ["up", "stopped", "broken", "done"]
         );
     }
 
