@@ -303,13 +303,14 @@ impl Supervisor {
             .await
     }
 
-    /// Replaces every instance of a workload with a fresh one.
+    /// Replaces every instance of a workload with a fresh one and waits until the new ones
+    /// run (or have failed to start).
     pub async fn restart(
         &self,
         project: &str,
         name: &str,
     ) -> Result<WorkloadView, SupervisorError> {
-        let generations: Vec<(u32, u64)> = {
+        {
             let mut state = self.inner.lock();
             let entry = state
                 .workloads
@@ -317,36 +318,29 @@ impl Supervisor {
                 .filter(|entry| entry.desired != DesiredState::Deleted)
                 .ok_or_else(|| not_found(project, name))?;
             entry.desired = DesiredState::Running;
-            let generations = entry
-                .instances
-                .iter()
-                .map(|(replica, instance)| (*replica, instance.generation))
-                .collect();
             for instance in entry.instances.values_mut() {
                 instance.restart_requested = true;
                 instance.retry_at = None;
                 instance.failures_in_row = 0;
             }
-            let record = entry.to_record();
-            drop(state);
-            self.inner.store.put_workloads(&[record], &[])?;
-            generations
-        };
+            self.inner.store.set_desired_state(
+                project,
+                name,
+                "running",
+                time::to_millis(SystemTime::now()),
+            )?;
+        }
         self.inner.wake.notify_one();
-        self.wait_until(project, name, Duration::from_secs(60), move |view| {
+        self.wait_until(project, name, Duration::from_secs(60), |view| {
             view.instances.iter().all(|instance| {
-                let old_generation = generations
-                    .iter()
-                    .any(|(replica, _)| *replica == instance.replica);
-                instance.phase.is_terminal() && !old_generation || instance.phase == Phase::Running
-            }) && view
-                .instances
-                .iter()
-                .all(|instance| instance.phase != Phase::Stopping)
+                !instance.restart_pending
+                    && matches!(
+                        instance.phase,
+                        Phase::Running | Phase::Exited | Phase::Failed
+                    )
+            })
         })
-        .await?;
-        self.wait_until_settled(project, name, Duration::from_secs(60))
-            .await
+        .await
     }
 
     /// Deletes a workload and everything its instances left. Without `force`, a running

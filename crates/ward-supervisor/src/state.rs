@@ -103,6 +103,7 @@ impl InstanceEntry {
             } else {
                 None
             },
+            restart_pending: self.restart_requested,
         }
     }
 

@@ -121,6 +121,8 @@ pub struct InstanceView {
     pub revision: i64,
     pub message: Option<String>,
     pub usage: Option<UsageSample>,
+    /// A restart was asked for and has not begun yet.
+    pub restart_pending: bool,
 }
 
 /// The latest resource reading of an instance, taken by the sampler.

@@ -592,3 +592,30 @@ async fn bad_batches_change_nothing() {
         .unwrap_err();
     assert!(taken.to_string().contains("already exists"), "{taken}");
 }
+
+/// A regression: `restart` answered before the restart had begun, with the old instance.
+#[tokio::test(start_paused = true)]
+async fn restart_returns_once_the_new_instances_run() {
+    let driver = Arc::new(FakeDriver::default());
+    let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
+    supervisor
+        .create("default", spec("name: svc\nreplicas: 2\ncommand: [run]\n"))
+        .unwrap();
+    let before = supervisor
+        .wait_until("default", "svc", Duration::from_secs(5), |view| {
+            view.instances.len() == 2
+                && view
+                    .instances
+                    .iter()
+                    .all(|instance| instance.phase == Phase::Running)
+        })
+        .await
+        .unwrap();
+    let after = supervisor.restart("default", "svc").await.unwrap();
+    for (old, new) in before.instances.iter().zip(&after.instances) {
+        assert_eq!(new.phase, Phase::Running);
+        assert_ne!(new.pid, old.pid, "{} was replaced", new.name);
+        assert_eq!(new.restarts, 1);
+    }
+    assert_eq!(driver.starts_of("svc").len(), 4);
+}
