@@ -473,7 +473,7 @@ pub(crate) fn on_exit(
         EventKind::Exited
     };
     events.push(
-        PendingEvent::for_instance(&key, kind, format!("{name} {how}{when}")).with_data(
+        PendingEvent::for_instance(key, kind, format!("{name} {how}{when}")).with_data(
             serde_json::json!({
                 "exit_code": exit.exit_code,
                 "signal": exit.signal,
