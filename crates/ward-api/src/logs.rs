@@ -10,6 +10,7 @@ use axum::http::header;
 use axum::response::Response;
 use serde::Deserialize;
 use ward_client::wire::LogEntry;
+use ward_runtime::logs::LogFollower;
 use ward_runtime::LogLine;
 
 use crate::convert::log_entry;
@@ -17,7 +18,7 @@ use crate::error::ApiError;
 use crate::workloads::project_of;
 use crate::ApiState;
 
-/// How often a follower looks for new lines.
+/// How often a follower looks for new lines (it reads only what was appended).
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -57,8 +58,20 @@ pub async fn logs(
 ) -> Result<Response, ApiError> {
     let project = project_of(&query.project)?;
     let since = query.since.as_deref().map(parse_since).transpose()?;
+    // Followers start at the files' ends before the first read, so no line written in
+    // between is lost; the cursor below drops the ones both saw.
+    let followers: Vec<(String, LogFollower)> = if query.follow {
+        state
+            .supervisor
+            .log_locations(&project, &name)?
+            .into_iter()
+            .map(|(instance, location)| (instance, LogFollower::from_end(&location.path)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let initial = state.supervisor.logs(&project, &name, query.tail, since)?;
-    let mut last_time = initial.last().map(|(_, line)| line.time).or(since);
+    let last_time = initial.last().map(|(_, line)| line.time).or(since);
     let mut body = String::new();
     for (instance, line) in &initial {
         push_line(&mut body, &log_entry(instance, line));
@@ -69,11 +82,6 @@ pub async fn logs(
             .body(Body::from(body))
             .map_err(|error| ApiError::internal(&error));
     }
-    if last_time.is_none() && query.tail == Some(0) {
-        last_time = Some(SystemTime::now());
-    }
-    // Lines can share a timestamp, and the runtime's `since` is inclusive: remember how many
-    // lines at `last_time` were sent already and skip those.
     let sent_at_last_time = initial
         .iter()
         .rev()
@@ -84,51 +92,72 @@ pub async fn logs(
         last_time,
         sent_at_last_time,
     };
-    let stream = futures_util::stream::unfold((Some(body), cursor), move |(first, mut cursor)| {
-        let supervisor = supervisor.clone();
-        let project = project.clone();
-        let name = name.clone();
-        async move {
-            if let Some(first) = first {
-                return Some((Ok::<_, Infallible>(Bytes::from(first)), (None, cursor)));
-            }
-            loop {
-                tokio::time::sleep(FOLLOW_INTERVAL).await;
-                // The workload is gone: end the stream.
-                let lines = supervisor
-                    .logs(&project, &name, None, cursor.last_time)
-                    .ok()?;
-                let fresh = cursor.advance(lines);
-                if fresh.is_empty() {
-                    continue;
+    let stream = futures_util::stream::unfold(
+        (Some(body), cursor, followers),
+        move |(first, mut cursor, mut followers)| {
+            let supervisor = supervisor.clone();
+            let project = project.clone();
+            let name = name.clone();
+            async move {
+                if let Some(first) = first {
+                    return Some((
+                        Ok::<_, Infallible>(Bytes::from(first)),
+                        (None, cursor, followers),
+                    ));
                 }
-                let mut chunk = String::new();
-                for (instance, line) in &fresh {
-                    push_line(&mut chunk, &log_entry(instance, line));
+                loop {
+                    tokio::time::sleep(FOLLOW_INTERVAL).await;
+                    // The workload is gone: end the stream.
+                    supervisor.get(&project, &name).ok()?;
+                    let mut lines: Vec<(String, LogLine)> = followers
+                        .iter_mut()
+                        .flat_map(|(instance, follower)| {
+                            let instance = instance.clone();
+                            follower
+                                .poll()
+                                .into_iter()
+                                .map(move |line| (instance.clone(), line))
+                        })
+                        .collect();
+                    lines.sort_by_key(|(_, line)| line.time);
+                    let fresh = cursor.advance(lines);
+                    if fresh.is_empty() {
+                        continue;
+                    }
+                    let mut chunk = String::new();
+                    for (instance, line) in &fresh {
+                        push_line(&mut chunk, &log_entry(instance, line));
+                    }
+                    return Some((Ok(Bytes::from(chunk)), (None, cursor, followers)));
                 }
-                return Some((Ok(Bytes::from(chunk)), (None, cursor)));
             }
-        }
-    });
+        },
+    );
     response
         .body(Body::from_stream(stream))
         .map_err(|error| ApiError::internal(&error))
 }
 
 /// Where a follower is in the merged log: the newest timestamp sent and how many lines with
-/// exactly that timestamp were sent.
+/// exactly that timestamp were sent. Lines older than that were sent already.
 struct FollowCursor {
     last_time: Option<SystemTime>,
     sent_at_last_time: usize,
 }
 
 impl FollowCursor {
-    /// Drops the lines already sent from `lines` (read with an inclusive `since`) and moves on.
+    /// Drops the lines already sent from `lines` (oldest first) and moves on.
     fn advance(&mut self, lines: Vec<(String, LogLine)>) -> Vec<(String, LogLine)> {
         let mut skip = self.sent_at_last_time;
         let fresh: Vec<_> = lines
             .into_iter()
             .filter(|(_, line)| {
+                if self
+                    .last_time
+                    .is_some_and(|last_time| line.time < last_time)
+                {
+                    return false;
+                }
                 if Some(line.time) == self.last_time && skip > 0 {
                     skip -= 1;
                     return false;

@@ -129,6 +129,91 @@ pub(crate) fn read_lines(
     Ok(lines)
 }
 
+/// Follows an instance's log from where it ends now: each [`LogFollower::poll`] returns the
+/// lines written since the previous one, reading only the new bytes and carrying on across
+/// rotations (the file it reads is renamed to `log.1`; it finishes that one, then opens the
+/// new `log`).
+#[derive(Debug)]
+pub struct LogFollower {
+    current: PathBuf,
+    /// The file being read and its inode; `None` until the log exists.
+    open: Option<(File, u64)>,
+    /// The bytes of a record whose newline has not been written yet.
+    unfinished: Vec<u8>,
+    assembler: LineAssembler,
+}
+
+impl LogFollower {
+    /// A follower that returns only what is written after this call.
+    pub fn from_end(current: &Path) -> LogFollower {
+        let open = File::open(current).ok().and_then(|mut file| {
+            let inode = inode_of(&file)?;
+            io::Seek::seek(&mut file, io::SeekFrom::End(0)).ok()?;
+            Some((file, inode))
+        });
+        LogFollower {
+            current: current.to_path_buf(),
+            open,
+            unfinished: Vec::new(),
+            assembler: LineAssembler::default(),
+        }
+    }
+
+    /// The lines written since the last call, oldest first.
+    pub fn poll(&mut self) -> Vec<LogLine> {
+        let mut lines = Vec::new();
+        let current_inode = fs::metadata(&self.current).ok().map(|metadata| {
+            use std::os::unix::fs::MetadataExt;
+            metadata.ino()
+        });
+        if let Some(open_inode) = self.open.as_ref().map(|(_, inode)| *inode) {
+            // Whatever the monitor wrote before it rotated belongs to the file already open.
+            self.read_new(&mut lines);
+            if current_inode != Some(open_inode) {
+                self.open = None;
+                self.unfinished.clear();
+            }
+        }
+        if self.open.is_none() {
+            if let Ok(file) = File::open(&self.current) {
+                if let Some(inode) = inode_of(&file) {
+                    self.open = Some((file, inode));
+                    self.read_new(&mut lines);
+                }
+            }
+        }
+        lines
+    }
+
+    fn read_new(&mut self, lines: &mut Vec<LogLine>) {
+        let Some((file, _)) = &mut self.open else {
+            return;
+        };
+        let mut bytes = std::mem::take(&mut self.unfinished);
+        if io::Read::read_to_end(file, &mut bytes).is_err() {
+            return;
+        }
+        let complete = bytes
+            .iter()
+            .rposition(|byte| *byte == b'\n')
+            .map_or(0, |end| end + 1);
+        for line in bytes[..complete]
+            .split(|byte| *byte == b'\n')
+            .filter(|line| !line.is_empty())
+        {
+            if let Some(line) = parse_record(line).and_then(|record| self.assembler.push(&record)) {
+                lines.push(line);
+            }
+        }
+        self.unfinished = bytes[complete..].to_vec();
+    }
+}
+
+fn inode_of(file: &File) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().ok().map(|metadata| metadata.ino())
+}
+
 /// Writes records to the current log file, one `write(2)` per record, and rotates it.
 #[derive(Debug)]
 pub(crate) struct LogWriter {
@@ -281,6 +366,48 @@ mod tests {
             .into_iter()
             .map(|line| (line.stream, line.text))
             .collect()
+    }
+
+    /// A follower sees every line once: those written after it starts, across a rotation, and
+    /// a record whose newline arrives in a later write.
+    #[test]
+    fn follower_reads_only_new_lines_across_a_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        let append = |path: &Path, text: &str| {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open");
+            file.write_all(text.as_bytes()).expect("write");
+        };
+        let texts =
+            |lines: Vec<LogLine>| lines.into_iter().map(|line| line.text).collect::<Vec<_>>();
+        append(&path, "2024-05-01T10:00:00.000000000Z stdout F before\n");
+        let mut follower = LogFollower::from_end(&path);
+        assert!(
+            follower.poll().is_empty(),
+            "lines from before the follower started"
+        );
+        append(&path, "2024-05-01T10:00:01.000000000Z stdout F one\n2024-05-01T10:00:02.000000000Z stderr P tw");
+        assert_eq!(texts(follower.poll()), ["one"]);
+        append(&path, "o-halves\n");
+        assert!(
+            follower.poll().is_empty(),
+            "a partial record waits for the rest of its line"
+        );
+        append(&path, "2024-05-01T10:00:03.000000000Z stderr F !\n2024-05-01T10:00:04.000000000Z stdout F last in old\n");
+        fs::rename(&path, dir.path().join("log.1")).expect("rotate");
+        append(
+            &path,
+            "2024-05-01T10:00:05.000000000Z stdout F first in new\n",
+        );
+        assert_eq!(
+            texts(follower.poll()),
+            ["two-halves!", "last in old", "first in new"]
+        );
+        assert!(follower.poll().is_empty());
     }
 
     #[test]
