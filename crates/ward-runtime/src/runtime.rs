@@ -516,6 +516,19 @@ impl Runtime {
     }
 }
 
+/// Whether `pid` has a handler for SIGTERM (`SigCgt` in `/proc/PID/status`). When it cannot
+/// be read, assume it has one, so the grace period is kept.
+fn catches_sigterm(pid: u32) -> bool {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_none_or(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+}
+
 fn is_esrch(error: &io::Error) -> bool {
     error.raw_os_error() == Some(libc::ESRCH)
 }
@@ -625,6 +638,14 @@ impl Driver for Runtime {
                 .await;
         };
         if let Some(workload) = Self::open_workload(&state) {
+            // The first process of a PID namespace never dies of a signal it does not catch:
+            // without a SIGTERM handler, waiting out the grace period changes nothing.
+            let grace = if catches_sigterm(state.pid) {
+                grace
+            } else {
+                tracing::info!(instance = %self.inner.container_id(&handle.key), "its first process has no SIGTERM handler; killing it now");
+                Duration::ZERO
+            };
             match workload.send_signal(Signal::SIGTERM) {
                 Err(error) if !is_esrch(&error) => {
                     return Err(self.signal_error(&handle.key, state.pid, Signal::SIGTERM, error))

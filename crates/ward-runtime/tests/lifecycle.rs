@@ -72,7 +72,7 @@ async fn stop_sends_sigterm_then_sigkill_after_the_grace_period() {
     let key = fixture.key("stubborn");
     let stubborn = shell(
         "stubborn",
-        "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+        "trap 'echo not leaving' TERM; echo ready; while :; do sleep 0.05; done",
     );
     let handle = fixture.runtime.start(&key, &stubborn).await.expect("start");
     wait_for("the workload to trap SIGTERM", LIMIT, || {
@@ -91,6 +91,32 @@ async fn stop_sends_sigterm_then_sigkill_after_the_grace_period() {
         "stop returned after {took:?}, before the grace period ended"
     );
     assert!(took < Duration::from_secs(6), "stop took {took:?}");
+    let status = fixture.runtime.wait(&handle).await.expect("wait");
+    assert_eq!(status.signal, Some(9), "{status:?}");
+
+    // No handler at all (`trap '' TERM` ignores the signal): the grace period would change
+    // nothing, so stop kills at once.
+    let key = fixture.key("deaf");
+    let deaf = shell(
+        "deaf",
+        "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+    );
+    let handle = fixture.runtime.start(&key, &deaf).await.expect("start");
+    wait_for("the workload to ignore SIGTERM", LIMIT, || {
+        ready(&key).then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    fixture
+        .runtime
+        .stop(&handle, Duration::from_secs(30))
+        .await
+        .expect("stop");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stop of a workload without a SIGTERM handler took {:?}",
+        started.elapsed()
+    );
     let status = fixture.runtime.wait(&handle).await.expect("wait");
     assert_eq!(status.signal, Some(9), "{status:?}");
 
