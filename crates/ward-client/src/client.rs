@@ -413,51 +413,43 @@ fn lines(response: Response) -> impl Stream<Item = Result<String, reqwest::Error
     )
 }
 
+/// Newline-delimited JSON: every non-empty line is one value.
 fn ndjson_stream<T: DeserializeOwned>(
     response: Response,
     url: String,
 ) -> impl Stream<Item = Result<T, ClientError>> {
-    lines(response)
-        .map_err({
-            let url = url.clone();
-            move |error| ClientError::Protocol {
-                url: url.clone(),
-                reason: error.to_string(),
-            }
-        })
-        .try_filter(|line| futures_util::future::ready(!line.trim().is_empty()))
-        .and_then(move |line| {
-            let parsed = serde_json::from_str(&line).map_err(|error| ClientError::Protocol {
-                url: url.clone(),
-                reason: error.to_string(),
-            });
-            futures_util::future::ready(parsed)
-        })
+    json_lines(response, url, |line| {
+        Some(line).filter(|line| !line.trim().is_empty())
+    })
 }
 
-/// Reads `data:` lines of a Server-Sent Events stream (one JSON object per event).
+/// Server-Sent Events: the `data:` line of each event is one JSON value.
 fn sse_stream<T: DeserializeOwned>(
     response: Response,
     url: String,
 ) -> impl Stream<Item = Result<T, ClientError>> {
+    json_lines(response, url, |line| line.strip_prefix("data:"))
+}
+
+/// Parses the JSON that `payload` finds in each line of the body; other lines are skipped.
+fn json_lines<T: DeserializeOwned>(
+    response: Response,
+    url: String,
+    payload: fn(&str) -> Option<&str>,
+) -> impl Stream<Item = Result<T, ClientError>> {
     lines(response)
-        .map_err({
-            let url = url.clone();
-            move |error| ClientError::Protocol {
+        .map(move |line| {
+            let protocol_error = |reason: String| ClientError::Protocol {
                 url: url.clone(),
-                reason: error.to_string(),
-            }
-        })
-        .try_filter_map(move |line| {
-            let parsed = match line.strip_prefix("data:") {
-                Some(data) => serde_json::from_str(data.trim())
-                    .map(Some)
-                    .map_err(|error| ClientError::Protocol {
-                        url: url.clone(),
-                        reason: error.to_string(),
-                    }),
-                None => Ok(None),
+                reason,
             };
-            futures_util::future::ready(parsed)
+            let line = line.map_err(|error| protocol_error(error.to_string()))?;
+            payload(&line)
+                .map(|json| {
+                    serde_json::from_str(json.trim())
+                        .map_err(|error| protocol_error(error.to_string()))
+                })
+                .transpose()
         })
+        .try_filter_map(|value| futures_util::future::ready(Ok(value)))
 }

@@ -247,6 +247,24 @@ fn spec(yaml: &str) -> WorkloadSpec {
     ward_spec::parse_documents(yaml).unwrap().remove(0)
 }
 
+/// Waits until the workload has `count` instances, all running.
+async fn all_running(
+    supervisor: &Supervisor,
+    name: &str,
+    count: usize,
+) -> ward_supervisor::WorkloadView {
+    supervisor
+        .wait_until("default", name, Duration::from_secs(5), |view| {
+            view.instances.len() == count
+                && view
+                    .instances
+                    .iter()
+                    .all(|instance| instance.phase == Phase::Running)
+        })
+        .await
+        .unwrap()
+}
+
 async fn supervisor_with(driver: Arc<FakeDriver>, store: Store) -> Supervisor {
     Supervisor::start(store, driver, SupervisorConfig::default())
         .await
@@ -383,16 +401,7 @@ async fn replicas_scale_up_and_down() {
     supervisor
         .create("default", spec("name: pool\nreplicas: 3\ncommand: [run]\n"))
         .unwrap();
-    let view = supervisor
-        .wait_until("default", "pool", Duration::from_secs(5), |view| {
-            view.instances
-                .iter()
-                .filter(|i| i.phase == Phase::Running)
-                .count()
-                == 3
-        })
-        .await
-        .unwrap();
+    let view = all_running(&supervisor, "pool", 3).await;
     let names: Vec<&str> = view
         .instances
         .iter()
@@ -423,12 +432,7 @@ async fn update_replaces_instances_one_at_a_time() {
     supervisor
         .create("default", spec("name: api\nreplicas: 2\ncommand: [run]\n"))
         .unwrap();
-    supervisor
-        .wait_until("default", "api", Duration::from_secs(5), |view| {
-            view.instances.iter().all(|i| i.phase == Phase::Running) && view.instances.len() == 2
-        })
-        .await
-        .unwrap();
+    all_running(&supervisor, "api", 2).await;
     let outcomes = supervisor
         .apply(
             "default",
@@ -601,16 +605,7 @@ async fn restart_returns_once_the_new_instances_run() {
     supervisor
         .create("default", spec("name: svc\nreplicas: 2\ncommand: [run]\n"))
         .unwrap();
-    let before = supervisor
-        .wait_until("default", "svc", Duration::from_secs(5), |view| {
-            view.instances.len() == 2
-                && view
-                    .instances
-                    .iter()
-                    .all(|instance| instance.phase == Phase::Running)
-        })
-        .await
-        .unwrap();
+    let before = all_running(&supervisor, "svc", 2).await;
     let after = supervisor.restart("default", "svc").await.unwrap();
     for (old, new) in before.instances.iter().zip(&after.instances) {
         assert_eq!(new.phase, Phase::Running);
