@@ -130,18 +130,9 @@ impl Supervisor {
         project: &str,
         spec: WorkloadSpec,
     ) -> Result<WorkloadView, SupervisorError> {
-        let key = (project.to_string(), spec.name.clone());
-        {
-            let state = self.inner.lock();
-            if state.workloads.contains_key(&key) {
-                return Err(SupervisorError::AlreadyExists {
-                    project: project.to_string(),
-                    name: spec.name,
-                });
-            }
-        }
-        self.apply(project, vec![spec], false)?;
-        self.get(project, &key.1)
+        let name = spec.name.clone();
+        self.apply_batch(project, vec![spec], false, true)?;
+        self.get(project, &name)
     }
 
     /// Creates or updates workloads, all or nothing. With `dry_run`, only reports what would change.
@@ -151,9 +142,33 @@ impl Supervisor {
         specs: Vec<WorkloadSpec>,
         dry_run: bool,
     ) -> Result<Vec<ApplyOutcome>, SupervisorError> {
+        self.apply_batch(project, specs, dry_run, false)
+    }
+
+    /// `apply`; with `create_only`, a name already taken refuses the batch, checked under the
+    /// same lock as the write so two creates of one name cannot both succeed.
+    fn apply_batch(
+        &self,
+        project: &str,
+        specs: Vec<WorkloadSpec>,
+        dry_run: bool,
+        create_only: bool,
+    ) -> Result<Vec<ApplyOutcome>, SupervisorError> {
         let mut state = self.inner.lock();
         if state.shutting_down {
             return Err(SupervisorError::ShuttingDown);
+        }
+        if create_only {
+            if let Some(taken) = specs.iter().find(|spec| {
+                state
+                    .workloads
+                    .contains_key(&(project.to_string(), spec.name.clone()))
+            }) {
+                return Err(SupervisorError::AlreadyExists {
+                    project: project.to_string(),
+                    name: taken.name.clone(),
+                });
+            }
         }
         validate_batch(&state, project, &specs)?;
         let now = SystemTime::now();

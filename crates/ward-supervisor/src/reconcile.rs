@@ -235,21 +235,10 @@ async fn execute(inner: Arc<Inner>, action: Action) {
                 EventKind::Deleted,
                 format!("workload {name} deleted"),
             );
-            let now = SystemTime::now();
-            match inner
-                .store
-                .delete_workload(&project, &name, &[event.to_store(now)])
-            {
-                Ok(_) => {
-                    let ids = inner
-                        .store
-                        .latest_event_id()
-                        .ok()
-                        .flatten()
-                        .into_iter()
-                        .collect();
-                    inner.broadcast(ids, vec![event], now);
-                }
+            // The event goes through the one recording path, so its id is the one it was stored
+            // under; a crash in between loses only the event, never consistency.
+            match inner.store.delete_workload(&project, &name, &[]) {
+                Ok(_) => inner.record(None, vec![event]),
                 Err(error) => {
                     tracing::error!(%error, workload = %name, "cannot delete workload record")
                 }
