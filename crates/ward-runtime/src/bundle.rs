@@ -99,6 +99,9 @@ pub(crate) struct BundleSettings<'a> {
     pub cgroup_namespace: bool,
     /// Limit swap to the memory limit (only where the host swaps and accounts swap).
     pub swap_limit: bool,
+    /// The seccomp profile compiled to BPF (base64), for a runtime that loads it as it is
+    /// (crun); without it the runtime compiles the OCI profile at every start.
+    pub seccomp_bpf: Option<&'a str>,
 }
 
 /// The OCI runtime spec (version 1.0) of an instance.
@@ -140,7 +143,7 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
         RootFilesystem::Host { skeleton, .. } => skeleton,
     };
 
-    json!({
+    let mut config = json!({
         "ociVersion": "1.0.0",
         "process": {
             "terminal": false,
@@ -168,9 +171,15 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
             "maskedPaths": masked_paths,
             "readonlyPaths": DEFAULT_READONLY_PATHS,
             "rootfsPropagation": "rprivate",
-            "seccomp": seccomp::profile(),
         },
-    })
+    });
+    match settings.seccomp_bpf {
+        Some(program) => {
+            config["annotations"] = json!({ "run.oci.seccomp_bpf_data": program });
+        }
+        None => config["linux"]["seccomp"] = seccomp::profile(),
+    }
+    config
 }
 
 /// `PATH` and `HOSTNAME`, then the spec's variables (which win over both).
@@ -454,6 +463,7 @@ mod tests {
             nofile_hard_limit: 20_000,
             cgroup_namespace: true,
             swap_limit: true,
+            seccomp_bpf: None,
         })
     }
 

@@ -27,6 +27,7 @@ use crate::instance::{
 };
 use crate::oci::{self, OciRuntime, OciRuntimeKind};
 use crate::pidfd::{is_own_child, reap_if_child, running_process_start_ticks, PidFd};
+use crate::seccomp;
 use crate::{
     exec, logs, network, probe, AttachOutcome, Driver, ExecProcess, ExitStatus, InstanceHandle,
     InstanceKey, LogLine, LogLocation, ResourceUsage, RuntimeError,
@@ -80,6 +81,8 @@ struct Inner {
     cgroups: CgroupLocator,
     skeleton: PathBuf,
     recursive_readonly: bool,
+    /// The precompiled seccomp filter, where the OCI runtime takes one.
+    seccomp_bpf: Option<&'static str>,
     /// Hidden from every instance: Ward's data directory and host secrets.
     masked_paths: Vec<PathBuf>,
 }
@@ -119,6 +122,10 @@ impl Runtime {
                 .map(PathBuf::from)
                 .filter(|path| path.exists()),
         );
+        let seccomp_bpf = match oci.kind {
+            OciRuntimeKind::Crun => seccomp::compiled(),
+            OciRuntimeKind::Runc => None,
+        };
         let cgroups = CgroupLocator::new(host.cgroup_mode, host.cgroup_v1_mounts.clone());
         tracing::info!(
             oci_runtime = %oci.path.display(),
@@ -138,6 +145,7 @@ impl Runtime {
                 cgroups,
                 skeleton,
                 recursive_readonly,
+                seccomp_bpf,
                 masked_paths,
             }),
         })
@@ -240,6 +248,7 @@ impl Runtime {
             nofile_hard_limit: inner.host.nofile_hard_limit,
             cgroup_namespace: inner.host.cgroup_namespace,
             swap_limit: inner.host.swap_limit,
+            seccomp_bpf: inner.seccomp_bpf,
         });
         fs::create_dir_all(&paths.dir)
             .map_err(|source| RuntimeError::io("create", &paths.dir, source))?;
