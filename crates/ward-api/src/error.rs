@@ -42,6 +42,15 @@ impl ApiError {
         }
     }
 
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: message.into(),
+            field: None,
+        }
+    }
+
     pub fn method_not_allowed() -> ApiError {
         ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,

@@ -8,6 +8,7 @@ mod convert;
 mod error;
 mod events;
 mod exec;
+mod images;
 mod logs;
 mod metrics;
 mod openapi;
@@ -30,6 +31,9 @@ pub use metrics::Metrics;
 /// What every handler shares.
 pub struct ApiState {
     pub supervisor: Supervisor,
+    pub images: ward_supervisor::ImageService,
+    /// Where uploaded archives wait while they are imported.
+    pub upload_dir: std::path::PathBuf,
     pub admin_key: ApiKey,
     pub metrics: Arc<Metrics>,
 }
@@ -57,6 +61,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/workloads/{name}/logs", get(logs::logs))
         .route("/api/v1/workloads/{name}/exec", get(exec::exec))
         .route("/api/v1/events", get(events::events))
+        .route("/api/v1/images", get(images::list))
+        .route("/api/v1/images/pull", post(images::pull))
+        .route("/api/v1/images/import", post(images::import))
+        .route("/api/v1/images/prune", post(images::prune))
+        .route(
+            "/api/v1/images/{reference}",
+            get(images::get).delete(images::remove),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

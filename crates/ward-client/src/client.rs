@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
 use crate::wire::{
-    ApplyRequest, ApplyResponse, ErrorBody, EventEntry, LogEntry, WorkloadDocument, WorkloadList,
+    ApplyRequest, ApplyResponse, ErrorBody, EventEntry, ImageDocument, ImageList, LogEntry,
+    PruneResponse, PullRequest, WorkloadDocument, WorkloadList,
 };
 
 /// A connection to one Ward daemon.
@@ -144,6 +145,73 @@ impl Client {
             )
             .await?;
         Ok(())
+    }
+
+    pub async fn list_images(&self) -> Result<Vec<ImageDocument>, ClientError> {
+        let list: ImageList = self.call(Method::GET, "/api/v1/images", None).await?;
+        Ok(list.images)
+    }
+
+    pub async fn pull_image(
+        &self,
+        reference: &str,
+        plain_http: bool,
+    ) -> Result<ImageDocument, ClientError> {
+        let body = serde_json::to_value(PullRequest {
+            reference: reference.to_string(),
+            plain_http,
+        })
+        .unwrap_or_default();
+        self.call(Method::POST, "/api/v1/images/pull", Some(&body))
+            .await
+    }
+
+    /// Uploads an archive (`docker save` tar or OCI layout tar) and imports its images.
+    pub async fn import_image(
+        &self,
+        archive: Vec<u8>,
+        name: Option<&str>,
+    ) -> Result<Vec<ImageDocument>, ClientError> {
+        let path = match name {
+            Some(name) => format!("/api/v1/images/import?name={}", encode_query_value(name)),
+            None => "/api/v1/images/import".to_string(),
+        };
+        let url = self.url(&path);
+        let builder = self
+            .request(Method::POST, &url)
+            .header("content-type", "application/x-tar")
+            .body(archive);
+        let response = self.send(builder, &url).await?;
+        let response = Self::check(response, &url).await?;
+        let list: ImageList = response
+            .json()
+            .await
+            .map_err(|error| ClientError::Protocol {
+                url,
+                reason: error.to_string(),
+            })?;
+        Ok(list.images)
+    }
+
+    pub async fn get_image(&self, reference: &str) -> Result<ImageDocument, ClientError> {
+        let path = format!("/api/v1/images/{}", encode_query_value(reference));
+        self.call(Method::GET, &path, None).await
+    }
+
+    pub async fn remove_image(
+        &self,
+        reference: &str,
+        force: bool,
+    ) -> Result<ImageDocument, ClientError> {
+        let path = format!(
+            "/api/v1/images/{}?force={force}",
+            encode_query_value(reference)
+        );
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    pub async fn prune_images(&self) -> Result<PruneResponse, ClientError> {
+        self.call(Method::POST, "/api/v1/images/prune", None).await
     }
 
     /// `action` is `start`, `stop` or `restart`.

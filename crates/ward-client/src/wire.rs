@@ -181,3 +181,47 @@ pub enum ExecControl {
     /// Server → client: the command could not run.
     Error { message: String },
 }
+
+/// An image as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImageDocument {
+    /// The normalised name, like `docker.io/library/busybox:1.36`.
+    pub reference: String,
+    /// The manifest digest (the image's identity).
+    pub digest: String,
+    pub config_digest: String,
+    /// Bytes of config and layers as stored (compressed).
+    pub size: u64,
+    pub platform: String,
+    /// `pull` or `import`.
+    pub source: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub layers: Vec<String>,
+    /// The image's run defaults: `Entrypoint`, `Cmd`, `Env`, `WorkingDir`, `User`,
+    /// `ExposedPorts`, `Labels`, `StopSignal`.
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImageList {
+    pub images: Vec<ImageDocument>,
+}
+
+/// `POST /api/v1/images/pull`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PullRequest {
+    pub reference: String,
+    /// Speak plain HTTP to the registry (an explicit opt-in).
+    #[serde(default)]
+    pub plain_http: bool,
+}
+
+/// What `POST /api/v1/images/prune` removed.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PruneResponse {
+    pub blobs: usize,
+    pub layers: usize,
+    pub bytes: u64,
+}

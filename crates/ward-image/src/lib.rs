@@ -5,9 +5,13 @@
 //! before use, manifests and configs are size-limited and parsed strictly, and layer entries
 //! that would land outside their root are refused.
 
+pub mod archive;
 pub mod digest;
+pub mod layers;
 pub mod manifest;
+pub mod pull;
 pub mod store;
+pub mod unpack;
 
 pub use digest::Digest;
 pub use store::BlobStore;

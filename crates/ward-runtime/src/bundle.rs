@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use ward_spec::{NetworkMode, VolumeMount, WorkloadSpec};
 
 use crate::host::PRIVATE_TOP_LEVEL;
+use crate::image::{ContainerProcess, DEFAULT_CAPABILITIES};
 use crate::seccomp;
 use crate::RuntimeError;
 
@@ -73,6 +74,14 @@ pub(crate) enum RootFilesystem {
         /// Without `rro`: the mount points below the top-level directories, bound read-only
         /// one by one so that none stays writable.
         submounts: Vec<PathBuf>,
+    },
+    /// An image's root filesystem at `rootfs` (mounted there by the monitor, or a copy),
+    /// writable, with the container's own `/etc/hosts`, `/etc/resolv.conf` and
+    /// `/etc/hostname` bound over it.
+    Image {
+        rootfs: PathBuf,
+        etc_files: Vec<(PathBuf, &'static str)>,
+        process: ContainerProcess,
     },
 }
 
@@ -139,8 +148,9 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
             .map(|path| path.display().to_string()),
     );
 
-    let root_path = match settings.root {
-        RootFilesystem::Host { skeleton, .. } => skeleton,
+    let (root_path, root_readonly) = match settings.root {
+        RootFilesystem::Host { skeleton, .. } => (skeleton, true),
+        RootFilesystem::Image { rootfs, .. } => (rootfs, false),
     };
 
     let mut config = json!({
@@ -161,7 +171,7 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
             "rlimits": [{"type": "RLIMIT_NOFILE", "soft": nofile_soft, "hard": settings.nofile_hard_limit}],
             "noNewPrivileges": true,
         },
-        "root": {"path": root_path, "readonly": true},
+        "root": {"path": root_path, "readonly": root_readonly},
         "hostname": spec.name,
         "mounts": mounts(settings),
         "linux": {
@@ -173,6 +183,24 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
             "rootfsPropagation": "rprivate",
         },
     });
+    if let RootFilesystem::Image { process, .. } = settings.root {
+        config["process"]["args"] = json!(process.args);
+        config["process"]["env"] = json!(process.env);
+        config["process"]["cwd"] = json!(process.cwd);
+        config["process"]["user"] = json!({
+            "uid": process.uid,
+            "gid": process.gid,
+            "additionalGids": process.additional_gids,
+        });
+        let capabilities = json!(DEFAULT_CAPABILITIES);
+        config["process"]["capabilities"] = json!({
+            "bounding": capabilities,
+            "effective": capabilities,
+            "permitted": capabilities,
+            "inheritable": [],
+            "ambient": [],
+        });
+    }
     match settings.seccomp_bpf {
         Some(program) => {
             config["annotations"] = json!({ "run.oci.seccomp_bpf_data": program });
@@ -201,12 +229,29 @@ fn environment(spec: &WorkloadSpec) -> Vec<String> {
 
 fn mounts(settings: &BundleSettings<'_>) -> Vec<Value> {
     let mut mounts = Vec::new();
-    let RootFilesystem::Host {
-        top_level_dirs,
-        recursive_readonly,
-        submounts,
-        ..
-    } = settings.root;
+    let (top_level_dirs, recursive_readonly, submounts) = match settings.root {
+        RootFilesystem::Host {
+            top_level_dirs,
+            recursive_readonly,
+            submounts,
+            ..
+        } => (
+            top_level_dirs.as_slice(),
+            *recursive_readonly,
+            submounts.as_slice(),
+        ),
+        RootFilesystem::Image { etc_files, .. } => {
+            mounts.extend(kernel_filesystems());
+            for (source, destination) in etc_files {
+                mounts.push(
+                    json!({"destination": destination, "type": "bind", "source": source,
+                                   "options": ["rbind", "rw", "nosuid", "nodev", "noexec"]}),
+                );
+            }
+            push_volumes(&mut mounts, settings.volumes, false);
+            return mounts;
+        }
+    };
     let readonly_bind = |path: &str, recursive: bool| {
         let options: &[&str] = if recursive {
             &["rbind", "ro", "rro", "nosuid", "nodev"]
@@ -216,7 +261,7 @@ fn mounts(settings: &BundleSettings<'_>) -> Vec<Value> {
         json!({"destination": path, "type": "bind", "source": path, "options": options})
     };
     for dir in top_level_dirs {
-        mounts.push(readonly_bind(&format!("/{dir}"), *recursive_readonly));
+        mounts.push(readonly_bind(&format!("/{dir}"), recursive_readonly));
     }
     if !recursive_readonly {
         for submount in submounts {
@@ -225,7 +270,33 @@ fn mounts(settings: &BundleSettings<'_>) -> Vec<Value> {
     }
 
     let tmp_bytes = settings.spec.resources.memory.unwrap_or(DEFAULT_TMP_BYTES);
+    mounts.extend(kernel_filesystems());
     mounts.extend([
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "mode=1777", format!("size={tmp_bytes}")]}),
+        json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "noexec", "mode=755", format!("size={RUN_BYTES}")]}),
+    ]);
+    push_volumes(&mut mounts, settings.volumes, recursive_readonly);
+    mounts
+}
+
+/// Appends the volume binds; `recursive_readonly`: `:ro` volumes are read-only all the way
+/// down.
+fn push_volumes(mounts: &mut Vec<Value>, volumes: &[ResolvedVolume], recursive_readonly: bool) {
+    for volume in volumes {
+        let access = if volume.read_only { "ro" } else { "rw" };
+        let mut options = vec!["rbind", access, "nosuid", "nodev"];
+        if volume.read_only && recursive_readonly {
+            options.push("rro");
+        }
+        mounts.push(json!({"destination": volume.target, "type": "bind", "source": volume.source, "options": options}));
+    }
+}
+
+/// `/proc`, `/dev` and `/sys` as every sandbox gets them.
+fn kernel_filesystems() -> [Value; 6] {
+    [
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
@@ -235,21 +306,7 @@ fn mounts(settings: &BundleSettings<'_>) -> Vec<Value> {
                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-               "options": ["nosuid", "nodev", "mode=1777", format!("size={tmp_bytes}")]}),
-        json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
-               "options": ["nosuid", "nodev", "noexec", "mode=755", format!("size={RUN_BYTES}")]}),
-    ]);
-
-    for volume in settings.volumes {
-        let access = if volume.read_only { "ro" } else { "rw" };
-        let mut options = vec!["rbind", access, "nosuid", "nodev"];
-        if volume.read_only && *recursive_readonly {
-            options.push("rro");
-        }
-        mounts.push(json!({"destination": volume.target, "type": "bind", "source": volume.source, "options": options}));
-    }
-    mounts
+    ]
 }
 
 fn resources(settings: &BundleSettings<'_>) -> Value {

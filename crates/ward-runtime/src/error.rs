@@ -28,6 +28,14 @@ pub enum RuntimeError {
     },
     #[error("workload {workload}: a process workload needs a command")]
     MissingCommand { workload: String },
+    #[error("workload {workload}: the image has no Entrypoint or Cmd; give a command")]
+    MissingImageCommand { workload: String },
+    #[error("workload {workload}: image {image}: {message}")]
+    Image {
+        workload: String,
+        image: String,
+        message: String,
+    },
     #[error("instance key {key}: {reason}")]
     InvalidInstanceKey { key: String, reason: &'static str },
     #[error("volume name {name:?} is not valid: use letters, digits, '.', '_' and '-'")]

@@ -82,6 +82,27 @@ pub(crate) struct MonitorConfig {
     /// Unmount the v2 hierarchy in a private mount namespace before running the OCI runtime
     /// (crun refuses hybrid hosts otherwise).
     pub unmount_cgroup2: bool,
+    /// The overlay the monitor mounts as the container's root, in its own mount namespace
+    /// (so the mount lives exactly as long as the instance).
+    #[serde(default)]
+    pub overlay: Option<OverlayMount>,
+    /// The container's `/etc/hosts`, to which the monitor adds the instance's address.
+    #[serde(default)]
+    pub hosts_file: Option<PathBuf>,
+    /// The instance's hostname, for that line.
+    #[serde(default)]
+    pub hostname: String,
+}
+
+/// An overlayfs mount: `lower_dirs` are relative to `layers_root` (the monitor mounts from
+/// there, which keeps the options within one page), top layer first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OverlayMount {
+    pub layers_root: PathBuf,
+    pub lower_dirs: Vec<String>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub target: PathBuf,
 }
 
 impl MonitorConfig {

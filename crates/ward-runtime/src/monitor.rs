@@ -32,7 +32,7 @@ use nix::unistd::{pipe2, setsid, Pid};
 use crate::host::HYBRID_UNIFIED_MOUNT;
 use crate::instance::{
     read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths, MonitorConfig,
-    StateRecord, SyncMessage,
+    OverlayMount, StateRecord, SyncMessage,
 };
 use crate::logs::{LineSplitter, LogWriter};
 use crate::pidfd::process_start_ticks;
@@ -196,9 +196,21 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
     .map_err(|error| os_error("create signalfd", error))?;
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|error| os_error("become subreaper", error))?;
+    if config.unmount_cgroup2 || config.overlay.is_some() {
+        private_mount_namespace().map_err(|error| os_error("enter a mount namespace", error))?;
+    }
     if config.unmount_cgroup2 {
         hide_cgroup2_hierarchy()
             .map_err(|error| os_error("unmount the cgroup2 hierarchy", error))?;
+    }
+    if let Some(overlay) = &config.overlay {
+        mount_overlay(overlay).map_err(|error| {
+            RuntimeError::io(
+                "mount the image's overlay on",
+                &overlay.target,
+                error.into(),
+            )
+        })?;
     }
 
     let log = LogWriter::open(&paths.log())
@@ -229,6 +241,15 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
                 config.ports.iter().map(|port| port.to_mapping()).collect();
             let address =
                 network::attach_bridge(Path::new(network::HOST_STATE_DIR), &id, pid, &ports)?;
+            if let Some(hosts) = &config.hosts_file {
+                // In place: the file is bound into the container by inode.
+                let line = format!("{address}\t{}\n", config.hostname);
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(hosts)
+                    .and_then(|mut file| io::Write::write_all(&mut file, line.as_bytes()))
+                    .map_err(|source| RuntimeError::io("write", hosts, source))?;
+            }
             run_oci(&config, paths, OciAction::Start, None)?;
             Ok((pid, Some(address)))
         })
@@ -280,12 +301,10 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
     })
 }
 
-/// crun refuses hybrid hosts; in a mount namespace of its own without the v2 hierarchy it
-/// runs them as v1 hosts. Only the monitor and its children see the change. The namespace is
-/// a slave of the host's: the unmount does not propagate back, while the host's mounts and
-/// unmounts still propagate in, so a long-lived monitor does not pin a filesystem that the
-/// host unmounts later.
-fn hide_cgroup2_hierarchy() -> Result<(), Errno> {
+/// A mount namespace of the monitor's own, a slave of the host's: what is mounted or
+/// unmounted here stays here, while the host's mounts and unmounts still propagate in, so
+/// a long-lived monitor does not pin a filesystem that the host unmounts later.
+fn private_mount_namespace() -> Result<(), Errno> {
     unshare(CloneFlags::CLONE_NEWNS)?;
     mount(
         None::<&str>,
@@ -293,7 +312,32 @@ fn hide_cgroup2_hierarchy() -> Result<(), Errno> {
         None::<&str>,
         MsFlags::MS_REC | MsFlags::MS_SLAVE,
         None::<&str>,
-    )?;
+    )
+}
+
+/// Mounts the container's root: the image's layers under its own writable upper directory.
+fn mount_overlay(overlay: &OverlayMount) -> Result<(), Errno> {
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        overlay.lower_dirs.join(":"),
+        overlay.upper.display(),
+        overlay.work.display()
+    );
+    nix::unistd::chdir(&overlay.layers_root)?;
+    let mounted = mount(
+        Some("overlay"),
+        &overlay.target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    );
+    nix::unistd::chdir("/")?;
+    mounted
+}
+
+/// crun refuses hybrid hosts; in the monitor's mount namespace without the v2 hierarchy it
+/// runs them as v1 hosts. Only the monitor and its children see the change.
+fn hide_cgroup2_hierarchy() -> Result<(), Errno> {
     match umount2(HYBRID_UNIFIED_MOUNT, MntFlags::MNT_DETACH) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
         Err(error) => Err(error),

@@ -21,6 +21,8 @@ use crate::bundle::{self, BundleSettings, RootFilesystem, HOST_SECRET_PATHS};
 use crate::cgroup::{self, CgroupLocator};
 use crate::exec::ExecTarget;
 use crate::host::{CgroupMode, HostInfo};
+use crate::image::{self, ImageResolver, ImageRoot, Images, PreparedRoot};
+use crate::instance::OverlayMount;
 use crate::instance::{
     read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths, MonitorConfig,
     PortRecord, StateRecord, SyncMessage,
@@ -32,6 +34,8 @@ use crate::{
     exec, logs, network, probe, AttachOutcome, Driver, ExecProcess, ExitStatus, InstanceHandle,
     InstanceKey, LogLine, LogLocation, ResourceUsage, RuntimeError,
 };
+use ward_image::layers::LayerStore;
+use ward_image::{BlobStore, Digest};
 
 /// How long `start` waits for the monitor to report.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,6 +87,7 @@ struct Inner {
     recursive_readonly: bool,
     /// The precompiled seccomp filter, where the OCI runtime takes one.
     seccomp_bpf: Option<&'static str>,
+    images: Images,
     /// Hidden from every instance: Ward's data directory and host secrets.
     masked_paths: Vec<PathBuf>,
 }
@@ -122,6 +127,7 @@ impl Runtime {
                 .map(PathBuf::from)
                 .filter(|path| path.exists()),
         );
+        let images = open_images(&data_dir)?;
         let seccomp_bpf = match oci.kind {
             OciRuntimeKind::Crun => seccomp::compiled(),
             OciRuntimeKind::Runc => None,
@@ -146,9 +152,64 @@ impl Runtime {
                 skeleton,
                 recursive_readonly,
                 seccomp_bpf,
+                images,
                 masked_paths,
             }),
         })
+    }
+
+    /// Lets `container` workloads resolve their image references (the daemon's names, per
+    /// project); until it is set, containers fail to start with a clear error.
+    pub fn set_image_resolver(&self, resolver: Arc<dyn ImageResolver>) {
+        *self
+            .inner
+            .images
+            .resolver
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(resolver);
+    }
+
+    /// The unpacked layers (shared with the daemon's image commands).
+    pub fn layer_store(&self) -> LayerStore {
+        self.inner.images.layers.clone()
+    }
+
+    /// Whether containers get an overlay root (else a private copy of their image).
+    pub fn overlay_supported(&self) -> bool {
+        self.inner.images.overlay
+    }
+
+    /// Resolves, unpacks and prepares the image of a container instance.
+    async fn prepare_image(
+        &self,
+        key: &InstanceKey,
+        spec: &WorkloadSpec,
+        paths: &InstancePaths,
+    ) -> Result<PreparedRoot, RuntimeError> {
+        let reference = spec.image.clone().unwrap_or_default();
+        let image_error = |message: String| RuntimeError::Image {
+            workload: spec.name.clone(),
+            image: reference.clone(),
+            message,
+        };
+        let resolver = self
+            .inner
+            .images
+            .resolver
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+            .ok_or_else(|| image_error("this daemon has no image store".to_string()))?;
+        let digest = resolver
+            .resolve(&key.project, &reference)
+            .await
+            .map_err(image_error)?;
+        let images = self.inner.images.clone();
+        let dir = paths.dir.clone();
+        let prepared = tokio::task::spawn_blocking(move || prepare_root(&images, &digest, &dir))
+            .await
+            .map_err(|error| image_error(error.to_string()))?;
+        prepared.map_err(image_error)
     }
 
     pub fn info(&self) -> RuntimeInfo {
@@ -206,33 +267,60 @@ impl Runtime {
         key: &InstanceKey,
         spec: &WorkloadSpec,
         paths: &InstancePaths,
+        image: Option<&PreparedRoot>,
     ) -> Result<(), RuntimeError> {
         let inner = &self.inner;
-        let command = match spec.kind {
-            WorkloadKind::Process => match spec.command.as_deref() {
-                Some(command) if !command.is_empty() => command,
-                _ => {
-                    return Err(RuntimeError::MissingCommand {
-                        workload: spec.name.clone(),
-                    })
-                }
-            },
-            kind => {
+        fs::create_dir_all(&paths.dir)
+            .map_err(|source| RuntimeError::io("create", &paths.dir, source))?;
+        let no_masks: [PathBuf; 0] = [];
+        let (command, root, overlay, hosts_file, masked_paths) = match (spec.kind, image) {
+            (WorkloadKind::Process, _) => {
+                let command = match spec.command.as_deref() {
+                    Some(command) if !command.is_empty() => command,
+                    _ => {
+                        return Err(RuntimeError::MissingCommand {
+                            workload: spec.name.clone(),
+                        })
+                    }
+                };
+                let root = RootFilesystem::Host {
+                    skeleton: inner.skeleton.clone(),
+                    top_level_dirs: inner.host.top_level_dirs.clone(),
+                    recursive_readonly: inner.recursive_readonly,
+                    submounts: if inner.recursive_readonly {
+                        Vec::new()
+                    } else {
+                        inner.host.submounts_of_top_level_dirs()
+                    },
+                };
+                (command, root, None, None, inner.masked_paths.as_slice())
+            }
+            (WorkloadKind::Container, Some(image)) => {
+                let process = image::container_process(spec, image)?;
+                let (etc_files, hosts_file) = write_etc_files(paths, spec)?;
+                let rootfs = paths.dir.join("rootfs");
+                fs::create_dir_all(&rootfs)
+                    .map_err(|source| RuntimeError::io("create", &rootfs, source))?;
+                let overlay = match &image.root {
+                    ImageRoot::Overlay {
+                        layers_root,
+                        lower_dirs,
+                    } => Some(overlay_dirs(paths, &image.digest, layers_root, lower_dirs)?),
+                    ImageRoot::Copy => None,
+                };
+                let root = RootFilesystem::Image {
+                    rootfs,
+                    etc_files,
+                    process,
+                };
+                (&[][..], root, overlay, Some(hosts_file), &no_masks[..])
+            }
+            (kind, _) => {
                 return Err(RuntimeError::UnsupportedKind {
                     workload: spec.name.clone(),
                     kind: kind.as_str(),
                 })
             }
-        };
-        let root = RootFilesystem::Host {
-            skeleton: inner.skeleton.clone(),
-            top_level_dirs: inner.host.top_level_dirs.clone(),
-            recursive_readonly: inner.recursive_readonly,
-            submounts: if inner.recursive_readonly {
-                Vec::new()
-            } else {
-                inner.host.submounts_of_top_level_dirs()
-            },
         };
         let host_root = matches!(root, RootFilesystem::Host { .. });
         let volumes =
@@ -243,15 +331,13 @@ impl Runtime {
             command,
             root: &root,
             volumes: &volumes,
-            masked_paths: &inner.masked_paths,
+            masked_paths,
             cgroups_path: cgroup::cgroups_path(&container_id),
             nofile_hard_limit: inner.host.nofile_hard_limit,
             cgroup_namespace: inner.host.cgroup_namespace,
             swap_limit: inner.host.swap_limit,
             seccomp_bpf: inner.seccomp_bpf,
         });
-        fs::create_dir_all(&paths.dir)
-            .map_err(|source| RuntimeError::io("create", &paths.dir, source))?;
         // Both files are written again at every start, so a crash cannot leave a stale one
         // behind that matters: no fsync.
         let config_bytes =
@@ -273,6 +359,9 @@ impl Runtime {
             memory_cgroup: inner.cgroups.dir("memory", &container_id),
             unmount_cgroup2: inner.host.cgroup_mode == CgroupMode::Hybrid
                 && inner.oci.kind == OciRuntimeKind::Crun,
+            overlay,
+            hosts_file,
+            hostname: spec.name.clone(),
         };
         let monitor_bytes =
             serde_json::to_vec(&monitor_config).map_err(|source| RuntimeError::StateFile {
@@ -557,7 +646,11 @@ impl Driver for Runtime {
                 monitor_pid: state.monitor_pid,
             });
         }
-        self.prepare(key, spec, &paths)?;
+        let image = match spec.kind {
+            WorkloadKind::Container => Some(self.prepare_image(key, spec, &paths).await?),
+            _ => None,
+        };
+        self.prepare(key, spec, &paths, image.as_ref())?;
         let (sync_read, sync_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
             .map_err(|error| RuntimeError::io("create pipe for", &paths.dir, error.into()))?;
         let monitor_pid = self.spawn_monitor(&paths, &id, sync_write)?;
@@ -813,4 +906,149 @@ fn namespace_of(data_dir: &Path) -> String {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{:08x}", hash as u32 ^ (hash >> 32) as u32)
+}
+
+/// Opens the layer store under `DATA/images` and looks for overlayfs.
+fn open_images(data_dir: &Path) -> Result<Images, RuntimeError> {
+    let root = data_dir.join("images");
+    let image_error = |message: String| RuntimeError::Image {
+        workload: String::new(),
+        image: String::new(),
+        message,
+    };
+    let blobs = BlobStore::open_at(&root).map_err(|error| image_error(error.to_string()))?;
+    let layers = LayerStore::open_at(root.join("layers"), blobs)
+        .map_err(|error| image_error(error.to_string()))?;
+    let overlay = fs::read_to_string("/proc/filesystems")
+        .map(|text| {
+            text.lines()
+                .any(|line| line.trim_end().ends_with("\toverlay"))
+        })
+        .unwrap_or(false);
+    if !overlay {
+        tracing::warn!("overlayfs is not available: each container gets a full copy of its image");
+    }
+    Ok(Images {
+        layers,
+        overlay,
+        resolver: Arc::default(),
+    })
+}
+
+/// Unpacks the image's layers (once, shared) or, without overlayfs, copies the image into the
+/// instance's own root (kept while it is of the same image).
+fn prepare_root(
+    images: &Images,
+    digest: &Digest,
+    instance_dir: &Path,
+) -> Result<PreparedRoot, String> {
+    if images.overlay {
+        let prepared = images
+            .layers
+            .prepare(digest)
+            .map_err(|error| error.to_string())?;
+        let layers_root = images.layers.root().to_path_buf();
+        let passwd = image::read_image_file(&layers_root, &prepared.lower_dirs, "etc/passwd");
+        let group = image::read_image_file(&layers_root, &prepared.lower_dirs, "etc/group");
+        return Ok(PreparedRoot {
+            digest: digest.clone(),
+            config: prepared.config.config,
+            root: ImageRoot::Overlay {
+                layers_root,
+                lower_dirs: prepared.lower_dirs,
+            },
+            passwd,
+            group,
+        });
+    }
+    let rootfs = instance_dir.join("rootfs");
+    let marker = instance_dir.join("rootfs.image");
+    let current = fs::read_to_string(&marker).ok();
+    let config = if current.as_deref() == Some(digest.to_string().as_str()) {
+        images
+            .layers
+            .read_image(digest)
+            .map_err(|error| error.to_string())?
+            .1
+    } else {
+        ward_image::layers::remove_tree(&rootfs).map_err(|error| error.to_string())?;
+        let _ = fs::remove_file(&marker);
+        fs::create_dir_all(&rootfs).map_err(|error| error.to_string())?;
+        let config = images
+            .layers
+            .flatten_into(digest, &rootfs)
+            .map_err(|error| error.to_string())?;
+        fs::write(&marker, digest.to_string()).map_err(|error| error.to_string())?;
+        config
+    };
+    let read = |path: &str| fs::read_to_string(rootfs.join(path)).ok();
+    Ok(PreparedRoot {
+        digest: digest.clone(),
+        config: config.config,
+        root: ImageRoot::Copy,
+        passwd: read("etc/passwd"),
+        group: read("etc/group"),
+    })
+}
+
+/// The upper and work directories of an instance's overlay; they start empty whenever the
+/// instance runs another image than before, and survive restarts of the same one.
+fn overlay_dirs(
+    paths: &InstancePaths,
+    digest: &Digest,
+    layers_root: &Path,
+    lower_dirs: &[String],
+) -> Result<OverlayMount, RuntimeError> {
+    let upper = paths.dir.join("upper");
+    let work = paths.dir.join("work");
+    let marker = paths.dir.join("upper.image");
+    if fs::read_to_string(&marker).ok().as_deref() != Some(digest.to_string().as_str()) {
+        for dir in [&upper, &work] {
+            ward_image::layers::remove_tree(dir).map_err(|error| {
+                RuntimeError::io("reset", dir, io::Error::other(error.to_string()))
+            })?;
+        }
+        fs::write(&marker, digest.to_string())
+            .map_err(|source| RuntimeError::io("write", &marker, source))?;
+    }
+    for dir in [&upper, &work] {
+        fs::create_dir_all(dir).map_err(|source| RuntimeError::io("create", dir, source))?;
+    }
+    Ok(OverlayMount {
+        layers_root: layers_root.to_path_buf(),
+        lower_dirs: lower_dirs.to_vec(),
+        upper,
+        work,
+        target: paths.dir.join("rootfs"),
+    })
+}
+
+/// A file of the instance bound over a path of the container's `/etc`.
+type EtcBind = (PathBuf, &'static str);
+
+/// Writes the container's `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`; returns the
+/// binds and the hosts file (which the monitor completes with the instance's address).
+fn write_etc_files(
+    paths: &InstancePaths,
+    spec: &WorkloadSpec,
+) -> Result<(Vec<EtcBind>, PathBuf), RuntimeError> {
+    let dir = paths.dir.join("etc");
+    fs::create_dir_all(&dir).map_err(|source| RuntimeError::io("create", &dir, source))?;
+    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let files = [
+        ("hosts", image::hosts_file(&spec.name), "/etc/hosts"),
+        (
+            "resolv.conf",
+            image::resolv_conf(&host_resolv, spec.network),
+            "/etc/resolv.conf",
+        ),
+        ("hostname", format!("{}\n", spec.name), "/etc/hostname"),
+    ];
+    let mut binds = Vec::with_capacity(files.len());
+    for (name, content, destination) in files {
+        let path = dir.join(name);
+        fs::write(&path, content).map_err(|source| RuntimeError::io("write", &path, source))?;
+        binds.push((path, destination));
+    }
+    Ok((binds, dir.join("hosts")))
 }

@@ -9,6 +9,8 @@ mod schema;
 mod store;
 
 pub use error::StoreError;
-pub use records::{EventRecord, InstanceRecord, NewEvent, RevisionRecord, WorkloadRecord};
+pub use records::{
+    EventRecord, ImageRecord, InstanceRecord, NewEvent, RevisionRecord, WorkloadRecord,
+};
 pub use schema::SCHEMA_VERSION;
 pub use store::Store;

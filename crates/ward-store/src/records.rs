@@ -64,3 +64,20 @@ pub struct EventRecord {
     pub message: String,
     pub data_json: String,
 }
+
+/// A named image in a project: the name points at a manifest in the blob store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageRecord {
+    pub project: String,
+    /// The normalised reference, like `docker.io/library/busybox:1.36`.
+    pub reference: String,
+    pub manifest_digest: String,
+    pub config_digest: String,
+    /// Bytes of the manifest's config and layers as stored (compressed).
+    pub size: i64,
+    pub platform: String,
+    /// Where it came from: `pull` or `import`.
+    pub source: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}

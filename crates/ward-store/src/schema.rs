@@ -10,7 +10,10 @@ use crate::StoreError;
 /// never edit a script that has shipped. A script that must rebuild a table
 /// referenced by foreign keys needs `foreign_keys=OFF` around it, which cannot
 /// change inside a transaction: add that step here when it is first needed.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_images.sql"),
+];
 
 /// The schema version this code writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

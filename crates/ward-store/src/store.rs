@@ -7,7 +7,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use crate::schema;
-use crate::{EventRecord, InstanceRecord, NewEvent, RevisionRecord, StoreError, WorkloadRecord};
+use crate::{
+    EventRecord, ImageRecord, InstanceRecord, NewEvent, RevisionRecord, StoreError, WorkloadRecord,
+};
 
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -335,6 +337,85 @@ impl Store {
         })
     }
 
+    /// Points `record.reference` in its project at `record.manifest_digest`, keeping the
+    /// creation time of an existing name.
+    pub fn put_image(&self, record: &ImageRecord) -> Result<(), StoreError> {
+        let operation = format!("record image {}", record.reference);
+        self.write(&operation, |transaction| {
+            transaction
+                .execute(
+                    "INSERT INTO images (project, reference, manifest_digest, config_digest, size,
+                                         platform, source, created_at_ms, updated_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (project, reference) DO UPDATE SET
+                         manifest_digest = excluded.manifest_digest,
+                         config_digest = excluded.config_digest,
+                         size = excluded.size,
+                         platform = excluded.platform,
+                         source = excluded.source,
+                         updated_at_ms = excluded.updated_at_ms",
+                    params![
+                        record.project,
+                        record.reference,
+                        record.manifest_digest,
+                        record.config_digest,
+                        record.size,
+                        record.platform,
+                        record.source,
+                        record.created_at_ms,
+                        record.updated_at_ms
+                    ],
+                )
+                .map_err(sqlite_error(&operation))?;
+            Ok(())
+        })
+    }
+
+    pub fn get_image(
+        &self,
+        project: &str,
+        reference: &str,
+    ) -> Result<Option<ImageRecord>, StoreError> {
+        self.read("read image", |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT project, reference, manifest_digest, config_digest, size, platform, source,
+                        created_at_ms, updated_at_ms
+                 FROM images WHERE project = ?1 AND reference = ?2",
+            )?;
+            statement
+                .query_row([project, reference], image_from_row)
+                .optional()
+        })
+    }
+
+    /// Images of one project, or of all, ordered by project and reference.
+    pub fn list_images(&self, project: Option<&str>) -> Result<Vec<ImageRecord>, StoreError> {
+        self.read("list images", |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT project, reference, manifest_digest, config_digest, size, platform, source,
+                        created_at_ms, updated_at_ms
+                 FROM images WHERE ?1 IS NULL OR project = ?1
+                 ORDER BY project, reference",
+            )?;
+            let images = statement.query_map([project], image_from_row)?;
+            images.collect()
+        })
+    }
+
+    /// Ok(false) if the project has no image of that name.
+    pub fn delete_image(&self, project: &str, reference: &str) -> Result<bool, StoreError> {
+        let operation = format!("delete image {reference}");
+        self.write(&operation, |transaction| {
+            let deleted = transaction
+                .execute(
+                    "DELETE FROM images WHERE project = ?1 AND reference = ?2",
+                    [project, reference],
+                )
+                .map_err(sqlite_error(&operation))?;
+            Ok(deleted > 0)
+        })
+    }
+
     /// Appends the events in one transaction and returns their ids, in order.
     pub fn append_events(&self, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
         self.write("append events", |transaction| {
@@ -561,4 +642,18 @@ fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<InstanceRecord> {
 
 fn sqlite_error(operation: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::from_sqlite(operation.to_owned(), source)
+}
+
+fn image_from_row(row: &Row<'_>) -> rusqlite::Result<ImageRecord> {
+    Ok(ImageRecord {
+        project: row.get(0)?,
+        reference: row.get(1)?,
+        manifest_digest: row.get(2)?,
+        config_digest: row.get(3)?,
+        size: row.get(4)?,
+        platform: row.get(5)?,
+        source: row.get(6)?,
+        created_at_ms: row.get(7)?,
+        updated_at_ms: row.get(8)?,
+    })
 }

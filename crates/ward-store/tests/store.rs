@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use ward_store::{
-    EventRecord, InstanceRecord, NewEvent, RevisionRecord, Store, StoreError, WorkloadRecord,
-    SCHEMA_VERSION,
+    EventRecord, ImageRecord, InstanceRecord, NewEvent, RevisionRecord, Store, StoreError,
+    WorkloadRecord, SCHEMA_VERSION,
 };
 
 /// A store on a real file in a fresh temporary directory.
@@ -663,4 +663,65 @@ fn check_integrity_reports_rows_whose_parent_is_missing() {
             path.display()
         )
     );
+}
+
+fn image(reference: &str, digest: char, at_ms: i64) -> ImageRecord {
+    ImageRecord {
+        project: "default".into(),
+        reference: reference.into(),
+        manifest_digest: format!("sha256:{}", digest.to_string().repeat(64)),
+        config_digest: format!("sha256:{}", "c".repeat(64)),
+        size: 1234,
+        platform: "linux/amd64".into(),
+        source: "pull".into(),
+        created_at_ms: at_ms,
+        updated_at_ms: at_ms,
+    }
+}
+
+#[test]
+fn images_are_named_per_project_and_retagging_keeps_the_creation_time() {
+    let fixture = Fixture::new();
+    let store = &fixture.store;
+    store
+        .put_image(&image("docker.io/library/busybox:1", 'a', 1_000))
+        .unwrap();
+    store
+        .put_image(&image("docker.io/library/busybox:1", 'b', 2_000))
+        .unwrap();
+    store
+        .put_image(&image("docker.io/library/alpine:3", 'a', 3_000))
+        .unwrap();
+    let busybox = store
+        .get_image("default", "docker.io/library/busybox:1")
+        .unwrap()
+        .expect("busybox is recorded");
+    assert_eq!(
+        busybox.manifest_digest,
+        format!("sha256:{}", "b".repeat(64))
+    );
+    assert_eq!(
+        (busybox.created_at_ms, busybox.updated_at_ms),
+        (1_000, 2_000)
+    );
+    let listed: Vec<String> = store
+        .list_images(Some("default"))
+        .unwrap()
+        .into_iter()
+        .map(|image| image.reference)
+        .collect();
+    assert_eq!(
+        listed,
+        ["docker.io/library/alpine:3", "docker.io/library/busybox:1"]
+    );
+    assert!(store.list_images(Some("other")).unwrap().is_empty());
+    assert!(store
+        .delete_image("default", "docker.io/library/alpine:3")
+        .unwrap());
+    assert!(!store
+        .delete_image("default", "docker.io/library/alpine:3")
+        .unwrap());
+    let mut unknown_project = image("docker.io/library/busybox:1", 'a', 1);
+    unknown_project.project = "nowhere".into();
+    assert!(store.put_image(&unknown_project).is_err());
 }

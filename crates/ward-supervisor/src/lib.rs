@@ -8,6 +8,7 @@
 mod error;
 mod events;
 mod health;
+pub mod images;
 pub mod policy;
 mod reconcile;
 mod state;
@@ -25,6 +26,7 @@ use ward_store::Store;
 
 pub use error::SupervisorError;
 pub use events::{Event, EventKind};
+pub use images::{ImageError, ImageService, ImageView, PruneReport};
 pub use policy::BackoffPolicy;
 pub use view::{
     summarize, DesiredState, HealthState, InstanceView, Phase, UsageSample, WorkloadView,

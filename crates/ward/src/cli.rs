@@ -71,6 +71,55 @@ pub enum ClientCommand {
     Events(EventsArgs),
     /// Live view of CPU, memory and processes of all workloads (like 'docker stats')
     Top(TopArgs),
+    /// Manage images: pull, import, ls, inspect, rm, prune
+    Image(ImageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Pull an image from a registry (like 'docker pull')
+    Pull {
+        /// Image reference, like busybox:1.36 or ghcr.io/owner/repo:tag
+        reference: String,
+        /// Speak plain HTTP to the registry (for local registries without TLS)
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Import a 'docker save' archive or an OCI image layout tar (like 'docker load')
+    Import {
+        /// The archive ('-' reads standard input)
+        file: std::path::PathBuf,
+        /// Name for images the archive does not name
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show images as JSON
+    Inspect {
+        #[arg(value_name = "IMAGE", required = true)]
+        references: Vec<String>,
+    },
+    /// Remove image names
+    Rm {
+        #[arg(value_name = "IMAGE", required = true)]
+        references: Vec<String>,
+        /// Remove even if workloads use the image
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Delete stored blobs and unpacked layers that no image uses
+    Prune,
 }
 
 impl ClientCommand {
@@ -89,6 +138,7 @@ impl ClientCommand {
             ClientCommand::Exec(arguments) => &arguments.client_options,
             ClientCommand::Events(arguments) => &arguments.client_options,
             ClientCommand::Top(arguments) => &arguments.client_options,
+            ClientCommand::Image(arguments) => &arguments.client_options,
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct DaemonConfig {
     pub oci_runtime: Option<PathBuf>,
     /// `tracing` filter, like `info` or `ward=debug`.
     pub log_filter: String,
+    /// Registries (`host:port`) pulled from over plain HTTP: an explicit opt-in.
+    pub insecure_registries: Vec<String>,
 }
 
 /// The config file (`--config FILE`, YAML); every key optional.
@@ -27,6 +29,7 @@ struct ConfigFile {
     listen: Option<String>,
     oci_runtime: Option<PathBuf>,
     log: Option<String>,
+    insecure_registries: Option<Vec<String>>,
 }
 
 /// The layers above the defaults, as the caller found them.
@@ -84,6 +87,7 @@ impl DaemonConfig {
             listen,
             oci_runtime: file.oci_runtime,
             log_filter,
+            insecure_registries: file.insecure_registries.unwrap_or_default(),
         })
     }
 }

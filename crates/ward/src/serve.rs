@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use ward_api::{ApiKey, ApiState, Metrics};
 use ward_runtime::{Runtime, RuntimeConfig};
 use ward_store::Store;
-use ward_supervisor::{Supervisor, SupervisorConfig};
+use ward_supervisor::{ImageService, Supervisor, SupervisorConfig};
 
 use crate::cli::ServeArgs;
 use crate::config::Environment;
@@ -39,6 +39,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ward_executable: std::env::current_exe().context("cannot find the ward executable")?,
         oci_runtime: config.oci_runtime.clone(),
     })?;
+    let images = ImageService::new(
+        Store::open(&config.data_dir.join("ward.db"))?,
+        runtime.layer_store(),
+        config.insecure_registries.clone(),
+    );
+    runtime.set_image_resolver(Arc::new(images.clone()));
+    let upload_dir = config.data_dir.join("images").join("uploads");
+    std::fs::create_dir_all(&upload_dir)
+        .with_context(|| format!("cannot create {}", upload_dir.display()))?;
     let supervisor =
         Supervisor::start(store, Arc::new(runtime), SupervisorConfig::default()).await?;
 
@@ -62,6 +71,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let state = Arc::new(ApiState {
         supervisor: supervisor.clone(),
+        images,
+        upload_dir,
         admin_key,
         metrics: Arc::new(Metrics::default()),
     });

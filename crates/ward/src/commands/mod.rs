@@ -4,6 +4,7 @@ mod apply;
 mod completion;
 mod events;
 mod exec;
+mod image;
 mod inspect;
 mod lifecycle;
 mod logs;
@@ -88,5 +89,6 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         ClientCommand::Exec(arguments) => exec::run(context, arguments).await,
         ClientCommand::Events(arguments) => events::run(context, arguments).await,
         ClientCommand::Top(arguments) => top::run(context, arguments).await,
+        ClientCommand::Image(arguments) => image::run(context, arguments.command).await,
     }
 }

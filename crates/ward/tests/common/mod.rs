@@ -4,6 +4,8 @@
 //! Every test file compiles this module on its own and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod images;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,337 @@
+//! Images by name, per project: pulls and imports record a name → manifest in the database,
+//! the blobs and unpacked layers live in the shared store on disk, and `container` instances
+//! resolve their image through here (pulling it on first use, as `docker run` does).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use ward_image::layers::LayerStore;
+use ward_image::manifest::{ImageConfig, Manifest, Platform};
+use ward_image::pull::{PullOptions, PullProgress, Puller};
+use ward_image::Digest;
+use ward_runtime::ImageResolver;
+use ward_store::{ImageRecord, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("image {reference} not found in project {project}; pull or import it first")]
+    NotFound { project: String, reference: String },
+    #[error("image {reference} is used by workload {workload}; remove the workload first or use --force")]
+    InUse { reference: String, workload: String },
+    #[error("{0}")]
+    Pull(#[from] ward_image::pull::PullError),
+    #[error("{0}")]
+    Archive(String),
+    #[error("{0}")]
+    Layers(#[from] ward_image::layers::LayerError),
+    #[error("{0}")]
+    Blobs(#[from] ward_image::store::StoreError),
+    #[error("{0}")]
+    Store(#[from] ward_store::StoreError),
+}
+
+/// An image as the API shows it.
+#[derive(Clone, Debug)]
+pub struct ImageView {
+    pub record: ImageRecord,
+    pub manifest: Manifest,
+    pub config: ImageConfig,
+}
+
+/// What a prune removed.
+#[derive(Clone, Debug, Default)]
+pub struct PruneReport {
+    pub blobs: usize,
+    pub layers: usize,
+    pub bytes: u64,
+}
+
+/// The daemon's images; cheap to clone.
+#[derive(Clone)]
+pub struct ImageService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    layers: LayerStore,
+    puller: Puller,
+    platform: Platform,
+    /// Registries spoken to over plain HTTP (`host:port`), by configuration.
+    insecure_registries: Vec<String>,
+}
+
+impl std::fmt::Debug for ImageService {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ImageService")
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl ImageService {
+    /// `store` is a connection of its own to the daemon's database.
+    pub fn new(store: Store, layers: LayerStore, insecure_registries: Vec<String>) -> ImageService {
+        let puller = Puller::new(layers.blobs().clone());
+        ImageService {
+            inner: Arc::new(Inner {
+                store,
+                layers,
+                puller,
+                platform: Platform::host(),
+                insecure_registries,
+            }),
+        }
+    }
+
+    pub fn normalize(reference: &str) -> Result<String, ImageError> {
+        ward_spec::units::normalize_image(reference).map_err(ImageError::Invalid)
+    }
+
+    /// Pulls `reference` into `project` and names it there.
+    pub async fn pull(
+        &self,
+        project: &str,
+        reference: &str,
+        plain_http: bool,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<ImageView, ImageError> {
+        let reference = Self::normalize(reference)?;
+        let registry = reference.split('/').next().unwrap_or_default().to_string();
+        let options = PullOptions {
+            plain_http: plain_http || self.inner.insecure_registries.contains(&registry),
+            credentials: None,
+        };
+        let pulled = self
+            .inner
+            .puller
+            .pull(&reference, &self.inner.platform, &options, progress)
+            .await?;
+        let record = self.record(
+            project,
+            &reference,
+            &pulled.manifest_digest,
+            &pulled.manifest,
+            &pulled.config,
+            "pull",
+        )?;
+        Ok(ImageView {
+            record,
+            manifest: pulled.manifest,
+            config: pulled.config,
+        })
+    }
+
+    /// Imports a `docker save` archive or an OCI layout (directory or tar) into `project`.
+    /// Images the archive does not name get `name` (when given) or stay nameless and are
+    /// refused.
+    pub async fn import(
+        &self,
+        project: &str,
+        path: PathBuf,
+        name: Option<String>,
+    ) -> Result<Vec<ImageView>, ImageError> {
+        let name = name.map(|name| Self::normalize(&name)).transpose()?;
+        let blobs = self.inner.layers.blobs().clone();
+        let platform = self.inner.platform.clone();
+        let imported = tokio::task::spawn_blocking(move || {
+            ward_image::archive::import(&path, &blobs, &platform)
+        })
+        .await
+        .map_err(|error| ImageError::Archive(error.to_string()))?
+        .map_err(|error| ImageError::Archive(error.to_string()))?;
+        let mut views = Vec::new();
+        for image in imported {
+            let mut names = image.names.clone();
+            if let Some(name) = &name {
+                names = vec![name.clone()];
+            }
+            if names.is_empty() {
+                return Err(ImageError::Invalid(format!(
+                    "the archive names no image {}; give one with --name",
+                    image.manifest_digest
+                )));
+            }
+            for reference in names {
+                let record = self.record(
+                    project,
+                    &reference,
+                    &image.manifest_digest,
+                    &image.manifest,
+                    &image.config,
+                    "import",
+                )?;
+                views.push(ImageView {
+                    record,
+                    manifest: image.manifest.clone(),
+                    config: image.config.clone(),
+                });
+            }
+        }
+        Ok(views)
+    }
+
+    fn record(
+        &self,
+        project: &str,
+        reference: &str,
+        manifest_digest: &Digest,
+        manifest: &Manifest,
+        config: &ImageConfig,
+        source: &str,
+    ) -> Result<ImageRecord, ImageError> {
+        let now = now_ms();
+        let size =
+            manifest.config.size + manifest.layers.iter().map(|layer| layer.size).sum::<u64>();
+        let record = ImageRecord {
+            project: project.to_string(),
+            reference: reference.to_string(),
+            manifest_digest: manifest_digest.to_string(),
+            config_digest: manifest.config.digest.to_string(),
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+            platform: config.platform().to_string(),
+            source: source.to_string(),
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        self.inner.store.ensure_project(project)?;
+        self.inner.store.put_image(&record)?;
+        Ok(self
+            .inner
+            .store
+            .get_image(project, reference)?
+            .unwrap_or(record))
+    }
+
+    pub fn list(&self, project: &str) -> Result<Vec<ImageRecord>, ImageError> {
+        Ok(self.inner.store.list_images(Some(project))?)
+    }
+
+    /// One image, by name or by (a prefix of at least 12 hex digits of) its manifest digest.
+    pub fn get(&self, project: &str, reference: &str) -> Result<ImageView, ImageError> {
+        let record = self.find(project, reference)?;
+        let digest: Digest =
+            record
+                .manifest_digest
+                .parse()
+                .map_err(|error: ward_image::digest::DigestError| {
+                    ImageError::Invalid(error.to_string())
+                })?;
+        let (manifest, config) = self.inner.layers.read_image(&digest)?;
+        Ok(ImageView {
+            record,
+            manifest,
+            config,
+        })
+    }
+
+    fn find(&self, project: &str, reference: &str) -> Result<ImageRecord, ImageError> {
+        let not_found = || ImageError::NotFound {
+            project: project.to_string(),
+            reference: reference.to_string(),
+        };
+        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+        if hex.len() >= 12 && hex.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            if let Some(record) = self
+                .list(project)?
+                .into_iter()
+                .find(|record| record.manifest_digest["sha256:".len()..].starts_with(hex))
+            {
+                return Ok(record);
+            }
+        }
+        let normalized = Self::normalize(reference).map_err(|_| not_found())?;
+        self.inner
+            .store
+            .get_image(project, &normalized)?
+            .ok_or_else(not_found)
+    }
+
+    /// Removes a name; `in_use` lists the workloads whose spec names it.
+    pub fn remove(
+        &self,
+        project: &str,
+        reference: &str,
+        in_use: &[String],
+        force: bool,
+    ) -> Result<ImageRecord, ImageError> {
+        let record = self.find(project, reference)?;
+        if let (Some(workload), false) = (in_use.first(), force) {
+            return Err(ImageError::InUse {
+                reference: record.reference,
+                workload: workload.clone(),
+            });
+        }
+        self.inner.store.delete_image(project, &record.reference)?;
+        Ok(record)
+    }
+
+    /// Deletes every blob and unpacked layer that no named image (in any project) uses.
+    pub fn prune(&self) -> Result<PruneReport, ImageError> {
+        let mut keep: BTreeSet<Digest> = BTreeSet::new();
+        for record in self.inner.store.list_images(None)? {
+            let Ok(digest) = record.manifest_digest.parse::<Digest>() else {
+                continue;
+            };
+            keep.insert(digest.clone());
+            if let Ok((manifest, _)) = self.inner.layers.read_image(&digest) {
+                keep.insert(manifest.config.digest.clone());
+                keep.extend(manifest.layers.iter().map(|layer| layer.digest.clone()));
+            }
+        }
+        let mut report = PruneReport::default();
+        let blobs = self.inner.layers.blobs();
+        for (digest, size) in blobs.list()? {
+            if !keep.contains(&digest) {
+                blobs.remove(&digest)?;
+                report.blobs += 1;
+                report.bytes += size;
+            }
+        }
+        for digest in self.inner.layers.list() {
+            if !keep.contains(&digest) {
+                self.inner.layers.remove(&digest)?;
+                report.layers += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl ImageResolver for ImageService {
+    async fn resolve(&self, project: &str, reference: &str) -> Result<Digest, String> {
+        let normalized = Self::normalize(reference).map_err(|error| error.to_string())?;
+        let known = self
+            .inner
+            .store
+            .get_image(project, &normalized)
+            .map_err(|error| error.to_string())?;
+        let digest = match known {
+            Some(record) => record.manifest_digest,
+            None => {
+                tracing::info!(image = %normalized, project, "pulling image");
+                self.pull(project, &normalized, false, &|_| {})
+                    .await
+                    .map_err(|error| error.to_string())?
+                    .record
+                    .manifest_digest
+            }
+        };
+        digest
+            .parse()
+            .map_err(|error: ward_image::digest::DigestError| error.to_string())
+    }
+}
