@@ -693,7 +693,7 @@ impl Unpacker {
 
     fn opaque(&mut self, name: &str, directory: &Path) -> Result<(), UnpackError> {
         let Some(opened) = self.open_directory(name, directory, true)? else {
-            return Ok(());
+            return Ok(()); // With `create`, a missing directory is created.
         };
         match self.format {
             WhiteoutFormat::Overlay => set_xattr(opened.as_fd(), OVERLAY_OPAQUE_XATTR, b"y")
@@ -737,6 +737,7 @@ impl Unpacker {
         let file_name = path.file_name().unwrap_or_default();
         let parent = self
             .open_directory(name, path.parent().unwrap_or(Path::new("")), true)?
+            // With `create`, a missing directory is created rather than reported.
             .ok_or_else(|| refused(name, Refusal::Escapes))?;
         Ok((parent, file_name))
     }

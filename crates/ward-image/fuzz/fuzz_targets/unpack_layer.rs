@@ -33,9 +33,16 @@ fuzz_target!(|data: &[u8]| {
         .map(|child| child.expect("list temporary directory").file_name())
         .collect();
     siblings.sort();
-    assert_eq!(siblings, ["dest", "outside"], "a layer wrote next to its destination");
+    assert_eq!(
+        siblings,
+        ["dest", "outside"],
+        "a layer wrote next to its destination"
+    );
     assert!(
-        fs::read_dir(&outside).expect("list outside").next().is_none(),
+        fs::read_dir(&outside)
+            .expect("list outside")
+            .next()
+            .is_none(),
         "a layer wrote outside its destination"
     );
 });
