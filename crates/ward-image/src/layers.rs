@@ -28,7 +28,7 @@ use crate::manifest::{
     parse_document, Compression, Document, ImageConfig, Manifest, ManifestError,
 };
 use crate::store::{BlobStore, StoreError};
-use crate::unpack::{unpack_layer, UnpackError, UnpackLimits, WhiteoutFormat};
+use crate::unpack::{unpack_layer, UnpackError, UnpackLimits, UnpackOutcome, WhiteoutFormat};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
@@ -79,6 +79,14 @@ pub struct PreparedImage {
     /// Lower directories for overlayfs, relative to [`LayerStore::root`], top layer first
     /// (the order of overlayfs' `lowerdir=`).
     pub lower_dirs: Vec<String>,
+}
+
+/// One layer of an image: its blob, the content it must unpack to, and how it is compressed.
+#[derive(Clone, Debug)]
+struct Layer {
+    digest: Digest,
+    diff_id: Digest,
+    compression: Compression,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -146,19 +154,12 @@ impl LayerStore {
     /// Unpacks whatever layers of the image are not unpacked yet (blocking; run it off the
     /// async threads) and returns the image ready for an overlay mount.
     pub fn prepare(&self, manifest_digest: &Digest) -> Result<PreparedImage, LayerError> {
-        let (manifest, config) = self.read_image(manifest_digest)?;
-        let mut lower_dirs = Vec::with_capacity(manifest.layers.len());
-        for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
-            let compression = Compression::of_media_type(&layer.media_type).map_err(|source| {
-                LayerError::Manifest {
-                    digest: manifest_digest.clone(),
-                    source,
-                }
-            })?;
-            self.ensure_unpacked(&layer.digest, diff_id, compression)?;
+        let (config, layers) = self.layers_of(manifest_digest)?;
+        let mut lower_dirs = Vec::with_capacity(layers.len());
+        for layer in layers.iter().rev() {
+            self.ensure_unpacked(layer)?;
             lower_dirs.push(format!("l/{}", short_name(&layer.digest)));
         }
-        lower_dirs.reverse();
         Ok(PreparedImage {
             manifest_digest: manifest_digest.clone(),
             config,
@@ -173,32 +174,55 @@ impl LayerStore {
         manifest_digest: &Digest,
         dest: &Path,
     ) -> Result<ImageConfig, LayerError> {
-        let (manifest, config) = self.read_image(manifest_digest)?;
-        for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
-            let compression = Compression::of_media_type(&layer.media_type).map_err(|source| {
-                LayerError::Manifest {
-                    digest: manifest_digest.clone(),
-                    source,
-                }
-            })?;
-            let reader = self.blobs.open(&layer.digest)?;
-            let outcome = unpack_layer(
-                reader,
-                compression,
-                dest,
-                &self.limits,
-                WhiteoutFormat::Apply,
-            )
-            .map_err(|source| unpack_error(&self.blobs, &layer.digest, source))?;
-            if &outcome.diff_id != diff_id {
-                return Err(LayerError::DiffId {
-                    digest: layer.digest.clone(),
-                    expected: diff_id.clone(),
-                    actual: outcome.diff_id,
-                });
-            }
+        let (config, layers) = self.layers_of(manifest_digest)?;
+        for layer in &layers {
+            self.unpack_checked(layer, dest, WhiteoutFormat::Apply)?;
         }
         Ok(config)
+    }
+
+    /// The image's config and its layers, bottom first.
+    fn layers_of(&self, manifest_digest: &Digest) -> Result<(ImageConfig, Vec<Layer>), LayerError> {
+        let (manifest, config) = self.read_image(manifest_digest)?;
+        let layers = manifest
+            .layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(layer, diff_id)| {
+                Ok(Layer {
+                    digest: layer.digest.clone(),
+                    diff_id: diff_id.clone(),
+                    compression: Compression::of_media_type(&layer.media_type).map_err(
+                        |source| LayerError::Manifest {
+                            digest: manifest_digest.clone(),
+                            source,
+                        },
+                    )?,
+                })
+            })
+            .collect::<Result<_, LayerError>>()?;
+        Ok((config, layers))
+    }
+
+    /// Unpacks one layer blob into `dest` and checks that it is the content the image config
+    /// names.
+    fn unpack_checked(
+        &self,
+        layer: &Layer,
+        dest: &Path,
+        format: WhiteoutFormat,
+    ) -> Result<UnpackOutcome, LayerError> {
+        let reader = self.blobs.open(&layer.digest)?;
+        let outcome = unpack_layer(reader, layer.compression, dest, &self.limits, format)
+            .map_err(|source| unpack_error(&self.blobs, &layer.digest, source))?;
+        if outcome.diff_id != layer.diff_id {
+            return Err(LayerError::DiffId {
+                digest: layer.digest.clone(),
+                expected: layer.diff_id.clone(),
+                actual: outcome.diff_id,
+            });
+        }
+        Ok(outcome)
     }
 
     fn tree(&self, digest: &Digest) -> PathBuf {
@@ -216,12 +240,8 @@ impl LayerStore {
         self.marker_path(digest).is_file()
     }
 
-    fn ensure_unpacked(
-        &self,
-        digest: &Digest,
-        diff_id: &Digest,
-        compression: Compression,
-    ) -> Result<(), LayerError> {
+    fn ensure_unpacked(&self, layer: &Layer) -> Result<(), LayerError> {
+        let digest = &layer.digest;
         if let Some(marker) = self.read_marker(digest) {
             return self.check_blob_unchanged(digest, &marker);
         }
@@ -248,29 +268,13 @@ impl LayerStore {
         let staging = self.root.join("tmp").join(digest.hex());
         remove_tree(&staging)?;
         fs::create_dir(&staging).map_err(io_error("create", &staging))?;
-        let reader = self.blobs.open(digest)?;
-        let outcome = unpack_layer(
-            reader,
-            compression,
-            &staging,
-            &self.limits,
-            WhiteoutFormat::Overlay,
-        );
-        let outcome = match outcome {
+        let outcome = match self.unpack_checked(layer, &staging, WhiteoutFormat::Overlay) {
             Ok(outcome) => outcome,
-            Err(source) => {
+            Err(error) => {
                 let _ = remove_tree(&staging);
-                return Err(unpack_error(&self.blobs, digest, source));
+                return Err(error);
             }
         };
-        if &outcome.diff_id != diff_id {
-            let _ = remove_tree(&staging);
-            return Err(LayerError::DiffId {
-                digest: digest.clone(),
-                expected: diff_id.clone(),
-                actual: outcome.diff_id,
-            });
-        }
         let tree = self.tree(digest);
         remove_tree(&tree)?;
         fs::rename(&staging, &tree).map_err(io_error("store", &tree))?;
@@ -279,7 +283,7 @@ impl LayerStore {
         std::os::unix::fs::symlink(Path::new("../sha256").join(digest.hex()), &link)
             .map_err(io_error("link", &link))?;
         let marker = Marker {
-            diff_id: diff_id.clone(),
+            diff_id: layer.diff_id.clone(),
             blob_size: blob_meta.len(),
             blob_mtime_ns: mtime_ns(&blob_meta),
         };

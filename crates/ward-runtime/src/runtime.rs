@@ -911,14 +911,16 @@ fn namespace_of(data_dir: &Path) -> String {
 /// Opens the layer store under `DATA/images` and looks for overlayfs.
 fn open_images(data_dir: &Path) -> Result<Images, RuntimeError> {
     let root = data_dir.join("images");
-    let image_error = |message: String| RuntimeError::Image {
-        workload: String::new(),
-        image: String::new(),
-        message,
+    let open_error = |error: &dyn std::fmt::Display| {
+        RuntimeError::io(
+            "open the image store at",
+            &root,
+            io::Error::other(error.to_string()),
+        )
     };
-    let blobs = BlobStore::open_at(&root).map_err(|error| image_error(error.to_string()))?;
-    let layers = LayerStore::open_at(root.join("layers"), blobs)
-        .map_err(|error| image_error(error.to_string()))?;
+    let blobs = BlobStore::open_at(&root).map_err(|error| open_error(&error))?;
+    let layers =
+        LayerStore::open_at(root.join("layers"), blobs).map_err(|error| open_error(&error))?;
     let overlay = fs::read_to_string("/proc/filesystems")
         .map(|text| {
             text.lines()
