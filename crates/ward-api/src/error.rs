@@ -65,6 +65,15 @@ impl ApiError {
         self.message = format!("{prefix}{}", self.message);
     }
 
+    /// The body this error is answered with, for streams that report errors in-line.
+    pub fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code.to_string(),
+            message: self.message.clone(),
+            field: self.field.clone(),
+        }
+    }
+
     pub fn internal(error: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(%error, "internal error");
         ApiError {

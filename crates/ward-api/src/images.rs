@@ -1,16 +1,24 @@
-//! Image endpoints: list, pull, import, inspect, remove, prune.
+//! Image endpoints: list, pull (with NDJSON progress), import, export, inspect, remove,
+//! prune, and the registry logins pulls use.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
-use ward_client::wire::{ImageDocument, ImageList, PruneResponse, PullRequest};
-use ward_supervisor::{ImageError, ImageView};
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use ward_client::wire::{
+    BlobProgress, ExportRequest, ImageDocument, ImageList, LoginRequest, PruneResponse, PullEvent,
+    PullRequest, RegistryLogin, RegistryLoginList,
+};
+use ward_supervisor::{ImageError, ImageView, PullProgress};
 
 use crate::error::ApiError;
 use crate::workloads::{project_of, ProjectQuery};
@@ -19,11 +27,16 @@ use crate::ApiState;
 impl From<ImageError> for ApiError {
     fn from(error: ImageError) -> ApiError {
         match &error {
-            ImageError::NotFound { .. } => ApiError::not_found(error.to_string()),
-            ImageError::InUse { .. } => ApiError::conflict(error.to_string()),
-            ImageError::Store(_) | ImageError::Blobs(ward_image::store::StoreError::Io { .. }) => {
-                ApiError::internal(&error)
+            ImageError::NotFound { .. } | ImageError::NotLoggedIn { .. } => {
+                ApiError::not_found(error.to_string())
             }
+            ImageError::InUse { .. } => ApiError::conflict(error.to_string()),
+            ImageError::Store(_)
+            | ImageError::Blobs(ward_image::store::StoreError::Io { .. })
+            | ImageError::Credentials(
+                ward_image::credentials::CredentialError::Io { .. }
+                | ward_image::credentials::CredentialError::Corrupt { .. },
+            ) => ApiError::internal(&error),
             _ => ApiError::bad_request(error.to_string()),
         }
     }
@@ -67,19 +80,222 @@ pub async fn list(
     Ok(Json(ImageList { images }))
 }
 
+/// Pulls an image. With `Accept: application/x-ndjson` the answer is a stream of
+/// [`PullEvent`] lines (progress, then the image or the error), and closing the connection
+/// cancels the pull; what it stored stays, and the next pull resumes from there.
 #[utoipa::path(post, path = "/api/v1/images/pull", params(ProjectQuery), request_body = PullRequest,
-    responses((status = 200, body = ImageDocument), (status = 400, description = "bad reference, registry error or unusable image")))]
+    responses((status = 200, body = ImageDocument, description = "The image; with `Accept: application/x-ndjson`, PullEvent lines"),
+        (status = 400, description = "bad reference, registry error or unusable image")))]
 pub async fn pull(
     State(state): State<Arc<ApiState>>,
     Query(query): Query<ProjectQuery>,
+    headers: HeaderMap,
     Json(request): Json<PullRequest>,
-) -> Result<Json<ImageDocument>, ApiError> {
+) -> Result<Response, ApiError> {
     let project = project_of(&query.project)?;
-    let view = state
+    let streamed = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/x-ndjson"));
+    if !streamed {
+        let view = state
+            .images
+            .pull(&project, &request.reference, request.plain_http, &|_| {})
+            .await?;
+        return Ok(Json(image_document(&view)).into_response());
+    }
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<PullEvent>();
+    let images = state.images.clone();
+    let task = tokio::spawn(async move {
+        let progress_sender = sender.clone();
+        let report = move |progress: PullProgress| {
+            let _ = progress_sender.send(pull_event(progress));
+        };
+        let last = match images
+            .pull(&project, &request.reference, request.plain_http, &report)
+            .await
+        {
+            Ok(view) => PullEvent::Done {
+                image: image_document(&view),
+            },
+            Err(error) => PullEvent::Error {
+                error: ApiError::from(error).detail(),
+            },
+        };
+        let _ = sender.send(last);
+    });
+    let cancel_on_disconnect = AbortOnDrop(task.abort_handle());
+    let lines = UnboundedReceiverStream::new(receiver).map(move |event| {
+        let _keep = &cancel_on_disconnect;
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, Infallible>(Bytes::from(line))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(lines))
+        .map_err(|error| ApiError::internal(&error))
+}
+
+/// Aborts a task when the response streaming its output is dropped (the client went away).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn pull_event(progress: PullProgress) -> PullEvent {
+    match progress {
+        PullProgress::Resolved {
+            manifest_digest,
+            blobs,
+        } => PullEvent::Resolved {
+            digest: manifest_digest.to_string(),
+            blobs: blobs
+                .into_iter()
+                .map(|(digest, total)| BlobProgress {
+                    digest: digest.to_string(),
+                    done: 0,
+                    total,
+                })
+                .collect(),
+        },
+        PullProgress::Blob {
+            digest,
+            done,
+            total,
+        } => PullEvent::Progress(BlobProgress {
+            digest: digest.to_string(),
+            done,
+            total,
+        }),
+    }
+}
+
+/// Writes the images into one tar, both an OCI image layout and a `docker save` archive
+/// (`docker load` and `ward image import` read it). Every blob is verified as it is written;
+/// a corrupt one ends the stream early.
+#[utoipa::path(post, path = "/api/v1/images/export", params(ProjectQuery), request_body = ExportRequest,
+    responses((status = 200, content_type = "application/x-tar", description = "The archive"),
+        (status = 404, description = "no such image")))]
+pub async fn export(
+    State(state): State<Arc<ApiState>>,
+    Query(query): Query<ProjectQuery>,
+    Json(request): Json<ExportRequest>,
+) -> Result<Response, ApiError> {
+    let project = project_of(&query.project)?;
+    if request.images.is_empty() {
+        return Err(ApiError::bad_request(
+            "images: name at least one image to export",
+        ));
+    }
+    let images = state.images.clone();
+    let (checked_project, references) = (project.clone(), request.images.clone());
+    tokio::task::spawn_blocking(move || images.verify(&checked_project, &references))
+        .await
+        .map_err(|error| ApiError::internal(&error))??;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    let images = state.images.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChannelWriter {
+            sender: sender.clone(),
+        };
+        let result = images
+            .export(&project, &request.images, &mut out)
+            .map_err(|error| std::io::Error::other(error.to_string()));
+        if let Err(error) = result {
+            tracing::warn!(%error, "image export failed");
+            let _ = sender.blocking_send(Err(error));
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .body(Body::from_stream(ReceiverStream::new(receiver)))
+        .map_err(|error| ApiError::internal(&error))
+}
+
+/// A blocking writer whose bytes become the chunks of a response body.
+struct ChannelWriter {
+    sender: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.sender
+            .blocking_send(Ok(Bytes::copy_from_slice(bytes)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Checks the username and password against the registry (as `docker login` does) and keeps
+/// them, readable only by the daemon, for this project's pulls from it.
+#[utoipa::path(post, path = "/api/v1/registries/login", params(ProjectQuery), request_body = LoginRequest,
+    responses((status = 200, body = RegistryLogin), (status = 400, description = "the registry refused the credentials or could not be reached")))]
+pub async fn login(
+    State(state): State<Arc<ApiState>>,
+    Query(query): Query<ProjectQuery>,
+    Json(request): Json<LoginRequest>,
+) -> Result<Json<RegistryLogin>, ApiError> {
+    let project = project_of(&query.project)?;
+    let registry = state
         .images
-        .pull(&project, &request.reference, request.plain_http, &|_| {})
+        .login(
+            &project,
+            &request.registry,
+            &request.username,
+            &request.password,
+            request.plain_http,
+        )
         .await?;
-    Ok(Json(image_document(&view)))
+    Ok(Json(RegistryLogin {
+        registry,
+        username: request.username,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/registries", params(ProjectQuery),
+    responses((status = 200, body = RegistryLoginList)))]
+pub async fn logins(
+    State(state): State<Arc<ApiState>>,
+    Query(query): Query<ProjectQuery>,
+) -> Result<Json<RegistryLoginList>, ApiError> {
+    let project = project_of(&query.project)?;
+    let registries = state
+        .images
+        .logins(&project)?
+        .into_iter()
+        .map(|(registry, username)| RegistryLogin { registry, username })
+        .collect();
+    Ok(Json(RegistryLoginList { registries }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/registries/{registry}", params(("registry" = String, Path, description = "the registry, like ghcr.io"), ProjectQuery),
+    responses((status = 200, body = RegistryLogin), (status = 404, description = "not logged in to that registry")))]
+pub async fn logout(
+    State(state): State<Arc<ApiState>>,
+    Path(registry): Path<String>,
+    Query(query): Query<ProjectQuery>,
+) -> Result<Json<RegistryLogin>, ApiError> {
+    let project = project_of(&query.project)?;
+    let username = state
+        .images
+        .logins(&project)?
+        .into_iter()
+        .find(|(known, _)| {
+            ward_image::credentials::canonical_registry(&registry)
+                .is_ok_and(|wanted| &wanted == known)
+        })
+        .map(|(_, username)| username)
+        .unwrap_or_default();
+    let registry = state.images.logout(&project, &registry)?;
+    Ok(Json(RegistryLogin { registry, username }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

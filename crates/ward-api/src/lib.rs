@@ -65,6 +65,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/images/pull", post(images::pull))
         .route("/api/v1/images/import", post(images::import))
         .route("/api/v1/images/prune", post(images::prune))
+        .route("/api/v1/images/export", post(images::export))
+        .route("/api/v1/registries", get(images::logins))
+        .route("/api/v1/registries/login", post(images::login))
+        .route(
+            "/api/v1/registries/{registry}",
+            axum::routing::delete(images::logout),
+        )
         .route(
             "/api/v1/images/{reference}",
             get(images::get).delete(images::remove),

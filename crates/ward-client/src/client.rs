@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
 use crate::wire::{
-    ApplyRequest, ApplyResponse, ErrorBody, EventEntry, ImageDocument, ImageList, LogEntry,
-    PruneResponse, PullRequest, WorkloadDocument, WorkloadList,
+    ApplyRequest, ApplyResponse, ErrorBody, EventEntry, ExportRequest, ImageDocument, ImageList,
+    LogEntry, LoginRequest, PruneResponse, PullEvent, PullRequest, RegistryLogin,
+    RegistryLoginList, WorkloadDocument, WorkloadList,
 };
 
 /// A connection to one Ward daemon.
@@ -166,10 +167,31 @@ impl Client {
             .await
     }
 
-    /// Uploads an archive (`docker save` tar or OCI layout tar) and imports its images.
+    /// Pulls with progress: [`PullEvent`] lines as the daemon sends them, ending with the image
+    /// or the error. Dropping the stream cancels the pull.
+    pub async fn pull_image_events(
+        &self,
+        reference: &str,
+        plain_http: bool,
+    ) -> Result<impl Stream<Item = Result<PullEvent, ClientError>> + use<>, ClientError> {
+        let url = self.url("/api/v1/images/pull");
+        let builder = self
+            .request(Method::POST, &url)
+            .header("accept", "application/x-ndjson")
+            .json(&PullRequest {
+                reference: reference.to_string(),
+                plain_http,
+            });
+        let response = self.send(builder, &url).await?;
+        let response = Self::check(response, &url).await?;
+        Ok(ndjson_stream(response, url))
+    }
+
+    /// Uploads an archive (`docker save` tar or OCI layout tar, plain or compressed) and
+    /// imports its images.
     pub async fn import_image(
         &self,
-        archive: Vec<u8>,
+        archive: impl Into<reqwest::Body>,
         name: Option<&str>,
     ) -> Result<Vec<ImageDocument>, ClientError> {
         let path = match name {
@@ -191,6 +213,42 @@ impl Client {
                 reason: error.to_string(),
             })?;
         Ok(list.images)
+    }
+
+    /// The archive of `images` (an OCI layout that is also a `docker save` tar), as it streams.
+    pub async fn export_images(
+        &self,
+        images: &[String],
+    ) -> Result<impl Stream<Item = Result<bytes::Bytes, ClientError>> + use<>, ClientError> {
+        let url = self.url("/api/v1/images/export");
+        let builder = self.request(Method::POST, &url).json(&ExportRequest {
+            images: images.to_vec(),
+        });
+        let response = self.send(builder, &url).await?;
+        let response = Self::check(response, &url).await?;
+        Ok(response.bytes_stream().map(move |chunk| {
+            chunk.map_err(|error| ClientError::Protocol {
+                url: url.clone(),
+                reason: format!("the archive stream broke off: {}", root_cause(&error)),
+            })
+        }))
+    }
+
+    /// Keeps a registry login in the daemon, after the registry accepted it.
+    pub async fn login(&self, request: &LoginRequest) -> Result<RegistryLogin, ClientError> {
+        let body = serde_json::to_value(request).unwrap_or_default();
+        self.call(Method::POST, "/api/v1/registries/login", Some(&body))
+            .await
+    }
+
+    pub async fn logout(&self, registry: &str) -> Result<RegistryLogin, ClientError> {
+        let path = format!("/api/v1/registries/{}", encode_query_value(registry));
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    pub async fn registry_logins(&self) -> Result<Vec<RegistryLogin>, ClientError> {
+        let list: RegistryLoginList = self.call(Method::GET, "/api/v1/registries", None).await?;
+        Ok(list.registries)
     }
 
     pub async fn get_image(&self, reference: &str) -> Result<ImageDocument, ClientError> {

@@ -225,3 +225,73 @@ pub struct PruneResponse {
     pub layers: usize,
     pub bytes: u64,
 }
+
+/// One line of the NDJSON stream `POST /api/v1/images/pull` sends when asked for
+/// `application/x-ndjson`: what the pull is doing, then the image or the error.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PullEvent {
+    /// The manifest is known: these blobs (config first, then layers) make up the image.
+    Resolved {
+        digest: String,
+        blobs: Vec<BlobProgress>,
+    },
+    /// `done` of `total` bytes of one blob are stored (resumed bytes included).
+    Progress(BlobProgress),
+    /// The pull finished; the last line.
+    Done { image: ImageDocument },
+    /// The pull failed; the last line.
+    Error { error: ErrorDetail },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BlobProgress {
+    pub digest: String,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// `POST /api/v1/images/export`: the images to write into one archive.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExportRequest {
+    /// Names or digests, as `ward image ls` shows them.
+    pub images: Vec<String>,
+}
+
+/// `POST /api/v1/registries/login`.
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoginRequest {
+    /// `ghcr.io`, `docker.io`, `127.0.0.1:5000`, or a URL of the registry.
+    pub registry: String,
+    pub username: String,
+    /// A password or an access token; kept by the daemon, never shown again.
+    pub password: String,
+    /// Speak plain HTTP to the registry (an explicit opt-in; loopback registries need none).
+    #[serde(default)]
+    pub plain_http: bool,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("LoginRequest")
+            .field("registry", &self.registry)
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .field("plain_http", &self.plain_http)
+            .finish()
+    }
+}
+
+/// A registry login of a project, without its password.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RegistryLogin {
+    /// The registry's canonical name (`docker.io` for Docker Hub).
+    pub registry: String,
+    pub username: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RegistryLoginList {
+    pub registries: Vec<RegistryLogin>,
+}

@@ -6,6 +6,7 @@
 //! that would land outside their root are refused.
 
 pub mod archive;
+pub mod credentials;
 pub mod digest;
 pub mod layers;
 pub mod manifest;

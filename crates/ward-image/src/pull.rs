@@ -150,7 +150,7 @@ impl Puller {
         let registry_error =
             |error: oci_client::errors::OciDistributionError| PullError::Registry {
                 registry: registry.clone(),
-                message: error.to_string(),
+                message: explain_registry_error(&error, parsed.registry()),
             };
 
         let (bytes, _) = client
@@ -355,6 +355,22 @@ impl Puller {
             total,
         });
         Ok(())
+    }
+}
+
+/// The registry's error, with what to do about a refused login.
+fn explain_registry_error(
+    error: &oci_client::errors::OciDistributionError,
+    registry: &str,
+) -> String {
+    use oci_client::errors::OciDistributionError;
+    match error {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => format!(
+            "{error}; log in with 'ward login {registry}' if the image is private, \
+             and check the image name"
+        ),
+        _ => error.to_string(),
     }
 }
 

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use ward_image::credentials::{self, CredentialStore};
 use ward_image::layers::LayerStore;
 use ward_image::manifest::{ImageConfig, Manifest, Platform};
-use ward_image::pull::{PullOptions, PullProgress, Puller};
+use ward_image::pull::{Credentials, PullOptions, PullProgress, Puller};
 use ward_image::Digest;
 use ward_runtime::ImageResolver;
 use ward_store::{ImageRecord, Store};
@@ -33,6 +34,10 @@ pub enum ImageError {
     Blobs(#[from] ward_image::store::StoreError),
     #[error("{0}")]
     Store(#[from] ward_store::StoreError),
+    #[error("{0}")]
+    Credentials(#[from] ward_image::credentials::CredentialError),
+    #[error("not logged in to registry {registry} in project {project}")]
+    NotLoggedIn { project: String, registry: String },
 }
 
 /// An image as the API shows it.
@@ -61,6 +66,7 @@ struct Inner {
     store: Store,
     layers: LayerStore,
     puller: Puller,
+    credentials: CredentialStore,
     platform: Platform,
     /// Registries spoken to over plain HTTP (`host:port`), by configuration.
     insecure_registries: Vec<String>,
@@ -82,14 +88,21 @@ fn now_ms() -> i64 {
 }
 
 impl ImageService {
-    /// `store` is a connection of its own to the daemon's database.
-    pub fn new(store: Store, layers: LayerStore, insecure_registries: Vec<String>) -> ImageService {
+    /// `store` is a connection of its own to the daemon's database; `credentials` keeps the
+    /// registry logins.
+    pub fn new(
+        store: Store,
+        layers: LayerStore,
+        credentials: CredentialStore,
+        insecure_registries: Vec<String>,
+    ) -> ImageService {
         let puller = Puller::new(layers.blobs().clone());
         ImageService {
             inner: Arc::new(Inner {
                 store,
                 layers,
                 puller,
+                credentials,
                 platform: Platform::host(),
                 insecure_registries,
             }),
@@ -111,8 +124,8 @@ impl ImageService {
         let reference = Self::normalize(reference)?;
         let registry = reference.split('/').next().unwrap_or_default().to_string();
         let options = PullOptions {
-            plain_http: plain_http || self.inner.insecure_registries.contains(&registry),
-            credentials: None,
+            plain_http: plain_http || self.plain_http(&registry),
+            credentials: self.inner.credentials.get(project, &registry)?,
         };
         let pulled = self
             .inner
@@ -213,6 +226,105 @@ impl ImageService {
             .store
             .get_image(project, reference)?
             .unwrap_or(record))
+    }
+
+    /// Whether Ward speaks plain HTTP to `registry` without being asked: loopback registries
+    /// (as Docker does) and those the configuration names.
+    fn plain_http(&self, registry: &str) -> bool {
+        credentials::is_loopback_registry(registry)
+            || self
+                .inner
+                .insecure_registries
+                .iter()
+                .any(|insecure| insecure == registry)
+    }
+
+    /// Checks `username` and `password` against `registry` and keeps them for the pulls of
+    /// `project`; returns the registry's canonical name.
+    pub async fn login(
+        &self,
+        project: &str,
+        registry: &str,
+        username: &str,
+        password: &str,
+        plain_http: bool,
+    ) -> Result<String, ImageError> {
+        let registry = credentials::canonical_registry(registry)?;
+        if username.is_empty() {
+            return Err(ImageError::Invalid("username: give a username".to_string()));
+        }
+        if password.is_empty() {
+            return Err(ImageError::Invalid(
+                "password: give a password or token".to_string(),
+            ));
+        }
+        let login = Credentials {
+            username: username.to_string(),
+            password: password.to_string(),
+        };
+        credentials::check_login(&registry, &login, plain_http || self.plain_http(&registry))
+            .await?;
+        self.inner.credentials.set(project, &registry, &login)?;
+        tracing::info!(registry = %registry, project, username, "registry login kept");
+        Ok(registry)
+    }
+
+    /// Forgets the login of `project` for `registry`; returns the canonical name.
+    pub fn logout(&self, project: &str, registry: &str) -> Result<String, ImageError> {
+        let registry = credentials::canonical_registry(registry)?;
+        if !self.inner.credentials.remove(project, &registry)? {
+            return Err(ImageError::NotLoggedIn {
+                project: project.to_string(),
+                registry,
+            });
+        }
+        Ok(registry)
+    }
+
+    /// `(registry, username)` of the logins of `project`.
+    pub fn logins(&self, project: &str) -> Result<Vec<(String, String)>, ImageError> {
+        Ok(self.inner.credentials.list(project)?)
+    }
+
+    /// Verifies every blob of the named images of `project` against its digest: an export
+    /// checks first, so that a corrupt store fails with a message and not with a cut archive.
+    pub fn verify(&self, project: &str, references: &[String]) -> Result<(), ImageError> {
+        for reference in references {
+            let view = self.get(project, reference)?;
+            let blobs = self.inner.layers.blobs();
+            let digest: Digest = view.record.manifest_digest.parse().map_err(
+                |error: ward_image::digest::DigestError| ImageError::Invalid(error.to_string()),
+            )?;
+            blobs.verify(&digest)?;
+            blobs.verify(&view.manifest.config.digest)?;
+            for layer in &view.manifest.layers {
+                blobs.verify(&layer.digest)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the named images of `project` to `out` as one tar that is both an OCI layout and
+    /// a `docker save` archive.
+    pub fn export(
+        &self,
+        project: &str,
+        references: &[String],
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), ImageError> {
+        let mut images = Vec::new();
+        for reference in references {
+            let record = self.find(project, reference)?;
+            let manifest_digest = record.manifest_digest.parse().map_err(
+                |error: ward_image::digest::DigestError| ImageError::Invalid(error.to_string()),
+            )?;
+            images.push(ward_image::archive::ExportImage {
+                name: Some(record.reference),
+                manifest_digest,
+            });
+        }
+        ward_image::archive::export(&images, self.inner.layers.blobs(), out)
+            .map_err(|error| ImageError::Archive(error.to_string()))
     }
 
     pub fn list(&self, project: &str) -> Result<Vec<ImageRecord>, ImageError> {

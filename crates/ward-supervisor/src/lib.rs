@@ -31,6 +31,8 @@ pub use policy::BackoffPolicy;
 pub use view::{
     summarize, DesiredState, HealthState, InstanceView, Phase, UsageSample, WorkloadView,
 };
+pub use ward_image::credentials::CredentialStore;
+pub use ward_image::pull::PullProgress;
 
 use events::PendingEvent;
 use state::{InstanceEntry, State, WorkloadEntry};

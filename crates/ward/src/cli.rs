@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use ward_spec::units;
 
 /// Exit status of a command line that could not be parsed (like clap and most Unix tools).
@@ -71,8 +71,57 @@ pub enum ClientCommand {
     Events(EventsArgs),
     /// Live view of CPU, memory and processes of all workloads (like 'docker stats')
     Top(TopArgs),
-    /// Manage images: pull, import, ls, inspect, rm, prune
+    /// Manage images: pull, import, export, ls, inspect, rm, prune
     Image(ImageArgs),
+    /// Log in to a container registry; the daemon keeps the login for this project's pulls
+    #[command(after_help = LOGIN_EXAMPLES)]
+    Login(LoginArgs),
+    /// Forget the login to a container registry
+    Logout(LogoutArgs),
+}
+
+const LOGIN_EXAMPLES: &str = "\
+Examples:
+  ward login ghcr.io -u octocat              # asks for the password or token
+  echo \"$TOKEN\" | ward login ghcr.io -u octocat --password-stdin
+  ward login docker.io -u me
+
+The daemon checks the login with the registry, then keeps it in DATA_DIR/registries.json
+(mode 0600) for the pulls of this project. Registries on this machine (localhost, 127.0.0.1)
+are spoken to over plain HTTP, as Docker does.";
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry, like ghcr.io, docker.io or 127.0.0.1:5000
+    pub registry: String,
+
+    /// Username [default: asked for on the terminal]
+    #[arg(short, long)]
+    pub username: Option<String>,
+
+    /// Password or token (visible to other users in the process list; prefer --password-stdin)
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+
+    /// Read the password or token from standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// Speak plain HTTP to the registry (for registries without TLS)
+    #[arg(long)]
+    pub plain_http: bool,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry to forget the login to
+    pub registry: String,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
 }
 
 #[derive(Debug, Args)]
@@ -94,13 +143,21 @@ pub enum ImageCommand {
         #[arg(long)]
         plain_http: bool,
     },
-    /// Import a 'docker save' archive or an OCI image layout tar (like 'docker load')
+    /// Import a 'docker save' archive or an OCI image layout, tar or directory (like 'docker load')
     Import {
-        /// The archive ('-' reads standard input)
+        /// The archive or layout directory ('-' reads an archive from standard input)
         file: std::path::PathBuf,
         /// Name for images the archive does not name
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Write images to one archive, both an OCI layout and a 'docker save' tar (like 'docker save')
+    Export {
+        #[arg(value_name = "IMAGE", required = true)]
+        references: Vec<String>,
+        /// Write the archive to FILE [default: standard output, unless it is a terminal]
+        #[arg(short, long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
     },
     /// List images
     #[command(visible_alias = "list")]
@@ -139,6 +196,8 @@ impl ClientCommand {
             ClientCommand::Events(arguments) => &arguments.client_options,
             ClientCommand::Top(arguments) => &arguments.client_options,
             ClientCommand::Image(arguments) => &arguments.client_options,
+            ClientCommand::Login(arguments) => &arguments.client_options,
+            ClientCommand::Logout(arguments) => &arguments.client_options,
         }
     }
 }
@@ -484,10 +543,24 @@ pub struct ServeArgs {
 /// Parses the process's command line, or prints why it cannot and exits: help and version
 /// normally with status 0, usage errors as one `error: ` line with status 2.
 pub fn parse_command_line() -> CommandLine {
-    match CommandLine::try_parse() {
+    let parsed = command_definition()
+        .try_get_matches()
+        .and_then(|mut matches| CommandLine::from_arg_matches_mut(&mut matches));
+    match parsed {
         Ok(command_line) => command_line,
         Err(error) => exit_for_clap_error(error),
     }
+}
+
+/// The clap command, with the client options of commands that group subcommands (`ward
+/// image`) accepted after those subcommands too: `ward image ls -o json`.
+pub fn command_definition() -> clap::Command {
+    const CLIENT_OPTIONS: [&str; 5] = ["host", "token", "data_dir", "project", "output"];
+    CommandLine::command().mut_subcommand("image", |image| {
+        CLIENT_OPTIONS.into_iter().fold(image, |image, id| {
+            image.mut_arg(id, |argument| argument.global(true))
+        })
+    })
 }
 
 fn exit_for_clap_error(error: clap::Error) -> ! {
@@ -495,7 +568,7 @@ fn exit_for_clap_error(error: clap::Error) -> ! {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => error.exit(),
         // Bare `ward`: show the help like `docker` does, to stdout, and succeed.
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let mut command = CommandLine::command();
+            let mut command = command_definition();
             let help = command.render_help().to_string();
             print!("{help}");
             std::process::exit(0)
@@ -706,7 +779,7 @@ mod tests {
 
     #[test]
     fn command_line_definition_is_consistent() {
-        CommandLine::command().debug_assert();
+        command_definition().debug_assert();
     }
 
     #[test]

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use ward_api::{ApiKey, ApiState, Metrics};
 use ward_runtime::{Runtime, RuntimeConfig};
 use ward_store::Store;
-use ward_supervisor::{ImageService, Supervisor, SupervisorConfig};
+use ward_supervisor::{CredentialStore, ImageService, Supervisor, SupervisorConfig};
 
 use crate::cli::ServeArgs;
 use crate::config::Environment;
@@ -42,6 +42,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let images = ImageService::new(
         Store::open(&config.data_dir.join("ward.db"))?,
         runtime.layer_store(),
+        CredentialStore::open_at(config.data_dir.join("registries.json")),
         config.insecure_registries.clone(),
     );
     runtime.set_image_resolver(Arc::new(images.clone()));

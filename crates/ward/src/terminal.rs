@@ -37,6 +37,17 @@ impl TerminalModeGuard {
     }
 }
 
+impl TerminalModeGuard {
+    /// Lines as usual but without echo, for typing a password.
+    pub fn no_echo() -> nix::Result<TerminalModeGuard> {
+        let original = termios::tcgetattr(io::stdin())?;
+        let mut hidden = original.clone();
+        hidden.local_flags.remove(LocalFlags::ECHO);
+        termios::tcsetattr(io::stdin(), SetArg::TCSANOW, &hidden)?;
+        Ok(TerminalModeGuard { original })
+    }
+}
+
 impl Drop for TerminalModeGuard {
     fn drop(&mut self) {
         // Nothing more can be done if this fails; the shell's `reset` is the user's way out.

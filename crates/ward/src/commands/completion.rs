@@ -1,14 +1,12 @@
 //! `ward completion SHELL`: the shell completion script, generated from the clap definition.
 
-use clap::CommandFactory;
-
-use crate::cli::{CommandLine, CompletionArgs};
+use crate::cli::{command_definition, CompletionArgs};
 
 pub fn run(arguments: &CompletionArgs) -> anyhow::Result<i32> {
     let mut script = Vec::new();
     clap_complete::generate(
         arguments.shell,
-        &mut CommandLine::command(),
+        &mut command_definition(),
         "ward",
         &mut script,
     );

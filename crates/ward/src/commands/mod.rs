@@ -7,6 +7,7 @@ mod exec;
 mod image;
 mod inspect;
 mod lifecycle;
+mod login;
 mod logs;
 pub mod monitor;
 mod ps;
@@ -90,5 +91,7 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         ClientCommand::Events(arguments) => events::run(context, arguments).await,
         ClientCommand::Top(arguments) => top::run(context, arguments).await,
         ClientCommand::Image(arguments) => image::run(context, arguments.command).await,
+        ClientCommand::Login(arguments) => login::login(context, arguments).await,
+        ClientCommand::Logout(arguments) => login::logout(context, arguments).await,
     }
 }

@@ -7,10 +7,12 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -106,10 +108,16 @@ impl Registry {
     /// Starts `docker-registry serve CONFIG` without TLS or authentication and waits until
     /// `GET /v2/` answers 200.
     pub fn start() -> Registry {
+        Registry::start_with_login(None)
+    }
+
+    /// Like [`Registry::start`], asking for `username` and `password` (HTTP basic, checked
+    /// against an htpasswd file) on every request when `login` is given.
+    pub fn start_with_login(login: Option<(&str, &str)>) -> Registry {
         for _ in 0..REGISTRY_START_ATTEMPTS {
             let directory = tempfile::tempdir().expect("create the registry directory");
             let address = free_local_address();
-            let child = spawn_registry(directory.path(), address);
+            let child = spawn_registry(directory.path(), address, login);
             let mut registry = Registry {
                 address: address.to_string(),
                 child,
@@ -147,7 +155,8 @@ impl Registry {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return Err(self.log());
             }
-            if http_get_status(address, "/v2/") == Some(200) {
+            // 401: up, and asking for the login it was started with.
+            if matches!(http_get_status(address, "/v2/"), Some(200 | 401)) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -181,17 +190,26 @@ fn free_local_address() -> SocketAddr {
 }
 
 /// Writes the registry's config under `directory` and starts it on `address`.
-fn spawn_registry(directory: &Path, address: SocketAddr) -> Child {
+fn spawn_registry(directory: &Path, address: SocketAddr, login: Option<(&str, &str)>) -> Child {
     let storage = directory.join("storage");
     std::fs::create_dir_all(&storage).expect("create the registry storage");
     let config_path = directory.join("config.yml");
-    let config = format!(
+    let mut config = format!(
         "version: 0.1\n\
          log:\n  level: error\n  formatter: text\n\
          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
          http:\n  addr: {address}\n",
         storage.display()
     );
+    if let Some((username, password)) = login {
+        let hash = bcrypt::hash(password, 4).expect("hash the registry password");
+        let htpasswd = directory.join("htpasswd");
+        std::fs::write(&htpasswd, format!("{username}:{hash}\n")).expect("write the htpasswd file");
+        config.push_str(&format!(
+            "auth:\n  htpasswd:\n    realm: ward-test\n    path: {}\n",
+            htpasswd.display()
+        ));
+    }
     std::fs::write(&config_path, config).expect("write the registry config");
     let log =
         std::fs::File::create(directory.join("registry.log")).expect("create the registry log");
@@ -209,13 +227,119 @@ fn spawn_registry(directory: &Path, address: SocketAddr) -> Child {
 /// `REGISTRY/repository:tag`, indexes whole (`skopeo copy --all`); panics with skopeo's stderr
 /// when it fails.
 pub fn push(layout: &Path, tag: &str, registry: &Registry, repository: &str) {
+    push_with_login(layout, tag, registry, repository, None);
+}
+
+/// [`push`] to a registry that asks for `username` and `password`.
+pub fn push_with_login(
+    layout: &Path,
+    tag: &str,
+    registry: &Registry,
+    repository: &str,
+    login: Option<(&str, &str)>,
+) {
+    let mut command = skopeo();
+    command
+        .args(["--insecure-policy", "copy", "--all", "--quiet"])
+        .arg("--dest-tls-verify=false");
+    if let Some((username, password)) = login {
+        command.arg(format!("--dest-creds={username}:{password}"));
+    }
     run_tool(
-        skopeo()
-            .args(["--insecure-policy", "copy", "--all", "--quiet"])
-            .arg("--dest-tls-verify=false")
+        command
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://{}/{repository}:{tag}", registry.address)),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A slow network
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP proxy on `127.0.0.1:<free port>` to `upstream` that sends the upstream's answers at
+/// most `bytes_per_second` per connection, and counts them: a slow registry to interrupt a
+/// pull of, and a meter of what a pull fetched. Stops accepting when dropped.
+pub struct ThrottledProxy {
+    pub address: String,
+    delivered: Arc<AtomicU64>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl ThrottledProxy {
+    pub fn start(upstream: &str, bytes_per_second: u64) -> ThrottledProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let address = listener.local_addr().expect("proxy address").to_string();
+        let delivered = Arc::new(AtomicU64::new(0));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let upstream = upstream.to_string();
+        let (counter, stop) = (delivered.clone(), stopped.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let counter = counter.clone();
+                let (client_reader, server_writer) = (
+                    client.try_clone().expect("clone the client socket"),
+                    server.try_clone().expect("clone the server socket"),
+                );
+                std::thread::spawn(move || copy_until_closed(client_reader, server_writer, None));
+                std::thread::spawn(move || {
+                    copy_until_closed(server, client, Some((bytes_per_second, counter)))
+                });
+            }
+        });
+        ThrottledProxy {
+            address,
+            delivered,
+            stopped,
+        }
+    }
+
+    /// Bytes sent from the upstream to clients so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ThrottledProxy {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so it sees the flag.
+        let _ = TcpStream::connect(&self.address);
+    }
+}
+
+/// Copies `from` to `to` until either side closes; with a limit, paces the copy to that many
+/// bytes per second and counts what it sent.
+fn copy_until_closed(mut from: TcpStream, mut to: TcpStream, limit: Option<(u64, Arc<AtomicU64>)>) {
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if to.write_all(&buffer[..read]).is_err() {
+            break;
+        }
+        sent += read as u64;
+        if let Some((bytes_per_second, counter)) = &limit {
+            counter.fetch_add(read as u64, Ordering::SeqCst);
+            // Pacing, not waiting for a condition: the copy may not run ahead of its rate.
+            let due = Duration::from_secs_f64(sent as f64 / *bytes_per_second as f64);
+            if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
 }
 
 // ---------------------------------------------------------------------------------------------

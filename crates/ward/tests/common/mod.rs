@@ -205,6 +205,31 @@ impl Daemon {
         command
     }
 
+    /// The body of `GET path` with the admin key; fails the test unless it answers 200.
+    pub fn api_get(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(self.address)
+            .unwrap_or_else(|error| self.fail(&format!("connect for GET {path}: {error}")));
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nAuthorization: Bearer {}\r\n\r\n",
+            self.token
+        )
+        .unwrap_or_else(|error| self.fail(&format!("send GET {path}: {error}")));
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        match response.split_once("\r\n\r\n") {
+            Some((head, body))
+                if head
+                    .lines()
+                    .next()
+                    .is_some_and(|line| line.contains(" 200 ")) =>
+            {
+                body.to_string()
+            }
+            _ => self.fail(&format!("GET {path} answered: {response}")),
+        }
+    }
+
     /// The typed client, with the admin key.
     pub fn client(&self) -> ward_client::Client {
         ward_client::Client::new(&self.url(), Some(self.token.clone()))

@@ -1,0 +1,841 @@
+//! Acceptance tests for images and `container` workloads, against a real `ward serve` and a
+//! real registry (`docker-registry` on 127.0.0.1) holding images these tests build from
+//! busybox-static: pulls (plain, multi-platform, authenticated, interrupted and resumed),
+//! imports and exports, a corrupted store, and containers running from those images with their
+//! config, ports, limits and exec, surviving a killed daemon.
+//!
+//! Tests that run containers need root and crun and print a `SKIP` line otherwise. Needs the
+//! Debian packages `busybox-static`, `docker-registry`, `skopeo` and `umoci`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::images::{
+    busybox_image, host_architecture, push, push_with_login, run_tool, skopeo,
+    write_multi_platform_layout, Compression, ImageBuilder, Layer, Registry, ThrottledProxy,
+};
+use common::{
+    assert_one_error_line, assert_success, sandbox_available, stderr_of, stdout_of, Daemon,
+};
+use serde_json::Value;
+
+/// Long enough for a container to start, or a probe inside it to print its findings.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Docker's default capability set, as `CapEff` shows it.
+const DOCKER_DEFAULT_CAPABILITIES: &str = "00000000a80425fb";
+
+/// Builds `image` into an OCI layout and pushes it to `registry` as `repository:tag`; returns
+/// the reference Ward pulls it by.
+fn publish(image: &ImageBuilder, registry: &Registry, repository: &str, tag: &str) -> String {
+    let layout = tempfile::tempdir().expect("layout directory");
+    image.write_layout(layout.path(), tag);
+    push(layout.path(), tag, registry, repository);
+    format!("{}/{repository}:{tag}", registry.address)
+}
+
+/// `ward ARGS...`, which must succeed; returns stdout.
+fn ward_ok(daemon: &Daemon, arguments: &[&str]) -> String {
+    let output = daemon.ward(arguments);
+    if !output.status.success() {
+        daemon.fail(&format!(
+            "ward {}: {}",
+            arguments.join(" "),
+            stderr_of(&output)
+        ));
+    }
+    stdout_of(&output)
+}
+
+/// `ward run ARGS...`, which must succeed.
+fn run_container(daemon: &Daemon, arguments: &[&str]) {
+    let mut command = vec!["run"];
+    command.extend_from_slice(arguments);
+    ward_ok(daemon, &command);
+}
+
+/// `ward run --name NAME --network none --restart never --image IMAGE [-- COMMAND...]`.
+fn run_once(daemon: &Daemon, name: &str, image: &str, command: &[&str]) {
+    let mut arguments = vec![
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--restart",
+        "never",
+        "--image",
+        image,
+    ];
+    if !command.is_empty() {
+        arguments.push("--");
+        arguments.extend_from_slice(command);
+    }
+    run_container(daemon, &arguments);
+}
+
+/// `ward inspect NAME -o json`.
+fn inspect(daemon: &Daemon, name: &str) -> Value {
+    serde_json::from_str(&ward_ok(daemon, &["inspect", name, "-o", "json"]))
+        .expect("inspect prints JSON")
+}
+
+/// `ward image inspect IMAGE` as JSON.
+fn inspect_image(daemon: &Daemon, reference: &str) -> Value {
+    serde_json::from_str(&ward_ok(daemon, &["image", "inspect", reference]))
+        .expect("image inspect prints JSON")
+}
+
+/// Waits until the logs of `name` contain `marker`; returns them.
+fn wait_for_logs(daemon: &Daemon, name: &str, marker: &str) -> String {
+    daemon.wait_for(
+        &format!("{marker:?} in the logs of {name}"),
+        START_TIMEOUT,
+        || {
+            let output = daemon.ward(&["logs", name]);
+            let text = stdout_of(&output) + &stderr_of(&output);
+            text.contains(marker).then_some(text)
+        },
+    )
+}
+
+/// The value after `key ` on the line that starts with it.
+fn field<'a>(report: &'a str, key: &str) -> &'a str {
+    report
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key} ")))
+        .unwrap_or_else(|| panic!("no {key:?} line in:\n{report}"))
+        .trim()
+}
+
+/// One bridge test at a time: published ports go through the host's shared iptables chains.
+fn bridge_turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind port 0")
+        .port()
+}
+
+/// The body of `GET path` on `127.0.0.1:port`, when the server answers 200.
+fn http_body(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.lines()
+        .next()?
+        .contains(" 200 ")
+        .then(|| body.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pull and run
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn pulled_image_runs_with_its_config_layers_limits_and_capabilities() {
+    if !sandbox_available("pulled_image_runs_with_its_config_layers_limits_and_capabilities") {
+        return;
+    }
+    let registry = Registry::start();
+    let reference = publish(&busybox_image(), &registry, "ward/busybox", "1");
+    let daemon = Daemon::start();
+
+    // A loopback registry is spoken to over plain HTTP without being asked, as Docker does.
+    let pulled = ward_ok(&daemon, &["image", "pull", &reference]);
+    assert!(pulled.starts_with(&reference), "pull printed {pulled:?}");
+    let image = inspect_image(&daemon, &reference);
+    assert_eq!(image["platform"], format!("linux/{}", host_architecture()));
+    assert_eq!(image["layers"].as_array().map(Vec::len), Some(3));
+    let listed: Vec<Value> =
+        serde_json::from_str(&ward_ok(&daemon, &["image", "ls", "-o", "json"])).expect("JSON");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+
+    // No command: the image's Cmd runs.
+    run_once(&daemon, "ctr-default", &reference, &[]);
+    wait_for_logs(&daemon, "ctr-default", "hello from busybox");
+    let document = daemon.wait_for("ctr-default to exit", START_TIMEOUT, || {
+        let document = inspect(&daemon, "ctr-default");
+        (document["status"]["state"] == "exited").then_some(document)
+    });
+    assert_eq!(document["kind"], "container");
+    assert_eq!(document["image"], reference);
+    assert_eq!(document["status"]["exit_code"], 0);
+
+    // The image's WorkingDir and Env, the spec's variables on top, the layers with their
+    // whiteout applied, the container's own /etc/hostname and /etc/hosts, Docker's
+    // capabilities, and a writable root that is the container's alone.
+    let script = r#"echo "cwd $(pwd)"
+echo "fixture $FIXTURE"
+echo "extra $EXTRA"
+if [ -e /etc/ward-fixture/keep ]; then echo "keep yes"; else echo "keep no"; fi
+if [ -e /etc/ward-fixture/gone ]; then echo "gone yes"; else echo "gone no"; fi
+echo "second $(cat /srv/second)"
+echo "hostname $(cat /etc/hostname)"
+if grep -q ctr-probe /etc/hosts; then echo "hosts yes"; else echo "hosts no"; fi
+echo "uid $(id -u)"
+echo "capeff $(grep CapEff /proc/self/status | { read -r _ value; echo $value; })"
+echo "pids $(cd /proc && echo [0-9]* | wc -w)"
+if echo x > /etc/written; then echo "root-write yes"; else echo "root-write no"; fi
+echo probe-done
+exec sleep 600"#;
+    run_container(
+        &daemon,
+        &[
+            "--name",
+            "ctr-probe",
+            "--network",
+            "none",
+            "-e",
+            "EXTRA=2",
+            "--image",
+            &reference,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    let report = wait_for_logs(&daemon, "ctr-probe", "probe-done");
+    println!("container probe:\n{report}");
+    assert_eq!(field(&report, "cwd"), "/srv");
+    assert_eq!(field(&report, "fixture"), "1");
+    assert_eq!(field(&report, "extra"), "2");
+    assert_eq!(field(&report, "keep"), "yes");
+    assert_eq!(
+        field(&report, "gone"),
+        "no",
+        "the whiteout of the third layer"
+    );
+    assert_eq!(field(&report, "second"), "second layer");
+    assert_eq!(field(&report, "hostname"), "ctr-probe");
+    assert_eq!(field(&report, "hosts"), "yes");
+    assert_eq!(field(&report, "uid"), "0");
+    assert_eq!(field(&report, "capeff"), DOCKER_DEFAULT_CAPABILITIES);
+    assert_eq!(field(&report, "root-write"), "yes");
+
+    // exec runs in the same root: it sees what the container wrote.
+    let executed = ward_ok(
+        &daemon,
+        &[
+            "exec",
+            "ctr-probe",
+            "--",
+            "cat",
+            "/etc/written",
+            "/srv/index.html",
+        ],
+    );
+    assert_eq!(executed, "x\nhello from the image\n");
+    // ... and another container of the same image does not.
+    run_container(
+        &daemon,
+        &[
+            "--name",
+            "ctr-other",
+            "--network",
+            "none",
+            "--image",
+            &reference,
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+    let other = daemon.ward(&["exec", "ctr-other", "--", "cat", "/etc/written"]);
+    assert!(
+        !other.status.success(),
+        "a second container saw the first one's file"
+    );
+
+    // A program that allocates past the memory limit is OOM-killed and recorded as such.
+    run_container(
+        &daemon,
+        &[
+            "--name",
+            "ctr-oom",
+            "--network",
+            "none",
+            "--memory",
+            "32MiB",
+            "--restart",
+            "never",
+            "--image",
+            &reference,
+            "--",
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=256M",
+            "count=1",
+        ],
+    );
+    let oom = daemon.wait_for("ctr-oom to be OOM-killed", START_TIMEOUT, || {
+        let document = inspect(&daemon, "ctr-oom");
+        (document["status"]["state"] == "failed").then_some(document)
+    });
+    assert_eq!(oom["status"]["oom_killed"], true, "{oom}");
+    let events = ward_ok(&daemon, &["events", "-o", "json"]);
+    assert!(
+        events
+            .lines()
+            .any(|line| line.contains("ctr-oom") && line.contains("oom_killed")),
+        "no oom_killed event for ctr-oom:\n{events}"
+    );
+}
+
+#[test]
+fn container_publishes_ports_and_survives_a_daemon_kill() {
+    if !sandbox_available("container_publishes_ports_and_survives_a_daemon_kill") {
+        return;
+    }
+    let _turn = bridge_turn();
+    let registry = Registry::start();
+    let reference = publish(&busybox_image(), &registry, "ward/web", "1");
+    let mut daemon = Daemon::start();
+    let port = free_port();
+    let publish_flag = format!("{port}:8080");
+    // The image is pulled on first use, as `docker run` does.
+    run_container(
+        &daemon,
+        &[
+            "--name",
+            "ctr-web",
+            "-p",
+            &publish_flag,
+            "--image",
+            &reference,
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            "/srv",
+        ],
+    );
+    let body = daemon.wait_for("the container's web server", START_TIMEOUT, || {
+        http_body(port, "/index.html")
+    });
+    assert_eq!(body, "hello from the image\n");
+    let before = inspect(&daemon, "ctr-web")["status"]["pid"].clone();
+    assert!(before.as_u64().is_some(), "no pid: {before}");
+
+    daemon.kill9();
+    assert_eq!(
+        http_body(port, "/second").as_deref(),
+        Some("second layer\n"),
+        "the container stopped serving while the daemon was down"
+    );
+    daemon.restart();
+    let after = daemon.wait_for("ctr-web to be running again", START_TIMEOUT, || {
+        let document = inspect(&daemon, "ctr-web");
+        (document["status"]["state"] == "running").then_some(document)
+    });
+    assert_eq!(
+        after["status"]["pid"], before,
+        "the container was restarted, not re-attached"
+    );
+    assert_eq!(after["status"]["restarts"], 0);
+    // Its overlay root is still mounted: exec sees the image's files.
+    let executed = ward_ok(&daemon, &["exec", "ctr-web", "--", "cat", "/srv/second"]);
+    assert_eq!(executed, "second layer\n");
+}
+
+#[test]
+fn multi_platform_index_pulls_the_host_platform() {
+    if !sandbox_available("multi_platform_index_pulls_the_host_platform") {
+        return;
+    }
+    let registry = Registry::start();
+    let layout = tempfile::tempdir().expect("layout directory");
+    write_multi_platform_layout(&busybox_image(), layout.path(), "multi");
+    push(layout.path(), "multi", &registry, "ward/multi");
+    let reference = format!("{}/ward/multi:multi", registry.address);
+    let daemon = Daemon::start();
+    ward_ok(&daemon, &["image", "pull", &reference]);
+    let image = inspect_image(&daemon, &reference);
+    assert_eq!(image["platform"], format!("linux/{}", host_architecture()));
+    run_once(
+        &daemon,
+        "ctr-multi",
+        &reference,
+        &[
+            "sh",
+            "-c",
+            "if [ -e /platform ]; then echo foreign; else echo host; fi",
+        ],
+    );
+    let logs = wait_for_logs(&daemon, "ctr-multi", "host");
+    assert!(!logs.contains("foreign"), "{logs}");
+}
+
+#[test]
+fn wrong_platform_only_index_is_refused_and_stores_no_name() {
+    let registry = Registry::start();
+    let foreign = if host_architecture() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let image = ImageBuilder::new()
+        .architecture(foreign)
+        .layer(Layer::new().file("/only", "x", 0o644));
+    let reference = publish(&image, &registry, "ward/foreign", "1");
+    let daemon = Daemon::start();
+    let output = daemon.ward(&["image", "pull", &reference]);
+    let line = assert_one_error_line(&output, foreign);
+    println!("refused: {line}");
+    let listed: Vec<Value> =
+        serde_json::from_str(&ward_ok(&daemon, &["image", "ls", "-o", "json"])).expect("JSON");
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Offline: import and export
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn docker_save_archives_and_oci_layouts_import_export_and_run() {
+    if !sandbox_available("docker_save_archives_and_oci_layouts_import_export_and_run") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("work directory");
+    let daemon = Daemon::start();
+
+    // A `docker save` archive names its image.
+    let saved = work.path().join("saved.tar");
+    busybox_image().write_docker_save(&saved, "saved/busybox:1");
+    let imported = ward_ok(&daemon, &["image", "import", saved.to_str().expect("path")]);
+    assert!(
+        imported.starts_with("docker.io/saved/busybox:1 "),
+        "{imported:?}"
+    );
+    run_once(&daemon, "ctr-saved", "saved/busybox:1", &[]);
+    wait_for_logs(&daemon, "ctr-saved", "hello from busybox");
+
+    // An OCI layout directory, named on import.
+    let layout = work.path().join("layout");
+    busybox_image()
+        .cmd(["/bin/sh", "-c", "echo hello from the layout"])
+        .write_layout(&layout, "1");
+    ward_ok(
+        &daemon,
+        &[
+            "image",
+            "import",
+            layout.to_str().expect("path"),
+            "--name",
+            "layout/busybox:2",
+        ],
+    );
+    run_once(&daemon, "ctr-layout", "layout/busybox:2", &[]);
+    wait_for_logs(&daemon, "ctr-layout", "hello from the layout");
+
+    // Export both into one archive that skopeo reads as an OCI layout and as `docker save`.
+    let exported = work.path().join("exported.tar");
+    ward_ok(
+        &daemon,
+        &[
+            "image",
+            "export",
+            "saved/busybox:1",
+            "layout/busybox:2",
+            "--file",
+            exported.to_str().expect("path"),
+        ],
+    );
+    // OCI layouts name images by tag (as containerd writes them), docker archives in full.
+    for (transport, name) in [
+        ("oci-archive", "1"),
+        ("docker-archive", "docker.io/saved/busybox:1"),
+    ] {
+        let reference = format!("{transport}:{}:{name}", exported.display());
+        let inspected: Value = serde_json::from_slice(&run_tool(skopeo().args([
+            "--insecure-policy",
+            "inspect",
+            "--config",
+            &reference,
+        ])))
+        .expect("skopeo prints the config");
+        assert_eq!(inspected["config"]["WorkingDir"], "/srv", "{transport}");
+    }
+    // To stdout too, which a terminal refuses.
+    let streamed = daemon
+        .ward_command(&["image", "export", "layout/busybox:2"])
+        .stdout(Stdio::piped())
+        .output()
+        .expect("run export");
+    assert!(streamed.status.success(), "{}", stderr_of(&streamed));
+    assert!(
+        streamed.stdout.len() > 100_000,
+        "{} bytes",
+        streamed.stdout.len()
+    );
+
+    // Round trip: remove everything, import the export through stdin, run again.
+    ward_ok(&daemon, &["rm", "-f", "ctr-saved", "ctr-layout"]);
+    ward_ok(
+        &daemon,
+        &["image", "rm", "saved/busybox:1", "layout/busybox:2"],
+    );
+    let pruned = ward_ok(&daemon, &["image", "prune", "-o", "json"]);
+    let pruned: Value = serde_json::from_str(&pruned).expect("JSON");
+    assert!(pruned["blobs"].as_u64() >= Some(4), "{pruned}");
+    let mut import = daemon
+        .ward_command(&["image", "import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn import");
+    import
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&std::fs::read(&exported).expect("read the export"))
+        .expect("write the archive");
+    let output = import.wait_with_output().expect("wait for import");
+    let listed = assert_success(&output);
+    assert!(listed.contains("docker.io/saved/busybox:1"), "{listed}");
+    assert!(listed.contains("docker.io/layout/busybox:2"), "{listed}");
+    run_once(&daemon, "ctr-again", "layout/busybox:2", &[]);
+    wait_for_logs(&daemon, "ctr-again", "hello from the layout");
+
+    // Bad input: a missing file, a directory that is no layout, an unknown image to export.
+    assert_one_error_line(
+        &daemon.ward(&["image", "import", "/nonexistent.tar"]),
+        "/nonexistent.tar",
+    );
+    assert_one_error_line(
+        &daemon.ward(&["image", "import", work.path().to_str().expect("path")]),
+        "oci-layout",
+    );
+    let missing = work.path().join("missing.tar");
+    assert_one_error_line(
+        &daemon.ward(&[
+            "image",
+            "export",
+            "nothing:1",
+            "--file",
+            missing.to_str().expect("path"),
+        ]),
+        "not found",
+    );
+    assert!(!missing.exists(), "a failed export left a file behind");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interrupted pulls and a corrupted store
+// ---------------------------------------------------------------------------------------------
+
+/// Size of the incompressible layer of the image that the interrupted pull fetches.
+const BIG_LAYER_BYTES: usize = 48 << 20;
+/// How fast the slow registry sends: the full layer takes about six seconds.
+const SLOW_REGISTRY_BYTES_PER_SECOND: u64 = 8 << 20;
+
+/// `length` bytes that no compressor shrinks (xorshift), the same every time.
+fn incompressible(length: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut bytes = Vec::with_capacity(length + 8);
+    while bytes.len() < length {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(length);
+    bytes
+}
+
+/// Partial downloads in the daemon's ingest directory: `(file, bytes)`.
+fn partial_downloads(data_dir: &Path) -> Vec<(PathBuf, u64)> {
+    std::fs::read_dir(data_dir.join("images/ingest"))
+        .map(|entries| {
+            entries
+                .filter_map(|entry| {
+                    let entry = entry.ok()?;
+                    let size = entry.metadata().ok()?.len();
+                    Some((entry.path(), size))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn killed_pull_resumes_and_fetches_only_what_is_missing() {
+    let registry = Registry::start();
+    let image = busybox_image()
+        .compression(Compression::None)
+        .layer(Layer::new().file("/big", incompressible(BIG_LAYER_BYTES), 0o644));
+    let layout = tempfile::tempdir().expect("layout directory");
+    image.write_layout(layout.path(), "1");
+    push(layout.path(), "1", &registry, "ward/big");
+    let slow = ThrottledProxy::start(&registry.address, SLOW_REGISTRY_BYTES_PER_SECOND);
+    let reference = format!("{}/ward/big:1", slow.address);
+    let daemon = Daemon::start();
+
+    let mut pull = daemon
+        .ward_command(&["image", "pull", &reference])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ward image pull");
+    let quarter = (BIG_LAYER_BYTES / 4) as u64;
+    let partial = daemon.wait_for("a quarter of the big layer", START_TIMEOUT, || {
+        partial_downloads(daemon.data_dir())
+            .into_iter()
+            .find(|(_, size)| *size >= quarter)
+    });
+    pull.kill().expect("kill ward image pull");
+    let _ = pull.wait();
+    // The daemon cancels the pull when its client goes away; the partial blob stays.
+    let stopped_at = daemon.wait_for(
+        "the cancelled download to stop growing",
+        START_TIMEOUT,
+        || {
+            let before = std::fs::metadata(&partial.0).ok()?.len();
+            std::thread::sleep(Duration::from_millis(300));
+            let after = std::fs::metadata(&partial.0).ok()?.len();
+            (before == after).then_some(after)
+        },
+    );
+    assert!(
+        stopped_at < BIG_LAYER_BYTES as u64,
+        "the download finished before it was killed"
+    );
+    let listed: Vec<Value> =
+        serde_json::from_str(&ward_ok(&daemon, &["image", "ls", "-o", "json"])).expect("JSON");
+    assert!(
+        listed.is_empty(),
+        "an interrupted pull named an image: {listed:?}"
+    );
+
+    let delivered_before = slow.delivered();
+    let started = Instant::now();
+    ward_ok(&daemon, &["image", "pull", &reference]);
+    let fetched_again = slow.delivered() - delivered_before;
+    let missing = BIG_LAYER_BYTES as u64 - stopped_at;
+    println!(
+        "interrupted at {stopped_at} of {BIG_LAYER_BYTES} bytes; the second pull fetched \
+         {fetched_again} bytes ({missing} missing) in {:?}",
+        started.elapsed()
+    );
+    // What was missing, plus manifests, the small layers not yet fetched and HTTP headers.
+    assert!(
+        fetched_again < missing + (2 << 20),
+        "the second pull fetched {fetched_again} bytes for {missing} missing"
+    );
+    assert!(
+        partial_downloads(daemon.data_dir()).is_empty(),
+        "a partial download was left behind"
+    );
+    let image = inspect_image(&daemon, &reference);
+    assert_eq!(image["layers"].as_array().map(Vec::len), Some(4));
+}
+
+#[test]
+fn corrupted_blob_fails_the_next_use_loudly() {
+    if !sandbox_available("corrupted_blob_fails_the_next_use_loudly") {
+        return;
+    }
+    let registry = Registry::start();
+    let reference = publish(&busybox_image(), &registry, "ward/corrupt", "1");
+    let daemon = Daemon::start();
+    ward_ok(&daemon, &["image", "pull", &reference]);
+    run_once(&daemon, "ctr-first", &reference, &[]);
+    wait_for_logs(&daemon, "ctr-first", "hello from busybox");
+
+    // Flip one byte in the middle of the second layer's stored blob.
+    let image = inspect_image(&daemon, &reference);
+    let layer = image["layers"][1]
+        .as_str()
+        .expect("layer digest")
+        .to_string();
+    let blob = daemon
+        .data_dir()
+        .join("images/blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&blob).expect("read the blob");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&blob, &bytes).expect("write the blob");
+
+    let output = daemon.ward(&[
+        "run",
+        "--name",
+        "ctr-second",
+        "--network",
+        "none",
+        "--restart",
+        "never",
+        "--image",
+        &reference,
+    ]);
+    let line = assert_one_error_line(&output, "ctr-second");
+    assert!(
+        line.contains(&layer[..19]),
+        "the error does not name the corrupt blob: {line}"
+    );
+    println!("run after corruption: {line}");
+    let exported = tempfile::NamedTempFile::new().expect("temporary file");
+    let export = daemon.ward(&[
+        "image",
+        "export",
+        &reference,
+        "--file",
+        exported.path().to_str().expect("path"),
+    ]);
+    let line = assert_one_error_line(&export, &layer[..19]);
+    println!("export after corruption: {line}");
+    assert_eq!(
+        std::fs::metadata(exported.path()).expect("stat").len(),
+        0,
+        "a corrupt export was written"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry logins
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn login_keeps_credentials_private_and_opens_an_authenticated_registry() {
+    let (username, password) = ("ward-user", "correct horse battery staple");
+    let registry = Registry::start_with_login(Some((username, password)));
+    let layout = tempfile::tempdir().expect("layout directory");
+    busybox_image().write_layout(layout.path(), "1");
+    push_with_login(
+        layout.path(),
+        "1",
+        &registry,
+        "private/busybox",
+        Some((username, password)),
+    );
+    let reference = format!("{}/private/busybox:1", registry.address);
+    let daemon = Daemon::start();
+
+    let refused = daemon.ward(&["image", "pull", &reference]);
+    let line = assert_one_error_line(&refused, &format!("ward login {}", registry.address));
+    println!("pull without a login: {line}");
+
+    let login = |password: &str| {
+        let mut child = daemon
+            .ward_command(&[
+                "login",
+                &registry.address,
+                "-u",
+                username,
+                "--password-stdin",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ward login");
+        writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write the password");
+        child.wait_with_output().expect("wait for ward login")
+    };
+    assert_one_error_line(&login("wrong password"), "refused");
+    let credentials = daemon.data_dir().join("registries.json");
+    assert!(!credentials.exists(), "a refused login was kept");
+    let accepted = login(password);
+    assert_eq!(
+        assert_success(&accepted).trim(),
+        format!("Logged in to {} as {username}", registry.address)
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&credentials)
+            .expect("stat registries.json")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    ward_ok(&daemon, &["image", "pull", &reference]);
+    let logins = daemon.api_get("/api/v1/registries");
+    assert!(
+        logins.contains(username) && !logins.contains(password),
+        "{logins}"
+    );
+    assert!(
+        !daemon.log().contains(password),
+        "the password is in the daemon log"
+    );
+
+    let logged_out = ward_ok(&daemon, &["logout", &registry.address]);
+    assert!(logged_out.contains(&registry.address), "{logged_out}");
+    assert_one_error_line(
+        &daemon.ward(&["logout", &registry.address]),
+        "not logged in",
+    );
+    ward_ok(&daemon, &["image", "rm", &reference]);
+    assert_one_error_line(
+        &daemon.ward(&["image", "pull", &reference]),
+        &registry.address,
+    );
+}
+
+/// Reads the NDJSON progress of a pull through the API: the events name every blob and end
+/// with the image.
+#[test]
+fn pull_progress_streams_every_blob_then_the_image() {
+    let registry = Registry::start();
+    let reference = publish(&busybox_image(), &registry, "ward/progress", "1");
+    let daemon = Daemon::start();
+    let body = format!(r#"{{"reference":"{reference}"}}"#);
+    let mut stream = TcpStream::connect(daemon.address()).expect("connect");
+    write!(
+        stream,
+        "POST /api/v1/images/pull HTTP/1.0\r\nAuthorization: Bearer {}\r\n\
+         Accept: application/x-ndjson\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        daemon.token(),
+        body.len()
+    )
+    .expect("send the request");
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let mut in_body = false;
+    while reader.read_line(&mut line).expect("read") > 0 {
+        if in_body && !line.trim().is_empty() {
+            lines.push(serde_json::from_str::<Value>(line.trim()).expect("a JSON line"));
+        }
+        if line == "\r\n" {
+            in_body = true;
+        }
+        line.clear();
+    }
+    let statuses: Vec<&str> = lines
+        .iter()
+        .filter_map(|event| event["status"].as_str())
+        .collect();
+    assert_eq!(statuses.first(), Some(&"resolved"), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&"done"), "{statuses:?}");
+    let blobs = lines[0]["blobs"].as_array().expect("blobs").clone();
+    assert_eq!(blobs.len(), 4, "config and three layers");
+    for blob in &blobs {
+        let finished = lines.iter().any(|event| {
+            event["status"] == "progress"
+                && event["digest"] == blob["digest"]
+                && event["done"] == blob["total"]
+        });
+        assert!(finished, "no final progress for {blob}");
+    }
+    assert_eq!(
+        lines.last().expect("a last line")["image"]["reference"],
+        reference
+    );
+}
