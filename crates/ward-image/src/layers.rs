@@ -152,14 +152,43 @@ impl LayerStore {
     }
 
     /// Unpacks whatever layers of the image are not unpacked yet (blocking; run it off the
-    /// async threads) and returns the image ready for an overlay mount.
+    /// async threads) and returns the image ready for an overlay mount. Layers in overlay form
+    /// are independent of each other, so several unpack at once, one per core.
     pub fn prepare(&self, manifest_digest: &Digest) -> Result<PreparedImage, LayerError> {
         let (config, layers) = self.layers_of(manifest_digest)?;
-        let mut lower_dirs = Vec::with_capacity(layers.len());
-        for layer in layers.iter().rev() {
-            self.ensure_unpacked(layer)?;
-            lower_dirs.push(format!("l/{}", short_name(&layer.digest)));
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |cores| cores.get())
+            .min(layers.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let first_error: std::sync::Mutex<Option<LayerError>> = std::sync::Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(layer) = layers.get(index) else {
+                        break;
+                    };
+                    if let Err(error) = self.ensure_unpacked(layer) {
+                        let mut slot = first_error
+                            .lock()
+                            .unwrap_or_else(|poison| poison.into_inner());
+                        slot.get_or_insert(error);
+                        break;
+                    }
+                });
+            }
+        });
+        if let Some(error) = first_error
+            .into_inner()
+            .unwrap_or_else(|poison| poison.into_inner())
+        {
+            return Err(error);
         }
+        let lower_dirs = layers
+            .iter()
+            .rev()
+            .map(|layer| format!("l/{}", short_name(&layer.digest)))
+            .collect();
         Ok(PreparedImage {
             manifest_digest: manifest_digest.clone(),
             config,

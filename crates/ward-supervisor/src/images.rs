@@ -132,6 +132,9 @@ impl ImageService {
             .puller
             .pull(&reference, &self.inner.platform, &options, progress)
             .await?;
+        // Unpacked as part of the pull, as `docker pull` does: the first run starts at once,
+        // and a layer that does not unpack fails the pull rather than the workload.
+        self.unpack(&pulled.manifest_digest).await?;
         let record = self.record(
             project,
             &reference,
@@ -165,6 +168,9 @@ impl ImageService {
         .await
         .map_err(|error| ImageError::Archive(error.to_string()))?
         .map_err(|error| ImageError::Archive(error.to_string()))?;
+        for image in &imported {
+            self.unpack(&image.manifest_digest).await?;
+        }
         let mut views = Vec::new();
         for image in imported {
             let mut names = image.names.clone();
@@ -194,6 +200,18 @@ impl ImageService {
             }
         }
         Ok(views)
+    }
+
+    /// Unpacks the layers of a stored image that are not unpacked yet.
+    async fn unpack(&self, manifest_digest: &Digest) -> Result<(), ImageError> {
+        let layers = self.inner.layers.clone();
+        let digest = manifest_digest.clone();
+        tokio::task::spawn_blocking(move || layers.prepare(&digest))
+            .await
+            .map_err(|error| {
+                ImageError::Archive(format!("unpacking {manifest_digest}: {error}"))
+            })??;
+        Ok(())
     }
 
     fn record(
