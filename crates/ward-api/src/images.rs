@@ -393,7 +393,8 @@ pub async fn remove(
     responses((status = 200, body = PruneResponse)))]
 pub async fn prune(State(state): State<Arc<ApiState>>) -> Result<Json<PruneResponse>, ApiError> {
     let images = state.images.clone();
-    let report = tokio::task::spawn_blocking(move || images.prune())
+    let in_use = state.supervisor.images_in_use();
+    let report = tokio::task::spawn_blocking(move || images.prune(&in_use))
         .await
         .map_err(|error| ApiError::internal(&error))??;
     Ok(Json(PruneResponse {

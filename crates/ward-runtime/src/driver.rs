@@ -168,4 +168,10 @@ pub trait Driver: Send + Sync + 'static {
         command: &[String],
         tty: bool,
     ) -> Result<ExecProcess, RuntimeError>;
+
+    /// Manifest digests of the images that instances run, or ran and may run again: what an
+    /// image prune must keep even when no name points at them any more.
+    fn images_in_use(&self) -> Vec<ward_image::Digest> {
+        Vec::new()
+    }
 }

@@ -888,6 +888,32 @@ impl Driver for Runtime {
         )
         .await
     }
+
+    fn images_in_use(&self) -> Vec<Digest> {
+        let mut digests = Vec::new();
+        let levels = ["project", "workload", "replica"];
+        let mut dirs = vec![self.inner.data_dir.join("instances")];
+        for _ in levels {
+            dirs = dirs
+                .iter()
+                .filter_map(|dir| fs::read_dir(dir).ok())
+                .flatten()
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|path| path.is_dir())
+                .collect();
+        }
+        for dir in dirs {
+            for marker in ["upper.image", "rootfs.image"] {
+                if let Some(digest) = fs::read_to_string(dir.join(marker))
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok())
+                {
+                    digests.push(digest);
+                }
+            }
+        }
+        digests
+    }
 }
 
 impl Inner {

@@ -408,13 +408,17 @@ impl ImageService {
         Ok(record)
     }
 
-    /// Deletes every blob and unpacked layer that no named image (in any project) uses.
-    pub fn prune(&self) -> Result<PruneReport, ImageError> {
+    /// Deletes every blob and unpacked layer that no named image (in any project) and no
+    /// image in `in_use` (those instances run) needs.
+    pub fn prune(&self, in_use: &[Digest]) -> Result<PruneReport, ImageError> {
         let mut keep: BTreeSet<Digest> = BTreeSet::new();
-        for record in self.inner.store.list_images(None)? {
-            let Ok(digest) = record.manifest_digest.parse::<Digest>() else {
-                continue;
-            };
+        let named = self
+            .inner
+            .store
+            .list_images(None)?
+            .into_iter()
+            .filter_map(|record| record.manifest_digest.parse::<Digest>().ok());
+        for digest in named.chain(in_use.iter().cloned()) {
             keep.insert(digest.clone());
             if let Ok((manifest, _)) = self.inner.layers.read_image(&digest) {
                 keep.insert(manifest.config.digest.clone());

@@ -546,6 +546,11 @@ impl Supervisor {
     }
 
     /// Stops accepting changes. Workloads keep running: the next daemon re-attaches to them.
+    /// Images that instances run, or ran and may run again (see `Driver::images_in_use`).
+    pub fn images_in_use(&self) -> Vec<ward_image::Digest> {
+        self.inner.driver.images_in_use()
+    }
+
     pub fn shutdown(&self) {
         self.inner.lock().shutting_down = true;
         self.inner.wake.notify_one();

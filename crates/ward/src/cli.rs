@@ -175,7 +175,7 @@ pub enum ImageCommand {
         #[arg(short, long)]
         force: bool,
     },
-    /// Delete stored blobs and unpacked layers that no image uses
+    /// Delete stored blobs and unpacked layers that no image name and no workload uses
     Prune,
 }
 

@@ -839,3 +839,54 @@ fn pull_progress_streams_every_blob_then_the_image() {
         reference
     );
 }
+
+#[test]
+fn prune_keeps_the_images_that_workloads_run() {
+    if !sandbox_available("prune_keeps_the_images_that_workloads_run") {
+        return;
+    }
+    let registry = Registry::start();
+    let reference = publish(&busybox_image(), &registry, "ward/kept", "1");
+    let unused = publish(
+        &busybox_image().layer(Layer::new().file("/unused", "unused\n", 0o644)),
+        &registry,
+        "ward/unused",
+        "1",
+    );
+    let daemon = Daemon::start();
+    ward_ok(&daemon, &["image", "pull", &unused]);
+    run_once(&daemon, "ctr-kept", &reference, &["sleep", "600"]);
+
+    // The name goes (forced: a workload uses it), the image stays while the workload exists.
+    assert_one_error_line(&daemon.ward(&["image", "rm", &reference]), "ctr-kept");
+    ward_ok(&daemon, &["image", "rm", "--force", &reference, &unused]);
+    let pruned: Value =
+        serde_json::from_str(&ward_ok(&daemon, &["image", "prune", "-o", "json"])).expect("JSON");
+    println!("pruned: {pruned}");
+    // The unused image's manifest, config and its own layer; the shared layers stay.
+    assert_eq!(pruned["blobs"], 3, "{pruned}");
+    assert_eq!(pruned["layers"], 1, "{pruned}");
+    ward_ok(&daemon, &["restart", "ctr-kept"]);
+    let executed = ward_ok(&daemon, &["exec", "ctr-kept", "--", "cat", "/srv/second"]);
+    assert_eq!(executed, "second layer\n");
+
+    // The restart resolved the name again, pulling it as a first run does.
+    let listed = ward_ok(&daemon, &["image", "ls"]);
+    assert!(listed.contains(&reference), "{listed}");
+
+    // Once the workload and the name are gone, so is the image.
+    ward_ok(&daemon, &["rm", "-f", "ctr-kept"]);
+    ward_ok(&daemon, &["image", "rm", &reference]);
+    let instance = daemon.data_dir().join("instances/default/ctr-kept");
+    daemon.wait_for("the instance directory to go", START_TIMEOUT, || {
+        (!instance.exists()).then_some(())
+    });
+    let pruned: Value =
+        serde_json::from_str(&ward_ok(&daemon, &["image", "prune", "-o", "json"])).expect("JSON");
+    assert_eq!(pruned["blobs"], 5, "{pruned}");
+    assert_eq!(pruned["layers"], 3, "{pruned}");
+    let left = std::fs::read_dir(daemon.data_dir().join("images/blobs/sha256"))
+        .expect("read the blob directory")
+        .count();
+    assert_eq!(left, 0, "blobs left after the last prune");
+}
