@@ -2,7 +2,9 @@
 
 use std::time::SystemTime;
 
-use ward_client::wire::{EventEntry, InstanceStatus, LogEntry, WorkloadDocument, WorkloadStatus};
+use ward_client::wire::{
+    EventEntry, InstanceStatus, LogEntry, PublishedPort, WorkloadDocument, WorkloadStatus,
+};
 use ward_runtime::LogLine;
 use ward_supervisor::{DesiredState, Event, InstanceView, Phase, WorkloadView};
 
@@ -101,6 +103,15 @@ fn instance_status(instance: &InstanceView) -> InstanceStatus {
         oom_killed: instance.oom_killed,
         health: instance.health.map(|health| health.as_str().to_string()),
         address: instance.address.map(|address| address.to_string()),
+        ports: instance
+            .ports
+            .iter()
+            .map(|mapping| PublishedPort {
+                host: mapping.host,
+                port: mapping.port,
+                protocol: mapping.protocol.as_str().to_string(),
+            })
+            .collect(),
         revision: instance.revision,
         message: instance.message.clone(),
     }

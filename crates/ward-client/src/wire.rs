@@ -79,8 +79,21 @@ pub struct InstanceStatus {
     pub oom_killed: bool,
     pub health: Option<String>,
     pub address: Option<String>,
+    /// The host ports published to the running instance: the spec's, and those chosen for
+    /// `publish_all`.
+    #[serde(default)]
+    pub ports: Vec<PublishedPort>,
     pub revision: i64,
     pub message: Option<String>,
+}
+
+/// A host port forwarded to an instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PublishedPort {
+    pub host: u16,
+    pub port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]

@@ -487,6 +487,7 @@ mod tests {
                 disk: None,
             },
             ports: Vec::new(),
+            publish_all: false,
             volumes: Vec::new(),
             network,
             restart: RestartPolicy::default(),

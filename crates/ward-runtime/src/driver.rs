@@ -40,7 +40,7 @@ impl InstanceKey {
 }
 
 /// What the daemon keeps about a running instance; enough to find it again after a restart.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceHandle {
     pub key: InstanceKey,
     /// The workload's first process, as the host sees it.
@@ -50,6 +50,8 @@ pub struct InstanceHandle {
     pub started_at: SystemTime,
     /// The instance's address on Ward's bridge, for `network: bridge`.
     pub address: Option<Ipv4Addr>,
+    /// The host ports published to it: the spec's, and those chosen for `publish_all`.
+    pub ports: Vec<ward_spec::PortMapping>,
 }
 
 /// How an instance ended.

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use ward_image::layers::LayerStore;
 use ward_image::manifest::RunConfig;
 use ward_image::Digest;
-use ward_spec::{NetworkMode, WorkloadSpec};
+use ward_spec::{NetworkMode, PortMapping, Protocol, WorkloadSpec};
 
 use crate::bundle::DEFAULT_PATH;
 use crate::RuntimeError;
@@ -76,6 +76,60 @@ pub(crate) struct ContainerProcess {
     pub uid: u32,
     pub gid: u32,
     pub additional_gids: Vec<u32>,
+}
+
+/// The ports the image exposes (`ExposedPorts`: `8080/tcp`, `53/udp`, `8080`); entries Ward
+/// cannot publish (another protocol, not a port number) are left out with a warning.
+pub(crate) fn exposed_ports(config: &RunConfig) -> Vec<(u16, Protocol)> {
+    let mut ports = Vec::new();
+    for key in config.exposed_ports.iter().flat_map(|ports| ports.keys()) {
+        let (number, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let protocol = match protocol.to_ascii_lowercase().as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            _ => {
+                tracing::warn!(port = %key, "the image exposes a port of a protocol Ward does not publish");
+                continue;
+            }
+        };
+        match number.parse::<u16>() {
+            Ok(number) if number > 0 => ports.push((number, protocol)),
+            _ => tracing::warn!(port = %key, "the image exposes something that is not a port"),
+        }
+    }
+    ports
+}
+
+/// The ports to publish for a container: the spec's, then, with `publish_all`, each port the
+/// image exposes that the spec does not publish, on a free host port.
+pub(crate) fn published_ports(
+    spec: &WorkloadSpec,
+    image: &PreparedRoot,
+) -> Result<Vec<PortMapping>, RuntimeError> {
+    let mut ports = spec.ports.clone();
+    if !spec.publish_all {
+        return Ok(ports);
+    }
+    for (port, protocol) in exposed_ports(&image.config) {
+        let published = ports
+            .iter()
+            .any(|mapping| mapping.port == port && mapping.protocol == protocol);
+        if published {
+            continue;
+        }
+        let taken: Vec<u16> = ports
+            .iter()
+            .filter(|mapping| mapping.protocol == protocol)
+            .map(|mapping| mapping.host)
+            .collect();
+        let host = crate::network::free_host_port(protocol, &taken)?;
+        ports.push(PortMapping {
+            host,
+            port,
+            protocol,
+        });
+    }
+    Ok(ports)
 }
 
 /// Docker's semantics: the spec's command replaces the image's `Cmd` and keeps its

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
-use ward_spec::{HealthProbe, NetworkMode, WorkloadKind, WorkloadSpec};
+use ward_spec::{HealthProbe, NetworkMode, PortMapping, WorkloadKind, WorkloadSpec};
 
 use crate::bundle::{self, BundleSettings, RootFilesystem, HOST_SECRET_PATHS};
 use crate::cgroup::{self, CgroupLocator};
@@ -261,18 +261,20 @@ impl Runtime {
         self.instance_dir(key).map(InstancePaths::new)
     }
 
-    /// Writes the bundle and the monitor's configuration of an instance.
+    /// Writes the bundle and the monitor's configuration of an instance; returns the ports
+    /// it publishes.
     fn prepare(
         &self,
         key: &InstanceKey,
         spec: &WorkloadSpec,
         paths: &InstancePaths,
         image: Option<&PreparedRoot>,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<Vec<PortMapping>, RuntimeError> {
         let inner = &self.inner;
         fs::create_dir_all(&paths.dir)
             .map_err(|source| RuntimeError::io("create", &paths.dir, source))?;
         let no_masks: [PathBuf; 0] = [];
+        let mut ports = spec.ports.clone();
         let (command, root, overlay, hosts_file, masked_paths) = match (spec.kind, image) {
             (WorkloadKind::Process, _) => {
                 let command = match spec.command.as_deref() {
@@ -297,6 +299,7 @@ impl Runtime {
             }
             (WorkloadKind::Container, Some(image)) => {
                 let process = image::container_process(spec, image)?;
+                ports = image::published_ports(spec, image)?;
                 let (etc_files, hosts_file) = write_etc_files(paths, spec)?;
                 let rootfs = paths.dir.join("rootfs");
                 fs::create_dir_all(&rootfs)
@@ -354,7 +357,7 @@ impl Runtime {
             oci_root: inner.oci_root.clone(),
             data_dir: inner.data_dir.clone(),
             network: spec.network.as_str().to_string(),
-            ports: spec.ports.iter().map(PortRecord::from_mapping).collect(),
+            ports: ports.iter().map(PortRecord::from_mapping).collect(),
             cgroup_mode: inner.host.cgroup_mode,
             memory_cgroup: inner.cgroups.dir("memory", &container_id),
             unmount_cgroup2: inner.host.cgroup_mode == CgroupMode::Hybrid
@@ -373,7 +376,8 @@ impl Runtime {
         remove_file_if_exists(&paths.exit())?;
         remove_file_if_exists(&paths.state())?;
         // A container left in the OCI runtime's state by a monitor that died.
-        oci::delete_force(&inner.oci.path, &inner.oci_root, &container_id)
+        oci::delete_force(&inner.oci.path, &inner.oci_root, &container_id)?;
+        Ok(ports)
     }
 
     /// Starts `WARD monitor DIR` in its own session, with the write end of `sync` as fd 3.
@@ -650,7 +654,7 @@ impl Driver for Runtime {
             WorkloadKind::Container => Some(self.prepare_image(key, spec, &paths).await?),
             _ => None,
         };
-        self.prepare(key, spec, &paths, image.as_ref())?;
+        let ports = self.prepare(key, spec, &paths, image.as_ref())?;
         let (sync_read, sync_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
             .map_err(|error| RuntimeError::io("create pipe for", &paths.dir, error.into()))?;
         let monitor_pid = self.spawn_monitor(&paths, &id, sync_write)?;
@@ -667,6 +671,7 @@ impl Driver for Runtime {
                         monitor_pid,
                         started_at: state.started_at,
                         address: state.address,
+                        ports,
                     });
                 }
                 // The instance already ended and its monitor cleaned up: report the start
@@ -677,6 +682,7 @@ impl Driver for Runtime {
                     monitor_pid,
                     started_at: SystemTime::now(),
                     address: None,
+                    ports,
                 });
             }
             Ok(Some(SyncMessage::Failed { error })) => RuntimeError::StartFailed {
@@ -716,12 +722,16 @@ impl Driver for Runtime {
             return Ok(AttachOutcome::NotFound);
         }
         if let Some(state) = Self::live_state(&paths)? {
+            let ports = read_json::<MonitorConfig>(&paths.monitor_config())?
+                .map(|config| config.ports.iter().map(PortRecord::to_mapping).collect())
+                .unwrap_or_default();
             return Ok(AttachOutcome::Running(InstanceHandle {
                 key: key.clone(),
                 pid: state.pid,
                 monitor_pid: state.monitor_pid,
                 started_at: state.started_at,
                 address: state.address,
+                ports,
             }));
         }
         if let Some(record) = read_json::<ExitRecord>(&paths.exit())? {

@@ -17,6 +17,9 @@ pub struct WorkloadSpec {
     pub env: BTreeMap<String, String>,
     pub resources: Resources,
     pub ports: Vec<PortMapping>,
+    /// Publish every port the image exposes (`ExposedPorts`) that `ports` does not, each on a
+    /// free host port chosen when the instance starts (`docker run -P`).
+    pub publish_all: bool,
     pub volumes: Vec<VolumeMount>,
     pub network: NetworkMode,
     pub restart: RestartPolicy,

@@ -30,6 +30,7 @@ impl WorkloadSpec {
                 "port": mapping.port,
                 "protocol": mapping.protocol.as_str(),
             })).collect::<Vec<_>>(),
+            "publish_all": self.publish_all,
             "volumes": self.volumes.iter().map(|volume| json!({
                 "source": volume.source,
                 "target": volume.target,

@@ -34,6 +34,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "env",
     "resources",
     "ports",
+    "publish_all",
     "volumes",
     "network",
     "restart",
@@ -512,6 +513,29 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         Some(value) => parse_network(value)?,
         None => NetworkMode::Bridge,
     };
+    let publish_all = match fields.get("publish_all") {
+        Some(Value::Bool(publish_all)) => *publish_all,
+        Some(other) => return Err(type_error("publish_all", "true or false", other)),
+        None => false,
+    };
+    if publish_all && kind != WorkloadKind::Container {
+        return Err(SpecError::new(
+            "publish_all",
+            format!(
+                "publish_all publishes the ports a container image exposes; a {} workload has no such ports: list them in ports instead",
+                kind.as_str()
+            ),
+        ));
+    }
+    if publish_all && network != NetworkMode::Bridge {
+        return Err(SpecError::new(
+            "publish_all",
+            format!(
+                "ports cannot be published with network: {}: remove publish_all, or use network: bridge",
+                network.as_str()
+            ),
+        ));
+    }
     if !ports.is_empty() {
         match network {
             NetworkMode::Bridge => {}
@@ -561,6 +585,7 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         env,
         resources,
         ports,
+        publish_all,
         volumes,
         network,
         restart,

@@ -96,6 +96,11 @@ impl InstanceEntry {
             finished_at: self.finished_at,
             health: self.health,
             address: self.handle.as_ref().and_then(|handle| handle.address),
+            ports: self
+                .handle
+                .as_ref()
+                .map(|handle| handle.ports.clone())
+                .unwrap_or_default(),
             revision: self.revision,
             message: self.message.clone(),
             usage: if self.phase == Phase::Running {

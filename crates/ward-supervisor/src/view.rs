@@ -118,6 +118,8 @@ pub struct InstanceView {
     pub finished_at: Option<SystemTime>,
     pub health: Option<HealthState>,
     pub address: Option<Ipv4Addr>,
+    /// The host ports published to the running instance.
+    pub ports: Vec<ward_spec::PortMapping>,
     pub revision: i64,
     pub message: Option<String>,
     pub usage: Option<UsageSample>,

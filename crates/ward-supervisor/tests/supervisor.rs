@@ -84,6 +84,7 @@ impl Driver for FakeDriver {
                 monitor_pid: 5000 + state.next_pid,
                 started_at: SystemTime::now(),
                 address: None,
+                ports: spec.ports.clone(),
             };
             state
                 .starts

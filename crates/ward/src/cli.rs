@@ -287,6 +287,10 @@ pub struct RunArgs {
     #[arg(short = 'p', long = "publish", value_name = "HOST:PORT", value_parser = parse_port_mapping_flag)]
     pub publish: Vec<String>,
 
+    /// Publish every port the image exposes on a free host port ('ward ps' shows which)
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+
     /// Set an environment variable; KEY alone takes the value from this shell (repeatable)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env_flag)]
     pub env: Vec<EnvironmentFlag>,

@@ -125,6 +125,16 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The host port that the first instance of `document` publishes for container port `port`.
+fn published_host_port(document: &Value, port: u64) -> u16 {
+    document["status"]["instances"][0]["ports"]
+        .as_array()
+        .and_then(|ports| ports.iter().find(|mapping| mapping["port"] == port))
+        .and_then(|mapping| mapping["host"].as_u64())
+        .and_then(|host| u16::try_from(host).ok())
+        .unwrap_or_else(|| panic!("no host port for {port} in {document}"))
+}
+
 /// The body of `GET path` on `127.0.0.1:port`, when the server answers 200.
 fn http_body(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -332,6 +342,22 @@ fn container_publishes_ports_and_survives_a_daemon_kill() {
     let before = inspect(&daemon, "ctr-web")["status"]["pid"].clone();
     assert!(before.as_u64().is_some(), "no pid: {before}");
 
+    // -P: the port the image exposes (8080/tcp) goes to a free host port, shown in the status.
+    run_container(
+        &daemon,
+        &[
+            "--name", "ctr-auto", "-P", "--image", &reference, "--", "httpd", "-f", "-p", "8080",
+            "-h", "/srv",
+        ],
+    );
+    let auto_port = published_host_port(&inspect(&daemon, "ctr-auto"), 8080);
+    let body = daemon.wait_for("the -P container's web server", START_TIMEOUT, || {
+        http_body(auto_port, "/second")
+    });
+    assert_eq!(body, "second layer\n");
+    let ps = ward_ok(&daemon, &["ps"]);
+    assert!(ps.contains(&format!("{auto_port}->8080/tcp")), "{ps}");
+
     daemon.kill9();
     assert_eq!(
         http_body(port, "/second").as_deref(),
@@ -348,6 +374,15 @@ fn container_publishes_ports_and_survives_a_daemon_kill() {
         "the container was restarted, not re-attached"
     );
     assert_eq!(after["status"]["restarts"], 0);
+    let auto_after = daemon.wait_for("ctr-auto to be running again", START_TIMEOUT, || {
+        let document = inspect(&daemon, "ctr-auto");
+        (document["status"]["state"] == "running").then_some(document)
+    });
+    assert_eq!(
+        published_host_port(&auto_after, 8080),
+        auto_port,
+        "the chosen port moved"
+    );
     // Its overlay root is still mounted: exec sees the image's files.
     let executed = ward_ok(&daemon, &["exec", "ctr-web", "--", "cat", "/srv/second"]);
     assert_eq!(executed, "second layer\n");

@@ -76,6 +76,11 @@ pub enum NetworkError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error("found no free host port for {protocol} in {attempts} attempts")]
+    NoFreeHostPort {
+        protocol: &'static str,
+        attempts: usize,
+    },
     #[error("cannot parse the address allocations in {path}: {source}")]
     CorruptAllocations {
         path: PathBuf,
@@ -204,6 +209,30 @@ pub fn host_port_is_free(port: u16, protocol: Protocol) -> bool {
             true
         }
     }
+}
+
+/// Attempts at finding a free host port before giving up.
+const FREE_PORT_ATTEMPTS: usize = 32;
+
+/// A host port for `protocol` that nothing uses now (the kernel's pick from its ephemeral
+/// range, as Docker's `-P` does), other than those in `taken`.
+pub fn free_host_port(protocol: Protocol, taken: &[u16]) -> Result<u16, NetworkError> {
+    for _ in 0..FREE_PORT_ATTEMPTS {
+        let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        let picked = match protocol {
+            Protocol::Tcp => TcpListener::bind(any).and_then(|socket| socket.local_addr()),
+            Protocol::Udp => UdpSocket::bind(any).and_then(|socket| socket.local_addr()),
+        };
+        let Ok(address) = picked else { continue };
+        let port = address.port();
+        if !taken.contains(&port) && host_port_is_free(port, protocol) {
+            return Ok(port);
+        }
+    }
+    Err(NetworkError::NoFreeHostPort {
+        protocol: protocol.as_str(),
+        attempts: FREE_PORT_ATTEMPTS,
+    })
 }
 
 /// The host-side name of the veth pair of `container_id`: `wv` and 13 hex digits of a hash of

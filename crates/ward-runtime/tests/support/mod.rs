@@ -151,6 +151,7 @@ pub fn spec(name: &str, command: &[&str]) -> WorkloadSpec {
         env: BTreeMap::new(),
         resources: Resources::default(),
         ports: Vec::new(),
+        publish_all: false,
         volumes: Vec::new(),
         network: NetworkMode::None,
         restart: RestartPolicy::default(),

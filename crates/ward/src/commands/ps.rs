@@ -81,8 +81,19 @@ pub fn uptime(document: &WorkloadDocument, now: SystemTime) -> String {
         .unwrap_or_else(|| "-".to_string())
 }
 
-/// `8080->8000/tcp, 5353->53/udp`, like `docker ps`.
+/// `8080->8000/tcp, 5353->53/udp`, like `docker ps`: what the running instances publish
+/// (host ports chosen for `publish_all` included), else what the spec asks for.
 pub fn ports(document: &WorkloadDocument) -> String {
+    let published: Vec<String> = document
+        .status
+        .instances
+        .iter()
+        .flat_map(|instance| &instance.ports)
+        .map(|port| format!("{}->{}/{}", port.host, port.port, port.protocol))
+        .collect();
+    if !published.is_empty() {
+        return published.join(", ");
+    }
     let Some(Value::Array(ports)) = document.spec.get("ports") else {
         return String::new();
     };

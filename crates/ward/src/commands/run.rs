@@ -105,6 +105,9 @@ pub fn build_spec(
         spec.insert("resources".to_string(), Value::Object(resources));
     }
 
+    if arguments.publish_all {
+        spec.insert("publish_all".to_string(), json!(true));
+    }
     if !arguments.publish.is_empty() {
         spec.insert("ports".to_string(), json!(arguments.publish));
     }
