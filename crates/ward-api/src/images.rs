@@ -20,7 +20,7 @@ use ward_client::wire::{
 };
 use ward_supervisor::{ImageError, ImageView, PullProgress};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, JsonBody};
 use crate::workloads::{project_of, ProjectQuery};
 use crate::ApiState;
 
@@ -90,7 +90,7 @@ pub async fn pull(
     State(state): State<Arc<ApiState>>,
     Query(query): Query<ProjectQuery>,
     headers: HeaderMap,
-    Json(request): Json<PullRequest>,
+    JsonBody(request): JsonBody<PullRequest>,
 ) -> Result<Response, ApiError> {
     let project = project_of(&query.project)?;
     let streamed = headers
@@ -183,7 +183,7 @@ fn pull_event(progress: PullProgress) -> PullEvent {
 pub async fn export(
     State(state): State<Arc<ApiState>>,
     Query(query): Query<ProjectQuery>,
-    Json(request): Json<ExportRequest>,
+    JsonBody(request): JsonBody<ExportRequest>,
 ) -> Result<Response, ApiError> {
     let project = project_of(&query.project)?;
     if request.images.is_empty() {
@@ -241,7 +241,7 @@ impl std::io::Write for ChannelWriter {
 pub async fn login(
     State(state): State<Arc<ApiState>>,
     Query(query): Query<ProjectQuery>,
-    Json(request): Json<LoginRequest>,
+    JsonBody(request): JsonBody<LoginRequest>,
 ) -> Result<Json<RegistryLogin>, ApiError> {
     let project = project_of(&query.project)?;
     let registry = state

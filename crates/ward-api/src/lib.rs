@@ -3,6 +3,7 @@
 //! Handlers parse requests into domain types, call the [`Supervisor`] and turn its views into
 //! the wire types of `ward_client::wire`; no handler touches the store or the runtime.
 
+mod access;
 mod auth;
 mod convert;
 mod error;
@@ -24,7 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ward_supervisor::Supervisor;
 
-pub use auth::ApiKey;
+pub use auth::{route_policy, ApiKey, Reach, PROJECT_HEADER};
 pub use error::ApiError;
 pub use metrics::Metrics;
 
@@ -35,6 +36,8 @@ pub struct ApiState {
     /// Where uploaded archives wait while they are imported.
     pub upload_dir: std::path::PathBuf,
     pub admin_key: ApiKey,
+    /// API keys, projects and the audit log.
+    pub access: Arc<ward_supervisor::AccessService>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -73,6 +76,20 @@ pub fn router(state: Arc<ApiState>) -> Router {
             axum::routing::delete(images::logout),
         )
         .route(
+            "/api/v1/keys",
+            get(access::list_keys).post(access::create_key),
+        )
+        .route(
+            "/api/v1/keys/{id}",
+            axum::routing::delete(access::revoke_key),
+        )
+        .route("/api/v1/audit", get(access::audit))
+        .route("/api/v1/audit/verify", get(access::verify_audit))
+        .route(
+            "/api/v1/projects",
+            get(access::list_projects).post(access::create_project),
+        )
+        .route(
             "/api/v1/images/{reference}",
             get(images::get).delete(images::remove),
         )
@@ -80,7 +97,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_key,
+            auth::authorize,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

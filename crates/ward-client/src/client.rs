@@ -8,9 +8,10 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
 use crate::wire::{
-    ApplyRequest, ApplyResponse, ErrorBody, EventEntry, ExportRequest, ImageDocument, ImageList,
-    LogEntry, LoginRequest, PruneResponse, PullEvent, PullRequest, RegistryLogin,
-    RegistryLoginList, WorkloadDocument, WorkloadList,
+    ApplyRequest, ApplyResponse, AuditEntry, AuditList, AuditVerifyResponse, CreatedKey, ErrorBody,
+    EventEntry, ExportRequest, ImageDocument, ImageList, KeyDocument, KeyList, KeyRequest,
+    LogEntry, LoginRequest, ProjectDocument, ProjectList, PruneResponse, PullEvent, PullRequest,
+    RegistryLogin, RegistryLoginList, WorkloadDocument, WorkloadList,
 };
 
 /// A connection to one Ward daemon.
@@ -19,7 +20,8 @@ pub struct Client {
     http: reqwest::Client,
     base_url: String,
     token: Option<String>,
-    project: String,
+    /// `None`: the daemon's choice (the key's own project, or `default`).
+    project: Option<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -61,13 +63,13 @@ impl Client {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
             token,
-            project: "default".to_string(),
+            project: None,
         }
     }
 
-    /// The project every workload call addresses (default: `default`).
+    /// The project every call addresses (default: the key's own project, or `default`).
     pub fn with_project(mut self, project: &str) -> Client {
-        self.project = project.to_string();
+        self.project = Some(project.to_string());
         self
     }
 
@@ -79,8 +81,8 @@ impl Client {
         self.token.as_deref()
     }
 
-    pub fn project(&self) -> &str {
-        &self.project
+    pub fn project(&self) -> Option<&str> {
+        self.project.as_deref()
     }
 
     pub async fn health(&self) -> Result<(), ClientError> {
@@ -272,6 +274,43 @@ impl Client {
         self.call(Method::POST, "/api/v1/images/prune", None).await
     }
 
+    pub async fn create_key(&self, request: &KeyRequest) -> Result<CreatedKey, ClientError> {
+        let body = serde_json::to_value(request).unwrap_or_default();
+        self.call(Method::POST, "/api/v1/keys", Some(&body)).await
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyDocument>, ClientError> {
+        let list: KeyList = self.call(Method::GET, "/api/v1/keys", None).await?;
+        Ok(list.keys)
+    }
+
+    pub async fn revoke_key(&self, id: &str) -> Result<KeyDocument, ClientError> {
+        let path = format!("/api/v1/keys/{}", encode_query_value(id));
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    /// Audit entries after `after`, at most `limit`.
+    pub async fn audit(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>, ClientError> {
+        let path = format!("/api/v1/audit?after={after}&limit={limit}");
+        let list: AuditList = self.call(Method::GET, &path, None).await?;
+        Ok(list.entries)
+    }
+
+    pub async fn verify_audit(&self) -> Result<AuditVerifyResponse, ClientError> {
+        self.call(Method::GET, "/api/v1/audit/verify", None).await
+    }
+
+    pub async fn list_projects(&self) -> Result<Vec<ProjectDocument>, ClientError> {
+        let list: ProjectList = self.call(Method::GET, "/api/v1/projects", None).await?;
+        Ok(list.projects)
+    }
+
+    pub async fn create_project(&self, name: &str) -> Result<ProjectDocument, ClientError> {
+        let body = serde_json::json!({ "name": name });
+        self.call(Method::POST, "/api/v1/projects", Some(&body))
+            .await
+    }
+
     /// `action` is `start`, `stop` or `restart`.
     pub async fn workload_action(
         &self,
@@ -395,13 +434,16 @@ impl Client {
     }
 
     fn url(&self, path: &str) -> String {
+        let Some(project) = &self.project else {
+            return format!("{}{}", self.base_url, path);
+        };
         let separator = if path.contains('?') { '&' } else { '?' };
         format!(
             "{}{}{}project={}",
             self.base_url,
             path,
             separator,
-            encode_query_value(&self.project)
+            encode_query_value(project)
         )
     }
 

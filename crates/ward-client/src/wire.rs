@@ -308,3 +308,98 @@ pub struct RegistryLogin {
 pub struct RegistryLoginList {
     pub registries: Vec<RegistryLogin>,
 }
+
+/// `POST /api/v1/keys`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KeyRequest {
+    pub name: String,
+    /// The project the key works in; null or absent: every project (needs such a key).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// Grants on top of the role: `exec`, `secrets:read`, `audit:read`.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// How long the key works, like `30d` or `12h`; absent: until revoked.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+/// An API key as the API shows it: never its secret.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KeyDocument {
+    pub id: String,
+    pub name: String,
+    /// Null: every project.
+    pub project: Option<String>,
+    pub role: String,
+    pub capabilities: Vec<String>,
+    /// Who created it: `admin-token` or `key:<id>`.
+    pub created_by: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// The answer to `POST /api/v1/keys`: the only time the key itself is shown.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    /// Send it as `Authorization: Bearer <key>`.
+    pub key: String,
+    #[serde(flatten)]
+    pub document: KeyDocument,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyDocument>,
+}
+
+/// One entry of the audit log.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub seq: i64,
+    /// RFC 3339.
+    pub time: String,
+    /// `admin-token` or `key:<id>`.
+    pub actor: String,
+    pub on_behalf_of: Option<String>,
+    pub project: Option<String>,
+    /// The method and route, like `POST /api/v1/workloads/{name}/stop`.
+    pub action: String,
+    /// The path called.
+    pub target: String,
+    pub status: u16,
+    /// `ok`, or what went wrong.
+    pub outcome: String,
+    pub hash: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditList {
+    pub entries: Vec<AuditEntry>,
+}
+
+/// What `GET /api/v1/audit/verify` found.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditVerifyResponse {
+    /// True when every entry hashes to its hash and links to the one before.
+    pub ok: bool,
+    pub entries: u64,
+    /// The first entry that does not, and why.
+    pub first_bad_seq: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// A project (tenant).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProjectDocument {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProjectList {
+    pub projects: Vec<ProjectDocument>,
+}

@@ -3,14 +3,17 @@
 //! Every multi-row change is one transaction, so a `kill -9` at any moment
 //! leaves either all of a change or none of it.
 
+mod access;
 mod error;
 mod records;
 mod schema;
 mod store;
 
+pub use access::audit_hash;
 pub use error::StoreError;
 pub use records::{
-    EventRecord, ImageRecord, InstanceRecord, NewEvent, RevisionRecord, WorkloadRecord,
+    ApiKeyRecord, AuditRecord, AuditVerification, EventRecord, ImageRecord, InstanceRecord,
+    NewAuditEntry, NewEvent, RevisionRecord, WorkloadRecord,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::Store;

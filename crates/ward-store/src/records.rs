@@ -81,3 +81,57 @@ pub struct ImageRecord {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
+
+/// An API key as stored: never its secret, only the secret's hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    /// `None`: every project.
+    pub project: Option<String>,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// Grants beyond the role, comma-separated: `exec`, `secrets:read`, `audit:read`.
+    pub capabilities: String,
+    pub secret_hash: String,
+    pub created_by: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// An audit entry to append; the store numbers and chains it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    pub time_ms: i64,
+    /// Who called: `admin-token`, `key:<id>`, `user:<name>`.
+    pub actor: String,
+    /// The person a planner or MCP call acted for.
+    pub on_behalf_of: Option<String>,
+    pub project: Option<String>,
+    /// `POST /api/v1/workloads/{name}/stop`: the method and the route.
+    pub action: String,
+    /// The path called, naming the resource.
+    pub target: String,
+    pub status: u16,
+    /// `ok`, or the error's message.
+    pub outcome: String,
+}
+
+/// An audit entry as stored, with its place in the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub entry: NewAuditEntry,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// What a check of the audit chain found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditVerification {
+    /// Entries checked.
+    pub entries: u64,
+    /// The first entry whose hash or link does not match, and why.
+    pub first_bad: Option<(i64, String)>,
+}

@@ -13,6 +13,7 @@ use crate::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_images.sql"),
+    include_str!("migrations/0003_access.sql"),
 ];
 
 /// The schema version this code writes.

@@ -482,7 +482,7 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         operation: &str,
         body: impl FnOnce(&Connection) -> rusqlite::Result<T>,
@@ -492,7 +492,7 @@ impl Store {
 
     /// Runs `body` in one IMMEDIATE transaction: it takes the write lock up
     /// front, so it never fails half-way for lack of it. Any error rolls back.
-    fn write<T>(
+    pub(crate) fn write<T>(
         &self,
         operation: &str,
         body: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
@@ -640,7 +640,7 @@ fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<InstanceRecord> {
     })
 }
 
-fn sqlite_error(operation: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+pub(crate) fn sqlite_error(operation: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::from_sqlite(operation.to_owned(), source)
 }
 

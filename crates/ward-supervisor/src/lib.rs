@@ -5,6 +5,7 @@
 //! Time is tokio's clock, so tests pause and advance it; the OS sits behind
 //! [`ward_runtime::Driver`], so tests can put a fake at that boundary.
 
+pub mod access;
 mod error;
 mod events;
 mod health;
@@ -24,6 +25,9 @@ use ward_runtime::{Driver, ExecProcess, InstanceKey, LogLine, LogLocation};
 use ward_spec::WorkloadSpec;
 use ward_store::Store;
 
+pub use access::{
+    AccessError, AccessService, Capability, KeyView, NewKey, Permission, Principal, Role,
+};
 pub use error::SupervisorError;
 pub use events::{Event, EventKind};
 pub use images::{ImageError, ImageService, ImageView, PruneReport};

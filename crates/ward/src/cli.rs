@@ -78,6 +78,103 @@ pub enum ClientCommand {
     Login(LoginArgs),
     /// Forget the login to a container registry
     Logout(LogoutArgs),
+    /// Manage API keys: create, ls, revoke
+    #[command(after_help = KEY_EXAMPLES)]
+    Key(KeyArgs),
+    /// Read the audit log and check that nobody altered it
+    Audit(AuditArgs),
+    /// Manage projects (tenants): create, ls
+    Project(ProjectArgs),
+}
+
+const KEY_EXAMPLES: &str = "\
+Examples:
+  ward key create ci --project web --role operator --expires 30d
+  ward key create ops --project web --role operator --capability exec
+  ward key create scraper --role viewer              # every project: Prometheus, dashboards
+  ward key ls
+  ward key revoke 3f9a0c1d2e4b
+
+A key is shown once, when it is created; Ward keeps only a hash of it. Roles: viewer (read),
+operator (manage workloads and images), admin (keys too). Capabilities on top of a role:
+exec, secrets:read, audit:read.";
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub command: KeyCommand,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key and print it (once)
+    Create {
+        /// A name saying what the key is for
+        name: String,
+        /// admin, operator or viewer
+        #[arg(long, default_value = "viewer", value_parser = ["admin", "operator", "viewer"])]
+        role: String,
+        /// Grant a capability on top of the role: exec, secrets:read, audit:read (repeatable)
+        #[arg(long = "capability", value_name = "CAPABILITY", value_parser = ["exec", "secrets:read", "audit:read"])]
+        capabilities: Vec<String>,
+        /// Stop working after this long, like 30d or 12h
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_text_flag)]
+        expires: Option<String>,
+    },
+    /// List keys (never their secrets)
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Revoke keys at once
+    Revoke {
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit entries, oldest first
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Entries after this sequence number
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// At most this many entries
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Check the hash chain; fails naming the first entry that was altered
+    Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectArgs {
+    #[command(subcommand)]
+    pub command: ProjectCommand,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project
+    Create { name: String },
+    /// List the projects this key reaches
+    #[command(visible_alias = "list")]
+    Ls,
 }
 
 const LOGIN_EXAMPLES: &str = "\
@@ -198,6 +295,9 @@ impl ClientCommand {
             ClientCommand::Image(arguments) => &arguments.client_options,
             ClientCommand::Login(arguments) => &arguments.client_options,
             ClientCommand::Logout(arguments) => &arguments.client_options,
+            ClientCommand::Key(arguments) => &arguments.client_options,
+            ClientCommand::Audit(arguments) => &arguments.client_options,
+            ClientCommand::Project(arguments) => &arguments.client_options,
         }
     }
 }
@@ -557,14 +657,20 @@ pub fn parse_command_line() -> CommandLine {
 }
 
 /// The clap command, with the client options of commands that group subcommands (`ward
-/// image`) accepted after those subcommands too: `ward image ls -o json`.
+/// image`, `key`, `audit`, `project`) accepted after those subcommands too:
+/// `ward image ls -o json`.
 pub fn command_definition() -> clap::Command {
     const CLIENT_OPTIONS: [&str; 5] = ["host", "token", "data_dir", "project", "output"];
-    CommandLine::command().mut_subcommand("image", |image| {
-        CLIENT_OPTIONS.into_iter().fold(image, |image, id| {
-            image.mut_arg(id, |argument| argument.global(true))
-        })
-    })
+    ["image", "key", "audit", "project"].into_iter().fold(
+        CommandLine::command(),
+        |command, group| {
+            command.mut_subcommand(group, |group| {
+                CLIENT_OPTIONS.into_iter().fold(group, |group, id| {
+                    group.mut_arg(id, |argument| argument.global(true))
+                })
+            })
+        },
+    )
 }
 
 fn exit_for_clap_error(error: clap::Error) -> ! {

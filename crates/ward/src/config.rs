@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use crate::cli::{ClientOptions, OutputFormat};
 
 pub const DEFAULT_HOST_URL: &str = "http://127.0.0.1:7380";
-pub const DEFAULT_PROJECT: &str = "default";
 /// The file where the daemon writes the address it bound to (`host:port`).
 pub const ADDRESS_FILE_NAME: &str = "ward.addr";
 /// The file where the daemon writes its admin API key.
@@ -79,7 +78,9 @@ pub struct ClientSettings {
     /// Like `http://127.0.0.1:7380`, without a trailing slash.
     pub base_url: String,
     pub token: Option<String>,
-    pub project: String,
+    /// The project named by `--project` or `$WARD_PROJECT`; otherwise the daemon takes the
+    /// key's own project, or `default`.
+    pub project: Option<String>,
     pub output: OutputFormat,
     /// Why there is no token, said when the daemon refuses the call.
     pub missing_token_reason: Option<String>,
@@ -163,8 +164,7 @@ pub fn resolve_client_settings(
     let project = options
         .project
         .clone()
-        .or_else(|| environment.variable("WARD_PROJECT").map(str::to_string))
-        .unwrap_or_else(|| DEFAULT_PROJECT.to_string());
+        .or_else(|| environment.variable("WARD_PROJECT").map(str::to_string));
 
     ClientSettings {
         base_url,
@@ -332,7 +332,7 @@ mod tests {
             settings.missing_token_reason.as_deref(),
             Some("/data/admin.token does not exist")
         );
-        assert_eq!(settings.project, "default");
+        assert_eq!(settings.project, None);
         assert_eq!(settings.output, OutputFormat::Table);
     }
 
@@ -364,7 +364,7 @@ mod tests {
         let variables = [("WARD_DATA_DIR", "/data"), ("WARD_PROJECT", "env")];
         assert_eq!(
             check_client(options, &variables, &[], DEFAULT_HOST_URL, None).project,
-            "flag"
+            Some("flag".to_string())
         );
         assert_eq!(
             check_client(
@@ -375,7 +375,7 @@ mod tests {
                 None
             )
             .project,
-            "env"
+            Some("env".to_string())
         );
     }
 

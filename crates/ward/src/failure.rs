@@ -65,7 +65,7 @@ mod tests {
         ClientSettings {
             base_url: "http://127.0.0.1:1".to_string(),
             token: None,
-            project: "default".to_string(),
+            project: None,
             output: OutputFormat::Table,
             missing_token_reason: missing_token_reason.map(str::to_string),
         }

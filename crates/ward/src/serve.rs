@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use ward_api::{ApiKey, ApiState, Metrics};
 use ward_runtime::{Runtime, RuntimeConfig};
 use ward_store::Store;
-use ward_supervisor::{CredentialStore, ImageService, Supervisor, SupervisorConfig};
+use ward_supervisor::{AccessService, CredentialStore, ImageService, Supervisor, SupervisorConfig};
 
 use crate::cli::ServeArgs;
 use crate::config::Environment;
@@ -75,6 +75,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         images,
         upload_dir,
         admin_key,
+        access: Arc::new(AccessService::new(Store::open(
+            &config.data_dir.join("ward.db"),
+        )?)),
         metrics: Arc::new(Metrics::default()),
     });
     ward_api::serve(listener, state, shutdown_signal())

@@ -14,7 +14,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_one_error_line, assert_success, sandbox_available, stderr_of, stdout_of, Daemon,
+    assert_one_error_line, assert_success, dechunk, find, http_request, sandbox_available,
+    stderr_of, stdout_of, Daemon, HttpResponse,
 };
 use serde_json::Value;
 
@@ -980,48 +981,9 @@ fn event_stream_delivers_a_later_start() {
     );
 }
 
-/// One HTTP response.
-struct HttpResponse {
-    status: u16,
-    body: String,
-}
-
 /// Sends one request (with the key as a bearer token where given) and reads the whole answer.
 fn http(address: SocketAddr, method: &str, path: &str, token: Option<&str>) -> HttpResponse {
-    let mut stream = TcpStream::connect(address).expect("connect to the daemon");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    let authorization = token
-        .map(|token| format!("Authorization: Bearer {token}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .expect("send the request");
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .unwrap_or_else(|error| panic!("read the answer to {method} {path}: {error}"));
-    let head_end = find(&response, b"\r\n\r\n").expect("an HTTP response");
-    let head = String::from_utf8_lossy(&response[..head_end]).to_ascii_lowercase();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|status| status.parse().ok())
-        .expect("a status code");
-    let body = &response[head_end + 4..];
-    let body = if head.contains("transfer-encoding: chunked") {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    };
-    HttpResponse {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    http_request(address, method, path, token, None)
 }
 
 /// Appends whatever the stream has to give within its read timeout.
@@ -1032,31 +994,6 @@ fn read_available(stream: &mut TcpStream, received: &mut Vec<u8>) {
         Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
         Err(error) => panic!("read the event stream: {error}"),
     }
-}
-
-/// The payload of the complete chunks at the start of a chunked body.
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut payload = Vec::new();
-    while let Some(line_end) = find(body, b"\r\n") {
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let Ok(size) = usize::from_str_radix(size_text, 16) else {
-            break;
-        };
-        let start = line_end + 2;
-        if size == 0 || body.len() < start + size + 2 {
-            break;
-        }
-        payload.extend_from_slice(&body[start..start + size]);
-        body = &body[start + size + 2..];
-    }
-    payload
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! One module per subcommand; [`dispatch`] resolves the client settings and runs the command.
 
+mod access;
 mod apply;
 mod completion;
 mod events;
@@ -31,8 +32,10 @@ impl Context {
         let read_file = |path: &std::path::Path| std::fs::read_to_string(path);
         let settings =
             config::resolve_client_settings(options, &Environment::current(), &read_file);
-        let client =
-            Client::new(&settings.base_url, settings.token.clone()).with_project(&settings.project);
+        let mut client = Client::new(&settings.base_url, settings.token.clone());
+        if let Some(project) = &settings.project {
+            client = client.with_project(project);
+        }
         Context { client, settings }
     }
 
@@ -93,5 +96,8 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         ClientCommand::Image(arguments) => image::run(context, arguments.command).await,
         ClientCommand::Login(arguments) => login::login(context, arguments).await,
         ClientCommand::Logout(arguments) => login::logout(context, arguments).await,
+        ClientCommand::Key(arguments) => access::key(context, arguments.command).await,
+        ClientCommand::Audit(arguments) => access::audit(context, arguments.command).await,
+        ClientCommand::Project(arguments) => access::project(context, arguments.command).await,
     }
 }

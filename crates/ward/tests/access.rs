@@ -1,0 +1,389 @@
+//! Acceptance tests for projects, API keys, roles and the audit log, against a real
+//! `ward serve`: every endpoint of `/openapi.json` is called with a key of another project and
+//! with a viewer key, and the audit log is checked after a row of the database was altered.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{
+    assert_one_error_line, assert_success, http_request, stdout_of, Daemon, HttpResponse,
+};
+use serde_json::Value;
+
+/// What path parameters become when every endpoint is called.
+struct Names {
+    workload: String,
+    image: String,
+    registry: String,
+    key: String,
+}
+
+/// `ward ARGS...` as the admin, which must succeed; returns stdout.
+fn ward_ok(daemon: &Daemon, arguments: &[&str]) -> String {
+    assert_success(&daemon.ward(arguments))
+}
+
+/// Creates a key with `ward key create` and returns `(id, key)`.
+fn create_key(daemon: &Daemon, arguments: &[&str]) -> (String, String) {
+    let mut command = vec!["key", "create"];
+    command.extend_from_slice(arguments);
+    command.extend_from_slice(&["-o", "json"]);
+    let created: Value = serde_json::from_str(&ward_ok(daemon, &command)).expect("JSON");
+    (
+        created["id"].as_str().expect("id").to_string(),
+        created["key"].as_str().expect("key").to_string(),
+    )
+}
+
+/// Every `(method, path template)` that `/openapi.json` describes.
+fn endpoints(daemon: &Daemon) -> Vec<(String, String)> {
+    let document: Value =
+        serde_json::from_str(&daemon.api_get("/openapi.json")).expect("OpenAPI JSON");
+    let mut endpoints = Vec::new();
+    for (path, operations) in document["paths"].as_object().expect("paths") {
+        for method in operations.as_object().expect("operations").keys() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                endpoints.push((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert!(
+        endpoints.len() >= 30,
+        "only {} endpoints described",
+        endpoints.len()
+    );
+    endpoints
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+fn fill(template: &str, names: &Names) -> String {
+    template
+        .replace("{name}", &names.workload)
+        .replace("{reference}", &percent_encode(&names.image))
+        .replace("{registry}", &percent_encode(&names.registry))
+        .replace("{id}", &names.key)
+}
+
+fn call(daemon: &Daemon, method: &str, path: &str, key: &str) -> HttpResponse {
+    let body = (method != "GET" && method != "DELETE").then_some("{}");
+    http_request(daemon.address(), method, path, Some(key), body)
+}
+
+/// Project beta with a workload, an image, a registry login and a key; project alpha with an
+/// operator key (every capability) and a viewer key.
+struct Tenants {
+    daemon: Daemon,
+    beta: Names,
+    alpha_operator: String,
+    alpha_viewer: String,
+}
+
+fn tenants() -> Tenants {
+    let daemon = Daemon::start();
+    ward_ok(&daemon, &["project", "create", "alpha"]);
+    ward_ok(&daemon, &["project", "create", "beta"]);
+    // A workload of beta (a spec that never starts is a resource all the same).
+    let spec = r#"{"name": "beta-web", "command": ["sleep", "600"], "restart": "never", "network": "none"}"#;
+    let created = http_request(
+        daemon.address(),
+        "POST",
+        "/api/v1/workloads?project=beta",
+        Some(daemon.token()),
+        Some(spec),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let work = tempfile::tempdir().expect("work directory");
+    let archive = work.path().join("beta.tar");
+    common::images::busybox_image().write_docker_save(&archive, "beta/secret-image:1");
+    ward_ok(
+        &daemon,
+        &[
+            "image",
+            "import",
+            archive.to_str().expect("path"),
+            "--project",
+            "beta",
+        ],
+    );
+    let (beta_key, _) = create_key(
+        &daemon,
+        &["beta-ci", "--project", "beta", "--role", "operator"],
+    );
+    let (_, alpha_operator) = create_key(
+        &daemon,
+        &[
+            "alpha-ops",
+            "--project",
+            "alpha",
+            "--role",
+            "operator",
+            "--capability",
+            "exec",
+            "--capability",
+            "audit:read",
+            "--capability",
+            "secrets:read",
+        ],
+    );
+    let (_, alpha_viewer) = create_key(
+        &daemon,
+        &["alpha-view", "--project", "alpha", "--role", "viewer"],
+    );
+    Tenants {
+        daemon,
+        beta: Names {
+            workload: "beta-web".to_string(),
+            image: "docker.io/beta/secret-image:1".to_string(),
+            registry: "127.0.0.1:5000".to_string(),
+            key: beta_key,
+        },
+        alpha_operator,
+        alpha_viewer,
+    }
+}
+
+#[test]
+fn a_key_of_one_project_never_sees_another_projects_data() {
+    let tenants = tenants();
+    let daemon = &tenants.daemon;
+    let secrets_of_beta = ["beta-web", "secret-image", &tenants.beta.key];
+    let mut outcomes: BTreeMap<String, u16> = BTreeMap::new();
+    for (method, template) in endpoints(daemon) {
+        let path = fill(&template, &tenants.beta);
+        // Asking for beta by name, and asking without a project (the key's own, alpha).
+        for query in ["?project=beta", ""] {
+            let target = format!("{path}{query}");
+            let response = call(daemon, &method, &target, &tenants.alpha_operator);
+            assert!(
+                response.status < 500,
+                "{method} {target} answered {}: {}",
+                response.status,
+                response.body
+            );
+            let leaked = secrets_of_beta
+                .iter()
+                .find(|secret| response.body.contains(*secret));
+            assert!(
+                leaked.is_none() || !(200..300).contains(&response.status),
+                "{method} {target} answered {} with beta's {:?}: {}",
+                response.status,
+                leaked,
+                response.body
+            );
+            // Routes without a project (the key's own keys, audit and projects; the API
+            // description; health) answer, but with nothing of beta, as checked above.
+            let without_project = [
+                "/api/v1/keys",
+                "/api/v1/audit",
+                "/api/v1/projects",
+                "/openapi.json",
+                "/healthz",
+            ]
+            .iter()
+            .any(|prefix| template.starts_with(prefix));
+            if query == "?project=beta" && !without_project {
+                assert!(
+                    matches!(response.status, 403 | 404),
+                    "{method} {target} answered {} for a key of alpha: {}",
+                    response.status,
+                    response.body
+                );
+            }
+            outcomes.insert(format!("{method} {target}"), response.status);
+        }
+    }
+    println!("{} calls with a key of alpha:", outcomes.len());
+    for (call, status) in &outcomes {
+        println!("  {status} {call}");
+    }
+    // Its own project answers as usual.
+    let own = call(daemon, "GET", "/api/v1/workloads", &tenants.alpha_operator);
+    assert_eq!(own.status, 200, "{}", own.body);
+    let projects = call(daemon, "GET", "/api/v1/projects", &tenants.alpha_operator);
+    assert_eq!(projects.status, 200);
+    assert!(
+        projects.body.contains("alpha") && !projects.body.contains("beta"),
+        "{}",
+        projects.body
+    );
+    // The header names a project as the query does.
+    let by_header = http_request_with_project(daemon, &tenants.alpha_operator, "beta");
+    assert_eq!(by_header.status, 403, "{}", by_header.body);
+}
+
+fn http_request_with_project(daemon: &Daemon, key: &str, project: &str) -> HttpResponse {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(daemon.address()).expect("connect");
+    write!(
+        stream,
+        "GET /api/v1/workloads HTTP/1.0\r\nAuthorization: Bearer {key}\r\nX-Ward-Project: {project}\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .expect("status");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    HttpResponse {
+        status,
+        body: body.to_string(),
+    }
+}
+
+#[test]
+fn a_viewer_key_is_refused_every_state_changing_call() {
+    let tenants = tenants();
+    let daemon = &tenants.daemon;
+    let own = Names {
+        workload: "alpha-web".to_string(),
+        image: "docker.io/library/busybox:1".to_string(),
+        registry: "127.0.0.1:5000".to_string(),
+        key: "000000000000".to_string(),
+    };
+    let mut refused = 0;
+    for (method, template) in endpoints(daemon) {
+        let changes_state = method != "GET" || template.ends_with("/exec");
+        let path = fill(&template, &own);
+        let response = call(daemon, &method, &path, &tenants.alpha_viewer);
+        if changes_state && template != "/api/v1/images/export" {
+            assert_eq!(
+                response.status, 403,
+                "{method} {path} answered {} to a viewer: {}",
+                response.status, response.body
+            );
+            refused += 1;
+        } else {
+            assert!(response.status < 500, "{method} {path}: {}", response.body);
+        }
+    }
+    println!("{refused} state-changing calls refused to a viewer");
+    // The CLI says why, in one line.
+    let output = daemon
+        .ward_command(&["run", "--name", "nope", "--", "true"])
+        .env("WARD_TOKEN", &tenants.alpha_viewer)
+        .output()
+        .expect("run ward");
+    assert_one_error_line(&output, "needs operator");
+}
+
+#[test]
+fn audit_log_records_who_did_what_and_pinpoints_an_altered_row() {
+    let daemon = Daemon::start();
+    ward_ok(&daemon, &["project", "create", "alpha"]);
+    let (key_id, key) = create_key(
+        &daemon,
+        &["ops", "--project", "alpha", "--role", "operator"],
+    );
+    let as_key = |arguments: &[&str]| {
+        daemon
+            .ward_command(arguments)
+            .env("WARD_TOKEN", &key)
+            .output()
+            .expect("run ward")
+    };
+    let spec = r#"{"name": "audited", "command": ["sleep", "600"], "restart": "never", "network": "none"}"#;
+    let created = http_request(
+        daemon.address(),
+        "POST",
+        "/api/v1/workloads",
+        Some(&key),
+        Some(spec),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_success(&as_key(&["rm", "-f", "audited"]));
+    // A refused attempt is recorded too.
+    assert!(!as_key(&["key", "create", "sneaky", "--role", "admin"])
+        .status
+        .success());
+    ward_ok(&daemon, &["key", "revoke", &key_id]);
+
+    let entries: Vec<Value> =
+        serde_json::from_str(&ward_ok(&daemon, &["audit", "ls", "-o", "json"])).expect("JSON");
+    println!("{}", ward_ok(&daemon, &["audit", "ls"]));
+    let find = |action: &str| {
+        entries
+            .iter()
+            .find(|entry| entry["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} entry in {entries:?}"))
+    };
+    let create = find("POST /api/v1/workloads");
+    assert_eq!(create["actor"], format!("key:{key_id}"));
+    assert_eq!(create["project"], "alpha");
+    assert_eq!(create["status"], 201);
+    assert_eq!(create["outcome"], "ok");
+    let denied = find("POST /api/v1/keys");
+    let denied = if denied["actor"] == "admin-token" {
+        entries
+            .iter()
+            .filter(|entry| entry["action"] == "POST /api/v1/keys")
+            .find(|entry| entry["actor"] != "admin-token")
+            .expect("the refused key creation")
+    } else {
+        denied
+    };
+    assert_eq!(denied["status"], 403, "{denied}");
+    assert!(
+        denied["outcome"]
+            .as_str()
+            .is_some_and(|outcome| outcome.contains("role")),
+        "{denied}"
+    );
+    assert_eq!(
+        find("DELETE /api/v1/keys/{id}")["target"],
+        format!("/api/v1/keys/{key_id}")
+    );
+    // The revoked key is refused now.
+    let revoked = as_key(&["ps"]);
+    assert_one_error_line(&revoked, "key");
+
+    let verified = ward_ok(&daemon, &["audit", "verify"]);
+    assert!(verified.contains("intact"), "{verified}");
+
+    // The log is append-only to SQL, and one byte changed behind its back is found.
+    let database = rusqlite::Connection::open(daemon.data_dir().join("ward.db")).expect("open");
+    let update = database.execute("UPDATE audit_log SET outcome = 'ok' WHERE seq = 1", []);
+    assert!(update.is_err(), "the audit log accepted an UPDATE");
+    let victim: i64 = 3;
+    let target: String = database
+        .query_row(
+            "SELECT target FROM audit_log WHERE seq = ?1",
+            [victim],
+            |row| row.get(0),
+        )
+        .expect("read entry 3");
+    let mut altered = target.into_bytes();
+    let last = altered.len() - 1;
+    altered[last] ^= 0x01;
+    let altered = String::from_utf8(altered).expect("still text");
+    database
+        .execute_batch("DROP TRIGGER audit_log_no_update")
+        .expect("drop the trigger");
+    database
+        .execute(
+            "UPDATE audit_log SET target = ?1 WHERE seq = ?2",
+            rusqlite::params![altered, victim],
+        )
+        .expect("alter entry 3");
+    drop(database);
+    let output = daemon.ward(&["audit", "verify"]);
+    let line = assert_one_error_line(&output, "entry 3 is the first bad one");
+    println!("after altering one byte of entry 3: {line}");
+    assert!(stdout_of(&output).is_empty());
+}
