@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use ward_store::{ApiKeyRecord, AuditRecord, AuditVerification, NewAuditEntry, Store};
@@ -195,13 +195,6 @@ impl fmt::Debug for AccessService {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -276,7 +269,7 @@ impl AccessService {
         }
         let id = random_hex(KEY_ID_HEX);
         let secret = random_hex(KEY_SECRET_HEX);
-        let now = now_ms();
+        let now = crate::time::to_millis(SystemTime::now());
         let record = ApiKeyRecord {
             id: id.clone(),
             name: request.name.trim().to_string(),
@@ -325,7 +318,7 @@ impl AccessService {
         ) {
             return Ok(None);
         }
-        let now = now_ms();
+        let now = crate::time::to_millis(SystemTime::now());
         if record.revoked_at_ms.is_some()
             || record.expires_at_ms.is_some_and(|expiry| expiry <= now)
         {
@@ -360,7 +353,8 @@ impl AccessService {
         if !reachable {
             return Err(not_found());
         }
-        self.store.revoke_api_key(id, now_ms())?;
+        self.store
+            .revoke_api_key(id, crate::time::to_millis(SystemTime::now()))?;
         let record = self.store.get_api_key(id)?.ok_or_else(not_found)?;
         self.view(record)
     }

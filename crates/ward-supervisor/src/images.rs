@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use ward_image::credentials::{self, CredentialStore};
@@ -78,13 +78,6 @@ impl std::fmt::Debug for ImageService {
             .debug_struct("ImageService")
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl ImageService {
@@ -223,7 +216,7 @@ impl ImageService {
         config: &ImageConfig,
         source: &str,
     ) -> Result<ImageRecord, ImageError> {
-        let now = now_ms();
+        let now = crate::time::to_millis(SystemTime::now());
         let size =
             manifest.config.size + manifest.layers.iter().map(|layer| layer.size).sum::<u64>();
         let record = ImageRecord {
