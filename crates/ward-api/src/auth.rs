@@ -93,7 +93,13 @@ pub fn route_policy(method: &Method, route: &str) -> Option<(Permission, Reach)>
         | "/api/v1/images/{reference}"
         | "/api/v1/registries"
         | "/api/v1/registries/login"
-        | "/api/v1/registries/{registry}" => (if read { viewer } else { operator }, Project),
+        | "/api/v1/registries/{registry}"
+        | "/api/v1/secrets"
+        | "/api/v1/secrets/{name}" => (if read { viewer } else { operator }, Project),
+        "/api/v1/secrets/{name}/value" => (
+            Permission::Capability(Role::Viewer, Capability::SecretsRead),
+            Project,
+        ),
         // Reads images, writes nothing.
         "/api/v1/images/export" => (viewer, Project),
         "/api/v1/images/prune" => (admin, AllProjects),
@@ -108,11 +114,13 @@ pub fn route_policy(method: &Method, route: &str) -> Option<(Permission, Reach)>
     })
 }
 
-/// Whether a call changes state, and so goes into the audit log.
+/// Whether a call goes into the audit log: every one that changes state, and the reading
+/// of a secret's value.
 fn is_audited(method: &Method, route: &str) -> bool {
     !(matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
         || route == "/api/v1/images/export")
         || route == "/api/v1/workloads/{name}/exec"
+        || route == "/api/v1/secrets/{name}/value"
 }
 
 pub async fn authorize(

@@ -13,6 +13,7 @@ mod images;
 mod logs;
 mod metrics;
 mod openapi;
+mod secrets;
 mod workloads;
 
 use std::future::Future;
@@ -36,6 +37,8 @@ pub struct ApiState {
     /// Where uploaded archives wait while they are imported.
     pub upload_dir: std::path::PathBuf,
     pub admin_key: ApiKey,
+    /// Secrets, sealed at rest.
+    pub secrets: Arc<ward_supervisor::SecretService>,
     /// API keys, projects and the audit log.
     pub access: Arc<ward_supervisor::AccessService>,
     pub metrics: Arc<Metrics>,
@@ -83,6 +86,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/keys/{id}",
             axum::routing::delete(access::revoke_key),
         )
+        .route("/api/v1/secrets", get(secrets::list))
+        .route(
+            "/api/v1/secrets/{name}",
+            get(secrets::get).put(secrets::set).delete(secrets::remove),
+        )
+        .route("/api/v1/secrets/{name}/value", get(secrets::reveal))
         .route("/api/v1/audit", get(access::audit))
         .route("/api/v1/audit/verify", get(access::verify_audit))
         .route(

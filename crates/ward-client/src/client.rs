@@ -11,7 +11,8 @@ use crate::wire::{
     ApplyRequest, ApplyResponse, AuditEntry, AuditList, AuditVerifyResponse, CreatedKey, ErrorBody,
     EventEntry, ExportRequest, ImageDocument, ImageList, KeyDocument, KeyList, KeyRequest,
     LogEntry, LoginRequest, ProjectDocument, ProjectList, PruneResponse, PullEvent, PullRequest,
-    RegistryLogin, RegistryLoginList, WorkloadDocument, WorkloadList,
+    RegistryLogin, RegistryLoginList, SecretDocument, SecretList, SecretValue, WorkloadDocument,
+    WorkloadList,
 };
 
 /// A connection to one Ward daemon.
@@ -298,6 +299,31 @@ impl Client {
 
     pub async fn verify_audit(&self) -> Result<AuditVerifyResponse, ClientError> {
         self.call(Method::GET, "/api/v1/audit/verify", None).await
+    }
+
+    pub async fn set_secret(
+        &self,
+        name: &str,
+        value: &SecretValue,
+    ) -> Result<SecretDocument, ClientError> {
+        let path = format!("/api/v1/secrets/{}", encode_query_value(name));
+        let body = serde_json::to_value(value).unwrap_or_default();
+        self.call(Method::PUT, &path, Some(&body)).await
+    }
+
+    pub async fn list_secrets(&self) -> Result<Vec<SecretDocument>, ClientError> {
+        let list: SecretList = self.call(Method::GET, "/api/v1/secrets", None).await?;
+        Ok(list.secrets)
+    }
+
+    pub async fn secret_value(&self, name: &str) -> Result<SecretValue, ClientError> {
+        let path = format!("/api/v1/secrets/{}/value", encode_query_value(name));
+        self.call(Method::GET, &path, None).await
+    }
+
+    pub async fn remove_secret(&self, name: &str) -> Result<SecretDocument, ClientError> {
+        let path = format!("/api/v1/secrets/{}", encode_query_value(name));
+        self.call(Method::DELETE, &path, None).await
     }
 
     pub async fn list_projects(&self) -> Result<Vec<ProjectDocument>, ClientError> {

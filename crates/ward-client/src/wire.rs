@@ -403,3 +403,32 @@ pub struct ProjectDocument {
 pub struct ProjectList {
     pub projects: Vec<ProjectDocument>,
 }
+
+/// A secret, never with its value.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SecretDocument {
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SecretList {
+    pub secrets: Vec<SecretDocument>,
+}
+
+/// A secret's value: as text, or as base64 for bytes that are not.
+#[derive(Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SecretValue {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_base64: Option<String>,
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("SecretValue(<hidden>)")
+    }
+}

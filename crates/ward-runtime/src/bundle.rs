@@ -91,6 +91,9 @@ pub(crate) struct ResolvedVolume {
     pub source: PathBuf,
     pub target: String,
     pub read_only: bool,
+    /// The source is a file (a secret, a single config file), not a directory: `rro` does
+    /// not apply to it.
+    pub file: bool,
 }
 
 /// Everything [`oci_config`] needs.
@@ -287,7 +290,7 @@ fn push_volumes(mounts: &mut Vec<Value>, volumes: &[ResolvedVolume], recursive_r
     for volume in volumes {
         let access = if volume.read_only { "ro" } else { "rw" };
         let mut options = vec!["rbind", access, "nosuid", "nodev"];
-        if volume.read_only && recursive_readonly {
+        if volume.read_only && recursive_readonly && !volume.file {
             options.push("rro");
         }
         mounts.push(json!({"destination": volume.target, "type": "bind", "source": volume.source, "options": options}));
@@ -365,6 +368,7 @@ pub(crate) fn resolve_volumes(
             path
         };
         resolved.push(ResolvedVolume {
+            file: source.is_file(),
             source,
             target: volume.target.clone(),
             read_only: volume.read_only,
@@ -489,6 +493,7 @@ mod tests {
             ports: Vec::new(),
             publish_all: false,
             volumes: Vec::new(),
+            secrets: Vec::new(),
             network,
             restart: RestartPolicy::default(),
             health: None,
@@ -509,6 +514,7 @@ mod tests {
             source: "/data/volumes/default/data".into(),
             target: "/data".into(),
             read_only: true,
+            file: false,
         }];
         let masked = [PathBuf::from("/data")];
         oci_config(&BundleSettings {

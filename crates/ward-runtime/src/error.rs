@@ -36,6 +36,8 @@ pub enum RuntimeError {
         image: String,
         message: String,
     },
+    #[error("workload {workload}: {message}")]
+    Secret { workload: String, message: String },
     #[error("instance key {key}: {reason}")]
     InvalidInstanceKey { key: String, reason: &'static str },
     #[error("volume name {name:?} is not valid: use letters, digits, '.', '_' and '-'")]

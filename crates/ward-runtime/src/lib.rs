@@ -21,6 +21,7 @@ mod pidfd;
 mod probe;
 mod runtime;
 mod seccomp;
+mod secrets;
 
 pub use driver::*;
 pub use error::RuntimeError;
@@ -28,3 +29,4 @@ pub use host::CgroupMode;
 pub use image::ImageResolver;
 pub use oci::OciRuntimeKind;
 pub use runtime::{Runtime, RuntimeConfig, RuntimeInfo};
+pub use secrets::SecretResolver;

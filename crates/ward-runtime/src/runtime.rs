@@ -30,6 +30,7 @@ use crate::instance::{
 use crate::oci::{self, OciRuntime, OciRuntimeKind};
 use crate::pidfd::{is_own_child, reap_if_child, running_process_start_ticks, PidFd};
 use crate::seccomp;
+use crate::secrets::{SecretFiles, SecretResolver};
 use crate::{
     exec, logs, network, probe, AttachOutcome, Driver, ExecProcess, ExitStatus, InstanceHandle,
     InstanceKey, LogLine, LogLocation, ResourceUsage, RuntimeError,
@@ -88,6 +89,7 @@ struct Inner {
     /// The precompiled seccomp filter, where the OCI runtime takes one.
     seccomp_bpf: Option<&'static str>,
     images: Images,
+    secrets: SecretFiles,
     /// Hidden from every instance: Ward's data directory and host secrets.
     masked_paths: Vec<PathBuf>,
 }
@@ -128,6 +130,10 @@ impl Runtime {
                 .filter(|path| path.exists()),
         );
         let images = open_images(&data_dir)?;
+        let secrets = SecretFiles::open(
+            &namespace_of(&data_dir),
+            data_dir.join("run").join("secrets"),
+        )?;
         let seccomp_bpf = match oci.kind {
             OciRuntimeKind::Crun => seccomp::compiled(),
             OciRuntimeKind::Runc => None,
@@ -153,6 +159,7 @@ impl Runtime {
                 recursive_readonly,
                 seccomp_bpf,
                 images,
+                secrets,
                 masked_paths,
             }),
         })
@@ -164,6 +171,16 @@ impl Runtime {
         *self
             .inner
             .images
+            .resolver
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(resolver);
+    }
+
+    /// Sets how secrets named by specs are opened.
+    pub fn set_secret_resolver(&self, resolver: Arc<dyn SecretResolver>) {
+        *self
+            .inner
+            .secrets
             .resolver
             .write()
             .unwrap_or_else(|poison| poison.into_inner()) = Some(resolver);
@@ -650,6 +667,7 @@ impl Driver for Runtime {
                 monitor_pid: state.monitor_pid,
             });
         }
+        let spec = &self.inner.secrets.apply(&key.project, &id, spec).await?;
         let image = match spec.kind {
             WorkloadKind::Container => Some(self.prepare_image(key, spec, &paths).await?),
             _ => None,
@@ -809,6 +827,7 @@ impl Driver for Runtime {
         })
         .await
         .map_err(|error| RuntimeError::io("clean up", &paths.dir, io::Error::other(error)))??;
+        self.inner.secrets.remove(&self.inner.container_id(key))?;
         match fs::remove_dir_all(&paths.dir) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}

@@ -21,6 +21,8 @@ pub struct WorkloadSpec {
     /// free host port chosen when the instance starts (`docker run -P`).
     pub publish_all: bool,
     pub volumes: Vec<VolumeMount>,
+    /// Secrets of the workload's project handed to it as files or environment variables.
+    pub secrets: Vec<SecretMount>,
     pub network: NetworkMode,
     pub restart: RestartPolicy,
     pub health: Option<HealthCheck>,
@@ -81,6 +83,18 @@ impl Protocol {
         }
     }
 }
+
+/// Where a secret's value goes: a read-only file (by default `/run/secrets/<name>`, as
+/// Docker and Compose put them), an environment variable, or both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretMount {
+    pub name: String,
+    pub env: Option<String>,
+    pub file: Option<String>,
+}
+
+/// The directory secrets go to when the spec names no file.
+pub const SECRETS_DIR: &str = "/run/secrets";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumeMount {

@@ -36,6 +36,11 @@ impl WorkloadSpec {
                 "target": volume.target,
                 "read_only": volume.read_only,
             })).collect::<Vec<_>>(),
+            "secrets": self.secrets.iter().map(|secret| json!({
+                "name": secret.name,
+                "env": secret.env,
+                "file": secret.file,
+            })).collect::<Vec<_>>(),
             "network": self.network.as_str(),
             "restart": {
                 "policy": self.restart.policy.as_str(),

@@ -14,7 +14,7 @@ use serde_json::{Map, Number, Value};
 use crate::error::SpecError;
 use crate::model::{
     Autoscale, HealthCheck, HealthProbe, NetworkMode, PortMapping, Protocol, Resources,
-    RestartMode, RestartPolicy, VolumeMount, WorkloadKind, WorkloadSpec,
+    RestartMode, RestartPolicy, SecretMount, VolumeMount, WorkloadKind, WorkloadSpec, SECRETS_DIR,
 };
 use crate::units;
 
@@ -36,6 +36,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "ports",
     "publish_all",
     "volumes",
+    "secrets",
     "network",
     "restart",
     "health",
@@ -49,6 +50,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
 const RESOURCE_FIELDS: &[&str] = &["cpu", "memory", "pids", "gpu", "disk"];
 const PORT_FIELDS: &[&str] = &["host", "port", "protocol"];
 const VOLUME_FIELDS: &[&str] = &["source", "target", "read_only"];
+const SECRET_FIELDS: &[&str] = &["name", "env", "file"];
 const RESTART_FIELDS: &[&str] = &["policy", "max_retries"];
 const HEALTH_FIELDS: &[&str] = &[
     "http",
@@ -513,6 +515,10 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         Some(value) => parse_network(value)?,
         None => NetworkMode::Bridge,
     };
+    let secrets = match fields.get("secrets") {
+        Some(value) => parse_secrets(value, &env, &volumes)?,
+        None => Vec::new(),
+    };
     let publish_all = match fields.get("publish_all") {
         Some(Value::Bool(publish_all)) => *publish_all,
         Some(other) => return Err(type_error("publish_all", "true or false", other)),
@@ -587,6 +593,7 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         ports,
         publish_all,
         volumes,
+        secrets,
         network,
         restart,
         health,
@@ -946,6 +953,134 @@ fn parse_ports(value: &Value) -> Result<Vec<PortMapping>, SpecError> {
         ports.push(mapping);
     }
     Ok(ports)
+}
+
+/// `secrets: [name, {name, env, file}]`: a bare name, or an object naming a variable and/or a
+/// file, becomes a file under `/run/secrets` unless the object names a variable only.
+fn parse_secrets(
+    value: &Value,
+    env: &BTreeMap<String, String>,
+    volumes: &[VolumeMount],
+) -> Result<Vec<SecretMount>, SpecError> {
+    let Value::Array(elements) = value else {
+        return Err(SpecError::new(
+            "secrets",
+            format!(
+                "expected a list, found {}: write secrets: [db-password] or secrets: [{{name: db-password, env: DB_PASSWORD}}]",
+                describe(value)
+            ),
+        ));
+    };
+    let mut secrets: Vec<SecretMount> = Vec::with_capacity(elements.len());
+    for (index, element) in elements.iter().enumerate() {
+        let path = index_path("secrets", index);
+        let default_file = |name: &str| Some(format!("{SECRETS_DIR}/{name}"));
+        let secret = match element {
+            Value::String(name) => {
+                units::validate_name(name)
+                    .map_err(|reason| SpecError::new(&path, format!("secret name: {reason}")))?;
+                SecretMount {
+                    name: name.clone(),
+                    env: None,
+                    file: default_file(name),
+                }
+            }
+            Value::Object(object) => {
+                let fields = Fields::new(object, &path, SECRET_FIELDS)?;
+                let name = match fields.get("name") {
+                    Some(Value::String(name)) => {
+                        units::validate_name(name).map_err(|reason| {
+                            SpecError::new(fields.path_of("name"), format!("secret name: {reason}"))
+                        })?;
+                        name.clone()
+                    }
+                    Some(other) => {
+                        return Err(type_error(&fields.path_of("name"), "a secret name", other))
+                    }
+                    None => {
+                        return Err(SpecError::new(
+                            fields.path_of("name"),
+                            "missing: name the secret, like name: db-password",
+                        ))
+                    }
+                };
+                let variable = match fields.get("env") {
+                    Some(Value::String(variable)) => {
+                        units::validate_env_key(variable)
+                            .map_err(|reason| SpecError::new(fields.path_of("env"), reason))?;
+                        Some(variable.clone())
+                    }
+                    Some(Value::Null) | None => None,
+                    Some(other) => {
+                        return Err(type_error(&fields.path_of("env"), "a variable name", other))
+                    }
+                };
+                let file = match fields.get("file") {
+                    Some(Value::String(file)) => {
+                        units::validate_mount_target(file)
+                            .map_err(|reason| SpecError::new(fields.path_of("file"), reason))?;
+                        Some(file.clone())
+                    }
+                    Some(Value::Null) | None if variable.is_none() => default_file(&name),
+                    Some(Value::Null) | None => None,
+                    Some(other) => {
+                        return Err(type_error(
+                            &fields.path_of("file"),
+                            "an absolute path",
+                            other,
+                        ))
+                    }
+                };
+                SecretMount {
+                    name,
+                    env: variable,
+                    file,
+                }
+            }
+            other => {
+                return Err(type_error(
+                    &path,
+                    "a secret name or {name, env, file}",
+                    other,
+                ))
+            }
+        };
+        if let Some(variable) = &secret.env {
+            let taken_by_env = env.contains_key(variable);
+            let taken_by_secret = secrets
+                .iter()
+                .any(|earlier| earlier.env.as_ref() == Some(variable));
+            if taken_by_env || taken_by_secret {
+                return Err(SpecError::new(
+                    format!("{path}.env"),
+                    format!(
+                        "the variable {variable} is already set {}: use another variable",
+                        if taken_by_env {
+                            "in env"
+                        } else {
+                            "by an earlier secret"
+                        }
+                    ),
+                ));
+            }
+        }
+        if let Some(file) = &secret.file {
+            let clash = secrets
+                .iter()
+                .any(|earlier| earlier.file.as_ref() == Some(file))
+                || volumes.iter().any(|volume| volume.target == *file);
+            if clash {
+                return Err(SpecError::new(
+                    format!("{path}.file"),
+                    format!(
+                        "{file} is already mounted by another secret or a volume: use another path"
+                    ),
+                ));
+            }
+        }
+        secrets.push(secret);
+    }
+    Ok(secrets)
 }
 
 fn parse_volumes(value: &Value) -> Result<Vec<VolumeMount>, SpecError> {

@@ -1,10 +1,12 @@
-//! API keys and the hash-chained audit log.
+//! API keys, the hash-chained audit log, and secrets (ciphertext only).
 
 use rusqlite::{params, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 
 use crate::store::sqlite_error;
-use crate::{ApiKeyRecord, AuditRecord, AuditVerification, NewAuditEntry, Store, StoreError};
+use crate::{
+    ApiKeyRecord, AuditRecord, AuditVerification, NewAuditEntry, SecretRecord, Store, StoreError,
+};
 
 /// The `prev_hash` of the first entry.
 const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -208,6 +210,95 @@ impl Store {
             })
         })
     }
+}
+
+impl Store {
+    /// Creates or replaces a secret, keeping the creation time of an existing one.
+    pub fn put_secret(&self, secret: &SecretRecord) -> Result<(), StoreError> {
+        let operation = format!("store secret {}", secret.name);
+        self.write(&operation, |transaction| {
+            transaction
+                .execute(
+                    "INSERT INTO projects (name, created_at_ms) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO NOTHING",
+                    params![secret.project, secret.created_at_ms],
+                )
+                .map_err(sqlite_error(&operation))?;
+            transaction
+                .execute(
+                    "INSERT INTO secrets (project, name, nonce, ciphertext, created_at_ms,
+                                          updated_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (project, name) DO UPDATE SET
+                         nonce = excluded.nonce,
+                         ciphertext = excluded.ciphertext,
+                         updated_at_ms = excluded.updated_at_ms",
+                    params![
+                        secret.project,
+                        secret.name,
+                        secret.nonce,
+                        secret.ciphertext,
+                        secret.created_at_ms,
+                        secret.updated_at_ms
+                    ],
+                )
+                .map_err(sqlite_error(&operation))?;
+            Ok(())
+        })
+    }
+
+    pub fn get_secret(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<SecretRecord>, StoreError> {
+        self.read("read secret", |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT project, name, nonce, ciphertext, created_at_ms, updated_at_ms
+                     FROM secrets WHERE project = ?1 AND name = ?2",
+                )?
+                .query_row([project, name], secret_from_row)
+                .optional()
+        })
+    }
+
+    /// The secrets of a project, by name.
+    pub fn list_secrets(&self, project: &str) -> Result<Vec<SecretRecord>, StoreError> {
+        self.read("list secrets", |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT project, name, nonce, ciphertext, created_at_ms, updated_at_ms
+                 FROM secrets WHERE project = ?1 ORDER BY name",
+            )?;
+            let secrets = statement.query_map([project], secret_from_row)?;
+            secrets.collect()
+        })
+    }
+
+    /// Ok(false) when the project has no secret of that name.
+    pub fn delete_secret(&self, project: &str, name: &str) -> Result<bool, StoreError> {
+        let operation = format!("delete secret {name}");
+        self.write(&operation, |transaction| {
+            let deleted = transaction
+                .execute(
+                    "DELETE FROM secrets WHERE project = ?1 AND name = ?2",
+                    [project, name],
+                )
+                .map_err(sqlite_error(&operation))?;
+            Ok(deleted > 0)
+        })
+    }
+}
+
+fn secret_from_row(row: &Row<'_>) -> rusqlite::Result<SecretRecord> {
+    Ok(SecretRecord {
+        project: row.get(0)?,
+        name: row.get(1)?,
+        nonce: row.get(2)?,
+        ciphertext: row.get(3)?,
+        created_at_ms: row.get(4)?,
+        updated_at_ms: row.get(5)?,
+    })
 }
 
 fn api_key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {

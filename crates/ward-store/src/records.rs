@@ -135,3 +135,24 @@ pub struct AuditVerification {
     /// The first entry whose hash or link does not match, and why.
     pub first_bad: Option<(i64, String)>,
 }
+
+/// A secret as stored: encrypted, never in clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRecord {
+    pub project: String,
+    pub name: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl std::fmt::Debug for SecretRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SecretRecord")
+            .field("project", &self.project)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_images.sql"),
     include_str!("migrations/0003_access.sql"),
+    include_str!("migrations/0004_secrets.sql"),
 ];
 
 /// The schema version this code writes.

@@ -12,6 +12,7 @@ mod health;
 pub mod images;
 pub mod policy;
 mod reconcile;
+pub mod secrets;
 mod state;
 mod time;
 mod view;
@@ -32,6 +33,7 @@ pub use error::SupervisorError;
 pub use events::{Event, EventKind};
 pub use images::{ImageError, ImageService, ImageView, PruneReport};
 pub use policy::BackoffPolicy;
+pub use secrets::{SecretError, SecretInfo, SecretService};
 pub use view::{
     summarize, DesiredState, HealthState, InstanceView, Phase, UsageSample, WorkloadView,
 };

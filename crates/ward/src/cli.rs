@@ -85,6 +85,49 @@ pub enum ClientCommand {
     Audit(AuditArgs),
     /// Manage projects (tenants): create, ls
     Project(ProjectArgs),
+    /// Manage secrets: set, ls, get, rm (sealed at rest; workloads get them as files or variables)
+    #[command(after_help = SECRET_EXAMPLES)]
+    Secret(SecretArgs),
+}
+
+const SECRET_EXAMPLES: &str = "\
+Examples:
+  ward secret set db-password                    # asks for the value (or reads stdin)
+  ward secret set tls-key --from-file key.pem
+  ward run --name api --secret db-password -- ./api   # the value in /run/secrets/db-password
+  ward secret ls
+  ward secret get db-password                    # needs the secrets:read capability
+
+In a spec: secrets: [db-password, {name: api-token, env: API_TOKEN}, {name: tls-key, file: /etc/tls/key.pem}].";
+
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    #[command(subcommand)]
+    pub command: SecretCommand,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Create or replace a secret; the value comes from --from-file, else standard input
+    Set {
+        name: String,
+        /// Read the value from this file
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<std::path::PathBuf>,
+    },
+    /// List secrets (names and times, never values)
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Print a secret's value (needs the secrets:read capability; the read is audited)
+    Get { name: String },
+    /// Remove secrets
+    Rm {
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
 }
 
 const KEY_EXAMPLES: &str = "\
@@ -298,6 +341,7 @@ impl ClientCommand {
             ClientCommand::Key(arguments) => &arguments.client_options,
             ClientCommand::Audit(arguments) => &arguments.client_options,
             ClientCommand::Project(arguments) => &arguments.client_options,
+            ClientCommand::Secret(arguments) => &arguments.client_options,
         }
     }
 }
@@ -386,6 +430,10 @@ pub struct RunArgs {
     /// Publish a port: HOST:PORT[/tcp|udp] (repeatable)
     #[arg(short = 'p', long = "publish", value_name = "HOST:PORT", value_parser = parse_port_mapping_flag)]
     pub publish: Vec<String>,
+
+    /// Give the workload a secret of its project, as the file /run/secrets/NAME (repeatable)
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
 
     /// Publish every port the image exposes on a free host port ('ward ps' shows which)
     #[arg(short = 'P', long)]
@@ -661,16 +709,15 @@ pub fn parse_command_line() -> CommandLine {
 /// `ward image ls -o json`.
 pub fn command_definition() -> clap::Command {
     const CLIENT_OPTIONS: [&str; 5] = ["host", "token", "data_dir", "project", "output"];
-    ["image", "key", "audit", "project"].into_iter().fold(
-        CommandLine::command(),
-        |command, group| {
+    ["image", "key", "audit", "project", "secret"]
+        .into_iter()
+        .fold(CommandLine::command(), |command, group| {
             command.mut_subcommand(group, |group| {
                 CLIENT_OPTIONS.into_iter().fold(group, |group, id| {
                     group.mut_arg(id, |argument| argument.global(true))
                 })
             })
-        },
-    )
+        })
 }
 
 fn exit_for_clap_error(error: clap::Error) -> ! {

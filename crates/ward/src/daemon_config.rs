@@ -19,6 +19,9 @@ pub struct DaemonConfig {
     pub log_filter: String,
     /// Registries (`host:port`) pulled from over plain HTTP: an explicit opt-in.
     pub insecure_registries: Vec<String>,
+    /// The key that seals secrets: kept apart from the database (default
+    /// `DATA_DIR/secrets.key`; put it on another disk to keep the two apart physically).
+    pub secrets_key_file: PathBuf,
 }
 
 /// The config file (`--config FILE`, YAML); every key optional.
@@ -30,6 +33,7 @@ struct ConfigFile {
     oci_runtime: Option<PathBuf>,
     log: Option<String>,
     insecure_registries: Option<Vec<String>>,
+    secrets_key_file: Option<PathBuf>,
 }
 
 /// The layers above the defaults, as the caller found them.
@@ -82,7 +86,11 @@ impl DaemonConfig {
             .map(str::to_string)
             .or(file.log)
             .unwrap_or_else(|| "info".to_string());
+        let secrets_key_file = file
+            .secrets_key_file
+            .unwrap_or_else(|| data_dir.join("secrets.key"));
         Ok(DaemonConfig {
+            secrets_key_file,
             data_dir,
             listen,
             oci_runtime: file.oci_runtime,

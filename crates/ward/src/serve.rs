@@ -12,7 +12,9 @@ use anyhow::{bail, Context};
 use ward_api::{ApiKey, ApiState, Metrics};
 use ward_runtime::{Runtime, RuntimeConfig};
 use ward_store::Store;
-use ward_supervisor::{AccessService, CredentialStore, ImageService, Supervisor, SupervisorConfig};
+use ward_supervisor::{
+    AccessService, CredentialStore, ImageService, SecretService, Supervisor, SupervisorConfig,
+};
 
 use crate::cli::ServeArgs;
 use crate::config::Environment;
@@ -46,6 +48,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.insecure_registries.clone(),
     );
     runtime.set_image_resolver(Arc::new(images.clone()));
+    let secrets = Arc::new(SecretService::open(
+        Store::open(&config.data_dir.join("ward.db"))?,
+        &config.secrets_key_file,
+    )?);
+    runtime.set_secret_resolver(secrets.clone());
     let upload_dir = config.data_dir.join("images").join("uploads");
     std::fs::create_dir_all(&upload_dir)
         .with_context(|| format!("cannot create {}", upload_dir.display()))?;
@@ -75,6 +82,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         images,
         upload_dir,
         admin_key,
+        secrets,
         access: Arc::new(AccessService::new(Store::open(
             &config.data_dir.join("ward.db"),
         )?)),

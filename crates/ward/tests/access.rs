@@ -387,3 +387,169 @@ fn audit_log_records_who_did_what_and_pinpoints_an_altered_row() {
     println!("after altering one byte of entry 3: {line}");
     assert!(stdout_of(&output).is_empty());
 }
+
+/// Every regular file under `dir`, recursively (symlinks not followed).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            files.extend(files_under(&entry.path()));
+        } else if kind.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn secret_values_reach_the_workload_and_nothing_else_in_clear() {
+    if !common::sandbox_available("secret_values_reach_the_workload_and_nothing_else_in_clear") {
+        return;
+    }
+    let daemon = Daemon::start_with_data_dir_under(std::path::Path::new("/var/lib"));
+    let marker: u64 = rand::random();
+    let file_value = format!("file-secret-{marker:016x}");
+    let env_value = format!("env-secret-{marker:016x}");
+    let set = |name: &str, value: &str| {
+        let mut child = daemon
+            .ward_command(&["secret", "set", name])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ward secret set");
+        use std::io::Write;
+        writeln!(child.stdin.take().expect("stdin"), "{value}").expect("write the value");
+        assert_success(&child.wait_with_output().expect("wait"));
+    };
+    set("db-password", &file_value);
+    set("api-token", &env_value);
+
+    let spec = r#"
+name: uses-secrets
+network: none
+restart: never
+secrets:
+  - db-password
+  - {name: api-token, env: API_TOKEN}
+command:
+  - sh
+  - -c
+  - |
+    echo "file $(sha256sum /run/secrets/db-password | cut -c1-64)"
+    echo "env $(printf %s "$API_TOKEN" | sha256sum | cut -c1-64)"
+    echo "mode $(stat -c %a /run/secrets/db-password)"
+    if echo x > /run/secrets/db-password; then echo "writable yes"; else echo "writable no"; fi
+    echo probe-done
+    exec sleep 600
+"#;
+    let spec_file = tempfile::NamedTempFile::new().expect("spec file");
+    std::fs::write(spec_file.path(), spec).expect("write the spec");
+    ward_ok(
+        &daemon,
+        &["apply", "-f", spec_file.path().to_str().expect("path")],
+    );
+    let report = daemon.wait_for(
+        "the secret probe",
+        std::time::Duration::from_secs(30),
+        || {
+            let logs = stdout_of(&daemon.ward(&["logs", "uses-secrets"]));
+            logs.contains("probe-done").then_some(logs)
+        },
+    );
+    println!("{report}");
+    assert!(
+        report.contains(&format!("file {}", sha256_hex(file_value.as_bytes()))),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("env {}", sha256_hex(env_value.as_bytes()))),
+        "{report}"
+    );
+    assert!(report.contains("mode 400"), "{report}");
+    assert!(report.contains("writable no"), "{report}");
+
+    // Reading a value needs secrets:read, and is audited.
+    let (_, operator) = create_key(
+        &daemon,
+        &["ops", "--role", "operator", "--project", "default"],
+    );
+    let refused = daemon
+        .ward_command(&["secret", "get", "db-password"])
+        .env("WARD_TOKEN", &operator)
+        .output()
+        .expect("run ward");
+    assert_one_error_line(&refused, "secrets:read");
+    assert_eq!(
+        ward_ok(&daemon, &["secret", "get", "db-password"]),
+        file_value
+    );
+
+    // Now look for either value everywhere Ward writes or answers.
+    let mut answers = String::new();
+    for arguments in [
+        &["inspect", "uses-secrets", "-o", "json"][..],
+        &["ps", "-a", "-o", "json"],
+        &["events", "-o", "json"],
+        &["audit", "ls", "-o", "json"],
+        &["secret", "ls", "-o", "json"],
+        &["key", "ls", "-o", "json"],
+        &[
+            "apply",
+            "-f",
+            spec_file.path().to_str().expect("path"),
+            "--dry-run",
+        ],
+    ] {
+        answers.push_str(&ward_ok(&daemon, arguments));
+    }
+    answers.push_str(&daemon.api_get("/metrics"));
+    answers.push_str(&daemon.log());
+    let audit = ward_ok(&daemon, &["audit", "ls"]);
+    assert!(
+        audit.contains("GET /api/v1/secrets/{name}/value"),
+        "{audit}"
+    );
+    for value in [&file_value, &env_value] {
+        assert!(
+            !answers.contains(value.as_str()),
+            "{value} appears in an answer or the daemon log"
+        );
+    }
+    let mut scanned = 0;
+    for path in files_under(daemon.data_dir()) {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        scanned += 1;
+        let holds = |value: &str| {
+            bytes
+                .windows(value.len())
+                .any(|window| window == value.as_bytes())
+        };
+        assert!(
+            !holds(&file_value),
+            "{} holds the file secret in clear",
+            path.display()
+        );
+        // A variable reaches the process through the OCI runtime's config.json; nowhere else.
+        if path.file_name().is_some_and(|name| name != "config.json") {
+            assert!(
+                !holds(&env_value),
+                "{} holds the variable secret in clear",
+                path.display()
+            );
+        }
+    }
+    println!("{scanned} files of the data directory scanned");
+    ward_ok(&daemon, &["rm", "-f", "uses-secrets"]);
+}

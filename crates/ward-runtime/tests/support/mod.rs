@@ -153,6 +153,7 @@ pub fn spec(name: &str, command: &[&str]) -> WorkloadSpec {
         ports: Vec::new(),
         publish_all: false,
         volumes: Vec::new(),
+        secrets: Vec::new(),
         network: NetworkMode::None,
         restart: RestartPolicy::default(),
         health: None,

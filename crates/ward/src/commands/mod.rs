@@ -13,6 +13,7 @@ mod logs;
 pub mod monitor;
 mod ps;
 mod run;
+mod secret;
 mod top;
 
 use ward_client::Client;
@@ -99,5 +100,6 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         ClientCommand::Key(arguments) => access::key(context, arguments.command).await,
         ClientCommand::Audit(arguments) => access::audit(context, arguments.command).await,
         ClientCommand::Project(arguments) => access::project(context, arguments.command).await,
+        ClientCommand::Secret(arguments) => secret::run(context, arguments.command).await,
     }
 }

@@ -105,6 +105,9 @@ pub fn build_spec(
         spec.insert("resources".to_string(), Value::Object(resources));
     }
 
+    if !arguments.secrets.is_empty() {
+        spec.insert("secrets".to_string(), json!(arguments.secrets));
+    }
     if arguments.publish_all {
         spec.insert("publish_all".to_string(), json!(true));
     }
