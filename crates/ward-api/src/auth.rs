@@ -135,6 +135,14 @@ pub async fn authorize(
         Ok(principal) => principal,
         Err(error) => return error.into_response(),
     };
+    if principal.actor != Principal::bootstrap_admin().actor {
+        if let Err(wait) = state
+            .rate_limiter
+            .check(&principal.actor, std::time::Instant::now())
+        {
+            return ApiError::rate_limited(wait).into_response();
+        }
+    }
     let method = request.method().clone();
     let route = request
         .extensions()

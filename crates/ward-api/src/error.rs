@@ -11,6 +11,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     field: Option<String>,
+    /// Seconds until a rate-limited caller may try again (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
             code: "bad_request",
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -30,6 +33,7 @@ impl ApiError {
             message: "missing or wrong API key: send `Authorization: Bearer <key>`; the admin key is in DATA_DIR/admin.token"
                 .to_string(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -39,6 +43,28 @@ impl ApiError {
             code: "not_found",
             message: message.into(),
             field: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn rate_limited(wait: std::time::Duration) -> ApiError {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limited",
+            message: format!("too many calls with this key; try again in {seconds} s"),
+            field: None,
+            retry_after: Some(seconds),
+        }
+    }
+
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too_large",
+            message: message.into(),
+            field: None,
+            retry_after: None,
         }
     }
 
@@ -48,6 +74,7 @@ impl ApiError {
             code: "forbidden",
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -57,6 +84,7 @@ impl ApiError {
             code: "conflict",
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -66,6 +94,7 @@ impl ApiError {
             code: "method_not_allowed",
             message: "this method is not allowed here: see /openapi.json".to_string(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -90,6 +119,7 @@ impl ApiError {
             code: "internal",
             message: "internal error; the daemon log has the details".to_string(),
             field: None,
+            retry_after: None,
         }
     }
 }
@@ -123,6 +153,7 @@ impl From<SupervisorError> for ApiError {
             code,
             message,
             field,
+            retry_after: None,
         }
     }
 }
@@ -142,7 +173,14 @@ impl IntoResponse for ApiError {
                 field: self.field,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
     }
 }
 
@@ -161,6 +199,12 @@ where
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::too_large(format!(
+                    "request body: larger than {} bytes",
+                    crate::limits::MAX_JSON_BODY_BYTES
+                )))
+            }
             Err(rejection) => Err(ApiError::bad_request(format!(
                 "request body: {}",
                 rejection.body_text()

@@ -327,9 +327,17 @@ pub async fn import(
             .map_err(|error| ApiError::internal(&error))?,
     );
     let mut stream = body.into_data_stream();
+    let mut received: u64 = 0;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk
             .map_err(|error| ApiError::bad_request(format!("reading the archive: {error}")))?;
+        received += chunk.len() as u64;
+        if received > crate::limits::MAX_ARCHIVE_BYTES {
+            return Err(ApiError::too_large(format!(
+                "the archive is larger than {} bytes",
+                crate::limits::MAX_ARCHIVE_BYTES
+            )));
+        }
         file.write_all(&chunk)
             .await
             .map_err(|error| ApiError::internal(&error))?;

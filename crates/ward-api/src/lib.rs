@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod exec;
 mod images;
+mod limits;
 mod logs;
 mod metrics;
 mod openapi;
@@ -19,7 +20,7 @@ mod workloads;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +29,7 @@ use ward_supervisor::Supervisor;
 
 pub use auth::{route_policy, ApiKey, Reach, PROJECT_HEADER};
 pub use error::ApiError;
+pub use limits::{RateLimit, RateLimiter};
 pub use metrics::Metrics;
 
 /// What every handler shares.
@@ -42,6 +44,8 @@ pub struct ApiState {
     /// API keys, projects and the audit log.
     pub access: Arc<ward_supervisor::AccessService>,
     pub metrics: Arc<Metrics>,
+    /// Calls per API key; the bootstrap admin token is not limited.
+    pub rate_limiter: RateLimiter,
 }
 
 /// Builds the router with authentication on every route but `/healthz`.
@@ -69,7 +73,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/events", get(events::events))
         .route("/api/v1/images", get(images::list))
         .route("/api/v1/images/pull", post(images::pull))
-        .route("/api/v1/images/import", post(images::import))
+        .route(
+            "/api/v1/images/import",
+            post(images::import).layer(DefaultBodyLimit::disable()),
+        )
         .route("/api/v1/images/prune", post(images::prune))
         .route("/api/v1/images/export", post(images::export))
         .route("/api/v1/registries", get(images::logins))
@@ -102,6 +109,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/images/{reference}",
             get(images::get).delete(images::remove),
         )
+        .layer(DefaultBodyLimit::max(limits::MAX_JSON_BODY_BYTES))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use ward_api::RateLimit;
+
 use crate::config::{resolve_data_dir, Environment};
 
 /// Everything `ward serve` needs to know before it starts.
@@ -22,6 +24,8 @@ pub struct DaemonConfig {
     /// The key that seals secrets: kept apart from the database (default
     /// `DATA_DIR/secrets.key`; put it on another disk to keep the two apart physically).
     pub secrets_key_file: PathBuf,
+    /// Calls per second and burst allowed to each API key (not to the admin token).
+    pub rate_limit: RateLimit,
 }
 
 /// The config file (`--config FILE`, YAML); every key optional.
@@ -34,6 +38,15 @@ struct ConfigFile {
     log: Option<String>,
     insecure_registries: Option<Vec<String>>,
     secrets_key_file: Option<PathBuf>,
+    rate_limit: Option<RateLimitFile>,
+}
+
+/// `rate_limit: {per_second: 100, burst: 200}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitFile {
+    per_second: f64,
+    burst: f64,
 }
 
 /// The layers above the defaults, as the caller found them.
@@ -89,7 +102,18 @@ impl DaemonConfig {
         let secrets_key_file = file
             .secrets_key_file
             .unwrap_or_else(|| data_dir.join("secrets.key"));
+        let rate_limit = match file.rate_limit {
+            Some(limit) if limit.per_second > 0.0 && limit.burst >= 1.0 => RateLimit {
+                per_second: limit.per_second,
+                burst: limit.burst,
+            },
+            Some(_) => bail!(
+                "rate_limit: per_second must be above 0 and burst at least 1, like {{per_second: 100, burst: 200}}"
+            ),
+            None => RateLimit::default(),
+        };
         Ok(DaemonConfig {
+            rate_limit,
             secrets_key_file,
             data_dir,
             listen,

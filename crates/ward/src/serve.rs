@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use ward_api::{ApiKey, ApiState, Metrics};
+use ward_api::{ApiKey, ApiState, Metrics, RateLimiter};
 use ward_runtime::{Runtime, RuntimeConfig};
 use ward_store::Store;
 use ward_supervisor::{
@@ -87,6 +87,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             &config.data_dir.join("ward.db"),
         )?)),
         metrics: Arc::new(Metrics::default()),
+        rate_limiter: RateLimiter::new(config.rate_limit),
     });
     ward_api::serve(listener, state, shutdown_signal())
         .await

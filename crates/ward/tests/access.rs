@@ -553,3 +553,90 @@ command:
     println!("{scanned} files of the data directory scanned");
     ward_ok(&daemon, &["rm", "-f", "uses-secrets"]);
 }
+
+#[test]
+fn a_key_past_its_rate_gets_429_with_retry_after() {
+    let daemon = Daemon::start_with_config("rate_limit: {per_second: 1, burst: 5}\n");
+    let (_, key) = create_key(
+        &daemon,
+        &["busy", "--role", "viewer", "--project", "default"],
+    );
+    let statuses: Vec<HttpResponse> = (0..8)
+        .map(|_| {
+            http_request(
+                daemon.address(),
+                "GET",
+                "/api/v1/workloads",
+                Some(&key),
+                None,
+            )
+        })
+        .collect();
+    let limited = statuses
+        .iter()
+        .filter(|response| response.status == 429)
+        .count();
+    assert!((2..=3).contains(&limited), "{limited} of 8 calls limited");
+    let refused = statuses
+        .iter()
+        .find(|response| response.status == 429)
+        .expect("a 429");
+    let error: Value = serde_json::from_str(&refused.body).expect("a JSON error");
+    assert_eq!(error["error"]["code"], "rate_limited");
+    // The admin token is the host's own and is not limited.
+    for _ in 0..20 {
+        let answer = http_request(
+            daemon.address(),
+            "GET",
+            "/api/v1/workloads",
+            Some(daemon.token()),
+            None,
+        );
+        assert_eq!(answer.status, 200);
+    }
+    // A limited answer says when to come back.
+    let headers = (0..10)
+        .map(|_| raw_head(&daemon, &key))
+        .find(|head| head.contains(" 429 "))
+        .expect("a 429 within ten quick calls at one call per second");
+    assert!(
+        headers.to_ascii_lowercase().contains("retry-after: 1"),
+        "{headers}"
+    );
+}
+
+/// The head of one `GET /api/v1/workloads` answer with `key`.
+fn raw_head(daemon: &Daemon, key: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(daemon.address()).expect("connect");
+    write!(
+        stream,
+        "GET /api/v1/workloads HTTP/1.0\r\nAuthorization: Bearer {key}\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn an_oversized_body_is_refused_with_413() {
+    let daemon = Daemon::start();
+    let huge = format!("{{\"value\": \"{}\"}}", "x".repeat(5 << 20));
+    let answer = http_request(
+        daemon.address(),
+        "PUT",
+        "/api/v1/secrets/big",
+        Some(daemon.token()),
+        Some(&huge),
+    );
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    let error: Value = serde_json::from_str(&answer.body).expect("a JSON error");
+    assert_eq!(error["error"]["code"], "too_large");
+    let listed = ward_ok(&daemon, &["secret", "ls", "-o", "json"]);
+    assert_eq!(listed.trim(), "[]");
+}

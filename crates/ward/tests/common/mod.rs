@@ -52,13 +52,26 @@ pub struct Daemon {
     /// Holds the daemon's log, outside the data directory the daemon owns.
     _log_dir: tempfile::TempDir,
     log_path: PathBuf,
+    /// `--config` of every start, when the test gave one.
+    config_path: Option<PathBuf>,
 }
 
 impl Daemon {
     /// Starts `ward serve --data-dir <temp> --listen 127.0.0.1:0` and waits until it answers
     /// `GET /healthz`.
     pub fn start() -> Daemon {
-        Daemon::start_with(tempfile::tempdir().expect("create a temporary data directory"))
+        Daemon::start_with(
+            tempfile::tempdir().expect("create a temporary data directory"),
+            None,
+        )
+    }
+
+    /// Like [`Daemon::start`], with `config` (YAML) as the daemon's `--config` file.
+    pub fn start_with_config(config: &str) -> Daemon {
+        Daemon::start_with(
+            tempfile::tempdir().expect("create a temporary data directory"),
+            Some(config),
+        )
     }
 
     /// Like [`Daemon::start`], with the data directory created under `parent`: a sandbox test
@@ -70,13 +83,19 @@ impl Daemon {
                 .prefix("ward-test-")
                 .tempdir_in(parent)
                 .expect("create a data directory"),
+            None,
         )
     }
 
-    fn start_with(data_dir: tempfile::TempDir) -> Daemon {
+    fn start_with(data_dir: tempfile::TempDir, config: Option<&str>) -> Daemon {
         let log_dir = tempfile::tempdir().expect("create a temporary log directory");
         let log_path = log_dir.path().join("serve.log");
-        let child = spawn_serve(data_dir.path(), &log_path);
+        let config_path = config.map(|config| {
+            let path = log_dir.path().join("config.yaml");
+            std::fs::write(&path, config).expect("write the daemon config");
+            path
+        });
+        let child = spawn_serve(data_dir.path(), &log_path, config_path.as_deref());
         let mut daemon = Daemon {
             child,
             data_dir,
@@ -84,6 +103,7 @@ impl Daemon {
             token: String::new(),
             _log_dir: log_dir,
             log_path,
+            config_path,
         };
         daemon.wait_until_healthy();
         daemon.token = std::fs::read_to_string(daemon.data_dir().join("admin.token"))
@@ -112,7 +132,11 @@ impl Daemon {
         }
         // The killed daemon's address: another daemon may own that port by now.
         let _ = std::fs::remove_file(self.data_dir().join("ward.addr"));
-        self.child = spawn_serve(self.data_dir.path(), &self.log_path);
+        self.child = spawn_serve(
+            self.data_dir.path(),
+            &self.log_path,
+            self.config_path.as_deref(),
+        );
         self.wait_until_healthy();
     }
 
@@ -300,14 +324,20 @@ pub fn sandbox_available(test: &str) -> bool {
 }
 
 /// Spawns `ward serve` on `data_dir`, appending its output to the file at `log_path`.
-fn spawn_serve(data_dir: &Path, log_path: &Path) -> Child {
+fn spawn_serve(data_dir: &Path, log_path: &Path, config: Option<&Path>) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path)
         .expect("open the daemon log");
-    ward_command()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+    let mut command = ward_command();
+    if let Some(config) = config {
+        command.arg("serve").arg("--config").arg(config);
+    } else {
+        command.arg("serve");
+    }
+    command
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .stdout(log.try_clone().expect("clone the log handle"))
         .stderr(log)
