@@ -103,6 +103,9 @@ pub fn route_policy(method: &Method, route: &str) -> Option<(Permission, Reach)>
         // Reads images, writes nothing.
         "/api/v1/images/export" => (viewer, Project),
         "/api/v1/images/prune" => (admin, AllProjects),
+        // A project sees its quota; only a key of every project sets one.
+        "/api/v1/quota" if read => (viewer, Project),
+        "/api/v1/quota" => (admin, AllProjects),
         "/api/v1/keys" | "/api/v1/keys/{id}" => (admin, Principal),
         "/api/v1/audit" | "/api/v1/audit/verify" => (
             Permission::Capability(Role::Viewer, Capability::AuditRead),

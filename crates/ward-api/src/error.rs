@@ -144,6 +144,11 @@ impl From<SupervisorError> for ApiError {
                 Some(spec_error.field().to_string()).filter(|field| !field.is_empty()),
             ),
             SupervisorError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+            SupervisorError::QuotaExceeded { quota, .. } => (
+                StatusCode::FORBIDDEN,
+                "quota_exceeded",
+                Some(format!("quota.{quota}")),
+            ),
             SupervisorError::Store(_) | SupervisorError::Runtime(_) => {
                 return ApiError::internal(&error)
             }

@@ -14,6 +14,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod openapi;
+mod quota;
 mod secrets;
 mod workloads;
 
@@ -99,6 +100,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(secrets::get).put(secrets::set).delete(secrets::remove),
         )
         .route("/api/v1/secrets/{name}/value", get(secrets::reveal))
+        .route("/api/v1/quota", get(quota::get).put(quota::set))
         .route("/api/v1/audit", get(access::audit))
         .route("/api/v1/audit/verify", get(access::verify_audit))
         .route(

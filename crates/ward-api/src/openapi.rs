@@ -38,6 +38,8 @@ use utoipa::{Modify, OpenApi};
         crate::secrets::set,
         crate::secrets::remove,
         crate::secrets::reveal,
+        crate::quota::get,
+        crate::quota::set,
         crate::access::create_key,
         crate::access::list_keys,
         crate::access::revoke_key,

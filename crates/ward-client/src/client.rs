@@ -11,8 +11,8 @@ use crate::wire::{
     ApplyRequest, ApplyResponse, AuditEntry, AuditList, AuditVerifyResponse, CreatedKey, ErrorBody,
     EventEntry, ExportRequest, ImageDocument, ImageList, KeyDocument, KeyList, KeyRequest,
     LogEntry, LoginRequest, ProjectDocument, ProjectList, PruneResponse, PullEvent, PullRequest,
-    RegistryLogin, RegistryLoginList, SecretDocument, SecretList, SecretValue, WorkloadDocument,
-    WorkloadList,
+    QuotaDocument, QuotaLimits, RegistryLogin, RegistryLoginList, SecretDocument, SecretList,
+    SecretValue, WorkloadDocument, WorkloadList,
 };
 
 /// A connection to one Ward daemon.
@@ -324,6 +324,15 @@ impl Client {
     pub async fn remove_secret(&self, name: &str) -> Result<SecretDocument, ClientError> {
         let path = format!("/api/v1/secrets/{}", encode_query_value(name));
         self.call(Method::DELETE, &path, None).await
+    }
+
+    pub async fn quota(&self) -> Result<QuotaDocument, ClientError> {
+        self.call(Method::GET, "/api/v1/quota", None).await
+    }
+
+    pub async fn set_quota(&self, limits: &QuotaLimits) -> Result<QuotaDocument, ClientError> {
+        let body = serde_json::to_value(limits).unwrap_or_default();
+        self.call(Method::PUT, "/api/v1/quota", Some(&body)).await
     }
 
     pub async fn list_projects(&self) -> Result<Vec<ProjectDocument>, ClientError> {

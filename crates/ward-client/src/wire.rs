@@ -432,3 +432,46 @@ impl std::fmt::Debug for SecretValue {
         formatter.write_str("SecretValue(<hidden>)")
     }
 }
+
+/// A project's limits; null: no limit. Sizes are bytes, or strings like `8GiB` on the way in.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuotaLimits {
+    /// Cores, summed over every replica.
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    /// Bytes, summed over every replica; also caps the memory the project's instances use.
+    #[serde(default)]
+    #[schema(value_type = Option<u64>)]
+    pub memory: Option<serde_json::Value>,
+    #[serde(default)]
+    pub workloads: Option<u64>,
+    #[serde(default)]
+    pub replicas: Option<u64>,
+    #[serde(default)]
+    pub gpus: Option<u64>,
+    /// Bytes in the project's named volumes.
+    #[serde(default)]
+    #[schema(value_type = Option<u64>)]
+    pub volume_bytes: Option<serde_json::Value>,
+}
+
+/// What a project uses: asked for by its specs, and measured.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuotaUse {
+    pub cpu: f64,
+    pub memory: u64,
+    pub workloads: u64,
+    pub replicas: u64,
+    pub gpus: u64,
+    pub measured_memory: u64,
+    pub volume_bytes: u64,
+}
+
+/// `GET /api/v1/quota`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuotaDocument {
+    pub project: String,
+    /// Null when the project has no quota.
+    pub limits: Option<QuotaLimits>,
+    pub usage: QuotaUse,
+}

@@ -8,11 +8,24 @@ use std::path::{Path, PathBuf};
 use crate::host::{CgroupMode, CGROUP_ROOT};
 use crate::ResourceUsage;
 
-/// The cgroup of every instance is `/ward/<container id>` in each hierarchy.
+/// The cgroup of every instance is `/ward/<project group>/<container id>` in each hierarchy:
+/// the instances of one project share a parent, which bounds what they use together.
 pub(crate) const CGROUP_PARENT: &str = "ward";
 
+/// The project's group: `ward-<namespace>.<project>`, the first two dot-separated parts of a
+/// container id (`ward-<namespace>.<project>.<workload>.<replica>`; names have no dots).
+pub(crate) fn project_group(container_id: &str) -> &str {
+    match container_id.match_indices('.').nth(1) {
+        Some((end, _)) => &container_id[..end],
+        None => container_id,
+    }
+}
+
 pub(crate) fn cgroups_path(container_id: &str) -> String {
-    format!("/{CGROUP_PARENT}/{container_id}")
+    format!(
+        "/{CGROUP_PARENT}/{}/{container_id}",
+        project_group(container_id)
+    )
 }
 
 /// Finds the cgroup directories of instances.
@@ -29,6 +42,13 @@ impl CgroupLocator {
 
     /// The instance's directory in the hierarchy of `controller` (the v2 hierarchy on unified hosts).
     pub fn dir(&self, controller: &str, container_id: &str) -> PathBuf {
+        self.group_dir(controller, project_group(container_id))
+            .join(container_id)
+    }
+
+    /// The directory of a project group (see [`project_group`]) in the hierarchy of
+    /// `controller`.
+    pub fn group_dir(&self, controller: &str, group: &str) -> PathBuf {
         let root = match self.mode {
             CgroupMode::Unified => PathBuf::from(CGROUP_ROOT),
             CgroupMode::Legacy | CgroupMode::Hybrid => self
@@ -37,7 +57,26 @@ impl CgroupLocator {
                 .cloned()
                 .unwrap_or_else(|| Path::new(CGROUP_ROOT).join(controller)),
         };
-        root.join(CGROUP_PARENT).join(container_id)
+        root.join(CGROUP_PARENT).join(group)
+    }
+
+    /// Caps the memory of a project group (`None`: no cap), creating the group.
+    pub fn set_group_memory_limit(&self, group: &str, limit: Option<u64>) -> std::io::Result<()> {
+        let dir = self.group_dir("memory", group);
+        fs::create_dir_all(&dir)?;
+        let (file, value) = match (self.mode, limit) {
+            (CgroupMode::Unified, Some(bytes)) => ("memory.max", bytes.to_string()),
+            (CgroupMode::Unified, None) => ("memory.max", "max".to_string()),
+            (_, Some(bytes)) => ("memory.limit_in_bytes", bytes.to_string()),
+            (_, None) => ("memory.limit_in_bytes", "-1".to_string()),
+        };
+        if self.mode == CgroupMode::Unified && !dir.join(file).exists() {
+            // The memory controller reaches a v2 group only when its parent hands it down.
+            if let Some(parent) = dir.parent() {
+                fs::write(parent.join("cgroup.subtree_control"), "+memory")?;
+            }
+        }
+        fs::write(dir.join(file), value)
     }
 
     pub fn usage(&self, container_id: &str) -> Option<ResourceUsage> {
@@ -87,7 +126,12 @@ impl CgroupLocator {
                 mounts.dedup();
                 mounts
                     .into_iter()
-                    .map(|mount| mount.join(CGROUP_PARENT).join(container_id))
+                    .map(|mount| {
+                        mount
+                            .join(CGROUP_PARENT)
+                            .join(project_group(container_id))
+                            .join(container_id)
+                    })
                     .collect()
             }
         }

@@ -176,4 +176,18 @@ pub trait Driver: Send + Sync + 'static {
     fn images_in_use(&self) -> Vec<ward_image::Digest> {
         Vec::new()
     }
+
+    /// Bounds the memory that all instances of `project` use together (`None`: unbounded).
+    fn set_project_memory_limit(
+        &self,
+        _project: &str,
+        _limit: Option<u64>,
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// Bytes held in the named volumes of `project`.
+    fn project_volume_bytes(&self, _project: &str) -> u64 {
+        0
+    }
 }

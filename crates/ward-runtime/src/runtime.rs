@@ -918,6 +918,41 @@ impl Driver for Runtime {
         .await
     }
 
+    fn set_project_memory_limit(
+        &self,
+        project: &str,
+        limit: Option<u64>,
+    ) -> Result<(), RuntimeError> {
+        let group = format!("ward-{}.{project}", self.inner.namespace);
+        self.inner
+            .cgroups
+            .set_group_memory_limit(&group, limit)
+            .map_err(|source| {
+                RuntimeError::io(
+                    "limit the memory of",
+                    self.inner.cgroups.group_dir("memory", &group),
+                    source,
+                )
+            })
+    }
+
+    fn project_volume_bytes(&self, project: &str) -> u64 {
+        fn bytes_under(dir: &Path) -> u64 {
+            let Ok(entries) = fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|entry| match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => bytes_under(&entry.path()),
+                    Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |meta| meta.len()),
+                    _ => 0,
+                })
+                .sum()
+        }
+        bytes_under(&self.inner.data_dir.join("volumes").join(project))
+    }
+
     fn images_in_use(&self) -> Vec<Digest> {
         let mut digests = Vec::new();
         let levels = ["project", "workload", "replica"];

@@ -1,11 +1,12 @@
-//! API keys, the hash-chained audit log, and secrets (ciphertext only).
+//! API keys, the hash-chained audit log, secrets (ciphertext only) and quotas.
 
 use rusqlite::{params, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 
 use crate::store::sqlite_error;
 use crate::{
-    ApiKeyRecord, AuditRecord, AuditVerification, NewAuditEntry, SecretRecord, Store, StoreError,
+    ApiKeyRecord, AuditRecord, AuditVerification, NewAuditEntry, QuotaRecord, SecretRecord, Store,
+    StoreError,
 };
 
 /// The `prev_hash` of the first entry.
@@ -286,6 +287,69 @@ impl Store {
                 )
                 .map_err(sqlite_error(&operation))?;
             Ok(deleted > 0)
+        })
+    }
+}
+
+impl Store {
+    /// Sets a project's quota (creating the project), replacing the one before.
+    pub fn put_quota(&self, quota: &QuotaRecord) -> Result<(), StoreError> {
+        let operation = format!("set the quota of project {}", quota.project);
+        self.write(&operation, |transaction| {
+            transaction
+                .execute(
+                    "INSERT INTO projects (name, created_at_ms) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO NOTHING",
+                    params![quota.project, quota.updated_at_ms],
+                )
+                .map_err(sqlite_error(&operation))?;
+            transaction
+                .execute(
+                    "INSERT INTO quotas (project, cpu, memory, workloads, replicas, gpus,
+                                         volume_bytes, updated_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (project) DO UPDATE SET
+                         cpu = excluded.cpu, memory = excluded.memory,
+                         workloads = excluded.workloads, replicas = excluded.replicas,
+                         gpus = excluded.gpus, volume_bytes = excluded.volume_bytes,
+                         updated_at_ms = excluded.updated_at_ms",
+                    params![
+                        quota.project,
+                        quota.cpu,
+                        quota.memory,
+                        quota.workloads,
+                        quota.replicas,
+                        quota.gpus,
+                        quota.volume_bytes,
+                        quota.updated_at_ms
+                    ],
+                )
+                .map_err(sqlite_error(&operation))?;
+            Ok(())
+        })
+    }
+
+    pub fn get_quota(&self, project: &str) -> Result<Option<QuotaRecord>, StoreError> {
+        self.read("read a quota", |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT project, cpu, memory, workloads, replicas, gpus, volume_bytes,
+                            updated_at_ms
+                     FROM quotas WHERE project = ?1",
+                )?
+                .query_row([project], |row| {
+                    Ok(QuotaRecord {
+                        project: row.get(0)?,
+                        cpu: row.get(1)?,
+                        memory: row.get(2)?,
+                        workloads: row.get(3)?,
+                        replicas: row.get(4)?,
+                        gpus: row.get(5)?,
+                        volume_bytes: row.get(6)?,
+                        updated_at_ms: row.get(7)?,
+                    })
+                })
+                .optional()
         })
     }
 }

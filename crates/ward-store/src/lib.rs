@@ -13,7 +13,7 @@ pub use access::audit_hash;
 pub use error::StoreError;
 pub use records::{
     ApiKeyRecord, AuditRecord, AuditVerification, EventRecord, ImageRecord, InstanceRecord,
-    NewAuditEntry, NewEvent, RevisionRecord, SecretRecord, WorkloadRecord,
+    NewAuditEntry, NewEvent, QuotaRecord, RevisionRecord, SecretRecord, WorkloadRecord,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::Store;

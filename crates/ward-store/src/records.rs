@@ -156,3 +156,16 @@ impl std::fmt::Debug for SecretRecord {
             .finish_non_exhaustive()
     }
 }
+
+/// A project's quota; `None`: no limit on that resource.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QuotaRecord {
+    pub project: String,
+    pub cpu: Option<f64>,
+    pub memory: Option<i64>,
+    pub workloads: Option<i64>,
+    pub replicas: Option<i64>,
+    pub gpus: Option<i64>,
+    pub volume_bytes: Option<i64>,
+    pub updated_at_ms: i64,
+}

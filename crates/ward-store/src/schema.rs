@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_images.sql"),
     include_str!("migrations/0003_access.sql"),
     include_str!("migrations/0004_secrets.sql"),
+    include_str!("migrations/0005_quotas.sql"),
 ];
 
 /// The schema version this code writes.

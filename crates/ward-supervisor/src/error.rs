@@ -26,4 +26,9 @@ pub enum SupervisorError {
     Runtime(#[from] ward_runtime::RuntimeError),
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    #[error("{message}")]
+    QuotaExceeded {
+        quota: &'static str,
+        message: String,
+    },
 }

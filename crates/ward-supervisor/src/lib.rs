@@ -11,6 +11,7 @@ mod events;
 mod health;
 pub mod images;
 pub mod policy;
+pub mod quota;
 mod reconcile;
 pub mod secrets;
 mod state;
@@ -33,6 +34,7 @@ pub use error::SupervisorError;
 pub use events::{Event, EventKind};
 pub use images::{ImageError, ImageService, ImageView, PruneReport};
 pub use policy::BackoffPolicy;
+pub use quota::{Quota, QuotaUsage};
 pub use secrets::{SecretError, SecretInfo, SecretService};
 pub use view::{
     summarize, DesiredState, HealthState, InstanceView, Phase, UsageSample, WorkloadView,
@@ -128,6 +130,21 @@ impl Supervisor {
             wake: Notify::new(),
             changed: Notify::new(),
         });
+        // Project memory caps live in cgroups, which a reboot empties: set them again first.
+        for project in inner.store.list_projects()? {
+            let limit = inner
+                .store
+                .get_quota(&project)?
+                .and_then(|quota| quota.memory);
+            if let Some(limit) = limit {
+                if let Err(error) = inner
+                    .driver
+                    .set_project_memory_limit(&project, Some(limit.max(0) as u64))
+                {
+                    tracing::warn!(project, %error, "cannot cap the project's memory");
+                }
+            }
+        }
         reconcile::recover(&inner).await?;
         tokio::spawn(reconcile::run_loop(inner.clone()));
         tokio::spawn(reconcile::run_sampler(inner.clone()));
@@ -181,6 +198,7 @@ impl Supervisor {
             }
         }
         validate_batch(&state, project, &specs)?;
+        self.check_quota(&state, project, &specs)?;
         let now = SystemTime::now();
         let mut outcomes = Vec::new();
         let mut records = Vec::new();
@@ -555,6 +573,93 @@ impl Supervisor {
     /// Images that instances run, or ran and may run again (see `Driver::images_in_use`).
     pub fn images_in_use(&self) -> Vec<ward_image::Digest> {
         self.inner.driver.images_in_use()
+    }
+
+    /// Sets the quota of `project` and bounds its real memory use to the quota's memory.
+    pub fn set_quota(&self, project: &str, quota: &Quota) -> Result<(), SupervisorError> {
+        ward_spec::validate_name(project).map_err(|reason| SupervisorError::Invalid {
+            field: "project".to_string(),
+            message: reason,
+        })?;
+        self.inner
+            .driver
+            .set_project_memory_limit(project, quota.memory)?;
+        let to_i64 =
+            |value: Option<u64>| value.map(|value| i64::try_from(value).unwrap_or(i64::MAX));
+        self.inner.store.put_quota(&ward_store::QuotaRecord {
+            project: project.to_string(),
+            cpu: quota.cpu,
+            memory: to_i64(quota.memory),
+            workloads: to_i64(quota.workloads),
+            replicas: to_i64(quota.replicas),
+            gpus: to_i64(quota.gpus),
+            volume_bytes: to_i64(quota.volume_bytes),
+            updated_at_ms: time::to_millis(SystemTime::now()),
+        })?;
+        Ok(())
+    }
+
+    /// The quota of `project`, if it has one, and what it uses now.
+    pub fn quota(&self, project: &str) -> Result<(Option<Quota>, QuotaUsage), SupervisorError> {
+        let state = self.inner.lock();
+        Ok((
+            self.stored_quota(project)?,
+            self.usage_of(&state, project, &[]),
+        ))
+    }
+
+    fn stored_quota(&self, project: &str) -> Result<Option<Quota>, SupervisorError> {
+        let to_u64 = |value: Option<i64>| value.map(|value| value.max(0) as u64);
+        Ok(self.inner.store.get_quota(project)?.map(|record| Quota {
+            cpu: record.cpu,
+            memory: to_u64(record.memory),
+            workloads: to_u64(record.workloads),
+            replicas: to_u64(record.replicas),
+            gpus: to_u64(record.gpus),
+            volume_bytes: to_u64(record.volume_bytes),
+        }))
+    }
+
+    /// What `project` asks for and uses with `replacing` in place of its workloads of the
+    /// same names (none: as it is).
+    fn usage_of(&self, state: &State, project: &str, replacing: &[WorkloadSpec]) -> QuotaUsage {
+        let kept = state.workloads.iter().filter(|(key, entry)| {
+            key.0 == project
+                && entry.desired != DesiredState::Deleted
+                && !replacing.iter().any(|spec| spec.name == key.1)
+        });
+        let mut usage = QuotaUsage::configured(
+            kept.clone()
+                .map(|(_, entry)| &entry.spec)
+                .chain(replacing.iter()),
+        );
+        usage.measured_memory = kept
+            .flat_map(|(_, entry)| entry.instances.values())
+            .filter_map(|instance| instance.usage.as_ref())
+            .map(|usage| usage.memory_bytes)
+            .sum();
+        usage.volume_bytes = self.inner.driver.project_volume_bytes(project);
+        usage
+    }
+
+    /// Refuses a batch that takes `project` over its quota.
+    fn check_quota(
+        &self,
+        state: &State,
+        project: &str,
+        specs: &[WorkloadSpec],
+    ) -> Result<(), SupervisorError> {
+        let Some(quota) = self.stored_quota(project)? else {
+            return Ok(());
+        };
+        let before = self.usage_of(state, project, &[]);
+        let after = self.usage_of(state, project, specs);
+        quota::check(project, &quota, &before, &after).map_err(|exceeded| {
+            SupervisorError::QuotaExceeded {
+                quota: exceeded.quota,
+                message: exceeded.message,
+            }
+        })
     }
 
     pub fn shutdown(&self) {

@@ -85,6 +85,8 @@ pub enum ClientCommand {
     Audit(AuditArgs),
     /// Manage projects (tenants): create, ls
     Project(ProjectArgs),
+    /// Show or set a project's quota
+    Quota(QuotaArgs),
     /// Manage secrets: set, ls, get, rm (sealed at rest; workloads get them as files or variables)
     #[command(after_help = SECRET_EXAMPLES)]
     Secret(SecretArgs),
@@ -200,6 +202,39 @@ pub enum AuditCommand {
     },
     /// Check the hash chain; fails naming the first entry that was altered
     Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct QuotaArgs {
+    #[command(subcommand)]
+    pub command: QuotaCommand,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Show the project's limits and what it uses
+    Show,
+    /// Set the project's limits (a key of every project only); a limit left out is no limit
+    Set {
+        /// Cores, summed over every replica
+        #[arg(long, value_parser = parse_cpu_flag)]
+        cpu: Option<String>,
+        /// Memory, summed over every replica; also caps what the project's instances use
+        #[arg(long, value_parser = parse_size_flag)]
+        memory: Option<String>,
+        #[arg(long)]
+        workloads: Option<u64>,
+        #[arg(long)]
+        replicas: Option<u64>,
+        #[arg(long)]
+        gpus: Option<u64>,
+        /// Bytes in the project's named volumes
+        #[arg(long, value_parser = parse_size_flag)]
+        volume_bytes: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -341,6 +376,7 @@ impl ClientCommand {
             ClientCommand::Key(arguments) => &arguments.client_options,
             ClientCommand::Audit(arguments) => &arguments.client_options,
             ClientCommand::Project(arguments) => &arguments.client_options,
+            ClientCommand::Quota(arguments) => &arguments.client_options,
             ClientCommand::Secret(arguments) => &arguments.client_options,
         }
     }
@@ -709,7 +745,7 @@ pub fn parse_command_line() -> CommandLine {
 /// `ward image ls -o json`.
 pub fn command_definition() -> clap::Command {
     const CLIENT_OPTIONS: [&str; 5] = ["host", "token", "data_dir", "project", "output"];
-    ["image", "key", "audit", "project", "secret"]
+    ["image", "key", "audit", "project", "secret", "quota"]
         .into_iter()
         .fold(CommandLine::command(), |command, group| {
             command.mut_subcommand(group, |group| {

@@ -640,3 +640,170 @@ fn an_oversized_body_is_refused_with_413() {
     let listed = ward_ok(&daemon, &["secret", "ls", "-o", "json"]);
     assert_eq!(listed.trim(), "[]");
 }
+
+/// `ward --project PROJECT ARGS...` as the admin.
+fn in_project(daemon: &Daemon, project: &str, arguments: &[&str]) -> std::process::Output {
+    let mut command = vec!["--project", project];
+    command.extend_from_slice(arguments);
+    daemon.ward(&command)
+}
+
+#[test]
+fn quotas_refuse_creates_scales_and_updates_with_the_numbers() {
+    let daemon = Daemon::start();
+    ward_ok(
+        &daemon,
+        &[
+            "--project",
+            "q",
+            "quota",
+            "set",
+            "--cpu",
+            "1",
+            "--memory",
+            "256MiB",
+            "--workloads",
+            "2",
+            "--replicas",
+            "3",
+        ],
+    );
+    let run = |name: &str, extra: &[&str]| {
+        let mut arguments = vec![
+            "run",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--restart",
+            "never",
+        ];
+        arguments.extend_from_slice(extra);
+        arguments.extend_from_slice(&["--", "sleep", "600"]);
+        in_project(&daemon, "q", &arguments)
+    };
+    assert_success(&run("a", &["--cpus", "0.5", "--memory", "128MiB"]));
+    let line = assert_one_error_line(
+        &run("b", &["--memory", "256MiB"]),
+        "quota memory of project q",
+    );
+    assert!(
+        line.contains("128MiB in use, this change makes it 384MiB, over the limit of 256MiB"),
+        "{line}"
+    );
+    assert_success(&run("b", &["--memory", "64MiB"]));
+    let line = assert_one_error_line(&run("c", &[]), "quota workloads of project q");
+    assert!(
+        line.contains("2 in use, this change makes it 3, over the limit of 2"),
+        "{line}"
+    );
+
+    let spec_file = tempfile::NamedTempFile::new().expect("spec file");
+    let apply = |spec: &str| {
+        std::fs::write(spec_file.path(), spec).expect("write the spec");
+        in_project(
+            &daemon,
+            "q",
+            &["apply", "-f", spec_file.path().to_str().expect("path")],
+        )
+    };
+    let scaled = apply(
+        "name: a\nnetwork: none\nrestart: never\nreplicas: 3\nresources: {cpu: 0.5, memory: 64MiB}\ncommand: [sleep, \"600\"]\n",
+    );
+    let line = assert_one_error_line(&scaled, "quota");
+    assert!(line.contains("over the limit"), "{line}");
+    let updated = apply(
+        "name: a\nnetwork: none\nrestart: never\nresources: {cpu: 2, memory: 128MiB}\ncommand: [sleep, \"600\"]\n",
+    );
+    let line = assert_one_error_line(&updated, "quota cpu of project q");
+    assert!(line.contains("over the limit of 1 cores"), "{line}");
+
+    // Nothing refused was applied.
+    let listed: Vec<Value> = serde_json::from_str(&assert_success(&in_project(
+        &daemon,
+        "q",
+        &["ps", "-a", "-o", "json"],
+    )))
+    .expect("JSON");
+    let summary: Vec<(String, u64)> = listed
+        .iter()
+        .map(|workload| {
+            (
+                workload["name"].as_str().unwrap_or_default().to_string(),
+                workload["replicas"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(summary, vec![("a".to_string(), 1), ("b".to_string(), 1)]);
+    let quota: Value = serde_json::from_str(&assert_success(&in_project(
+        &daemon,
+        "q",
+        &["quota", "show", "-o", "json"],
+    )))
+    .expect("JSON");
+    assert_eq!(quota["usage"]["workloads"], 2);
+    assert_eq!(quota["usage"]["memory"], 192 << 20);
+    println!(
+        "{}",
+        assert_success(&in_project(&daemon, "q", &["quota", "show"]))
+    );
+    // A key of the project sees its quota and cannot raise it.
+    let (_, admin_of_q) = create_key(&daemon, &["q-admin", "--project", "q", "--role", "admin"]);
+    let raised = daemon
+        .ward_command(&["quota", "set", "--workloads", "100"])
+        .env("WARD_TOKEN", &admin_of_q)
+        .output()
+        .expect("run ward");
+    assert_one_error_line(&raised, "every project");
+}
+
+#[test]
+fn a_project_cannot_use_more_memory_than_its_quota() {
+    if !common::sandbox_available("a_project_cannot_use_more_memory_than_its_quota") {
+        return;
+    }
+    let daemon = Daemon::start_with_data_dir_under(std::path::Path::new("/var/lib"));
+    ward_ok(
+        &daemon,
+        &["--project", "small", "quota", "set", "--memory", "64MiB"],
+    );
+    // No memory limit of its own: the project's cap is all that holds it.
+    assert_success(&in_project(
+        &daemon,
+        "small",
+        &[
+            "run",
+            "--name",
+            "hog",
+            "--network",
+            "none",
+            "--restart",
+            "never",
+            "--",
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=256M",
+            "count=1",
+        ],
+    ));
+    let document = daemon.wait_for(
+        "the hog to be killed",
+        std::time::Duration::from_secs(30),
+        || {
+            let document: Value = serde_json::from_str(&stdout_of(&in_project(
+                &daemon,
+                "small",
+                &["inspect", "hog", "-o", "json"],
+            )))
+            .ok()?;
+            (document["status"]["state"] == "failed").then_some(document)
+        },
+    );
+    println!("{}", document["status"]);
+    assert_eq!(
+        document["status"]["oom_killed"], true,
+        "{}",
+        document["status"]
+    );
+}

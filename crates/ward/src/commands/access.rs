@@ -1,9 +1,9 @@
 //! `ward key create|ls|revoke`, `ward audit ls|verify` and `ward project create|ls`.
 
 use anyhow::bail;
-use ward_client::wire::KeyRequest;
+use ward_client::wire::{KeyRequest, QuotaDocument, QuotaLimits};
 
-use crate::cli::{AuditCommand, KeyCommand, ProjectCommand};
+use crate::cli::{AuditCommand, KeyCommand, ProjectCommand, QuotaCommand};
 use crate::commands::Context;
 use crate::output;
 
@@ -173,4 +173,95 @@ pub async fn project(context: &Context, command: ProjectCommand) -> anyhow::Resu
         }
     }
     Ok(0)
+}
+
+pub async fn quota(context: &Context, command: QuotaCommand) -> anyhow::Result<i32> {
+    let document = match command {
+        QuotaCommand::Show => context.client.quota().await?,
+        QuotaCommand::Set {
+            cpu,
+            memory,
+            workloads,
+            replicas,
+            gpus,
+            volume_bytes,
+        } => {
+            let cpu = cpu
+                .map(|text| ward_spec::units::parse_cpu(&text))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            context
+                .client
+                .set_quota(&QuotaLimits {
+                    cpu,
+                    memory: memory.map(serde_json::Value::from),
+                    workloads,
+                    replicas,
+                    gpus,
+                    volume_bytes: volume_bytes.map(serde_json::Value::from),
+                })
+                .await?
+        }
+    };
+    if context.json() {
+        output::print_json(&document)?;
+    } else {
+        output::print_text(&render_quota(&document))?;
+    }
+    Ok(0)
+}
+
+/// `RESOURCE  USED  LIMIT` rows.
+fn render_quota(document: &QuotaDocument) -> String {
+    let limits = document.limits.clone().unwrap_or_default();
+    let size = |value: &Option<serde_json::Value>| {
+        value
+            .as_ref()
+            .and_then(serde_json::Value::as_u64)
+            .map_or("-".to_string(), output::format_size)
+    };
+    let count = |value: Option<u64>| value.map_or("-".to_string(), |value| value.to_string());
+    let usage = &document.usage;
+    let rows = vec![
+        vec![
+            "cpu".to_string(),
+            format!("{}", usage.cpu),
+            limits.cpu.map_or("-".to_string(), |cpu| cpu.to_string()),
+        ],
+        vec![
+            "memory".to_string(),
+            output::format_size(usage.memory),
+            size(&limits.memory),
+        ],
+        vec![
+            "memory (measured)".to_string(),
+            output::format_size(usage.measured_memory),
+            size(&limits.memory),
+        ],
+        vec![
+            "workloads".to_string(),
+            usage.workloads.to_string(),
+            count(limits.workloads),
+        ],
+        vec![
+            "replicas".to_string(),
+            usage.replicas.to_string(),
+            count(limits.replicas),
+        ],
+        vec![
+            "gpus".to_string(),
+            usage.gpus.to_string(),
+            count(limits.gpus),
+        ],
+        vec![
+            "volume bytes".to_string(),
+            output::format_size(usage.volume_bytes),
+            size(&limits.volume_bytes),
+        ],
+    ];
+    format!(
+        "project {}\n{}",
+        document.project,
+        output::render_table(&["RESOURCE", "USED", "LIMIT"], &rows)
+    )
 }

@@ -100,6 +100,7 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         ClientCommand::Key(arguments) => access::key(context, arguments.command).await,
         ClientCommand::Audit(arguments) => access::audit(context, arguments.command).await,
         ClientCommand::Project(arguments) => access::project(context, arguments.command).await,
+        ClientCommand::Quota(arguments) => access::quota(context, arguments.command).await,
         ClientCommand::Secret(arguments) => secret::run(context, arguments.command).await,
     }
 }
