@@ -16,6 +16,7 @@ mod metrics;
 mod openapi;
 mod quota;
 mod secrets;
+pub mod tls;
 mod workloads;
 
 use std::future::Future;
@@ -133,6 +134,19 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     state.metrics.count_events(&state.supervisor);
     axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// [`serve`] over TLS.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<ApiState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    state.metrics.count_events(&state.supervisor);
+    axum::serve(tls::TlsListener::new(listener, tls)?, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -19,6 +19,8 @@ use crate::wire::{
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// For `wss://` (exec) to a daemon whose certificate a given CA signed.
+    websocket_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     base_url: String,
     token: Option<String>,
     /// `None`: the daemon's choice (the key's own project, or `default`).
@@ -62,10 +64,43 @@ impl Client {
             .unwrap_or_else(|_| reqwest::Client::new());
         Client {
             http,
+            websocket_tls: None,
             base_url: base_url.trim_end_matches('/').to_string(),
             token,
             project: None,
         }
+    }
+
+    /// Trusts the certificates in `pem` (besides the public roots), as for a daemon serving
+    /// HTTPS with a self-signed certificate.
+    pub fn with_ca_certificate(mut self, pem: &[u8]) -> Result<Client, ClientError> {
+        let invalid = |reason: String| ClientError::Tls { reason };
+        let certificate = reqwest::Certificate::from_pem(pem)
+            .map_err(|error| invalid(format!("the CA certificate: {error}")))?;
+        self.http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .add_root_certificate(certificate)
+            .build()
+            .map_err(|error| invalid(root_cause(&error)))?;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for certificate in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+            let certificate =
+                certificate.map_err(|error| invalid(format!("the CA certificate: {error}")))?;
+            roots
+                .add(certificate)
+                .map_err(|error| invalid(format!("the CA certificate: {error}")))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| invalid(error.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        self.websocket_tls = Some(std::sync::Arc::new(config));
+        Ok(self)
     }
 
     /// The project every call addresses (default: the key's own project, or `default`).
@@ -440,7 +475,12 @@ impl Client {
                 request.headers_mut().insert("authorization", value);
             }
         }
-        match tokio_tungstenite::connect_async(request).await {
+        let connector = self
+            .websocket_tls
+            .clone()
+            .map(tokio_tungstenite::Connector::Rustls);
+        match tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await
+        {
             Ok((stream, _)) => Ok(stream),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();

@@ -16,6 +16,8 @@ pub enum ClientError {
     Protocol { url: String, reason: String },
     #[error("websocket to {url}: {reason}")]
     WebSocket { url: String, reason: String },
+    #[error("TLS: {reason}")]
+    Tls { reason: String },
 }
 
 impl ClientError {

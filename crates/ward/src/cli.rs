@@ -726,6 +726,11 @@ pub struct ServeArgs {
     /// Configuration file
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Serve HTTPS: with the config's tls.cert and tls.key, else with a self-signed
+    /// certificate generated into DATA_DIR/tls (clients on this host trust it on their own)
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Parses the process's command line, or prints why it cannot and exits: help and version

@@ -84,6 +84,9 @@ pub struct ClientSettings {
     pub output: OutputFormat,
     /// Why there is no token, said when the daemon refuses the call.
     pub missing_token_reason: Option<String>,
+    /// PEM certificates to trust for an `https` daemon: `$WARD_CA_CERT` (a file), else the
+    /// daemon's own `DATA_DIR/tls/cert.pem` when it generated one.
+    pub ca_certificate: Option<String>,
 }
 
 impl std::fmt::Debug for ClientSettings {
@@ -123,6 +126,14 @@ pub fn resolve_client_settings(
             .filter(|address| !address.is_empty())
             .map(|address| normalize_host_url(&address))
             .unwrap_or_else(|| DEFAULT_HOST_URL.to_string()),
+    };
+
+    let ca_certificate = match environment.variable("WARD_CA_CERT") {
+        Some(path) => read_file(Path::new(path)).ok(),
+        None if base_url.starts_with("https://") => data_dir
+            .as_ref()
+            .and_then(|directory| read_file(&directory.join("tls").join("cert.pem")).ok()),
+        None => None,
     };
 
     let mut missing_token_reason = None;
@@ -172,6 +183,7 @@ pub fn resolve_client_settings(
         project,
         output: options.output.unwrap_or(OutputFormat::Table),
         missing_token_reason,
+        ca_certificate,
     }
 }
 

@@ -26,6 +26,19 @@ pub struct DaemonConfig {
     pub secrets_key_file: PathBuf,
     /// Calls per second and burst allowed to each API key (not to the admin token).
     pub rate_limit: RateLimit,
+    /// HTTPS, when asked for.
+    pub tls: Option<TlsSource>,
+}
+
+/// Where the daemon's TLS certificate comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TlsSource {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// Generated once into `DATA_DIR/tls`.
+    SelfSigned,
 }
 
 /// The config file (`--config FILE`, YAML); every key optional.
@@ -39,6 +52,17 @@ struct ConfigFile {
     insecure_registries: Option<Vec<String>>,
     secrets_key_file: Option<PathBuf>,
     rate_limit: Option<RateLimitFile>,
+    tls: Option<TlsFile>,
+}
+
+/// `tls: {cert: PATH, key: PATH}`, or `tls: {self_signed: true}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    #[serde(default)]
+    self_signed: bool,
 }
 
 /// `rate_limit: {per_second: 100, burst: 200}`.
@@ -56,6 +80,7 @@ pub struct ConfigSources<'a> {
     pub environment: &'a Environment,
     pub flag_data_dir: Option<PathBuf>,
     pub flag_listen: Option<String>,
+    pub flag_tls: bool,
 }
 
 impl DaemonConfig {
@@ -112,7 +137,31 @@ impl DaemonConfig {
             ),
             None => RateLimit::default(),
         };
+        let tls = match (file.tls, sources.flag_tls) {
+            (
+                Some(TlsFile {
+                    cert: Some(cert),
+                    key: Some(key),
+                    self_signed: false,
+                }),
+                _,
+            ) => Some(TlsSource::Files { cert, key }),
+            (
+                Some(TlsFile {
+                    cert: None,
+                    key: None,
+                    self_signed: true,
+                }),
+                _,
+            )
+            | (None, true) => Some(TlsSource::SelfSigned),
+            (None, false) => None,
+            (Some(_), _) => {
+                bail!("tls: give both cert and key (PEM files), or self_signed: true, not both")
+            }
+        };
         Ok(DaemonConfig {
+            tls,
             rate_limit,
             secrets_key_file,
             data_dir,
@@ -144,6 +193,7 @@ mod tests {
             environment,
             flag_data_dir: None,
             flag_listen: None,
+            flag_tls: false,
         }
     }
 
@@ -158,6 +208,7 @@ mod tests {
             environment: &env,
             flag_data_dir: None,
             flag_listen: None,
+            flag_tls: false,
         })
         .unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/from/file"));
@@ -167,6 +218,7 @@ mod tests {
             environment: &env,
             flag_data_dir: Some("/from/flag".into()),
             flag_listen: Some("127.0.0.1:3".into()),
+            flag_tls: false,
         })
         .unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
@@ -186,6 +238,7 @@ mod tests {
         let env = environment(&[("WARD_DATA_DIR", "/d")]);
         let error = DaemonConfig::resolve(ConfigSources {
             flag_listen: Some("localhost".into()),
+            flag_tls: false,
             ..sources(&env)
         })
         .unwrap_err();

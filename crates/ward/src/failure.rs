@@ -68,6 +68,7 @@ mod tests {
             project: None,
             output: OutputFormat::Table,
             missing_token_reason: missing_token_reason.map(str::to_string),
+            ca_certificate: None,
         }
     }
 

@@ -18,7 +18,7 @@ use ward_supervisor::{
 
 use crate::cli::ServeArgs;
 use crate::config::Environment;
-use crate::daemon_config::{ConfigSources, DaemonConfig};
+use crate::daemon_config::{ConfigSources, DaemonConfig, TlsSource};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let environment = Environment::current();
@@ -27,6 +27,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         environment: &environment,
         flag_data_dir: args.data_dir.clone(),
         flag_listen: args.listen.clone(),
+        flag_tls: args.tls,
     })?;
     init_logging(&config.log_filter);
     std::fs::create_dir_all(&config.data_dir)
@@ -70,9 +71,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let bound = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    let tls = match &config.tls {
+        None => None,
+        Some(source) => {
+            let (cert, key) = match source {
+                TlsSource::Files { cert, key } => (cert.clone(), key.clone()),
+                TlsSource::SelfSigned => {
+                    let host_name = nix::unistd::gethostname()
+                        .ok()
+                        .and_then(|name| name.into_string().ok())
+                        .into_iter()
+                        .collect::<Vec<_>>();
+                    ward_api::tls::ensure_self_signed(&config.data_dir.join("tls"), &host_name)?
+                }
+            };
+            Some(ward_api::tls::server_config(&cert, &key)?)
+        }
+    };
+    // With TLS the address file names the scheme too, so local clients speak HTTPS.
+    let address_line = match tls {
+        Some(_) => format!("https://{bound}\n"),
+        None => format!("{bound}\n"),
+    };
     write_atomically(
         &config.data_dir.join("ward.addr"),
-        format!("{bound}\n").as_bytes(),
+        address_line.as_bytes(),
         0o644,
     )?;
     tracing::info!(address = %bound, data_dir = %config.data_dir.display(), "ward is serving");
@@ -89,9 +112,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics: Arc::new(Metrics::default()),
         rate_limiter: RateLimiter::new(config.rate_limit),
     });
-    ward_api::serve(listener, state, shutdown_signal())
-        .await
-        .context("the API server failed")?;
+    match tls {
+        Some(tls) => ward_api::serve_tls(listener, tls, state, shutdown_signal()).await,
+        None => ward_api::serve(listener, state, shutdown_signal()).await,
+    }
+    .context("the API server failed")?;
 
     supervisor.shutdown();
     let _ = std::fs::remove_file(config.data_dir.join("ward.addr"));

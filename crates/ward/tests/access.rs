@@ -807,3 +807,52 @@ fn a_project_cannot_use_more_memory_than_its_quota() {
         document["status"]
     );
 }
+
+#[test]
+fn tls_on_request_serves_https_that_local_clients_trust() {
+    let daemon = Daemon::start_with_config("tls: {self_signed: true}\n");
+    let address = std::fs::read_to_string(daemon.data_dir().join("ward.addr")).expect("ward.addr");
+    assert!(address.starts_with("https://127.0.0.1:"), "{address}");
+    let certificate = daemon.data_dir().join("tls/cert.pem");
+    let key = daemon.data_dir().join("tls/key.pem");
+    assert!(certificate.is_file());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key).expect("stat the key").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    // The CLI finds the address and the certificate on its own.
+    ward_ok(&daemon, &["project", "create", "tls"]);
+    let projects = ward_ok(&daemon, &["project", "ls"]);
+    assert!(projects.contains("tls"), "{projects}");
+    // Plain HTTP gets no answer from a TLS port.
+    assert_eq!(common::http_get_status(daemon.address(), "/healthz"), None);
+    // Another client that does not trust the certificate is refused at the handshake.
+    let untrusted = daemon
+        .ward_command(&["project", "ls"])
+        .env("WARD_HOST", address.trim())
+        .env("WARD_CA_CERT", "/nonexistent.pem")
+        .output()
+        .expect("run ward");
+    let line = assert_one_error_line(&untrusted, "cannot reach");
+    println!("an untrusting client: {line}");
+    // exec runs over a wss:// WebSocket with the same trust.
+    if common::sandbox_available("tls_on_request_serves_https_that_local_clients_trust (exec)") {
+        ward_ok(
+            &daemon,
+            &[
+                "run",
+                "--name",
+                "over-tls",
+                "--network",
+                "none",
+                "--",
+                "sleep",
+                "600",
+            ],
+        );
+        assert_eq!(
+            ward_ok(&daemon, &["exec", "over-tls", "--", "echo", "hi"]),
+            "hi\n"
+        );
+    }
+}

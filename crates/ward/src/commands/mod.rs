@@ -37,6 +37,13 @@ impl Context {
         if let Some(project) = &settings.project {
             client = client.with_project(project);
         }
+        if let Some(pem) = &settings.ca_certificate {
+            // An unusable certificate leaves the client as it was; the call then fails
+            // with the TLS error, which says more than this would.
+            if let Ok(trusting) = client.clone().with_ca_certificate(pem.as_bytes()) {
+                client = trusting;
+            }
+        }
         Context { client, settings }
     }
 

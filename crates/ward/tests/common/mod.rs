@@ -149,11 +149,20 @@ impl Daemon {
                     "ward serve exited with {status} before it was healthy"
                 ));
             }
-            let address = std::fs::read_to_string(&address_file)
-                .ok()
-                .and_then(|text| text.trim().parse::<SocketAddr>().ok());
-            if let Some(address) = address {
-                if http_get_status(address, "/healthz") == Some(200) {
+            let text = std::fs::read_to_string(&address_file).unwrap_or_default();
+            // A daemon serving HTTPS names the scheme; the CLI, which trusts its certificate,
+            // is then the health check.
+            let (tls, address_text) = match text.trim().strip_prefix("https://") {
+                Some(rest) => (true, rest.to_string()),
+                None => (false, text.trim().to_string()),
+            };
+            if let Ok(address) = address_text.parse::<SocketAddr>() {
+                let healthy = if tls {
+                    self.ward(&["ps"]).status.success()
+                } else {
+                    http_get_status(address, "/healthz") == Some(200)
+                };
+                if healthy {
                     self.address = address;
                     return;
                 }
