@@ -107,6 +107,9 @@ pub fn route_policy(method: &Method, route: &str) -> Option<(Permission, Reach)>
         "/api/v1/quota" if read => (viewer, Project),
         "/api/v1/quota" => (admin, AllProjects),
         "/api/v1/keys" | "/api/v1/keys/{id}" => (admin, Principal),
+        "/api/v1/users" | "/api/v1/users/{name}" | "/api/v1/users/{name}/grants" => {
+            (admin, AllProjects)
+        }
         "/api/v1/audit" | "/api/v1/audit/verify" => (
             Permission::Capability(Role::Viewer, Capability::AuditRead),
             Principal,
@@ -131,7 +134,10 @@ pub async fn authorize(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path() == "/healthz" {
+    // Open to all: health, and logging in (which has its own limit and audit entry).
+    if request.uri().path() == "/healthz"
+        || (request.uri().path() == "/api/v1/sessions" && request.method() == Method::POST)
+    {
         return next.run(request).await;
     }
     let principal = match authenticate(&state, &request) {
@@ -212,7 +218,12 @@ fn authenticate(state: &ApiState, request: &Request) -> Result<Principal, ApiErr
     if state.admin_key.matches(presented) {
         return Ok(Principal::bootstrap_admin());
     }
-    match state.access.authenticate(presented) {
+    let found = if presented.starts_with("ws_") {
+        state.users.authenticate(presented)
+    } else {
+        state.access.authenticate(presented)
+    };
+    match found {
         Ok(Some(principal)) => Ok(principal),
         Ok(None) => Err(ApiError::unauthorized()),
         Err(error) => Err(ApiError::internal(&error)),

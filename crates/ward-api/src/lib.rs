@@ -17,6 +17,7 @@ mod openapi;
 mod quota;
 mod secrets;
 pub mod tls;
+mod users;
 mod workloads;
 
 use std::future::Future;
@@ -48,6 +49,10 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Calls per API key; the bootstrap admin token is not limited.
     pub rate_limiter: RateLimiter,
+    /// Users and their sessions.
+    pub users: Arc<ward_supervisor::UserService>,
+    /// Login attempts per user name.
+    pub login_limiter: RateLimiter,
 }
 
 /// Builds the router with authentication on every route but `/healthz`.
@@ -102,6 +107,19 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/v1/secrets/{name}/value", get(secrets::reveal))
         .route("/api/v1/quota", get(quota::get).put(quota::set))
+        .route("/api/v1/sessions", post(users::login))
+        .route(
+            "/api/v1/users",
+            get(users::list_users).post(users::set_user),
+        )
+        .route(
+            "/api/v1/users/{name}",
+            axum::routing::delete(users::remove_user),
+        )
+        .route(
+            "/api/v1/users/{name}/grants",
+            post(users::grant).delete(users::revoke),
+        )
         .route("/api/v1/audit", get(access::audit))
         .route("/api/v1/audit/verify", get(access::verify_audit))
         .route(

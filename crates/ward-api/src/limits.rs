@@ -19,6 +19,14 @@ pub struct RateLimit {
     pub burst: f64,
 }
 
+impl RateLimit {
+    /// Login attempts per user name: five a minute, after a burst of five.
+    pub const LOGIN: RateLimit = RateLimit {
+        per_second: 5.0 / 60.0,
+        burst: 5.0,
+    };
+}
+
 impl Default for RateLimit {
     fn default() -> RateLimit {
         RateLimit {

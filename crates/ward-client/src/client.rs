@@ -9,10 +9,11 @@ use serde::de::DeserializeOwned;
 use crate::error::ClientError;
 use crate::wire::{
     ApplyRequest, ApplyResponse, AuditEntry, AuditList, AuditVerifyResponse, CreatedKey, ErrorBody,
-    EventEntry, ExportRequest, ImageDocument, ImageList, KeyDocument, KeyList, KeyRequest,
-    LogEntry, LoginRequest, ProjectDocument, ProjectList, PruneResponse, PullEvent, PullRequest,
-    QuotaDocument, QuotaLimits, RegistryLogin, RegistryLoginList, SecretDocument, SecretList,
-    SecretValue, WorkloadDocument, WorkloadList,
+    EventEntry, ExportRequest, GrantDocument, ImageDocument, ImageList, KeyDocument, KeyList,
+    KeyRequest, LogEntry, LoginRequest, ProjectDocument, ProjectList, PruneResponse, PullEvent,
+    PullRequest, QuotaDocument, QuotaLimits, RegistryLogin, RegistryLoginList, SecretDocument,
+    SecretList, SecretValue, SessionDocument, SessionRequest, UserDocument, UserList, UserRequest,
+    WorkloadDocument, WorkloadList,
 };
 
 /// A connection to one Ward daemon.
@@ -358,6 +359,57 @@ impl Client {
 
     pub async fn remove_secret(&self, name: &str) -> Result<SecretDocument, ClientError> {
         let path = format!("/api/v1/secrets/{}", encode_query_value(name));
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    pub async fn login_user(
+        &self,
+        request: &SessionRequest,
+    ) -> Result<SessionDocument, ClientError> {
+        let body = serde_json::to_value(request).unwrap_or_default();
+        self.call(Method::POST, "/api/v1/sessions", Some(&body))
+            .await
+    }
+
+    pub async fn set_user(&self, name: &str, password: &str) -> Result<UserDocument, ClientError> {
+        let body = serde_json::to_value(UserRequest {
+            name: name.to_string(),
+            password: password.to_string(),
+        })
+        .unwrap_or_default();
+        self.call(Method::POST, "/api/v1/users", Some(&body)).await
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserDocument>, ClientError> {
+        let list: UserList = self.call(Method::GET, "/api/v1/users", None).await?;
+        Ok(list.users)
+    }
+
+    pub async fn remove_user(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/users/{}", encode_query_value(name));
+        let _: serde_json::Value = self.call(Method::DELETE, &path, None).await?;
+        Ok(())
+    }
+
+    pub async fn grant(
+        &self,
+        name: &str,
+        grant: &GrantDocument,
+    ) -> Result<UserDocument, ClientError> {
+        let path = format!("/api/v1/users/{}/grants", encode_query_value(name));
+        let body = serde_json::to_value(grant).unwrap_or_default();
+        self.call(Method::POST, &path, Some(&body)).await
+    }
+
+    pub async fn revoke_grant(
+        &self,
+        name: &str,
+        project: Option<&str>,
+    ) -> Result<UserDocument, ClientError> {
+        let mut path = format!("/api/v1/users/{}/grants", encode_query_value(name));
+        if let Some(project) = project {
+            path.push_str(&format!("?grant_project={}", encode_query_value(project)));
+        }
         self.call(Method::DELETE, &path, None).await
     }
 

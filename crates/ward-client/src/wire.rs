@@ -475,3 +475,81 @@ pub struct QuotaDocument {
     pub limits: Option<QuotaLimits>,
     pub usage: QuotaUse,
 }
+
+/// `POST /api/v1/sessions`: a user's login.
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionRequest {
+    pub username: String,
+    pub password: String,
+    /// The project to work in; absent: the user's only one, or every project.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// How long the session lasts, like `12h` (the default) or `7d` (at most 30 days).
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+impl std::fmt::Debug for SessionRequest {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SessionRequest")
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .field("project", &self.project)
+            .finish()
+    }
+}
+
+/// A session: send `token` as `Authorization: Bearer <token>` until `expires_at`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionDocument {
+    pub token: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    pub username: String,
+    /// Null: every project.
+    pub project: Option<String>,
+    pub role: String,
+    pub capabilities: Vec<String>,
+}
+
+/// `POST /api/v1/users`: a user and its password (also sets a new password).
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserRequest {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for UserRequest {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("UserRequest")
+            .field("name", &self.name)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+/// A role granted to a user in a project.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GrantDocument {
+    /// Null: every project.
+    #[serde(default)]
+    pub project: Option<String>,
+    pub role: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserDocument {
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub grants: Vec<GrantDocument>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserDocument>,
+}

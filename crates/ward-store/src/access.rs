@@ -5,8 +5,8 @@ use sha2::{Digest, Sha256};
 
 use crate::store::sqlite_error;
 use crate::{
-    ApiKeyRecord, AuditRecord, AuditVerification, NewAuditEntry, QuotaRecord, SecretRecord, Store,
-    StoreError,
+    ApiKeyRecord, AuditRecord, AuditVerification, GrantRecord, NewAuditEntry, QuotaRecord,
+    SecretRecord, Store, StoreError, UserRecord,
 };
 
 /// The `prev_hash` of the first entry.
@@ -352,6 +352,128 @@ impl Store {
                 .optional()
         })
     }
+}
+
+impl Store {
+    /// Creates a user, or replaces its password (and ends its sessions: the generation grows).
+    pub fn put_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<UserRecord, StoreError> {
+        let operation = format!("store user {name}");
+        self.write(&operation, |transaction| {
+            transaction
+                .execute(
+                    "INSERT INTO users (name, password_hash, generation, created_at_ms)
+                     VALUES (?1, ?2, 0, ?3)
+                     ON CONFLICT (name) DO UPDATE SET
+                         password_hash = excluded.password_hash,
+                         generation = users.generation + 1",
+                    params![name, password_hash, now_ms],
+                )
+                .map_err(sqlite_error(&operation))?;
+            transaction
+                .query_row(
+                    "SELECT name, password_hash, generation, created_at_ms FROM users WHERE name = ?1",
+                    [name],
+                    user_from_row,
+                )
+                .map_err(sqlite_error(&operation))
+        })
+    }
+
+    pub fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.read("read user", |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT name, password_hash, generation, created_at_ms FROM users WHERE name = ?1",
+                )?
+                .query_row([name], user_from_row)
+                .optional()
+        })
+    }
+
+    pub fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.read("list users", |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT name, password_hash, generation, created_at_ms FROM users ORDER BY name",
+            )?;
+            let users = statement.query_map([], user_from_row)?;
+            users.collect()
+        })
+    }
+
+    /// Deletes a user and its grants; Ok(false) when there was none.
+    pub fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        let operation = format!("delete user {name}");
+        self.write(&operation, |transaction| {
+            transaction
+                .execute("DELETE FROM grants WHERE user = ?1", [name])
+                .map_err(sqlite_error(&operation))?;
+            let deleted = transaction
+                .execute("DELETE FROM users WHERE name = ?1", [name])
+                .map_err(sqlite_error(&operation))?;
+            Ok(deleted > 0)
+        })
+    }
+
+    /// Grants a role (replacing the user's grant in that project).
+    pub fn put_grant(&self, grant: &GrantRecord) -> Result<(), StoreError> {
+        let operation = format!("grant {} to {}", grant.role, grant.user);
+        self.write(&operation, |transaction| {
+            transaction
+                .execute(
+                    "INSERT INTO grants (user, project, role, capabilities) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (user, project) DO UPDATE SET
+                         role = excluded.role, capabilities = excluded.capabilities",
+                    params![grant.user, grant.project, grant.role, grant.capabilities],
+                )
+                .map_err(sqlite_error(&operation))?;
+            Ok(())
+        })
+    }
+
+    /// Ok(false) when the user held nothing in that project.
+    pub fn delete_grant(&self, user: &str, project: &str) -> Result<bool, StoreError> {
+        let operation = format!("revoke the grant of {user} in {project}");
+        self.write(&operation, |transaction| {
+            let deleted = transaction
+                .execute(
+                    "DELETE FROM grants WHERE user = ?1 AND project = ?2",
+                    [user, project],
+                )
+                .map_err(sqlite_error(&operation))?;
+            Ok(deleted > 0)
+        })
+    }
+
+    pub fn list_grants(&self, user: &str) -> Result<Vec<GrantRecord>, StoreError> {
+        self.read("list grants", |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT user, project, role, capabilities FROM grants WHERE user = ?1 ORDER BY project",
+            )?;
+            let grants = statement.query_map([user], |row| {
+                Ok(GrantRecord {
+                    user: row.get(0)?,
+                    project: row.get(1)?,
+                    role: row.get(2)?,
+                    capabilities: row.get(3)?,
+                })
+            })?;
+            grants.collect()
+        })
+    }
+}
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        name: row.get(0)?,
+        password_hash: row.get(1)?,
+        generation: row.get(2)?,
+        created_at_ms: row.get(3)?,
+    })
 }
 
 fn secret_from_row(row: &Row<'_>) -> rusqlite::Result<SecretRecord> {

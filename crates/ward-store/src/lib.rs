@@ -12,8 +12,9 @@ mod store;
 pub use access::audit_hash;
 pub use error::StoreError;
 pub use records::{
-    ApiKeyRecord, AuditRecord, AuditVerification, EventRecord, ImageRecord, InstanceRecord,
-    NewAuditEntry, NewEvent, QuotaRecord, RevisionRecord, SecretRecord, WorkloadRecord,
+    ApiKeyRecord, AuditRecord, AuditVerification, EventRecord, GrantRecord, ImageRecord,
+    InstanceRecord, NewAuditEntry, NewEvent, QuotaRecord, RevisionRecord, SecretRecord, UserRecord,
+    WorkloadRecord,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::Store;

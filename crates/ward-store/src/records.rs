@@ -169,3 +169,32 @@ pub struct QuotaRecord {
     pub volume_bytes: Option<i64>,
     pub updated_at_ms: i64,
 }
+
+/// A user: never the password, only its argon2 hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    pub password_hash: String,
+    pub generation: i64,
+    pub created_at_ms: i64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("UserRecord")
+            .field("name", &self.name)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A role a user holds in a project (`*`: every project).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub user: String,
+    pub project: String,
+    pub role: String,
+    /// Comma-separated, as for API keys.
+    pub capabilities: String,
+}

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_access.sql"),
     include_str!("migrations/0004_secrets.sql"),
     include_str!("migrations/0005_quotas.sql"),
+    include_str!("migrations/0006_users.sql"),
 ];
 
 /// The schema version this code writes.

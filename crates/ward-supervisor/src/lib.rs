@@ -16,6 +16,7 @@ mod reconcile;
 pub mod secrets;
 mod state;
 mod time;
+pub mod users;
 mod view;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,7 @@ pub use images::{ImageError, ImageService, ImageView, PruneReport};
 pub use policy::BackoffPolicy;
 pub use quota::{Quota, QuotaUsage};
 pub use secrets::{SecretError, SecretInfo, SecretService};
+pub use users::{Grant, Session, UserService, UserView};
 pub use view::{
     summarize, DesiredState, HealthState, InstanceView, Phase, UsageSample, WorkloadView,
 };

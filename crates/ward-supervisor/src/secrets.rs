@@ -29,14 +29,14 @@ pub enum SecretError {
         "secret {name} not found in project {project}; create it with 'ward secret set {name}'"
     )]
     NotFound { project: String, name: String },
-    #[error("cannot {action} the secrets key {path}: {source}")]
+    #[error("cannot {action} the key {path}: {source}")]
     KeyFile {
         action: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("the secrets key {path} is {found} bytes, not {KEY_BYTES}: restore the right file")]
+    #[error("the key {path} is {found} bytes, not {KEY_BYTES}: restore the right file")]
     KeyLength { path: PathBuf, found: usize },
     #[error("secret {name} of project {project} does not open with this key: the key file was replaced or the row altered")]
     Unsealable { project: String, name: String },
@@ -67,13 +67,23 @@ impl std::fmt::Debug for SecretService {
 
 /// Reads the key at `path`, creating it (32 random bytes, mode 0600) on first use.
 fn load_or_create_key(path: &Path) -> Result<Key, SecretError> {
+    load_or_create_key_bytes(path).map(|bytes| *Key::from_slice(&bytes))
+}
+
+/// The 32 bytes of the key file at `path`, created (random, mode 0600) on first use: the
+/// secrets key, and the key that signs sessions.
+pub(crate) fn load_or_create_key_bytes(path: &Path) -> Result<[u8; KEY_BYTES], SecretError> {
     let key_error = |action, source| SecretError::KeyFile {
         action,
         path: path.to_path_buf(),
         source,
     };
     match fs::read(path) {
-        Ok(bytes) if bytes.len() == KEY_BYTES => Ok(*Key::from_slice(&bytes)),
+        Ok(bytes) if bytes.len() == KEY_BYTES => {
+            let mut key = [0u8; KEY_BYTES];
+            key.copy_from_slice(&bytes);
+            Ok(key)
+        }
         Ok(bytes) => Err(SecretError::KeyLength {
             path: path.to_path_buf(),
             found: bytes.len(),
@@ -93,8 +103,8 @@ fn load_or_create_key(path: &Path) -> Result<Key, SecretError> {
             file.write_all(&key)
                 .and_then(|()| file.sync_all())
                 .map_err(|source| key_error("write", source))?;
-            tracing::info!(path = %path.display(), "created the secrets key");
-            Ok(*Key::from_slice(&key))
+            tracing::info!(path = %path.display(), "created a key");
+            Ok(key)
         }
         Err(source) => Err(key_error("read", source)),
     }

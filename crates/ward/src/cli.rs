@@ -85,6 +85,8 @@ pub enum ClientCommand {
     Audit(AuditArgs),
     /// Manage projects (tenants): create, ls
     Project(ProjectArgs),
+    /// Manage users and the roles they hold per project
+    User(UserArgs),
     /// Show or set a project's quota
     Quota(QuotaArgs),
     /// Manage secrets: set, ls, get, rm (sealed at rest; workloads get them as files or variables)
@@ -205,6 +207,48 @@ pub enum AuditCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(subcommand)]
+    pub command: UserCommand,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user, or set a user's new password (asked for, or read from stdin)
+    Create { name: String },
+    /// List users and their roles
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Remove users, their roles and their sessions
+    Rm {
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
+    /// Give a user a role in a project (--project), or in every project (--all-projects)
+    Grant {
+        name: String,
+        /// admin, operator or viewer
+        #[arg(long, value_parser = ["admin", "operator", "viewer"])]
+        role: String,
+        /// A capability on top of the role: exec, secrets:read, audit:read (repeatable)
+        #[arg(long = "capability", value_name = "CAPABILITY", value_parser = ["exec", "secrets:read", "audit:read"])]
+        capabilities: Vec<String>,
+        /// The grant covers every project
+        #[arg(long)]
+        all_projects: bool,
+    },
+    /// Take back a user's role in a project (--project), or in every project (--all-projects)
+    Revoke {
+        name: String,
+        #[arg(long)]
+        all_projects: bool,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct QuotaArgs {
     #[command(subcommand)]
     pub command: QuotaCommand,
@@ -260,6 +304,7 @@ Examples:
   ward login ghcr.io -u octocat              # asks for the password or token
   echo \"$TOKEN\" | ward login ghcr.io -u octocat --password-stdin
   ward login docker.io -u me
+  ward login -u alice --project web           # a Ward user's session, no registry
 
 The daemon checks the login with the registry, then keeps it in DATA_DIR/registries.json
 (mode 0600) for the pulls of this project. Registries on this machine (localhost, 127.0.0.1)
@@ -267,8 +312,13 @@ are spoken to over plain HTTP, as Docker does.";
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The registry, like ghcr.io, docker.io or 127.0.0.1:5000
-    pub registry: String,
+    /// The registry, like ghcr.io, docker.io or 127.0.0.1:5000; without one, log in to the
+    /// Ward daemon as a user (the session is kept in ~/.config/ward/sessions.json)
+    pub registry: Option<String>,
+
+    /// How long the Ward session lasts, like 12h (the default) or 7d
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_text_flag)]
+    pub expires: Option<String>,
 
     /// Username [default: asked for on the terminal]
     #[arg(short, long)]
@@ -292,8 +342,8 @@ pub struct LoginArgs {
 
 #[derive(Debug, Args)]
 pub struct LogoutArgs {
-    /// The registry to forget the login to
-    pub registry: String,
+    /// The registry to forget the login to; without one, end the Ward session
+    pub registry: Option<String>,
 
     #[command(flatten)]
     pub client_options: ClientOptions,
@@ -377,6 +427,7 @@ impl ClientCommand {
             ClientCommand::Audit(arguments) => &arguments.client_options,
             ClientCommand::Project(arguments) => &arguments.client_options,
             ClientCommand::Quota(arguments) => &arguments.client_options,
+            ClientCommand::User(arguments) => &arguments.client_options,
             ClientCommand::Secret(arguments) => &arguments.client_options,
         }
     }
@@ -750,15 +801,17 @@ pub fn parse_command_line() -> CommandLine {
 /// `ward image ls -o json`.
 pub fn command_definition() -> clap::Command {
     const CLIENT_OPTIONS: [&str; 5] = ["host", "token", "data_dir", "project", "output"];
-    ["image", "key", "audit", "project", "secret", "quota"]
-        .into_iter()
-        .fold(CommandLine::command(), |command, group| {
-            command.mut_subcommand(group, |group| {
-                CLIENT_OPTIONS.into_iter().fold(group, |group, id| {
-                    group.mut_arg(id, |argument| argument.global(true))
-                })
+    [
+        "image", "key", "audit", "project", "secret", "quota", "user",
+    ]
+    .into_iter()
+    .fold(CommandLine::command(), |command, group| {
+        command.mut_subcommand(group, |group| {
+            CLIENT_OPTIONS.into_iter().fold(group, |group, id| {
+                group.mut_arg(id, |argument| argument.global(true))
             })
         })
+    })
 }
 
 fn exit_for_clap_error(error: clap::Error) -> ! {

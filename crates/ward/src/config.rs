@@ -102,6 +102,43 @@ impl std::fmt::Debug for ClientSettings {
     }
 }
 
+/// Where the CLI keeps users' sessions: `$XDG_CONFIG_HOME/ward/sessions.json`, else
+/// `~/.config/ward/sessions.json`.
+pub fn session_file(environment: &Environment) -> Option<PathBuf> {
+    if let Some(config_home) = environment
+        .variable("XDG_CONFIG_HOME")
+        .filter(|path| path.starts_with('/'))
+    {
+        return Some(Path::new(config_home).join("ward/sessions.json"));
+    }
+    environment
+        .variable("HOME")
+        .map(|home| Path::new(home).join(".config/ward/sessions.json"))
+}
+
+/// The unexpired session token this client keeps for `base_url`.
+fn session_token(
+    environment: &Environment,
+    base_url: &str,
+    read_file: ReadFile<'_>,
+) -> Option<String> {
+    let text = read_file(&session_file(environment)?).ok()?;
+    let sessions: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let session = sessions.get(base_url)?;
+    let expired = session
+        .get("expires_at")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|text| humantime::parse_rfc3339_weak(text).ok())
+        .is_some_and(|expiry| expiry <= std::time::SystemTime::now());
+    if expired {
+        return None;
+    }
+    session
+        .get("token")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+}
+
 /// Reads a whole file; tests pass a map lookup instead of the file system.
 pub type ReadFile<'a> = &'a dyn Fn(&Path) -> io::Result<String>;
 
@@ -137,12 +174,14 @@ pub fn resolve_client_settings(
     };
 
     let mut missing_token_reason = None;
-    let token = match options
+    let flagged_token = options
         .token
         .as_deref()
         .or_else(|| environment.variable("WARD_TOKEN"))
-    {
-        Some(token) => Some(token.trim().to_string()),
+        .map(|token| token.trim().to_string())
+        .or_else(|| session_token(environment, &base_url, read_file));
+    let token = match flagged_token {
+        Some(token) => Some(token),
         None => match &data_dir {
             Some(directory) => {
                 let token_file = directory.join(ADMIN_TOKEN_FILE_NAME);

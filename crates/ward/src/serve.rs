@@ -9,11 +9,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use ward_api::{ApiKey, ApiState, Metrics, RateLimiter};
+use ward_api::{ApiKey, ApiState, Metrics, RateLimit, RateLimiter};
 use ward_runtime::{Runtime, RuntimeConfig};
 use ward_store::Store;
 use ward_supervisor::{
     AccessService, CredentialStore, ImageService, SecretService, Supervisor, SupervisorConfig,
+    UserService,
 };
 
 use crate::cli::ServeArgs;
@@ -111,6 +112,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )?)),
         metrics: Arc::new(Metrics::default()),
         rate_limiter: RateLimiter::new(config.rate_limit),
+        users: Arc::new(UserService::open(
+            Store::open(&config.data_dir.join("ward.db"))?,
+            &config.data_dir.join("session.key"),
+        )?),
+        login_limiter: RateLimiter::new(RateLimit::LOGIN),
     });
     match tls {
         Some(tls) => ward_api::serve_tls(listener, tls, state, shutdown_signal()).await,

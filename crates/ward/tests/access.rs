@@ -189,6 +189,7 @@ fn a_key_of_one_project_never_sees_another_projects_data() {
                 "/api/v1/projects",
                 "/openapi.json",
                 "/healthz",
+                "/api/v1/sessions",
             ]
             .iter()
             .any(|prefix| template.starts_with(prefix));
@@ -262,7 +263,9 @@ fn a_viewer_key_is_refused_every_state_changing_call() {
         let changes_state = method != "GET" || template.ends_with("/exec");
         let path = fill(&template, &own);
         let response = call(daemon, &method, &path, &tenants.alpha_viewer);
-        if changes_state && template != "/api/v1/images/export" {
+        // Export only reads; logging in is open to anyone (with a name and a password).
+        let exempt = ["/api/v1/images/export", "/api/v1/sessions"].contains(&template.as_str());
+        if changes_state && !exempt {
             assert_eq!(
                 response.status, 403,
                 "{method} {path} answered {} to a viewer: {}",
@@ -855,4 +858,100 @@ fn tls_on_request_serves_https_that_local_clients_trust() {
             "hi\n"
         );
     }
+}
+
+#[test]
+fn a_user_logs_in_and_acts_within_their_grant() {
+    let daemon = Daemon::start();
+    let home = tempfile::tempdir().expect("home for the sessions file");
+    let as_client = |arguments: &[&str], stdin: Option<&str>| {
+        let mut command = daemon.ward_command(arguments);
+        command
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        match stdin {
+            Some(text) => {
+                command.stdin(std::process::Stdio::piped());
+                let mut child = command.spawn().expect("spawn ward");
+                use std::io::Write;
+                writeln!(child.stdin.take().expect("stdin"), "{text}").expect("write");
+                child.wait_with_output().expect("wait")
+            }
+            None => command.output().expect("run ward"),
+        }
+    };
+    let password = "a long enough password";
+    assert_success(&as_client(&["user", "create", "alice"], Some(password)));
+    assert_success(&as_client(
+        &[
+            "--project",
+            "web",
+            "user",
+            "grant",
+            "alice",
+            "--role",
+            "operator",
+        ],
+        None,
+    ));
+    let listed = assert_success(&as_client(&["user", "ls"], None));
+    assert!(listed.contains("web:operator"), "{listed}");
+    assert!(!listed.contains(password));
+
+    let refused = as_client(
+        &["login", "-u", "alice", "--password-stdin"],
+        Some("wrong password!"),
+    );
+    assert_one_error_line(&refused, "wrong username or password");
+    let logged_in = assert_success(&as_client(
+        &["login", "-u", "alice", "--password-stdin"],
+        Some(password),
+    ));
+    assert!(
+        logged_in.contains("Logged in as alice (operator of web)"),
+        "{logged_in}"
+    );
+    let sessions = home.path().join(".config/ward/sessions.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&sessions)
+            .expect("the sessions file")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The session, not the admin token, is who acts now: in web, not elsewhere.
+    let spec = r#"{"name": "by-alice", "command": ["sleep", "600"], "restart": "never", "network": "none"}"#;
+    std::fs::write(home.path().join("spec.json"), spec).expect("write the spec");
+    assert_success(&as_client(
+        &[
+            "apply",
+            "-f",
+            home.path().join("spec.json").to_str().expect("path"),
+        ],
+        None,
+    ));
+    assert_one_error_line(&as_client(&["--project", "other", "ps"], None), "not other");
+    assert_one_error_line(&as_client(&["key", "ls"], None), "needs admin");
+    let audit = ward_ok(&daemon, &["audit", "ls", "-o", "json"]);
+    let entries: Vec<Value> = serde_json::from_str(&audit).expect("JSON");
+    assert!(
+        entries.iter().any(|entry| entry["actor"] == "user:alice"
+            && entry["action"] == "POST /api/v1/apply"
+            && entry["project"] == "web"),
+        "{audit}"
+    );
+    assert!(
+        entries.iter().any(|entry| entry["actor"] == "user:alice"
+            && entry["action"] == "POST /api/v1/sessions"
+            && entry["status"] == 403),
+        "{audit}"
+    );
+
+    // Logging out ends the session (a new password would too: see the unit tests).
+    assert_success(&as_client(&["logout"], None));
+    let after = assert_success(&as_client(&["key", "ls"], None));
+    assert!(after.contains("ID"), "the admin token acts again: {after}");
+    ward_ok(&daemon, &["audit", "verify"]);
 }

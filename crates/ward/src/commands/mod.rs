@@ -108,6 +108,7 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         ClientCommand::Audit(arguments) => access::audit(context, arguments.command).await,
         ClientCommand::Project(arguments) => access::project(context, arguments.command).await,
         ClientCommand::Quota(arguments) => access::quota(context, arguments.command).await,
+        ClientCommand::User(arguments) => login::user(context, arguments.command).await,
         ClientCommand::Secret(arguments) => secret::run(context, arguments.command).await,
     }
 }

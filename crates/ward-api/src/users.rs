@@ -1,0 +1,177 @@
+//! Users, their grants, and sessions: `/api/v1/users`, `/api/v1/sessions`.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use ward_client::wire::{
+    GrantDocument, SessionDocument, SessionRequest, UserDocument, UserList, UserRequest,
+};
+use ward_store::NewAuditEntry;
+use ward_supervisor::users::DEFAULT_SESSION;
+use ward_supervisor::{Capability, Grant, Role, UserView};
+
+use crate::convert::rfc3339;
+use crate::error::{ApiError, JsonBody};
+use crate::ApiState;
+
+fn document(view: &UserView) -> UserDocument {
+    UserDocument {
+        name: view.name.clone(),
+        created_at: rfc3339(view.created_at),
+        grants: view
+            .grants
+            .iter()
+            .map(|grant| GrantDocument {
+                project: grant.project.clone(),
+                role: grant.role.as_str().to_string(),
+                capabilities: grant
+                    .capabilities
+                    .iter()
+                    .map(|capability| capability.as_str().to_string())
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Logs a user in; the answer carries the session token. Open to anyone, limited per user
+/// name, and recorded in the audit log whatever the outcome.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "access", security(()), request_body = SessionRequest,
+    responses((status = 200, body = SessionDocument), (status = 403, description = "wrong username or password"),
+        (status = 429, description = "too many attempts for this user")))]
+pub async fn login(
+    State(state): State<Arc<ApiState>>,
+    JsonBody(request): JsonBody<SessionRequest>,
+) -> Result<Json<SessionDocument>, ApiError> {
+    let attempt_key = format!("login:{}", request.username);
+    if let Err(wait) = state
+        .login_limiter
+        .check(&attempt_key, std::time::Instant::now())
+    {
+        return Err(ApiError::rate_limited(wait));
+    }
+    let lifetime = match request.expires_in.as_deref() {
+        Some(text) => ward_spec::units::parse_duration(text)
+            .map_err(|reason| ApiError::bad_request(format!("expires_in: {reason}")))?,
+        None => DEFAULT_SESSION,
+    };
+    let users = state.users.clone();
+    let (username, password, project) = (
+        request.username.clone(),
+        request.password,
+        request.project.clone(),
+    );
+    let result = tokio::task::spawn_blocking(move || {
+        users.login(&username, &password, project.as_deref(), lifetime)
+    })
+    .await
+    .map_err(|error| ApiError::internal(&error))?;
+    let entry = NewAuditEntry {
+        time_ms: SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_millis() as i64)
+            .unwrap_or(0),
+        actor: format!("user:{}", request.username),
+        on_behalf_of: None,
+        project: request.project.clone(),
+        action: "POST /api/v1/sessions".to_string(),
+        target: "/api/v1/sessions".to_string(),
+        status: if result.is_ok() { 200 } else { 403 },
+        outcome: match &result {
+            Ok(_) => "ok".to_string(),
+            Err(error) => error.to_string(),
+        },
+    };
+    if let Err(error) = state.access.record(&entry) {
+        tracing::error!(%error, "cannot write the audit log");
+    }
+    let session = result?;
+    Ok(Json(SessionDocument {
+        token: session.token,
+        expires_at: rfc3339(session.expires_at),
+        username: request.username,
+        project: session.principal.project.clone(),
+        role: session.principal.role.as_str().to_string(),
+        capabilities: session
+            .principal
+            .capabilities
+            .iter()
+            .map(|capability| capability.as_str().to_string())
+            .collect(),
+    }))
+}
+
+/// Creates a user, or sets a user's new password (ending its sessions).
+#[utoipa::path(post, path = "/api/v1/users", tag = "access", request_body = UserRequest,
+    responses((status = 200, body = UserDocument), (status = 400, description = "bad name or a short password")))]
+pub async fn set_user(
+    State(state): State<Arc<ApiState>>,
+    JsonBody(request): JsonBody<UserRequest>,
+) -> Result<Json<UserDocument>, ApiError> {
+    let users = state.users.clone();
+    let view =
+        tokio::task::spawn_blocking(move || users.set_password(&request.name, &request.password))
+            .await
+            .map_err(|error| ApiError::internal(&error))??;
+    Ok(Json(document(&view)))
+}
+
+#[utoipa::path(get, path = "/api/v1/users", tag = "access", responses((status = 200, body = UserList)))]
+pub async fn list_users(State(state): State<Arc<ApiState>>) -> Result<Json<UserList>, ApiError> {
+    let users = state.users.list()?;
+    Ok(Json(UserList {
+        users: users.iter().map(document).collect(),
+    }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "access", params(("name" = String, Path, description = "the user")),
+    responses((status = 200, description = "Removed, with its grants and sessions"), (status = 404, description = "no such user")))]
+pub async fn remove_user(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.users.remove(&name)?;
+    Ok(Json(serde_json::json!({ "name": name })))
+}
+
+/// Grants a role in a project (null: every project), replacing what the user held there.
+#[utoipa::path(post, path = "/api/v1/users/{name}/grants", tag = "access", params(("name" = String, Path, description = "the user")),
+    request_body = GrantDocument, responses((status = 200, body = UserDocument), (status = 404, description = "no such user")))]
+pub async fn grant(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<GrantDocument>,
+) -> Result<Json<UserDocument>, ApiError> {
+    let grant = Grant {
+        project: request.project,
+        role: Role::parse(&request.role)?,
+        capabilities: request
+            .capabilities
+            .iter()
+            .map(|text| Capability::parse(text))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Json(document(&state.users.grant(&name, &grant)?)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct RevokeQuery {
+    /// The project whose grant goes; absent: the grant of every project.
+    pub grant_project: Option<String>,
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{name}/grants", tag = "access",
+    params(("name" = String, Path, description = "the user"), RevokeQuery),
+    responses((status = 200, body = UserDocument), (status = 404, description = "no such user or grant")))]
+pub async fn revoke(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    Query(query): Query<RevokeQuery>,
+) -> Result<Json<UserDocument>, ApiError> {
+    Ok(Json(document(
+        &state.users.revoke(&name, query.grant_project.as_deref())?,
+    )))
+}
