@@ -16,28 +16,7 @@ pub async fn login(context: &Context, arguments: LoginArgs) -> anyhow::Result<i3
     let Some(registry) = arguments.registry.clone() else {
         return user_login(context, arguments).await;
     };
-    let interactive = std::io::stdin().is_terminal();
-    let username = match arguments.username {
-        Some(username) => username,
-        None if interactive && !arguments.password_stdin => prompt("Username: ", false)?,
-        None => bail!("give the username with --username (standard input is not a terminal)"),
-    };
-    let password = if arguments.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("cannot read the password from standard input")?;
-        line.trim_end_matches(['\r', '\n']).to_string()
-    } else {
-        match arguments.password {
-            Some(password) => password,
-            None if interactive => prompt("Password: ", true)?,
-            None => {
-                bail!("give the password with --password-stdin (standard input is not a terminal)")
-            }
-        }
-    };
+    let (username, password) = credentials(&arguments)?;
     let login = context
         .client
         .login(&LoginRequest {
@@ -97,6 +76,16 @@ fn prompt(question: &str, hidden: bool) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
+/// One line of standard input, without its line ending: a password piped in.
+fn stdin_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
 /// Reads the username (flag or prompt) and password (stdin or prompt) of a login.
 fn credentials(arguments: &LoginArgs) -> anyhow::Result<(String, String)> {
     let interactive = std::io::stdin().is_terminal();
@@ -106,12 +95,7 @@ fn credentials(arguments: &LoginArgs) -> anyhow::Result<(String, String)> {
         None => bail!("give the username with --username (standard input is not a terminal)"),
     };
     let password = if arguments.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("cannot read the password from standard input")?;
-        line.trim_end_matches(['\r', '\n']).to_string()
+        stdin_line()?
     } else {
         match &arguments.password {
             Some(password) => password.clone(),
@@ -164,12 +148,7 @@ pub async fn user(context: &Context, command: UserCommand) -> anyhow::Result<i32
                 }
                 first
             } else {
-                let mut line = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_line(&mut line)
-                    .context("cannot read the password from standard input")?;
-                line.trim_end_matches(['\r', '\n']).to_string()
+                stdin_line()?
             };
             vec![context.client.set_user(&name, &password).await?]
         }
