@@ -60,6 +60,19 @@ impl CgroupLocator {
         root.join(CGROUP_PARENT).join(group)
     }
 
+    /// Whether a project group has a memory cap (a quota's).
+    pub fn group_memory_capped(&self, group: &str) -> bool {
+        let dir = self.group_dir("memory", group);
+        let file = match self.mode {
+            CgroupMode::Unified => "memory.max",
+            _ => "memory.limit_in_bytes",
+        };
+        fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .is_some_and(|bytes| bytes < 1 << 60)
+    }
+
     /// Caps the memory of a project group (`None`: no cap), creating the group.
     pub fn set_group_memory_limit(&self, group: &str, limit: Option<u64>) -> std::io::Result<()> {
         let dir = self.group_dir("memory", group);

@@ -827,7 +827,19 @@ impl Driver for Runtime {
         })
         .await
         .map_err(|error| RuntimeError::io("clean up", &paths.dir, io::Error::other(error)))??;
-        self.inner.secrets.remove(&self.inner.container_id(key))?;
+        let container_id = self.inner.container_id(key);
+        self.inner.secrets.remove(&container_id)?;
+        self.inner.secrets.remove_root_if_empty();
+        // The project's cgroup group goes with its last instance, unless it carries the
+        // memory cap of a quota, which must be there for the project's next instance.
+        let group = cgroup::project_group(&container_id);
+        if !self.inner.cgroups.group_memory_capped(group) {
+            for dir in self.inner.cgroups.all_dirs(&container_id) {
+                if let Some(group_dir) = dir.parent() {
+                    let _ = fs::remove_dir(group_dir);
+                }
+            }
+        }
         match fs::remove_dir_all(&paths.dir) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}

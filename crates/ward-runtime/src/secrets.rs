@@ -51,7 +51,6 @@ impl SecretFiles {
                 "/dev/shm is not a tmpfs: secret files are kept on disk, readable by root only");
             fallback
         };
-        private_directory(&root)?;
         Ok(SecretFiles {
             root,
             resolver: Arc::default(),
@@ -84,6 +83,7 @@ impl SecretFiles {
                 workload: spec.name.clone(),
                 message: "this daemon serves no secrets".to_string(),
             })?;
+        private_directory(&self.root)?;
         let dir = self.dir(container_id);
         fs::DirBuilder::new()
             .mode(0o700)
@@ -128,6 +128,13 @@ impl SecretFiles {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(RuntimeError::io("remove", &dir, source)),
         }
+    }
+
+    /// Removes the directory of every instance's secrets when no instance has any left, so
+    /// that a data directory that is gone leaves nothing in `/dev/shm`; it comes back with
+    /// the next instance that needs it.
+    pub fn remove_root_if_empty(&self) {
+        let _ = fs::remove_dir(&self.root);
     }
 }
 
