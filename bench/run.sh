@@ -13,7 +13,7 @@ idle_workloads=500
 if [ "${1:-}" = "--quick" ]; then runs=20; idle_workloads=50; fi
 
 cargo build --release -p ward >&2
-ward="$PWD/target/release/ward"
+ward="$(realpath "${CARGO_TARGET_DIR:-target}")/release/ward"
 work=$(mktemp -d /tmp/ward-bench.XXXXXX)
 data="$work/data"
 cleanup() {
