@@ -396,7 +396,14 @@ impl Unpacker {
         name: &str,
     ) -> Result<(), UnpackError> {
         let raw_path = entry.path_bytes().into_owned();
-        let path = normalise(&raw_path).map_err(|reason| refused(name, reason))?;
+        // `/` alone names the root, as Docker and containerd read it (`umoci insert DIR /`
+        // writes such an entry); every other absolute path is refused.
+        let names_the_root = !raw_path.is_empty() && raw_path.iter().all(|byte| *byte == b'/');
+        let path = if names_the_root {
+            PathBuf::new()
+        } else {
+            normalise(&raw_path).map_err(|reason| refused(name, reason))?
+        };
         let kind = entry.header().entry_type();
         let file_name = path.file_name().map(OsStr::as_bytes);
         if let Some(file_name) =
@@ -1511,7 +1518,7 @@ mod tests {
         }
         // The refusal must not depend on the sandbox: this path names a real directory.
         let absolute = format!("{outside}/pwned");
-        for path in ["/etc/ward-unpack-test", &absolute, "/"] {
+        for path in ["/etc/ward-unpack-test", &absolute, "//etc/x"] {
             let layer = Layer::new()
                 .raw(EntryType::Regular, path.as_bytes(), b"", b"x")
                 .bytes();
@@ -1527,6 +1534,19 @@ mod tests {
             let layer = Layer::new().raw(kind, b".", b"target", b"").bytes();
             check_refused(&layer, Refusal::RootNotDirectory);
         }
+        // A directory entry `/` is the root, as Docker reads it; the layer unpacks.
+        let sandbox = Sandbox::new();
+        let layer = Layer::new()
+            .raw(EntryType::Directory, b"/", b"", b"")
+            .file("inside", 0o644, "x")
+            .bytes();
+        sandbox
+            .unpack(&layer, WhiteoutFormat::Apply)
+            .expect("a layer whose first entry is `/` unpacks");
+        assert_eq!(
+            fs::read_to_string(sandbox.dest.join("inside")).unwrap(),
+            "x"
+        );
         let layer = Layer::new()
             .raw(EntryType::new(b'V'), b"volume", b"", b"")
             .bytes();
