@@ -11,6 +11,10 @@ use crate::ResourceUsage;
 /// The cgroup of every instance is `/ward/<project group>/<container id>` in each hierarchy:
 /// the instances of one project share a parent, which bounds what they use together.
 pub(crate) const CGROUP_PARENT: &str = "ward";
+/// The CFS period of a project group's CPU cap.
+const CPU_PERIOD_MICROS: u64 = 100_000;
+/// The smallest CPU quota the kernel accepts.
+const CPU_QUOTA_MIN_MICROS: u64 = 1_000;
 
 /// The project's group: `ward-<namespace>.<project>`, the first two dot-separated parts of a
 /// container id (`ward-<namespace>.<project>.<workload>.<replica>`; names have no dots).
@@ -60,36 +64,72 @@ impl CgroupLocator {
         root.join(CGROUP_PARENT).join(group)
     }
 
-    /// Whether a project group has a memory cap (a quota's).
-    pub fn group_memory_capped(&self, group: &str) -> bool {
-        let dir = self.group_dir("memory", group);
-        let file = match self.mode {
-            CgroupMode::Unified => "memory.max",
-            _ => "memory.limit_in_bytes",
+    /// Whether a project group carries a quota's cap, of memory or of CPU.
+    pub fn group_capped(&self, group: &str) -> bool {
+        let read = |controller: &str, file: &str| {
+            fs::read_to_string(self.group_dir(controller, group).join(file)).unwrap_or_default()
         };
-        fs::read_to_string(dir.join(file))
-            .ok()
-            .and_then(|text| text.trim().parse::<u64>().ok())
-            .is_some_and(|bytes| bytes < 1 << 60)
-    }
-
-    /// Caps the memory of a project group (`None`: no cap), creating the group.
-    pub fn set_group_memory_limit(&self, group: &str, limit: Option<u64>) -> std::io::Result<()> {
-        let dir = self.group_dir("memory", group);
-        fs::create_dir_all(&dir)?;
-        let (file, value) = match (self.mode, limit) {
-            (CgroupMode::Unified, Some(bytes)) => ("memory.max", bytes.to_string()),
-            (CgroupMode::Unified, None) => ("memory.max", "max".to_string()),
-            (_, Some(bytes)) => ("memory.limit_in_bytes", bytes.to_string()),
-            (_, None) => ("memory.limit_in_bytes", "-1".to_string()),
-        };
-        if self.mode == CgroupMode::Unified && !dir.join(file).exists() {
-            // The memory controller reaches a v2 group only when its parent hands it down.
-            if let Some(parent) = dir.parent() {
-                fs::write(parent.join("cgroup.subtree_control"), "+memory")?;
+        match self.mode {
+            CgroupMode::Unified => {
+                let memory = read("", "memory.max");
+                let cpu = read("", "cpu.max");
+                (!memory.is_empty() && !memory.starts_with("max"))
+                    || (!cpu.is_empty() && !cpu.starts_with("max"))
+            }
+            _ => {
+                let memory_capped = read("memory", "memory.limit_in_bytes")
+                    .trim()
+                    .parse::<u64>()
+                    .is_ok_and(|bytes| bytes < 1 << 60);
+                let cpu_capped = read("cpu", "cpu.cfs_quota_us")
+                    .trim()
+                    .parse::<i64>()
+                    .is_ok_and(|quota| quota > 0);
+                memory_capped || cpu_capped
             }
         }
-        fs::write(dir.join(file), value)
+    }
+
+    /// Caps what a project group uses together: `memory` bytes and `cpu` cores (`None`: no
+    /// cap), creating the group.
+    pub fn set_group_limits(
+        &self,
+        group: &str,
+        memory: Option<u64>,
+        cpu: Option<f64>,
+    ) -> std::io::Result<()> {
+        let quota_micros =
+            cpu.map(|cores| ((cores * CPU_PERIOD_MICROS as f64) as u64).max(CPU_QUOTA_MIN_MICROS));
+        match self.mode {
+            CgroupMode::Unified => {
+                let dir = self.group_dir("", group);
+                fs::create_dir_all(&dir)?;
+                if !dir.join("memory.max").exists() || !dir.join("cpu.max").exists() {
+                    // Controllers reach a v2 group only when its parent hands them down.
+                    if let Some(parent) = dir.parent() {
+                        fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu")?;
+                    }
+                }
+                let memory = memory.map_or("max".to_string(), |bytes| bytes.to_string());
+                fs::write(dir.join("memory.max"), memory)?;
+                let quota = quota_micros.map_or("max".to_string(), |quota| quota.to_string());
+                fs::write(dir.join("cpu.max"), format!("{quota} {CPU_PERIOD_MICROS}"))
+            }
+            CgroupMode::Legacy | CgroupMode::Hybrid => {
+                let memory_dir = self.group_dir("memory", group);
+                fs::create_dir_all(&memory_dir)?;
+                let memory = memory.map_or("-1".to_string(), |bytes| bytes.to_string());
+                fs::write(memory_dir.join("memory.limit_in_bytes"), memory)?;
+                let cpu_dir = self.group_dir("cpu", group);
+                fs::create_dir_all(&cpu_dir)?;
+                fs::write(
+                    cpu_dir.join("cpu.cfs_period_us"),
+                    CPU_PERIOD_MICROS.to_string(),
+                )?;
+                let quota = quota_micros.map_or("-1".to_string(), |quota| quota.to_string());
+                fs::write(cpu_dir.join("cpu.cfs_quota_us"), quota)
+            }
+        }
     }
 
     pub fn usage(&self, container_id: &str) -> Option<ResourceUsage> {

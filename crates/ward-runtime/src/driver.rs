@@ -177,11 +177,13 @@ pub trait Driver: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Bounds the memory that all instances of `project` use together (`None`: unbounded).
-    fn set_project_memory_limit(
+    /// Bounds the memory (bytes) and CPU (cores) that all instances of `project` use
+    /// together (`None`: unbounded).
+    fn set_project_limits(
         &self,
         _project: &str,
-        _limit: Option<u64>,
+        _memory: Option<u64>,
+        _cpu: Option<f64>,
     ) -> Result<(), RuntimeError> {
         Ok(())
     }

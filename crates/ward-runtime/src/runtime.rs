@@ -833,7 +833,7 @@ impl Driver for Runtime {
         // The project's cgroup group goes with its last instance, unless it carries the
         // memory cap of a quota, which must be there for the project's next instance.
         let group = cgroup::project_group(&container_id);
-        if !self.inner.cgroups.group_memory_capped(group) {
+        if !self.inner.cgroups.group_capped(group) {
             for dir in self.inner.cgroups.all_dirs(&container_id) {
                 if let Some(group_dir) = dir.parent() {
                     let _ = fs::remove_dir(group_dir);
@@ -930,18 +930,19 @@ impl Driver for Runtime {
         .await
     }
 
-    fn set_project_memory_limit(
+    fn set_project_limits(
         &self,
         project: &str,
-        limit: Option<u64>,
+        memory: Option<u64>,
+        cpu: Option<f64>,
     ) -> Result<(), RuntimeError> {
         let group = format!("ward-{}.{project}", self.inner.namespace);
         self.inner
             .cgroups
-            .set_group_memory_limit(&group, limit)
+            .set_group_limits(&group, memory, cpu)
             .map_err(|source| {
                 RuntimeError::io(
-                    "limit the memory of",
+                    "cap the memory and CPU of",
                     self.inner.cgroups.group_dir("memory", &group),
                     source,
                 )

@@ -132,19 +132,17 @@ impl Supervisor {
             wake: Notify::new(),
             changed: Notify::new(),
         });
-        // Project memory caps live in cgroups, which a reboot empties: set them again first.
+        // Project caps live in cgroups, which a reboot empties: set them again first.
         for project in inner.store.list_projects()? {
-            let limit = inner
-                .store
-                .get_quota(&project)?
-                .and_then(|quota| quota.memory);
-            if let Some(limit) = limit {
-                if let Err(error) = inner
-                    .driver
-                    .set_project_memory_limit(&project, Some(limit.max(0) as u64))
-                {
-                    tracing::warn!(project, %error, "cannot cap the project's memory");
-                }
+            let Some(quota) = inner.store.get_quota(&project)? else {
+                continue;
+            };
+            if quota.memory.is_none() && quota.cpu.is_none() {
+                continue;
+            }
+            let memory = quota.memory.map(|bytes| bytes.max(0) as u64);
+            if let Err(error) = inner.driver.set_project_limits(&project, memory, quota.cpu) {
+                tracing::warn!(project, %error, "cannot cap the project's memory and CPU");
             }
         }
         reconcile::recover(&inner).await?;
@@ -577,7 +575,7 @@ impl Supervisor {
         self.inner.driver.images_in_use()
     }
 
-    /// Sets the quota of `project` and bounds its real memory use to the quota's memory.
+    /// Sets the quota of `project` and bounds its real memory and CPU use to the quota's.
     pub fn set_quota(&self, project: &str, quota: &Quota) -> Result<(), SupervisorError> {
         ward_spec::validate_name(project).map_err(|reason| SupervisorError::Invalid {
             field: "project".to_string(),
@@ -585,7 +583,7 @@ impl Supervisor {
         })?;
         self.inner
             .driver
-            .set_project_memory_limit(project, quota.memory)?;
+            .set_project_limits(project, quota.memory, quota.cpu)?;
         let to_i64 =
             |value: Option<u64>| value.map(|value| i64::try_from(value).unwrap_or(i64::MAX));
         self.inner.store.put_quota(&ward_store::QuotaRecord {

@@ -1,7 +1,8 @@
 //! Quotas per project, on what specs ask for (CPU, memory, GPUs summed over replicas;
 //! workloads; replicas) and on what is measured (memory in use, bytes in the project's
 //! volumes). A change that would go over a limit is refused naming the quota, the use and
-//! the limit; the runtime also bounds the project's real memory use with a parent cgroup.
+//! the limit; the runtime also bounds the project's real memory and CPU use with a parent
+//! cgroup.
 
 use ward_spec::{units::format_size, WorkloadSpec};
 

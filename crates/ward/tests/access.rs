@@ -955,3 +955,58 @@ fn a_user_logs_in_and_acts_within_their_grant() {
     assert!(after.contains("ID"), "the admin token acts again: {after}");
     ward_ok(&daemon, &["audit", "verify"]);
 }
+
+/// CPU seconds `pid` has used (user and system), from `/proc`.
+fn cpu_seconds_of(pid: u64) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    ticks / 100.0
+}
+
+#[test]
+fn a_project_cannot_use_more_cpu_than_its_quota() {
+    if !common::sandbox_available("a_project_cannot_use_more_cpu_than_its_quota") {
+        return;
+    }
+    let daemon = Daemon::start_with_data_dir_under(std::path::Path::new("/var/lib"));
+    ward_ok(
+        &daemon,
+        &["--project", "slow", "quota", "set", "--cpu", "0.25"],
+    );
+    // No CPU limit of its own: the project's cap is all that holds it.
+    assert_success(&in_project(
+        &daemon,
+        "slow",
+        &[
+            "run",
+            "--name",
+            "spin",
+            "--network",
+            "none",
+            "--",
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ],
+    ));
+    let document: Value = serde_json::from_str(&stdout_of(&in_project(
+        &daemon,
+        "slow",
+        &["inspect", "spin", "-o", "json"],
+    )))
+    .expect("JSON");
+    let pid = document["status"]["pid"].as_u64().expect("a pid");
+    let started = std::time::Instant::now();
+    let before = cpu_seconds_of(pid);
+    // Sampling an interval, not waiting for a condition.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let cores = (cpu_seconds_of(pid) - before) / started.elapsed().as_secs_f64();
+    println!("a busy loop under a 0.25-core project quota used {cores:.2} cores");
+    assert!(cores < 0.35, "{cores:.2} cores");
+}
