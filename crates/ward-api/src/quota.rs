@@ -13,6 +13,11 @@ use crate::error::{ApiError, JsonBody};
 use crate::workloads::{project_of, ProjectQuery};
 use crate::ApiState;
 
+/// The most cores a quota may name.
+const MAX_CORES: f64 = 100_000.0;
+/// The least memory a quota may give a project (its cgroup needs some to start anything).
+const MIN_MEMORY_BYTES: u64 = 4 << 20;
+
 /// Bytes from a JSON number or a size string like `8GiB`.
 fn bytes_of(field: &str, value: &Option<Value>) -> Result<Option<u64>, ApiError> {
     match value {
@@ -75,15 +80,21 @@ pub async fn set(
 ) -> Result<Json<QuotaDocument>, ApiError> {
     let project = project_of(&query.project)?;
     if let Some(cpu) = limits.cpu {
-        if !cpu.is_finite() || cpu < 0.0 {
-            return Err(ApiError::bad_request(
-                "cpu: give a number of cores, 0 or more",
-            ));
+        if !cpu.is_finite() || !(0.01..=MAX_CORES).contains(&cpu) {
+            return Err(ApiError::bad_request(format!(
+                "cpu: give a number of cores from 0.01 to {MAX_CORES}"
+            )));
         }
+    }
+    let memory = bytes_of("memory", &limits.memory)?;
+    if memory.is_some_and(|bytes| bytes < MIN_MEMORY_BYTES) {
+        return Err(ApiError::bad_request(
+            "memory: a project needs at least 4MiB; leave memory out for no limit",
+        ));
     }
     let quota = Quota {
         cpu: limits.cpu,
-        memory: bytes_of("memory", &limits.memory)?,
+        memory,
         workloads: limits.workloads,
         replicas: limits.replicas,
         gpus: limits.gpus,

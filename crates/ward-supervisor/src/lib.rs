@@ -583,7 +583,13 @@ impl Supervisor {
         })?;
         self.inner
             .driver
-            .set_project_limits(project, quota.memory, quota.cpu)?;
+            .set_project_limits(project, quota.memory, quota.cpu)
+            .map_err(|error| SupervisorError::Invalid {
+                field: "quota".to_string(),
+                message: format!(
+                    "the kernel refused the project's caps ({error}); a memory cap below what its instances use now cannot be set"
+                ),
+            })?;
         let to_i64 =
             |value: Option<u64>| value.map(|value| i64::try_from(value).unwrap_or(i64::MAX));
         self.inner.store.put_quota(&ward_store::QuotaRecord {
