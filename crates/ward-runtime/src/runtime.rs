@@ -731,6 +731,19 @@ impl Driver for Runtime {
     async fn wait(&self, handle: &InstanceHandle) -> Result<ExitStatus, RuntimeError> {
         let paths = self.paths(&handle.key)?;
         self.await_monitor_exit(&paths, handle.monitor_pid).await?;
+        // The instance was removed, and perhaps its name given to a new one with the same
+        // directory and runtime id: then that directory is no longer this instance's to read
+        // or clean up after.
+        let succeeded =
+            Self::live_state(&paths)?.is_some_and(|state| state.monitor_pid != handle.monitor_pid);
+        if !paths.dir.exists() || succeeded {
+            return Ok(ExitStatus {
+                exit_code: None,
+                signal: Some(libc::SIGKILL),
+                oom_killed: false,
+                finished_at: SystemTime::now(),
+            });
+        }
         self.recorded_exit(&handle.key, &paths)
     }
 
