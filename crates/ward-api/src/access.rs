@@ -1,7 +1,6 @@
 //! API keys, the audit log and projects: `/api/v1/keys`, `/api/v1/audit`, `/api/v1/projects`.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
@@ -12,6 +11,7 @@ use ward_client::wire::{
 };
 use ward_supervisor::{AccessError, Capability, KeyView, NewKey, Principal, Role};
 
+use crate::convert::{capability_names, rfc3339_ms};
 use crate::error::{ApiError, JsonBody};
 use crate::ApiState;
 
@@ -29,11 +29,6 @@ impl From<AccessError> for ApiError {
     }
 }
 
-fn rfc3339_ms(milliseconds: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_millis(milliseconds.max(0) as u64);
-    humantime::format_rfc3339_millis(time).to_string()
-}
-
 fn key_document(view: &KeyView) -> KeyDocument {
     let record = &view.record;
     KeyDocument {
@@ -41,11 +36,7 @@ fn key_document(view: &KeyView) -> KeyDocument {
         name: record.name.clone(),
         project: record.project.clone(),
         role: view.role.as_str().to_string(),
-        capabilities: view
-            .capabilities
-            .iter()
-            .map(|capability| capability.as_str().to_string())
-            .collect(),
+        capabilities: capability_names(&view.capabilities),
         created_by: record.created_by.clone(),
         created_at: rfc3339_ms(record.created_at_ms),
         expires_at: record.expires_at_ms.map(rfc3339_ms),

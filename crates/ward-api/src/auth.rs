@@ -144,7 +144,7 @@ pub async fn authorize(
         Ok(principal) => principal,
         Err(error) => return error.into_response(),
     };
-    if principal.actor != Principal::bootstrap_admin().actor {
+    if principal.actor != Principal::BOOTSTRAP_ACTOR {
         if let Err(wait) = state
             .rate_limiter
             .check(&principal.actor, std::time::Instant::now())
@@ -183,23 +183,45 @@ pub async fn authorize(
         return response;
     }
     let (response, outcome) = outcome_of(response).await;
+    record_audit(
+        &state,
+        principal.actor.clone(),
+        project,
+        format!("{method} {route}"),
+        target,
+        response.status().as_u16(),
+        outcome,
+    );
+    response
+}
+
+/// Appends one entry, stamped now, to the audit log; a failure to write it is logged (the
+/// call itself has happened by then).
+pub(crate) fn record_audit(
+    state: &ApiState,
+    actor: String,
+    project: Option<String>,
+    action: String,
+    target: String,
+    status: u16,
+    outcome: String,
+) {
     let entry = NewAuditEntry {
         time_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| elapsed.as_millis() as i64)
             .unwrap_or(0),
-        actor: principal.actor.clone(),
+        actor,
         on_behalf_of: None,
         project,
-        action: format!("{method} {route}"),
+        action,
         target,
-        status: response.status().as_u16(),
+        status,
         outcome,
     };
     if let Err(error) = state.access.record(&entry) {
         tracing::error!(%error, action = %entry.action, "cannot write the audit log");
     }
-    response
 }
 
 /// The principal of the request's bearer key, or 401.

@@ -1,15 +1,29 @@
 //! Domain views → wire documents, by hand, so the wire format is decided here alone.
 
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use ward_client::wire::{
     EventEntry, InstanceStatus, LogEntry, PublishedPort, WorkloadDocument, WorkloadStatus,
 };
 use ward_runtime::LogLine;
-use ward_supervisor::{DesiredState, Event, InstanceView, Phase, WorkloadView};
+use ward_supervisor::{Capability, DesiredState, Event, InstanceView, Phase, WorkloadView};
 
 pub fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// [`rfc3339`] of the store's milliseconds since the epoch.
+pub fn rfc3339_ms(milliseconds: i64) -> String {
+    rfc3339(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(milliseconds.max(0) as u64))
+}
+
+/// The names of a set of capabilities, as the wire carries them.
+pub fn capability_names(capabilities: &BTreeSet<Capability>) -> Vec<String> {
+    capabilities
+        .iter()
+        .map(|capability| capability.as_str().to_string())
+        .collect()
 }
 
 pub fn workload_document(view: &WorkloadView) -> WorkloadDocument {

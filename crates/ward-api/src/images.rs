@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -20,6 +19,7 @@ use ward_client::wire::{
 };
 use ward_supervisor::{ImageError, ImageView, PullProgress};
 
+use crate::convert::rfc3339_ms;
 use crate::error::{ApiError, JsonBody};
 use crate::workloads::{project_of, ProjectQuery};
 use crate::ApiState;
@@ -44,7 +44,6 @@ impl From<ImageError> for ApiError {
 
 pub(crate) fn image_document(view: &ImageView) -> ImageDocument {
     let record = &view.record;
-    let created = UNIX_EPOCH + Duration::from_millis(record.created_at_ms.max(0) as u64);
     ImageDocument {
         reference: record.reference.clone(),
         digest: record.manifest_digest.clone(),
@@ -52,7 +51,7 @@ pub(crate) fn image_document(view: &ImageView) -> ImageDocument {
         size: record.size.max(0) as u64,
         platform: record.platform.clone(),
         source: record.source.clone(),
-        created_at: humantime::format_rfc3339_millis(created).to_string(),
+        created_at: rfc3339_ms(record.created_at_ms),
         layers: view
             .manifest
             .layers

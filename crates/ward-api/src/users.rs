@@ -1,7 +1,6 @@
 //! Users, their grants, and sessions: `/api/v1/users`, `/api/v1/sessions`.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -9,11 +8,11 @@ use serde::Deserialize;
 use ward_client::wire::{
     GrantDocument, SessionDocument, SessionRequest, UserDocument, UserList, UserRequest,
 };
-use ward_store::NewAuditEntry;
 use ward_supervisor::users::DEFAULT_SESSION;
 use ward_supervisor::{Capability, Grant, Role, UserView};
 
-use crate::convert::rfc3339;
+use crate::auth::record_audit;
+use crate::convert::{capability_names, rfc3339};
 use crate::error::{ApiError, JsonBody};
 use crate::ApiState;
 
@@ -27,11 +26,7 @@ fn document(view: &UserView) -> UserDocument {
             .map(|grant| GrantDocument {
                 project: grant.project.clone(),
                 role: grant.role.as_str().to_string(),
-                capabilities: grant
-                    .capabilities
-                    .iter()
-                    .map(|capability| capability.as_str().to_string())
-                    .collect(),
+                capabilities: capability_names(&grant.capabilities),
             })
             .collect(),
     }
@@ -69,25 +64,18 @@ pub async fn login(
     })
     .await
     .map_err(|error| ApiError::internal(&error))?;
-    let entry = NewAuditEntry {
-        time_ms: SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_millis() as i64)
-            .unwrap_or(0),
-        actor: format!("user:{}", request.username),
-        on_behalf_of: None,
-        project: request.project.clone(),
-        action: "POST /api/v1/sessions".to_string(),
-        target: "/api/v1/sessions".to_string(),
-        status: if result.is_ok() { 200 } else { 403 },
-        outcome: match &result {
+    record_audit(
+        &state,
+        format!("user:{}", request.username),
+        request.project.clone(),
+        "POST /api/v1/sessions".to_string(),
+        "/api/v1/sessions".to_string(),
+        if result.is_ok() { 200 } else { 403 },
+        match &result {
             Ok(_) => "ok".to_string(),
             Err(error) => error.to_string(),
         },
-    };
-    if let Err(error) = state.access.record(&entry) {
-        tracing::error!(%error, "cannot write the audit log");
-    }
+    );
     let session = result?;
     Ok(Json(SessionDocument {
         token: session.token,
@@ -95,12 +83,7 @@ pub async fn login(
         username: request.username,
         project: session.principal.project.clone(),
         role: session.principal.role.as_str().to_string(),
-        capabilities: session
-            .principal
-            .capabilities
-            .iter()
-            .map(|capability| capability.as_str().to_string())
-            .collect(),
+        capabilities: capability_names(&session.principal.capabilities),
     }))
 }
 

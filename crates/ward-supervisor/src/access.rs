@@ -73,6 +73,23 @@ impl Capability {
         }
     }
 
+    /// The stored form of a set: names joined with commas.
+    pub fn join(capabilities: &BTreeSet<Capability>) -> String {
+        capabilities
+            .iter()
+            .map(|capability| capability.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The set [`Capability::join`] stored.
+    pub fn parse_list(text: &str) -> Result<BTreeSet<Capability>, AccessError> {
+        text.split(',')
+            .filter(|part| !part.is_empty())
+            .map(Capability::parse)
+            .collect()
+    }
+
     pub fn parse(text: &str) -> Result<Capability, AccessError> {
         Capability::ALL
             .into_iter()
@@ -118,10 +135,13 @@ impl fmt::Debug for Principal {
 }
 
 impl Principal {
+    /// The actor name of the bootstrap key.
+    pub const BOOTSTRAP_ACTOR: &'static str = "admin-token";
+
     /// The bootstrap key of `DATA_DIR/admin.token`: admin of every project.
     pub fn bootstrap_admin() -> Principal {
         Principal {
-            actor: "admin-token".to_string(),
+            actor: Self::BOOTSTRAP_ACTOR.to_string(),
             project: None,
             role: Role::Admin,
             capabilities: Capability::ALL.into_iter().collect(),
@@ -275,12 +295,7 @@ impl AccessService {
             name: request.name.trim().to_string(),
             project,
             role: request.role.as_str().to_string(),
-            capabilities: request
-                .capabilities
-                .iter()
-                .map(|capability| capability.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
+            capabilities: Capability::join(&request.capabilities),
             secret_hash: sha256_hex(secret.as_bytes()),
             created_by: creator.actor.clone(),
             created_at_ms: now,
@@ -361,12 +376,7 @@ impl AccessService {
 
     fn view(&self, record: ApiKeyRecord) -> Result<KeyView, AccessError> {
         let role = Role::parse(&record.role)?;
-        let capabilities = record
-            .capabilities
-            .split(',')
-            .filter(|text| !text.is_empty())
-            .map(Capability::parse)
-            .collect::<Result<_, _>>()?;
+        let capabilities = Capability::parse_list(&record.capabilities)?;
         Ok(KeyView {
             record,
             role,

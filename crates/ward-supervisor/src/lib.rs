@@ -610,7 +610,12 @@ impl Supervisor {
         let state = self.inner.lock();
         Ok((
             self.stored_quota(project)?,
-            self.usage_of(&state, project, &[]),
+            self.usage_of(
+                &state,
+                project,
+                &[],
+                self.inner.driver.project_volume_bytes(project),
+            ),
         ))
     }
 
@@ -627,8 +632,15 @@ impl Supervisor {
     }
 
     /// What `project` asks for and uses with `replacing` in place of its workloads of the
-    /// same names (none: as it is).
-    fn usage_of(&self, state: &State, project: &str, replacing: &[WorkloadSpec]) -> QuotaUsage {
+    /// same names (none: as it is). `volume_bytes` is measured once by the caller: it walks
+    /// the project's volumes.
+    fn usage_of(
+        &self,
+        state: &State,
+        project: &str,
+        replacing: &[WorkloadSpec],
+        volume_bytes: u64,
+    ) -> QuotaUsage {
         let kept = state.workloads.iter().filter(|(key, entry)| {
             key.0 == project
                 && entry.desired != DesiredState::Deleted
@@ -644,7 +656,7 @@ impl Supervisor {
             .filter_map(|instance| instance.usage.as_ref())
             .map(|usage| usage.memory_bytes)
             .sum();
-        usage.volume_bytes = self.inner.driver.project_volume_bytes(project);
+        usage.volume_bytes = volume_bytes;
         usage
     }
 
@@ -658,8 +670,9 @@ impl Supervisor {
         let Some(quota) = self.stored_quota(project)? else {
             return Ok(());
         };
-        let before = self.usage_of(state, project, &[]);
-        let after = self.usage_of(state, project, specs);
+        let volume_bytes = self.inner.driver.project_volume_bytes(project);
+        let before = self.usage_of(state, project, &[], volume_bytes);
+        let after = self.usage_of(state, project, specs, volume_bytes);
         quota::check(project, &quota, &before, &after).map_err(|exceeded| {
             SupervisorError::QuotaExceeded {
                 quota: exceeded.quota,

@@ -79,18 +79,11 @@ impl std::fmt::Debug for UserService {
     }
 }
 
-fn parse_capabilities(text: &str) -> Result<BTreeSet<Capability>, AccessError> {
-    text.split(',')
-        .filter(|part| !part.is_empty())
-        .map(Capability::parse)
-        .collect()
-}
-
 fn grant_of(record: &GrantRecord) -> Result<Grant, AccessError> {
     Ok(Grant {
         project: (record.project != EVERY_PROJECT).then(|| record.project.clone()),
         role: Role::parse(&record.role)?,
-        capabilities: parse_capabilities(&record.capabilities)?,
+        capabilities: Capability::parse_list(&record.capabilities)?,
     })
 }
 
@@ -163,12 +156,7 @@ impl UserService {
                 .clone()
                 .unwrap_or_else(|| EVERY_PROJECT.to_string()),
             role: grant.role.as_str().to_string(),
-            capabilities: grant
-                .capabilities
-                .iter()
-                .map(|capability| capability.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
+            capabilities: Capability::join(&grant.capabilities),
         })?;
         self.view(record)
     }
