@@ -223,9 +223,86 @@ fn read_number(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// Starts, ahead of need, the wait that the kernel puts a move between cgroup v1 groups through.
+///
+/// Moving a process into a cgroup (a write to `cgroup.procs`, as the OCI runtime does for every
+/// new container and exec) takes a lock that first waits for an RCU grace period, unless
+/// another move took it within the last grace period; on a quiet host that wait is most of
+/// the runtime's start (5–20 ms here). A nudge makes this thread move the daemon into the
+/// cgroup it is already in: a move that changes nothing, but starts the grace period at once.
+/// The daemon nudges as a start or exec begins, so the wait runs while it writes the bundle and
+/// the runtime starts up, and the runtime's own move finds the lock ready. Pure cgroup v2
+/// hosts need none of this: runtimes there create the container directly in its cgroup.
+#[derive(Debug)]
+pub(crate) struct AttachWarmer {
+    nudges: std::sync::mpsc::SyncSender<()>,
+}
+
+impl AttachWarmer {
+    /// The warmer of a v1 host, moving the daemon within the `pids` hierarchy (or any other
+    /// v1 one); `None` on a unified host or where this process's cgroup cannot be written.
+    pub fn start(mode: CgroupMode, v1_mounts: &BTreeMap<String, PathBuf>) -> Option<AttachWarmer> {
+        if mode == CgroupMode::Unified {
+            return None;
+        }
+        let own_cgroups = fs::read_to_string("/proc/self/cgroup").ok()?;
+        let preferred = ["pids", "memory", "cpu"].map(str::to_string);
+        let (mount, own) = preferred
+            .into_iter()
+            .chain(v1_mounts.keys().cloned())
+            .find_map(|controller| {
+                let mount = v1_mounts.get(&controller)?;
+                Some((mount.clone(), own_cgroup(&own_cgroups, &controller)?))
+            })?;
+        let procs = mount.join(own.trim_start_matches('/')).join("cgroup.procs");
+        let mut file = fs::OpenOptions::new().write(true).open(&procs).ok()?;
+        let (nudges, received) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("ward-cgroup-warm".into())
+            .spawn(move || {
+                while received.recv().is_ok() {
+                    // "0" is the writer's own process. Failing changes nothing but the wait.
+                    if let Err(error) = std::io::Write::write_all(&mut file, b"0") {
+                        tracing::debug!(%error, path = %procs.display(), "cgroup warm-up failed");
+                    }
+                }
+            })
+            .ok()?;
+        Some(AttachWarmer { nudges })
+    }
+
+    /// Starts a grace period now, unless one is already under way.
+    pub fn nudge(&self) {
+        let _ = self.nudges.try_send(());
+    }
+}
+
+/// This process's cgroup in the v1 hierarchy of `controller`, from `/proc/self/cgroup`
+/// (`ID:controller[,controller…]:PATH` lines).
+fn own_cgroup(proc_cgroup: &str, controller: &str) -> Option<String> {
+    proc_cgroup.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let _id = fields.next()?;
+        let controllers = fields.next()?;
+        let path = fields.next()?;
+        controllers
+            .split(',')
+            .any(|name| name == controller)
+            .then(|| path.to_string())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_cgroup_is_read_per_controller() {
+        let text = "12:pids:/user.slice\n4:cpu,cpuacct:/a/b\n1:name=systemd:/init.scope\n0::/x\n";
+        assert_eq!(own_cgroup(text, "pids").as_deref(), Some("/user.slice"));
+        assert_eq!(own_cgroup(text, "cpuacct").as_deref(), Some("/a/b"));
+        assert_eq!(own_cgroup(text, "memory"), None);
+    }
 
     #[test]
     fn oom_kills_are_read_from_the_counters() {

@@ -125,6 +125,10 @@ pub struct ExecProcess {
 /// Runs instances of one or more workload kinds.
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
+    /// A hint that instances are about to start (a create, apply, start or restart was
+    /// accepted): the driver may begin set-up that does not depend on which instance it is.
+    fn start_coming(&self) {}
+
     /// Starts an instance and returns once its first process runs.
     async fn start(
         &self,

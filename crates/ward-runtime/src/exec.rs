@@ -22,7 +22,7 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixListener;
 
-use crate::oci::OciRuntimeKind;
+use crate::oci::{OciProgram, OciRuntimeKind};
 use crate::{ExecProcess, RuntimeError};
 
 /// How long the runtime may take to hand over the terminal.
@@ -35,7 +35,7 @@ static CONSOLE_SOCKETS: AtomicU64 = AtomicU64::new(0);
 /// What `RUNTIME exec` needs to run a command in one instance.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ExecTarget<'a> {
-    pub runtime: &'a Path,
+    pub runtime: &'a OciProgram,
     pub root: &'a Path,
     /// The instance's `config.json`, whose `process` the command inherits.
     pub bundle_config: &'a Path,
@@ -94,8 +94,9 @@ impl ExecTarget<'_> {
         let description: OwnedFd = file.into();
         let raw = description.as_raw_fd();
 
-        let mut runtime = tokio::process::Command::new(self.runtime);
+        let mut runtime = tokio::process::Command::new(self.runtime.executable());
         runtime
+            .arg0(&self.runtime.path)
             .arg("--root")
             .arg(self.root)
             .arg("exec")
@@ -140,7 +141,7 @@ pub(crate) async fn spawn(
             .stderr(Stdio::piped());
         let child = process
             .spawn()
-            .map_err(|source| RuntimeError::io("run", target.runtime, source))?;
+            .map_err(|source| RuntimeError::io("run", &target.runtime.path, source))?;
         return Ok(ExecProcess {
             child,
             pty_master: None,
@@ -159,7 +160,7 @@ pub(crate) async fn spawn(
         .stderr(Stdio::piped());
     let mut child = process
         .spawn()
-        .map_err(|source| RuntimeError::io("run", target.runtime, source))?;
+        .map_err(|source| RuntimeError::io("run", &target.runtime.path, source))?;
     drop(process);
     let failed = |message: String| target.failed(message);
     let accepted = tokio::select! {
@@ -227,7 +228,7 @@ fn spawn_relayed_terminal(
     }
     let child = process
         .spawn()
-        .map_err(|source| RuntimeError::io("run", target.runtime, source))?;
+        .map_err(|source| RuntimeError::io("run", &target.runtime.path, source))?;
     drop(process);
     drop(pair.slave);
     Ok(ExecProcess {

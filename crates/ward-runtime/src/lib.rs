@@ -13,6 +13,7 @@ mod exec;
 mod host;
 mod image;
 mod instance;
+mod launcher;
 pub mod logs;
 pub mod monitor;
 pub mod network;

@@ -10,12 +10,16 @@
 //! The daemon starts it in its own session with stdin from /dev/null, stdout and stderr into
 //! `DIR/monitor.log`, and the write end of a pipe as fd 3, on which the monitor reports one
 //! JSON line, `{"pid":N}` or `{"error":"…"}`, once the instance runs or has failed to start.
+//! Fd 4, when open, is the daemon's sealed copy of the OCI runtime (see `oci::OciProgram`).
+//! A spare, `ward monitor --spare PADDING`, is started before its instance is known and reads
+//! the instance directory from fd 5 (see `launcher.rs`).
 
 use std::fs::File;
-use std::io::{self, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,11 +39,16 @@ use crate::instance::{
     OverlayMount, StateRecord, SyncMessage,
 };
 use crate::logs::{LineSplitter, LogWriter};
+use crate::oci::OciProgram;
 use crate::pidfd::process_start_ticks;
 use crate::{cgroup, network, oci, LogStream, RuntimeError};
 
 /// The descriptor on which the daemon waits for the start report.
-const SYNC_FD: i32 = 3;
+pub(crate) const SYNC_FD: i32 = 3;
+/// The descriptor on which a spare monitor reads the directory of its instance.
+pub(crate) const ORDERS_FD: i32 = 5;
+/// The first argument of a spare monitor.
+pub(crate) const SPARE_FLAG: &str = "--spare";
 /// How long output is still collected after the instance's first process has exited, for
 /// descendants that keep the pipes open.
 pub const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
@@ -67,6 +76,100 @@ pub fn main(instance_dir: &Path) -> i32 {
     let exit = running.supervise();
     running.finish(&paths, exit);
     0
+}
+
+/// Runs the monitor if the arguments after the program name are `monitor DIR` or
+/// `monitor --spare PADDING` (what the daemon starts), and returns its exit code; `None` for
+/// any other command line.
+pub fn run_from_command_line(
+    mut arguments: impl Iterator<Item = std::ffi::OsString>,
+) -> Option<i32> {
+    match (
+        arguments.next(),
+        arguments.next(),
+        arguments.next(),
+        arguments.next(),
+    ) {
+        (Some(word), Some(directory), None, None) if word == "monitor" => {
+            Some(main(Path::new(&directory)))
+        }
+        (Some(word), Some(flag), Some(_padding), None)
+            if word == "monitor" && flag == SPARE_FLAG =>
+        {
+            Some(spare_main())
+        }
+        _ => None,
+    }
+}
+
+/// Runs a spare monitor: waits for the daemon to name an instance directory, then monitors that
+/// instance as [`main`] does. Returns 0 without doing anything when the daemon goes away first.
+fn spare_main() -> i32 {
+    let Some(instance_dir) = await_orders() else {
+        return 0;
+    };
+    let log = InstancePaths::new(instance_dir.clone()).monitor_log();
+    if let Ok(log) = std::fs::OpenOptions::new().append(true).open(&log) {
+        for target in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+            // SAFETY: dup2 onto the standard descriptors, which this process owns.
+            unsafe { libc::dup2(log.as_raw_fd(), target) };
+        }
+    }
+    show_in_command_line(&instance_dir);
+    main(&instance_dir)
+}
+
+/// The instance directory the daemon writes to fd 5 (one line, then end-of-file); `None` when
+/// the pipe closes without one.
+fn await_orders() -> Option<PathBuf> {
+    // SAFETY: F_GETFD only checks whether the descriptor is open.
+    if unsafe { libc::fcntl(ORDERS_FD, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: fd 5 is open and was placed there for this process alone; the File owns it.
+    let mut orders = File::from(unsafe { OwnedFd::from_raw_fd(ORDERS_FD) });
+    let mut order = Vec::new();
+    orders.read_to_end(&mut order).ok()?;
+    let line = order.strip_suffix(b"\n")?;
+    (!line.is_empty()).then(|| PathBuf::from(std::ffi::OsStr::from_bytes(line)))
+}
+
+/// Rewrites the command line (`ps`, `/proc/PID/cmdline`) to `WARD monitor DIR`, what a monitor
+/// started for its instance shows, in the room the spare's padding argument reserved.
+fn show_in_command_line(instance_dir: &Path) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // The fields after the command name (in parentheses, which may hold spaces) start at
+    // field 3; `arg_start` and `arg_end` are fields 48 and 49 (proc(5)).
+    let Some((_, fields)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let fields: Vec<&str> = fields.split_whitespace().collect();
+    let number = |field: usize| fields.get(field - 3)?.parse::<usize>().ok();
+    let (Some(start), Some(end)) = (number(48), number(49)) else {
+        return;
+    };
+    let mut title = b"monitor\0".to_vec();
+    title.extend_from_slice(instance_dir.as_os_str().as_bytes());
+    title.push(0);
+    // SAFETY: [start, end) is this process's argument area, placed by the kernel at exec on
+    // the process's own writable stack. Only bytes inside it are read and written, through
+    // raw pointers; the arguments were parsed before this, and nothing holds a reference.
+    unsafe {
+        let area = start as *mut u8;
+        let mut first_end = 0;
+        while first_end < end - start && *area.add(first_end) != 0 {
+            first_end += 1;
+        }
+        let room = (end - start).saturating_sub(first_end + 1);
+        if title.len() > room {
+            return;
+        }
+        let rest = area.add(first_end + 1);
+        std::ptr::copy_nonoverlapping(title.as_ptr(), rest, title.len());
+        std::ptr::write_bytes(rest.add(title.len()), 0, room - title.len());
+    }
 }
 
 /// Drops this process's mappings of clean, read-only file pages (program text and constants of
@@ -148,6 +251,7 @@ impl SyncPipe {
 /// A started instance and what the monitor watches it with.
 struct Running {
     config: MonitorConfig,
+    runtime: OciProgram,
     pid: u32,
     signals: SignalFd,
     streams: [Stream; 2],
@@ -175,6 +279,7 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
         )
     })?;
     let id = config.container_id.clone();
+    let runtime = OciProgram::inherited(config.oci_runtime.clone(), oci::SEALED_RUNTIME_FD);
     let os_error =
         |action: &'static str, error: Errno| RuntimeError::io(action, &paths.dir, error.into());
 
@@ -231,6 +336,7 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
     let started = if config.bridge() {
         run_oci(
             &config,
+            &runtime,
             paths,
             OciAction::Create,
             Some((stdout_write, stderr_write)),
@@ -250,12 +356,13 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
                     .and_then(|mut file| io::Write::write_all(&mut file, line.as_bytes()))
                     .map_err(|source| RuntimeError::io("write", hosts, source))?;
             }
-            run_oci(&config, paths, OciAction::Start, None)?;
+            run_oci(&config, &runtime, paths, OciAction::Start, None)?;
             Ok((pid, Some(address)))
         })
     } else {
         run_oci(
             &config,
+            &runtime,
             paths,
             OciAction::RunDetached,
             Some((stdout_write, stderr_write)),
@@ -266,7 +373,7 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
     let (pid, address) = match started {
         Ok(started) => started,
         Err(error) => {
-            clean_up(&config);
+            clean_up(&config, &runtime);
             return Err(error);
         }
     };
@@ -280,11 +387,12 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
         address,
     };
     if let Err(error) = write_json(&paths.state(), &state) {
-        clean_up(&config);
+        clean_up(&config, &runtime);
         return Err(error);
     }
     Ok(Running {
         config,
+        runtime,
         pid,
         signals,
         streams: [
@@ -367,11 +475,12 @@ impl OciAction {
 /// workload's stdout and stderr, handed to the runtime (and so to the workload).
 fn run_oci(
     config: &MonitorConfig,
+    runtime: &OciProgram,
     paths: &InstancePaths,
     action: OciAction,
     stdio: Option<(OwnedFd, OwnedFd)>,
 ) -> Result<(), RuntimeError> {
-    let mut command = oci::command(&config.oci_runtime, &config.oci_root);
+    let mut command = oci::command(runtime, &config.oci_root);
     command
         .arg("--log")
         .arg(paths.oci_log())
@@ -434,10 +543,8 @@ fn read_pid(paths: &InstancePaths) -> Result<u32, RuntimeError> {
 }
 
 /// Removes what a failed or finished instance leaves in the OCI runtime and on the bridge.
-fn clean_up(config: &MonitorConfig) {
-    if let Err(error) =
-        oci::delete_force(&config.oci_runtime, &config.oci_root, &config.container_id)
-    {
+fn clean_up(config: &MonitorConfig, runtime: &OciProgram) {
+    if let Err(error) = oci::delete_force(runtime, &config.oci_root, &config.container_id) {
         eprintln!("ward monitor: {error}");
     }
     if config.bridge() {
@@ -585,7 +692,7 @@ impl Running {
         if let Err(error) = write_json(&paths.exit(), &record) {
             eprintln!("ward monitor: {error}");
         }
-        clean_up(&self.config);
+        clean_up(&self.config, &self.runtime);
         if let Err(error) = remove_file_if_exists(&paths.state()) {
             eprintln!("ward monitor: {error}");
         }

@@ -3,9 +3,14 @@
 //! with those of other users of the same runtime.
 
 use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,9 +35,135 @@ impl OciRuntimeKind {
 /// Where a runtime is looked for when `PATH` lacks it (runc lives in `/usr/sbin` on Debian).
 const FALLBACK_SEARCH_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The descriptor at which a monitor inherits the daemon's sealed copy of the runtime.
+pub(crate) const SEALED_RUNTIME_FD: RawFd = 4;
+/// The seals that crun and runc look for on `/proc/self/exe` (runc's `RUNC_MEMFD_SEALS`).
+const RUNTIME_SEALS: libc::c_int =
+    libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+/// `MFD_EXEC` (Linux 6.3): an executable memfd where `vm.memfd_noexec` makes them no-exec by
+/// default.
+const MFD_EXEC: libc::c_uint = 0x10;
+
+/// How the runtime binary is executed: from its path, or from a sealed copy in memory.
+///
+/// Before every start, crun and runc copy their own binary and execute the copy, so that a
+/// container cannot overwrite the host's binary through `/proc/self/exe` (CVE-2019-5736) —
+/// unless they already run from a memfd with all write seals set, which cannot be written by
+/// anyone. Ward makes that copy once per daemon and hands it to every monitor, which saves
+/// each start a copy, a second exec and a second round of dynamic linking.
+#[derive(Clone, Debug)]
+pub(crate) struct OciProgram {
+    /// The binary on disk: `argv[0]`, and what messages name.
+    pub path: PathBuf,
+    sealed: Option<Arc<OwnedFd>>,
+}
+
+impl OciProgram {
+    /// Runs the binary at `path` as it is.
+    pub fn plain(path: PathBuf) -> OciProgram {
+        OciProgram { path, sealed: None }
+    }
+
+    /// Copies the ELF binary at `path` into a sealed memfd (opened close-on-exec, at a
+    /// descriptor above the ones a monitor is given).
+    pub fn sealed(path: PathBuf) -> io::Result<OciProgram> {
+        let mut binary = File::open(&path)?;
+        let mut magic = [0u8; 4];
+        binary.read_exact(&mut magic)?;
+        if magic != *b"\x7fELF" {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not an ELF binary (a script cannot run from a sealed copy)",
+            ));
+        }
+        let name = c"ward-oci-runtime";
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new
+        // descriptor or -1.
+        let mut raw = unsafe { libc::memfd_create(name.as_ptr(), flags | MFD_EXEC) };
+        if raw < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            // SAFETY: as above, on a kernel without MFD_EXEC.
+            raw = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+        }
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: memfd_create just returned this descriptor; nothing else owns it.
+        let memfd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let memfd = above_monitor_descriptors(memfd)?;
+        let mut copy = File::from(memfd);
+        let mut binary = File::open(&path)?;
+        io::copy(&mut binary, &mut copy)?;
+        // SAFETY: F_ADD_SEALS on a descriptor this function owns.
+        if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, RUNTIME_SEALS) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OciProgram {
+            path,
+            sealed: Some(Arc::new(OwnedFd::from(copy))),
+        })
+    }
+
+    /// In a monitor: the sealed copy at `fd` if the daemon passed one there, else the binary
+    /// at `path`. The descriptor is made close-on-exec, so neither the runtime nor the
+    /// workload holds it.
+    pub fn inherited(path: PathBuf, fd: RawFd) -> OciProgram {
+        // SAFETY: F_GET_SEALS only reads the flags of whatever `fd` is, if anything.
+        let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+        if seals < 0 || seals & RUNTIME_SEALS != RUNTIME_SEALS {
+            return OciProgram::plain(path);
+        }
+        // SAFETY: `fd` is an open sealed memfd (checked above) that nothing else in this
+        // process owns: the daemon placed it there for the monitor.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: F_SETFD on the descriptor just taken over.
+        unsafe { libc::fcntl(owned.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        OciProgram {
+            path,
+            sealed: Some(Arc::new(owned)),
+        }
+    }
+
+    /// The sealed copy's descriptor in this process, if there is one.
+    pub fn sealed_fd(&self) -> Option<RawFd> {
+        self.sealed.as_ref().map(|fd| fd.as_raw_fd())
+    }
+
+    /// What to execute: the sealed copy through `/proc/self/fd` (resolved in the child before
+    /// its close-on-exec descriptors close), or the path.
+    pub fn executable(&self) -> PathBuf {
+        match self.sealed_fd() {
+            Some(fd) => PathBuf::from(format!("/proc/self/fd/{fd}")),
+            None => self.path.clone(),
+        }
+    }
+
+    /// The runtime with stdin from /dev/null and its usual `argv[0]`.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(self.executable());
+        command.arg0(&self.path).stdin(Stdio::null());
+        command
+    }
+}
+
+/// Moves `fd` to a descriptor number above those a monitor is given (0–4), so that placing
+/// them in a child never overwrites it.
+pub(crate) fn above_monitor_descriptors(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > SEALED_RUNTIME_FD {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor this function owns.
+    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, SEALED_RUNTIME_FD + 1) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fcntl just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct OciRuntime {
-    pub path: PathBuf,
+    pub program: OciProgram,
     pub kind: OciRuntimeKind,
     pub version: String,
 }
@@ -51,11 +182,32 @@ impl OciRuntime {
             path: path.clone(),
             reason,
         };
-        let output = Command::new(&path)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|error| unusable(error.to_string()))?;
+        let version_of = |program: &OciProgram| {
+            program
+                .command()
+                .arg("--version")
+                .output()
+                .ok()
+                .filter(|output| output.status.success())
+        };
+        let sealed = OciProgram::sealed(path.clone())
+            .inspect_err(|error| {
+                tracing::info!(runtime = %path.display(), %error, "the runtime runs from its path, not from a sealed copy");
+            })
+            .ok()
+            .and_then(|program| version_of(&program).map(|output| (program, output)));
+        let (program, output) = match sealed {
+            Some(sealed) => sealed,
+            None => {
+                let program = OciProgram::plain(path.clone());
+                let output = program
+                    .command()
+                    .arg("--version")
+                    .output()
+                    .map_err(|error| unusable(error.to_string()))?;
+                (program, output)
+            }
+        };
         let text = String::from_utf8_lossy(&output.stdout);
         let first_line = text.lines().next().unwrap_or_default();
         let mut words = first_line.split_whitespace();
@@ -74,7 +226,7 @@ impl OciRuntime {
             .unwrap_or_default()
             .to_string();
         Ok(OciRuntime {
-            path,
+            program,
             kind,
             version,
         })
@@ -93,15 +245,15 @@ impl OciRuntime {
 }
 
 /// `RUNTIME --root ROOT` with stdin from /dev/null.
-pub(crate) fn command(runtime: &Path, root: &Path) -> Command {
-    let mut command = Command::new(runtime);
-    command.arg("--root").arg(root).stdin(Stdio::null());
+pub(crate) fn command(runtime: &OciProgram, root: &Path) -> Command {
+    let mut command = runtime.command();
+    command.arg("--root").arg(root);
     command
 }
 
 /// `RUNTIME --root ROOT delete --force ID`, tolerating a container that does not exist.
 pub(crate) fn delete_force(
-    runtime: &Path,
+    runtime: &OciProgram,
     root: &Path,
     container_id: &str,
 ) -> Result<(), RuntimeError> {
@@ -112,7 +264,7 @@ pub(crate) fn delete_force(
         .args(["delete", "--force", container_id])
         .stdout(Stdio::null())
         .output()
-        .map_err(|source| RuntimeError::io("run", runtime, source))?;
+        .map_err(|source| RuntimeError::io("run", &runtime.path, source))?;
     if output.status.success() || !root.join(container_id).exists() {
         return Ok(());
     }
@@ -168,7 +320,7 @@ mod tests {
     #[test]
     fn recursive_readonly_goes_by_version() {
         let runtime = |kind, version: &str| OciRuntime {
-            path: PathBuf::from("/x"),
+            program: OciProgram::plain(PathBuf::from("/x")),
             kind,
             version: version.into(),
         };
@@ -176,6 +328,51 @@ mod tests {
         assert!(!runtime(OciRuntimeKind::Crun, "1.3").supports_recursive_readonly());
         assert!(runtime(OciRuntimeKind::Runc, "1.1.5+ds1").supports_recursive_readonly());
         assert!(!runtime(OciRuntimeKind::Runc, "1.0.3").supports_recursive_readonly());
+    }
+
+    #[test]
+    fn a_sealed_copy_runs_and_cannot_be_written() {
+        let Ok(program) = OciProgram::sealed(PathBuf::from("/bin/true")) else {
+            panic!("sealing /bin/true failed");
+        };
+        let fd = program.sealed_fd().expect("a sealed copy");
+        assert!(
+            fd > SEALED_RUNTIME_FD,
+            "fd {fd} would be overwritten in a monitor"
+        );
+        // SAFETY: F_GET_SEALS on a descriptor the program owns.
+        let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+        assert_eq!(seals & RUNTIME_SEALS, RUNTIME_SEALS);
+        // SAFETY: a write attempt on the sealed memfd, which must fail.
+        let written = unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) };
+        assert_eq!(written, -1);
+        let status = program.command().status().expect("run the copy");
+        assert!(status.success());
+        assert!(program.executable().starts_with("/proc/self/fd"));
+    }
+
+    #[test]
+    fn a_script_is_run_from_its_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = dir.path().join("runtime");
+        std::fs::write(&script, "#!/bin/sh\nexit 0\n").expect("write");
+        let error = OciProgram::sealed(script).expect_err("a script cannot be sealed");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_monitor_takes_only_a_sealed_descriptor() {
+        let file = File::open("/bin/true").expect("open");
+        let plain = OciProgram::inherited(PathBuf::from("/bin/true"), file.as_raw_fd());
+        assert_eq!(plain.sealed_fd(), None);
+        assert_eq!(plain.executable(), PathBuf::from("/bin/true"));
+        let sealed = OciProgram::sealed(PathBuf::from("/bin/true")).expect("seal");
+        let raw = sealed.sealed_fd().expect("sealed");
+        // SAFETY: dup of a descriptor the program owns; `inherited` takes over the copy.
+        let copy = unsafe { libc::dup(raw) };
+        let inherited = OciProgram::inherited(PathBuf::from("/bin/true"), copy);
+        assert_eq!(inherited.sealed_fd(), Some(copy));
+        assert!(inherited.command().status().expect("run").success());
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub(crate) async fn exec(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|error| format!("run {}: {error}", target.runtime.display()))?;
+        .map_err(|error| format!("run {}: {error}", target.runtime.path.display()))?;
     drop(runtime);
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Err(_) => Err(format!(

@@ -1,24 +1,21 @@
 //! [`Runtime`]: the [`Driver`] for process workloads, built on an OCI runtime and one monitor
 //! process per running instance.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
 use ward_spec::{HealthProbe, NetworkMode, PortMapping, WorkloadKind, WorkloadSpec};
 
 use crate::bundle::{self, BundleSettings, RootFilesystem, HOST_SECRET_PATHS};
-use crate::cgroup::{self, CgroupLocator};
+use crate::cgroup::{self, AttachWarmer, CgroupLocator};
 use crate::exec::ExecTarget;
 use crate::host::{CgroupMode, HostInfo};
 use crate::image::{self, ImageResolver, ImageRoot, Images, PreparedRoot};
@@ -27,6 +24,7 @@ use crate::instance::{
     read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths, MonitorConfig,
     PortRecord, StateRecord, SyncMessage,
 };
+use crate::launcher::{Launched, MonitorLauncher};
 use crate::oci::{self, OciRuntime, OciRuntimeKind};
 use crate::pidfd::{is_own_child, reap_if_child, running_process_start_ticks, PidFd};
 use crate::seccomp;
@@ -79,11 +77,13 @@ struct Inner {
     /// Tells this data dir's containers from those of other Ward daemons on the host: crun
     /// ids, cgroup paths, veths and netfilter rules are host-wide names.
     namespace: String,
-    ward_executable: PathBuf,
     oci: OciRuntime,
+    launcher: MonitorLauncher,
     oci_root: PathBuf,
     host: HostInfo,
     cgroups: CgroupLocator,
+    /// Starts the kernel's wait before a cgroup move early (v1 hosts).
+    attach_warmer: Option<AttachWarmer>,
     skeleton: PathBuf,
     recursive_readonly: bool,
     /// The precompiled seccomp filter, where the OCI runtime takes one.
@@ -139,22 +139,30 @@ impl Runtime {
             OciRuntimeKind::Runc => None,
         };
         let cgroups = CgroupLocator::new(host.cgroup_mode, host.cgroup_v1_mounts.clone());
+        let attach_warmer = AttachWarmer::start(host.cgroup_mode, &host.cgroup_v1_mounts);
         tracing::info!(
-            oci_runtime = %oci.path.display(),
+            oci_runtime = %oci.program.path.display(),
+            sealed = oci.program.sealed_fd().is_some(),
             version = %oci.version,
             cgroup_mode = host.cgroup_mode.as_str(),
             recursive_readonly,
             "runtime ready"
         );
+        let launcher = MonitorLauncher::new(
+            config.ward_executable.clone(),
+            oci.program.clone(),
+            &data_dir,
+        );
         Ok(Runtime {
             inner: Arc::new(Inner {
                 namespace: namespace_of(&data_dir),
                 data_dir,
-                ward_executable: config.ward_executable,
                 oci,
+                launcher,
                 oci_root,
                 host,
                 cgroups,
+                attach_warmer,
                 skeleton,
                 recursive_readonly,
                 seccomp_bpf,
@@ -232,7 +240,7 @@ impl Runtime {
     pub fn info(&self) -> RuntimeInfo {
         let inner = &self.inner;
         RuntimeInfo {
-            oci_runtime_path: inner.oci.path.clone(),
+            oci_runtime_path: inner.oci.program.path.clone(),
             oci_runtime: inner.oci.kind,
             oci_runtime_version: inner.oci.version.clone(),
             cgroup_mode: inner.host.cgroup_mode,
@@ -369,7 +377,7 @@ impl Runtime {
             .map_err(|source| RuntimeError::io("write", paths.config(), source))?;
         let monitor_config = MonitorConfig {
             container_id: container_id.clone(),
-            oci_runtime: inner.oci.path.clone(),
+            oci_runtime: inner.oci.program.path.clone(),
             oci_runtime_kind: inner.oci.kind,
             oci_root: inner.oci_root.clone(),
             data_dir: inner.data_dir.clone(),
@@ -393,68 +401,8 @@ impl Runtime {
         remove_file_if_exists(&paths.exit())?;
         remove_file_if_exists(&paths.state())?;
         // A container left in the OCI runtime's state by a monitor that died.
-        oci::delete_force(&inner.oci.path, &inner.oci_root, &container_id)?;
+        oci::delete_force(&inner.oci.program, &inner.oci_root, &container_id)?;
         Ok(ports)
-    }
-
-    /// Starts `WARD monitor DIR` in its own session, with the write end of `sync` as fd 3.
-    fn spawn_monitor(
-        &self,
-        paths: &InstancePaths,
-        id: &str,
-        sync_write: OwnedFd,
-    ) -> Result<u32, RuntimeError> {
-        let monitor_log = File::create(paths.monitor_log())
-            .map_err(|source| RuntimeError::io("create", paths.monitor_log(), source))?;
-        let monitor_stderr = monitor_log
-            .try_clone()
-            .map_err(|source| RuntimeError::io("open", paths.monitor_log(), source))?;
-        // A daemon started with stdio closed can get a pipe end below 3, which the child's stdio
-        // set-up would overwrite before it moves to fd 3.
-        let sync_write = if sync_write.as_raw_fd() < 3 {
-            let raw = nix::fcntl::fcntl(&sync_write, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
-                .map_err(|error| {
-                    RuntimeError::io("duplicate the sync pipe of", &paths.dir, error.into())
-                })?;
-            // SAFETY: fcntl just returned this new descriptor; nothing else owns it.
-            unsafe { OwnedFd::from_raw_fd(raw) }
-        } else {
-            sync_write
-        };
-        let sync_raw = sync_write.as_raw_fd();
-        let mut command = Command::new(&self.inner.ward_executable);
-        command
-            .arg("monitor")
-            .arg(&paths.dir)
-            .stdin(Stdio::null())
-            .stdout(monitor_log)
-            .stderr(monitor_stderr);
-        // SAFETY: setsid, dup2 and fcntl are async-signal-safe and touch only descriptors
-        // this closure was given.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setsid() < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if sync_raw == 3 {
-                    if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                } else if libc::dup2(sync_raw, 3) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
-            .map_err(|source| RuntimeError::MonitorSpawn {
-                id: id.to_string(),
-                executable: self.inner.ward_executable.clone(),
-                source,
-            })?;
-        drop(sync_write);
-        Ok(child.id())
     }
 
     /// Waits for the monitor's report on the sync pipe.
@@ -550,7 +498,7 @@ impl Runtime {
         paths: &InstancePaths,
     ) -> Result<(), RuntimeError> {
         let id = self.inner.container_id(key);
-        oci::delete_force(&self.inner.oci.path, &self.inner.oci_root, &id)?;
+        oci::delete_force(&self.inner.oci.program, &self.inner.oci_root, &id)?;
         if let Some(config) = read_json::<MonitorConfig>(&paths.monitor_config())? {
             if config.bridge() {
                 network::detach(Path::new(network::HOST_STATE_DIR), &id)?;
@@ -610,12 +558,20 @@ impl Runtime {
     }
 
     fn exec_target<'a>(&'a self, container_id: &'a str, bundle_config: &'a Path) -> ExecTarget<'a> {
+        self.warm_cgroup_attach();
         ExecTarget {
-            runtime: &self.inner.oci.path,
+            runtime: &self.inner.oci.program,
             root: &self.inner.oci_root,
             bundle_config,
             container_id,
             kind: self.inner.oci.kind,
+        }
+    }
+
+    /// The runtime is about to move a process into a cgroup: see [`AttachWarmer`].
+    fn warm_cgroup_attach(&self) {
+        if let Some(warmer) = &self.inner.attach_warmer {
+            warmer.nudge();
         }
     }
 
@@ -654,11 +610,16 @@ fn is_esrch(error: &io::Error) -> bool {
 
 #[async_trait]
 impl Driver for Runtime {
+    fn start_coming(&self) {
+        self.warm_cgroup_attach();
+    }
+
     async fn start(
         &self,
         key: &InstanceKey,
         spec: &WorkloadSpec,
     ) -> Result<InstanceHandle, RuntimeError> {
+        self.warm_cgroup_attach();
         let paths = self.paths(key)?;
         let id = self.inner.container_id(key);
         if let Some(state) = Self::live_state(&paths)? {
@@ -673,9 +634,10 @@ impl Driver for Runtime {
             _ => None,
         };
         let ports = self.prepare(key, spec, &paths, image.as_ref())?;
-        let (sync_read, sync_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-            .map_err(|error| RuntimeError::io("create pipe for", &paths.dir, error.into()))?;
-        let monitor_pid = self.spawn_monitor(&paths, &id, sync_write)?;
+        let Launched {
+            pid: monitor_pid,
+            sync_read,
+        } = self.inner.launcher.launch(&paths, &id)?;
 
         let report = self.await_report(sync_read, &id, &paths).await;
         let failure = match report {

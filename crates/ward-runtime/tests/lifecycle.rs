@@ -34,12 +34,7 @@ async fn exit_codes_and_signals_are_reported() {
         .expect("start");
     // `sleep` has no SIGTERM handler, and a namespace's init ignores signals it does not
     // handle: only the SIGKILL after the (zero) grace period ends it.
-    fixture
-        .runtime
-        .stop(&handle, Duration::ZERO)
-        .await
-        .expect("stop");
-    let status = fixture.runtime.wait(&handle).await.expect("wait");
+    let status = fixture.kill(&handle).await;
     assert_eq!((status.exit_code, status.signal), (None, Some(9)));
 }
 
@@ -383,12 +378,7 @@ async fn workload_survives_its_daemon_killed_with_sigkill() {
     })
     .await;
     // The monitor is no child of this process: waiting goes by its pidfd and recorded start time.
-    fixture
-        .runtime
-        .stop(&handle, Duration::ZERO)
-        .await
-        .expect("stop");
-    let status = fixture.runtime.wait(&handle).await.expect("wait");
+    let status = fixture.kill(&handle).await;
     assert_eq!(status.signal, Some(9), "{status:?}");
 }
 
@@ -790,4 +780,88 @@ async fn instance_keys_cannot_escape_the_data_directory() {
         .start(&key, &spec("x", &["true"]))
         .await
         .is_err());
+}
+
+/// The monitor of an instance is a spare started ahead of time: each start hands the next
+/// instance to a waiting spare. It shows its instance on the command line, as a monitor
+/// started for the instance would, and a spare nobody took exits with its runtime.
+#[tokio::test]
+async fn spare_monitors_take_instances_and_leave_with_their_runtime() {
+    let Some(fixture) = fixture("spare_monitors_take_instances_and_leave_with_their_runtime")
+    else {
+        return;
+    };
+    let spares_before = spare_monitors();
+    assert!(
+        !spares_before.is_empty(),
+        "the runtime started no spare monitor"
+    );
+    let key = fixture.key("spared");
+    let handle = fixture
+        .runtime
+        .start(&key, &spec("spared", &["sleep", "100"]))
+        .await
+        .expect("start");
+    assert!(
+        spares_before.contains(&handle.monitor_pid),
+        "monitor {} was not one of the spares {spares_before:?}",
+        handle.monitor_pid
+    );
+    let command_line = std::fs::read(format!("/proc/{}/cmdline", handle.monitor_pid))
+        .expect("read the monitor's command line");
+    let arguments: Vec<String> = command_line
+        .split(|byte| *byte == 0)
+        .filter(|argument| !argument.is_empty())
+        .map(|argument| String::from_utf8_lossy(argument).into_owned())
+        .collect();
+    let instance_dir = fixture
+        .data_dir()
+        .canonicalize()
+        .expect("data dir")
+        .join("instances")
+        .join(&fixture.project)
+        .join("spared")
+        .join("0");
+    assert_eq!(
+        arguments[1..],
+        ["monitor".to_string(), instance_dir.display().to_string()],
+        "{arguments:?}"
+    );
+    let next_spare = wait_for("a new spare monitor", LIMIT, || {
+        spare_monitors()
+            .into_iter()
+            .find(|pid| !spares_before.contains(pid))
+    })
+    .await;
+
+    fixture.kill(&handle).await;
+    drop(fixture);
+    wait_for("the spare to exit with its runtime", LIMIT, || {
+        (!spare_monitors().contains(&next_spare)).then_some(())
+    })
+    .await;
+}
+
+/// This process's spare monitors that are still waiting (zombies excluded).
+fn spare_monitors() -> Vec<u32> {
+    let own = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((_, fields)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let fields: Vec<&str> = fields.split_whitespace().collect();
+            let waiting = fields.first() != Some(&"Z") && fields.get(1) == Some(&own.as_str());
+            waiting
+                && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| {
+                    line.split(|byte| *byte == 0)
+                        .any(|argument| argument == b"--spare")
+                })
+        })
+        .collect()
 }

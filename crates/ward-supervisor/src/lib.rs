@@ -181,6 +181,9 @@ impl Supervisor {
         dry_run: bool,
         create_only: bool,
     ) -> Result<Vec<ApplyOutcome>, SupervisorError> {
+        if !dry_run {
+            self.inner.driver.start_coming();
+        }
         let mut state = self.inner.lock();
         if state.shutting_down {
             return Err(SupervisorError::ShuttingDown);
@@ -341,6 +344,7 @@ impl Supervisor {
         project: &str,
         name: &str,
     ) -> Result<WorkloadView, SupervisorError> {
+        self.inner.driver.start_coming();
         self.set_desired(project, name, DesiredState::Running)?;
         self.wait_until_settled(project, name, Duration::from_secs(60))
             .await
@@ -353,6 +357,7 @@ impl Supervisor {
         project: &str,
         name: &str,
     ) -> Result<WorkloadView, SupervisorError> {
+        self.inner.driver.start_coming();
         {
             let mut state = self.inner.lock();
             let entry = state

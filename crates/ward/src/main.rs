@@ -15,13 +15,10 @@ use cli::Command;
 fn main() {
     // The daemon starts `ward monitor DIR` for every instance: skip building the whole
     // command-line parser on that path, it is on the critical path of every start.
-    let mut arguments = std::env::args_os().skip(1);
-    if let (Some(word), Some(directory), None) =
-        (arguments.next(), arguments.next(), arguments.next())
+    if let Some(exit_code) =
+        ward_runtime::monitor::run_from_command_line(std::env::args_os().skip(1))
     {
-        if word == "monitor" {
-            std::process::exit(commands::monitor::run(std::path::Path::new(&directory)));
-        }
+        std::process::exit(exit_code);
     }
     let command_line = cli::parse_command_line();
     let exit_code = match command_line.command {

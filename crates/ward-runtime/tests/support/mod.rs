@@ -10,7 +10,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use ward_runtime::{Driver, ExitStatus, InstanceKey, LogLine, Runtime, RuntimeConfig};
+use ward_runtime::{
+    Driver, ExitStatus, InstanceHandle, InstanceKey, LogLine, Runtime, RuntimeConfig,
+};
 use ward_spec::{NetworkMode, Resources, RestartPolicy, WorkloadKind, WorkloadSpec};
 
 /// The monitor binary of this crate, started in place of `ward monitor`.
@@ -86,6 +88,15 @@ impl Fixture {
 
     pub fn data_dir(&self) -> &Path {
         self.data.path()
+    }
+
+    /// Stops the instance without a grace period and returns how it ended.
+    pub async fn kill(&self, handle: &InstanceHandle) -> ExitStatus {
+        self.runtime
+            .stop(handle, Duration::ZERO)
+            .await
+            .expect("stop");
+        self.runtime.wait(handle).await.expect("wait")
     }
 
     /// Starts `spec`, waits for it to exit and returns the exit and the logs.

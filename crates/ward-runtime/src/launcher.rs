@@ -1,0 +1,213 @@
+//! How the daemon starts monitors: by handing an instance to a spare monitor that was started
+//! ahead of time, or, when none is ready, by starting one for the instance.
+//!
+//! Starting the monitor (fork of the daemon, exec of `ward`, dynamic linking) is a fixed cost
+//! on the path of every start. A spare pays it before it is needed: `ward monitor --spare`
+//! starts with the sync pipe as fd 3 and the sealed runtime as fd 4, like any monitor, and
+//! blocks reading its orders on fd 5. The daemon writes the instance directory there and
+//! closes the pipe; the spare then becomes that instance's monitor, and a new spare is
+//! started in the background. When the daemon goes away, the spare reads end-of-file and
+//! exits, so spares never outlive it.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use nix::fcntl::OFlag;
+
+use crate::instance::InstancePaths;
+use crate::monitor::{ORDERS_FD, SPARE_FLAG, SYNC_FD};
+use crate::oci::{self, OciProgram};
+use crate::pidfd::reap_if_child;
+use crate::RuntimeError;
+
+/// Room reserved on a spare's command line for the instance directory it is given later
+/// (beyond the data directory's own length): `instances/PROJECT/NAME/REPLICA`, each name at
+/// most 63 bytes.
+const COMMAND_LINE_ROOM: usize = 256;
+
+/// Starts monitors; cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct MonitorLauncher {
+    inner: Arc<LauncherInner>,
+}
+
+#[derive(Debug)]
+struct LauncherInner {
+    ward_executable: PathBuf,
+    runtime: OciProgram,
+    /// Bytes of padding on a spare's command line (see [`COMMAND_LINE_ROOM`]).
+    spare_padding: usize,
+    spare: Mutex<Option<Spare>>,
+}
+
+/// A spare monitor waiting for its orders.
+#[derive(Debug)]
+struct Spare {
+    pid: u32,
+    orders: File,
+    sync_read: OwnedFd,
+}
+
+/// A monitor that was given an instance: its pid and the read end of its sync pipe.
+pub(crate) struct Launched {
+    pub pid: u32,
+    pub sync_read: OwnedFd,
+}
+
+impl MonitorLauncher {
+    /// A launcher of `ward_executable` monitors for instances under `data_dir`, with one spare
+    /// started at once (if that fails, starts just take longer).
+    pub fn new(ward_executable: PathBuf, runtime: OciProgram, data_dir: &Path) -> MonitorLauncher {
+        let launcher = MonitorLauncher {
+            inner: Arc::new(LauncherInner {
+                ward_executable,
+                runtime,
+                spare_padding: data_dir.as_os_str().len() + COMMAND_LINE_ROOM,
+                spare: Mutex::new(None),
+            }),
+        };
+        launcher.refill();
+        launcher
+    }
+
+    /// Starts the monitor of the instance at `paths`: a spare if one is ready (and a new spare
+    /// in the background), else a monitor of its own.
+    pub fn launch(&self, paths: &InstancePaths, id: &str) -> Result<Launched, RuntimeError> {
+        let monitor_log = File::create(paths.monitor_log())
+            .map_err(|source| RuntimeError::io("create", paths.monitor_log(), source))?;
+        let taken = self
+            .inner
+            .spare
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        if let Some(spare) = taken {
+            let launcher = self.clone();
+            std::thread::spawn(move || launcher.refill());
+            match spare.hand_over(paths) {
+                Ok(launched) => return Ok(launched),
+                Err(error) => {
+                    tracing::debug!(%error, "spare monitor gone; starting one for the instance");
+                }
+            }
+        }
+        let (sync_read, sync_write) =
+            pipe().map_err(|source| RuntimeError::io("create pipe for", &paths.dir, source))?;
+        let monitor_stderr = monitor_log
+            .try_clone()
+            .map_err(|source| RuntimeError::io("open", paths.monitor_log(), source))?;
+        let mut command = Command::new(&self.inner.ward_executable);
+        command
+            .arg("monitor")
+            .arg(&paths.dir)
+            .stdout(monitor_log)
+            .stderr(monitor_stderr);
+        let pid =
+            self.spawn(command, sync_write, None)
+                .map_err(|source| RuntimeError::MonitorSpawn {
+                    id: id.to_string(),
+                    executable: self.inner.ward_executable.clone(),
+                    source,
+                })?;
+        Ok(Launched { pid, sync_read })
+    }
+
+    /// Starts a spare unless one is waiting.
+    fn refill(&self) {
+        let mut slot = self
+            .inner
+            .spare
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        match self.spawn_spare() {
+            Ok(spare) => *slot = Some(spare),
+            Err(error) => tracing::warn!(%error, "cannot start a spare monitor"),
+        }
+    }
+
+    fn spawn_spare(&self) -> io::Result<Spare> {
+        let (sync_read, sync_write) = pipe()?;
+        let (orders_read, orders_write) = pipe()?;
+        let mut command = Command::new(&self.inner.ward_executable);
+        command
+            .arg("monitor")
+            .arg(SPARE_FLAG)
+            .arg("-".repeat(self.inner.spare_padding))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let pid = self.spawn(command, sync_write, Some(orders_read))?;
+        Ok(Spare {
+            pid,
+            orders: File::from(orders_write),
+            sync_read,
+        })
+    }
+
+    /// Spawns `command` in its own session with stdin from /dev/null, `sync_write` as fd 3,
+    /// the sealed runtime (if any) as fd 4 and `orders` (if any) as fd 5.
+    fn spawn(
+        &self,
+        mut command: Command,
+        sync_write: OwnedFd,
+        orders: Option<OwnedFd>,
+    ) -> io::Result<u32> {
+        // The sources are moved above the descriptors the child gets, so that placing one
+        // never overwrites another (a daemon started with stdio closed can also get a pipe end
+        // below 3, which the child's stdio set-up would overwrite).
+        let sync_write = oci::above_monitor_descriptors(sync_write)?;
+        let orders = orders.map(oci::above_monitor_descriptors).transpose()?;
+        let placements: [(Option<RawFd>, RawFd); 3] = [
+            (Some(sync_write.as_raw_fd()), SYNC_FD),
+            (self.inner.runtime.sealed_fd(), oci::SEALED_RUNTIME_FD),
+            (orders.as_ref().map(AsRawFd::as_raw_fd), ORDERS_FD),
+        ];
+        command.stdin(Stdio::null());
+        // SAFETY: setsid and dup2 are async-signal-safe and touch only descriptors this
+        // closure was given; dup2 leaves the new descriptors inheritable.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                for (source, target) in placements {
+                    if let Some(source) = source {
+                        if libc::dup2(source, target) < 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
+        Ok(child.id())
+    }
+}
+
+impl Spare {
+    /// Gives the spare the instance at `paths`; fails if the spare has died.
+    fn hand_over(mut self, paths: &InstancePaths) -> io::Result<Launched> {
+        let mut order = paths.dir.as_os_str().as_encoded_bytes().to_vec();
+        order.push(b'\n');
+        if let Err(error) = self.orders.write_all(&order) {
+            reap_if_child(self.pid);
+            return Err(error);
+        }
+        Ok(Launched {
+            pid: self.pid,
+            sync_read: self.sync_read,
+        })
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
