@@ -301,15 +301,21 @@ lower = ":".join(os.path.join(overlay["layers_root"], d) for d in overlay["lower
 open(f"{bundle}/lowerdir", "w").write(lower)
 PY
 }
+# Every measured start comes after the same idle pause: moving a process into a cgroup, which
+# every runtime does at every start, first waits for an RCU grace period of the kernel unless
+# another move happened within about one grace period before, so starts run back to back
+# would each skip that wait thanks to the one before (bench/run.sh measures both).
+pause=0.1
 # Run as --prepare inside the runtime's mount namespace: a fresh overlay root for BUNDLE.
-cat >"$work/fresh-root.sh" <<'SCRIPT'
+cat >"$work/fresh-root.sh" <<SCRIPT
 #!/bin/sh
 set -e
-bundle=$1
-umount "$bundle/rootfs" 2>/dev/null || true
-rm -rf "$bundle/upper" "$bundle/work"
-mkdir -p "$bundle/upper" "$bundle/work" "$bundle/rootfs"
-mount -t overlay overlay -o "lowerdir=$(cat "$bundle/lowerdir"),upperdir=$bundle/upper,workdir=$bundle/work" "$bundle/rootfs"
+bundle=\$1
+umount "\$bundle/rootfs" 2>/dev/null || true
+rm -rf "\$bundle/upper" "\$bundle/work"
+mkdir -p "\$bundle/upper" "\$bundle/work" "\$bundle/rootfs"
+mount -t overlay overlay -o "lowerdir=\$(cat "\$bundle/lowerdir"),upperdir=\$bundle/upper,workdir=\$bundle/work" "\$bundle/rootfs"
+sleep $pause
 SCRIPT
 chmod +x "$work/fresh-root.sh"
 
@@ -335,6 +341,7 @@ tries=0
 while pgrep -f "ward monitor $data/instances/default/\$1/" >/dev/null && [ \$tries -lt 500 ]; do
   tries=\$((tries + 1)); sleep 0.01
 done
+sleep $pause
 SCRIPT
 chmod +x "$work/reset-bench.sh"
 # One run outside hyperfine first, so that a failure shows Ward's own error message.
@@ -392,7 +399,7 @@ else
     $podman pull -q --tls-verify=false "$ref" >/dev/null 2>>"$work/podman.log" || return 1
     # A first run whose errors are kept, then the measured ones.
     local measure="$podman $podman_run >/dev/null 2>>$work/podman.log && \
-      hyperfine -N --warmup 2 --runs $runs --export-json $work/podman-$name.json '$podman $podman_run'"
+      hyperfine -N --warmup 2 --runs $runs --prepare 'sleep $pause' --export-json $work/podman-$name.json '$podman $podman_run'"
     if [ "${5:-}" = unshare ]; then
       unshare -m sh -c "mount --make-rprivate / && { umount /sys/fs/cgroup/unified 2>/dev/null || true; } && $measure" >&2
     else
@@ -466,8 +473,8 @@ on $fs_info. CPU pressure during this section: $pull_pressure.
 | bare \`runc run\` (Ward's runc bundle, overlay of Ward's layers) | $start_runc_p50 | $start_runc_p95 | $start_runc_mean | $(ratio "$start_runc_p50" "$start_ward_p50") |
 ${podman_rows}
 ward / crun p50: $(ratio "$start_ward_p50" "$start_crun_p50")× (goal ≤ 1.5×); ward / runc p50: $(ratio "$start_ward_p50" "$start_runc_p50")×.
-The bare runtimes' overlay is mounted before each run, outside the timing; Ward mounts its
-own inside it. CPU pressure during the ward, crun and runc runs: $start_pressure${podman_pressure:+; during the podman runs: $podman_pressure}.
+Each start follows a ${pause} s pause, for every row. The bare runtimes' overlay is mounted
+before each run, outside the timing; Ward mounts its own inside it. CPU pressure during the ward, crun and runc runs: $start_pressure${podman_pressure:+; during the podman runs: $podman_pressure}.
 $podman_note
 
 CPU pressure is the share of wall time in which some runnable task waited for a CPU

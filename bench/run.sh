@@ -45,7 +45,10 @@ print(f"{pick(0.50):.2f} {pick(0.95):.2f}")' "$1"
 # taken from a second daemon configured for runc.
 bundle_of() { # DATA_DIR DEST: the bundle of a fresh `true` workload
   "$ward" --data-dir "$1" run --name bundle-source --network none --restart never -- true >/dev/null
-  cp -r "$1/instances/default/bundle-source/0" "$2"
+  # Only config.json: its root is an absolute path, and the rest of the instance directory
+  # changes while the monitor cleans up after `true`.
+  mkdir -p "$2"
+  cp "$1/instances/default/bundle-source/0/config.json" "$2/"
   "$ward" --data-dir "$1" rm -f bundle-source >/dev/null
   python3 - "$2/config.json" <<'PY'
 import json, sys

@@ -269,28 +269,34 @@ impl Daemon {
     }
 
     /// Removes every workload, so none outlives the test (workloads survive the daemon).
+    /// Removes every workload of every project: workloads outlive their daemon by design, so
+    /// one left behind would keep running after the test.
     fn remove_all_workloads(&self) {
-        let Ok(listing) = self.ward_command(&["ps", "-a", "-o", "json"]).output() else {
-            return;
+        let names_in = |arguments: &[&str]| -> Vec<String> {
+            let Ok(listing) = self.ward_command(arguments).output() else {
+                return Vec::new();
+            };
+            let Ok(serde_json::Value::Array(documents)) =
+                serde_json::from_slice::<serde_json::Value>(&listing.stdout)
+            else {
+                return Vec::new();
+            };
+            documents
+                .iter()
+                .filter_map(|document| document.get("name")?.as_str().map(str::to_string))
+                .collect()
         };
-        let Ok(serde_json::Value::Array(documents)) =
-            serde_json::from_slice::<serde_json::Value>(&listing.stdout)
-        else {
-            return;
-        };
-        let names: Vec<String> = documents
-            .iter()
-            .filter_map(|document| {
-                document
-                    .get("name")
-                    .and_then(|name| name.as_str())
-                    .map(str::to_string)
-            })
-            .collect();
-        if !names.is_empty() {
-            let mut arguments = vec!["rm", "-f"];
-            arguments.extend(names.iter().map(String::as_str));
-            let _ = self.ward(&arguments);
+        let mut projects = names_in(&["project", "ls", "-o", "json"]);
+        if projects.is_empty() {
+            projects.push("default".to_string());
+        }
+        for project in projects {
+            let names = names_in(&["--project", &project, "ps", "-a", "-o", "json"]);
+            if !names.is_empty() {
+                let mut arguments = vec!["--project", project.as_str(), "rm", "-f"];
+                arguments.extend(names.iter().map(String::as_str));
+                let _ = self.ward(&arguments);
+            }
         }
     }
 }
