@@ -57,11 +57,21 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 
 /// Runs the monitor of the instance in `instance_dir`; returns the process exit code.
 pub fn main(instance_dir: &Path) -> i32 {
+    let setup = set_up_process();
+    monitor(instance_dir, setup)
+}
+
+/// Monitors the instance in `instance_dir`, with the process set up (or the error of setting
+/// it up, reported to the daemon as a failed start).
+fn monitor(instance_dir: &Path, setup: Result<ProcessSetup, (&'static str, Errno)>) -> i32 {
     let sync = SyncPipe::inherited();
     // The daemon makes the monitor a session leader; when started by hand it becomes one here.
     let _ = setsid();
     let paths = InstancePaths::new(instance_dir.to_path_buf());
-    let mut running = match start(&paths) {
+    let started = setup
+        .map_err(|(action, error)| RuntimeError::io(action, &paths.dir, error.into()))
+        .and_then(|setup| start(&paths, setup));
+    let mut running = match started {
         Ok(running) => running,
         Err(error) => {
             eprintln!("ward monitor {}: {error}", instance_dir.display());
@@ -105,6 +115,7 @@ pub fn run_from_command_line(
 /// Runs a spare monitor: waits for the daemon to name an instance directory, then monitors that
 /// instance as [`main`] does. Returns 0 without doing anything when the daemon goes away first.
 fn spare_main() -> i32 {
+    let setup = set_up_process();
     let Some(instance_dir) = await_orders() else {
         return 0;
     };
@@ -116,7 +127,7 @@ fn spare_main() -> i32 {
         }
     }
     show_in_command_line(&instance_dir);
-    main(&instance_dir)
+    monitor(&instance_dir, setup)
 }
 
 /// The instance directory the daemon writes to fd 5 (one line, then end-of-file); `None` when
@@ -270,7 +281,35 @@ enum Ended {
     Signaled(i32),
 }
 
-fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
+/// What every monitor sets up before it knows its instance: a spare does this while it waits.
+struct ProcessSetup {
+    signals: SignalFd,
+}
+
+/// Ignores SIGHUP and SIGPIPE, takes SIGCHLD through a signalfd, becomes the subreaper of what
+/// it starts, and enters a mount namespace of its own (see [`private_mount_namespace`]).
+fn set_up_process() -> Result<ProcessSetup, (&'static str, Errno)> {
+    // SAFETY: no other threads exist; ignoring a signal installs no handler code.
+    unsafe {
+        signal(Signal::SIGHUP, SigHandler::SigIgn).map_err(|error| ("ignore SIGHUP", error))?;
+        signal(Signal::SIGPIPE, SigHandler::SigIgn).map_err(|error| ("ignore SIGPIPE", error))?;
+    }
+    let mut child_signals = SigSet::empty();
+    child_signals.add(Signal::SIGCHLD);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&child_signals), None)
+        .map_err(|error| ("block SIGCHLD", error))?;
+    let signals = SignalFd::with_flags(
+        &child_signals,
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )
+    .map_err(|error| ("create signalfd", error))?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|error| ("become subreaper", error))?;
+    private_mount_namespace().map_err(|error| ("enter a mount namespace", error))?;
+    Ok(ProcessSetup { signals })
+}
+
+fn start(paths: &InstancePaths, setup: ProcessSetup) -> Result<Running, RuntimeError> {
+    let ProcessSetup { signals } = setup;
     let config: MonitorConfig = read_json(&paths.monitor_config())?.ok_or_else(|| {
         RuntimeError::io(
             "read",
@@ -283,27 +322,6 @@ fn start(paths: &InstancePaths) -> Result<Running, RuntimeError> {
     let os_error =
         |action: &'static str, error: Errno| RuntimeError::io(action, &paths.dir, error.into());
 
-    // SAFETY: no other threads exist; ignoring a signal installs no handler code.
-    unsafe {
-        signal(Signal::SIGHUP, SigHandler::SigIgn)
-            .map_err(|error| os_error("ignore SIGHUP", error))?;
-        signal(Signal::SIGPIPE, SigHandler::SigIgn)
-            .map_err(|error| os_error("ignore SIGPIPE", error))?;
-    }
-    let mut child_signals = SigSet::empty();
-    child_signals.add(Signal::SIGCHLD);
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&child_signals), None)
-        .map_err(|error| os_error("block SIGCHLD", error))?;
-    let signals = SignalFd::with_flags(
-        &child_signals,
-        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
-    )
-    .map_err(|error| os_error("create signalfd", error))?;
-    nix::sys::prctl::set_child_subreaper(true)
-        .map_err(|error| os_error("become subreaper", error))?;
-    if config.unmount_cgroup2 || config.overlay.is_some() {
-        private_mount_namespace().map_err(|error| os_error("enter a mount namespace", error))?;
-    }
     if config.unmount_cgroup2 {
         hide_cgroup2_hierarchy()
             .map_err(|error| os_error("unmount the cgroup2 hierarchy", error))?;
