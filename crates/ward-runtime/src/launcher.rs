@@ -5,8 +5,8 @@
 //! on the path of every start. A spare pays it before it is needed: `ward monitor --spare`
 //! starts with the sync pipe as fd 3 and the sealed runtime as fd 4, like any monitor, and
 //! blocks reading its orders on fd 5. The daemon writes the instance directory there and
-//! closes the pipe; the spare then becomes that instance's monitor, and a new spare is
-//! started in the background. When the daemon goes away, the spare reads end-of-file and
+//! closes the pipe; the spare then becomes that instance's monitor, and once the start is over a
+//! new spare is started in the background. When the daemon goes away, the spare reads end-of-file and
 //! exits, so spares never outlive it.
 
 use std::fs::File;
@@ -16,6 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use nix::fcntl::OFlag;
 
@@ -29,6 +30,9 @@ use crate::RuntimeError;
 /// (beyond the data directory's own length): `instances/PROJECT/NAME/REPLICA`, each name at
 /// most 63 bytes.
 const COMMAND_LINE_ROOM: usize = 256;
+
+/// How long after a start its replacement spare is started.
+const REFILL_DELAY: Duration = Duration::from_millis(30);
 
 /// Starts monitors; cheap to clone.
 #[derive(Clone, Debug)]
@@ -71,12 +75,12 @@ impl MonitorLauncher {
                 spare: Mutex::new(None),
             }),
         };
-        launcher.refill();
+        launcher.refill_now();
         launcher
     }
 
-    /// Starts the monitor of the instance at `paths`: a spare if one is ready (and a new spare
-    /// in the background), else a monitor of its own.
+    /// Starts the monitor of the instance at `paths`: a spare if one is ready, else a monitor
+    /// of its own. The caller calls [`MonitorLauncher::refill`] once the start is over.
     pub fn launch(&self, paths: &InstancePaths, id: &str) -> Result<Launched, RuntimeError> {
         let monitor_log = File::create(paths.monitor_log())
             .map_err(|source| RuntimeError::io("create", paths.monitor_log(), source))?;
@@ -87,8 +91,6 @@ impl MonitorLauncher {
             .unwrap_or_else(|poison| poison.into_inner())
             .take();
         if let Some(spare) = taken {
-            let launcher = self.clone();
-            std::thread::spawn(move || launcher.refill());
             match spare.hand_over(paths) {
                 Ok(launched) => return Ok(launched),
                 Err(error) => {
@@ -117,8 +119,19 @@ impl MonitorLauncher {
         Ok(Launched { pid, sync_read })
     }
 
+    /// Starts a new spare in the background, [`REFILL_DELAY`] from now, unless one is waiting
+    /// by then. Called when a start is over, so that the fork and exec of the spare compete
+    /// with neither the start nor the reply and the client's exit that follow it.
+    pub fn refill(&self) {
+        let launcher = self.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(REFILL_DELAY);
+            launcher.refill_now();
+        });
+    }
+
     /// Starts a spare unless one is waiting.
-    fn refill(&self) {
+    fn refill_now(&self) {
         let mut slot = self
             .inner
             .spare

@@ -52,6 +52,9 @@ pub(crate) const SPARE_FLAG: &str = "--spare";
 /// How long output is still collected after the instance's first process has exited, for
 /// descendants that keep the pipes open.
 pub const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+/// How long after the start the monitor drops its start-up pages (see `trim_startup_pages`):
+/// not at once, when the daemon and the client are still finishing the start on the same CPUs.
+const TRIM_AFTER_START: Duration = Duration::from_millis(200);
 /// Bytes read from a pipe at a time.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 
@@ -82,7 +85,6 @@ fn monitor(instance_dir: &Path, setup: Result<ProcessSetup, (&'static str, Errno
         }
     };
     sync.report(&SyncMessage::Started { pid: running.pid });
-    trim_startup_pages();
     let exit = running.supervise();
     running.finish(&paths, exit);
     0
@@ -580,6 +582,7 @@ impl Running {
     fn supervise(&mut self) -> Ended {
         let mut ended: Option<Ended> = None;
         let mut drain_deadline: Option<Instant> = None;
+        let mut trim_at = Some(Instant::now() + TRIM_AFTER_START);
         let mut buffer = [0u8; READ_CHUNK_BYTES];
         loop {
             let open_streams = self
@@ -594,7 +597,11 @@ impl Running {
                     return ended;
                 }
             }
-            let timeout = match drain_deadline {
+            if trim_at.is_some_and(|at| Instant::now() >= at) {
+                trim_startup_pages();
+                trim_at = None;
+            }
+            let timeout = match drain_deadline.into_iter().chain(trim_at).min() {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     PollTimeout::try_from(left.as_millis().saturating_add(1))

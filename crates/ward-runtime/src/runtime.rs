@@ -640,6 +640,7 @@ impl Driver for Runtime {
         } = self.inner.launcher.launch(&paths, &id)?;
 
         let report = self.await_report(sync_read, &id, &paths).await;
+        self.inner.launcher.refill();
         let failure = match report {
             Ok(Some(SyncMessage::Started { pid })) => {
                 let state: Option<StateRecord> = read_json(&paths.state())?;
