@@ -156,6 +156,21 @@ impl LayerStore {
     /// are independent of each other, so several unpack at once, one per core.
     pub fn prepare(&self, manifest_digest: &Digest) -> Result<PreparedImage, LayerError> {
         let (config, layers) = self.layers_of(manifest_digest)?;
+        let lower_dirs = layers
+            .iter()
+            .rev()
+            .map(|layer| format!("l/{}", short_name(&layer.digest)))
+            .collect();
+        // Unpacked layers (the usual case at a container's start) are checked here, without
+        // starting the unpacking threads.
+        let mut pending = Vec::new();
+        for layer in &layers {
+            match self.read_marker(&layer.digest) {
+                Some(marker) => self.check_blob_unchanged(&layer.digest, &marker)?,
+                None => pending.push(layer.clone()),
+            }
+        }
+        let layers = pending;
         let workers = std::thread::available_parallelism()
             .map_or(1, |cores| cores.get())
             .min(layers.len());
@@ -184,11 +199,6 @@ impl LayerStore {
         {
             return Err(error);
         }
-        let lower_dirs = layers
-            .iter()
-            .rev()
-            .map(|layer| format!("l/{}", short_name(&layer.digest)))
-            .collect();
         Ok(PreparedImage {
             manifest_digest: manifest_digest.clone(),
             config,
