@@ -169,6 +169,33 @@ impl CgroupLocator {
         }
     }
 
+    /// Removes the project groups (see [`project_group`]) of the daemon namespace `namespace`
+    /// that hold no instance, in every hierarchy; a group in use stays (the kernel refuses to
+    /// remove it). A daemon starting again creates them anew and applies their quotas first.
+    pub fn remove_idle_groups(&self, namespace: &str) {
+        let prefix = format!("ward-{namespace}.");
+        let roots: Vec<PathBuf> = match self.mode {
+            CgroupMode::Unified => vec![PathBuf::from(CGROUP_ROOT)],
+            CgroupMode::Legacy | CgroupMode::Hybrid => {
+                let mut mounts: Vec<PathBuf> = self.v1_mounts.values().cloned().collect();
+                mounts.sort();
+                mounts.dedup();
+                mounts
+            }
+        };
+        for parent in roots.iter().map(|root| root.join(CGROUP_PARENT)) {
+            let Ok(entries) = fs::read_dir(&parent) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if name.to_str().is_some_and(|name| name.starts_with(&prefix)) {
+                    let _ = fs::remove_dir(entry.path());
+                }
+            }
+        }
+    }
+
     /// Every directory the instance's cgroup has, one per hierarchy.
     pub fn all_dirs(&self, container_id: &str) -> Vec<PathBuf> {
         match self.mode {

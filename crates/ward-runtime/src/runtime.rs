@@ -248,6 +248,12 @@ impl Runtime {
         }
     }
 
+    /// Called when the daemon stops: removes this daemon's project cgroups that no instance
+    /// uses (running instances keep theirs), so that stopped daemons leave no empty groups.
+    pub fn release_idle_cgroups(&self) {
+        self.inner.cgroups.remove_idle_groups(&self.inner.namespace);
+    }
+
     /// The instance's cgroup directories, one per hierarchy (for inspection and tests).
     pub fn cgroup_dirs(&self, key: &InstanceKey) -> Vec<PathBuf> {
         self.inner.cgroups.all_dirs(&self.inner.container_id(key))

@@ -58,8 +58,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let upload_dir = config.data_dir.join("images").join("uploads");
     std::fs::create_dir_all(&upload_dir)
         .with_context(|| format!("cannot create {}", upload_dir.display()))?;
-    let supervisor =
-        Supervisor::start(store, Arc::new(runtime), SupervisorConfig::default()).await?;
+    let supervisor = Supervisor::start(
+        store,
+        Arc::new(runtime.clone()),
+        SupervisorConfig::default(),
+    )
+    .await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -125,6 +129,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .context("the API server failed")?;
 
     supervisor.shutdown();
+    runtime.release_idle_cgroups();
     let _ = std::fs::remove_file(config.data_dir.join("ward.addr"));
     tracing::info!("ward stopped; workloads keep running and the next daemon re-attaches to them");
     Ok(())

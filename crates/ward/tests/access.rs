@@ -957,6 +957,25 @@ fn a_user_logs_in_and_acts_within_their_grant() {
 }
 
 /// CPU seconds `pid` has used (user and system), from `/proc`.
+/// The parent of a process's cgroup, from `/proc/PID/cgroup` text: in the cgroup v1 `cpu`
+/// hierarchy (`cpu_v1`) or in the v2 hierarchy, under `mount`.
+fn group_dir(proc_cgroup: &str, cpu_v1: bool, mount: &str) -> Option<std::path::PathBuf> {
+    proc_cgroup.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let controllers = fields.nth(1)?;
+        let path = std::path::Path::new(fields.next()?);
+        let wanted = if cpu_v1 {
+            controllers.split(',').any(|name| name == "cpu")
+        } else {
+            controllers.is_empty()
+        };
+        if !wanted {
+            return None;
+        }
+        Some(std::path::Path::new(mount).join(path.parent()?.strip_prefix("/").ok()?))
+    })
+}
+
 fn cpu_seconds_of(pid: u64) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
     let after_name = stat
@@ -1009,4 +1028,22 @@ fn a_project_cannot_use_more_cpu_than_its_quota() {
     let cores = (cpu_seconds_of(pid) - before) / started.elapsed().as_secs_f64();
     println!("a busy loop under a 0.25-core project quota used {cores:.2} cores");
     assert!(cores < 0.35, "{cores:.2} cores");
+
+    // The project's group, capped above, is removed with the daemon once nothing uses it.
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read cgroups");
+    // The cpu controller's hierarchy: its own on cgroup v1, the one hierarchy on v2.
+    let group_dirs: Vec<std::path::PathBuf> = group_dir(&cgroups, true, "/sys/fs/cgroup/cpu")
+        .or_else(|| group_dir(&cgroups, false, "/sys/fs/cgroup"))
+        .into_iter()
+        .collect();
+    assert!(!group_dirs.is_empty(), "no cpu cgroup in {cgroups}");
+    assert!(group_dirs.iter().all(|dir| dir.exists()), "{group_dirs:?}");
+    drop(daemon);
+    for dir in group_dirs {
+        assert!(
+            !dir.exists(),
+            "{} is left after the daemon stopped",
+            dir.display()
+        );
+    }
 }
