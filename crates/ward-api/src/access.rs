@@ -73,11 +73,7 @@ pub async fn create_key(
         name: request.name,
         project,
         role: Role::parse(&request.role)?,
-        capabilities: request
-            .capabilities
-            .iter()
-            .map(|text| Capability::parse(text))
-            .collect::<Result<_, _>>()?,
+        capabilities: Capability::parse_each(request.capabilities.iter().map(String::as_str))?,
         expires_in,
     };
     let (view, key) = state.access.create_key(&principal, &new_key)?;

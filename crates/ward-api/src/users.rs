@@ -131,11 +131,7 @@ pub async fn grant(
     let grant = Grant {
         project: request.project,
         role: Role::parse(&request.role)?,
-        capabilities: request
-            .capabilities
-            .iter()
-            .map(|text| Capability::parse(text))
-            .collect::<Result<_, _>>()?,
+        capabilities: Capability::parse_each(request.capabilities.iter().map(String::as_str))?,
     };
     Ok(Json(document(&state.users.grant(&name, &grant)?)))
 }

@@ -174,16 +174,11 @@ impl CgroupLocator {
     /// remove it). A daemon starting again creates them anew and applies their quotas first.
     pub fn remove_idle_groups(&self, namespace: &str) {
         let prefix = format!("ward-{namespace}.");
-        let roots: Vec<PathBuf> = match self.mode {
-            CgroupMode::Unified => vec![PathBuf::from(CGROUP_ROOT)],
-            CgroupMode::Legacy | CgroupMode::Hybrid => {
-                let mut mounts: Vec<PathBuf> = self.v1_mounts.values().cloned().collect();
-                mounts.sort();
-                mounts.dedup();
-                mounts
-            }
-        };
-        for parent in roots.iter().map(|root| root.join(CGROUP_PARENT)) {
+        for parent in self
+            .hierarchies()
+            .iter()
+            .map(|root| root.join(CGROUP_PARENT))
+        {
             let Ok(entries) = fs::read_dir(&parent) else {
                 continue;
             };
@@ -198,21 +193,26 @@ impl CgroupLocator {
 
     /// Every directory the instance's cgroup has, one per hierarchy.
     pub fn all_dirs(&self, container_id: &str) -> Vec<PathBuf> {
+        self.hierarchies()
+            .into_iter()
+            .map(|root| {
+                root.join(CGROUP_PARENT)
+                    .join(project_group(container_id))
+                    .join(container_id)
+            })
+            .collect()
+    }
+
+    /// The root of every hierarchy: the v2 one on unified hosts, else each v1 mount once
+    /// (controllers mounted together share one).
+    fn hierarchies(&self) -> Vec<PathBuf> {
         match self.mode {
-            CgroupMode::Unified => vec![self.dir("", container_id)],
+            CgroupMode::Unified => vec![PathBuf::from(CGROUP_ROOT)],
             CgroupMode::Legacy | CgroupMode::Hybrid => {
-                let mut mounts: Vec<&PathBuf> = self.v1_mounts.values().collect();
+                let mut mounts: Vec<PathBuf> = self.v1_mounts.values().cloned().collect();
                 mounts.sort();
                 mounts.dedup();
                 mounts
-                    .into_iter()
-                    .map(|mount| {
-                        mount
-                            .join(CGROUP_PARENT)
-                            .join(project_group(container_id))
-                            .join(container_id)
-                    })
-                    .collect()
             }
         }
     }

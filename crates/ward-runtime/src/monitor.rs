@@ -40,7 +40,7 @@ use crate::instance::{
 };
 use crate::logs::{LineSplitter, LogWriter};
 use crate::oci::OciProgram;
-use crate::pidfd::process_start_ticks;
+use crate::pidfd::{process_start_ticks, stat_field};
 use crate::{cgroup, network, oci, LogStream, RuntimeError};
 
 /// The descriptor on which the daemon waits for the start report.
@@ -153,13 +153,8 @@ fn show_in_command_line(instance_dir: &Path) {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return;
     };
-    // The fields after the command name (in parentheses, which may hold spaces) start at
-    // field 3; `arg_start` and `arg_end` are fields 48 and 49 (proc(5)).
-    let Some((_, fields)) = stat.rsplit_once(')') else {
-        return;
-    };
-    let fields: Vec<&str> = fields.split_whitespace().collect();
-    let number = |field: usize| fields.get(field - 3)?.parse::<usize>().ok();
+    // `arg_start` and `arg_end` are fields 48 and 49 (proc(5)).
+    let number = |field: usize| stat_field(&stat, field)?.parse::<usize>().ok();
     let (Some(start), Some(end)) = (number(48), number(49)) else {
         return;
     };

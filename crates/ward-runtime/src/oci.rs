@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -70,6 +70,7 @@ impl OciProgram {
         let mut binary = File::open(&path)?;
         let mut magic = [0u8; 4];
         binary.read_exact(&mut magic)?;
+        binary.rewind()?;
         if magic != *b"\x7fELF" {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -92,7 +93,6 @@ impl OciProgram {
         let memfd = unsafe { OwnedFd::from_raw_fd(raw) };
         let memfd = above_monitor_descriptors(memfd)?;
         let mut copy = File::from(memfd);
-        let mut binary = File::open(&path)?;
         io::copy(&mut binary, &mut copy)?;
         // SAFETY: F_ADD_SEALS on a descriptor this function owns.
         if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, RUNTIME_SEALS) } < 0 {
@@ -182,29 +182,21 @@ impl OciRuntime {
             path: path.clone(),
             reason,
         };
-        let version_of = |program: &OciProgram| {
-            program
-                .command()
-                .arg("--version")
-                .output()
-                .ok()
-                .filter(|output| output.status.success())
-        };
+        let version_of = |program: &OciProgram| program.command().arg("--version").output();
         let sealed = OciProgram::sealed(path.clone())
             .inspect_err(|error| {
                 tracing::info!(runtime = %path.display(), %error, "the runtime runs from its path, not from a sealed copy");
             })
             .ok()
-            .and_then(|program| version_of(&program).map(|output| (program, output)));
+            .and_then(|program| {
+                let output = version_of(&program).ok()?;
+                output.status.success().then_some((program, output))
+            });
         let (program, output) = match sealed {
             Some(sealed) => sealed,
             None => {
                 let program = OciProgram::plain(path.clone());
-                let output = program
-                    .command()
-                    .arg("--version")
-                    .output()
-                    .map_err(|error| unusable(error.to_string()))?;
+                let output = version_of(&program).map_err(|error| unusable(error.to_string()))?;
                 (program, output)
             }
         };

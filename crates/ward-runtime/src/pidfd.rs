@@ -79,13 +79,17 @@ pub(crate) fn running_process_start_ticks(pid: u32) -> Option<u64> {
 
 /// The state (field 3) and start time (field 22) from `/proc/PID/stat`.
 fn parse_stat(stat: &str) -> Option<(char, u64)> {
+    let state = stat_field(stat, 3)?.chars().next()?;
+    let start_ticks = stat_field(stat, 22)?.parse().ok()?;
+    Some((state, start_ticks))
+}
+
+/// Field `number` (numbered from 1 as in proc(5), 3 or later) of `/proc/PID/stat` text.
+pub(crate) fn stat_field(stat: &str, number: usize) -> Option<&str> {
     // The command name (field 2) may hold spaces and parentheses; everything after the last
     // `)` is space-separated, starting with field 3.
     let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let start_ticks = fields.nth(22 - 4)?.parse().ok()?;
-    Some((state, start_ticks))
+    rest.split_whitespace().nth(number.checked_sub(3)?)
 }
 
 /// Whether `pid` is an unreaped child of this process (it may have exited already).

@@ -84,10 +84,14 @@ impl Capability {
 
     /// The set [`Capability::join`] stored.
     pub fn parse_list(text: &str) -> Result<BTreeSet<Capability>, AccessError> {
-        text.split(',')
-            .filter(|part| !part.is_empty())
-            .map(Capability::parse)
-            .collect()
+        Capability::parse_each(text.split(',').filter(|part| !part.is_empty()))
+    }
+
+    /// The set of capabilities named one by one (as a request lists them).
+    pub fn parse_each<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<BTreeSet<Capability>, AccessError> {
+        names.into_iter().map(Capability::parse).collect()
     }
 
     pub fn parse(text: &str) -> Result<Capability, AccessError> {

@@ -13,8 +13,8 @@ mod terminal;
 use cli::Command;
 
 fn main() {
-    // The daemon starts `ward monitor DIR` for every instance: skip building the whole
-    // command-line parser on that path, it is on the critical path of every start.
+    // The daemon starts `ward monitor DIR` (or a spare, `ward monitor --spare PADDING`) for
+    // every instance: skip building the whole command-line parser on that path.
     if let Some(exit_code) =
         ward_runtime::monitor::run_from_command_line(std::env::args_os().skip(1))
     {
