@@ -4,8 +4,8 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -20,6 +20,41 @@ use ward_supervisor::{
 use crate::cli::ServeArgs;
 use crate::config::Environment;
 use crate::daemon_config::{ConfigSources, DaemonConfig, TlsSource};
+
+/// Replaces this process (`ward serve ...`) with `wardd serve ...` from the same directory,
+/// keeping the PID, arguments and environment. Returns, after saying why, only if `wardd`
+/// cannot be started; the caller then runs the daemon itself.
+pub fn hand_over_to_wardd() {
+    use std::os::unix::process::CommandExt;
+    let Some(wardd) = sibling_executable("wardd") else {
+        eprintln!("ward: wardd is not installed beside ward; the daemon runs in ward itself, without address-space layout randomisation of its program");
+        return;
+    };
+    let error = std::process::Command::new(&wardd)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    eprintln!(
+        "ward: cannot start {}: {error}; the daemon runs in ward itself",
+        wardd.display()
+    );
+}
+
+/// The executable the daemon starts monitors from: `ward`, whose fixed addresses leave each
+/// monitor fewer private pages than the position-independent `wardd` would; this program
+/// where `ward` is not beside it.
+fn monitor_executable() -> anyhow::Result<PathBuf> {
+    if let Some(ward) = sibling_executable("ward") {
+        return Ok(ward);
+    }
+    std::env::current_exe().context("cannot find the ward executable")
+}
+
+/// The executable file `name` in this program's own directory, if there is one.
+fn sibling_executable(name: &str) -> Option<PathBuf> {
+    let path = std::env::current_exe().ok()?.with_file_name(name);
+    let metadata = std::fs::metadata(&path).ok()?;
+    (metadata.is_file() && metadata.permissions().mode() & 0o111 != 0).then_some(path)
+}
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let environment = Environment::current();
@@ -40,7 +75,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir.join("ward.db"))?;
     let runtime = Runtime::new(RuntimeConfig {
         data_dir: config.data_dir.clone(),
-        ward_executable: std::env::current_exe().context("cannot find the ward executable")?,
+        ward_executable: monitor_executable()?,
         oci_runtime: config.oci_runtime.clone(),
     })?;
     let images = ImageService::new(

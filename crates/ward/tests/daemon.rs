@@ -20,6 +20,31 @@ fn fresh_daemon_lists_no_workloads() {
     );
 }
 
+/// The ELF type of an executable: 2 for one linked at a fixed address, 3 for a
+/// position-independent one.
+fn elf_type(path: &std::path::Path) -> u16 {
+    let header = std::fs::read(path).expect("read the executable");
+    assert_eq!(
+        &header[..4],
+        b"\x7fELF",
+        "{} is not an ELF file",
+        path.display()
+    );
+    u16::from_le_bytes([header[16], header[17]])
+}
+
+#[test]
+fn serve_hands_over_to_the_position_independent_daemon() {
+    let daemon = Daemon::start();
+    let ward = std::path::Path::new(common::ward_binary());
+    let wardd = ward.with_file_name("wardd");
+    let running = std::fs::read_link(format!("/proc/{}/exe", daemon.pid())).expect("exe link");
+    assert_eq!(running, wardd, "the daemon runs from {}", running.display());
+    assert_eq!(elf_type(ward), 2, "ward must be linked at a fixed address");
+    assert_eq!(elf_type(&wardd), 3, "wardd must be position-independent");
+    // And the daemon answers as before.
+    assert_success(&daemon.ward(&["ps"]));
+}
 #[test]
 fn wrong_key_is_refused_with_one_error_line() {
     let daemon = Daemon::start();
