@@ -1505,6 +1505,25 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_without_end_of_archive_blocks_unpacks_as_docker_does() {
+        if !running_as_root("a_layer_without_end_of_archive_blocks_unpacks_as_docker_does") {
+            return;
+        }
+        let mut layer = Layer::new().file("a", 0o644, "a").bytes();
+        assert!(layer.ends_with(&[0; 1024]));
+        layer.truncate(layer.len() - 1024);
+        let sandbox = Sandbox::new();
+        let outcome = sandbox.unpack(&layer, WhiteoutFormat::Apply).unwrap();
+        assert_eq!(outcome.entries, 1);
+        assert_eq!(fs::read_to_string(sandbox.dest.join("a")).unwrap(), "a");
+        // A header cut short is still an error.
+        layer.truncate(layer.len() - 1024 + 100);
+        assert!(Sandbox::new()
+            .unpack(&layer, WhiteoutFormat::Apply)
+            .is_err());
+    }
+
+    #[test]
     fn refuses_hostile_paths() {
         if !running_as_root("refuses_hostile_paths") {
             return;

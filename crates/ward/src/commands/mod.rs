@@ -66,7 +66,8 @@ pub async fn dispatch(command: Command, global_options: ClientOptions) -> anyhow
                 .await
                 .map_err(|error| failure::explain(error, &context.settings))
         }
-        Command::Serve(mut arguments) => {
+        Command::Serve(arguments) => {
+            let mut arguments = arguments.into_inner();
             if arguments.data_dir.is_none() {
                 arguments.data_dir = global_options.data_dir;
             }
@@ -81,11 +82,11 @@ pub async fn dispatch(command: Command, global_options: ClientOptions) -> anyhow
 
 async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow::Result<i32> {
     match command {
-        ClientCommand::Run(arguments) => run::run(context, *arguments).await,
-        ClientCommand::Apply(arguments) => apply::run(context, arguments).await,
-        ClientCommand::Ps(arguments) => ps::run(context, arguments).await,
-        ClientCommand::Inspect(arguments) => inspect::run(context, arguments).await,
-        ClientCommand::Logs(arguments) => logs::run(context, arguments).await,
+        ClientCommand::Run(arguments) => run::run(context, *arguments.into_inner()).await,
+        ClientCommand::Apply(arguments) => apply::run(context, arguments.into_inner()).await,
+        ClientCommand::Ps(arguments) => ps::run(context, arguments.into_inner()).await,
+        ClientCommand::Inspect(arguments) => inspect::run(context, arguments.into_inner()).await,
+        ClientCommand::Logs(arguments) => logs::run(context, arguments.into_inner()).await,
         ClientCommand::Start(arguments) => {
             lifecycle::act(context, &arguments.names, lifecycle::Action::Start).await
         }
@@ -98,17 +99,29 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         ClientCommand::Rm(arguments) => {
             lifecycle::remove(context, &arguments.names, arguments.force).await
         }
-        ClientCommand::Exec(arguments) => exec::run(context, arguments).await,
-        ClientCommand::Events(arguments) => events::run(context, arguments).await,
-        ClientCommand::Top(arguments) => top::run(context, arguments).await,
-        ClientCommand::Image(arguments) => image::run(context, arguments.command).await,
-        ClientCommand::Login(arguments) => login::login(context, arguments).await,
-        ClientCommand::Logout(arguments) => login::logout(context, arguments).await,
-        ClientCommand::Key(arguments) => access::key(context, arguments.command).await,
-        ClientCommand::Audit(arguments) => access::audit(context, arguments.command).await,
-        ClientCommand::Project(arguments) => access::project(context, arguments.command).await,
-        ClientCommand::Quota(arguments) => access::quota(context, arguments.command).await,
-        ClientCommand::User(arguments) => login::user(context, arguments.command).await,
-        ClientCommand::Secret(arguments) => secret::run(context, arguments.command).await,
+        ClientCommand::Exec(arguments) => exec::run(context, arguments.into_inner()).await,
+        ClientCommand::Events(arguments) => events::run(context, arguments.into_inner()).await,
+        ClientCommand::Top(arguments) => top::run(context, arguments.into_inner()).await,
+        ClientCommand::Image(arguments) => {
+            image::run(context, arguments.into_inner().command).await
+        }
+        ClientCommand::Login(arguments) => login::login(context, arguments.into_inner()).await,
+        ClientCommand::Logout(arguments) => login::logout(context, arguments.into_inner()).await,
+        ClientCommand::Key(arguments) => access::key(context, arguments.into_inner().command).await,
+        ClientCommand::Audit(arguments) => {
+            access::audit(context, arguments.into_inner().command).await
+        }
+        ClientCommand::Project(arguments) => {
+            access::project(context, arguments.into_inner().command).await
+        }
+        ClientCommand::Quota(arguments) => {
+            access::quota(context, arguments.into_inner().command).await
+        }
+        ClientCommand::User(arguments) => {
+            login::user(context, arguments.into_inner().command).await
+        }
+        ClientCommand::Secret(arguments) => {
+            secret::run(context, arguments.into_inner().command).await
+        }
     }
 }
