@@ -161,6 +161,11 @@ pub(crate) struct ExitRecord {
     pub oom_killed: bool,
     #[serde(with = "rfc3339")]
     pub finished_at: SystemTime,
+    /// The monitor that wrote the record, which tells this run's record from another's
+    /// in a directory reused by a new instance of the same name. Absent in records of
+    /// monitors older than the field.
+    #[serde(default)]
+    pub monitor_pid: Option<u32>,
 }
 
 impl ExitRecord {
@@ -269,6 +274,7 @@ mod tests {
             signal: Some(9),
             oom_killed: true,
             finished_at: SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
+            monitor_pid: Some(4242),
         };
         write_json(&path, &record).expect("write");
         assert_eq!(read_json::<ExitRecord>(&path).expect("read"), Some(record));

@@ -708,6 +708,7 @@ impl Running {
                 killed,
             ),
             finished_at: SystemTime::now(),
+            monitor_pid: Some(std::process::id()),
         };
         if let Err(error) = write_json(&paths.exit(), &record) {
             eprintln!("ward monitor: {error}");

@@ -472,16 +472,15 @@ impl Runtime {
         Ok(())
     }
 
-    /// The recorded exit status. Without one (the monitor died, e.g. killed with SIGKILL), the
-    /// instance is cleaned up and reported as ended with neither exit code nor signal.
-    fn recorded_exit(
+    /// The exit of an instance whose monitor `monitor_pid` died (e.g. killed with SIGKILL)
+    /// without recording one: the instance is cleaned up and reported as ended with neither
+    /// exit code nor signal.
+    fn lost_monitor_exit(
         &self,
         key: &InstanceKey,
         paths: &InstancePaths,
+        monitor_pid: u32,
     ) -> Result<ExitStatus, RuntimeError> {
-        if let Some(record) = read_json::<ExitRecord>(&paths.exit())? {
-            return Ok(record.to_status());
-        }
         tracing::warn!(
             instance = %self.inner.container_id(key),
             "the monitor exited without recording an exit status; the instance is killed and counted as failed"
@@ -492,6 +491,7 @@ impl Runtime {
             signal: None,
             oom_killed: false,
             finished_at: SystemTime::now(),
+            monitor_pid: Some(monitor_pid),
         };
         write_json(&paths.exit(), &record)?;
         Ok(record.to_status())
@@ -700,20 +700,29 @@ impl Driver for Runtime {
     async fn wait(&self, handle: &InstanceHandle) -> Result<ExitStatus, RuntimeError> {
         let paths = self.paths(&handle.key)?;
         self.await_monitor_exit(&paths, handle.monitor_pid).await?;
-        // The instance was removed, and perhaps its name given to a new one with the same
-        // directory and runtime id: then that directory is no longer this instance's to read
-        // or clean up after.
-        let succeeded =
-            Self::live_state(&paths)?.is_some_and(|state| state.monitor_pid != handle.monitor_pid);
-        if !paths.dir.exists() || succeeded {
-            return Ok(ExitStatus {
-                exit_code: None,
-                signal: Some(libc::SIGKILL),
-                oom_killed: false,
-                finished_at: SystemTime::now(),
-            });
+        // By now the instance may have been removed and its directory (and runtime id) given
+        // to a new instance of the same name, perhaps not started yet: only a record or a
+        // state file of this instance's own monitor is read or acted on.
+        if let Some(record) = read_json::<ExitRecord>(&paths.exit())? {
+            if record
+                .monitor_pid
+                .is_none_or(|monitor_pid| monitor_pid == handle.monitor_pid)
+            {
+                return Ok(record.to_status());
+            }
+        } else {
+            let state: Option<StateRecord> = read_json(&paths.state())?;
+            if state.is_some_and(|state| state.monitor_pid == handle.monitor_pid) {
+                // The monitor died without recording the exit.
+                return self.lost_monitor_exit(&handle.key, &paths, handle.monitor_pid);
+            }
         }
-        self.recorded_exit(&handle.key, &paths)
+        Ok(ExitStatus {
+            exit_code: None,
+            signal: Some(libc::SIGKILL),
+            oom_killed: false,
+            finished_at: SystemTime::now(),
+        })
     }
 
     fn attach(&self, key: &InstanceKey) -> Result<AttachOutcome, RuntimeError> {

@@ -865,3 +865,44 @@ fn spare_monitors() -> Vec<u32> {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn a_late_wait_leaves_a_successor_of_the_same_name_alone() {
+    let Some(fixture) = fixture("a_late_wait_leaves_a_successor_of_the_same_name_alone") else {
+        return;
+    };
+    let key = fixture.key("reused");
+    let first = fixture
+        .runtime
+        .start(&key, &spec("reused", &["true"]))
+        .await
+        .expect("start");
+    // `ward rm -f` then `ward run` with the same name: the first instance is removed, and its
+    // directory made again for the successor, before anyone waited for the first's exit.
+    // The wait must neither take the successor's directory for a monitor that died without
+    // a record nor write into it.
+    fixture.runtime.remove(&key).await.expect("remove");
+    let dir = fixture.runtime.instance_dir(&key).expect("instance dir");
+    std::fs::create_dir_all(&dir).expect("the successor's directory");
+    let status = fixture.runtime.wait(&first).await.expect("wait");
+    assert_eq!(
+        (status.exit_code, status.signal),
+        (None, Some(9)),
+        "{status:?}"
+    );
+    assert!(
+        !dir.join("exit.json").exists(),
+        "the late wait wrote into its successor's directory"
+    );
+    let second = fixture
+        .runtime
+        .start(&key, &spec("reused", &["sleep", "100"]))
+        .await
+        .expect("start the successor");
+    assert!(
+        std::path::Path::new(&format!("/proc/{}", second.pid)).exists(),
+        "the successor runs"
+    );
+    let status = fixture.kill(&second).await;
+    assert_eq!(status.signal, Some(9));
+}
