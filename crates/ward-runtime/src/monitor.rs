@@ -18,7 +18,6 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
@@ -283,18 +282,22 @@ struct ProcessSetup {
     signals: SignalFd,
 }
 
-/// Ignores SIGHUP and SIGPIPE, takes SIGCHLD through a signalfd, becomes the subreaper of what
-/// it starts, and enters a mount namespace of its own (see [`private_mount_namespace`]).
+/// Ignores SIGPIPE, blocks SIGHUP (so that it never arrives, while what the monitor starts
+/// gets its default disposition back, and the standard library can start the runtime with
+/// `posix_spawn` instead of a fork), takes SIGCHLD through a signalfd, becomes the subreaper
+/// of what it starts, and enters a mount namespace of its own (see
+/// [`private_mount_namespace`]).
 fn set_up_process() -> Result<ProcessSetup, (&'static str, Errno)> {
     // SAFETY: no other threads exist; ignoring a signal installs no handler code.
     unsafe {
-        signal(Signal::SIGHUP, SigHandler::SigIgn).map_err(|error| ("ignore SIGHUP", error))?;
         signal(Signal::SIGPIPE, SigHandler::SigIgn).map_err(|error| ("ignore SIGPIPE", error))?;
     }
     let mut child_signals = SigSet::empty();
     child_signals.add(Signal::SIGCHLD);
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&child_signals), None)
-        .map_err(|error| ("block SIGCHLD", error))?;
+    let mut blocked = child_signals;
+    blocked.add(Signal::SIGHUP);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None)
+        .map_err(|error| ("block SIGCHLD and SIGHUP", error))?;
     let signals = SignalFd::with_flags(
         &child_signals,
         SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
@@ -519,14 +522,9 @@ fn run_oci(
             .stderr(Stdio::from(stderr)),
         None => command.stdout(Stdio::null()),
     };
-    // SAFETY: signal(2) is async-signal-safe; the child gets the default SIGHUP disposition
-    // back, which it would otherwise inherit as "ignored" from the monitor.
-    unsafe {
-        command.pre_exec(|| {
-            libc::signal(libc::SIGHUP, libc::SIG_DFL);
-            Ok(())
-        });
-    }
+    // The child starts with an empty signal mask and default dispositions but SIGPIPE's,
+    // which the standard library resets too; without a `pre_exec` hook it is started
+    // with `posix_spawn`, which does not copy the monitor's page tables as a fork would.
     let status = command
         .status()
         .map_err(|source| RuntimeError::io("run", &config.oci_runtime, source))?;

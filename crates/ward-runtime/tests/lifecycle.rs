@@ -906,3 +906,40 @@ async fn a_late_wait_leaves_a_successor_of_the_same_name_alone() {
     let status = fixture.kill(&second).await;
     assert_eq!(status.signal, Some(9));
 }
+
+#[tokio::test]
+async fn workloads_start_with_default_signal_dispositions_and_no_blocked_signals() {
+    let Some(fixture) =
+        fixture("workloads_start_with_default_signal_dispositions_and_no_blocked_signals")
+    else {
+        return;
+    };
+    // The monitor blocks SIGHUP and ignores SIGPIPE for itself; neither may reach the workload,
+    // whichever way the runtime treats what it inherits.
+    let (status, logs) = fixture
+        .run_to_exit(&shell(
+            "signals",
+            "exec grep -E '^Sig(Blk|Ign):' /proc/self/status",
+        ))
+        .await;
+    assert!(status.success(), "{status:?}");
+    let masks: Vec<(String, u64)> = logs
+        .iter()
+        .filter_map(|line| {
+            let (name, value) = line.text.split_once(':')?;
+            Some((
+                name.to_string(),
+                u64::from_str_radix(value.trim(), 16).ok()?,
+            ))
+        })
+        .collect();
+    assert_eq!(masks.len(), 2, "{logs:?}");
+    for (name, mask) in masks {
+        let sighup = 1 << (libc::SIGHUP - 1);
+        let sigpipe = 1 << (libc::SIGPIPE - 1);
+        assert_eq!(mask & (sighup | sigpipe), 0, "{name}: {mask:#x}");
+        if name == "SigBlk" {
+            assert_eq!(mask, 0, "blocked signals in the workload: {mask:#x}");
+        }
+    }
+}
