@@ -15,7 +15,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
@@ -47,6 +48,8 @@ struct LauncherInner {
     /// Bytes of padding on a spare's command line (see [`COMMAND_LINE_ROOM`]).
     spare_padding: usize,
     spare: Mutex<Option<Spare>>,
+    /// Wakes the thread that starts replacement spares; it ends when this is dropped.
+    refills: Sender<()>,
 }
 
 /// A spare monitor waiting for its orders.
@@ -67,14 +70,23 @@ impl MonitorLauncher {
     /// A launcher of `ward_executable` monitors for instances under `data_dir`, with one spare
     /// started at once (if that fails, starts just take longer).
     pub fn new(ward_executable: PathBuf, runtime: OciProgram, data_dir: &Path) -> MonitorLauncher {
+        let (refills, requests) = mpsc::channel();
         let launcher = MonitorLauncher {
             inner: Arc::new(LauncherInner {
                 ward_executable,
                 runtime,
                 spare_padding: data_dir.as_os_str().len() + COMMAND_LINE_ROOM,
                 spare: Mutex::new(None),
+                refills,
             }),
         };
+        let weak = Arc::downgrade(&launcher.inner);
+        if let Err(error) = std::thread::Builder::new()
+            .name("ward-spares".to_string())
+            .spawn(move || refill_on_request(&weak, &requests))
+        {
+            tracing::warn!(%error, "cannot start the spare monitor thread; starts take longer");
+        }
         launcher.refill_now();
         launcher
     }
@@ -123,11 +135,7 @@ impl MonitorLauncher {
     /// by then. Called when a start is over, so that the fork and exec of the spare compete
     /// with neither the start nor the reply and the client's exit that follow it.
     pub fn refill(&self) {
-        let launcher = self.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(REFILL_DELAY);
-            launcher.refill_now();
-        });
+        let _ = self.inner.refills.send(());
     }
 
     /// Starts a spare unless one is waiting.
@@ -202,6 +210,19 @@ impl MonitorLauncher {
         }
         let child = command.spawn()?;
         Ok(child.id())
+    }
+}
+
+/// The spare thread: for each request, waits [`REFILL_DELAY`] (requests arriving meanwhile
+/// count as one), then starts a spare unless one is waiting. Returns when the launcher is gone.
+fn refill_on_request(launcher: &Weak<LauncherInner>, requests: &Receiver<()>) {
+    while requests.recv().is_ok() {
+        std::thread::sleep(REFILL_DELAY);
+        while requests.try_recv().is_ok() {}
+        let Some(inner) = launcher.upgrade() else {
+            return;
+        };
+        MonitorLauncher { inner }.refill_now();
     }
 }
 

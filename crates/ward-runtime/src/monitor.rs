@@ -280,13 +280,15 @@ enum Ended {
 /// What every monitor sets up before it knows its instance: a spare does this while it waits.
 struct ProcessSetup {
     signals: SignalFd,
+    /// This process's start time (`/proc/self/stat`), for `state.json`.
+    start_ticks: u64,
 }
 
 /// Ignores SIGPIPE, blocks SIGHUP (so that it never arrives, while what the monitor starts
 /// gets its default disposition back, and the standard library can start the runtime with
 /// `posix_spawn` instead of a fork), takes SIGCHLD through a signalfd, becomes the subreaper
-/// of what it starts, and enters a mount namespace of its own (see
-/// [`private_mount_namespace`]).
+/// of what it starts, enters a mount namespace of its own (see [`private_mount_namespace`])
+/// and reads its own start time.
 fn set_up_process() -> Result<ProcessSetup, (&'static str, Errno)> {
     // SAFETY: no other threads exist; ignoring a signal installs no handler code.
     unsafe {
@@ -305,11 +307,17 @@ fn set_up_process() -> Result<ProcessSetup, (&'static str, Errno)> {
     .map_err(|error| ("create signalfd", error))?;
     nix::sys::prctl::set_child_subreaper(true).map_err(|error| ("become subreaper", error))?;
     private_mount_namespace().map_err(|error| ("enter a mount namespace", error))?;
-    Ok(ProcessSetup { signals })
+    Ok(ProcessSetup {
+        signals,
+        start_ticks: process_start_ticks(std::process::id()).unwrap_or(0),
+    })
 }
 
 fn start(paths: &InstancePaths, setup: ProcessSetup) -> Result<Running, RuntimeError> {
-    let ProcessSetup { signals } = setup;
+    let ProcessSetup {
+        signals,
+        start_ticks,
+    } = setup;
     let config: MonitorConfig = read_json(&paths.monitor_config())?.ok_or_else(|| {
         RuntimeError::io(
             "read",
@@ -400,7 +408,7 @@ fn start(paths: &InstancePaths, setup: ProcessSetup) -> Result<Running, RuntimeE
         pid,
         pid_start_ticks: process_start_ticks(pid).unwrap_or(0),
         monitor_pid: std::process::id(),
-        monitor_start_ticks: process_start_ticks(std::process::id()).unwrap_or(0),
+        monitor_start_ticks: start_ticks,
         started_at: SystemTime::now(),
         address,
     };
