@@ -787,7 +787,7 @@ pub struct ServeArgs {
 /// Parses the process's command line, or prints why it cannot and exits: help and version
 /// normally with status 0, usage errors as one `error: ` line with status 2.
 pub fn parse_command_line() -> CommandLine {
-    let parsed = command_definition()
+    let parsed = CommandLine::command()
         .try_get_matches()
         .and_then(|mut matches| CommandLine::from_arg_matches_mut(&mut matches));
     match parsed {
@@ -796,17 +796,12 @@ pub fn parse_command_line() -> CommandLine {
     }
 }
 
-/// The clap command.
-pub fn command_definition() -> clap::Command {
-    CommandLine::command()
-}
-
 /// A subcommand's arguments, which clap adds to the command tree only when the command line
 /// enters that subcommand or shows its help: `ward run` builds the arguments of `run` alone,
 /// not those of every command (clap's allocations for all of them cost each call about
 /// 0.4 ms of page faults here).
 #[derive(Debug)]
-pub struct Deferred<T>(pub T);
+pub struct Deferred<T>(T);
 
 impl<T> Deferred<T> {
     pub fn into_inner(self) -> T {
@@ -900,7 +895,7 @@ fn exit_for_clap_error(error: clap::Error) -> ! {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => error.exit(),
         // Bare `ward`: show the help like `docker` does, to stdout, and succeed.
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let mut command = command_definition();
+            let mut command = CommandLine::command();
             let help = command.render_help().to_string();
             print!("{help}");
             std::process::exit(0)
@@ -1111,7 +1106,7 @@ mod tests {
 
     #[test]
     fn command_line_definition_is_consistent() {
-        command_definition().debug_assert();
+        CommandLine::command().debug_assert();
     }
 
     #[test]

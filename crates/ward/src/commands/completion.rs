@@ -1,12 +1,14 @@
 //! `ward completion SHELL`: the shell completion script, generated from the clap definition.
 
-use crate::cli::{command_definition, CompletionArgs};
+use clap::CommandFactory;
+
+use crate::cli::{CommandLine, CompletionArgs};
 
 pub fn run(arguments: &CompletionArgs) -> anyhow::Result<i32> {
     let mut script = Vec::new();
     clap_complete::generate(
         arguments.shell,
-        &mut command_definition(),
+        &mut CommandLine::command(),
         "ward",
         &mut script,
     );
