@@ -293,6 +293,10 @@ overlay = monitor["overlay"]
 config["linux"]["cgroupsPath"] = cgroup
 config["process"]["args"] = ["/bin/true"]
 config["root"]["path"] = f"{bundle}/rootfs"
+# Ward's instance joins the network namespace its monitor made ahead of it; a bare runtime
+# makes one as it starts.
+for namespace in config["linux"]["namespaces"]:
+    namespace.pop("path", None)
 for mount in config["mounts"]:
     if mount["source"].startswith(instance + "/"):
         mount["source"] = bundle + mount["source"][len(instance):]

@@ -114,6 +114,9 @@ pub(crate) struct BundleSettings<'a> {
     /// The seccomp profile compiled to BPF (base64), for a runtime that loads it as it is
     /// (crun); without it the runtime compiles the OCI profile at every start.
     pub seccomp_bpf: Option<&'a str>,
+    /// The network namespace made ahead of the instance, which it joins; without one (and
+    /// unless it uses the host's) the runtime makes a new one.
+    pub network_namespace: Option<&'a Path>,
 }
 
 /// The OCI runtime spec (version 1.0) of an instance.
@@ -133,8 +136,10 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    if spec.network != NetworkMode::Host {
-        namespaces.push(json!({"type": "network"}));
+    match (spec.network, settings.network_namespace) {
+        (NetworkMode::Host, _) => {}
+        (_, Some(path)) => namespaces.push(json!({"type": "network", "path": path})),
+        (_, None) => namespaces.push(json!({"type": "network"})),
     }
     if settings.cgroup_namespace {
         namespaces.push(json!({"type": "cgroup"}));
@@ -528,6 +533,7 @@ mod tests {
             cgroup_namespace: true,
             swap_limit: true,
             seccomp_bpf: None,
+            network_namespace: None,
         })
     }
 

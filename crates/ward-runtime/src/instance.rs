@@ -75,6 +75,10 @@ pub(crate) struct MonitorConfig {
     pub data_dir: PathBuf,
     /// `bridge`, `host` or `none`.
     pub network: String,
+    /// The instance's network namespace is the one its monitor made ahead of it (see
+    /// `monitor::network_namespace_path`), not one the OCI runtime makes.
+    #[serde(default)]
+    pub monitor_network_namespace: bool,
     pub ports: Vec<PortRecord>,
     pub cgroup_mode: CgroupMode,
     /// The instance's memory cgroup, where the monitor looks for OOM kills.

@@ -1,13 +1,14 @@
-//! How the daemon starts monitors: by handing an instance to a spare monitor that was started
-//! ahead of time, or, when none is ready, by starting one for the instance.
+//! How the daemon starts monitors: every instance gets a monitor that was started before it
+//! was known, a spare waiting since the last start or, when none is waiting, one started for it.
 //!
-//! Starting the monitor (fork of the daemon, exec of `ward`, dynamic linking) is a fixed cost
-//! on the path of every start. A spare pays it before it is needed: `ward monitor --spare`
-//! starts with the sync pipe as fd 3 and the sealed runtime as fd 4, like any monitor, and
-//! blocks reading its orders on fd 5. The daemon writes the instance directory there and
-//! closes the pipe; the spare then becomes that instance's monitor, and once the start is over a
-//! new spare is started in the background. When the daemon goes away, the spare reads end-of-file and
-//! exits, so spares never outlive it.
+//! Starting the monitor (fork of the daemon, exec of `ward`, dynamic linking) and making the
+//! instance's network namespace are fixed costs of every start. A spare pays them before they
+//! are needed: `ward monitor --spare` starts with the sync pipe as fd 3 and the sealed runtime as
+//! fd 4, makes a network namespace, and blocks reading its orders on fd 5. The daemon reserves
+//! it, writes the bundle (which names the spare's namespace), writes the instance directory to
+//! fd 5 and closes the pipe; the spare then becomes that instance's monitor, and once the start
+//! is over a new spare is started in the background. When the daemon goes away, the spare reads
+//! end-of-file and exits, so spares never outlive it.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -52,9 +53,9 @@ struct LauncherInner {
     refills: Sender<()>,
 }
 
-/// A spare monitor waiting for its orders.
+/// A monitor waiting for its orders.
 #[derive(Debug)]
-struct Spare {
+pub(crate) struct Spare {
     pid: u32,
     orders: File,
     sync_read: OwnedFd,
@@ -91,44 +92,45 @@ impl MonitorLauncher {
         launcher
     }
 
-    /// Starts the monitor of the instance at `paths`: a spare if one is ready, else a monitor
-    /// of its own. The caller calls [`MonitorLauncher::refill`] once the start is over.
-    pub fn launch(&self, paths: &InstancePaths, id: &str) -> Result<Launched, RuntimeError> {
-        let monitor_log = File::create(paths.monitor_log())
-            .map_err(|source| RuntimeError::io("create", paths.monitor_log(), source))?;
+    /// A monitor for an instance about to start: the spare if one is waiting, else one started
+    /// now. Its pid goes into the instance's bundle (see `monitor::network_namespace_path`)
+    /// before [`Spare::hand_over`] gives it the instance; the caller calls
+    /// [`MonitorLauncher::refill`] once the start is over.
+    pub fn reserve(&self, id: &str) -> Result<Spare, RuntimeError> {
         let taken = self
             .inner
             .spare
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .take();
-        if let Some(spare) = taken {
-            match spare.hand_over(paths) {
-                Ok(launched) => return Ok(launched),
-                Err(error) => {
-                    tracing::debug!(%error, "spare monitor gone; starting one for the instance");
-                }
-            }
+        match taken {
+            Some(spare) => Ok(spare),
+            None => self.start_monitor(id),
         }
-        let (sync_read, sync_write) =
-            pipe().map_err(|source| RuntimeError::io("create pipe for", &paths.dir, source))?;
-        let monitor_stderr = monitor_log
-            .try_clone()
-            .map_err(|source| RuntimeError::io("open", paths.monitor_log(), source))?;
-        let mut command = Command::new(&self.inner.ward_executable);
-        command
-            .arg("monitor")
-            .arg(&paths.dir)
-            .stdout(monitor_log)
-            .stderr(monitor_stderr);
-        let pid =
-            self.spawn(command, sync_write, None)
-                .map_err(|source| RuntimeError::MonitorSpawn {
-                    id: id.to_string(),
-                    executable: self.inner.ward_executable.clone(),
-                    source,
-                })?;
-        Ok(Launched { pid, sync_read })
+    }
+
+    /// A monitor started now for the instance `id`.
+    pub fn start_monitor(&self, id: &str) -> Result<Spare, RuntimeError> {
+        self.spawn_spare()
+            .map_err(|source| RuntimeError::MonitorSpawn {
+                id: id.to_string(),
+                executable: self.inner.ward_executable.clone(),
+                source,
+            })
+    }
+
+    /// Keeps a reserved monitor that was not handed an instance as the spare, unless another
+    /// is already waiting.
+    pub fn put_back(&self, spare: Spare) {
+        let mut slot = self
+            .inner
+            .spare
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match *slot {
+            None => *slot = Some(spare),
+            Some(_) => spare.retire(),
+        }
     }
 
     /// Starts a new spare in the background, [`REFILL_DELAY`] from now, unless one is waiting
@@ -227,8 +229,28 @@ fn refill_on_request(launcher: &Weak<LauncherInner>, requests: &Receiver<()>) {
 }
 
 impl Spare {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends the spare away: it exits as its orders pipe closes, and a thread reaps it.
+    fn retire(self) {
+        let pid = self.pid;
+        drop(self);
+        let reaped = std::thread::Builder::new()
+            .name("ward-spare-reap".into())
+            .spawn(move || {
+                if let Ok(raw) = libc::pid_t::try_from(pid) {
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(raw), None);
+                }
+            });
+        if let Err(error) = reaped {
+            tracing::debug!(%error, pid, "cannot reap a retired spare monitor");
+        }
+    }
+
     /// Gives the spare the instance at `paths`; fails if the spare has died.
-    fn hand_over(mut self, paths: &InstancePaths) -> io::Result<Launched> {
+    pub fn hand_over(mut self, paths: &InstancePaths) -> io::Result<Launched> {
         let mut order = paths.dir.as_os_str().as_encoded_bytes().to_vec();
         order.push(b'\n');
         if let Err(error) = self.orders.write_all(&order) {

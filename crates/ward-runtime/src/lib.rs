@@ -2,8 +2,8 @@
 //! the per-instance monitor that outlives the daemon, logs, networking and resource usage.
 //!
 //! The daemon calls [`Runtime`]; everything that touches namespaces, cgroups, the OCI
-//! runtime binary or netfilter lives below this boundary. The `ward` binary must dispatch
-//! `ward monitor DIR` to [`monitor::main`] before it builds any async runtime.
+//! runtime binary or netfilter lives below this boundary. The `ward` binary must hand
+//! `ward monitor …` to [`monitor::run_from_command_line`] before it builds any async runtime.
 
 mod bundle;
 mod cgroup;

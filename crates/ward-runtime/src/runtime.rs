@@ -1,7 +1,7 @@
 //! [`Runtime`]: the [`Driver`] for process workloads, built on an OCI runtime and one monitor
 //! process per running instance.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
@@ -30,8 +30,8 @@ use crate::pidfd::{is_own_child, reap_if_child, running_process_start_ticks, Pid
 use crate::seccomp;
 use crate::secrets::{SecretFiles, SecretResolver};
 use crate::{
-    exec, logs, network, probe, AttachOutcome, Driver, ExecProcess, ExitStatus, InstanceHandle,
-    InstanceKey, LogLine, LogLocation, ResourceUsage, RuntimeError,
+    exec, logs, monitor, network, probe, AttachOutcome, Driver, ExecProcess, ExitStatus,
+    InstanceHandle, InstanceKey, LogLine, LogLocation, ResourceUsage, RuntimeError,
 };
 use ward_image::layers::LayerStore;
 use ward_image::{BlobStore, Digest};
@@ -47,7 +47,7 @@ const MONITOR_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct RuntimeConfig {
     /// Ward's data directory; instances, volumes and the OCI runtime's state live below it.
     pub data_dir: PathBuf,
-    /// The binary started as `WARD_EXECUTABLE monitor DIR` for each instance.
+    /// The binary started as `WARD_EXECUTABLE monitor --spare PADDING` for each instance.
     pub ward_executable: PathBuf,
     /// The OCI runtime to use; `None`: crun, else runc, from `PATH`.
     pub oci_runtime: Option<PathBuf>,
@@ -292,14 +292,53 @@ impl Runtime {
         self.instance_dir(key).map(InstancePaths::new)
     }
 
-    /// Writes the bundle and the monitor's configuration of an instance; returns the ports
-    /// it publishes.
+    /// Reserves a monitor and writes the instance's bundle and monitor configuration for it,
+    /// then hands the instance over; returns the ports it publishes and the monitor. A reserved
+    /// spare that died meanwhile is replaced by a monitor started for the instance.
+    fn launch(
+        &self,
+        key: &InstanceKey,
+        spec: &WorkloadSpec,
+        paths: &InstancePaths,
+        image: Option<&PreparedRoot>,
+    ) -> Result<(Vec<PortMapping>, Launched), RuntimeError> {
+        let launcher = &self.inner.launcher;
+        let id = self.inner.container_id(key);
+        let mut monitor = launcher.reserve(&id)?;
+        for attempt in 0.. {
+            let ports = match self.prepare(key, spec, paths, image, monitor.pid()) {
+                Ok(ports) => ports,
+                Err(error) => {
+                    launcher.put_back(monitor);
+                    return Err(error);
+                }
+            };
+            match monitor.hand_over(paths) {
+                Ok(launched) => return Ok((ports, launched)),
+                Err(error) if attempt == 0 => {
+                    tracing::debug!(%error, "spare monitor gone; starting one for the instance");
+                    monitor = launcher.start_monitor(&id)?;
+                }
+                Err(error) => {
+                    return Err(RuntimeError::StartFailed {
+                        id,
+                        message: format!("the monitor exited before it got the instance: {error}"),
+                    })
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Writes the bundle and the monitor's configuration of an instance whose monitor is
+    /// `monitor_pid`; returns the ports it publishes.
     fn prepare(
         &self,
         key: &InstanceKey,
         spec: &WorkloadSpec,
         paths: &InstancePaths,
         image: Option<&PreparedRoot>,
+        monitor_pid: u32,
     ) -> Result<Vec<PortMapping>, RuntimeError> {
         let inner = &self.inner;
         fs::create_dir_all(&paths.dir)
@@ -360,6 +399,8 @@ impl Runtime {
         let volumes =
             bundle::resolve_volumes(&inner.data_dir, &key.project, &spec.volumes, host_root)?;
         let container_id = self.inner.container_id(key);
+        let network_namespace = (spec.network != NetworkMode::Host)
+            .then(|| monitor::network_namespace_path(monitor_pid));
         let config = bundle::oci_config(&BundleSettings {
             spec,
             command,
@@ -371,6 +412,7 @@ impl Runtime {
             cgroup_namespace: inner.host.cgroup_namespace,
             swap_limit: inner.host.swap_limit,
             seccomp_bpf: inner.seccomp_bpf,
+            network_namespace: network_namespace.as_deref(),
         });
         // Both files are written again at every start, so a crash cannot leave a stale one
         // behind that matters: no fsync.
@@ -388,6 +430,7 @@ impl Runtime {
             oci_root: inner.oci_root.clone(),
             data_dir: inner.data_dir.clone(),
             network: spec.network.as_str().to_string(),
+            monitor_network_namespace: network_namespace.is_some(),
             ports: ports.iter().map(PortRecord::from_mapping).collect(),
             cgroup_mode: inner.host.cgroup_mode,
             memory_cgroup: inner.cgroups.dir("memory", &container_id),
@@ -404,6 +447,8 @@ impl Runtime {
             })?;
         fs::write(paths.monitor_config(), monitor_bytes)
             .map_err(|source| RuntimeError::io("write", paths.monitor_config(), source))?;
+        File::create(paths.monitor_log())
+            .map_err(|source| RuntimeError::io("create", paths.monitor_log(), source))?;
         remove_file_if_exists(&paths.exit())?;
         remove_file_if_exists(&paths.state())?;
         // A container left in the OCI runtime's state by a monitor that died.
@@ -639,11 +684,13 @@ impl Driver for Runtime {
             WorkloadKind::Container => Some(self.prepare_image(key, spec, &paths).await?),
             _ => None,
         };
-        let ports = self.prepare(key, spec, &paths, image.as_ref())?;
-        let Launched {
-            pid: monitor_pid,
-            sync_read,
-        } = self.inner.launcher.launch(&paths, &id)?;
+        let (
+            ports,
+            Launched {
+                pid: monitor_pid,
+                sync_read,
+            },
+        ) = self.launch(key, spec, &paths, image.as_ref())?;
 
         let report = self.await_report(sync_read, &id, &paths).await;
         self.inner.launcher.refill();

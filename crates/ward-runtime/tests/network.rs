@@ -354,8 +354,8 @@ fn failed_attach_leaves_nothing_behind() {
     exited.wait().expect("wait for true");
     let container_id = container_id("exited");
 
-    let refused =
-        network::attach_bridge(state_dir(), &container_id, exited.id(), &[tcp(18180, 80)]);
+    let namespace = PathBuf::from(format!("/proc/{}/ns/net", exited.id()));
+    let refused = network::attach_bridge(state_dir(), &container_id, &namespace, &[tcp(18180, 80)]);
     let Err(error @ NetworkError::Namespace { .. }) = refused else {
         panic!("attaching an exited process did not fail on its namespace: {refused:?}")
     };
@@ -421,7 +421,12 @@ fn failed_command_is_reported_with_its_command_line_and_stderr() {
 
 #[test]
 fn invalid_container_id_is_refused() {
-    let refused = network::attach_bridge(Path::new("/nonexistent"), "has space", 1, &[]);
+    let refused = network::attach_bridge(
+        Path::new("/nonexistent"),
+        "has space",
+        Path::new("/proc/1/ns/net"),
+        &[],
+    );
     assert!(
         matches!(refused, Err(NetworkError::InvalidContainerId { .. })),
         "{refused:?}"
@@ -529,7 +534,8 @@ impl Container {
     }
 
     fn attach(&self, ports: &[PortMapping]) -> Result<Ipv4Addr, NetworkError> {
-        network::attach_bridge(state_dir(), &self.id, self.pid(), ports)
+        let namespace = PathBuf::from(format!("/proc/{}/ns/net", self.pid()));
+        network::attach_bridge(state_dir(), &self.id, &namespace, ports)
     }
 }
 

@@ -36,9 +36,6 @@ pub enum Command {
     /// Print a shell completion script (bash, zsh, fish)
     #[command(after_help = COMPLETION_EXAMPLES)]
     Completion(Deferred<CompletionArgs>),
-    /// The per-workload monitor process that the daemon starts (internal)
-    #[command(hide = true)]
-    Monitor(Deferred<MonitorArgs>),
 }
 
 /// The commands that talk to the daemon.
@@ -753,13 +750,6 @@ pub struct TopArgs {
 pub struct CompletionArgs {
     #[arg(value_name = "SHELL", value_enum)]
     pub shell: clap_complete::Shell,
-}
-
-#[derive(Debug, Args)]
-pub struct MonitorArgs {
-    /// The instance's state directory
-    #[arg(value_name = "DIR")]
-    pub directory: PathBuf,
 }
 
 /// `ward serve`. Fields hold the flags only (`None` when not given); `daemon_config` layers

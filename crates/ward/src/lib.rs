@@ -26,8 +26,8 @@ pub enum Executable {
 }
 
 pub fn main(executable: Executable) -> ! {
-    // The daemon starts `ward monitor DIR` (or a spare, `ward monitor --spare PADDING`) for
-    // every instance: skip building the whole command-line parser on that path.
+    // The daemon starts a monitor, `ward monitor --spare PADDING`, for every instance: it must
+    // stay tiny (no async runtime, no client), so it skips building the command-line parser.
     if let Some(exit_code) =
         ward_runtime::monitor::run_from_command_line(std::env::args_os().skip(1))
     {
@@ -38,11 +38,7 @@ pub fn main(executable: Executable) -> ! {
         // Returns only where `wardd` cannot run; the daemon then runs here.
         serve::hand_over_to_wardd();
     }
-    let exit_code = match command_line.command {
-        // The per-workload monitor must stay tiny: no async runtime, no client.
-        Command::Monitor(arguments) => commands::monitor::run(&arguments.directory),
-        command => run_in_async_runtime(command, command_line.global_options),
-    };
+    let exit_code = run_in_async_runtime(command_line.command, command_line.global_options);
     std::process::exit(exit_code)
 }
 

@@ -1051,7 +1051,7 @@ fn bridge_publishes_ports_none_isolates_host_shares() {
         .set_nonblocking(true)
         .expect("non-blocking listener");
     let probe = format!(
-        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', {host_port}), timeout=3)\n    print('reach yes', flush=True)\nexcept OSError as error:\n    print('reach no', error, flush=True)\nprint('interfaces', ' '.join(sorted(line.split(':')[0].strip() for line in open('/proc/net/dev') if ':' in line)), flush=True)\nimport time\ntime.sleep(600)"
+        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', {host_port}), timeout=3)\n    print('reach yes', flush=True)\nexcept OSError as error:\n    print('reach no', error, flush=True)\ntry:\n    own = socket.create_server(('127.0.0.1', 0))\n    socket.create_connection(own.getsockname(), timeout=3)\n    print('loopback up', flush=True)\nexcept OSError as error:\n    print('loopback down', error, flush=True)\nprint('interfaces', ' '.join(sorted(line.split(':')[0].strip() for line in open('/proc/net/dev') if ':' in line)), flush=True)\nimport time\ntime.sleep(600)"
     );
     let interfaces_script =
         "echo interfaces $(awk -F: 'NR > 2 {print $1}' /proc/net/dev | sort); exec sleep 600";
@@ -1094,6 +1094,10 @@ fn bridge_publishes_ports_none_isolates_host_shares() {
     assert!(
         isolated.contains("reach no"),
         "--network none reached the host's 127.0.0.1:{host_port}: {isolated}"
+    );
+    assert!(
+        isolated.contains("loopback up"),
+        "--network none should have a working loopback: {isolated}"
     );
     assert!(
         matches!(host_listener.accept(), Err(error) if error.kind() == ErrorKind::WouldBlock),

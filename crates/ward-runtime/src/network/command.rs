@@ -5,28 +5,33 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::NetworkError;
 
-/// The network namespace of a running process, opened so that commands can be run inside it.
+/// A network namespace (`/proc/PID/ns/net`, or a descriptor of one as `/proc/PID/fd/N`),
+/// opened so that commands can be run inside it.
 pub(super) struct NetworkNamespace {
-    pid: u32,
+    path: PathBuf,
     file: File,
 }
 
 impl NetworkNamespace {
-    pub(super) fn of_process(
-        container_id: &str,
-        pid: u32,
-    ) -> Result<NetworkNamespace, NetworkError> {
-        let path = format!("/proc/{pid}/ns/net");
-        let file = File::open(&path).map_err(|source| NetworkError::Namespace {
+    pub(super) fn open(container_id: &str, path: &Path) -> Result<NetworkNamespace, NetworkError> {
+        let file = File::open(path).map_err(|source| NetworkError::Namespace {
             container_id: container_id.to_string(),
-            pid,
+            path: path.to_path_buf(),
             source,
         })?;
-        Ok(NetworkNamespace { pid, file })
+        Ok(NetworkNamespace {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -53,8 +58,8 @@ pub(super) fn run_with_input(
     );
     if let Some(namespace) = namespace {
         described.push_str(&format!(
-            " in the network namespace of process {}",
-            namespace.pid
+            " in the network namespace {}",
+            namespace.path.display()
         ));
         let namespace_fd = namespace.file.as_raw_fd();
         // SAFETY: the closure runs in the forked child before exec and only makes the

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use super::command::{self, NetworkNamespace};
 use super::{NetworkError, BRIDGE_NAME, GATEWAY_ADDRESS, SUBNET_PREFIX_LENGTH};
@@ -65,14 +66,14 @@ pub(super) fn enable_routing() -> Result<(), NetworkError> {
     ))
 }
 
-/// Creates the veth pair of `container_id`, puts its peer into the network namespace of `pid`
-/// as `eth0` with `address`, and routes the namespace's traffic through the bridge.
+/// Creates the veth pair of `container_id`, puts its peer into `namespace` as `eth0` with
+/// `address`, and routes the namespace's traffic through the bridge.
 pub(super) fn create_veth(
     container_id: &str,
-    pid: u32,
+    namespace: &Path,
     address: Ipv4Addr,
 ) -> Result<(), NetworkError> {
-    let namespace = NetworkNamespace::of_process(container_id, pid)?;
+    let namespace = NetworkNamespace::open(container_id, namespace)?;
     let host_interface = host_interface_name(container_id);
     let prefix_length = SUBNET_PREFIX_LENGTH;
 
@@ -82,7 +83,8 @@ pub(super) fn create_veth(
         host_batch.push_str(&format!("link del {host_interface}\n"));
     }
     host_batch.push_str(&format!(
-        "link add {host_interface} type veth peer name eth0 netns {pid}\nlink set {host_interface} master {BRIDGE_NAME} up\n"
+        "link add {host_interface} type veth peer name eth0 netns {}\nlink set {host_interface} master {BRIDGE_NAME} up\n",
+        namespace.path().display()
     ));
     command::run_with_input("ip", &["-batch", "-"], &host_batch, None)?;
 

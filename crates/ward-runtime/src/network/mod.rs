@@ -54,12 +54,10 @@ pub enum NetworkError {
     },
     #[error("no free address left in 10.88.0.0/16 for container {container_id}")]
     AddressesExhausted { container_id: String },
-    #[error(
-        "cannot open the network namespace of process {pid} for container {container_id}: {source}"
-    )]
+    #[error("cannot open the network namespace {} of container {container_id}: {source}", path.display())]
     Namespace {
         container_id: String,
-        pid: u32,
+        path: PathBuf,
         source: io::Error,
     },
     #[error("cannot run `{command}`: {source}")]
@@ -92,7 +90,9 @@ pub enum NetworkError {
 /// one per host, so this is too: every Ward daemon on the host shares it, whatever its data dir.
 pub const HOST_STATE_DIR: &str = "/run/ward/network";
 
-/// Gives the container whose init process is `pid` an address on Ward's bridge and publishes `ports`.
+/// Gives the container whose network namespace is the file `namespace` (`/proc/PID/ns/net`,
+/// or a descriptor of a namespace made ahead of the container) an address on Ward's bridge and
+/// publishes `ports`.
 ///
 /// `state_dir` is [`HOST_STATE_DIR`] in production; tests may isolate their allocations.
 ///
@@ -100,7 +100,7 @@ pub const HOST_STATE_DIR: &str = "/run/ward/network";
 pub fn attach_bridge(
     state_dir: &Path,
     container_id: &str,
-    pid: u32,
+    namespace: &Path,
     ports: &[PortMapping],
 ) -> Result<Ipv4Addr, NetworkError> {
     validate_container_id(container_id)?;
@@ -121,7 +121,7 @@ pub fn attach_bridge(
     }
     let address = ipam::allocate(&state.allocations_path(), container_id)?;
 
-    let wired = link::create_veth(container_id, pid, address).and_then(|()| {
+    let wired = link::create_veth(container_id, namespace, address).and_then(|()| {
         match rules.attach_script(container_id, address, ports) {
             Some(script) => netfilter::apply(&script),
             None => Ok(()),

@@ -10,7 +10,6 @@ mod inspect;
 mod lifecycle;
 mod login;
 mod logs;
-pub mod monitor;
 mod ps;
 mod run;
 mod secret;
@@ -75,8 +74,6 @@ pub async fn dispatch(command: Command, global_options: ClientOptions) -> anyhow
             Ok(0)
         }
         Command::Completion(arguments) => completion::run(&arguments),
-        // `main` enters the monitor before any runtime exists; this arm only keeps the match whole.
-        Command::Monitor(arguments) => Ok(monitor::run(&arguments.directory)),
     }
 }
 
