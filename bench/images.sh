@@ -279,7 +279,9 @@ unpacked_layers=$(find "$data/images/layers/sha256" -mindepth 1 -maxdepth 1 -typ
 # ---------------------------------------------------------------------------------------------
 bundle_of() { # DATA_DIR DEST CGROUP: the bundle of a running container of the image, rewritten to run /bin/true
   "$ward" --data-dir "$1" run --name bundle-source --network none --restart never --image "$ref" -- sleep 1000 >/dev/null
-  local instance="$1/instances/default/bundle-source/0"
+  # The bundle is in the instance's run directory (DATA/run links to the run root).
+  local instance
+  instance="$(realpath "$1/run")/instances/default/bundle-source/0"
   mkdir -p "$2"
   cp "$instance/config.json" "$instance/monitor.json" "$2/"
   cp -r "$instance/etc" "$2/etc"

@@ -48,7 +48,7 @@ bundle_of() { # DATA_DIR DEST: the bundle of a fresh `true` workload
   # Only config.json: its root is an absolute path, and the rest of the instance directory
   # changes while the monitor cleans up after `true`.
   mkdir -p "$2"
-  cp "$1/instances/default/bundle-source/0/config.json" "$2/"
+  cp "$1/run/instances/default/bundle-source/0/config.json" "$2/"
   "$ward" --data-dir "$1" rm -f bundle-source >/dev/null
   python3 - "$2/config.json" <<'PY'
 import json, sys

@@ -3,9 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::RuntimeError;
 
 /// How cgroups are mounted on this host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +41,93 @@ pub(crate) const HYBRID_UNIFIED_MOUNT: &str = "/sys/fs/cgroup/unified";
 /// host's own: kernel interfaces, scratch space, and `/run`, whose sockets (D-Bus, systemd,
 /// container engines) would let uid 0 in the sandbox act as root on the host.
 pub(crate) const PRIVATE_TOP_LEVEL: [&str; 5] = ["proc", "sys", "dev", "tmp", "run"];
+
+/// The memory-backed directory every Linux host has.
+const SHARED_MEMORY: &str = "/dev/shm";
+
+/// Where a daemon keeps what must not outlive the host's uptime nor reach a disk: each
+/// instance's runtime files (its OCI bundle, the monitor's records), the OCI runtime's state
+/// and secret files. That is `/dev/shm/ward-<namespace>` where `/dev/shm` is a tmpfs, as it is
+/// on every common distribution, with `DATA/run` a link to it; elsewhere `DATA/run` itself,
+/// on disk, and `in_memory` says so.
+#[derive(Clone, Debug)]
+pub(crate) struct RunRoot {
+    pub path: PathBuf,
+    pub in_memory: bool,
+}
+
+impl RunRoot {
+    /// Finds the run root of the daemon whose data directory is `data_dir` (`namespace` tells
+    /// it from other daemons') and creates it (mode 0700; one that is there must be this
+    /// user's directory alone).
+    pub fn prepare(namespace: &str, data_dir: &Path) -> Result<RunRoot, RuntimeError> {
+        let link = data_dir.join("run");
+        if !is_tmpfs(Path::new(SHARED_MEMORY)) {
+            private_directory(&link)?;
+            return Ok(RunRoot {
+                path: link,
+                in_memory: false,
+            });
+        }
+        let path = Path::new(SHARED_MEMORY).join(format!("ward-{namespace}"));
+        private_directory(&path)?;
+        if let Err(error) = point_link_at(&link, &path) {
+            tracing::warn!(link = %link.display(), %error, "cannot link the run root into the data directory");
+        }
+        Ok(RunRoot {
+            path,
+            in_memory: true,
+        })
+    }
+}
+
+/// Makes `link` a symbolic link to `target`, replacing a link elsewhere or an empty directory.
+fn point_link_at(link: &Path, target: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(link) {
+        Ok(metadata) if metadata.file_type().is_symlink() => {
+            if fs::read_link(link)? == target {
+                return Ok(());
+            }
+            fs::remove_file(link)?;
+        }
+        Ok(metadata) if metadata.is_dir() => fs::remove_dir(link)?,
+        Ok(_) => fs::remove_file(link)?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    std::os::unix::fs::symlink(target, link)
+}
+
+/// Creates `path` as a directory of mode 0700, or checks that the one there is a directory
+/// (not a link) that only this user can enter: `/dev/shm` is writable by everyone.
+pub(crate) fn private_directory(path: &Path) -> Result<(), RuntimeError> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => return Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(source) => return Err(RuntimeError::io("create", path, source)),
+    }
+    let metadata =
+        fs::symlink_metadata(path).map_err(|source| RuntimeError::io("inspect", path, source))?;
+    let private = metadata.is_dir()
+        && metadata.uid() == nix::unistd::geteuid().as_raw()
+        && metadata.permissions().mode() & 0o077 == 0;
+    if private {
+        Ok(())
+    } else {
+        Err(RuntimeError::io(
+            "trust",
+            path,
+            std::io::Error::other(
+                "it is not a directory of mode 0700 owned by this user; remove it",
+            ),
+        ))
+    }
+}
+
+fn is_tmpfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|stats| stats.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}
 
 #[derive(Clone, Debug)]
 pub(crate) struct HostInfo {

@@ -1,17 +1,27 @@
-//! One instance directory, `DATA/instances/<project>/<workload>/<replica>/`: the names of its
-//! files, the JSON records the daemon and the monitor exchange through them, and how they are
-//! written so that a crash never leaves half a file.
+//! The two directories of one instance, the names of their files, the JSON records the daemon
+//! and the monitor exchange through them, and how they are written so that a crash never
+//! leaves half a file.
 //!
-//! | file            | written by   | holds                                                    |
-//! |-----------------|--------------|----------------------------------------------------------|
-//! | `config.json`   | daemon       | the OCI runtime spec (the directory is the OCI bundle)   |
-//! | `monitor.json`  | daemon       | everything the monitor needs ([`MonitorConfig`])         |
-//! | `monitor.log`   | monitor      | the monitor's own diagnostics (its stdout and stderr)    |
-//! | `oci.log`       | OCI runtime  | the runtime's JSON log lines                             |
-//! | `container.pid` | OCI runtime  | the workload's first process                             |
-//! | `state.json`    | monitor      | [`StateRecord`], while the instance runs                 |
-//! | `exit.json`     | monitor      | [`ExitRecord`], once it has exited                       |
-//! | `log`, `log.N`  | monitor      | the workload's stdout and stderr (see [`crate::logs`])   |
+//! The instance directory, `DATA/instances/<project>/<workload>/<replica>/`, keeps what
+//! outlives a start: the workload's logs and how it last exited. The monitor makes it at the
+//! first of them. The run directory, `RUN/instances/<project>/<workload>/<replica>/` under the
+//! run root (in memory; see `host::RunRoot`), holds what one start needs and what only makes
+//! sense while the host is up:
+//!
+//! | file            | directory | written by   | holds                                         |
+//! |-----------------|-----------|--------------|-----------------------------------------------|
+//! | `config.json`   | run       | daemon       | the OCI runtime spec (run is the OCI bundle)  |
+//! | `monitor.json`  | run       | daemon       | everything the monitor needs ([`MonitorConfig`]) |
+//! | `monitor.log`   | run       | monitor      | the monitor's own diagnostics (stdout, stderr) |
+//! | `oci.log`       | run       | OCI runtime  | the runtime's JSON log lines                  |
+//! | `container.pid` | run       | OCI runtime  | the workload's first process                  |
+//! | `state.json`    | run       | monitor      | [`StateRecord`], while the instance runs      |
+//! | `etc/`          | run       | daemon       | a container's `hosts`, `resolv.conf`, `hostname` |
+//! | `exit.json`     | instance  | monitor      | [`ExitRecord`], once it has exited            |
+//! | `log`, `log.N`  | instance  | monitor      | the workload's stdout and stderr (see [`crate::logs`]) |
+//!
+//! A container's writable layer (`upper/`, `work/`, the `rootfs/` mount point) is in the
+//! instance directory too: it lasts as long as the container.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -27,33 +37,39 @@ use crate::host::CgroupMode;
 use crate::oci::OciRuntimeKind;
 use crate::RuntimeError;
 
-/// The files of one instance directory.
+/// The files of one instance's two directories.
 #[derive(Clone, Debug)]
 pub(crate) struct InstancePaths {
+    /// Kept across starts (and reboots): logs, the last exit, a container's writable layer.
     pub dir: PathBuf,
+    /// Volatile: everything of one start, and the OCI bundle.
+    pub run: PathBuf,
 }
 
 impl InstancePaths {
-    pub fn new(dir: PathBuf) -> InstancePaths {
-        InstancePaths { dir }
+    pub fn new(dir: PathBuf, run: PathBuf) -> InstancePaths {
+        InstancePaths { dir, run }
     }
     pub fn config(&self) -> PathBuf {
-        self.dir.join("config.json")
+        self.run.join("config.json")
     }
     pub fn monitor_config(&self) -> PathBuf {
-        self.dir.join("monitor.json")
+        monitor_config_in(&self.run)
     }
     pub fn monitor_log(&self) -> PathBuf {
-        self.dir.join("monitor.log")
+        self.run.join(MONITOR_LOG)
     }
     pub fn oci_log(&self) -> PathBuf {
-        self.dir.join("oci.log")
+        self.run.join("oci.log")
     }
     pub fn container_pid(&self) -> PathBuf {
-        self.dir.join("container.pid")
+        self.run.join("container.pid")
     }
     pub fn state(&self) -> PathBuf {
-        self.dir.join("state.json")
+        self.run.join("state.json")
+    }
+    pub fn etc(&self) -> PathBuf {
+        self.run.join("etc")
     }
     pub fn exit(&self) -> PathBuf {
         self.dir.join("exit.json")
@@ -61,6 +77,29 @@ impl InstancePaths {
     pub fn log(&self) -> PathBuf {
         self.dir.join("log")
     }
+
+    /// Writes `exit.json`, making the instance directory if the instance has printed nothing
+    /// yet. An instance whose run directory is gone has been removed: nothing is written.
+    pub fn record_exit(&self, record: &ExitRecord) -> Result<(), RuntimeError> {
+        if !self.run.exists() {
+            return Err(RuntimeError::io(
+                "write",
+                self.exit(),
+                io::Error::other("the instance has been removed"),
+            ));
+        }
+        fs::create_dir_all(&self.dir)
+            .map_err(|source| RuntimeError::io("create", &self.dir, source))?;
+        write_json(&self.exit(), record)
+    }
+}
+
+/// The monitor's own diagnostics, in the run directory.
+pub(crate) const MONITOR_LOG: &str = "monitor.log";
+
+/// `monitor.json` of the run directory `run`.
+pub(crate) fn monitor_config_in(run: &Path) -> PathBuf {
+    run.join("monitor.json")
 }
 
 /// `monitor.json`: written by the daemon before it starts the monitor, so that the monitor
@@ -68,6 +107,8 @@ impl InstancePaths {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct MonitorConfig {
     pub container_id: String,
+    /// The instance directory (the run directory is where this file is).
+    pub instance_dir: PathBuf,
     pub oci_runtime: PathBuf,
     pub oci_runtime_kind: OciRuntimeKind,
     /// The OCI runtime's private state directory (`--root`).

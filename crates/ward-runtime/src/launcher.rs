@@ -251,7 +251,7 @@ impl Spare {
 
     /// Gives the spare the instance at `paths`; fails if the spare has died.
     pub fn hand_over(mut self, paths: &InstancePaths) -> io::Result<Launched> {
-        let mut order = paths.dir.as_os_str().as_encoded_bytes().to_vec();
+        let mut order = paths.run.as_os_str().as_encoded_bytes().to_vec();
         order.push(b'\n');
         if let Err(error) = self.orders.write_all(&order) {
             reap_if_child(self.pid);

@@ -214,25 +214,41 @@ fn inode_of(file: &File) -> Option<u64> {
     file.metadata().ok().map(|metadata| metadata.ino())
 }
 
-/// Writes records to the current log file, one `write(2)` per record, and rotates it.
+/// Writes records to the current log file, one `write(2)` per record, and rotates it. The file
+/// (and its directory) is made at the first record, so an instance that prints nothing costs
+/// no file, and one that does pays for it after its start.
 #[derive(Debug)]
 pub(crate) struct LogWriter {
     path: PathBuf,
-    file: File,
+    file: Option<File>,
     size: u64,
     record: Vec<u8>,
 }
 
 impl LogWriter {
-    pub fn open(path: &Path) -> io::Result<LogWriter> {
-        let file = open_for_append(path)?;
-        let size = file.metadata()?.len();
-        Ok(LogWriter {
+    pub fn new(path: &Path) -> LogWriter {
+        LogWriter {
             path: path.to_path_buf(),
-            file,
-            size,
+            file: None,
+            size: 0,
             record: Vec::with_capacity(LOG_LINE_MAX_BYTES + 64),
-        })
+        }
+    }
+
+    /// The current file, opened (and its directory made) if this is the first record.
+    fn file(&mut self) -> io::Result<&mut File> {
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => {
+                if let Some(dir) = self.path.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                let file = open_for_append(&self.path)?;
+                self.size = file.metadata()?.len();
+                file
+            }
+        };
+        Ok(self.file.insert(file))
     }
 
     pub fn write(&mut self, stream: LogStream, partial: bool, text: &[u8]) -> io::Result<()> {
@@ -246,7 +262,10 @@ impl LogWriter {
         )?;
         self.record.extend_from_slice(text);
         self.record.push(b'\n');
-        self.file.write_all(&self.record)?;
+        let record = std::mem::take(&mut self.record);
+        let written = self.file().and_then(|file| file.write_all(&record));
+        self.record = record;
+        written?;
         self.size += self.record.len() as u64;
         if self.size > LOG_FILE_MAX_BYTES {
             self.rotate()?;
@@ -269,7 +288,7 @@ impl LogWriter {
         } else {
             fs::remove_file(&self.path)?;
         }
-        self.file = open_for_append(&self.path)?;
+        self.file = Some(open_for_append(&self.path)?);
         self.size = 0;
         Ok(())
     }
@@ -348,7 +367,7 @@ mod tests {
     fn write_and_read(chunks: &[(LogStream, &[u8])]) -> Vec<(LogStream, String)> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log");
-        let mut writer = LogWriter::open(&path).expect("open");
+        let mut writer = LogWriter::new(&path);
         let mut splitters = [
             LineSplitter::new(LogStream::Stdout),
             LineSplitter::new(LogStream::Stderr),
@@ -458,7 +477,7 @@ mod tests {
     fn rotation_keeps_a_bounded_number_of_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log");
-        let mut writer = LogWriter::open(&path).expect("open");
+        let mut writer = LogWriter::new(&path);
         let line = vec![b'x'; LOG_LINE_MAX_BYTES];
         let lines_per_file = (LOG_FILE_MAX_BYTES as usize) / LOG_LINE_MAX_BYTES + 1;
         for _ in 0..lines_per_file * (LOG_FILES_KEPT + 1) {

@@ -35,8 +35,8 @@ use nix::unistd::{pipe2, setsid, Pid};
 
 use crate::host::HYBRID_UNIFIED_MOUNT;
 use crate::instance::{
-    read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths, MonitorConfig,
-    OverlayMount, StateRecord, SyncMessage,
+    monitor_config_in, read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths,
+    MonitorConfig, OverlayMount, StateRecord, SyncMessage, MONITOR_LOG,
 };
 use crate::logs::{LineSplitter, LogWriter};
 use crate::oci::OciProgram;
@@ -60,20 +60,19 @@ const TRIM_AFTER_START: Duration = Duration::from_millis(200);
 /// Bytes read from a pipe at a time.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 
-/// Monitors the instance in `instance_dir`, with the process set up (or the error of setting
-/// it up, reported to the daemon as a failed start).
-fn monitor(instance_dir: &Path, setup: Result<ProcessSetup, (&'static str, Errno)>) -> i32 {
+/// Monitors the instance whose run directory is `run_dir`, with the process set up (or the
+/// error of setting it up, reported to the daemon as a failed start).
+fn monitor(run_dir: &Path, setup: Result<ProcessSetup, (&'static str, Errno)>) -> i32 {
     let sync = SyncPipe::inherited();
     // The daemon makes the monitor a session leader; when started by hand it becomes one here.
     let _ = setsid();
-    let paths = InstancePaths::new(instance_dir.to_path_buf());
     let started = setup
-        .map_err(|(action, error)| RuntimeError::io(action, &paths.dir, error.into()))
-        .and_then(|setup| start(&paths, setup));
+        .map_err(|(action, error)| RuntimeError::io(action, run_dir, error.into()))
+        .and_then(|setup| start(run_dir, setup));
     let mut running = match started {
         Ok(running) => running,
         Err(error) => {
-            eprintln!("ward monitor {}: {error}", instance_dir.display());
+            eprintln!("ward monitor {}: {error}", run_dir.display());
             sync.report(&SyncMessage::Failed {
                 error: error.to_string(),
             });
@@ -82,7 +81,7 @@ fn monitor(instance_dir: &Path, setup: Result<ProcessSetup, (&'static str, Errno
     };
     sync.report(&SyncMessage::Started { pid: running.pid });
     let exit = running.supervise();
-    running.finish(&paths, exit);
+    running.finish(exit);
     0
 }
 
@@ -106,27 +105,26 @@ pub fn run_from_command_line(
     }
 }
 
-/// Runs a monitor: sets itself up, waits for the daemon to name an instance directory, then
-/// starts and monitors that instance. Returns 0 without doing anything when the daemon goes
-/// away first.
+/// Runs a monitor: sets itself up, waits for the daemon to name an instance's run directory,
+/// then starts and monitors that instance. Returns 0 without doing anything when the daemon
+/// goes away first.
 fn spare_main() -> i32 {
     let setup = set_up_process();
-    let Some(instance_dir) = await_orders() else {
+    let Some(run_dir) = await_orders() else {
         return 0;
     };
-    let log = InstancePaths::new(instance_dir.clone()).monitor_log();
+    let log = run_dir.join(MONITOR_LOG);
     if let Ok(log) = std::fs::OpenOptions::new().append(true).open(&log) {
         for target in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
             // SAFETY: dup2 onto the standard descriptors, which this process owns.
             unsafe { libc::dup2(log.as_raw_fd(), target) };
         }
     }
-    show_in_command_line(&instance_dir);
-    monitor(&instance_dir, setup)
+    monitor(&run_dir, setup)
 }
 
-/// The instance directory the daemon writes to fd 5 (one line, then end-of-file); `None` when
-/// the pipe closes without one.
+/// The run directory the daemon writes to fd 5 (one line, then end-of-file); `None` when the
+/// pipe closes without one.
 fn await_orders() -> Option<PathBuf> {
     // SAFETY: F_GETFD only checks whether the descriptor is open.
     if unsafe { libc::fcntl(ORDERS_FD, libc::F_GETFD) } < 0 {
@@ -251,6 +249,7 @@ impl SyncPipe {
 
 /// A started instance and what the monitor watches it with.
 struct Running {
+    paths: InstancePaths,
     config: MonitorConfig,
     runtime: OciProgram,
     pid: u32,
@@ -396,23 +395,21 @@ fn loopback_up() -> Result<(), Errno> {
     Ok(())
 }
 
-fn start(paths: &InstancePaths, setup: ProcessSetup) -> Result<Running, RuntimeError> {
+fn start(run_dir: &Path, setup: ProcessSetup) -> Result<Running, RuntimeError> {
     let ProcessSetup {
         signals,
         start_ticks,
         network_namespace,
     } = setup;
-    let config: MonitorConfig = read_json(&paths.monitor_config())?.ok_or_else(|| {
-        RuntimeError::io(
-            "read",
-            paths.monitor_config(),
-            io::ErrorKind::NotFound.into(),
-        )
-    })?;
+    let config_path = monitor_config_in(run_dir);
+    let config: MonitorConfig = read_json(&config_path)?
+        .ok_or_else(|| RuntimeError::io("read", &config_path, io::ErrorKind::NotFound.into()))?;
+    let paths = &InstancePaths::new(config.instance_dir.clone(), run_dir.to_path_buf());
+    show_in_command_line(&paths.dir);
     let id = config.container_id.clone();
     let runtime = OciProgram::inherited(config.oci_runtime.clone(), oci::SEALED_RUNTIME_FD);
     let os_error =
-        |action: &'static str, error: Errno| RuntimeError::io(action, &paths.dir, error.into());
+        |action: &'static str, error: Errno| RuntimeError::io(action, run_dir, error.into());
 
     if config.unmount_cgroup2 {
         hide_cgroup2_hierarchy()
@@ -428,8 +425,7 @@ fn start(paths: &InstancePaths, setup: ProcessSetup) -> Result<Running, RuntimeE
         })?;
     }
 
-    let log = LogWriter::open(&paths.log())
-        .map_err(|source| RuntimeError::io("open", paths.log(), source))?;
+    let log = LogWriter::new(&paths.log());
     let (stdout_read, stdout_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .map_err(|error| os_error("create pipe", error))?;
     let (stderr_read, stderr_write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
@@ -483,6 +479,7 @@ fn start(paths: &InstancePaths, setup: ProcessSetup) -> Result<Running, RuntimeE
         return Err(error);
     }
     Ok(Running {
+        paths: paths.clone(),
         config,
         runtime,
         pid,
@@ -584,7 +581,7 @@ fn run_oci(
         .arg("--log")
         .arg(paths.oci_log())
         .args(["--log-format", "json", "run", "--detach", "--bundle"])
-        .arg(&paths.dir)
+        .arg(&paths.run)
         .arg("--pid-file")
         .arg(paths.container_pid())
         .arg(&config.container_id)
@@ -748,7 +745,8 @@ impl Running {
     }
 
     /// Records the exit, deletes the container and its network, and removes `state.json`.
-    fn finish(&mut self, paths: &InstancePaths, ended: Ended) {
+    fn finish(&mut self, ended: Ended) {
+        let paths = &self.paths;
         for stream in &mut self.streams {
             if let Err(error) = stream.splitter.finish(&mut self.log) {
                 eprintln!("ward monitor: write log: {error}");
@@ -771,7 +769,7 @@ impl Running {
             finished_at: SystemTime::now(),
             monitor_pid: Some(std::process::id()),
         };
-        if let Err(error) = write_json(&paths.exit(), &record) {
+        if let Err(error) = paths.record_exit(&record) {
             eprintln!("ward monitor: {error}");
         }
         clean_up(&self.config, &self.runtime);

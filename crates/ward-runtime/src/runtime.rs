@@ -17,12 +17,12 @@ use ward_spec::{HealthProbe, NetworkMode, PortMapping, WorkloadKind, WorkloadSpe
 use crate::bundle::{self, BundleSettings, RootFilesystem, HOST_SECRET_PATHS};
 use crate::cgroup::{self, AttachWarmer, CgroupLocator};
 use crate::exec::ExecTarget;
-use crate::host::{CgroupMode, HostInfo};
+use crate::host::{CgroupMode, HostInfo, RunRoot};
 use crate::image::{self, ImageResolver, ImageRoot, Images, PreparedRoot};
 use crate::instance::OverlayMount;
 use crate::instance::{
-    read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths, MonitorConfig,
-    PortRecord, StateRecord, SyncMessage,
+    read_json, remove_file_if_exists, ExitRecord, InstancePaths, MonitorConfig, PortRecord,
+    StateRecord, SyncMessage,
 };
 use crate::launcher::{Launched, MonitorLauncher};
 use crate::oci::{self, OciRuntime, OciRuntimeKind};
@@ -79,6 +79,8 @@ struct Inner {
     namespace: String,
     oci: OciRuntime,
     launcher: MonitorLauncher,
+    /// The run root (see `host::RunRoot`): run directories, the OCI runtime's state, secrets.
+    run_root: PathBuf,
     oci_root: PathBuf,
     host: HostInfo,
     cgroups: CgroupLocator,
@@ -90,7 +92,7 @@ struct Inner {
     seccomp_bpf: Option<&'static str>,
     images: Images,
     secrets: SecretFiles,
-    /// Hidden from every instance: Ward's data directory and host secrets.
+    /// Hidden from every instance: Ward's data and run directories and host secrets.
     masked_paths: Vec<PathBuf>,
 }
 
@@ -106,11 +108,16 @@ impl Runtime {
             .data_dir
             .canonicalize()
             .map_err(|source| RuntimeError::io("resolve", &config.data_dir, source))?;
-        let oci_root = data_dir.join("oci");
+        let run_root = RunRoot::prepare(&namespace_of(&data_dir), &data_dir)?;
+        if !run_root.in_memory {
+            tracing::warn!(run_root = %run_root.path.display(),
+                "/dev/shm is not a tmpfs: runtime state and secret files are kept on disk, readable by root only");
+        }
+        let oci_root = run_root.path.join("oci");
         for dir in [
             data_dir.join("instances"),
             data_dir.join("volumes"),
-            data_dir.join("run"),
+            run_root.path.join("instances"),
             oci_root.clone(),
         ] {
             builder
@@ -123,6 +130,9 @@ impl Runtime {
         let recursive_readonly =
             host.kernel_recursive_readonly && oci.supports_recursive_readonly();
         let mut masked_paths = vec![data_dir.clone()];
+        if !run_root.path.starts_with(&data_dir) {
+            masked_paths.push(run_root.path.clone());
+        }
         masked_paths.extend(
             HOST_SECRET_PATHS
                 .iter()
@@ -130,10 +140,7 @@ impl Runtime {
                 .filter(|path| path.exists()),
         );
         let images = open_images(&data_dir)?;
-        let secrets = SecretFiles::open(
-            &namespace_of(&data_dir),
-            data_dir.join("run").join("secrets"),
-        )?;
+        let secrets = SecretFiles::open(run_root.path.join("secrets"));
         let seccomp_bpf = match oci.kind {
             OciRuntimeKind::Crun => seccomp::compiled(),
             OciRuntimeKind::Runc => None,
@@ -146,6 +153,7 @@ impl Runtime {
             version = %oci.version,
             cgroup_mode = host.cgroup_mode.as_str(),
             recursive_readonly,
+            run_root = %run_root.path.display(),
             "runtime ready"
         );
         let launcher = MonitorLauncher::new(
@@ -159,6 +167,7 @@ impl Runtime {
                 data_dir,
                 oci,
                 launcher,
+                run_root: run_root.path,
                 oci_root,
                 host,
                 cgroups,
@@ -259,8 +268,22 @@ impl Runtime {
         self.inner.cgroups.all_dirs(&self.inner.container_id(key))
     }
 
-    /// The instance directory, `DATA/instances/<project>/<workload>/<replica>`.
+    /// The instance directory, `DATA/instances/<project>/<workload>/<replica>`: logs and the
+    /// last exit (see `instance.rs`).
     pub fn instance_dir(&self, key: &InstanceKey) -> Result<PathBuf, RuntimeError> {
+        Self::checked(key)?;
+        Ok(self.unchecked_instance_dir(key))
+    }
+
+    /// The instance's run directory, `RUN/instances/<project>/<workload>/<replica>` under the
+    /// run root: its OCI bundle and the monitor's records (see `instance.rs`).
+    pub fn run_dir(&self, key: &InstanceKey) -> Result<PathBuf, RuntimeError> {
+        Self::checked(key)?;
+        Ok(self.unchecked_run_dir(key))
+    }
+
+    /// Refuses keys whose names would leave the instance directories.
+    fn checked(key: &InstanceKey) -> Result<(), RuntimeError> {
         for (part, value) in [("project", &key.project), ("workload", &key.workload)] {
             let mut components = Path::new(value.as_str()).components();
             let single_normal = matches!(components.next(), Some(Component::Normal(_)))
@@ -276,20 +299,23 @@ impl Runtime {
                 });
             }
         }
-        Ok(self.unchecked_instance_dir(key))
+        Ok(())
     }
 
     fn unchecked_instance_dir(&self, key: &InstanceKey) -> PathBuf {
-        self.inner
-            .data_dir
-            .join("instances")
-            .join(&key.project)
-            .join(&key.workload)
-            .join(key.replica.to_string())
+        instance_path(&self.inner.data_dir, key)
+    }
+
+    fn unchecked_run_dir(&self, key: &InstanceKey) -> PathBuf {
+        instance_path(&self.inner.run_root, key)
     }
 
     fn paths(&self, key: &InstanceKey) -> Result<InstancePaths, RuntimeError> {
-        self.instance_dir(key).map(InstancePaths::new)
+        Self::checked(key)?;
+        Ok(InstancePaths::new(
+            self.unchecked_instance_dir(key),
+            self.unchecked_run_dir(key),
+        ))
     }
 
     /// Reserves a monitor and writes the instance's bundle and monitor configuration for it,
@@ -341,8 +367,9 @@ impl Runtime {
         monitor_pid: u32,
     ) -> Result<Vec<PortMapping>, RuntimeError> {
         let inner = &self.inner;
-        fs::create_dir_all(&paths.dir)
-            .map_err(|source| RuntimeError::io("create", &paths.dir, source))?;
+        // The instance directory comes with the first log line or exit (the monitor makes it).
+        fs::create_dir_all(&paths.run)
+            .map_err(|source| RuntimeError::io("create", &paths.run, source))?;
         let no_masks: [PathBuf; 0] = [];
         let mut ports = spec.ports.clone();
         let (command, root, overlay, hosts_file, masked_paths) = match (spec.kind, image) {
@@ -425,6 +452,7 @@ impl Runtime {
             .map_err(|source| RuntimeError::io("write", paths.config(), source))?;
         let monitor_config = MonitorConfig {
             container_id: container_id.clone(),
+            instance_dir: paths.dir.clone(),
             oci_runtime: inner.oci.program.path.clone(),
             oci_runtime_kind: inner.oci.kind,
             oci_root: inner.oci_root.clone(),
@@ -538,7 +566,7 @@ impl Runtime {
             finished_at: SystemTime::now(),
             monitor_pid: Some(monitor_pid),
         };
-        write_json(&paths.exit(), &record)?;
+        paths.record_exit(&record)?;
         Ok(record.to_status())
     }
 
@@ -774,7 +802,7 @@ impl Driver for Runtime {
 
     fn attach(&self, key: &InstanceKey) -> Result<AttachOutcome, RuntimeError> {
         let paths = self.paths(key)?;
-        if !paths.dir.exists() {
+        if !paths.run.exists() && !paths.dir.exists() {
             return Ok(AttachOutcome::NotFound);
         }
         if let Some(state) = Self::live_state(&paths)? {
@@ -878,19 +906,24 @@ impl Driver for Runtime {
                 }
             }
         }
-        match fs::remove_dir_all(&paths.dir) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(RuntimeError::io("remove", &paths.dir, source)),
-        }
-        // Empty workload and project directories go too; ones still in use stay.
-        let mut parent = paths.dir.parent();
-        let instances = self.inner.data_dir.join("instances");
-        while let Some(dir) = parent.filter(|dir| *dir != instances) {
-            if fs::remove_dir(dir).is_err() {
-                break;
+        for (dir, root) in [
+            (&paths.run, &self.inner.run_root),
+            (&paths.dir, &self.inner.data_dir),
+        ] {
+            match fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(RuntimeError::io("remove", dir, source)),
             }
-            parent = dir.parent();
+            // Empty workload and project directories go too; ones still in use stay.
+            let instances = root.join("instances");
+            let mut parent = dir.parent();
+            while let Some(dir) = parent.filter(|dir| *dir != instances) {
+                if fs::remove_dir(dir).is_err() {
+                    break;
+                }
+                parent = dir.parent();
+            }
         }
         Ok(())
     }
@@ -1040,6 +1073,14 @@ impl Inner {
 
 /// Eight hex digits of FNV-1a over the data dir's canonical path: stable across restarts,
 /// different for each data dir.
+/// `ROOT/instances/<project>/<workload>/<replica>`.
+fn instance_path(root: &Path, key: &InstanceKey) -> PathBuf {
+    root.join("instances")
+        .join(&key.project)
+        .join(&key.workload)
+        .join(key.replica.to_string())
+}
+
 fn namespace_of(data_dir: &Path) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in data_dir.as_os_str().as_encoded_bytes() {
@@ -1175,7 +1216,7 @@ fn write_etc_files(
     paths: &InstancePaths,
     spec: &WorkloadSpec,
 ) -> Result<(Vec<EtcBind>, PathBuf), RuntimeError> {
-    let dir = paths.dir.join("etc");
+    let dir = paths.etc();
     fs::create_dir_all(&dir).map_err(|source| RuntimeError::io("create", &dir, source))?;
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let files = [

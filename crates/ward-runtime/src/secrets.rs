@@ -1,7 +1,7 @@
 //! Secrets handed to instances: values come from the daemon's [`SecretResolver`] when an
-//! instance starts, and go into its environment or into read-only files kept in memory
-//! (`/dev/shm/ward-<namespace>/<container id>/`, root only), so that their clear text never
-//! reaches a disk.
+//! instance starts, and go into its environment or into read-only files under the run root
+//! (`/dev/shm/ward-<namespace>/secrets/<container id>/`, root only; see `host::RunRoot`), so
+//! that their clear text never reaches a disk.
 
 use std::fs;
 use std::io::Write;
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ward_spec::{VolumeMount, WorkloadSpec};
 
+use crate::host::private_directory;
 use crate::RuntimeError;
 
 /// Opens a secret of a project; the daemon provides it (the values live in its database).
@@ -36,25 +37,13 @@ impl std::fmt::Debug for SecretFiles {
     }
 }
 
-/// The memory-backed directory every Linux host has.
-const SHARED_MEMORY: &str = "/dev/shm";
-
 impl SecretFiles {
-    /// Secret files go to `/dev/shm/ward-<namespace>` when `/dev/shm` is a tmpfs, else (with
-    /// a warning) to `fallback` on disk; either directory is root's alone.
-    pub fn open(namespace: &str, fallback: PathBuf) -> Result<SecretFiles, RuntimeError> {
-        let in_memory = Path::new(SHARED_MEMORY).join(format!("ward-{namespace}"));
-        let root = if is_tmpfs(Path::new(SHARED_MEMORY)) {
-            in_memory
-        } else {
-            tracing::warn!(fallback = %fallback.display(),
-                "/dev/shm is not a tmpfs: secret files are kept on disk, readable by root only");
-            fallback
-        };
-        Ok(SecretFiles {
+    /// Secret files go to `root`, a directory of the run root.
+    pub fn open(root: PathBuf) -> SecretFiles {
+        SecretFiles {
             root,
             resolver: Arc::default(),
-        })
+        }
     }
 
     fn dir(&self, container_id: &str) -> PathBuf {
@@ -130,9 +119,8 @@ impl SecretFiles {
         }
     }
 
-    /// Removes the directory of every instance's secrets when no instance has any left, so
-    /// that a data directory that is gone leaves nothing in `/dev/shm`; it comes back with
-    /// the next instance that needs it.
+    /// Removes the directory of every instance's secrets when no instance has any left; it
+    /// comes back with the next instance that needs it.
     pub fn remove_root_if_empty(&self) {
         let _ = fs::remove_dir(&self.root);
     }
@@ -148,36 +136,4 @@ fn write_private(path: &Path, value: &[u8]) -> Result<(), RuntimeError> {
         .map_err(|source| RuntimeError::io("create", path, source))?;
     file.write_all(value)
         .map_err(|source| RuntimeError::io("write", path, source))
-}
-
-/// Creates `path` as a directory of mode 0700, or checks that the one there is a directory
-/// (not a link) that only this user can enter: `/dev/shm` is writable by everyone.
-fn private_directory(path: &Path) -> Result<(), RuntimeError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    match fs::DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => return Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(source) => return Err(RuntimeError::io("create", path, source)),
-    }
-    let metadata =
-        fs::symlink_metadata(path).map_err(|source| RuntimeError::io("inspect", path, source))?;
-    let private = metadata.is_dir()
-        && metadata.uid() == nix::unistd::geteuid().as_raw()
-        && metadata.permissions().mode() & 0o077 == 0;
-    if private {
-        Ok(())
-    } else {
-        Err(RuntimeError::io(
-            "trust",
-            path,
-            std::io::Error::other(
-                "it is not a directory of mode 0700 owned by this user; remove it",
-            ),
-        ))
-    }
-}
-
-fn is_tmpfs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path)
-        .is_ok_and(|stats| stats.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
 }

@@ -758,7 +758,7 @@ async fn monitor_stays_small() {
     let mut file = std::fs::File::open(
         fixture
             .runtime
-            .instance_dir(&key)
+            .run_dir(&key)
             .expect("dir")
             .join("monitor.log"),
     )
@@ -884,6 +884,8 @@ async fn a_late_wait_leaves_a_successor_of_the_same_name_alone() {
     fixture.runtime.remove(&key).await.expect("remove");
     let dir = fixture.runtime.instance_dir(&key).expect("instance dir");
     std::fs::create_dir_all(&dir).expect("the successor's directory");
+    let run_dir = fixture.runtime.run_dir(&key).expect("run dir");
+    std::fs::create_dir_all(&run_dir).expect("the successor's run directory");
     let status = fixture.runtime.wait(&first).await.expect("wait");
     assert_eq!(
         (status.exit_code, status.signal),
@@ -942,4 +944,68 @@ async fn workloads_start_with_default_signal_dispositions_and_no_blocked_signals
             assert_eq!(mask, 0, "blocked signals in the workload: {mask:#x}");
         }
     }
+}
+
+#[tokio::test]
+async fn runtime_files_stay_in_memory_and_only_logs_and_exits_reach_the_data_directory() {
+    let Some(fixture) = fixture("runtime_files_stay_in_memory") else {
+        return;
+    };
+    let in_memory = |path: &std::path::Path| {
+        nix::sys::statfs::statfs(path)
+            .is_ok_and(|stats| stats.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+    };
+    let key = fixture.key("quiet");
+    let quiet = fixture
+        .runtime
+        .start(&key, &spec("quiet", &["sleep", "100"]))
+        .await
+        .expect("start");
+    let run_dir = fixture.runtime.run_dir(&key).expect("run dir");
+    let instance_dir = fixture.runtime.instance_dir(&key).expect("instance dir");
+    for file in ["config.json", "monitor.json", "state.json", "container.pid"] {
+        assert!(run_dir.join(file).exists(), "{file} is not in {run_dir:?}");
+    }
+    if in_memory(std::path::Path::new("/dev/shm")) {
+        assert!(in_memory(&run_dir), "{run_dir:?} is on disk");
+        let linked = fixture
+            .data_dir()
+            .join("run")
+            .canonicalize()
+            .expect("DATA/run");
+        assert!(
+            run_dir.starts_with(&linked),
+            "DATA/run leads to {linked:?}, not above {run_dir:?}"
+        );
+    }
+    assert!(
+        !instance_dir.exists(),
+        "a start that printed nothing made {instance_dir:?}"
+    );
+    fixture.kill(&quiet).await;
+    assert!(
+        instance_dir.join("exit.json").exists(),
+        "the exit was not recorded in {instance_dir:?}"
+    );
+
+    let key = fixture.key("talker");
+    let talker = fixture
+        .runtime
+        .start(&key, &shell("talker", "echo hello; exec sleep 100"))
+        .await
+        .expect("start");
+    wait_for("the line in the log", LIMIT, || {
+        (fixture.stdout(&key) == ["hello"]).then_some(())
+    })
+    .await;
+    let instance_dir = fixture.runtime.instance_dir(&key).expect("instance dir");
+    assert!(instance_dir.join("log").exists());
+    assert!(!in_memory(&instance_dir), "logs must survive a reboot");
+    fixture.kill(&talker).await;
+    fixture.runtime.remove(&key).await.expect("remove");
+    let run_dir = fixture.runtime.run_dir(&key).expect("run dir");
+    assert!(
+        !run_dir.exists() && !instance_dir.exists(),
+        "remove left a directory"
+    );
 }
