@@ -257,10 +257,12 @@ impl Runtime {
         }
     }
 
-    /// Called when the daemon stops: removes this daemon's project cgroups that no instance
-    /// uses (running instances keep theirs), so that stopped daemons leave no empty groups.
-    pub fn release_idle_cgroups(&self) {
+    /// Called when the daemon stops: removes this daemon's project cgroups and run
+    /// directories that no instance uses (instances keep theirs), so that a stopped daemon
+    /// leaves no empty groups and, once its instances are gone, nothing in memory.
+    pub fn release_idle(&self) {
         self.inner.cgroups.remove_idle_groups(&self.inner.namespace);
+        remove_empty_tree(&self.inner.run_root);
     }
 
     /// The instance's cgroup directories, one per hierarchy (for inspection and tests).
@@ -1073,6 +1075,22 @@ impl Inner {
 
 /// Eight hex digits of FNV-1a over the data dir's canonical path: stable across restarts,
 /// different for each data dir.
+/// Removes `dir` if it holds nothing but directories that this removes in turn; returns
+/// whether it did.
+fn remove_empty_tree(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let mut empty = true;
+    for entry in entries.flatten() {
+        let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        if !(is_dir && remove_empty_tree(&entry.path())) {
+            empty = false;
+        }
+    }
+    empty && fs::remove_dir(dir).is_ok()
+}
+
 /// `ROOT/instances/<project>/<workload>/<replica>`.
 fn instance_path(root: &Path, key: &InstanceKey) -> PathBuf {
     root.join("instances")

@@ -84,6 +84,42 @@ fn can_run_workloads() -> bool {
 }
 
 #[test]
+fn a_daemon_stopped_without_workloads_leaves_nothing_in_memory() {
+    let mut daemon = Daemon::start();
+    let run_root = daemon
+        .data_dir()
+        .join("run")
+        .canonicalize()
+        .expect("DATA/run leads to the run root");
+    if can_run_workloads() {
+        assert_success(&daemon.ward(&[
+            "run",
+            "--name",
+            "brief",
+            "--network",
+            "none",
+            "--",
+            "true",
+        ]));
+        assert_success(&daemon.ward(&["rm", "-f", "brief"]));
+    }
+    assert!(run_root.is_dir(), "{run_root:?}");
+    assert!(
+        daemon.stop(),
+        "the daemon did not stop on SIGTERM:\n{}",
+        daemon.log()
+    );
+    assert!(
+        !run_root.exists(),
+        "{run_root:?} is left behind: {:?}",
+        std::fs::read_dir(&run_root).map(|entries| entries
+            .flatten()
+            .map(|entry| entry.path())
+            .collect::<Vec<_>>())
+    );
+}
+
+#[test]
 fn run_ps_logs_stop_rm_round_trip() {
     if !can_run_workloads() {
         return;

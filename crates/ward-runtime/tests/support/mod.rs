@@ -146,6 +146,7 @@ impl Drop for Fixture {
                     }
                 }
             });
+            runtime.release_idle();
         });
         let _ = cleanup.join();
     }

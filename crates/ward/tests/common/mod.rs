@@ -118,6 +118,21 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Stops the daemon with SIGTERM, as a service manager would, and waits for it to exit;
+    /// true if it did within the deadline.
+    pub fn stop(&mut self) -> bool {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_DEADLINE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        false
+    }
+
     /// Kills the daemon with SIGKILL, as a crash would, and reaps it; its workloads live on.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -305,17 +320,10 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             self.remove_all_workloads();
-            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + STOP_DEADLINE;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(POLL_INTERVAL);
+            if !self.stop() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
