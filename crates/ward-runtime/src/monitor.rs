@@ -275,9 +275,9 @@ struct ProcessSetup {
     signals: SignalFd,
     /// This process's start time (`/proc/self/stat`), for `state.json`.
     start_ticks: u64,
-    /// The instance's network namespace at [`NETWORK_NAMESPACE_FD`], if making it worked
-    /// (else the monitor tries again once it knows that the instance needs it).
-    network_namespace: Option<OwnedFd>,
+    /// The instance's network namespace at [`NETWORK_NAMESPACE_FD`], or why it could not be
+    /// made (which fails the start of an instance that needs it).
+    network_namespace: Result<OwnedFd, Errno>,
 }
 
 /// Where the OCI runtime and `ip` find the network namespace that monitor `monitor_pid` made
@@ -294,8 +294,8 @@ pub(crate) fn network_namespace_path(monitor_pid: u32) -> PathBuf {
 fn set_up_process() -> Result<ProcessSetup, (&'static str, Errno)> {
     // First, while nothing but the inherited descriptors is open and its number is free.
     let network_namespace = match make_network_namespace() {
-        Ok(namespace) => Some(namespace),
-        Err(NamespaceError::NotMade(_)) => None,
+        Ok(namespace) => Ok(namespace),
+        Err(NamespaceError::NotMade(error)) => Err(error),
         Err(NamespaceError::Stranded(error)) => {
             return Err(("return to the host's network namespace", error))
         }
@@ -441,15 +441,7 @@ fn start(run_dir: &Path, setup: ProcessSetup) -> Result<Running, RuntimeError> {
 
     // Held until the runtime has joined it; dropped at once when the instance does not use it.
     let _network_namespace = if config.monitor_network_namespace {
-        match network_namespace {
-            Some(namespace) => Some(namespace),
-            None => Some(make_network_namespace().map_err(|error| match error {
-                NamespaceError::NotMade(error) => os_error("make a network namespace", error),
-                NamespaceError::Stranded(error) => {
-                    os_error("return to the host's network namespace", error)
-                }
-            })?),
-        }
+        Some(network_namespace.map_err(|error| os_error("make a network namespace", error))?)
     } else {
         drop(network_namespace);
         None

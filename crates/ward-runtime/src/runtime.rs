@@ -333,7 +333,8 @@ impl Runtime {
         let launcher = &self.inner.launcher;
         let id = self.inner.container_id(key);
         let mut monitor = launcher.reserve(&id)?;
-        for attempt in 0.. {
+        let mut replaced = false;
+        loop {
             let ports = match self.prepare(key, spec, paths, image, monitor.pid()) {
                 Ok(ports) => ports,
                 Err(error) => {
@@ -343,9 +344,10 @@ impl Runtime {
             };
             match monitor.hand_over(paths) {
                 Ok(launched) => return Ok((ports, launched)),
-                Err(error) if attempt == 0 => {
+                Err(error) if !replaced => {
                     tracing::debug!(%error, "spare monitor gone; starting one for the instance");
                     monitor = launcher.start_monitor(&id)?;
+                    replaced = true;
                 }
                 Err(error) => {
                     return Err(RuntimeError::StartFailed {
@@ -355,7 +357,6 @@ impl Runtime {
                 }
             }
         }
-        unreachable!("the loop returns")
     }
 
     /// Writes the bundle and the monitor's configuration of an instance whose monitor is
