@@ -61,15 +61,24 @@ impl RunRoot {
     /// it from other daemons') and creates it (mode 0700; one that is there must be this
     /// user's directory alone).
     pub fn prepare(namespace: &str, data_dir: &Path) -> Result<RunRoot, RuntimeError> {
+        RunRoot::prepare_in(Path::new(SHARED_MEMORY), namespace, data_dir)
+    }
+
+    /// [`RunRoot::prepare`] with `shared_memory` in place of `/dev/shm`.
+    fn prepare_in(
+        shared_memory: &Path,
+        namespace: &str,
+        data_dir: &Path,
+    ) -> Result<RunRoot, RuntimeError> {
         let link = data_dir.join("run");
-        if !is_tmpfs(Path::new(SHARED_MEMORY)) {
+        if !is_tmpfs(shared_memory) {
             private_directory(&link)?;
             return Ok(RunRoot {
                 path: link,
                 in_memory: false,
             });
         }
-        let path = Path::new(SHARED_MEMORY).join(format!("ward-{namespace}"));
+        let path = shared_memory.join(format!("ward-{namespace}"));
         private_directory(&path)?;
         if let Err(error) = point_link_at(&link, &path) {
             tracing::warn!(link = %link.display(), %error, "cannot link the run root into the data directory");
@@ -338,6 +347,54 @@ fn unescape_octal(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_run_root_is_the_data_directory_s_own_where_shared_memory_is_on_disk() {
+        let disk = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+        if is_tmpfs(disk.path()) {
+            return;
+        }
+        let data = tempfile::tempdir().expect("tempdir");
+        let root = RunRoot::prepare_in(disk.path(), "0123abcd", data.path()).expect("prepare");
+        assert!(!root.in_memory);
+        assert_eq!(root.path, data.path().join("run"));
+        let metadata = fs::symlink_metadata(&root.path).expect("run");
+        assert!(metadata.is_dir() && metadata.permissions().mode() & 0o777 == 0o700);
+        assert!(!disk.path().join("ward-0123abcd").exists());
+    }
+
+    #[test]
+    fn the_run_root_in_memory_is_private_and_linked_from_the_data_directory() {
+        let shared_memory = Path::new(SHARED_MEMORY);
+        if !is_tmpfs(shared_memory) {
+            return;
+        }
+        let data = tempfile::tempdir().expect("tempdir");
+        let namespace = format!("test-{}", std::process::id());
+        let target = shared_memory.join(format!("ward-{namespace}"));
+        // An empty directory from an older layout gives way to the link.
+        fs::create_dir(data.path().join("run")).expect("old run dir");
+        let root = RunRoot::prepare_in(shared_memory, &namespace, data.path()).expect("prepare");
+        assert!(root.in_memory);
+        assert_eq!(root.path, target);
+        assert_eq!(
+            fs::read_link(data.path().join("run")).expect("link"),
+            target
+        );
+        assert_eq!(
+            fs::metadata(&target).expect("root").permissions().mode() & 0o777,
+            0o700
+        );
+        // Again, as at every daemon start.
+        RunRoot::prepare_in(shared_memory, &namespace, data.path()).expect("prepare again");
+        // One that anybody could have made is refused, and named.
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let refused = RunRoot::prepare_in(shared_memory, &namespace, data.path())
+            .expect_err("a directory others may enter")
+            .to_string();
+        assert!(refused.contains(&target.display().to_string()), "{refused}");
+        fs::remove_dir(&target).expect("clean up");
+    }
 
     #[test]
     fn mountinfo_lines_parse_with_escaped_spaces() {
