@@ -1,10 +1,8 @@
-//! Running iproute2 and iptables, optionally inside another process's network namespace, with
-//! the command line and stderr kept for the error.
+//! Running iproute2 and iptables with the command line and stderr kept for the error, and the
+//! network namespaces those commands and `netlink.rs` act on.
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -33,6 +31,10 @@ impl NetworkNamespace {
     pub(super) fn path(&self) -> &Path {
         &self.path
     }
+
+    pub(super) fn file(&self) -> &File {
+        &self.file
+    }
 }
 
 /// Runs `program args…` and returns its stdout.
@@ -42,39 +44,19 @@ pub(super) fn run(program: &str, args: &[&str]) -> Result<String, NetworkError> 
     finish(command, None, command_line(program, args))
 }
 
-/// Runs `program args…` with `input` on stdin, inside `namespace` when given, and returns its stdout.
+/// Runs `program args…` with `input` on stdin and returns its stdout.
 pub(super) fn run_with_input(
     program: &str,
     args: &[&str],
     input: &str,
-    namespace: Option<&NetworkNamespace>,
 ) -> Result<String, NetworkError> {
     let mut command = Command::new(program);
     command.args(args);
-    let mut described = format!(
+    let described = format!(
         "{} [{}]",
         command_line(program, args),
         input.trim_end().replace('\n', "; ")
     );
-    if let Some(namespace) = namespace {
-        described.push_str(&format!(
-            " in the network namespace {}",
-            namespace.path.display()
-        ));
-        let namespace_fd = namespace.file.as_raw_fd();
-        // SAFETY: the closure runs in the forked child before exec and only makes the
-        // async-signal-safe setns system call; the descriptor stays open in the parent (it
-        // borrows `namespace`) until the child has been spawned.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setns(namespace_fd, libc::CLONE_NEWNET) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-    }
     finish(command, Some(input), described)
 }
 

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use super::command::{self, NetworkNamespace};
+use super::netlink::Inside;
 use super::{NetworkError, BRIDGE_NAME, GATEWAY_ADDRESS, SUBNET_PREFIX_LENGTH};
 
 /// A fixed, locally administered MAC for the bridge. Without one the kernel gives the bridge
@@ -86,12 +87,34 @@ pub(super) fn create_veth(
         "link add {host_interface} type veth peer name eth0 netns {}\nlink set {host_interface} master {BRIDGE_NAME} up\n",
         namespace.path().display()
     ));
-    command::run_with_input("ip", &["-batch", "-"], &host_batch, None)?;
+    command::run_with_input("ip", &["-batch", "-"], &host_batch)?;
 
-    let namespace_batch =
-        format!("link set lo up\naddr add {address}/{prefix_length} dev eth0\nlink set eth0 up\nroute add default via {GATEWAY_ADDRESS}\n");
-    command::run_with_input("ip", &["-batch", "-"], &namespace_batch, Some(&namespace))?;
-    Ok(())
+    configure_inside(container_id, &namespace, address)
+}
+
+/// Inside the container's namespace: `lo` and `eth0` up, `address` on `eth0`, the default
+/// route through the bridge (over netlink from this process; see `netlink.rs`).
+fn configure_inside(
+    container_id: &str,
+    namespace: &NetworkNamespace,
+    address: Ipv4Addr,
+) -> Result<(), NetworkError> {
+    let failed = |step: &'static str| {
+        move |source: std::io::Error| NetworkError::Configure {
+            container_id: container_id.to_string(),
+            step,
+            source,
+        }
+    };
+    let mut inside = Inside::open(namespace.file()).map_err(failed("enter the namespace"))?;
+    inside.set_up("lo").map_err(failed("set lo up"))?;
+    inside
+        .add_address("eth0", address, SUBNET_PREFIX_LENGTH)
+        .map_err(failed("give eth0 its address"))?;
+    inside.set_up("eth0").map_err(failed("set eth0 up"))?;
+    inside
+        .add_default_route(GATEWAY_ADDRESS)
+        .map_err(failed("add the default route"))
 }
 
 /// Deletes a host-side veth (and so its peer); nothing to do when it is already gone, as it is

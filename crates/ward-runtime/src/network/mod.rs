@@ -2,14 +2,16 @@
 //! addresses handed out from a file in the data directory, and published ports as NAT rules.
 //!
 //! Every change happens under one exclusive lock, `DATA/network/lock`, so monitors attaching
-//! containers at the same time cannot race on the bridge, the address file or the rules. Kernel
-//! state is changed with iproute2 and iptables; each step is batched into one process, so an
-//! attach costs four short-lived processes and a detach two or three.
+//! containers at the same time cannot race on the bridge, the address file or the rules. The
+//! host's side is changed with iproute2 and iptables, each step batched into one process; the
+//! container's side over netlink from the attaching process (`netlink.rs`). An attach costs two
+//! or three short-lived processes, a detach two or three.
 
 mod command;
 mod ipam;
 mod link;
 mod netfilter;
+mod netlink;
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -58,6 +60,12 @@ pub enum NetworkError {
     Namespace {
         container_id: String,
         path: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot {step} in the network namespace of container {container_id}: {source}")]
+    Configure {
+        container_id: String,
+        step: &'static str,
         source: io::Error,
     },
     #[error("cannot run `{command}`: {source}")]

@@ -272,5 +272,5 @@ fn restore_script(tables: &[(&str, TableChanges)]) -> Option<String> {
 
 /// Applies a batch atomically, leaving every rule it does not name alone.
 pub(super) fn apply(script: &str) -> Result<(), NetworkError> {
-    command::run_with_input("iptables-restore", &["-w", "--noflush"], script, None).map(drop)
+    command::run_with_input("iptables-restore", &["-w", "--noflush"], script).map(drop)
 }
