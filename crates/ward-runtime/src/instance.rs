@@ -116,10 +116,6 @@ pub(crate) struct MonitorConfig {
     pub data_dir: PathBuf,
     /// `bridge`, `host` or `none`.
     pub network: String,
-    /// The instance's network namespace is the one its monitor made ahead of it (see
-    /// `monitor::network_namespace_path`), not one the OCI runtime makes.
-    #[serde(default)]
-    pub monitor_network_namespace: bool,
     pub ports: Vec<PortRecord>,
     pub cgroup_mode: CgroupMode,
     /// The instance's memory cgroup, where the monitor looks for OOM kills.
@@ -153,6 +149,12 @@ pub(crate) struct OverlayMount {
 impl MonitorConfig {
     pub fn bridge(&self) -> bool {
         self.network == ward_spec::NetworkMode::Bridge.as_str()
+    }
+
+    /// Whether the instance has a network namespace of its own: the one its monitor made
+    /// ahead of it (see `monitor::network_namespace_path`), which the bundle names.
+    pub fn own_network(&self) -> bool {
+        self.network != ward_spec::NetworkMode::Host.as_str()
     }
 }
 

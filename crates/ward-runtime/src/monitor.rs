@@ -440,7 +440,7 @@ fn start(run_dir: &Path, setup: ProcessSetup) -> Result<Running, RuntimeError> {
     }
 
     // Held until the runtime has joined it; dropped at once when the instance does not use it.
-    let _network_namespace = if config.monitor_network_namespace {
+    let _network_namespace = if config.own_network() {
         Some(network_namespace.map_err(|error| os_error("make a network namespace", error))?)
     } else {
         drop(network_namespace);

@@ -461,7 +461,6 @@ impl Runtime {
             oci_root: inner.oci_root.clone(),
             data_dir: inner.data_dir.clone(),
             network: spec.network.as_str().to_string(),
-            monitor_network_namespace: network_namespace.is_some(),
             ports: ports.iter().map(PortRecord::from_mapping).collect(),
             cgroup_mode: inner.host.cgroup_mode,
             memory_cgroup: inner.cgroups.dir("memory", &container_id),
