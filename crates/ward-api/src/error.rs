@@ -144,6 +144,7 @@ impl From<SupervisorError> for ApiError {
                 Some(spec_error.field().to_string()).filter(|field| !field.is_empty()),
             ),
             SupervisorError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+            SupervisorError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", None),
             SupervisorError::QuotaExceeded { quota, .. } => (
                 StatusCode::FORBIDDEN,
                 "quota_exceeded",

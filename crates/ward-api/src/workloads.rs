@@ -6,12 +6,12 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use ward_client::wire::{
     ApplyRequest, ApplyResponse, ApplyResult, FieldChange, WorkloadDocument, WorkloadList,
 };
-use ward_supervisor::{DesiredState, Phase};
+use ward_supervisor::{DesiredState, Phase, Principal};
 
 use crate::convert::workload_document;
 use crate::error::ApiError;
@@ -93,13 +93,14 @@ pub async fn list(
     responses((status = 201, body = WorkloadDocument), (status = 400, body = ward_client::wire::ErrorBody), (status = 409, body = ward_client::wire::ErrorBody)))]
 pub async fn create(
     State(state): State<Arc<ApiState>>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<CreateQuery>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<WorkloadDocument>), ApiError> {
     let project = project_of(&query.project)?;
     let spec = ward_spec::parse_value(parse_json(&body)?)?;
     let name = spec.name.clone();
-    let mut view = state.supervisor.create(&project, spec)?;
+    let mut view = state.supervisor.create(&principal, &project, spec)?;
     if query.wait {
         view = state
             .supervisor
@@ -127,6 +128,7 @@ pub async fn get(
     responses((status = 200, body = WorkloadDocument), (status = 400, body = ward_client::wire::ErrorBody)))]
 pub async fn put(
     State(state): State<Arc<ApiState>>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     Query(query): Query<ProjectQuery>,
     body: Bytes,
@@ -147,7 +149,9 @@ pub async fn put(
         }
     }
     let spec = ward_spec::parse_value(value)?;
-    state.supervisor.apply(&project, vec![spec], false)?;
+    state
+        .supervisor
+        .apply(&principal, &project, vec![spec], false)?;
     Ok(Json(workload_document(
         &state.supervisor.get(&project, &name)?,
     )))
@@ -157,6 +161,7 @@ pub async fn put(
     request_body = ApplyRequest, responses((status = 200, body = ApplyResponse), (status = 400, body = ward_client::wire::ErrorBody)))]
 pub async fn apply(
     State(state): State<Arc<ApiState>>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<ProjectQuery>,
     body: Bytes,
 ) -> Result<Json<ApplyResponse>, ApiError> {
@@ -180,7 +185,9 @@ pub async fn apply(
         })?;
         specs.push(spec);
     }
-    let outcomes = state.supervisor.apply(&project, specs, request.dry_run)?;
+    let outcomes = state
+        .supervisor
+        .apply(&principal, &project, specs, request.dry_run)?;
     let results = outcomes
         .into_iter()
         .map(|outcome| ApplyResult {

@@ -2,7 +2,7 @@
 //! it, the root filesystem it starts from, and the volumes mounted into it.
 //!
 //! [`oci_config`] is a pure function from [`BundleSettings`] to the JSON document; everything
-//! that looks at the host (volumes, the skeleton root) is resolved before it is called.
+//! that looks at the host (volumes, the instance's root) is resolved before it is called.
 
 use std::fs;
 use std::io;
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use ward_spec::{NetworkMode, VolumeMount, WorkloadSpec};
 
 use crate::host::PRIVATE_TOP_LEVEL;
+use crate::idmap::{self, IdRange};
 use crate::image::{ContainerProcess, DEFAULT_CAPABILITIES};
 use crate::seccomp;
 use crate::RuntimeError;
@@ -64,10 +65,11 @@ pub(crate) const HOST_SECRET_PATHS: [&str; 7] = [
 /// The root filesystem an instance starts from.
 #[derive(Clone, Debug)]
 pub(crate) enum RootFilesystem {
-    /// The host's own filesystem, read-only: an empty skeleton of the host's top level with each
-    /// top-level directory bound onto it. Process workloads run this way.
+    /// The host's own filesystem, read-only: the instance's own root (see
+    /// [`make_instance_root`]), an empty copy of the host's top level with each top-level
+    /// directory bound onto it. Process workloads run this way.
     Host {
-        skeleton: PathBuf,
+        root: PathBuf,
         top_level_dirs: Vec<String>,
         /// The runtime and kernel make `rro` binds read-only all the way down.
         recursive_readonly: bool,
@@ -83,6 +85,33 @@ pub(crate) enum RootFilesystem {
         etc_files: Vec<(PathBuf, &'static str)>,
         process: ContainerProcess,
     },
+}
+
+/// A host directory the daemon's config opens to some projects, as Nomad's `host_volume`: their
+/// specs mount it by name (`NAME:/target`) or by a path at or below it, without the
+/// `host-paths` grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostVolume {
+    pub name: String,
+    /// Canonical.
+    pub path: PathBuf,
+    /// Mounted read-only whatever the spec says.
+    pub read_only: bool,
+    /// The projects it is open to; `None`: every project.
+    pub projects: Option<Vec<String>>,
+}
+
+impl HostVolume {
+    pub fn serves(&self, project: &str) -> bool {
+        self.projects
+            .as_ref()
+            .is_none_or(|projects| projects.iter().any(|name| name == project))
+    }
+
+    /// Whether it opens the canonical host path `path` to `project`.
+    pub fn opens(&self, project: &str, path: &Path) -> bool {
+        self.serves(project) && path.starts_with(&self.path)
+    }
 }
 
 /// A volume ready to mount: `source` exists on the host.
@@ -117,6 +146,10 @@ pub(crate) struct BundleSettings<'a> {
     /// The network namespace made ahead of the instance, which it joins; without one (and
     /// unless it uses the host's) the runtime makes a new one.
     pub network_namespace: Option<&'a Path>,
+    /// The host ids of the instance's own user namespace; `None`: the host's user ids.
+    pub id_range: Option<IdRange>,
+    /// The pids limit of an instance whose spec sets none.
+    pub default_pids_limit: Option<u64>,
 }
 
 /// The OCI runtime spec (version 1.0) of an instance.
@@ -144,6 +177,9 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
     if settings.cgroup_namespace {
         namespaces.push(json!({"type": "cgroup"}));
     }
+    if settings.id_range.is_some() {
+        namespaces.push(json!({"type": "user"}));
+    }
 
     let mut masked_paths: Vec<String> = DEFAULT_MASKED_PATHS
         .iter()
@@ -157,7 +193,7 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
     );
 
     let (root_path, root_readonly) = match settings.root {
-        RootFilesystem::Host { skeleton, .. } => (skeleton, true),
+        RootFilesystem::Host { root, .. } => (root, true),
         RootFilesystem::Image { rootfs, .. } => (rootfs, false),
     };
 
@@ -191,6 +227,10 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
             "rootfsPropagation": "rprivate",
         },
     });
+    if let Some(range) = settings.id_range {
+        config["linux"]["uidMappings"] = range.oci_mapping();
+        config["linux"]["gidMappings"] = range.oci_mapping();
+    }
     if let RootFilesystem::Image { process, .. } = settings.root {
         config["process"]["args"] = json!(process.args);
         config["process"]["env"] = json!(process.env);
@@ -333,7 +373,7 @@ fn resources(settings: &BundleSettings<'_>) -> Value {
             .max(CPU_QUOTA_MIN_MICROS as f64) as u64;
         resources["cpu"] = json!({"quota": quota, "period": CPU_PERIOD_MICROS});
     }
-    if let Some(pids) = limits.pids {
+    if let Some(pids) = limits.pids.or(settings.default_pids_limit) {
         resources["pids"] = json!({"limit": pids});
     }
     resources
@@ -344,42 +384,106 @@ pub(crate) fn named_volume_dir(data_dir: &Path, project: &str, name: &str) -> Pa
     data_dir.join("volumes").join(project).join(name)
 }
 
-/// Checks the volumes of a workload and creates its named volumes. `host_root`: the instance
-/// sees the host filesystem read-only, so a target inside it must already exist there.
+/// What [`resolve_volumes`] needs to know besides the volumes.
+pub(crate) struct VolumeContext<'a> {
+    pub data_dir: &'a Path,
+    pub project: &'a str,
+    /// The instance sees the host filesystem read-only, so a target inside it must already
+    /// exist there.
+    pub host_root: bool,
+    /// The instance's id range: its named volumes are owned by it.
+    pub id_range: Option<IdRange>,
+    /// Host paths no volume may reach (canonical).
+    pub protected_paths: &'a [PathBuf],
+    pub host_volumes: &'a [HostVolume],
+    /// The instance's own files (its secrets), which may be bound although they lie in the
+    /// run root.
+    pub own_files: &'a Path,
+}
+
+/// Volumes ready to mount, and the paths inside the instance to mask because a bound host
+/// directory holds a protected path (`/:/host` hides `/host/var/lib/ward`).
+pub(crate) struct ResolvedVolumes {
+    pub volumes: Vec<ResolvedVolume>,
+    pub masked_paths: Vec<PathBuf>,
+}
+
+/// Checks the volumes of a workload, creates its named volumes (owned by its id range) and
+/// resolves host paths and the config's host volumes to canonical, unprotected paths.
 pub(crate) fn resolve_volumes(
-    data_dir: &Path,
-    project: &str,
+    context: &VolumeContext<'_>,
     volumes: &[VolumeMount],
-    host_root: bool,
-) -> Result<Vec<ResolvedVolume>, RuntimeError> {
+) -> Result<ResolvedVolumes, RuntimeError> {
     let mut resolved = Vec::with_capacity(volumes.len());
+    let mut masked_paths = Vec::new();
     for volume in volumes {
-        check_target(&volume.target, host_root)?;
+        check_target(&volume.target, context.host_root)?;
+        let mut read_only = volume.read_only;
         let source = if volume.is_named() {
             if !valid_volume_name(&volume.source) {
                 return Err(RuntimeError::InvalidVolumeName {
                     name: volume.source.clone(),
                 });
             }
-            let dir = named_volume_dir(data_dir, project, &volume.source);
-            fs::create_dir_all(&dir)
-                .map_err(|source| RuntimeError::io("create volume", &dir, source))?;
-            dir
+            match context
+                .host_volumes
+                .iter()
+                .find(|host| host.name == volume.source && host.serves(context.project))
+            {
+                Some(host) => {
+                    read_only |= host.read_only;
+                    host.path.clone()
+                }
+                None => named_volume(context, &volume.source)?,
+            }
         } else {
             let path = PathBuf::from(&volume.source);
-            if !path.exists() {
-                return Err(RuntimeError::VolumeSourceMissing { host_path: path });
+            let canonical = path
+                .canonicalize()
+                .map_err(|_| RuntimeError::VolumeSourceMissing { host_path: path })?;
+            if !canonical.starts_with(context.own_files) {
+                if let Some(protected) = context
+                    .protected_paths
+                    .iter()
+                    .find(|protected| canonical.starts_with(protected))
+                {
+                    return Err(RuntimeError::ProtectedVolumeSource {
+                        host_path: canonical,
+                        protected: protected.clone(),
+                    });
+                }
+                masked_paths.extend(context.protected_paths.iter().filter_map(|protected| {
+                    let inside = protected.strip_prefix(&canonical).ok()?;
+                    Some(Path::new(&volume.target).join(inside))
+                }));
             }
-            path
+            canonical
         };
         resolved.push(ResolvedVolume {
             file: source.is_file(),
             source,
             target: volume.target.clone(),
-            read_only: volume.read_only,
+            read_only,
         });
     }
-    Ok(resolved)
+    Ok(ResolvedVolumes {
+        volumes: resolved,
+        masked_paths,
+    })
+}
+
+/// The directory of a named volume, made on first use; in an instance with an id range, its
+/// files are given to that range once (and stay so: the range is the project's).
+fn named_volume(context: &VolumeContext<'_>, name: &str) -> Result<PathBuf, RuntimeError> {
+    let dir = named_volume_dir(context.data_dir, context.project, name);
+    fs::create_dir_all(&dir).map_err(|source| RuntimeError::io("create volume", &dir, source))?;
+    if let Some(range) = context.id_range {
+        if !idmap::owned_by_range(&dir, range) {
+            idmap::shift_ownership(&dir, range)
+                .map_err(|source| RuntimeError::io("give the workload's users", &dir, source))?;
+        }
+    }
+    Ok(dir)
 }
 
 fn valid_volume_name(name: &str) -> bool {
@@ -427,49 +531,105 @@ fn check_target(target: &str, host_root: bool) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// Makes `DATA/rootfs/host`, the empty skeleton of the host's top level (an empty directory for
-/// each directory, the same link for each symbolic link), once; concurrent callers race safely
-/// through a temporary directory and a rename.
-pub(crate) fn ensure_host_skeleton(data_dir: &Path) -> Result<PathBuf, RuntimeError> {
-    let rootfs = data_dir.join("rootfs");
-    let skeleton = rootfs.join("host");
-    if skeleton.is_dir() {
-        return Ok(skeleton);
-    }
-    fs::create_dir_all(&rootfs).map_err(|source| RuntimeError::io("create", &rootfs, source))?;
-    let temporary = rootfs.join(format!(".host.{}.tmp", std::process::id()));
-    let _ = fs::remove_dir_all(&temporary);
-    build_skeleton(&temporary)
-        .map_err(|source| RuntimeError::io("create skeleton", &temporary, source))?;
-    match fs::rename(&temporary, &skeleton) {
-        Ok(()) => Ok(skeleton),
-        Err(_) if skeleton.is_dir() => {
-            let _ = fs::remove_dir_all(&temporary);
-            Ok(skeleton)
-        }
-        Err(source) => Err(RuntimeError::io("rename", &temporary, source)),
-    }
+/// One entry of the host's top level as the sandbox's root shows it before anything is
+/// mounted: an empty directory, or the same symbolic link (`/bin -> usr/bin`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SkeletonEntry {
+    Directory(String),
+    Link { name: String, target: PathBuf },
 }
 
-fn build_skeleton(dir: &Path) -> io::Result<()> {
-    fs::create_dir(dir)?;
+/// The entries of the host's top level, plus the private directories (`/proc`, `/tmp`, …).
+pub(crate) fn host_skeleton() -> io::Result<Vec<SkeletonEntry>> {
+    let mut skeleton = Vec::new();
     for entry in fs::read_dir("/")? {
         let entry = entry?;
-        let name = entry.file_name();
-        if PRIVATE_TOP_LEVEL.iter().any(|private| name == *private) {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if PRIVATE_TOP_LEVEL.contains(&name.as_str()) {
             continue;
         }
         let kind = entry.file_type()?;
         if kind.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(entry.path())?, dir.join(&name))?;
+            skeleton.push(SkeletonEntry::Link {
+                target: fs::read_link(entry.path())?,
+                name,
+            });
         } else if kind.is_dir() {
-            fs::create_dir(dir.join(&name))?;
+            skeleton.push(SkeletonEntry::Directory(name));
         }
     }
-    for private in PRIVATE_TOP_LEVEL {
-        fs::create_dir(dir.join(private))?;
+    skeleton.extend(
+        PRIVATE_TOP_LEVEL
+            .iter()
+            .map(|private| SkeletonEntry::Directory(private.to_string())),
+    );
+    Ok(skeleton)
+}
+
+/// Makes `root`, the root directory of one process instance (in its run directory, in
+/// memory): the host's top level as empty directories and links, plus the mount point of
+/// every volume that is not inside a host directory, so that mounts never change a root
+/// another instance uses. Owned by the instance's root user (`owner`, host ids), as a
+/// root filesystem is; the OCI runtime makes it read-only.
+pub(crate) fn make_instance_root(
+    root: &Path,
+    skeleton: &[SkeletonEntry],
+    volumes: &[ResolvedVolume],
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
+    match fs::remove_dir_all(root) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
     }
-    Ok(())
+    fs::create_dir(root)?;
+    for entry in skeleton {
+        match entry {
+            SkeletonEntry::Directory(name) => fs::create_dir(root.join(name))?,
+            SkeletonEntry::Link { name, target } => {
+                std::os::unix::fs::symlink(target, root.join(name))?
+            }
+        }
+    }
+    let chown = |path: &Path| match owner {
+        Some((uid, gid)) => std::os::unix::fs::lchown(path, Some(uid), Some(gid)),
+        None => Ok(()),
+    };
+    let from_host = |first: &std::ffi::OsStr| {
+        skeleton.iter().any(|entry| match entry {
+            SkeletonEntry::Directory(name) | SkeletonEntry::Link { name, .. } => {
+                first == name.as_str()
+            }
+        })
+    };
+    for volume in volumes {
+        let target = Path::new(&volume.target);
+        let Some(Component::Normal(first)) = target.components().nth(1) else {
+            continue;
+        };
+        if from_host(first) {
+            continue;
+        }
+        // A mount point of the instance's own: made here, with its parents.
+        let mount_point = root.join(target.strip_prefix("/").unwrap_or(target));
+        let parent = if volume.file {
+            mount_point.parent().unwrap_or(root).to_path_buf()
+        } else {
+            mount_point.clone()
+        };
+        fs::create_dir_all(&parent)?;
+        if volume.file && !mount_point.exists() {
+            fs::File::create(&mount_point)?;
+        }
+        let mut made = Some(mount_point.as_path());
+        while let Some(path) = made.filter(|path| *path != root) {
+            chown(path)?;
+            made = path.parent();
+        }
+    }
+    chown(root)
 }
 
 #[cfg(test)]
@@ -500,6 +660,7 @@ mod tests {
             volumes: Vec::new(),
             secrets: Vec::new(),
             network,
+            userns: ward_spec::UserNamespace::Private,
             restart: RestartPolicy::default(),
             health: None,
             replicas: 1,
@@ -510,7 +671,7 @@ mod tests {
 
     fn config(spec: &WorkloadSpec, recursive_readonly: bool) -> Value {
         let root = RootFilesystem::Host {
-            skeleton: PathBuf::from("/data/rootfs/host"),
+            root: PathBuf::from("/run/instances/default/web/0/root"),
             top_level_dirs: vec!["etc".into(), "usr".into()],
             recursive_readonly,
             submounts: vec![PathBuf::from("/usr/share/mnt")],
@@ -534,6 +695,8 @@ mod tests {
             swap_limit: true,
             seccomp_bpf: None,
             network_namespace: None,
+            id_range: None,
+            default_pids_limit: Some(2048),
         })
     }
 
@@ -602,7 +765,7 @@ mod tests {
         let config = config(&spec(NetworkMode::None), true);
         assert_eq!(
             config["root"],
-            json!({"path": "/data/rootfs/host", "readonly": true})
+            json!({"path": "/run/instances/default/web/0/root", "readonly": true})
         );
         let mounts = config["mounts"].as_array().expect("mounts");
         assert_eq!(
@@ -670,17 +833,48 @@ mod tests {
     #[test]
     fn volumes_are_checked() {
         let data = tempfile::tempdir().expect("tempdir");
+        let data_dir = data.path().canonicalize().expect("canonical");
+        let site = data_dir.join("site");
+        fs::create_dir_all(site.join("html")).expect("site");
+        let protected = [data_dir.join("volumes"), PathBuf::from("/proc")];
+        let host_volumes = [HostVolume {
+            name: "site".into(),
+            path: site.clone(),
+            read_only: true,
+            projects: Some(vec!["default".into()]),
+        }];
         let mount = |source: &str, target: &str| VolumeMount {
             source: source.into(),
             target: target.into(),
             read_only: false,
         };
-        let resolve =
-            |volume: VolumeMount| resolve_volumes(data.path(), "default", &[volume], true);
+        let resolve = |volume: VolumeMount| {
+            resolve_volumes(
+                &VolumeContext {
+                    data_dir: &data_dir,
+                    project: "default",
+                    host_root: true,
+                    id_range: None,
+                    protected_paths: &protected,
+                    host_volumes: &host_volumes,
+                    own_files: Path::new("/nonexistent-own-files"),
+                },
+                &[volume],
+            )
+        };
 
         let named = resolve(mount("data", "/tmp/data")).expect("named volume");
-        assert_eq!(named[0].source, data.path().join("volumes/default/data"));
-        assert!(named[0].source.is_dir());
+        assert_eq!(
+            named.volumes[0].source,
+            data_dir.join("volumes/default/data")
+        );
+        assert!(named.volumes[0].source.is_dir());
+        let host_volume = resolve(mount("site", "/tmp/site")).expect("host volume");
+        assert_eq!(host_volume.volumes[0].source, site);
+        assert!(
+            host_volume.volumes[0].read_only,
+            "the config makes it read-only"
+        );
         assert!(matches!(
             resolve(mount("..", "/x")),
             Err(RuntimeError::InvalidVolumeName { .. })
@@ -689,6 +883,19 @@ mod tests {
             resolve(mount("/no/such/dir", "/x")),
             Err(RuntimeError::VolumeSourceMissing { .. })
         ));
+        assert!(matches!(
+            resolve(mount(
+                &data_dir.join("volumes/default").display().to_string(),
+                "/x"
+            )),
+            Err(RuntimeError::ProtectedVolumeSource { .. })
+        ));
+        assert!(matches!(
+            resolve(mount("/proc/self", "/x")),
+            Err(RuntimeError::ProtectedVolumeSource { .. })
+        ));
+        let parent = resolve(mount(&data_dir.display().to_string(), "/host")).expect("parent");
+        assert_eq!(parent.masked_paths, [PathBuf::from("/host/volumes")]);
         assert!(matches!(
             resolve(mount("data", "relative")),
             Err(RuntimeError::InvalidVolumeTarget { .. })
@@ -705,20 +912,41 @@ mod tests {
     }
 
     #[test]
-    fn skeleton_mirrors_the_host_top_level() {
-        let data = tempfile::tempdir().expect("tempdir");
-        let skeleton = ensure_host_skeleton(data.path()).expect("skeleton");
-        assert_eq!(ensure_host_skeleton(data.path()).expect("again"), skeleton);
+    fn each_instance_root_mirrors_the_host_and_holds_its_own_mount_points() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let skeleton = host_skeleton().expect("skeleton");
+        let volume = |target: &str, file: bool| ResolvedVolume {
+            source: "/data/volumes/default/data".into(),
+            target: target.into(),
+            read_only: false,
+            file,
+        };
+        let first = dir.path().join("first");
+        make_instance_root(
+            &first,
+            &skeleton,
+            &[volume("/x", false), volume("/config/app.yaml", true)],
+            None,
+        )
+        .expect("first root");
         for private in PRIVATE_TOP_LEVEL {
-            assert!(skeleton.join(private).is_dir(), "{private} missing");
+            assert!(first.join(private).is_dir(), "{private} missing");
         }
-        assert!(skeleton.join("usr").is_dir());
-        assert_eq!(fs::read_dir(skeleton.join("usr")).expect("usr").count(), 0);
+        assert!(first.join("usr").is_dir());
+        assert_eq!(fs::read_dir(first.join("usr")).expect("usr").count(), 0);
         if let Ok(target) = fs::read_link("/bin") {
-            assert_eq!(
-                fs::read_link(skeleton.join("bin")).expect("bin link"),
-                target
-            );
+            assert_eq!(fs::read_link(first.join("bin")).expect("bin link"), target);
         }
+        assert!(first.join("x").is_dir());
+        assert!(first.join("config/app.yaml").is_file());
+
+        // Another instance's root knows nothing of the first one's mount points.
+        let second = dir.path().join("second");
+        make_instance_root(&second, &skeleton, &[volume("/x", true)], None).expect("second");
+        assert!(second.join("x").is_file());
+        assert!(!second.join("config").exists());
+        // Made again, a root loses the mount points it no longer has.
+        make_instance_root(&first, &skeleton, &[], None).expect("again");
+        assert!(!first.join("x").exists());
     }
 }

@@ -44,6 +44,13 @@ pub enum RuntimeError {
     InvalidVolumeName { name: String },
     #[error("bind mount source {host_path} does not exist on the host")]
     VolumeSourceMissing { host_path: PathBuf },
+    #[error("bind mount source {host_path} is inside {protected}, which belongs to Ward or the kernel: no workload may mount it")]
+    ProtectedVolumeSource {
+        host_path: PathBuf,
+        protected: PathBuf,
+    },
+    #[error("this kernel has no user namespaces, which workload {workload} needs: enable them (user.max_user_namespaces), or run it with userns: host")]
+    NoUserNamespaces { workload: String },
     #[error("volume target {target}: {reason}")]
     InvalidVolumeTarget {
         target: String,

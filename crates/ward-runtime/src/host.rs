@@ -148,10 +148,15 @@ pub(crate) struct HostInfo {
     /// Whether the kernel has `mount_setattr(2)`, which recursive read-only binds need.
     pub kernel_recursive_readonly: bool,
     pub cgroup_namespace: bool,
+    /// Whether the kernel makes user namespaces, which workloads run in by default.
+    pub user_namespaces: bool,
     /// Whether the host swaps and the memory controller accounts swap, so a swap limit applies.
     pub swap_limit: bool,
     /// Names of the host's top-level directories that are bound read-only into the sandbox.
     pub top_level_dirs: Vec<String>,
+    /// Those of them that users other than their owner may enter: all a workload in its own
+    /// user namespace can use (`/root` or `/lost+found` stay empty directories there).
+    pub open_top_level_dirs: Vec<String>,
 }
 
 impl HostInfo {
@@ -175,7 +180,19 @@ impl HostInfo {
             nofile_hard_limit: nofile_hard_limit(),
             kernel_recursive_readonly: kernel_has_mount_setattr(),
             cgroup_namespace: Path::new("/proc/self/ns/cgroup").exists(),
+            user_namespaces: Path::new("/proc/self/ns/user").exists()
+                && fs::read_to_string("/proc/sys/user/max_user_namespaces")
+                    .ok()
+                    .and_then(|text| text.trim().parse::<u64>().ok())
+                    .is_none_or(|limit| limit > 0),
             swap_limit,
+            open_top_level_dirs: top_level_dirs()
+                .into_iter()
+                .filter(|name| {
+                    fs::metadata(Path::new("/").join(name))
+                        .is_ok_and(|metadata| metadata.permissions().mode() & 0o001 != 0)
+                })
+                .collect(),
             top_level_dirs: top_level_dirs(),
         }
     }

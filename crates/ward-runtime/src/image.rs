@@ -127,6 +127,7 @@ pub(crate) fn published_ports(
             host,
             port,
             protocol,
+            host_ip: None,
         });
     }
     Ok(ports)

@@ -71,6 +71,16 @@ impl InstancePaths {
     pub fn etc(&self) -> PathBuf {
         self.run.join("etc")
     }
+    /// A process instance's root directory (see `bundle::make_instance_root`); the bundle
+    /// names it relative to itself, [`PROCESS_ROOT`].
+    pub fn root(&self) -> PathBuf {
+        self.run.join(PROCESS_ROOT)
+    }
+    /// Where a container's root filesystem is mounted (by its monitor); the bundle names it
+    /// relative to itself, [`CONTAINER_ROOT`].
+    pub fn container_root(&self) -> PathBuf {
+        self.run.join(CONTAINER_ROOT)
+    }
     pub fn exit(&self) -> PathBuf {
         self.dir.join("exit.json")
     }
@@ -93,6 +103,13 @@ impl InstancePaths {
         write_json(&self.exit(), record)
     }
 }
+
+/// The root of a process instance, relative to its bundle (the run directory). Relative, so
+/// that the OCI runtime reaches it from the bundle inside the instance's user namespace,
+/// whose root may not search the run root's private directories above it.
+pub(crate) const PROCESS_ROOT: &str = "root";
+/// The root of a container, relative to its bundle; see [`PROCESS_ROOT`].
+pub(crate) const CONTAINER_ROOT: &str = "rootfs";
 
 /// The monitor's own diagnostics, in the run directory.
 pub(crate) const MONITOR_LOG: &str = "monitor.log";
@@ -127,6 +144,10 @@ pub(crate) struct MonitorConfig {
     /// (so the mount lives exactly as long as the instance).
     #[serde(default)]
     pub overlay: Option<OverlayMount>,
+    /// A private copy of the container's image (where overlayfs is missing), which the
+    /// monitor binds at the bundle's root in its own mount namespace.
+    #[serde(default)]
+    pub root_copy: Option<PathBuf>,
     /// The container's `/etc/hosts`, to which the monitor adds the instance's address.
     #[serde(default)]
     pub hosts_file: Option<PathBuf>,
@@ -144,6 +165,10 @@ pub(crate) struct OverlayMount {
     pub upper: PathBuf,
     pub work: PathBuf,
     pub target: PathBuf,
+    /// The container's id range: the layers are mounted idmapped into it first, so that the
+    /// files the host owns as root are root's inside the container's user namespace.
+    #[serde(default)]
+    pub id_range: Option<crate::idmap::IdRange>,
 }
 
 impl MonitorConfig {
@@ -163,6 +188,8 @@ pub(crate) struct PortRecord {
     pub host: u16,
     pub port: u16,
     pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<Ipv4Addr>,
 }
 
 impl PortRecord {
@@ -171,6 +198,7 @@ impl PortRecord {
             host: mapping.host,
             port: mapping.port,
             protocol: mapping.protocol.as_str().to_string(),
+            host_ip: mapping.host_ip,
         }
     }
 
@@ -183,6 +211,7 @@ impl PortRecord {
             host: self.host,
             port: self.port,
             protocol,
+            host_ip: self.host_ip,
         }
     }
 }

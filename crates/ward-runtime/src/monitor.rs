@@ -34,6 +34,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, setsid, Pid};
 
 use crate::host::HYBRID_UNIFIED_MOUNT;
+use crate::idmount;
 use crate::instance::{
     monitor_config_in, read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths,
     MonitorConfig, OverlayMount, StateRecord, SyncMessage, MONITOR_LOG,
@@ -347,7 +348,11 @@ fn make_network_namespace() -> Result<OwnedFd, NamespaceError> {
     };
     let host = open_own().map_err(NamespaceError::NotMade)?;
     unshare(CloneFlags::CLONE_NEWNET).map_err(NamespaceError::NotMade)?;
-    let made = open_own().and_then(|made| loopback_up().map(|()| made));
+    let made = open_own().and_then(|made| {
+        loopback_up()?;
+        unprivileged_ports_and_ping()?;
+        Ok(made)
+    });
     setns(&host, CloneFlags::CLONE_NEWNET).map_err(NamespaceError::Stranded)?;
     // It may hold the reserved number itself.
     drop(host);
@@ -366,6 +371,18 @@ fn make_network_namespace() -> Result<OwnedFd, NamespaceError> {
     }
     // SAFETY: dup3 just opened this descriptor; from here on the OwnedFd is its only owner.
     Ok(unsafe { OwnedFd::from_raw_fd(NETWORK_NAMESPACE_FD) })
+}
+
+/// As Docker sets in every container's network namespace: any user may bind ports below 1024
+/// and send pings. The namespace belongs to the host's user namespace, so root in a workload's
+/// own user namespace has no capability in it and would otherwise be able to do neither.
+fn unprivileged_ports_and_ping() -> Result<(), Errno> {
+    let set = |path: &str, value: &str| {
+        std::fs::write(path, value)
+            .map_err(|error| Errno::from_raw(error.raw_os_error().unwrap_or(0)))
+    };
+    set("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")?;
+    set("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")
 }
 
 /// Brings up `lo` in the current network namespace, as the OCI runtime does in one it makes.
@@ -423,6 +440,17 @@ fn start(run_dir: &Path, setup: ProcessSetup) -> Result<Running, RuntimeError> {
                 error.into(),
             )
         })?;
+    }
+    if let Some(copy) = &config.root_copy {
+        let target = paths.container_root();
+        mount(
+            Some(copy.as_path()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|error| RuntimeError::io("bind the image's copy on", &target, error.into()))?;
     }
 
     let log = LogWriter::new(&paths.log());
@@ -530,8 +558,14 @@ fn connect_network(
     Ok(Some(address))
 }
 
-/// Mounts the container's root: the image's layers under its own writable upper directory.
+/// Mounts the container's root: the image's layers under its own writable upper directory;
+/// with an id range, the layers are first shown idmapped into it (only here, in the
+/// monitor's mount namespace), and the upper directory is already owned by it.
 fn mount_overlay(overlay: &OverlayMount) -> Result<(), Errno> {
+    if let Some(range) = overlay.id_range {
+        let user_namespace = idmount::user_namespace(range)?;
+        idmount::idmap_in_place(&overlay.layers_root, &user_namespace)?;
+    }
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
         overlay.lower_dirs.join(":"),

@@ -4,7 +4,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,18 +12,22 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
-use ward_spec::{HealthProbe, NetworkMode, PortMapping, WorkloadKind, WorkloadSpec};
+use ward_spec::{HealthProbe, NetworkMode, PortMapping, UserNamespace, WorkloadKind, WorkloadSpec};
 
-use crate::bundle::{self, BundleSettings, RootFilesystem, HOST_SECRET_PATHS};
+use crate::bundle::{
+    self, BundleSettings, HostVolume, RootFilesystem, SkeletonEntry, VolumeContext,
+    HOST_SECRET_PATHS,
+};
 use crate::cgroup::{self, AttachWarmer, CgroupLocator};
 use crate::exec::ExecTarget;
 use crate::host::{CgroupMode, HostInfo, RunRoot};
+use crate::idmap::{self, IdRange, IdRanges};
 use crate::image::{self, ImageResolver, ImageRoot, Images, PreparedRoot};
-use crate::instance::OverlayMount;
 use crate::instance::{
     read_json, remove_file_if_exists, ExitRecord, InstancePaths, MonitorConfig, PortRecord,
     StateRecord, SyncMessage,
 };
+use crate::instance::{OverlayMount, CONTAINER_ROOT, PROCESS_ROOT};
 use crate::launcher::{Launched, MonitorLauncher};
 use crate::oci::{self, OciRuntime, OciRuntimeKind};
 use crate::pidfd::{is_own_child, reap_if_child, running_process_start_ticks, PidFd};
@@ -51,6 +55,30 @@ pub struct RuntimeConfig {
     pub ward_executable: PathBuf,
     /// The OCI runtime to use; `None`: crun, else runc, from `PATH`.
     pub oci_runtime: Option<PathBuf>,
+    /// Host directories the daemon's config opens to projects.
+    pub host_volumes: Vec<HostVolume>,
+    /// Host paths no workload may mount besides the runtime's own (the daemon's key,
+    /// certificate and config files).
+    pub protected_paths: Vec<PathBuf>,
+    /// The pids limit of workloads whose spec sets none; `None`: unlimited.
+    pub default_pids_limit: Option<u64>,
+}
+
+/// Podman's default: enough for any service, few enough that a fork bomb stops early.
+pub const DEFAULT_PIDS_LIMIT: u64 = 2048;
+
+impl RuntimeConfig {
+    /// The defaults, for a data dir and the executable monitors are started from.
+    pub fn new(data_dir: PathBuf, ward_executable: PathBuf) -> RuntimeConfig {
+        RuntimeConfig {
+            data_dir,
+            ward_executable,
+            oci_runtime: None,
+            host_volumes: Vec::new(),
+            protected_paths: Vec::new(),
+            default_pids_limit: Some(DEFAULT_PIDS_LIMIT),
+        }
+    }
 }
 
 /// What the runtime found on this host.
@@ -83,10 +111,17 @@ struct Inner {
     run_root: PathBuf,
     oci_root: PathBuf,
     host: HostInfo,
+    /// The host's top level, which every process instance's root copies.
+    skeleton: Vec<SkeletonEntry>,
+    /// Each project's host user ids.
+    id_ranges: IdRanges,
+    host_volumes: Vec<HostVolume>,
+    /// Refused as volume sources (canonical): see [`Runtime::protected_paths`].
+    protected_paths: Vec<PathBuf>,
+    default_pids_limit: Option<u64>,
     cgroups: CgroupLocator,
     /// Starts the kernel's wait before a cgroup move early (v1 hosts).
     attach_warmer: Option<AttachWarmer>,
-    skeleton: PathBuf,
     recursive_readonly: bool,
     /// The precompiled seccomp filter, where the OCI runtime takes one.
     seccomp_bpf: Option<&'static str>,
@@ -126,13 +161,39 @@ impl Runtime {
         }
         let oci = OciRuntime::locate(config.oci_runtime.as_deref())?;
         let host = HostInfo::detect();
-        let skeleton = bundle::ensure_host_skeleton(&data_dir)?;
+        let skeleton = bundle::host_skeleton()
+            .map_err(|source| RuntimeError::io("read", Path::new("/"), source))?;
+        let id_ranges = IdRanges::open(&data_dir, &namespace_of(&data_dir))?;
+        // An earlier version kept one root for every process instance here.
+        let _ = fs::remove_dir_all(data_dir.join("rootfs"));
+        let mut protected_paths: Vec<PathBuf> = [
+            data_dir.clone(),
+            run_root.path.clone(),
+            PathBuf::from("/dev/shm"),
+            PathBuf::from("/proc"),
+            PathBuf::from("/sys"),
+            PathBuf::from(network::HOST_STATE_DIR),
+        ]
+        .into_iter()
+        .chain(config.protected_paths.iter().cloned())
+        .map(|path| path.canonicalize().unwrap_or(path))
+        .collect();
+        protected_paths.sort();
+        protected_paths.dedup();
         let recursive_readonly =
             host.kernel_recursive_readonly && oci.supports_recursive_readonly();
         let mut masked_paths = vec![data_dir.clone()];
         if !run_root.path.starts_with(&data_dir) {
             masked_paths.push(run_root.path.clone());
         }
+        // The daemon's key, certificate and config files outside the data dir.
+        masked_paths.extend(
+            config
+                .protected_paths
+                .iter()
+                .filter(|path| !path.starts_with(&data_dir) && path.exists())
+                .cloned(),
+        );
         masked_paths.extend(
             HOST_SECRET_PATHS
                 .iter()
@@ -170,9 +231,13 @@ impl Runtime {
                 run_root: run_root.path,
                 oci_root,
                 host,
+                skeleton,
+                id_ranges,
+                host_volumes: config.host_volumes.clone(),
+                protected_paths,
+                default_pids_limit: config.default_pids_limit,
                 cgroups,
                 attach_warmer,
-                skeleton,
                 recursive_readonly,
                 seccomp_bpf,
                 images,
@@ -219,6 +284,7 @@ impl Runtime {
         key: &InstanceKey,
         spec: &WorkloadSpec,
         paths: &InstancePaths,
+        id_range: Option<IdRange>,
     ) -> Result<PreparedRoot, RuntimeError> {
         let reference = spec.image.clone().unwrap_or_default();
         let image_error = |message: String| RuntimeError::Image {
@@ -240,10 +306,23 @@ impl Runtime {
             .map_err(image_error)?;
         let images = self.inner.images.clone();
         let dir = paths.dir.clone();
-        let prepared = tokio::task::spawn_blocking(move || prepare_root(&images, &digest, &dir))
-            .await
-            .map_err(|error| image_error(error.to_string()))?;
+        let prepared =
+            tokio::task::spawn_blocking(move || prepare_root(&images, &digest, &dir, id_range))
+                .await
+                .map_err(|error| image_error(error.to_string()))?;
         prepared.map_err(image_error)
+    }
+
+    /// Host paths no workload may mount, with everything below them: the data dir, the run
+    /// root, `/dev/shm`, `/proc`, `/sys`, the host's network state, and the paths the config
+    /// named (canonical).
+    pub fn protected_paths(&self) -> Vec<PathBuf> {
+        self.inner.protected_paths.clone()
+    }
+
+    /// The host user ids of `project`'s workloads (given on first use).
+    pub fn id_range(&self, project: &str) -> Result<IdRange, RuntimeError> {
+        self.inner.id_ranges.of_project(project)
     }
 
     pub fn info(&self) -> RuntimeInfo {
@@ -329,13 +408,14 @@ impl Runtime {
         spec: &WorkloadSpec,
         paths: &InstancePaths,
         image: Option<&PreparedRoot>,
+        id_range: Option<IdRange>,
     ) -> Result<(Vec<PortMapping>, Launched), RuntimeError> {
         let launcher = &self.inner.launcher;
         let id = self.inner.container_id(key);
         let mut monitor = launcher.reserve(&id)?;
         let mut replaced = false;
         loop {
-            let ports = match self.prepare(key, spec, paths, image, monitor.pid()) {
+            let ports = match self.prepare(key, spec, paths, image, id_range, monitor.pid()) {
                 Ok(ports) => ports,
                 Err(error) => {
                     launcher.put_back(monitor);
@@ -360,22 +440,43 @@ impl Runtime {
     }
 
     /// Writes the bundle and the monitor's configuration of an instance whose monitor is
-    /// `monitor_pid`; returns the ports it publishes.
+    /// `monitor_pid` and whose user namespace maps `id_range` (`None`: the host's ids);
+    /// returns the ports it publishes.
     fn prepare(
         &self,
         key: &InstanceKey,
         spec: &WorkloadSpec,
         paths: &InstancePaths,
         image: Option<&PreparedRoot>,
+        id_range: Option<IdRange>,
         monitor_pid: u32,
     ) -> Result<Vec<PortMapping>, RuntimeError> {
         let inner = &self.inner;
         // The instance directory comes with the first log line or exit (the monitor makes it).
         fs::create_dir_all(&paths.run)
             .map_err(|source| RuntimeError::io("create", &paths.run, source))?;
-        let no_masks: [PathBuf; 0] = [];
+        // The bundle: the OCI runtime finds the instance's root from it inside the instance's
+        // user namespace, whose root may search it but not list it (the run root above stays
+        // private).
+        fs::set_permissions(&paths.run, fs::Permissions::from_mode(0o711))
+            .map_err(|source| RuntimeError::io("open the bundle", &paths.run, source))?;
+        let container_id = self.inner.container_id(key);
+        let owner = id_range.map(|range| (range.host_base, range.host_base));
+        let resolved = bundle::resolve_volumes(
+            &VolumeContext {
+                data_dir: &inner.data_dir,
+                project: &key.project,
+                host_root: spec.kind == WorkloadKind::Process,
+                id_range,
+                protected_paths: &inner.protected_paths,
+                host_volumes: &inner.host_volumes,
+                own_files: &inner.secrets.dir(&container_id),
+            },
+            &spec.volumes,
+        )?;
+        let mut masked_paths = resolved.masked_paths;
         let mut ports = spec.ports.clone();
-        let (command, root, overlay, hosts_file, masked_paths) = match (spec.kind, image) {
+        let (command, root, overlay, root_copy, hosts_file) = match (spec.kind, image) {
             (WorkloadKind::Process, _) => {
                 let command = match spec.command.as_deref() {
                     Some(command) if !command.is_empty() => command,
@@ -385,9 +486,16 @@ impl Runtime {
                         })
                     }
                 };
+                let root_dir = paths.root();
+                bundle::make_instance_root(&root_dir, &inner.skeleton, &resolved.volumes, owner)
+                    .map_err(|source| RuntimeError::io("make the root of", &root_dir, source))?;
                 let root = RootFilesystem::Host {
-                    skeleton: inner.skeleton.clone(),
-                    top_level_dirs: inner.host.top_level_dirs.clone(),
+                    root: PathBuf::from(PROCESS_ROOT),
+                    top_level_dirs: if id_range.is_some() {
+                        inner.host.open_top_level_dirs.clone()
+                    } else {
+                        inner.host.top_level_dirs.clone()
+                    },
                     recursive_readonly: inner.recursive_readonly,
                     submounts: if inner.recursive_readonly {
                         Vec::new()
@@ -395,28 +503,37 @@ impl Runtime {
                         inner.host.submounts_of_top_level_dirs()
                     },
                 };
-                (command, root, None, None, inner.masked_paths.as_slice())
+                masked_paths.extend(inner.masked_paths.iter().cloned());
+                (command, root, None, None, None)
             }
             (WorkloadKind::Container, Some(image)) => {
                 let process = image::container_process(spec, image)?;
                 ports = image::published_ports(spec, image)?;
-                let (etc_files, hosts_file) = write_etc_files(paths, spec)?;
-                let rootfs = paths.dir.join("rootfs");
+                let (etc_files, hosts_file) = write_etc_files(paths, spec, owner)?;
+                let rootfs = paths.container_root();
                 fs::create_dir_all(&rootfs)
                     .map_err(|source| RuntimeError::io("create", &rootfs, source))?;
                 let overlay = match &image.root {
                     ImageRoot::Overlay {
                         layers_root,
                         lower_dirs,
-                    } => Some(overlay_dirs(paths, &image.digest, layers_root, lower_dirs)?),
+                    } => Some(overlay_dirs(
+                        paths,
+                        &image.digest,
+                        layers_root,
+                        lower_dirs,
+                        id_range,
+                    )?),
                     ImageRoot::Copy => None,
                 };
+                let root_copy =
+                    matches!(image.root, ImageRoot::Copy).then(|| paths.dir.join("rootfs"));
                 let root = RootFilesystem::Image {
-                    rootfs,
+                    rootfs: PathBuf::from(CONTAINER_ROOT),
                     etc_files,
                     process,
                 };
-                (&[][..], root, overlay, Some(hosts_file), &no_masks[..])
+                (&[][..], root, overlay, root_copy, Some(hosts_file))
             }
             (kind, _) => {
                 return Err(RuntimeError::UnsupportedKind {
@@ -425,10 +542,7 @@ impl Runtime {
                 })
             }
         };
-        let host_root = matches!(root, RootFilesystem::Host { .. });
-        let volumes =
-            bundle::resolve_volumes(&inner.data_dir, &key.project, &spec.volumes, host_root)?;
-        let container_id = self.inner.container_id(key);
+        let volumes = resolved.volumes;
         let network_namespace = (spec.network != NetworkMode::Host)
             .then(|| monitor::network_namespace_path(monitor_pid));
         let config = bundle::oci_config(&BundleSettings {
@@ -436,13 +550,15 @@ impl Runtime {
             command,
             root: &root,
             volumes: &volumes,
-            masked_paths,
+            masked_paths: &masked_paths,
             cgroups_path: cgroup::cgroups_path(&container_id),
             nofile_hard_limit: inner.host.nofile_hard_limit,
             cgroup_namespace: inner.host.cgroup_namespace,
             swap_limit: inner.host.swap_limit,
             seccomp_bpf: inner.seccomp_bpf,
             network_namespace: network_namespace.as_deref(),
+            id_range,
+            default_pids_limit: inner.default_pids_limit,
         });
         // Both files are written again at every start, so a crash cannot leave a stale one
         // behind that matters: no fsync.
@@ -467,6 +583,7 @@ impl Runtime {
             unmount_cgroup2: inner.host.cgroup_mode == CgroupMode::Hybrid
                 && inner.oci.kind == OciRuntimeKind::Crun,
             overlay,
+            root_copy,
             hosts_file,
             hostname: spec.name.clone(),
         };
@@ -709,9 +826,23 @@ impl Driver for Runtime {
                 monitor_pid: state.monitor_pid,
             });
         }
-        let spec = &self.inner.secrets.apply(&key.project, &id, spec).await?;
+        let id_range = match spec.userns {
+            UserNamespace::Private if !self.inner.host.user_namespaces => {
+                return Err(RuntimeError::NoUserNamespaces {
+                    workload: spec.name.clone(),
+                })
+            }
+            UserNamespace::Private => Some(self.inner.id_ranges.of_project(&key.project)?),
+            UserNamespace::Host => None,
+        };
+        let owner = id_range.map(|range| (range.host_base, range.host_base));
+        let spec = &self
+            .inner
+            .secrets
+            .apply(&key.project, &id, spec, owner)
+            .await?;
         let image = match spec.kind {
-            WorkloadKind::Container => Some(self.prepare_image(key, spec, &paths).await?),
+            WorkloadKind::Container => Some(self.prepare_image(key, spec, &paths, id_range).await?),
             _ => None,
         };
         let (
@@ -720,7 +851,7 @@ impl Driver for Runtime {
                 pid: monitor_pid,
                 sync_read,
             },
-        ) = self.launch(key, spec, &paths, image.as_ref())?;
+        ) = self.launch(key, spec, &paths, image.as_ref(), id_range)?;
 
         let report = self.await_report(sync_read, &id, &paths).await;
         self.inner.launcher.refill();
@@ -1056,7 +1187,7 @@ impl Driver for Runtime {
             for marker in ["upper.image", "rootfs.image"] {
                 if let Some(digest) = fs::read_to_string(dir.join(marker))
                     .ok()
-                    .and_then(|text| text.trim().parse().ok())
+                    .and_then(|text| text.split_whitespace().next()?.parse().ok())
                 {
                     digests.push(digest);
                 }
@@ -1143,6 +1274,7 @@ fn prepare_root(
     images: &Images,
     digest: &Digest,
     instance_dir: &Path,
+    id_range: Option<IdRange>,
 ) -> Result<PreparedRoot, String> {
     if images.overlay {
         let prepared = images
@@ -1166,7 +1298,8 @@ fn prepare_root(
     let rootfs = instance_dir.join("rootfs");
     let marker = instance_dir.join("rootfs.image");
     let current = fs::read_to_string(&marker).ok();
-    let config = if current.as_deref() == Some(digest.to_string().as_str()) {
+    let expected = image_marker(digest, id_range);
+    let config = if current.as_deref() == Some(expected.as_str()) {
         images
             .layers
             .read_image(digest)
@@ -1180,7 +1313,12 @@ fn prepare_root(
             .layers
             .flatten_into(digest, &rootfs)
             .map_err(|error| error.to_string())?;
-        fs::write(&marker, digest.to_string()).map_err(|error| error.to_string())?;
+        if let Some(range) = id_range {
+            idmap::shift_ownership(&rootfs, range).map_err(|error| {
+                format!("cannot give the copy of the image to the container's users: {error}")
+            })?;
+        }
+        fs::write(&marker, expected).map_err(|error| error.to_string())?;
         config
     };
     let read = |path: &str| fs::read_to_string(rootfs.join(path)).ok();
@@ -1194,23 +1332,31 @@ fn prepare_root(
 }
 
 /// The upper and work directories of an instance's overlay; they start empty whenever the
-/// instance runs another image than before, and survive restarts of the same one.
+/// instance runs another image, or with other host ids, than before, and survive restarts of
+/// the same one. With an id range, the upper directory (the container's `/`) is its root's.
 fn overlay_dirs(
     paths: &InstancePaths,
     digest: &Digest,
     layers_root: &Path,
     lower_dirs: &[String],
+    id_range: Option<IdRange>,
 ) -> Result<OverlayMount, RuntimeError> {
     let upper = paths.dir.join("upper");
     let work = paths.dir.join("work");
     let marker = paths.dir.join("upper.image");
-    if fs::read_to_string(&marker).ok().as_deref() != Some(digest.to_string().as_str()) {
+    let expected = image_marker(digest, id_range);
+    if fs::read_to_string(&marker).ok().as_deref() != Some(expected.as_str()) {
         for dir in [&upper, &work] {
             ward_image::layers::remove_tree(dir).map_err(|error| {
                 RuntimeError::io("reset", dir, io::Error::other(error.to_string()))
             })?;
         }
-        fs::write(&marker, digest.to_string())
+        fs::create_dir_all(&upper).map_err(|source| RuntimeError::io("create", &upper, source))?;
+        if let Some(range) = id_range {
+            std::os::unix::fs::lchown(&upper, Some(range.host_base), Some(range.host_base))
+                .map_err(|source| RuntimeError::io("give the container's root", &upper, source))?;
+        }
+        fs::write(&marker, &expected)
             .map_err(|source| RuntimeError::io("write", &marker, source))?;
     }
     for dir in [&upper, &work] {
@@ -1221,8 +1367,18 @@ fn overlay_dirs(
         lower_dirs: lower_dirs.to_vec(),
         upper,
         work,
-        target: paths.dir.join("rootfs"),
+        target: paths.container_root(),
+        id_range,
     })
+}
+
+/// What an instance's `upper.image` or `rootfs.image` says: the image's digest, and the
+/// first host id its files are owned by when it has its own user namespace.
+fn image_marker(digest: &Digest, id_range: Option<IdRange>) -> String {
+    match id_range {
+        Some(range) => format!("{digest} ids={}", range.host_base),
+        None => digest.to_string(),
+    }
 }
 
 /// A file of the instance bound over a path of the container's `/etc`.
@@ -1230,9 +1386,11 @@ type EtcBind = (PathBuf, &'static str);
 
 /// Writes the container's `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`; returns the
 /// binds and the hosts file (which the monitor completes with the instance's address).
+/// With `owner` (the container's root in host ids), they are its to change, as in Docker.
 fn write_etc_files(
     paths: &InstancePaths,
     spec: &WorkloadSpec,
+    owner: Option<(u32, u32)>,
 ) -> Result<(Vec<EtcBind>, PathBuf), RuntimeError> {
     let dir = paths.etc();
     fs::create_dir_all(&dir).map_err(|source| RuntimeError::io("create", &dir, source))?;
@@ -1250,6 +1408,10 @@ fn write_etc_files(
     for (name, content, destination) in files {
         let path = dir.join(name);
         fs::write(&path, content).map_err(|source| RuntimeError::io("write", &path, source))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                .map_err(|source| RuntimeError::io("give the container's root", &path, source))?;
+        }
         binds.push((path, destination));
     }
     Ok((binds, dir.join("hosts")))

@@ -46,17 +46,20 @@ impl SecretFiles {
         }
     }
 
-    fn dir(&self, container_id: &str) -> PathBuf {
+    /// Where the files of `container_id`'s secrets go.
+    pub fn dir(&self, container_id: &str) -> PathBuf {
         self.root.join(container_id)
     }
 
     /// `spec` with its secrets resolved: variables added to `env`, files written and added
-    /// to `volumes` as read-only binds. Files of an earlier start are replaced.
+    /// to `volumes` as read-only binds. Files of an earlier start are replaced. With `owner`
+    /// (the instance's root in host ids), the files are its, so its own root can read them.
     pub async fn apply(
         &self,
         project: &str,
         container_id: &str,
         spec: &WorkloadSpec,
+        owner: Option<(u32, u32)>,
     ) -> Result<WorkloadSpec, RuntimeError> {
         self.remove(container_id)?;
         let mut spec = spec.clone();
@@ -78,6 +81,7 @@ impl SecretFiles {
             .mode(0o700)
             .create(&dir)
             .map_err(|source| RuntimeError::io("create", &dir, source))?;
+        give_to(&dir, owner)?;
         for secret in spec.secrets.clone() {
             let secret_error = |message: String| RuntimeError::Secret {
                 workload: spec.name.clone(),
@@ -99,6 +103,7 @@ impl SecretFiles {
             if let Some(target) = &secret.file {
                 let path = dir.join(&secret.name);
                 write_private(&path, &value)?;
+                give_to(&path, owner)?;
                 spec.volumes.push(VolumeMount {
                     source: path.display().to_string(),
                     target: target.clone(),
@@ -123,6 +128,15 @@ impl SecretFiles {
     /// comes back with the next instance that needs it.
     pub fn remove_root_if_empty(&self) {
         let _ = fs::remove_dir(&self.root);
+    }
+}
+
+/// Makes `path` the instance root's (`owner`, in host ids), if it has one of its own.
+fn give_to(path: &Path, owner: Option<(u32, u32)>) -> Result<(), RuntimeError> {
+    match owner {
+        Some((uid, gid)) => std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .map_err(|source| RuntimeError::io("give the instance's root", path, source)),
+        None => Ok(()),
     }
 }
 

@@ -235,6 +235,7 @@ async fn monitor_outlives_the_runtime_and_a_new_runtime_attaches() {
         data_dir: fixture.data_dir().to_path_buf(),
         ward_executable: monitor_executable(),
         oci_runtime: Some(fixture.runtime.info().oci_runtime_path),
+        ..RuntimeConfig::new(Default::default(), Default::default())
     })
     .expect("runtime");
     let handle = first_runtime.start(&key, &survivor).await.expect("start");
@@ -259,6 +260,7 @@ async fn monitor_outlives_the_runtime_and_a_new_runtime_attaches() {
         data_dir: fixture.data_dir().to_path_buf(),
         ward_executable: monitor_executable(),
         oci_runtime: Some(fixture.runtime.info().oci_runtime_path),
+        ..RuntimeConfig::new(Default::default(), Default::default())
     })
     .expect("runtime");
     match second_runtime.attach(&key).expect("attach") {
@@ -308,6 +310,7 @@ async fn daemon_that_gets_killed() {
         data_dir: data_dir.into(),
         ward_executable: monitor_executable(),
         oci_runtime: std::env::var_os("WARD_TEST_OCI_RUNTIME").map(Into::into),
+        ..RuntimeConfig::new(Default::default(), Default::default())
     })
     .expect("runtime");
     let key = InstanceKey::new(&project, "killed-daemon", 0);
@@ -668,6 +671,7 @@ async fn bridge_network_gets_an_address_and_publishes_ports() {
         host: host_port,
         port: 8000,
         protocol: Protocol::Tcp,
+        host_ip: None,
     }];
     let handle = fixture.runtime.start(&key, &server).await.expect("start");
     let address = handle.address.expect("an address on the bridge");

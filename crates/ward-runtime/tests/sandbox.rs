@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -34,10 +35,19 @@ async fn filesystem_is_read_only_except_tmp_and_volumes() {
     let Some(fixture) = fixture("filesystem_is_read_only_except_tmp_and_volumes") else {
         return;
     };
+    // A host directory given to the project's users is theirs to write; one the host's root
+    // owns is not, although it is mounted read-write.
     let bound = tempfile::tempdir().expect("host dir");
+    let range = fixture
+        .runtime
+        .id_range(&fixture.project)
+        .expect("id range");
+    std::os::unix::fs::chown(bound.path(), Some(range.host_base), Some(range.host_base))
+        .expect("give the directory to the project's root");
+    let root_owned = tempfile::tempdir().expect("host dir");
     let mut spec = shell(
         "fs",
-        "for dir in /etc /usr /root /var /home /opt /run/.. /tmp /data /readonly /tmp/bound; do \
+        "for dir in /etc /usr /root /var /home /opt /run/.. /tmp /data /readonly /tmp/bound /tmp/root-owned; do \
            if touch $dir/ward-write-test 2>/dev/null; then echo \"writable $dir\"; else echo \"read-only $dir\"; fi; \
          done",
     );
@@ -57,6 +67,11 @@ async fn filesystem_is_read_only_except_tmp_and_volumes() {
             target: "/tmp/bound".into(),
             read_only: false,
         },
+        VolumeMount {
+            source: root_owned.path().display().to_string(),
+            target: "/tmp/root-owned".into(),
+            read_only: false,
+        },
     ];
     let (status, logs) = fixture.run_to_exit(&spec).await;
     assert!(status.success(), "{status:?} {logs:?}");
@@ -74,6 +89,7 @@ async fn filesystem_is_read_only_except_tmp_and_volumes() {
             "writable /data",
             "read-only /readonly",
             "writable /tmp/bound",
+            "read-only /tmp/root-owned",
         ]
     );
     let volume = fixture
@@ -248,5 +264,83 @@ async fn fork_bomb_stops_at_the_pid_limit_and_remove_cleans_up() {
     assert!(
         !fixture.runtime.instance_dir(&key).expect("dir").exists(),
         "the instance directory is left"
+    );
+}
+
+#[tokio::test]
+async fn root_in_a_workload_is_not_the_hosts_root() {
+    let Some(fixture) = fixture("root_in_a_workload_is_not_the_hosts_root") else {
+        return;
+    };
+    // A secret of the host's root in a directory every workload sees (read-only).
+    let visible = tempfile::Builder::new()
+        .prefix("ward-userns-")
+        .tempdir_in("/var/tmp")
+        .expect("host dir");
+    std::fs::set_permissions(visible.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let secret = visible.path().join("root-only");
+    std::fs::write(&secret, "host root's secret\n").expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let script = format!(
+        "cat /proc/self/uid_map; id -u; if cat {} 2>/dev/null; then echo read; else echo refused; fi",
+        secret.display()
+    );
+    let range = fixture
+        .runtime
+        .id_range(&fixture.project)
+        .expect("id range");
+
+    let (status, logs) = fixture.run_to_exit(&shell("userns", &script)).await;
+    assert!(status.success(), "{status:?} {logs:?}");
+    let first = lines(&logs);
+    let map: Vec<&str> = first[0].split_whitespace().collect();
+    assert_eq!(
+        map,
+        ["0", &range.host_base.to_string(), "65536"],
+        "root inside is host id {}",
+        range.host_base
+    );
+    assert_eq!(first[1], "0", "the workload still runs as its own root");
+    assert_eq!(first[2], "refused", "{first:?}");
+
+    // The same workload with the host's user ids (an admin's choice) reads it: the check
+    // above can fail.
+    let mut host_users = shell("hostusers", &script);
+    host_users.userns = ward_spec::UserNamespace::Host;
+    let (status, logs) = fixture.run_to_exit(&host_users).await;
+    assert!(status.success(), "{status:?} {logs:?}");
+    let lines = lines(&logs);
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "4294967295"]
+    );
+    assert!(lines.contains(&"host root's secret"), "{lines:?}");
+}
+
+#[tokio::test]
+async fn a_default_workload_holds_no_more_than_the_default_pids_limit() {
+    let Some(fixture) = fixture("a_default_workload_holds_no_more_than_the_default_pids_limit")
+    else {
+        return;
+    };
+    // Forks sleepers until fork fails, then reports how many it got; they end with it.
+    let script = "import os, time\nn = 0\ntry:\n    while n < 3000:\n        if os.fork() == 0:\n            time.sleep(60)\n            os._exit(0)\n        n += 1\nexcept OSError:\n    pass\nprint(n, flush=True)\n";
+    let (status, logs) = fixture
+        .run_to_exit(&spec("pids", &["python3", "-c", script]))
+        .await;
+    assert!(status.success() || status.exit_code.is_some(), "{status:?}");
+    let lines = lines(&logs);
+    let started: usize = lines
+        .iter()
+        .find_map(|line: &&str| line.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {lines:?}"));
+    assert!(
+        started < ward_runtime::DEFAULT_PIDS_LIMIT as usize,
+        "the workload started {started} processes"
+    );
+    assert!(
+        started > 100,
+        "the workload started only {started} processes"
     );
 }

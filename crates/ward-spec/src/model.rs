@@ -1,6 +1,7 @@
 //! The validated workload spec types.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// A validated, normalised workload spec.
@@ -24,6 +25,9 @@ pub struct WorkloadSpec {
     /// Secrets of the workload's project handed to it as files or environment variables.
     pub secrets: Vec<SecretMount>,
     pub network: NetworkMode,
+    /// Whose user ids the workload runs with: a range of its project's own (the default), or
+    /// the host's (an admin's choice, like Docker's `--userns=host`).
+    pub userns: UserNamespace,
     pub restart: RestartPolicy,
     pub health: Option<HealthCheck>,
     pub replicas: u32,
@@ -67,6 +71,9 @@ pub struct PortMapping {
     pub host: u16,
     pub port: u16,
     pub protocol: Protocol,
+    /// The one host address the port is published on (`127.0.0.1:8080:80`); `None`: every
+    /// address of the host.
+    pub host_ip: Option<Ipv4Addr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -128,6 +135,26 @@ impl NetworkMode {
             NetworkMode::Bridge => "bridge",
             NetworkMode::Host => "host",
             NetworkMode::None => "none",
+        }
+    }
+}
+
+/// The user namespace of a workload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UserNamespace {
+    /// Its own user namespace: root in the workload is an unprivileged user id of the host,
+    /// from a range its project alone uses.
+    #[default]
+    Private,
+    /// The host's user ids: root in the workload is the host's root.
+    Host,
+}
+
+impl UserNamespace {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserNamespace::Private => "private",
+            UserNamespace::Host => "host",
         }
     }
 }

@@ -25,11 +25,18 @@ impl WorkloadSpec {
                 "gpu": resources.gpu,
                 "disk": resources.disk,
             },
-            "ports": self.ports.iter().map(|mapping| json!({
-                "host": mapping.host,
-                "port": mapping.port,
-                "protocol": mapping.protocol.as_str(),
-            })).collect::<Vec<_>>(),
+            "ports": self.ports.iter().map(|mapping| {
+                let mut port = json!({
+                    "host": mapping.host,
+                    "port": mapping.port,
+                    "protocol": mapping.protocol.as_str(),
+                });
+                // Only where set, so the common form stays `{host, port, protocol}`.
+                if let Some(address) = mapping.host_ip {
+                    port["host_ip"] = json!(address.to_string());
+                }
+                port
+            }).collect::<Vec<_>>(),
             "publish_all": self.publish_all,
             "volumes": self.volumes.iter().map(|volume| json!({
                 "source": volume.source,
@@ -42,6 +49,7 @@ impl WorkloadSpec {
                 "file": secret.file,
             })).collect::<Vec<_>>(),
             "network": self.network.as_str(),
+            "userns": self.userns.as_str(),
             "restart": {
                 "policy": self.restart.policy.as_str(),
                 "max_retries": self.restart.max_retries,

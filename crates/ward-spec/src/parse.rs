@@ -14,7 +14,8 @@ use serde_json::{Map, Number, Value};
 use crate::error::SpecError;
 use crate::model::{
     Autoscale, HealthCheck, HealthProbe, NetworkMode, PortMapping, Protocol, Resources,
-    RestartMode, RestartPolicy, SecretMount, VolumeMount, WorkloadKind, WorkloadSpec, SECRETS_DIR,
+    RestartMode, RestartPolicy, SecretMount, UserNamespace, VolumeMount, WorkloadKind,
+    WorkloadSpec, SECRETS_DIR,
 };
 use crate::units;
 
@@ -38,6 +39,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "volumes",
     "secrets",
     "network",
+    "userns",
     "restart",
     "health",
     "replicas",
@@ -48,7 +50,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "status",
 ];
 const RESOURCE_FIELDS: &[&str] = &["cpu", "memory", "pids", "gpu", "disk"];
-const PORT_FIELDS: &[&str] = &["host", "port", "protocol"];
+const PORT_FIELDS: &[&str] = &["host", "port", "protocol", "host_ip"];
 const VOLUME_FIELDS: &[&str] = &["source", "target", "read_only"];
 const SECRET_FIELDS: &[&str] = &["name", "env", "file"];
 const RESTART_FIELDS: &[&str] = &["policy", "max_retries"];
@@ -515,6 +517,10 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         Some(value) => parse_network(value)?,
         None => NetworkMode::Bridge,
     };
+    let userns = match fields.get("userns") {
+        Some(value) => parse_userns(value)?,
+        None => UserNamespace::Private,
+    };
     let secrets = match fields.get("secrets") {
         Some(value) => parse_secrets(value, &env, &volumes)?,
         None => Vec::new(),
@@ -595,6 +601,7 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         volumes,
         secrets,
         network,
+        userns,
         restart,
         health,
         replicas,
@@ -906,6 +913,7 @@ fn parse_ports(value: &Value) -> Result<Vec<PortMapping>, SpecError> {
                     host: port,
                     port,
                     protocol: Protocol::Tcp,
+                    host_ip: None,
                 }
             }
             Value::Object(object) => {
@@ -931,10 +939,25 @@ fn parse_ports(value: &Value) -> Result<Vec<PortMapping>, SpecError> {
                     }
                     None => Protocol::Tcp,
                 };
+                let host_ip = match fields.get("host_ip") {
+                    Some(Value::String(address)) => Some(
+                        units::parse_host_address(address)
+                            .map_err(|reason| SpecError::new(fields.path_of("host_ip"), reason))?,
+                    ),
+                    Some(Value::Null) | None => None,
+                    Some(other) => {
+                        return Err(type_error(
+                            &fields.path_of("host_ip"),
+                            "an IPv4 address like \"127.0.0.1\"",
+                            other,
+                        ))
+                    }
+                };
                 PortMapping {
                     host,
                     port,
                     protocol,
+                    host_ip,
                 }
             }
             other => return Err(type_error(&path, "a port mapping like \"8080:80\"", other)),
@@ -1180,6 +1203,21 @@ fn parse_volumes(value: &Value) -> Result<Vec<VolumeMount>, SpecError> {
         volumes.push(volume);
     }
     Ok(volumes)
+}
+
+fn parse_userns(value: &Value) -> Result<UserNamespace, SpecError> {
+    match value {
+        Value::String(userns) => match userns.as_str() {
+            "private" => Ok(UserNamespace::Private),
+            "host" => Ok(UserNamespace::Host),
+            _ => Err(SpecError::new(
+                "userns",
+                format!("unknown user namespace {userns:?}: use private (the default) or host"),
+            )),
+        },
+        Value::Null => Ok(UserNamespace::Private),
+        other => Err(type_error("userns", "private or host", other)),
+    }
 }
 
 fn parse_network(value: &Value) -> Result<NetworkMode, SpecError> {

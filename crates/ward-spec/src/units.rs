@@ -4,6 +4,7 @@
 //! Every function returns a one-line, lower-case reason without the field name; callers put the
 //! field or flag in front of it.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::model::{HealthProbe, PortMapping, Protocol, RestartMode, RestartPolicy, VolumeMount};
@@ -213,8 +214,8 @@ pub fn parse_protocol(text: &str) -> Result<Protocol, String> {
     }
 }
 
-/// Parses a published port: `HOST:PORT[/tcp|udp]`, or `PORT[/tcp|udp]` for the same port on
-/// both sides.
+/// Parses a published port: `[HOST_IP:]HOST:PORT[/tcp|udp]`, or `PORT[/tcp|udp]` for the same
+/// port on both sides.
 pub fn parse_port_mapping(text: &str) -> Result<PortMapping, String> {
     let invalid = |reason: String| format!("invalid port mapping {text:?}: {reason}");
     let (ports, protocol) = match text.split_once('/') {
@@ -222,31 +223,48 @@ pub fn parse_port_mapping(text: &str) -> Result<PortMapping, String> {
         None => (text, Protocol::Tcp),
     };
     let parts: Vec<&str> = ports.split(':').collect();
-    let (host, port) =
-        match parts.as_slice() {
-            [port] => {
-                let port = parse_port(port).map_err(invalid)?;
-                (port, port)
-            }
-            [host, port] => (
-                parse_port(host).map_err(invalid)?,
-                parse_port(port).map_err(invalid)?,
-            ),
-            [_, _, _] => return Err(invalid(
-                "binding to one host address is not supported: use HOST_PORT:PORT, like 8080:80"
+    let (host_ip, host, port) = match parts.as_slice() {
+        [port] => {
+            let port = parse_port(port).map_err(invalid)?;
+            (None, port, port)
+        }
+        [host, port] => (
+            None,
+            parse_port(host).map_err(invalid)?,
+            parse_port(port).map_err(invalid)?,
+        ),
+        [address, host, port] => (
+            Some(parse_host_address(address).map_err(invalid)?),
+            parse_port(host).map_err(invalid)?,
+            parse_port(port).map_err(invalid)?,
+        ),
+        _ => {
+            return Err(invalid(
+                "use [HOST_IP:]HOST_PORT:PORT[/tcp|udp], like 8080:80, 127.0.0.1:8080:80 or 5353:53/udp"
                     .to_string(),
-            )),
-            _ => {
-                return Err(invalid(
-                    "use HOST_PORT:PORT[/tcp|udp], like 8080:80 or 5353:53/udp".to_string(),
-                ))
-            }
-        };
+            ))
+        }
+    };
     Ok(PortMapping {
         host,
         port,
         protocol,
+        host_ip,
     })
+}
+
+/// Parses the host address a port is published on: an IPv4 address other than `0.0.0.0`
+/// (which is what leaving it out means) and not a multicast or broadcast one.
+pub fn parse_host_address(text: &str) -> Result<Ipv4Addr, String> {
+    let address: Ipv4Addr = text.parse().map_err(|_| {
+        format!("{text:?} is not an IPv4 address: write it like 127.0.0.1, or leave it out to publish on every address")
+    })?;
+    if address.is_unspecified() || address.is_multicast() || address.is_broadcast() {
+        return Err(format!(
+            "{address} cannot be a host address to publish on: use 127.0.0.1 or an address of this host, or leave it out"
+        ));
+    }
+    Ok(address)
 }
 
 /// Checks a volume mount target: an absolute path other than `/`, without `..`.

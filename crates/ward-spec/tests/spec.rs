@@ -181,6 +181,10 @@ const GOOD_SPECS: &[(&str, &str)] = &[
     ("good_host_network_without_ports", "name: host\ncommand: [sleep, \"1\"]\nnetwork: host\n"),
     ("good_none_network", "name: isolated\ncommand: [sleep, \"1\"]\nnetwork: none\n"),
     (
+        "good_port_on_one_host_address_and_host_user_ids",
+        "name: admin\ncommand: [sleep, \"1\"]\nuserns: host\nports: [\"127.0.0.1:8080:80\", {host: 9090, port: 90, host_ip: 10.0.0.5}]\n",
+    ),
+    (
         "good_restart_policies_and_docker_spellings",
         "name: r1\ncommand: [\"true\"]\nrestart: \"no\"\n---\nname: r2\ncommand: [\"true\"]\nrestart: unless-stopped\n---\nname: r3\ncommand: [\"true\"]\nrestart: on-failure:5\n---\nname: r4\ncommand: [\"true\"]\nrestart: {policy: on-failure, max_retries: 3}\n---\nname: r5\ncommand: [\"true\"]\nrestart: {policy: always}\n---\nname: r6\ncommand: [\"true\"]\nrestart: never\n",
     ),
@@ -310,7 +314,9 @@ const BAD_SPECS: &[(&str, &str)] = &[
     ("bad_port_out_of_range", "name: web\nimage: nginx\nports: [\"8080:70000\"]\n"),
     ("bad_port_zero", "name: web\nimage: nginx\nports: [0]\n"),
     ("bad_port_protocol", "name: web\nimage: nginx\nports: [\"8080:80/sctp\"]\n"),
-    ("bad_port_with_host_address", "name: web\nimage: nginx\nports: [\"127.0.0.1:8080:80\"]\n"),
+    ("bad_port_host_address_not_ipv4", "name: web\nimage: nginx\nports: [\"localhost:8080:80\"]\n"),
+    ("bad_port_host_address_unspecified", "name: web\nimage: nginx\nports: [{host: 8080, port: 80, host_ip: 0.0.0.0}]\n"),
+    ("bad_userns", "name: web\nimage: nginx\nuserns: keep-id\n"),
     ("bad_duplicate_port", "name: web\nimage: nginx\nports: [\"8080:80\", \"8443:443\", {host: 8080, port: 81}]\n"),
     ("bad_ports_not_a_list", "name: web\nimage: nginx\nports: \"8080:80\"\n"),
     ("bad_volume_relative_source", "name: web\nimage: nginx\nvolumes: [\"./data:/data\"]\n"),

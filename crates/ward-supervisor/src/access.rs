@@ -56,13 +56,17 @@ pub enum Capability {
     SecretsRead,
     /// Read the audit log.
     AuditRead,
+    /// Mount host paths into workloads. Not implied by a project's admin role: only keys of
+    /// every project with role admin hold it without a grant, and only they can grant it.
+    HostPaths,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 3] = [
+    pub const ALL: [Capability; 4] = [
         Capability::Exec,
         Capability::SecretsRead,
         Capability::AuditRead,
+        Capability::HostPaths,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +74,7 @@ impl Capability {
             Capability::Exec => "exec",
             Capability::SecretsRead => "secrets:read",
             Capability::AuditRead => "audit:read",
+            Capability::HostPaths => "host-paths",
         }
     }
 
@@ -100,7 +105,7 @@ impl Capability {
             .find(|capability| capability.as_str() == text)
             .ok_or_else(|| {
                 AccessError::Invalid(format!(
-                    "capabilities: unknown capability {text:?}; use exec, secrets:read or audit:read"
+                    "capabilities: unknown capability {text:?}; use exec, secrets:read, audit:read or host-paths"
                 ))
             })
     }
@@ -161,8 +166,19 @@ impl Principal {
         self.project.as_deref().is_none_or(|own| own == project)
     }
 
+    /// An admin of every project: what only the host's own administrators should be.
+    pub fn is_every_project_admin(&self) -> bool {
+        self.is_global() && self.role == Role::Admin
+    }
+
+    /// Whether this principal holds `capability`: granted, or implied by its admin role (for
+    /// [`Capability::HostPaths`], only an admin of every project's).
     pub fn holds(&self, capability: Capability) -> bool {
-        self.role == Role::Admin || self.capabilities.contains(&capability)
+        let implied = match capability {
+            Capability::HostPaths => self.is_every_project_admin(),
+            _ => self.role == Role::Admin,
+        };
+        implied || self.capabilities.contains(&capability)
     }
 
     /// Whether this principal may do what `permission` names (in a project it reaches).

@@ -26,6 +26,9 @@ pub enum SupervisorError {
     Runtime(#[from] ward_runtime::RuntimeError),
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// The caller lacks a grant the request needs; the message names it.
+    #[error("{message}")]
+    Forbidden { message: String },
     #[error("{message}")]
     QuotaExceeded {
         quota: &'static str,

@@ -11,6 +11,7 @@ mod events;
 mod health;
 pub mod images;
 pub mod policy;
+pub mod privileges;
 pub mod quota;
 mod reconcile;
 pub mod secrets;
@@ -35,6 +36,7 @@ pub use error::SupervisorError;
 pub use events::{Event, EventKind};
 pub use images::{ImageError, ImageService, ImageView, PruneReport};
 pub use policy::BackoffPolicy;
+pub use privileges::HostAccess;
 pub use quota::{Quota, QuotaUsage};
 pub use secrets::{SecretError, SecretInfo, SecretService};
 pub use users::{Grant, Session, UserService, UserView};
@@ -57,6 +59,8 @@ pub struct SupervisorConfig {
     pub sample_interval: Duration,
     /// Events kept in the database.
     pub event_retention: usize,
+    /// Host paths no workload may mount, and host directories opened to projects.
+    pub host_access: HostAccess,
 }
 
 impl Default for SupervisorConfig {
@@ -66,6 +70,7 @@ impl Default for SupervisorConfig {
             stop_grace: Duration::from_secs(10),
             sample_interval: Duration::from_secs(5),
             event_retention: 100_000,
+            host_access: HostAccess::default(),
         }
     }
 }
@@ -151,36 +156,44 @@ impl Supervisor {
         Ok(Supervisor { inner })
     }
 
-    /// Creates one workload; fails if the name is taken.
+    /// Creates one workload for `principal`; fails if the name is taken.
     pub fn create(
         &self,
+        principal: &Principal,
         project: &str,
         spec: WorkloadSpec,
     ) -> Result<WorkloadView, SupervisorError> {
         let name = spec.name.clone();
-        self.apply_batch(project, vec![spec], false, true)?;
+        self.apply_batch(principal, project, vec![spec], false, true)?;
         self.get(project, &name)
     }
 
-    /// Creates or updates workloads, all or nothing. With `dry_run`, only reports what would change.
+    /// Creates or updates workloads for `principal`, all or nothing. With `dry_run`, only
+    /// reports what would change.
     pub fn apply(
         &self,
+        principal: &Principal,
         project: &str,
         specs: Vec<WorkloadSpec>,
         dry_run: bool,
     ) -> Result<Vec<ApplyOutcome>, SupervisorError> {
-        self.apply_batch(project, specs, dry_run, false)
+        self.apply_batch(principal, project, specs, dry_run, false)
     }
 
     /// `apply`; with `create_only`, a name already taken refuses the batch, checked under the
     /// same lock as the write so two creates of one name cannot both succeed.
     fn apply_batch(
         &self,
+        principal: &Principal,
         project: &str,
         specs: Vec<WorkloadSpec>,
         dry_run: bool,
         create_only: bool,
     ) -> Result<Vec<ApplyOutcome>, SupervisorError> {
+        // Privileges first: a caller learns nothing about names or quotas it may not use.
+        for spec in &specs {
+            privileges::check_spec(&self.inner.config.host_access, principal, project, spec)?;
+        }
         if !dry_run {
             self.inner.driver.start_coming();
         }

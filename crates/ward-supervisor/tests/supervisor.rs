@@ -17,7 +17,7 @@ use ward_runtime::{
 };
 use ward_spec::{HealthProbe, WorkloadSpec};
 use ward_store::Store;
-use ward_supervisor::{Phase, Supervisor, SupervisorConfig};
+use ward_supervisor::{Phase, Principal, Supervisor, SupervisorConfig};
 
 #[derive(Default)]
 struct FakeDriver {
@@ -278,7 +278,11 @@ async fn crash_loop_backs_off_to_a_handful_of_restarts_in_the_first_minute() {
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     let begin = tokio::time::Instant::now();
     supervisor
-        .create("default", spec("name: crash\ncommand: [exit, 0s, '1']\n"))
+        .create(
+            &Principal::bootstrap_admin(),
+            "default",
+            spec("name: crash\ncommand: [exit, 0s, '1']\n"),
+        )
         .unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
     let starts = driver.starts_of("crash");
@@ -297,7 +301,11 @@ async fn backoff_resets_after_a_stable_run() {
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     let begin = tokio::time::Instant::now();
     supervisor
-        .create("default", spec("name: flaky\ncommand: [exit, 40s, '1']\n"))
+        .create(
+            &Principal::bootstrap_admin(),
+            "default",
+            spec("name: flaky\ncommand: [exit, 40s, '1']\n"),
+        )
         .unwrap();
     tokio::time::sleep(Duration::from_secs(130)).await;
     let offsets: Vec<u64> = driver
@@ -316,6 +324,7 @@ async fn restart_policies_decide_what_comes_back() {
     let check = |name: &str, restart: &str, command: &str| {
         supervisor
             .create(
+                &Principal::bootstrap_admin(),
                 "default",
                 spec(&format!(
                     "name: {name}\nrestart: {restart}\ncommand: {command}\n"
@@ -349,7 +358,11 @@ async fn oom_kill_is_recorded_and_restarted() {
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     let mut events = supervisor.subscribe();
     supervisor
-        .create("default", spec("name: hog\ncommand: [oom, 2s]\n"))
+        .create(
+            &Principal::bootstrap_admin(),
+            "default",
+            spec("name: hog\ncommand: [oom, 2s]\n"),
+        )
         .unwrap();
     let mut kinds = Vec::new();
     while kinds.len() < 6 {
@@ -373,7 +386,11 @@ async fn stop_start_and_delete() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
-        .create("default", spec("name: web\ncommand: [run]\n"))
+        .create(
+            &Principal::bootstrap_admin(),
+            "default",
+            spec("name: web\ncommand: [run]\n"),
+        )
         .unwrap();
     let view = supervisor
         .wait_until_settled("default", "web", Duration::from_secs(5))
@@ -400,7 +417,11 @@ async fn replicas_scale_up_and_down() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
-        .create("default", spec("name: pool\nreplicas: 3\ncommand: [run]\n"))
+        .create(
+            &Principal::bootstrap_admin(),
+            "default",
+            spec("name: pool\nreplicas: 3\ncommand: [run]\n"),
+        )
         .unwrap();
     let view = all_running(&supervisor, "pool", 3).await;
     let names: Vec<&str> = view
@@ -411,6 +432,7 @@ async fn replicas_scale_up_and_down() {
     assert_eq!(names, ["pool-0", "pool-1", "pool-2"]);
     supervisor
         .apply(
+            &Principal::bootstrap_admin(),
             "default",
             vec![spec("name: pool\nreplicas: 1\ncommand: [run]\n")],
             false,
@@ -431,11 +453,16 @@ async fn update_replaces_instances_one_at_a_time() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
-        .create("default", spec("name: api\nreplicas: 2\ncommand: [run]\n"))
+        .create(
+            &Principal::bootstrap_admin(),
+            "default",
+            spec("name: api\nreplicas: 2\ncommand: [run]\n"),
+        )
         .unwrap();
     all_running(&supervisor, "api", 2).await;
     let outcomes = supervisor
         .apply(
+            &Principal::bootstrap_admin(),
             "default",
             vec![spec(
                 "name: api\nreplicas: 2\ncommand: [run]\nenv: {A: b}\n",
@@ -457,6 +484,7 @@ async fn update_replaces_instances_one_at_a_time() {
     // Applying the same spec again changes nothing.
     let outcomes = supervisor
         .apply(
+            &Principal::bootstrap_admin(),
             "default",
             vec![spec(
                 "name: api\nreplicas: 2\ncommand: [run]\nenv: {A: b}\n",
@@ -472,7 +500,7 @@ async fn failing_health_checks_restart_the_instance() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
-        .create("default", spec("name: unhealthy-web\ncommand: [run]\nhealth: {tcp: 80, interval: 5s, retries: 3}\n"))
+        .create(&Principal::bootstrap_admin(), "default", spec("name: unhealthy-web\ncommand: [run]\nhealth: {tcp: 80, interval: 5s, retries: 3}\n"))
         .unwrap();
     tokio::time::sleep(Duration::from_secs(16)).await;
     assert_eq!(
@@ -489,7 +517,11 @@ async fn start_failure_is_reported_and_retried_with_backoff() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
-        .create("default", spec("name: broken\ncommand: [fail-start]\n"))
+        .create(
+            &Principal::bootstrap_admin(),
+            "default",
+            spec("name: broken\ncommand: [fail-start]\n"),
+        )
         .unwrap();
     let view = supervisor
         .wait_until_settled("default", "broken", Duration::from_secs(1))
@@ -514,10 +546,15 @@ async fn a_new_supervisor_reattaches_and_notices_exits_while_down() {
     let first_driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(first_driver.clone(), Store::open(&database).unwrap()).await;
     supervisor
-        .create("default", spec("name: alive\ncommand: [run]\n"))
+        .create(
+            &Principal::bootstrap_admin(),
+            "default",
+            spec("name: alive\ncommand: [run]\n"),
+        )
         .unwrap();
     supervisor
         .create(
+            &Principal::bootstrap_admin(),
             "default",
             spec("name: gone\ncommand: [run]\nrestart: never\n"),
         )
@@ -573,12 +610,14 @@ async fn bad_batches_change_nothing() {
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
         .create(
+            &Principal::bootstrap_admin(),
             "default",
             spec("name: one\ncommand: [run]\nports: ['18181:80']\n"),
         )
         .unwrap();
     let clash = supervisor
         .apply(
+            &Principal::bootstrap_admin(),
             "default",
             vec![
                 spec("name: two\ncommand: [run]\n"),
@@ -593,7 +632,11 @@ async fn bad_batches_change_nothing() {
         "nothing of the batch was applied"
     );
     let taken = supervisor
-        .create("default", spec("name: one\ncommand: [run]\n"))
+        .create(
+            &Principal::bootstrap_admin(),
+            "default",
+            spec("name: one\ncommand: [run]\n"),
+        )
         .unwrap_err();
     assert!(taken.to_string().contains("already exists"), "{taken}");
 }
@@ -604,7 +647,11 @@ async fn restart_returns_once_the_new_instances_run() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
-        .create("default", spec("name: svc\nreplicas: 2\ncommand: [run]\n"))
+        .create(
+            &Principal::bootstrap_admin(),
+            "default",
+            spec("name: svc\nreplicas: 2\ncommand: [run]\n"),
+        )
         .unwrap();
     let before = all_running(&supervisor, "svc", 2).await;
     let after = supervisor.restart("default", "svc").await.unwrap();

@@ -511,8 +511,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "KIND", value_parser = ["process", "container", "vm", "wasm"])]
     pub kind: Option<String>,
 
-    /// Publish a port: HOST:PORT[/tcp|udp] (repeatable)
-    #[arg(short = 'p', long = "publish", value_name = "HOST:PORT", value_parser = parse_port_mapping_flag)]
+    /// Publish a port: [HOST_IP:]HOST:PORT[/tcp|udp] (repeatable)
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:PORT", value_parser = parse_port_mapping_flag)]
     pub publish: Vec<String>,
 
     /// Give the workload a secret of its project, as the file /run/secrets/NAME (repeatable)
@@ -550,6 +550,11 @@ pub struct RunArgs {
     /// Network mode [default: bridge]
     #[arg(long, value_name = "MODE", value_parser = ["bridge", "host", "none"])]
     pub network: Option<String>,
+
+    /// User namespace: private (root inside is an unprivileged host user) or host (root
+    /// inside is the host's root; needs an admin key of every project) [default: private]
+    #[arg(long, value_name = "MODE", value_parser = ["private", "host"])]
+    pub userns: Option<String>,
 
     /// Number of instances [default: 1]
     #[arg(long, value_name = "N")]

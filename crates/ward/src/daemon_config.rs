@@ -1,5 +1,6 @@
 //! The daemon's configuration: one struct, layered defaults → file → environment → flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -7,6 +8,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use ward_api::RateLimit;
+use ward_runtime::HostVolume;
 
 use crate::config::{resolve_data_dir, Environment};
 
@@ -28,6 +30,12 @@ pub struct DaemonConfig {
     pub rate_limit: RateLimit,
     /// HTTPS, when asked for.
     pub tls: Option<TlsSource>,
+    /// The pids limit of workloads whose spec sets none; `None` (config `0`): unlimited.
+    pub default_pids_limit: Option<u64>,
+    /// Host directories opened to projects (`host_volumes` in the config file).
+    pub host_volumes: Vec<HostVolume>,
+    /// The config file itself, which no workload may mount.
+    pub config_file: Option<PathBuf>,
 }
 
 /// Where the daemon's TLS certificate comes from.
@@ -53,6 +61,20 @@ struct ConfigFile {
     secrets_key_file: Option<PathBuf>,
     rate_limit: Option<RateLimitFile>,
     tls: Option<TlsFile>,
+    default_pids_limit: Option<u64>,
+    host_volumes: Option<BTreeMap<String, HostVolumeFile>>,
+}
+
+/// `host_volumes: {site: {path: /srv/site, read_only: true, projects: [web]}}`: as Nomad's
+/// `host_volume`, a host directory that the named projects' operators may mount (by name or by
+/// a path inside it); `projects` left out: every project.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostVolumeFile {
+    path: PathBuf,
+    #[serde(default)]
+    read_only: bool,
+    projects: Option<Vec<String>>,
 }
 
 /// `tls: {cert: PATH, key: PATH}`, or `tls: {self_signed: true}`.
@@ -160,7 +182,40 @@ impl DaemonConfig {
                 bail!("tls: give both cert and key (PEM files), or self_signed: true, not both")
             }
         };
+        let default_pids_limit = match file.default_pids_limit {
+            Some(0) => None,
+            Some(limit) => Some(limit),
+            None => Some(ward_runtime::DEFAULT_PIDS_LIMIT),
+        };
+        let mut host_volumes = Vec::new();
+        for (name, volume) in file.host_volumes.unwrap_or_default() {
+            if let Err(reason) = ward_spec::validate_name(&name) {
+                bail!("host_volumes: {name:?}: {reason}");
+            }
+            let path = volume.path.canonicalize().with_context(|| {
+                format!(
+                    "host_volumes.{name}.path: {} must be an existing host directory",
+                    volume.path.display()
+                )
+            })?;
+            if let Some(projects) = &volume.projects {
+                for project in projects {
+                    if let Err(reason) = ward_spec::validate_name(project) {
+                        bail!("host_volumes.{name}.projects: {project:?}: {reason}");
+                    }
+                }
+            }
+            host_volumes.push(HostVolume {
+                name,
+                path,
+                read_only: volume.read_only,
+                projects: volume.projects,
+            });
+        }
         Ok(DaemonConfig {
+            default_pids_limit,
+            host_volumes,
+            config_file: sources.file.map(Path::to_path_buf),
             tls,
             rate_limit,
             secrets_key_file,
@@ -231,6 +286,56 @@ mod tests {
         let config = DaemonConfig::resolve(sources(&env)).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:7380");
         assert_eq!(config.data_dir, PathBuf::from("/d"));
+    }
+
+    #[test]
+    fn host_volumes_and_the_pids_limit_come_from_the_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let site = directory.path().join("site");
+        std::fs::create_dir(&site).unwrap();
+        let file = directory.path().join("ward.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "data_dir: /d\ndefault_pids_limit: 0\nhost_volumes:\n  site: {{path: {}, read_only: true, projects: [web]}}\n",
+                site.display()
+            ),
+        )
+        .unwrap();
+        let env = environment(&[]);
+        let config = DaemonConfig::resolve(ConfigSources {
+            file: Some(&file),
+            ..sources(&env)
+        })
+        .unwrap();
+        assert_eq!(config.default_pids_limit, None);
+        assert_eq!(
+            config.host_volumes,
+            [HostVolume {
+                name: "site".into(),
+                path: site.canonicalize().unwrap(),
+                read_only: true,
+                projects: Some(vec!["web".into()]),
+            }]
+        );
+        let defaults =
+            DaemonConfig::resolve(sources(&environment(&[("WARD_DATA_DIR", "/d")]))).unwrap();
+        assert_eq!(defaults.default_pids_limit, Some(2048));
+
+        std::fs::write(
+            &file,
+            "host_volumes:\n  gone: {path: /no/such/dir/for/ward}\n",
+        )
+        .unwrap();
+        let error = DaemonConfig::resolve(ConfigSources {
+            file: Some(&file),
+            ..sources(&env)
+        })
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("host_volumes.gone.path"),
+            "{error:#}"
+        );
     }
 
     #[test]

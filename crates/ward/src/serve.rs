@@ -13,8 +13,8 @@ use ward_api::{ApiKey, ApiState, Metrics, RateLimit, RateLimiter};
 use ward_runtime::{Runtime, RuntimeConfig};
 use ward_store::Store;
 use ward_supervisor::{
-    AccessService, CredentialStore, ImageService, SecretService, Supervisor, SupervisorConfig,
-    UserService,
+    AccessService, CredentialStore, HostAccess, ImageService, SecretService, Supervisor,
+    SupervisorConfig, UserService,
 };
 
 use crate::cli::ServeArgs;
@@ -73,10 +73,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let admin_key = ensure_admin_token(&config.data_dir)?;
 
     let store = Store::open(&config.data_dir.join("ward.db"))?;
+    // The daemon's own files outside the data dir: no workload may mount or read them.
+    let mut daemon_files = vec![config.secrets_key_file.clone()];
+    daemon_files.extend(config.config_file.clone());
+    if let Some(TlsSource::Files { cert, key }) = &config.tls {
+        daemon_files.extend([cert.clone(), key.clone()]);
+    }
     let runtime = Runtime::new(RuntimeConfig {
         data_dir: config.data_dir.clone(),
         ward_executable: monitor_executable()?,
         oci_runtime: config.oci_runtime.clone(),
+        host_volumes: config.host_volumes.clone(),
+        protected_paths: daemon_files,
+        default_pids_limit: config.default_pids_limit,
     })?;
     let images = ImageService::new(
         Store::open(&config.data_dir.join("ward.db"))?,
@@ -96,7 +105,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let supervisor = Supervisor::start(
         store,
         Arc::new(runtime.clone()),
-        SupervisorConfig::default(),
+        SupervisorConfig {
+            host_access: HostAccess {
+                protected_paths: runtime.protected_paths(),
+                host_volumes: config.host_volumes.clone(),
+            },
+            ..SupervisorConfig::default()
+        },
     )
     .await?;
 

@@ -58,6 +58,7 @@ pub fn fixture_with(test: &str, oci_runtime: Option<&str>) -> Option<Fixture> {
         data_dir: data.path().to_path_buf(),
         ward_executable: monitor_executable(),
         oci_runtime: oci_runtime.map(PathBuf::from),
+        ..RuntimeConfig::new(PathBuf::new(), PathBuf::new())
     };
     match Runtime::new(config) {
         Ok(runtime) => Some(Fixture {
@@ -167,6 +168,7 @@ pub fn spec(name: &str, command: &[&str]) -> WorkloadSpec {
         volumes: Vec::new(),
         secrets: Vec::new(),
         network: NetworkMode::None,
+        userns: ward_spec::UserNamespace::Private,
         restart: RestartPolicy::default(),
         health: None,
         replicas: 1,

@@ -124,6 +124,11 @@ pub fn build_spec(
     );
     insert_if_some(
         &mut spec,
+        "userns",
+        arguments.userns.as_ref().map(|userns| json!(userns)),
+    );
+    insert_if_some(
+        &mut spec,
         "restart",
         arguments.restart.as_ref().map(|restart| json!(restart)),
     );
