@@ -161,8 +161,8 @@ pub enum KeyCommand {
         /// admin, operator or viewer
         #[arg(long, default_value = "viewer", value_parser = ["admin", "operator", "viewer"])]
         role: String,
-        /// Grant a capability on top of the role: exec, secrets:read, audit:read (repeatable)
-        #[arg(long = "capability", value_name = "CAPABILITY", value_parser = ["exec", "secrets:read", "audit:read"])]
+        /// Grant a capability on top of the role: exec, secrets:read, audit:read, host-paths (repeatable)
+        #[arg(long = "capability", value_name = "CAPABILITY", value_parser = ["exec", "secrets:read", "audit:read", "host-paths"])]
         capabilities: Vec<String>,
         /// Stop working after this long, like 30d or 12h
         #[arg(long, value_name = "DURATION", value_parser = parse_duration_text_flag)]
@@ -230,8 +230,8 @@ pub enum UserCommand {
         /// admin, operator or viewer
         #[arg(long, value_parser = ["admin", "operator", "viewer"])]
         role: String,
-        /// A capability on top of the role: exec, secrets:read, audit:read (repeatable)
-        #[arg(long = "capability", value_name = "CAPABILITY", value_parser = ["exec", "secrets:read", "audit:read"])]
+        /// A capability on top of the role: exec, secrets:read, audit:read, host-paths (repeatable)
+        #[arg(long = "capability", value_name = "CAPABILITY", value_parser = ["exec", "secrets:read", "audit:read", "host-paths"])]
         capabilities: Vec<String>,
         /// The grant covers every project
         #[arg(long)]

@@ -1047,3 +1047,164 @@ fn a_project_cannot_use_more_cpu_than_its_quota() {
         );
     }
 }
+
+/// The attack of a project operator on the host through volumes, and what stays possible.
+#[test]
+fn host_paths_need_a_grant_and_wards_own_files_are_out_of_reach() {
+    let daemon = Daemon::start();
+    ward_ok(&daemon, &["project", "create", "p2"]);
+    let (_, operator) = create_key(
+        &daemon,
+        &["p2-ops", "--project", "p2", "--role", "operator"],
+    );
+    let (_, project_admin) =
+        create_key(&daemon, &["p2-admin", "--project", "p2", "--role", "admin"]);
+    let marker = tempfile::Builder::new()
+        .prefix("ward-host-path-")
+        .tempdir_in("/var/tmp")
+        .expect("host dir");
+    std::fs::set_permissions(
+        marker.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .expect("chmod");
+    let written = marker.path().join("owned");
+    let script = format!("echo x > /host{}", written.display());
+    let run_as = |key: Option<&str>, name: &str, volume: &str, extra: &[&str]| {
+        let mut arguments = vec![
+            "--project",
+            "p2",
+            "run",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--restart",
+            "never",
+            "-v",
+            volume,
+        ];
+        arguments.extend_from_slice(extra);
+        arguments.extend_from_slice(&["--", "sh", "-c", &script]);
+        let mut command = daemon.ward_command(&arguments);
+        if let Some(key) = key {
+            command.env("WARD_TOKEN", key);
+        }
+        command.output().expect("run ward")
+    };
+
+    // An operator (and a project's admin) of p2: refused, naming the grant, nothing stored.
+    for key in [&operator, &project_admin] {
+        let line = assert_one_error_line(&run_as(Some(key), "x", "/:/host", &[]), "host-paths");
+        assert!(line.contains("capability"), "{line}");
+    }
+    assert!(!written.exists(), "a refused workload wrote to the host");
+    let listed = ward_ok(&daemon, &["--project", "p2", "ps", "-a", "-o", "json"]);
+    assert_eq!(listed.trim(), "[]", "a refused workload was stored");
+    // Nor can a project's admin hand the grant to a key of its own.
+    let mut grant = daemon.ward_command(&[
+        "key",
+        "create",
+        "sneaky",
+        "--project",
+        "p2",
+        "--role",
+        "operator",
+        "--capability",
+        "host-paths",
+    ]);
+    grant.env("WARD_TOKEN", &project_admin);
+    assert_one_error_line(
+        &grant.output().expect("run ward"),
+        "does not hold host-paths and cannot grant it",
+    );
+    // network: host and userns: host are an admin's of every project too.
+    let mut host_network = daemon.ward_command(&[
+        "--project",
+        "p2",
+        "run",
+        "--name",
+        "hostnet",
+        "--network",
+        "host",
+        "--",
+        "true",
+    ]);
+    host_network.env("WARD_TOKEN", &operator);
+    assert_one_error_line(&host_network.output().expect("run ward"), "network: host");
+    let mut host_users = daemon.ward_command(&[
+        "--project",
+        "p2",
+        "run",
+        "--name",
+        "hostusers",
+        "--network",
+        "none",
+        "--userns",
+        "host",
+        "--",
+        "true",
+    ]);
+    host_users.env("WARD_TOKEN", &operator);
+    assert_one_error_line(&host_users.output().expect("run ward"), "userns: host");
+
+    // An admin of every project may, and the workload is still not the host's root: what it
+    // writes belongs to its project's range.
+    assert_success(&run_as(None, "x", "/:/host", &[]));
+    daemon.wait_for(
+        "the write through /host",
+        std::time::Duration::from_secs(20),
+        || written.exists().then_some(()),
+    );
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&written).expect("stat"));
+    assert!(owner >= 1 << 30, "written as host uid {owner}");
+    ward_ok(&daemon, &["--project", "p2", "rm", "-f", "x"]);
+    // So may a key granted host-paths.
+    let (_, granted) = create_key(
+        &daemon,
+        &[
+            "p2-host",
+            "--project",
+            "p2",
+            "--role",
+            "operator",
+            "--capability",
+            "host-paths",
+        ],
+    );
+    std::fs::remove_file(&written).expect("remove");
+    assert_success(&run_as(Some(&granted), "y", "/:/host", &[]));
+    daemon.wait_for(
+        "the write through /host",
+        std::time::Duration::from_secs(20),
+        || written.exists().then_some(()),
+    );
+
+    // Ward's own files and the kernel's are refused for everyone, the admin included.
+    let data_dir = daemon.data_dir().canonicalize().expect("data dir");
+    let shm_run_root = std::fs::read_link(data_dir.join("run")).ok();
+    let mut forbidden = vec![
+        format!("{}:/d", data_dir.display()),
+        format!("{}:/d", data_dir.join("instances").display()),
+        "/dev/shm:/x".to_string(),
+        "/proc:/x".to_string(),
+        "/sys/kernel:/x".to_string(),
+    ];
+    forbidden.extend(shm_run_root.map(|path| format!("{}:/x", path.display())));
+    for volume in &forbidden {
+        for key in [None, Some(granted.as_str())] {
+            assert_one_error_line(
+                &run_as(key, "z", volume, &[]),
+                "belongs to Ward or the kernel",
+            );
+        }
+    }
+    // A link to them is no way around.
+    let link_dir = tempfile::tempdir().expect("link dir");
+    let link = link_dir.path().join("innocent");
+    std::os::unix::fs::symlink(&data_dir, &link).expect("symlink");
+    assert_one_error_line(
+        &run_as(None, "z", &format!("{}:/d", link.display()), &[]),
+        "belongs to Ward or the kernel",
+    );
+}
