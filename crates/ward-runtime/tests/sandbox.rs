@@ -344,3 +344,33 @@ async fn a_default_workload_holds_no_more_than_the_default_pids_limit() {
         "the workload started only {started} processes"
     );
 }
+
+#[tokio::test]
+async fn a_mount_point_of_one_workload_leaves_the_next_ones_alone() {
+    let Some(fixture) = fixture("a_mount_point_of_one_workload_leaves_the_next_ones_alone") else {
+        return;
+    };
+    // First a file at /x, then a directory at /x: each workload's root is its own.
+    let file = tempfile::NamedTempFile::new_in("/var/tmp").expect("host file");
+    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::write(file.path(), "a file\n").expect("write");
+    let mut with_file = shell("file-at-x", "cat /x");
+    with_file.volumes = vec![VolumeMount {
+        source: file.path().display().to_string(),
+        target: "/x".into(),
+        read_only: true,
+    }];
+    let (status, logs) = fixture.run_to_exit(&with_file).await;
+    assert!(status.success(), "{status:?} {logs:?}");
+    assert_eq!(lines(&logs), ["a file"]);
+
+    let mut with_directory = shell("dir-at-x", "echo in > /x/made && ls /x");
+    with_directory.volumes = vec![VolumeMount {
+        source: "scratch".into(),
+        target: "/x".into(),
+        read_only: false,
+    }];
+    let (status, logs) = fixture.run_to_exit(&with_directory).await;
+    assert!(status.success(), "{status:?} {logs:?}");
+    assert_eq!(lines(&logs), ["made"]);
+}

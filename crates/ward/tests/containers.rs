@@ -198,8 +198,22 @@ echo "uid $(id -u)"
 echo "capeff $(grep CapEff /proc/self/status | { read -r _ value; echo $value; })"
 echo "pids $(cd /proc && echo [0-9]* | wc -w)"
 if echo x > /etc/written; then echo "root-write yes"; else echo "root-write no"; fi
+echo "uidmap $(cat /proc/self/uid_map)"
+if cat /hostdir/root-only >/dev/null 2>&1; then echo "host-secret read"; else echo "host-secret refused"; fi
 echo probe-done
 exec sleep 600"#;
+    // A host directory (mounted by the admin) with a file only the host's root may read.
+    let host_dir = tempfile::tempdir().expect("host dir");
+    std::fs::set_permissions(
+        host_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let secret = host_dir.path().join("root-only");
+    std::fs::write(&secret, "host root's secret").expect("write");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let host_volume = format!("{}:/hostdir:ro", host_dir.path().display());
     run_container(
         &daemon,
         &[
@@ -207,6 +221,8 @@ exec sleep 600"#;
             "ctr-probe",
             "--network",
             "none",
+            "-v",
+            &host_volume,
             "-e",
             "EXTRA=2",
             "--image",
@@ -234,6 +250,16 @@ exec sleep 600"#;
     assert_eq!(field(&report, "uid"), "0");
     assert_eq!(field(&report, "capeff"), DOCKER_DEFAULT_CAPABILITIES);
     assert_eq!(field(&report, "root-write"), "yes");
+    // Root of the container is an unprivileged user of the host: a range of its own.
+    let map: Vec<&str> = field(&report, "uidmap").split_whitespace().collect();
+    assert_eq!(map.len(), 3, "{report}");
+    assert_eq!(map[0], "0");
+    assert!(
+        map[1].parse::<u64>().expect("host id") >= 1 << 30,
+        "{report}"
+    );
+    assert_eq!(map[2], "65536");
+    assert_eq!(field(&report, "host-secret"), "refused");
 
     // exec runs in the same root: it sees what the container wrote.
     let executed = ward_ok(
