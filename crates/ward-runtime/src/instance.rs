@@ -148,12 +148,10 @@ pub(crate) struct MonitorConfig {
     /// monitor binds at the bundle's root in its own mount namespace.
     #[serde(default)]
     pub root_copy: Option<PathBuf>,
-    /// The container's `/etc/hosts`, to which the monitor adds the instance's address.
+    /// The instance's own `/etc/hosts` (on the bridge), which the monitor keeps listing the
+    /// project's workloads (see `hosts.rs`).
     #[serde(default)]
     pub hosts_file: Option<PathBuf>,
-    /// The instance's hostname, for that line.
-    #[serde(default)]
-    pub hostname: String,
 }
 
 /// An overlayfs mount: `lower_dirs` are relative to `layers_root` (the monitor mounts from

@@ -11,6 +11,7 @@ mod driver;
 mod error;
 mod exec;
 mod host;
+pub mod hosts;
 mod idmap;
 mod idmount;
 mod image;

@@ -34,6 +34,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, setsid, Pid};
 
 use crate::host::HYBRID_UNIFIED_MOUNT;
+use crate::hosts;
 use crate::idmount;
 use crate::instance::{
     monitor_config_in, read_json, remove_file_if_exists, write_json, ExitRecord, InstancePaths,
@@ -546,14 +547,16 @@ fn connect_network(
     let namespace = network_namespace_path(std::process::id());
     let address =
         network::attach_bridge(Path::new(network::HOST_STATE_DIR), id, &namespace, &ports)?;
-    if let Some(hosts) = &config.hosts_file {
-        // In place: the file is bound into the container by inode.
-        let line = format!("{address}\t{}\n", config.hostname);
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(hosts)
-            .and_then(|mut file| io::Write::write_all(&mut file, line.as_bytes()))
-            .map_err(|source| RuntimeError::io("write", hosts, source))?;
+    if let Some(hosts_file) = &config.hosts_file {
+        hosts::join(Path::new(hosts::HOSTS_STATE_DIR), id, address, hosts_file).map_err(
+            |source| {
+                RuntimeError::io(
+                    "list the instance in its project's hosts files",
+                    hosts_file,
+                    source,
+                )
+            },
+        )?;
     }
     Ok(Some(address))
 }
@@ -647,6 +650,11 @@ fn clean_up(config: &MonitorConfig, runtime: &OciProgram) {
         eprintln!("ward monitor: {error}");
     }
     if config.bridge() {
+        if let Err(error) = hosts::leave(Path::new(hosts::HOSTS_STATE_DIR), &config.container_id) {
+            eprintln!(
+                "ward monitor: cannot take the instance out of its project's hosts files: {error}"
+            );
+        }
         if let Err(error) =
             network::detach(Path::new(network::HOST_STATE_DIR), &config.container_id)
         {

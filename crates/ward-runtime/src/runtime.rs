@@ -34,7 +34,7 @@ use crate::pidfd::{is_own_child, reap_if_child, running_process_start_ticks, Pid
 use crate::seccomp;
 use crate::secrets::{SecretFiles, SecretResolver};
 use crate::{
-    exec, logs, monitor, network, probe, AttachOutcome, Driver, ExecProcess, ExitStatus,
+    exec, hosts, logs, monitor, network, probe, AttachOutcome, Driver, ExecProcess, ExitStatus,
     InstanceHandle, InstanceKey, LogLine, LogLocation, ResourceUsage, RuntimeError,
 };
 use ward_image::layers::LayerStore;
@@ -475,6 +475,7 @@ impl Runtime {
             &spec.volumes,
         )?;
         let mut masked_paths = resolved.masked_paths;
+        let mut volumes = resolved.volumes;
         let mut ports = spec.ports.clone();
         let (command, root, overlay, root_copy, hosts_file) = match (spec.kind, image) {
             (WorkloadKind::Process, _) => {
@@ -487,8 +488,26 @@ impl Runtime {
                     }
                 };
                 let root_dir = paths.root();
-                bundle::make_instance_root(&root_dir, &inner.skeleton, &resolved.volumes, owner)
+                bundle::make_instance_root(&root_dir, &inner.skeleton, &volumes, owner)
                     .map_err(|source| RuntimeError::io("make the root of", &root_dir, source))?;
+                // On the bridge, its own /etc/hosts: the names of its project's workloads.
+                let hosts_file = if spec.network == NetworkMode::Bridge {
+                    let dir = paths.etc();
+                    fs::create_dir_all(&dir)
+                        .map_err(|source| RuntimeError::io("create", &dir, source))?;
+                    let path = dir.join("hosts");
+                    fs::write(&path, image::hosts_file(&spec.name))
+                        .map_err(|source| RuntimeError::io("write", &path, source))?;
+                    volumes.push(bundle::ResolvedVolume {
+                        source: path.clone(),
+                        target: "/etc/hosts".to_string(),
+                        read_only: true,
+                        file: true,
+                    });
+                    Some(path)
+                } else {
+                    None
+                };
                 let root = RootFilesystem::Host {
                     root: PathBuf::from(PROCESS_ROOT),
                     top_level_dirs: if id_range.is_some() {
@@ -504,7 +523,7 @@ impl Runtime {
                     },
                 };
                 masked_paths.extend(inner.masked_paths.iter().cloned());
-                (command, root, None, None, None)
+                (command, root, None, None, hosts_file)
             }
             (WorkloadKind::Container, Some(image)) => {
                 let process = image::container_process(spec, image)?;
@@ -542,7 +561,6 @@ impl Runtime {
                 })
             }
         };
-        let volumes = resolved.volumes;
         let network_namespace = (spec.network != NetworkMode::Host)
             .then(|| monitor::network_namespace_path(monitor_pid));
         let config = bundle::oci_config(&BundleSettings {
@@ -585,7 +603,6 @@ impl Runtime {
             overlay,
             root_copy,
             hosts_file,
-            hostname: spec.name.clone(),
         };
         let monitor_bytes =
             serde_json::to_vec(&monitor_config).map_err(|source| RuntimeError::StateFile {
@@ -699,6 +716,9 @@ impl Runtime {
         oci::delete_force(&self.inner.oci.program, &self.inner.oci_root, &id)?;
         if let Some(config) = read_json::<MonitorConfig>(&paths.monitor_config())? {
             if config.bridge() {
+                if let Err(error) = hosts::leave(Path::new(hosts::HOSTS_STATE_DIR), &id) {
+                    tracing::warn!(instance = %id, %error, "cannot take the instance out of its project's hosts files");
+                }
                 network::detach(Path::new(network::HOST_STATE_DIR), &id)?;
             }
         }

@@ -1208,3 +1208,106 @@ fn host_paths_need_a_grant_and_wards_own_files_are_out_of_reach() {
         "belongs to Ward or the kernel",
     );
 }
+
+/// What a workload prints when it tries `address:port` over TCP: `reached`, or `blocked`.
+const CONNECT_PROBE: &str = r#"
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
+    print("reached", flush=True)
+except OSError as error:
+    print("blocked", error, flush=True)
+"#;
+
+/// The logs of `name` in `project` once they contain `marker`.
+fn logs_with(daemon: &Daemon, project: &str, name: &str, marker: &str) -> String {
+    daemon.wait_for(
+        &format!("{marker:?} in the logs of {project}/{name}"),
+        std::time::Duration::from_secs(30),
+        || {
+            let output = in_project(daemon, project, &["logs", name]);
+            let text = stdout_of(&output);
+            text.contains(marker).then_some(text)
+        },
+    )
+}
+
+#[test]
+fn projects_are_separate_networks_where_workloads_find_each_other_by_name() {
+    if !common::sandbox_available(
+        "projects_are_separate_networks_where_workloads_find_each_other_by_name",
+    ) {
+        return;
+    }
+    let daemon = Daemon::start();
+    for project in ["alpha", "beta"] {
+        ward_ok(&daemon, &["project", "create", project]);
+    }
+    let run = |project: &str, name: &str, command: &[&str]| {
+        let mut arguments = vec!["run", "--name", name, "--restart", "never", "--"];
+        arguments.extend_from_slice(command);
+        assert_success(&in_project(&daemon, project, &arguments));
+    };
+    run("alpha", "api", &["python3", "-m", "http.server", "8000"]);
+    let address = daemon.wait_for("api's address", std::time::Duration::from_secs(30), || {
+        let output = in_project(&daemon, "alpha", &["inspect", "api", "-o", "json"]);
+        let document: Value = serde_json::from_str(&stdout_of(&output)).ok()?;
+        let instance = &document["status"]["instances"][0];
+        (instance["state"] == "running")
+            .then(|| instance["address"].as_str().map(str::to_string))
+            .flatten()
+    });
+
+    // Within the project: by name, and by address.
+    run(
+        "alpha",
+        "by-name",
+        &["python3", "-c", CONNECT_PROBE, "api", "8000"],
+    );
+    let logs = logs_with(&daemon, "alpha", "by-name", "ed");
+    assert!(logs.contains("reached"), "{logs}");
+    run(
+        "alpha",
+        "by-address",
+        &["python3", "-c", CONNECT_PROBE, &address, "8000"],
+    );
+    let logs = logs_with(&daemon, "alpha", "by-address", "ed");
+    assert!(logs.contains("reached"), "{logs}");
+    let hosts = in_project(
+        &daemon,
+        "alpha",
+        &["exec", "api", "--", "cat", "/etc/hosts"],
+    );
+    assert!(
+        stdout_of(&hosts).contains(&format!("{address}\tapi")),
+        "{hosts:?}"
+    );
+
+    // From another project: not by address, and the name means nothing there.
+    run(
+        "beta",
+        "intruder",
+        &["python3", "-c", CONNECT_PROBE, &address, "8000"],
+    );
+    let logs = logs_with(&daemon, "beta", "intruder", "ed");
+    assert!(logs.contains("blocked"), "{logs}");
+    run(
+        "beta",
+        "guess",
+        &["python3", "-c", CONNECT_PROBE, "api", "8000"],
+    );
+    let logs = logs_with(&daemon, "beta", "guess", "ed");
+    assert!(logs.contains("blocked"), "{logs}");
+
+    // Gone from the project, gone from its names.
+    ward_ok(
+        &daemon,
+        &["--project", "alpha", "rm", "-f", "by-name", "by-address"],
+    );
+    let remaining = in_project(
+        &daemon,
+        "alpha",
+        &["exec", "api", "--", "cat", "/etc/hosts"],
+    );
+    assert!(!stdout_of(&remaining).contains("by-name"), "{remaining:?}");
+}
