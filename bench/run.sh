@@ -45,10 +45,12 @@ print(f"{pick(0.50):.2f} {pick(0.95):.2f}")' "$1"
 # taken from a second daemon configured for runc.
 bundle_of() { # DATA_DIR DEST: the bundle of a fresh `true` workload
   "$ward" --data-dir "$1" run --name bundle-source --network none --restart never -- true >/dev/null
-  # Only config.json: its root is an absolute path, and the rest of the instance directory
-  # changes while the monitor cleans up after `true`.
+  # config.json and the instance's own root (named relative to the bundle, owned by the
+  # workload's user namespace, which the bare runtimes keep: the same user-namespace
+  # settings); the rest of the run directory changes while the monitor cleans up after `true`.
   mkdir -p "$2"
   cp "$1/run/instances/default/bundle-source/0/config.json" "$2/"
+  cp -a "$1/run/instances/default/bundle-source/0/root" "$2/"
   "$ward" --data-dir "$1" rm -f bundle-source >/dev/null
   python3 - "$2/config.json" <<'PY'
 import json, sys
