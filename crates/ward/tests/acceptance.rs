@@ -1141,8 +1141,8 @@ fn default_route_interface() -> Option<String> {
 // Shared helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Tests that put workloads on the `ward0` bridge take turns: each daemon hands out addresses
-/// from its own data directory, so two daemons at once could give two workloads one address.
+/// Tests that put workloads on Ward's bridge network take turns: the published ports and the
+/// host's netfilter chains are shared by every daemon on the host.
 static BRIDGE: Mutex<()> = Mutex::new(());
 
 fn bridge_turn() -> MutexGuard<'static, ()> {

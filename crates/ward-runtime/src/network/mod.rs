@@ -1,5 +1,13 @@
-//! Ward's bridge network: the `ward0` bridge on 10.88.0.0/16, one veth pair per container,
-//! addresses handed out from a file in the data directory, and published ports as NAT rules.
+//! Ward's bridge network: containers on 10.88.0.0/16 behind the gateway 10.88.0.1 (on the
+//! `ward0` bridge), one routed veth pair per container, addresses handed out from a file in the
+//! data directory, and published ports as NAT rules.
+//!
+//! Tenants are isolated: each project (its container ids without workload and replica, so one
+//! daemon's project) has a /24 block of its own (`ipam.rs`), and containers reach one another
+//! only within a block or through published ports (each container has a routed link of its own,
+//! `link.rs`, and the host routes between them through the filter rules of `netfilter.rs`). A
+//! container reaches the host itself only through published ports: nothing it sends to the
+//! host's addresses, 127.0.0.1 included, is let in but answers to the host's own connections.
 //!
 //! Every change happens under one exclusive lock, `DATA/network/lock`, so monitors attaching
 //! containers at the same time cannot race on the bridge, the address file or the rules. The
@@ -41,6 +49,12 @@ const MAX_CONTAINER_ID_LENGTH: usize = 200;
 pub enum NetworkError {
     #[error("invalid container id {container_id:?}: use 1 to 200 ASCII letters, digits, '.', '_' or '-'")]
     InvalidContainerId { container_id: String },
+    #[error("container {container_id} publishes host port {port} on {address}, which is no address of this host: use 127.0.0.1, an address `ip addr` lists, or none")]
+    ForeignHostAddress {
+        container_id: String,
+        address: Ipv4Addr,
+        port: u16,
+    },
     #[error("container {container_id} publishes host port {port}/{protocol} more than once")]
     DuplicatePort {
         container_id: String,
@@ -54,8 +68,18 @@ pub enum NetworkError {
         protocol: &'static str,
         owner: String,
     },
-    #[error("no free address left in 10.88.0.0/16 for container {container_id}")]
-    AddressesExhausted { container_id: String },
+    #[error("no free address for container {container_id}: project {project} already has {limit} containers attached, the most one project may have")]
+    ProjectAddressesExhausted {
+        container_id: String,
+        project: String,
+        limit: usize,
+    },
+    #[error("no free address block for container {container_id} of project {project}: {limit} projects already have containers attached, the most one host may have")]
+    ProjectsExhausted {
+        container_id: String,
+        project: String,
+        limit: usize,
+    },
     #[error("cannot open the network namespace {} of container {container_id}: {source}", path.display())]
     Namespace {
         container_id: String,
@@ -113,11 +137,12 @@ pub fn attach_bridge(
 ) -> Result<Ipv4Addr, NetworkError> {
     validate_container_id(container_id)?;
     refuse_duplicate_ports(container_id, ports)?;
+    refuse_foreign_host_addresses(container_id, ports)?;
     let started = Instant::now();
     let state = NetworkState::lock(state_dir)?;
 
     link::ensure_bridge()?;
-    link::enable_routing()?;
+    link::configure_host()?;
     let rules = netfilter::SavedRules::read_all()?;
     if let Some((port, owner)) = rules.first_conflict(container_id, ports) {
         return Err(NetworkError::PortAlreadyPublished {
@@ -127,14 +152,22 @@ pub fn attach_bridge(
             owner,
         });
     }
-    let address = ipam::allocate(&state.allocations_path(), container_id)?;
+    let allocation = ipam::allocate(&state.allocations_path(), container_id)?;
+    let address = allocation.address;
 
-    let wired = link::create_veth(container_id, namespace, address).and_then(|()| {
-        match rules.attach_script(container_id, address, ports) {
-            Some(script) => netfilter::apply(&script),
-            None => Ok(()),
+    // The rules first, so that the container's link never comes up on a host without them.
+    let wired = (|| {
+        if !rules.isolates_projects() {
+            // Ward's rules are missing or an older Ward's, which attached containers to ward0.
+            link::isolate_bridge_ports()?;
         }
-    });
+        if let Some(script) =
+            rules.attach_script(container_id, address, ports, &allocation.project_blocks)
+        {
+            netfilter::apply(&script)?;
+        }
+        link::create_veth(container_id, namespace, address)
+    })();
     if let Err(error) = wired {
         // Leave nothing half-made behind; the first error is the one worth reporting.
         if let Err(cleanup_error) = remove_container(&state, container_id) {
@@ -147,7 +180,7 @@ pub fn attach_bridge(
         %address,
         ports = ports.len(),
         elapsed_us = started.elapsed().as_micros() as u64,
-        "attached container to ward0"
+        "attached container to the bridge network"
     );
     Ok(address)
 }
@@ -161,7 +194,7 @@ pub fn detach(state_dir: &Path, container_id: &str) -> Result<(), NetworkError> 
     tracing::info!(
         container_id,
         elapsed_us = started.elapsed().as_micros() as u64,
-        "detached container from ward0"
+        "detached container from the bridge network"
     );
     Ok(())
 }
@@ -270,6 +303,29 @@ fn validate_container_id(container_id: &str) -> Result<(), NetworkError> {
         return Err(NetworkError::InvalidContainerId {
             container_id: container_id.to_string(),
         });
+    }
+    Ok(())
+}
+
+/// A port published on one host address needs an address of this host: anything else would
+/// never be forwarded.
+fn refuse_foreign_host_addresses(
+    container_id: &str,
+    ports: &[PortMapping],
+) -> Result<(), NetworkError> {
+    for port in ports {
+        let Some(host_ip) = port.host_ip else {
+            continue;
+        };
+        if let Err(error) = UdpSocket::bind(SocketAddr::from((host_ip, 0))) {
+            if error.kind() == io::ErrorKind::AddrNotAvailable {
+                return Err(NetworkError::ForeignHostAddress {
+                    container_id: container_id.to_string(),
+                    address: host_ip,
+                    port: port.host,
+                });
+            }
+        }
     }
     Ok(())
 }

@@ -1,22 +1,37 @@
-//! Published ports and masquerading as iptables rules in Ward's own chains, read with
-//! `iptables-save` and changed in one atomic `iptables-restore --noflush` batch.
+//! Published ports, masquerading and the isolation of containers as iptables rules in Ward's own
+//! chains, read with `iptables-save` and changed in one atomic `iptables-restore --noflush` batch.
+//!
+//! Containers are behind `wv+`, the host's ends of their links, or behind `ward0` for those an
+//! older Ward attached to the bridge; every rule about containers is written for both.
 //!
 //! nat `WARD` (jumped to from PREROUTING and OUTPUT for local destinations) holds one DNAT rule
 //! per published port, commented `ward:<container id>`; nat `WARD-POSTROUTING` masquerades
-//! loopback clients, container egress and container-to-published-port hairpins; filter
-//! `WARD-FORWARD` (first in FORWARD) lets bridge traffic through when FORWARD's policy is DROP.
-//! Nothing outside these chains is changed, other than the jumps into them.
+//! loopback clients, container egress and container-to-published-port hairpins.
+//!
+//! filter `WARD-FORWARD` (first in FORWARD) lets containers' traffic through when FORWARD's
+//! policy is DROP, after `WARD-ISOLATION`, which drops what a container sends to another unless
+//! it is DNATed (a published port, reached as any outside client would) or stays within one
+//! project's /24 block (one rule per block ever given out, never removed). filter `WARD-INPUT`
+//! (first in INPUT) drops whatever a container sends to the host itself but answers: above all
+//! packets to 127.0.0.0/8, which `route_localnet` would otherwise let in (CVE-2020-8558).
+//! Containers reach the host only through published ports, which are DNATed before INPUT.
+//!
+//! A chain of fixed rules is rewritten whenever it holds anything else, such as an older Ward's
+//! rules. Nothing outside these chains is changed, other than the jumps into them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ward_spec::{PortMapping, Protocol};
 
+use super::link::HOST_INTERFACE_PREFIX;
 use super::{command, NetworkError, BRIDGE_NAME, SUBNET_ADDRESS, SUBNET_PREFIX_LENGTH};
 
 const PORTS_CHAIN: &str = "WARD";
 const POSTROUTING_CHAIN: &str = "WARD-POSTROUTING";
 const FORWARD_CHAIN: &str = "WARD-FORWARD";
+const ISOLATION_CHAIN: &str = "WARD-ISOLATION";
+const INPUT_CHAIN: &str = "WARD-INPUT";
 const COMMENT_PREFIX: &str = "ward:";
 
 /// The rules of the tables `iptables-save` printed.
@@ -109,32 +124,42 @@ impl SavedRules {
         })
     }
 
-    /// The batch that sets up Ward's chains where they are missing and replaces the published
-    /// ports of `container_id` with `ports`, forwarded to `address`; `None` when there is nothing
-    /// to change.
+    /// Whether `WARD-ISOLATION` exists: when it does not, Ward's rules on this host are missing
+    /// or an older Ward's.
+    pub(super) fn isolates_projects(&self) -> bool {
+        self.has_chain("filter", ISOLATION_CHAIN)
+    }
+
+    /// The batch that sets up Ward's chains where they are missing or out of date, lets each
+    /// block of `project_blocks` talk within itself, and replaces the published ports of
+    /// `container_id` with `ports`, forwarded to `address`; `None` when there is nothing to change.
     pub(super) fn attach_script(
         &self,
         container_id: &str,
         address: Ipv4Addr,
         ports: &[PortMapping],
+        project_blocks: &BTreeSet<u8>,
     ) -> Option<String> {
         let subnet = format!("{SUBNET_ADDRESS}/{SUBNET_PREFIX_LENGTH}");
+        let containers = container_interfaces();
+        // Rules of fixed chains are written as `iptables-save` prints them, so that an
+        // up-to-date chain compares equal and is left alone.
         let mut nat = TableChanges::default();
-        self.ensure_chain(&mut nat, "nat", PORTS_CHAIN, &[]);
-        self.ensure_chain(
-            &mut nat,
-            "nat",
-            POSTROUTING_CHAIN,
-            &[
-                // Clients on the host's loopback: 127.0.0.1 must not leave through the bridge.
-                format!("-s 127.0.0.0/8 -o {BRIDGE_NAME} -j MASQUERADE"),
-                // Containers reaching anything beyond the bridge.
-                format!("-s {subnet} ! -o {BRIDGE_NAME} -j MASQUERADE"),
-                // A container reaching a published port that leads back onto the bridge: the
-                // answer must come back through the host, not straight from the other container.
-                format!("-s {subnet} -o {BRIDGE_NAME} -m conntrack --ctstate DNAT -j MASQUERADE"),
-            ],
-        );
+        self.ensure_chain_exists(&mut nat, "nat", PORTS_CHAIN);
+        let mut postrouting = Vec::new();
+        for interface in &containers {
+            postrouting.extend([
+                // Clients on the host's loopback: 127.0.0.1 must not reach a container.
+                format!("-s 127.0.0.0/8 -o {interface} -j MASQUERADE"),
+                // A container reaching a published port that leads to a container: the answer
+                // must come back through the host.
+                format!("-s {subnet} -o {interface} -m conntrack --ctstate DNAT -j MASQUERADE"),
+                format!("-o {interface} -j RETURN"),
+            ]);
+        }
+        // Containers reaching anything else.
+        postrouting.push(format!("-s {subnet} -j MASQUERADE"));
+        self.ensure_chain(&mut nat, "nat", POSTROUTING_CHAIN, &postrouting);
         self.ensure_jump(
             &mut nat,
             "nat",
@@ -157,31 +182,56 @@ impl SavedRules {
             .extend(self.removals(|owner| owner == container_id));
         nat.rules.extend(ports.iter().map(|port| {
             let protocol = port.protocol.as_str();
+            // Published on one host address only (`127.0.0.1:8080:80`), or on all of them.
+            let destination = port
+                .host_ip
+                .map(|host_ip| format!("-d {host_ip}/32 "))
+                .unwrap_or_default();
             format!(
-                "-A {PORTS_CHAIN} -p {protocol} -m comment --comment {COMMENT_PREFIX}{container_id} -m {protocol} --dport {} -j DNAT --to-destination {address}:{}",
+                "-A {PORTS_CHAIN} {destination}-p {protocol} -m comment --comment {COMMENT_PREFIX}{container_id} -m {protocol} --dport {} -j DNAT --to-destination {address}:{}",
                 port.host, port.port
             )
         }));
 
         let mut filter = TableChanges::default();
-        self.ensure_chain(
-            &mut filter,
-            "filter",
-            FORWARD_CHAIN,
-            &[
-                format!("-i {BRIDGE_NAME} -j ACCEPT"),
-                format!(
-                    "-o {BRIDGE_NAME} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT"
-                ),
-            ],
+        self.ensure_isolation_chain(&mut filter, project_blocks);
+        let mut forward: Vec<String> = containers
+            .iter()
+            .map(|interface| format!("-i {interface} -j {ISOLATION_CHAIN}"))
+            .collect();
+        forward.extend(
+            containers
+                .iter()
+                .map(|interface| format!("-i {interface} -j ACCEPT")),
         );
-        // First, so that a DROP earlier in FORWARD (Docker's, a firewall's) cannot shadow it.
-        self.ensure_jump(
-            &mut filter,
-            "filter",
-            "FORWARD",
-            &format!("-I FORWARD 1 -j {FORWARD_CHAIN}"),
-        );
+        forward.extend(containers.iter().map(|interface| {
+            format!("-o {interface} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT")
+        }));
+        self.ensure_chain(&mut filter, "filter", FORWARD_CHAIN, &forward);
+        let input: Vec<String> = containers
+            .iter()
+            .flat_map(|interface| {
+                [
+                    // Packets for the host's loopback that no published port DNATed (the rule
+                    // Kubernetes added against CVE-2020-8558).
+                    format!("-d 127.0.0.0/8 -i {interface} -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"),
+                    // Answers to the host's own connections: published ports on loopback, probes.
+                    format!("-i {interface} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"),
+                    format!("-i {interface} -j DROP"),
+                ]
+            })
+            .collect();
+        self.ensure_chain(&mut filter, "filter", INPUT_CHAIN, &input);
+        // First, so that an ACCEPT or DROP earlier in these chains (Docker's, a firewall's)
+        // cannot shadow them.
+        for (builtin, chain) in [("FORWARD", FORWARD_CHAIN), ("INPUT", INPUT_CHAIN)] {
+            self.ensure_jump(
+                &mut filter,
+                "filter",
+                builtin,
+                &format!("-I {builtin} 1 -j {chain}"),
+            );
+        }
 
         restore_script(&[("nat", nat), ("filter", filter)])
     }
@@ -203,20 +253,75 @@ impl SavedRules {
             .collect()
     }
 
-    /// Declares `chain` and fills it with `rules` when it is missing or has been flushed.
-    fn ensure_chain(&self, changes: &mut TableChanges, table: &str, chain: &str, rules: &[String]) {
-        let exists = self
-            .tables
-            .get(table)
-            .is_some_and(|saved| saved.chains.contains(chain));
-        if !exists {
+    /// Declares `chain` when it is missing, leaving its rules alone.
+    fn ensure_chain_exists(&self, changes: &mut TableChanges, table: &str, chain: &str) {
+        if !self.has_chain(table, chain) {
             changes.declarations.push(format!(":{chain} - [0:0]"));
         }
-        if !exists || self.rules(table, chain).next().is_none() {
-            changes
-                .rules
-                .extend(rules.iter().map(|rule| format!("-A {chain} {rule}")));
+    }
+
+    /// Makes `chain` hold exactly `rules`, in order. A chain that holds anything else (nothing,
+    /// an older Ward's rules) is declared again, which in a `--noflush` restore empties it, and
+    /// filled in the same batch.
+    fn ensure_chain(&self, changes: &mut TableChanges, table: &str, chain: &str, rules: &[String]) {
+        let current: Vec<&str> = self.rules(table, chain).map(Rule::spec).collect();
+        if self.has_chain(table, chain) && current == rules {
+            return;
         }
+        changes.declarations.push(format!(":{chain} - [0:0]"));
+        changes
+            .rules
+            .extend(rules.iter().map(|rule| format!("-A {chain} {rule}")));
+    }
+
+    /// Makes `WARD-ISOLATION`, which sees only what containers send, let DNATed traffic
+    /// through, then traffic within each block it already lets through and each of
+    /// `project_blocks`, and drop the rest bound for containers. A chain in any other shape is
+    /// rewritten, keeping its block rules.
+    fn ensure_isolation_chain(&self, changes: &mut TableChanges, project_blocks: &BTreeSet<u8>) {
+        let published = "-m conntrack --ctstate DNAT -j RETURN".to_string();
+        let rest: Vec<String> = container_interfaces()
+            .iter()
+            .map(|interface| format!("-o {interface} -j DROP"))
+            .collect();
+        let current: Vec<&str> = self
+            .rules("filter", ISOLATION_CHAIN)
+            .map(Rule::spec)
+            .collect();
+        let allowed: BTreeSet<u8> = current
+            .iter()
+            .filter_map(|spec| block_of_rule(spec))
+            .collect();
+        let well_formed = current.len() == 1 + allowed.len() + rest.len()
+            && current.first() == Some(&published.as_str())
+            && current[current.len() - rest.len()..] == rest;
+        if well_formed {
+            changes.rules.extend(
+                project_blocks
+                    .difference(&allowed)
+                    .map(|block| format!("-I {ISOLATION_CHAIN} 2 {}", block_rule(*block))),
+            );
+            return;
+        }
+        changes
+            .declarations
+            .push(format!(":{ISOLATION_CHAIN} - [0:0]"));
+        let rules = std::iter::once(published)
+            .chain(
+                allowed
+                    .union(project_blocks)
+                    .map(|block| block_rule(*block)),
+            )
+            .chain(rest);
+        changes
+            .rules
+            .extend(rules.map(|rule| format!("-A {ISOLATION_CHAIN} {rule}")));
+    }
+
+    fn has_chain(&self, table: &str, chain: &str) -> bool {
+        self.tables
+            .get(table)
+            .is_some_and(|saved| saved.chains.contains(chain))
     }
 
     /// Adds `line`, a rule in the built-in `chain` jumping to one of Ward's chains, unless
@@ -241,6 +346,10 @@ impl SavedRules {
 }
 
 impl Rule {
+    fn spec(&self) -> &str {
+        &self.spec
+    }
+
     /// The word after `flag`, unquoted. Ward's own rules have no spaces inside their values.
     fn value_of(&self, flag: &str) -> Option<&str> {
         let mut words = self.spec.split_whitespace();
@@ -252,6 +361,32 @@ impl Rule {
     fn owner(&self) -> Option<&str> {
         self.value_of("--comment")?.strip_prefix(COMMENT_PREFIX)
     }
+}
+
+/// The interfaces containers are behind, as iptables matches them: the host's ends of their
+/// links, and `ward0` for those an older Ward attached to it.
+fn container_interfaces() -> [String; 2] {
+    [format!("{HOST_INTERFACE_PREFIX}+"), BRIDGE_NAME.to_string()]
+}
+
+/// The rule of `WARD-ISOLATION` that lets traffic within block 10.88.`block`.0/24 through.
+fn block_rule(block: u8) -> String {
+    let [first, second, ..] = SUBNET_ADDRESS.octets();
+    let network = format!("{first}.{second}.{block}.0/24");
+    let links = format!("{HOST_INTERFACE_PREFIX}+");
+    format!("-s {network} -d {network} -i {links} -o {links} -j RETURN")
+}
+
+/// The block whose [`block_rule`] `spec` is.
+fn block_of_rule(spec: &str) -> Option<u8> {
+    let source = spec.strip_prefix("-s ")?.split(' ').next()?;
+    let block = source
+        .strip_suffix(".0/24")?
+        .rsplit('.')
+        .next()?
+        .parse()
+        .ok()?;
+    (block_rule(block) == spec).then_some(block)
 }
 
 fn restore_script(tables: &[(&str, TableChanges)]) -> Option<String> {
