@@ -324,7 +324,7 @@ mod tests {
 
         std::fs::write(
             &file,
-            "host_volumes:\n  gone: {path: /no/such/dir/for/ward}\n",
+            "data_dir: /d\nhost_volumes:\n  gone: {path: /no/such/dir/for/ward}\n",
         )
         .unwrap();
         let error = DaemonConfig::resolve(ConfigSources {
