@@ -79,7 +79,8 @@ pub(crate) enum RootFilesystem {
     },
     /// An image's root filesystem at `rootfs` (mounted there by the monitor, or a copy),
     /// writable, with the container's own `/etc/hosts`, `/etc/resolv.conf` and
-    /// `/etc/hostname` bound over it.
+    /// `/etc/hostname` bound read-only over it (they live in the run root, in memory, which a
+    /// workload must not fill; Ward keeps `/etc/hosts` current).
     Image {
         rootfs: PathBuf,
         etc_files: Vec<(PathBuf, &'static str)>,
@@ -293,7 +294,7 @@ fn mounts(settings: &BundleSettings<'_>) -> Vec<Value> {
             for (source, destination) in etc_files {
                 mounts.push(
                     json!({"destination": destination, "type": "bind", "source": source,
-                                   "options": ["rbind", "rw", "nosuid", "nodev", "noexec"]}),
+                                   "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}),
                 );
             }
             push_volumes(&mut mounts, settings.volumes, false);
@@ -440,7 +441,17 @@ pub(crate) fn resolve_volumes(
             let path = PathBuf::from(&volume.source);
             let canonical = path
                 .canonicalize()
-                .map_err(|_| RuntimeError::VolumeSourceMissing { host_path: path })?;
+                .map_err(|_| RuntimeError::VolumeSourceMissing {
+                    host_path: path.clone(),
+                })?;
+            // The path was approved as it is written; one that now goes through a link leads
+            // somewhere else than what was approved.
+            if canonical != path {
+                return Err(RuntimeError::VolumeSourceMoved {
+                    host_path: path,
+                    now: canonical,
+                });
+            }
             if !canonical.starts_with(context.own_files) {
                 if let Some(protected) = context
                     .protected_paths
@@ -891,8 +902,15 @@ mod tests {
             Err(RuntimeError::ProtectedVolumeSource { .. })
         ));
         assert!(matches!(
-            resolve(mount("/proc/self", "/x")),
+            resolve(mount("/proc/sys", "/x")),
             Err(RuntimeError::ProtectedVolumeSource { .. })
+        ));
+        // A path approved as written that now goes through a link.
+        let link = data_dir.join("link");
+        std::os::unix::fs::symlink(data_dir.join("volumes"), &link).expect("symlink");
+        assert!(matches!(
+            resolve(mount(&link.display().to_string(), "/x")),
+            Err(RuntimeError::VolumeSourceMoved { .. })
         ));
         let parent = resolve(mount(&data_dir.display().to_string(), "/host")).expect("parent");
         assert_eq!(parent.masked_paths, [PathBuf::from("/host/volumes")]);

@@ -49,6 +49,10 @@ pub enum RuntimeError {
         host_path: PathBuf,
         protected: PathBuf,
     },
+    #[error(
+        "bind mount source {host_path} now leads to {now} through a link: mount the real path"
+    )]
+    VolumeSourceMoved { host_path: PathBuf, now: PathBuf },
     #[error("this kernel has no user namespaces, which workload {workload} needs: enable them (user.max_user_namespaces), or run it with userns: host")]
     NoUserNamespaces { workload: String },
     #[error("volume target {target}: {reason}")]

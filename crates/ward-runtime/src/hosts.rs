@@ -100,6 +100,27 @@ fn project_lines(records: &[Record]) -> String {
     lines
 }
 
+/// The most of a hosts file that is read: Ward writes them, a few lines per workload.
+const MAX_HOSTS_FILE_BYTES: u64 = 1 << 20;
+
+/// A hosts file's text, refusing a file that is not a regular one or is past
+/// [`MAX_HOSTS_FILE_BYTES`].
+fn read_bounded(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() || metadata.len() > MAX_HOSTS_FILE_BYTES {
+        return Err(io::Error::other("not a hosts file Ward wrote"));
+    }
+    let mut text = String::new();
+    file.take(MAX_HOSTS_FILE_BYTES).read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// A project's directory of records, under its lock for as long as this lives.
 struct ProjectDir {
     dir: PathBuf,
@@ -160,7 +181,7 @@ impl ProjectDir {
         let listed: Vec<Record> = records.iter().map(|(_, record)| record.clone()).collect();
         let lines = project_lines(&listed);
         for record in &listed {
-            let Ok(current) = fs::read_to_string(&record.hosts_file) else {
+            let Ok(current) = read_bounded(&record.hosts_file) else {
                 continue;
             };
             let own = current

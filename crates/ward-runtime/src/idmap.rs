@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -144,7 +145,16 @@ fn write_atomically(path: &Path, ranges: &BTreeMap<String, u32>) -> Result<(), R
 /// it has inside a workload of `range`: host id `n` below the range's size becomes
 /// `range.host_base + n`. Ids already in the range, and ids past its size, are left alone.
 /// This is the one-time chown of a volume or an image copy that a user namespace needs.
+///
+/// The tree may hold what earlier workloads made, so it is walked by descriptor: each
+/// directory is opened beneath its parent without following links, and each entry changed
+/// relative to it, so a link swapped in meanwhile leads nowhere else. chown clears set-user-id
+/// and set-group-id bits, and they stay cleared.
 pub(crate) fn shift_ownership(root: &Path, range: IdRange) -> io::Result<()> {
+    use nix::fcntl::{AtFlags, OFlag};
+    use nix::sys::stat::Mode;
+    use std::os::fd::{AsFd, OwnedFd};
+
     let shift = |id: u32| {
         if range.contains_host_id(id) {
             None
@@ -152,25 +162,64 @@ pub(crate) fn shift_ownership(root: &Path, range: IdRange) -> io::Result<()> {
             range.host_id(id)
         }
     };
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(path) = pending.pop() {
-        let metadata = fs::symlink_metadata(&path)?;
-        let (uid, gid) = (shift(metadata.uid()), shift(metadata.gid()));
-        if uid.is_some() || gid.is_some() {
-            let mode = metadata.mode();
-            std::os::unix::fs::lchown(&path, uid, gid)?;
-            // chown clears set-user-id and set-group-id bits; keep them, as the owner moved
-            // with the file.
-            if metadata.is_file() && mode & 0o6000 != 0 {
-                fs::set_permissions(
-                    &path,
-                    std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
+    let directory_flags =
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let open_root: OwnedFd = nix::fcntl::open(root, directory_flags, Mode::empty())?;
+    let change =
+        |parent: &OwnedFd, name: &std::ffi::OsStr| -> io::Result<nix::sys::stat::FileStat> {
+            let stat = nix::sys::stat::fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            let (uid, gid) = (shift(stat.st_uid), shift(stat.st_gid));
+            if uid.is_some() || gid.is_some() {
+                nix::unistd::fchownat(
+                    parent.as_fd(),
+                    name,
+                    uid.map(nix::unistd::Uid::from_raw),
+                    gid.map(nix::unistd::Gid::from_raw),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
                 )?;
             }
+            Ok(stat)
+        };
+    // The root itself, through its own descriptor.
+    let stat = nix::sys::stat::fstat(open_root.as_fd())?;
+    let (uid, gid) = (shift(stat.st_uid), shift(stat.st_gid));
+    if uid.is_some() || gid.is_some() {
+        nix::unistd::fchown(
+            open_root.as_fd(),
+            uid.map(nix::unistd::Uid::from_raw),
+            gid.map(nix::unistd::Gid::from_raw),
+        )?;
+    }
+    let mut pending = vec![open_root];
+    while let Some(directory) = pending.pop() {
+        let mut names = Vec::new();
+        let listing =
+            nix::dir::Dir::openat(directory.as_fd(), ".", directory_flags, Mode::empty())?;
+        for entry in listing {
+            let entry = entry?;
+            let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes()).to_os_string();
+            if name != "." && name != ".." {
+                names.push(name);
+            }
         }
-        if metadata.is_dir() {
-            for entry in fs::read_dir(&path)? {
-                pending.push(entry?.path());
+        for name in names {
+            let stat = change(&directory, &name)?;
+            if stat.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                match nix::fcntl::openat(
+                    directory.as_fd(),
+                    name.as_os_str(),
+                    directory_flags,
+                    Mode::empty(),
+                ) {
+                    Ok(child) => pending.push(child),
+                    // Replaced by a link or removed since: nothing of ours to change below it.
+                    Err(
+                        nix::errno::Errno::ELOOP
+                        | nix::errno::Errno::ENOTDIR
+                        | nix::errno::Errno::ENOENT,
+                    ) => {}
+                    Err(error) => return Err(error.into()),
+                }
             }
         }
     }
@@ -241,6 +290,10 @@ mod tests {
             "links are not followed"
         );
         let mode = fs::metadata(root.join("sub/file")).expect("stat").mode();
-        assert_eq!(mode & 0o7777, 0o4755);
+        assert_eq!(
+            mode & 0o7777,
+            0o755,
+            "set-user-id is dropped with the old owner"
+        );
     }
 }

@@ -172,7 +172,8 @@ impl Runtime {
             PathBuf::from("/dev/shm"),
             PathBuf::from("/proc"),
             PathBuf::from("/sys"),
-            PathBuf::from(network::HOST_STATE_DIR),
+            // The host's network state and every project's names.
+            PathBuf::from("/run/ward"),
         ]
         .into_iter()
         .chain(config.protected_paths.iter().cloned())
@@ -523,12 +524,20 @@ impl Runtime {
                     },
                 };
                 masked_paths.extend(inner.masked_paths.iter().cloned());
+                // Host directories the config opens to other projects only.
+                masked_paths.extend(
+                    inner
+                        .host_volumes
+                        .iter()
+                        .filter(|host_volume| !host_volume.serves(&key.project))
+                        .map(|host_volume| host_volume.path.clone()),
+                );
                 (command, root, None, None, hosts_file)
             }
             (WorkloadKind::Container, Some(image)) => {
                 let process = image::container_process(spec, image)?;
                 ports = image::published_ports(spec, image)?;
-                let (etc_files, hosts_file) = write_etc_files(paths, spec, owner)?;
+                let (etc_files, hosts_file) = write_etc_files(paths, spec)?;
                 let rootfs = paths.container_root();
                 fs::create_dir_all(&rootfs)
                     .map_err(|source| RuntimeError::io("create", &rootfs, source))?;
@@ -1406,11 +1415,9 @@ type EtcBind = (PathBuf, &'static str);
 
 /// Writes the container's `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`; returns the
 /// binds and the hosts file (which the monitor completes with the instance's address).
-/// With `owner` (the container's root in host ids), they are its to change, as in Docker.
 fn write_etc_files(
     paths: &InstancePaths,
     spec: &WorkloadSpec,
-    owner: Option<(u32, u32)>,
 ) -> Result<(Vec<EtcBind>, PathBuf), RuntimeError> {
     let dir = paths.etc();
     fs::create_dir_all(&dir).map_err(|source| RuntimeError::io("create", &dir, source))?;
@@ -1428,10 +1435,6 @@ fn write_etc_files(
     for (name, content, destination) in files {
         let path = dir.join(name);
         fs::write(&path, content).map_err(|source| RuntimeError::io("write", &path, source))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
-                .map_err(|source| RuntimeError::io("give the container's root", &path, source))?;
-        }
         binds.push((path, destination));
     }
     Ok((binds, dir.join("hosts")))

@@ -49,15 +49,40 @@ pub fn check_spec(
         if volume.is_named() {
             continue;
         }
-        let canonical = Path::new(&volume.source).canonicalize().map_err(|error| {
-            SupervisorError::Invalid {
-                field: field.clone(),
-                message: format!(
-                    "host path {} cannot be used: {error}; create it first, or use a named volume like data:{}",
-                    volume.source, volume.target
-                ),
-            }
+        let source = Path::new(&volume.source);
+        // The grant first, from the text alone: a caller without one learns nothing about the
+        // host's files from the answer.
+        let granted = access
+            .host_volumes
+            .iter()
+            .find(|host_volume| host_volume.opens(project, source));
+        if granted.is_none() && !principal.holds(Capability::HostPaths) {
+            return Err(forbidden(format!(
+                "{field}: mounting the host path {} needs the {} capability (`ward key create NAME --project {project} --role operator --capability {}`) or a key of every project with role admin; or use a named volume like data:{}, or ask the host's admin to list the directory under host_volumes in the daemon config",
+                volume.source,
+                Capability::HostPaths.as_str(),
+                Capability::HostPaths.as_str(),
+                volume.target
+            )));
+        }
+        let canonical = source.canonicalize().map_err(|error| SupervisorError::Invalid {
+            field: field.clone(),
+            message: format!(
+                "host path {} cannot be used: {error}; create it first, or use a named volume like data:{}",
+                volume.source, volume.target
+            ),
         })?;
+        // Stored as written and resolved again at every start: a path through a link could
+        // later lead elsewhere, so only the real path is taken.
+        if canonical != source {
+            return Err(SupervisorError::Invalid {
+                field,
+                message: format!(
+                    "host path {} goes through a link or names . or ..: give the real path of the directory instead",
+                    volume.source
+                ),
+            });
+        }
         if let Some(protected) = access.protected_path_containing(&canonical) {
             return Err(SupervisorError::Invalid {
                 field,
@@ -69,11 +94,7 @@ pub fn check_spec(
                 ),
             });
         }
-        if let Some(granted) = access
-            .host_volumes
-            .iter()
-            .find(|host_volume| host_volume.opens(project, &canonical))
-        {
+        if let Some(granted) = granted {
             if granted.read_only && !volume.read_only {
                 return Err(SupervisorError::Invalid {
                     field,
@@ -83,16 +104,6 @@ pub fn check_spec(
                     ),
                 });
             }
-            continue;
-        }
-        if !principal.holds(Capability::HostPaths) {
-            return Err(forbidden(format!(
-                "{field}: mounting the host path {} needs the {} capability (`ward key create NAME --project {project} --role operator --capability {}`) or a key of every project with role admin; or use a named volume like data:{}, or ask the host's admin to list the directory under host_volumes in the daemon config",
-                volume.source,
-                Capability::HostPaths.as_str(),
-                Capability::HostPaths.as_str(),
-                volume.target
-            )));
         }
     }
     if spec.network == NetworkMode::Host && !every_project_admin {

@@ -15,6 +15,8 @@
 //! (first in INPUT) drops whatever a container sends to the host itself but answers: above all
 //! packets to 127.0.0.0/8, which `route_localnet` would otherwise let in (CVE-2020-8558).
 //! Containers reach the host only through published ports, which are DNATed before INPUT.
+//! raw `WARD-PREROUTING` (first in raw PREROUTING) drops packets for 127.0.0.0/8 that arrive on
+//! any interface but `lo`, before NAT, so a port published on 127.0.0.1 answers the host alone.
 //!
 //! A chain of fixed rules is rewritten whenever it holds anything else, such as an older Ward's
 //! rules. Nothing outside these chains is changed, other than the jumps into them.
@@ -28,6 +30,8 @@ use super::link::HOST_INTERFACE_PREFIX;
 use super::{command, NetworkError, BRIDGE_NAME, SUBNET_ADDRESS, SUBNET_PREFIX_LENGTH};
 
 const PORTS_CHAIN: &str = "WARD";
+/// raw: drops packets for 127.0.0.0/8 that arrive on any interface but `lo`.
+const RAW_PREROUTING_CHAIN: &str = "WARD-PREROUTING";
 const POSTROUTING_CHAIN: &str = "WARD-POSTROUTING";
 const FORWARD_CHAIN: &str = "WARD-FORWARD";
 const ISOLATION_CHAIN: &str = "WARD-ISOLATION";
@@ -233,7 +237,24 @@ impl SavedRules {
             );
         }
 
-        restore_script(&[("nat", nat), ("filter", filter)])
+        // Before conntrack and NAT: nothing for the host's loopback comes in on another
+        // interface, not from a container and not from a neighbour on the LAN, whose packets
+        // to 127.0.0.1 would otherwise meet the DNAT of a port published on 127.0.0.1.
+        let mut raw = TableChanges::default();
+        self.ensure_chain(
+            &mut raw,
+            "raw",
+            RAW_PREROUTING_CHAIN,
+            &["-d 127.0.0.0/8 ! -i lo -j DROP".to_string()],
+        );
+        self.ensure_jump(
+            &mut raw,
+            "raw",
+            "PREROUTING",
+            &format!("-I PREROUTING 1 -j {RAW_PREROUTING_CHAIN}"),
+        );
+
+        restore_script(&[("raw", raw), ("nat", nat), ("filter", filter)])
     }
 
     /// The batch that deletes the published ports of the containers `select` accepts; `None`
