@@ -80,6 +80,11 @@ impl RunRoot {
         }
         let path = shared_memory.join(format!("ward-{namespace}"));
         private_directory(&path)?;
+        // Others may pass through, not list: runc finds an instance's root by its full path
+        // from inside the instance's user namespace. What lies below is private by itself
+        // (the runtime's state and the secrets in directories of mode 0700, bundles 0600).
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o711))
+            .map_err(|source| RuntimeError::io("open", &path, source))?;
         if let Err(error) = point_link_at(&link, &path) {
             tracing::warn!(link = %link.display(), %error, "cannot link the run root into the data directory");
         }
@@ -108,7 +113,8 @@ fn point_link_at(link: &Path, target: &Path) -> std::io::Result<()> {
 }
 
 /// Creates `path` as a directory of mode 0700, or checks that the one there is a directory
-/// (not a link) that only this user can enter: `/dev/shm` is writable by everyone.
+/// (not a link) of this user's that no one else can list or change: `/dev/shm` is writable
+/// by everyone.
 pub(crate) fn private_directory(path: &Path) -> Result<(), RuntimeError> {
     match fs::DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => return Ok(()),
@@ -117,9 +123,10 @@ pub(crate) fn private_directory(path: &Path) -> Result<(), RuntimeError> {
     }
     let metadata =
         fs::symlink_metadata(path).map_err(|source| RuntimeError::io("inspect", path, source))?;
+    // Passing through (search) is allowed; listing and changing are not.
     let private = metadata.is_dir()
         && metadata.uid() == nix::unistd::geteuid().as_raw()
-        && metadata.permissions().mode() & 0o077 == 0;
+        && metadata.permissions().mode() & 0o066 == 0;
     if private {
         Ok(())
     } else {
@@ -127,7 +134,7 @@ pub(crate) fn private_directory(path: &Path) -> Result<(), RuntimeError> {
             "trust",
             path,
             std::io::Error::other(
-                "it is not a directory of mode 0700 owned by this user; remove it",
+                "it is not a directory of mode 0700 or 0711 owned by this user; remove it",
             ),
         ))
     }
@@ -400,7 +407,8 @@ mod tests {
         );
         assert_eq!(
             fs::metadata(&target).expect("root").permissions().mode() & 0o777,
-            0o700
+            0o711,
+            "others may pass through, not list"
         );
         // Again, as at every daemon start.
         RunRoot::prepare_in(shared_memory, &namespace, data.path()).expect("prepare again");

@@ -4,7 +4,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -159,6 +159,10 @@ impl Runtime {
                 .create(&dir)
                 .map_err(|source| RuntimeError::io("create", &dir, source))?;
         }
+        // Passed through (not listed) on the way to each instance's bundle: see `RunRoot`.
+        let run_instances = run_root.path.join("instances");
+        fs::set_permissions(&run_instances, fs::Permissions::from_mode(0o711))
+            .map_err(|source| RuntimeError::io("open", &run_instances, source))?;
         let oci = OciRuntime::locate(config.oci_runtime.as_deref())?;
         let host = HostInfo::detect();
         let skeleton = bundle::host_skeleton()
@@ -594,7 +598,14 @@ impl Runtime {
                 path: paths.config(),
                 source,
             })?;
-        fs::write(paths.config(), config_bytes)
+        // Mode 0600: it holds the workload's environment, secrets given as variables included.
+        remove_file_if_exists(&paths.config())?;
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(paths.config())
+            .and_then(|mut file| std::io::Write::write_all(&mut file, &config_bytes))
             .map_err(|source| RuntimeError::io("write", paths.config(), source))?;
         let monitor_config = MonitorConfig {
             container_id: container_id.clone(),
