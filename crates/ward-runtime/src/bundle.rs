@@ -290,7 +290,7 @@ fn mounts(settings: &BundleSettings<'_>) -> Vec<Value> {
             submounts.as_slice(),
         ),
         RootFilesystem::Image { etc_files, .. } => {
-            mounts.extend(kernel_filesystems());
+            mounts.extend(kernel_filesystems(settings.id_range.is_some()));
             for (source, destination) in etc_files {
                 mounts.push(
                     json!({"destination": destination, "type": "bind", "source": source,
@@ -319,7 +319,7 @@ fn mounts(settings: &BundleSettings<'_>) -> Vec<Value> {
     }
 
     let tmp_bytes = settings.spec.resources.memory.unwrap_or(DEFAULT_TMP_BYTES);
-    mounts.extend(kernel_filesystems());
+    mounts.extend(kernel_filesystems(settings.id_range.is_some()));
     mounts.extend([
         json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                "options": ["nosuid", "nodev", "mode=1777", format!("size={tmp_bytes}")]}),
@@ -343,8 +343,15 @@ fn push_volumes(mounts: &mut Vec<Value>, volumes: &[ResolvedVolume], recursive_r
     }
 }
 
-/// `/proc`, `/dev` and `/sys` as every sandbox gets them.
-fn kernel_filesystems() -> [Value; 6] {
+/// `/proc`, `/dev` and `/sys` as every sandbox gets them. In a user namespace of its own, whose
+/// network namespace belongs to the host's user namespace, the kernel refuses a new sysfs, so
+/// the host's is bound read-only (as crun falls back to, and rootless engines do).
+fn kernel_filesystems(user_namespace: bool) -> [Value; 6] {
+    let sys = if user_namespace {
+        json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+    } else {
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]})
+    };
     [
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -354,7 +361,7 @@ fn kernel_filesystems() -> [Value; 6] {
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        sys,
     ]
 }
 
