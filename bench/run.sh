@@ -15,6 +15,8 @@ if [ "${1:-}" = "--quick" ]; then runs=20; idle_workloads=50; fi
 cargo build --release -p ward >&2
 ward="$(realpath "${CARGO_TARGET_DIR:-target}")/release/ward"
 work=$(mktemp -d /tmp/ward-bench.XXXXXX)
+# Passed through from the bundles' user namespace by runc, which reaches their roots by full path.
+chmod 711 "$work"
 data="$work/data"
 cleanup() {
   "$ward" --data-dir "$data" ps -a -o json 2>/dev/null | python3 -c 'import json,sys; print("\n".join(w["name"] for w in json.load(sys.stdin)))' \
