@@ -181,6 +181,7 @@ impl HostInfo {
                     .get("memory")
                     .is_some_and(|memory| memory.join("memory.memsw.limit_in_bytes").exists()),
             };
+        let top_level_dirs = top_level_dirs();
         HostInfo {
             cgroup_mode,
             cgroup_v1_mounts,
@@ -193,14 +194,15 @@ impl HostInfo {
                     .and_then(|text| text.trim().parse::<u64>().ok())
                     .is_none_or(|limit| limit > 0),
             swap_limit,
-            open_top_level_dirs: top_level_dirs()
-                .into_iter()
+            open_top_level_dirs: top_level_dirs
+                .iter()
                 .filter(|name| {
                     fs::metadata(Path::new("/").join(name))
                         .is_ok_and(|metadata| metadata.permissions().mode() & 0o001 != 0)
                 })
+                .cloned()
                 .collect(),
-            top_level_dirs: top_level_dirs(),
+            top_level_dirs,
         }
     }
 

@@ -460,9 +460,9 @@ impl Runtime {
         // The instance directory comes with the first log line or exit (the monitor makes it).
         fs::create_dir_all(&paths.run)
             .map_err(|source| RuntimeError::io("create", &paths.run, source))?;
-        // The bundle: the OCI runtime finds the instance's root from it inside the instance's
-        // user namespace, whose root may search it but not list it (the run root above stays
-        // private).
+        // The bundle: the OCI runtime finds the instance's root through it from inside the
+        // instance's user namespace, whose root may pass through but not list it (as the run
+        // root above).
         fs::set_permissions(&paths.run, fs::Permissions::from_mode(0o711))
             .map_err(|source| RuntimeError::io("open the bundle", &paths.run, source))?;
         let container_id = self.inner.container_id(key);

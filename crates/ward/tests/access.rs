@@ -1070,7 +1070,7 @@ fn host_paths_need_a_grant_and_wards_own_files_are_out_of_reach() {
     .expect("chmod");
     let written = marker.path().join("owned");
     let script = format!("echo x > /host{}", written.display());
-    let run_as = |key: Option<&str>, name: &str, volume: &str, extra: &[&str]| {
+    let run_as = |key: Option<&str>, name: &str, volume: &str| {
         let mut arguments = vec![
             "--project",
             "p2",
@@ -1084,7 +1084,6 @@ fn host_paths_need_a_grant_and_wards_own_files_are_out_of_reach() {
             "-v",
             volume,
         ];
-        arguments.extend_from_slice(extra);
         arguments.extend_from_slice(&["--", "sh", "-c", &script]);
         let mut command = daemon.ward_command(&arguments);
         if let Some(key) = key {
@@ -1095,7 +1094,7 @@ fn host_paths_need_a_grant_and_wards_own_files_are_out_of_reach() {
 
     // An operator (and a project's admin) of p2: refused, naming the grant, nothing stored.
     for key in [&operator, &project_admin] {
-        let line = assert_one_error_line(&run_as(Some(key), "x", "/:/host", &[]), "host-paths");
+        let line = assert_one_error_line(&run_as(Some(key), "x", "/:/host"), "host-paths");
         assert!(line.contains("capability"), "{line}");
     }
     assert!(!written.exists(), "a refused workload wrote to the host");
@@ -1150,7 +1149,7 @@ fn host_paths_need_a_grant_and_wards_own_files_are_out_of_reach() {
 
     // An admin of every project may, and the workload is still not the host's root: what it
     // writes belongs to its project's range.
-    assert_success(&run_as(None, "x", "/:/host", &[]));
+    assert_success(&run_as(None, "x", "/:/host"));
     daemon.wait_for(
         "the write through /host",
         std::time::Duration::from_secs(20),
@@ -1173,7 +1172,7 @@ fn host_paths_need_a_grant_and_wards_own_files_are_out_of_reach() {
         ],
     );
     std::fs::remove_file(&written).expect("remove");
-    assert_success(&run_as(Some(&granted), "y", "/:/host", &[]));
+    assert_success(&run_as(Some(&granted), "y", "/:/host"));
     daemon.wait_for(
         "the write through /host",
         std::time::Duration::from_secs(20),
@@ -1193,10 +1192,7 @@ fn host_paths_need_a_grant_and_wards_own_files_are_out_of_reach() {
     forbidden.extend(shm_run_root.map(|path| format!("{}:/x", path.display())));
     for volume in &forbidden {
         for key in [None, Some(granted.as_str())] {
-            assert_one_error_line(
-                &run_as(key, "z", volume, &[]),
-                "belongs to Ward or the kernel",
-            );
+            assert_one_error_line(&run_as(key, "z", volume), "belongs to Ward or the kernel");
         }
     }
     // A link to them is no way around.
@@ -1204,7 +1200,7 @@ fn host_paths_need_a_grant_and_wards_own_files_are_out_of_reach() {
     let link = link_dir.path().join("innocent");
     std::os::unix::fs::symlink(&data_dir, &link).expect("symlink");
     assert_one_error_line(
-        &run_as(None, "z", &format!("{}:/d", link.display()), &[]),
+        &run_as(None, "z", &format!("{}:/d", link.display())),
         "goes through a link",
     );
 }
@@ -1258,20 +1254,39 @@ fn projects_are_separate_networks_where_workloads_find_each_other_by_name() {
             .flatten()
     });
 
+    // The server listens before anyone tries it.
+    daemon.wait_for("api to listen", std::time::Duration::from_secs(30), || {
+        let output = in_project(
+            &daemon,
+            "alpha",
+            &[
+                "exec",
+                "api",
+                "--",
+                "python3",
+                "-c",
+                CONNECT_PROBE,
+                "127.0.0.1",
+                "8000",
+            ],
+        );
+        stdout_of(&output).contains("reached").then_some(())
+    });
+
+    // What a workload of `project` gets trying `target`:8000, from its logs.
+    let probe = |project: &str, name: &str, target: &str| {
+        run(
+            project,
+            name,
+            &["python3", "-c", CONNECT_PROBE, target, "8000"],
+        );
+        logs_with(&daemon, project, name, "ed")
+    };
+
     // Within the project: by name, and by address.
-    run(
-        "alpha",
-        "by-name",
-        &["python3", "-c", CONNECT_PROBE, "api", "8000"],
-    );
-    let logs = logs_with(&daemon, "alpha", "by-name", "ed");
+    let logs = probe("alpha", "by-name", "api");
     assert!(logs.contains("reached"), "{logs}");
-    run(
-        "alpha",
-        "by-address",
-        &["python3", "-c", CONNECT_PROBE, &address, "8000"],
-    );
-    let logs = logs_with(&daemon, "alpha", "by-address", "ed");
+    let logs = probe("alpha", "by-address", &address);
     assert!(logs.contains("reached"), "{logs}");
     let hosts = in_project(
         &daemon,
@@ -1284,19 +1299,9 @@ fn projects_are_separate_networks_where_workloads_find_each_other_by_name() {
     );
 
     // From another project: not by address, and the name means nothing there.
-    run(
-        "beta",
-        "intruder",
-        &["python3", "-c", CONNECT_PROBE, &address, "8000"],
-    );
-    let logs = logs_with(&daemon, "beta", "intruder", "ed");
+    let logs = probe("beta", "intruder", &address);
     assert!(logs.contains("blocked"), "{logs}");
-    run(
-        "beta",
-        "guess",
-        &["python3", "-c", CONNECT_PROBE, "api", "8000"],
-    );
-    let logs = logs_with(&daemon, "beta", "guess", "ed");
+    let logs = probe("beta", "guess", "api");
     assert!(logs.contains("blocked"), "{logs}");
 
     // Gone from the project, gone from its names.
