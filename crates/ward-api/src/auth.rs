@@ -1,22 +1,21 @@
 //! Authentication, authorisation and audit for every endpoint except `GET /healthz`.
 //!
-//! One middleware runs around every route: it finds the principal of the bearer key (the
-//! bootstrap admin token or an API key), decides the project the call addresses (`?project=`
-//! or the `X-Ward-Project` header; a key of one project defaults to its own), checks the
-//! route's permission from [`route_policy`], writes the project into the query so handlers
-//! see only that one, and after the handler ran appends every state-changing call to the
-//! audit log with its outcome.
+//! One middleware runs around every route: it finds the route's [`Operation`], the principal
+//! of the bearer key (the bootstrap admin token, an API key or a user's session), and the
+//! project the call names (`?project=` or the `X-Ward-Project` header), and asks the
+//! supervisor's [`Gate`](ward_supervisor::Gate) for admission. The handlers get the
+//! [`Admission`](ward_supervisor::Admission), and the project pinned into the query; after
+//! the handler ran, the gate records the outcome of an audited call that its change did not
+//! already record.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use ward_store::NewAuditEntry;
-use ward_supervisor::{Capability, Permission, Principal, Role};
+use ward_supervisor::{Access, Audit, Caller, Operation, Principal, Reach, SupervisorError};
 
 use crate::error::ApiError;
 use crate::ApiState;
@@ -53,94 +52,27 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
-/// Which projects a route works on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reach {
-    /// One project, named by the request (or the key's own).
-    Project,
-    /// Every project at once: only keys of every project.
-    AllProjects,
-    /// No project, or the handler filters by the principal itself.
-    Principal,
-}
-
-/// What a route needs: the permission, and the projects it touches. `None` for routes this
-/// table does not know, which the router answers 404 anyway.
-pub fn route_policy(method: &Method, route: &str) -> Option<(Permission, Reach)> {
-    use Reach::*;
-    let viewer = Permission::Role(Role::Viewer);
-    let operator = Permission::Role(Role::Operator);
-    let admin = Permission::Role(Role::Admin);
-    let read = *method == Method::GET || *method == Method::HEAD;
-    Some(match route {
-        "/openapi.json" => (Permission::Authenticated, Principal),
-        "/metrics" => (viewer, AllProjects),
-        "/api/v1/workloads/{name}/exec" => (
-            Permission::Capability(Role::Operator, Capability::Exec),
-            Project,
-        ),
-        "/api/v1/workloads"
-        | "/api/v1/apply"
-        | "/api/v1/workloads/{name}"
-        | "/api/v1/workloads/{name}/start"
-        | "/api/v1/workloads/{name}/stop"
-        | "/api/v1/workloads/{name}/restart"
-        | "/api/v1/workloads/{name}/logs"
-        | "/api/v1/events"
-        | "/api/v1/images"
-        | "/api/v1/images/pull"
-        | "/api/v1/images/import"
-        | "/api/v1/images/{reference}"
-        | "/api/v1/registries"
-        | "/api/v1/registries/login"
-        | "/api/v1/registries/{registry}"
-        | "/api/v1/secrets"
-        | "/api/v1/secrets/{name}" => (if read { viewer } else { operator }, Project),
-        "/api/v1/secrets/{name}/value" => (
-            Permission::Capability(Role::Viewer, Capability::SecretsRead),
-            Project,
-        ),
-        // Reads images, writes nothing.
-        "/api/v1/images/export" => (viewer, Project),
-        "/api/v1/images/prune" => (admin, AllProjects),
-        // A project sees its quota; only a key of every project sets one.
-        "/api/v1/quota" if read => (viewer, Project),
-        "/api/v1/quota" => (admin, AllProjects),
-        "/api/v1/keys" | "/api/v1/keys/{id}" => (admin, Principal),
-        "/api/v1/users" | "/api/v1/users/{name}" | "/api/v1/users/{name}/grants" => {
-            (admin, AllProjects)
-        }
-        "/api/v1/audit" | "/api/v1/audit/verify" => (
-            Permission::Capability(Role::Viewer, Capability::AuditRead),
-            Principal,
-        ),
-        "/api/v1/projects" if read => (viewer, Principal),
-        "/api/v1/projects" => (admin, AllProjects),
-        _ => return None,
-    })
-}
-
-/// Whether a call goes into the audit log: every one that changes state, and the reading
-/// of a secret's value.
-fn is_audited(method: &Method, route: &str) -> bool {
-    !(matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-        || route == "/api/v1/images/export")
-        || route == "/api/v1/workloads/{name}/exec"
-        || route == "/api/v1/secrets/{name}/value"
-}
-
 pub async fn authorize(
     State(state): State<Arc<ApiState>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    // Open to all: health, and logging in (which has its own limit and audit entry).
-    if request.uri().path() == "/healthz"
-        || (request.uri().path() == "/api/v1/sessions" && request.method() == Method::POST)
-    {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|matched| matched.as_str().to_string());
+    // HEAD is served by the GET route, and needs what GET needs.
+    let method = match *request.method() {
+        Method::HEAD => Method::GET,
+        ref method => method.clone(),
+    };
+    let operation = route
+        .as_deref()
+        .and_then(|route| Operation::for_http(method.as_str(), route));
+    if operation.is_some_and(|operation| operation.policy().access == Access::Open) {
         return next.run(request).await;
     }
-    let principal = match authenticate(&state, &request) {
+    let principal = match authenticate(&state, &request, operation) {
         Ok(principal) => principal,
         Err(error) => return error.into_response(),
     };
@@ -152,81 +84,64 @@ pub async fn authorize(
             return ApiError::rate_limited(wait).into_response();
         }
     }
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|matched| matched.as_str().to_string());
     let Some(route) = route else {
         // No such route: the fallback answers, and only to a valid key.
         return next.run(request).await;
     };
-    let Some((permission, reach)) = route_policy(&method, &route) else {
+    let Some(operation) = operation else {
         return ApiError::forbidden(format!("{method} {route} is not open to API keys"))
             .into_response();
     };
-    let target = request.uri().path().to_string();
-    let scoped = scope_request(&mut request, &principal, reach);
-    let project = scoped.as_ref().ok().cloned().flatten();
-    let response = match scoped {
-        Err(error) => error.into_response(),
-        Ok(_) if !principal.allows(permission) => {
-            ApiError::forbidden(denial(&principal, permission)).into_response()
-        }
-        Ok(_) => {
-            request.extensions_mut().insert(principal.clone());
-            next.run(request).await
-        }
+    let named = match named_project(&request) {
+        Ok(named) => named,
+        Err(error) => return error.into_response(),
     };
-    // Refused attempts are recorded too: who tried what is the point of an audit log.
-    if !is_audited(&method, &route) {
+    let target = request.uri().path().to_string();
+    let gate = state.supervisor.gate();
+    let admission = match gate.admit(
+        &Caller::new(principal),
+        operation,
+        named.as_deref(),
+        &target,
+    ) {
+        Ok(admission) => admission,
+        Err(refusal) => return ApiError::from(SupervisorError::from(refusal)).into_response(),
+    };
+    if operation.policy().reach == Reach::Project {
+        if let Err(error) = set_query_project(&mut request, admission.project_or_default()) {
+            gate.finish(&admission, 400, &error.detail().message);
+            return error.into_response();
+        }
+    }
+    request
+        .extensions_mut()
+        .insert(admission.principal().clone());
+    request.extensions_mut().insert(admission.clone());
+    let response = next.run(request).await;
+    if operation.policy().audit != Audit::Each {
         return response;
     }
     let (response, outcome) = outcome_of(response).await;
-    record_audit(
-        &state,
-        principal.actor.clone(),
-        project,
-        format!("{method} {route}"),
-        target,
-        response.status().as_u16(),
-        outcome,
-    );
+    gate.finish(&admission, response.status().as_u16(), &outcome);
     response
 }
 
-/// Appends one entry, stamped now, to the audit log; a failure to write it is logged (the
-/// call itself has happened by then).
-pub(crate) fn record_audit(
-    state: &ApiState,
-    actor: String,
-    project: Option<String>,
-    action: String,
-    target: String,
-    status: u16,
-    outcome: String,
-) {
-    let entry = NewAuditEntry {
-        time_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_millis() as i64)
-            .unwrap_or(0),
-        actor,
-        on_behalf_of: None,
-        project,
-        action,
-        target,
-        status,
-        outcome,
-    };
-    if let Err(error) = state.access.record(&entry) {
-        tracing::error!(%error, action = %entry.action, "cannot write the audit log");
-    }
-}
+/// The cookie that holds a browser's session token.
+pub const SESSION_COOKIE: &str = "ward_session";
+/// The cookie that holds the session's anti-forgery token, for the page to send back.
+pub const CSRF_COOKIE: &str = "ward_csrf";
+/// The header a cookie-authenticated change carries the anti-forgery token in.
+const CSRF_HEADER: &str = "x-csrf-token";
 
-/// The principal of the request's bearer key, or 401.
-fn authenticate(state: &ApiState, request: &Request) -> Result<Principal, ApiError> {
-    let presented = request
+/// The principal of the request's bearer key, or of its session cookie; 401 without either.
+/// A change made with the cookie must carry the session's anti-forgery token, and a
+/// WebSocket opened with it must come from the API's own origin.
+fn authenticate(
+    state: &ApiState,
+    request: &Request,
+    operation: Option<Operation>,
+) -> Result<Principal, ApiError> {
+    let bearer = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -235,8 +150,20 @@ fn authenticate(state: &ApiState, request: &Request) -> Result<Principal, ApiErr
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
         })
-        .map(str::trim)
-        .ok_or_else(ApiError::unauthorized)?;
+        .map(str::trim);
+    let presented = match bearer {
+        Some(presented) => presented,
+        None => {
+            let token = cookie(request, SESSION_COOKIE).ok_or_else(ApiError::unauthorized)?;
+            let principal = match state.users.authenticate(token) {
+                Ok(Some(principal)) => principal,
+                Ok(None) => return Err(ApiError::unauthorized()),
+                Err(error) => return Err(ApiError::internal(&error)),
+            };
+            check_forgery(state, request, operation, token)?;
+            return Ok(principal);
+        }
+    };
     if state.admin_key.matches(presented) {
         return Ok(Principal::bootstrap_admin());
     }
@@ -252,13 +179,67 @@ fn authenticate(state: &ApiState, request: &Request) -> Result<Principal, ApiErr
     }
 }
 
-/// Checks that the principal reaches the project the request names (`?project=` or the
-/// header), and leaves that project in the query, where handlers read it. Returns it.
-fn scope_request(
-    request: &mut Request,
-    principal: &Principal,
-    reach: Reach,
-) -> Result<Option<String>, ApiError> {
+/// Refuses what another site could make a browser send with its cookie: a change without
+/// the session's anti-forgery token, and a WebSocket from another origin.
+fn check_forgery(
+    state: &ApiState,
+    request: &Request,
+    operation: Option<Operation>,
+    token: &str,
+) -> Result<(), ApiError> {
+    let headers = request.headers();
+    if headers.contains_key(axum::http::header::UPGRADE) {
+        let origin = headers
+            .get(axum::http::header::ORIGIN)
+            .and_then(|value| value.to_str().ok());
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|value| value.to_str().ok());
+        if let (Some(origin), Some(host)) = (origin, host) {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            if origin_host != host {
+                return Err(ApiError::forbidden(format!(
+                    "a WebSocket opened with a session cookie must come from this API's origin, not {origin}"
+                )));
+            }
+        }
+    }
+    let changes = match operation {
+        Some(operation) => !operation.is_read(),
+        None => !matches!(*request.method(), Method::GET | Method::HEAD),
+    };
+    if !changes {
+        return Ok(());
+    }
+    let expected = state.users.csrf_token(token);
+    let presented = headers
+        .get(CSRF_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if ApiKey::new(expected).matches(presented) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "a change made with a session cookie needs the session's X-CSRF-Token header: the csrf_token of the login answer, also in the ward_csrf cookie",
+        ))
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request
+        .headers()
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim())
+}
+
+/// The project the request names, by `?project=` or the header; both must agree.
+fn named_project(request: &Request) -> Result<Option<String>, ApiError> {
     let from_query = query_project(request.uri());
     let from_header = request
         .headers()
@@ -270,41 +251,12 @@ fn scope_request(
                 .map_err(|_| ApiError::bad_request("X-Ward-Project: the header is not text"))
         })
         .transpose()?;
-    let named = match (from_query, from_header) {
-        (Some(query), Some(header)) if query != header => {
-            return Err(ApiError::bad_request(format!(
-                "project: the query names {query} and the X-Ward-Project header {header}; name one"
-            )))
-        }
-        (Some(project), _) | (None, Some(project)) => Some(project),
-        (None, None) => None,
-    };
-    match reach {
-        Reach::Principal => Ok(None),
-        Reach::AllProjects => {
-            if principal.is_global() {
-                Ok(None)
-            } else {
-                Err(ApiError::forbidden(
-                    "this call spans every project; a key of one project cannot make it",
-                ))
-            }
-        }
-        Reach::Project => {
-            let project = named.or_else(|| principal.project.clone());
-            if let Some(project) = &project {
-                ward_spec::validate_name(project)
-                    .map_err(|reason| ApiError::bad_request(format!("project: {reason}")))?;
-                if !principal.reaches(project) {
-                    return Err(ApiError::forbidden(format!(
-                        "this key is for project {}, not {project}",
-                        principal.project.as_deref().unwrap_or_default()
-                    )));
-                }
-                set_query_project(request, project)?;
-            }
-            Ok(project)
-        }
+    match (from_query, from_header) {
+        (Some(query), Some(header)) if query != header => Err(ApiError::bad_request(format!(
+            "project: the query names {query} and the X-Ward-Project header {header}; name one"
+        ))),
+        (Some(project), _) | (None, Some(project)) => Ok(Some(project)),
+        (None, None) => Ok(None),
     }
 }
 
@@ -339,28 +291,6 @@ fn set_query_project(request: &mut Request, project: &str) -> Result<(), ApiErro
     *request.uri_mut() = Uri::from_parts(parts)
         .map_err(|_| ApiError::bad_request("the request URI is malformed"))?;
     Ok(())
-}
-
-/// Why `principal` may not do what needs `permission`.
-fn denial(principal: &Principal, permission: Permission) -> String {
-    match permission {
-        Permission::Authenticated => "this key cannot make this call".to_string(),
-        Permission::Role(role) => format!(
-            "this key's role is {}; this call needs {}",
-            principal.role.as_str(),
-            role.as_str()
-        ),
-        Permission::Capability(role, capability) if principal.role >= role => format!(
-            "this call needs the {} capability, which this key was not granted",
-            capability.as_str()
-        ),
-        Permission::Capability(role, capability) => format!(
-            "this key's role is {}; this call needs {} with the {} capability",
-            principal.role.as_str(),
-            role.as_str(),
-            capability.as_str()
-        ),
-    }
 }
 
 /// The audit outcome of a response: `ok`, or the error message its JSON body carries. An

@@ -24,13 +24,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use ward_supervisor::Supervisor;
+use ward_supervisor::{Operation, Supervisor};
 
-pub use auth::{route_policy, ApiKey, Reach, PROJECT_HEADER};
+pub use auth::{ApiKey, PROJECT_HEADER};
 pub use error::ApiError;
 pub use limits::{RateLimit, RateLimiter};
 pub use metrics::Metrics;
@@ -53,83 +54,15 @@ pub struct ApiState {
     pub users: Arc<ward_supervisor::UserService>,
     /// Login attempts per user name.
     pub login_limiter: RateLimiter,
+    /// Whether session cookies carry `Secure`: the API speaks TLS.
+    pub secure_cookies: bool,
 }
 
-/// Builds the router with authentication on every route but `/healthz`.
+/// Builds the router: every route is one [`Operation`], and the gate admits every call but
+/// those of open operations.
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/openapi.json", get(openapi::openapi))
-        .route(
-            "/api/v1/workloads",
-            get(workloads::list).post(workloads::create),
-        )
-        .route("/api/v1/apply", post(workloads::apply))
-        .route(
-            "/api/v1/workloads/{name}",
-            get(workloads::get)
-                .put(workloads::put)
-                .delete(workloads::delete),
-        )
-        .route("/api/v1/workloads/{name}/start", post(workloads::start))
-        .route("/api/v1/workloads/{name}/stop", post(workloads::stop))
-        .route("/api/v1/workloads/{name}/restart", post(workloads::restart))
-        .route("/api/v1/workloads/{name}/logs", get(logs::logs))
-        .route("/api/v1/workloads/{name}/exec", get(exec::exec))
-        .route("/api/v1/events", get(events::events))
-        .route("/api/v1/images", get(images::list))
-        .route("/api/v1/images/pull", post(images::pull))
-        .route(
-            "/api/v1/images/import",
-            post(images::import).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/api/v1/images/prune", post(images::prune))
-        .route("/api/v1/images/export", post(images::export))
-        .route("/api/v1/registries", get(images::logins))
-        .route("/api/v1/registries/login", post(images::login))
-        .route(
-            "/api/v1/registries/{registry}",
-            axum::routing::delete(images::logout),
-        )
-        .route(
-            "/api/v1/keys",
-            get(access::list_keys).post(access::create_key),
-        )
-        .route(
-            "/api/v1/keys/{id}",
-            axum::routing::delete(access::revoke_key),
-        )
-        .route("/api/v1/secrets", get(secrets::list))
-        .route(
-            "/api/v1/secrets/{name}",
-            get(secrets::get).put(secrets::set).delete(secrets::remove),
-        )
-        .route("/api/v1/secrets/{name}/value", get(secrets::reveal))
-        .route("/api/v1/quota", get(quota::get).put(quota::set))
-        .route("/api/v1/sessions", post(users::login))
-        .route(
-            "/api/v1/users",
-            get(users::list_users).post(users::set_user),
-        )
-        .route(
-            "/api/v1/users/{name}",
-            axum::routing::delete(users::remove_user),
-        )
-        .route(
-            "/api/v1/users/{name}/grants",
-            post(users::grant).delete(users::revoke),
-        )
-        .route("/api/v1/audit", get(access::audit))
-        .route("/api/v1/audit/verify", get(access::verify_audit))
-        .route(
-            "/api/v1/projects",
-            get(access::list_projects).post(access::create_project),
-        )
-        .route(
-            "/api/v1/images/{reference}",
-            get(images::get).delete(images::remove),
-        )
+    routes()
+        .router
         .layer(DefaultBodyLimit::max(limits::MAX_JSON_BODY_BYTES))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -142,6 +75,107 @@ pub fn router(state: Arc<ApiState>) -> Router {
             count_requests,
         ))
         .with_state(state)
+}
+
+/// The operations the router serves, in the order it binds them.
+pub fn routed_operations() -> Vec<Operation> {
+    routes().bound
+}
+
+fn routes() -> Routes {
+    use Operation::*;
+    Routes::default()
+        .bind(Health, healthz)
+        .bind(Metrics, metrics::metrics)
+        .bind(OpenApi, openapi::openapi)
+        .bind(WorkloadList, workloads::list)
+        .bind(WorkloadCreate, workloads::create)
+        .bind(WorkloadApply, workloads::apply)
+        .bind(WorkloadGet, workloads::get)
+        .bind(WorkloadReplace, workloads::put)
+        .bind(WorkloadDelete, workloads::delete)
+        .bind(WorkloadStart, workloads::start)
+        .bind(WorkloadStop, workloads::stop)
+        .bind(WorkloadRestart, workloads::restart)
+        .bind(WorkloadLogs, logs::logs)
+        .bind(WorkloadExec, exec::exec)
+        .bind(Events, events::events)
+        .bind(ImageList, images::list)
+        .bind(ImagePull, images::pull)
+        .bind_unlimited(ImageImport, images::import)
+        .bind(ImagePrune, images::prune)
+        .bind(ImageExport, images::export)
+        .bind(ImageGet, images::get)
+        .bind(ImageRemove, images::remove)
+        .bind(RegistryList, images::logins)
+        .bind(RegistryLogin, images::login)
+        .bind(RegistryLogout, images::logout)
+        .bind(KeyList, access::list_keys)
+        .bind(KeyCreate, access::create_key)
+        .bind(KeyRevoke, access::revoke_key)
+        .bind(SecretList, secrets::list)
+        .bind(SecretGet, secrets::get)
+        .bind(SecretSet, secrets::set)
+        .bind(SecretRemove, secrets::remove)
+        .bind(SecretReveal, secrets::reveal)
+        .bind(QuotaGet, quota::get)
+        .bind(QuotaSet, quota::set)
+        .bind(SessionCreate, users::login)
+        .bind(SessionDelete, users::logout)
+        .bind(UserList, users::list_users)
+        .bind(UserSet, users::set_user)
+        .bind(UserRemove, users::remove_user)
+        .bind(UserGrant, users::grant)
+        .bind(UserRevoke, users::revoke)
+        .bind(AuditList, access::audit)
+        .bind(AuditVerify, access::verify_audit)
+        .bind(ProjectList, access::list_projects)
+        .bind(ProjectCreate, access::create_project)
+}
+
+/// A router under construction, bound only through [`Operation`]s, so that no route exists
+/// without a declaration.
+#[derive(Default)]
+struct Routes {
+    router: Router<Arc<ApiState>>,
+    bound: Vec<Operation>,
+}
+
+impl Routes {
+    fn bind<H, T>(self, operation: Operation, handler: H) -> Routes
+    where
+        H: Handler<T, Arc<ApiState>>,
+        T: 'static,
+    {
+        let serve = on(method_filter(operation), handler);
+        self.bind_router(operation, serve)
+    }
+
+    /// [`Routes::bind`] for a route whose body is streamed to disk, without the JSON limit.
+    fn bind_unlimited<H, T>(self, operation: Operation, handler: H) -> Routes
+    where
+        H: Handler<T, Arc<ApiState>>,
+        T: 'static,
+    {
+        let serve = on(method_filter(operation), handler).layer(DefaultBodyLimit::disable());
+        self.bind_router(operation, serve)
+    }
+
+    fn bind_router(mut self, operation: Operation, serve: MethodRouter<Arc<ApiState>>) -> Routes {
+        self.router = self.router.route(operation.policy().route, serve);
+        self.bound.push(operation);
+        self
+    }
+}
+
+fn method_filter(operation: Operation) -> MethodFilter {
+    match operation.policy().method {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "PUT" => MethodFilter::PUT,
+        "DELETE" => MethodFilter::DELETE,
+        other => unreachable!("no operation is declared with method {other}"),
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
@@ -193,4 +227,63 @@ async fn count_requests(
 ) -> Response {
     state.metrics.count_request();
     next.run(request).await.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use utoipa::OpenApi;
+
+    use super::*;
+
+    /// Every route is exactly one declared operation, every declared operation is routed,
+    /// and the OpenAPI document describes exactly those.
+    #[test]
+    fn every_route_is_one_declared_operation_with_an_openapi_entry() {
+        let routed = routed_operations();
+        let distinct: BTreeSet<Operation> = routed.iter().copied().collect();
+        assert_eq!(distinct.len(), routed.len(), "an operation is bound twice");
+        for operation in Operation::ALL {
+            assert!(
+                distinct.contains(operation),
+                "{operation:?} is declared but not routed"
+            );
+        }
+        let declared: BTreeSet<(String, String)> = routed
+            .iter()
+            .map(|operation| {
+                let policy = operation.policy();
+                (policy.method.to_string(), policy.route.to_string())
+            })
+            .collect();
+        let document = openapi::ApiDoc::openapi();
+        let mut documented = BTreeSet::new();
+        for (path, item) in &document.paths.paths {
+            let methods = [
+                ("GET", item.get.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("DELETE", item.delete.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("HEAD", item.head.is_some()),
+                ("OPTIONS", item.options.is_some()),
+            ];
+            for (method, present) in methods {
+                if present {
+                    documented.insert((method.to_string(), path.clone()));
+                }
+            }
+        }
+        let undocumented: Vec<_> = declared.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&declared).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes without an OpenAPI entry: {undocumented:?}"
+        );
+        assert!(
+            unrouted.is_empty(),
+            "OpenAPI entries without a route: {unrouted:?}"
+        );
+    }
 }

@@ -39,6 +39,7 @@ use utoipa::{Modify, OpenApi};
         crate::secrets::remove,
         crate::secrets::reveal,
         crate::users::login,
+        crate::users::logout,
         crate::users::set_user,
         crate::users::list_users,
         crate::users::remove_user,
@@ -57,7 +58,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]
-struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct BearerAuth;
 

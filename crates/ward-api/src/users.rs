@@ -3,15 +3,17 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
+use axum::http::header::SET_COOKIE;
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use ward_client::wire::{
     GrantDocument, SessionDocument, SessionRequest, UserDocument, UserList, UserRequest,
 };
 use ward_supervisor::users::DEFAULT_SESSION;
-use ward_supervisor::{Capability, Grant, Role, UserView};
+use ward_supervisor::{Capability, Grant, Operation, Role, UserView};
 
-use crate::auth::record_audit;
+use crate::auth::{CSRF_COOKIE, SESSION_COOKIE};
 use crate::convert::{capability_names, rfc3339};
 use crate::error::{ApiError, JsonBody};
 use crate::ApiState;
@@ -40,7 +42,7 @@ fn document(view: &UserView) -> UserDocument {
 pub async fn login(
     State(state): State<Arc<ApiState>>,
     JsonBody(request): JsonBody<SessionRequest>,
-) -> Result<Json<SessionDocument>, ApiError> {
+) -> Result<Response, ApiError> {
     let attempt_key = format!("login:{}", request.username);
     if let Err(wait) = state
         .login_limiter
@@ -64,27 +66,84 @@ pub async fn login(
     })
     .await
     .map_err(|error| ApiError::internal(&error))?;
-    record_audit(
-        &state,
-        format!("user:{}", request.username),
-        request.project.clone(),
-        "POST /api/v1/sessions".to_string(),
-        "/api/v1/sessions".to_string(),
+    state.supervisor.gate().record_open(
+        Operation::SessionCreate,
+        &format!("user:{}", request.username),
+        request.project.as_deref(),
         if result.is_ok() { 200 } else { 403 },
-        match &result {
+        &match &result {
             Ok(_) => "ok".to_string(),
             Err(error) => error.to_string(),
         },
     );
     let session = result?;
-    Ok(Json(SessionDocument {
+    let csrf_token = state.users.csrf_token(&session.token);
+    let max_age = session
+        .expires_at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default()
+        .as_secs();
+    let cookies = [
+        (
+            SET_COOKIE,
+            session_cookie(SESSION_COOKIE, &session.token, max_age, true, &state),
+        ),
+        (
+            SET_COOKIE,
+            session_cookie(CSRF_COOKIE, &csrf_token, max_age, false, &state),
+        ),
+    ];
+    let document = SessionDocument {
         token: session.token,
         expires_at: rfc3339(session.expires_at),
         username: request.username,
         project: session.principal.project.clone(),
         role: session.principal.role.as_str().to_string(),
         capabilities: capability_names(&session.principal.capabilities),
-    }))
+        csrf_token,
+    };
+    Ok((AppendHeaders(cookies), Json(document)).into_response())
+}
+
+/// Ends a browser's session: its cookies are cleared.
+#[utoipa::path(delete, path = "/api/v1/sessions", tag = "access",
+    responses((status = 200, description = "The session cookies are cleared")))]
+pub async fn logout(State(state): State<Arc<ApiState>>) -> Response {
+    let cookies = [
+        (
+            SET_COOKIE,
+            session_cookie(SESSION_COOKIE, "", 0, true, &state),
+        ),
+        (
+            SET_COOKIE,
+            session_cookie(CSRF_COOKIE, "", 0, false, &state),
+        ),
+    ];
+    (
+        AppendHeaders(cookies),
+        Json(serde_json::json!({ "logged_out": true })),
+    )
+        .into_response()
+}
+
+/// A `Set-Cookie` value: the whole API's, same-site only, and over TLS only when the API
+/// speaks TLS. The session itself is out of reach of scripts; the anti-forgery token is not,
+/// as the page sends it back in a header.
+fn session_cookie(
+    name: &str,
+    value: &str,
+    max_age: u64,
+    http_only: bool,
+    state: &ApiState,
+) -> String {
+    let mut cookie = format!("{name}={value}; Path=/; Max-Age={max_age}; SameSite=Strict");
+    if http_only {
+        cookie.push_str("; HttpOnly");
+    }
+    if state.secure_cookies {
+        cookie.push_str("; Secure");
+    }
+    cookie
 }
 
 /// Creates a user, or sets a user's new password (ending its sessions).

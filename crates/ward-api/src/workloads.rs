@@ -11,7 +11,7 @@ use serde::Deserialize;
 use ward_client::wire::{
     ApplyRequest, ApplyResponse, ApplyResult, FieldChange, WorkloadDocument, WorkloadList,
 };
-use ward_supervisor::{DesiredState, Phase, Principal};
+use ward_supervisor::{Admission, DesiredState, Phase};
 
 use crate::convert::workload_document;
 use crate::error::ApiError;
@@ -93,14 +93,14 @@ pub async fn list(
     responses((status = 201, body = WorkloadDocument), (status = 400, body = ward_client::wire::ErrorBody), (status = 409, body = ward_client::wire::ErrorBody)))]
 pub async fn create(
     State(state): State<Arc<ApiState>>,
-    Extension(principal): Extension<Principal>,
+    Extension(admission): Extension<Admission>,
     Query(query): Query<CreateQuery>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<WorkloadDocument>), ApiError> {
     let project = project_of(&query.project)?;
     let spec = ward_spec::parse_value(parse_json(&body)?)?;
     let name = spec.name.clone();
-    let mut view = state.supervisor.create(&principal, &project, spec)?;
+    let mut view = state.supervisor.create(&admission, spec)?;
     if query.wait {
         view = state
             .supervisor
@@ -128,7 +128,7 @@ pub async fn get(
     responses((status = 200, body = WorkloadDocument), (status = 400, body = ward_client::wire::ErrorBody)))]
 pub async fn put(
     State(state): State<Arc<ApiState>>,
-    Extension(principal): Extension<Principal>,
+    Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
     Query(query): Query<ProjectQuery>,
     body: Bytes,
@@ -149,9 +149,7 @@ pub async fn put(
         }
     }
     let spec = ward_spec::parse_value(value)?;
-    state
-        .supervisor
-        .apply(&principal, &project, vec![spec], false)?;
+    state.supervisor.apply(&admission, vec![spec], false)?;
     Ok(Json(workload_document(
         &state.supervisor.get(&project, &name)?,
     )))
@@ -161,11 +159,9 @@ pub async fn put(
     request_body = ApplyRequest, responses((status = 200, body = ApplyResponse), (status = 400, body = ward_client::wire::ErrorBody)))]
 pub async fn apply(
     State(state): State<Arc<ApiState>>,
-    Extension(principal): Extension<Principal>,
-    Query(query): Query<ProjectQuery>,
+    Extension(admission): Extension<Admission>,
     body: Bytes,
 ) -> Result<Json<ApplyResponse>, ApiError> {
-    let project = project_of(&query.project)?;
     let request: ApplyRequest = serde_json::from_value(parse_json(&body)?).map_err(|error| {
         ApiError::bad_request(format!(
             "request body: {error}; send {{\"workloads\": [spec, …], \"dry_run\": false}}"
@@ -185,9 +181,7 @@ pub async fn apply(
         })?;
         specs.push(spec);
     }
-    let outcomes = state
-        .supervisor
-        .apply(&principal, &project, specs, request.dry_run)?;
+    let outcomes = state.supervisor.apply(&admission, specs, request.dry_run)?;
     let results = outcomes
         .into_iter()
         .map(|outcome| ApplyResult {
@@ -217,13 +211,14 @@ pub async fn apply(
     responses((status = 200, description = "Deleted"), (status = 404, body = ward_client::wire::ErrorBody), (status = 409, body = ward_client::wire::ErrorBody)))]
 pub async fn delete(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let project = project_of(&query.project)?;
     state
         .supervisor
-        .delete(&project, &name, query.force)
+        .delete(&admission, &name, query.force)
         .await?;
     Ok(Json(
         serde_json::json!({ "deleted": name, "project": project }),
@@ -234,12 +229,11 @@ pub async fn delete(
     responses((status = 200, body = WorkloadDocument), (status = 404, body = ward_client::wire::ErrorBody)))]
 pub async fn start(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
-    Query(query): Query<ProjectQuery>,
 ) -> Result<Json<WorkloadDocument>, ApiError> {
-    let project = project_of(&query.project)?;
     Ok(Json(workload_document(
-        &state.supervisor.start_workload(&project, &name).await?,
+        &state.supervisor.start_workload(&admission, &name).await?,
     )))
 }
 
@@ -247,12 +241,11 @@ pub async fn start(
     responses((status = 200, body = WorkloadDocument), (status = 404, body = ward_client::wire::ErrorBody)))]
 pub async fn stop(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
-    Query(query): Query<ProjectQuery>,
 ) -> Result<Json<WorkloadDocument>, ApiError> {
-    let project = project_of(&query.project)?;
     Ok(Json(workload_document(
-        &state.supervisor.stop(&project, &name).await?,
+        &state.supervisor.stop(&admission, &name).await?,
     )))
 }
 
@@ -260,11 +253,10 @@ pub async fn stop(
     responses((status = 200, body = WorkloadDocument), (status = 404, body = ward_client::wire::ErrorBody)))]
 pub async fn restart(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
-    Query(query): Query<ProjectQuery>,
 ) -> Result<Json<WorkloadDocument>, ApiError> {
-    let project = project_of(&query.project)?;
     Ok(Json(workload_document(
-        &state.supervisor.restart(&project, &name).await?,
+        &state.supervisor.restart(&admission, &name).await?,
     )))
 }

@@ -511,6 +511,10 @@ pub struct SessionDocument {
     pub project: Option<String>,
     pub role: String,
     pub capabilities: Vec<String>,
+    /// What a browser holding the session in its cookie sends in `X-CSRF-Token` with every
+    /// change (also in the `ward_csrf` cookie, which the page can read).
+    #[serde(default)]
+    pub csrf_token: String,
 }
 
 /// `POST /api/v1/users`: a user and its password (also sets a new password).

@@ -94,6 +94,25 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
+    /// Whether a start that failed this way would fail again, unchanged, however often it
+    /// were tried: the spec or the host must change first. Such a failure is not retried.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            RuntimeError::UnsupportedKind { .. }
+            | RuntimeError::MissingCommand { .. }
+            | RuntimeError::MissingImageCommand { .. }
+            | RuntimeError::InvalidVolumeName { .. }
+            | RuntimeError::VolumeSourceMissing { .. }
+            | RuntimeError::ProtectedVolumeSource { .. }
+            | RuntimeError::VolumeSourceMoved { .. }
+            | RuntimeError::NoUserNamespaces { .. }
+            | RuntimeError::InvalidVolumeTarget { .. } => true,
+            RuntimeError::Image { message, .. } => is_missing_image(message),
+            RuntimeError::StartFailed { message, .. } => is_unrunnable_executable(message),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
@@ -104,5 +123,59 @@ impl RuntimeError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// Whether the OCI runtime's report of a failed start says the workload's program cannot be
+/// executed: it does not exist, is not executable, or is not a program for this machine.
+/// crun and runc report the `execve` error in their own words, with the system's message.
+fn is_unrunnable_executable(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    let exec_failed = message.contains("exec")
+        && (message.contains("no such file or directory")
+            || message.contains("not found in $path")
+            || message.contains("permission denied")
+            || message.contains("is a directory"));
+    exec_failed || message.contains("exec format error")
+}
+
+/// Whether a registry answered that the image does not exist (as opposed to being
+/// unreachable, which may pass).
+fn is_missing_image(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "manifest unknown",
+        "name unknown",
+        "not found",
+        "does not exist",
+    ]
+    .iter()
+    .any(|phrase| message.contains(phrase))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_that_cannot_run_is_permanent_and_a_timeout_is_not() {
+        let failed = |message: &str| RuntimeError::StartFailed {
+            id: "x".to_string(),
+            message: message.to_string(),
+        };
+        for message in [
+            "executable file `/nonexistent` not found in $PATH: No such file or directory",
+            "exec: \"/nonexistent\": stat /nonexistent: no such file or directory",
+            "exec /bin/x: exec format error",
+            "exec `/etc/passwd`: Permission denied",
+        ] {
+            assert!(failed(message).is_permanent(), "{message}");
+        }
+        assert!(!failed("cannot set up the network: resource busy").is_permanent());
+        assert!(!RuntimeError::StartTimeout {
+            id: "x".to_string(),
+            seconds: 30
+        }
+        .is_permanent());
     }
 }

@@ -14,7 +14,10 @@
 //! same sandbox, and debuggers need it.
 //!
 //! `clone3` passes its flags in memory, where seccomp cannot look, so it fails with ENOSYS (as
-//! in Docker) and the C library falls back to `clone`, whose flags are checked.
+//! in Docker) and the C library falls back to `clone`, whose flags are checked. io_uring
+//! (`io_uring_setup`, `io_uring_enter`, `io_uring_register`) fails with ENOSYS too, as
+//! Docker and containerd deny it: its requests bypass seccomp altogether, and it has been the
+//! door of many kernel exploits. Programs fall back to ordinary calls when it is missing.
 //!
 //! The profile exists twice: as the OCI `linux.seccomp` object, which every runtime compiles
 //! with libseccomp at each start, and, on x86_64, as a classic BPF program compiled here once
@@ -25,6 +28,14 @@
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
+
+/// Syscalls that fail with ENOSYS: callers take them for absent and fall back.
+const MISSING: &[&str] = &[
+    "clone3",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+];
 
 /// Syscalls that fail with EPERM.
 const DENIED: &[&str] = &[
@@ -124,7 +135,7 @@ const ENOSYS: i64 = 38;
 pub(crate) fn profile() -> Value {
     let mut syscalls = vec![
         json!({ "names": DENIED, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM }),
-        json!({ "names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS }),
+        json!({ "names": MISSING, "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS }),
     ];
     for flag in NAMESPACE_FLAGS {
         syscalls.push(json!({
@@ -185,11 +196,11 @@ fn program(table: &native::Table) -> Vec<bpf::Instruction> {
             code.push(I::jump_eq(number, DenyEperm, Next));
         }
     }
-    code.push(I::jump_eq(
-        table.number("clone3").expect("clone3"),
-        DenyEnosys,
-        Next,
-    ));
+    for name in MISSING {
+        if let Some(number) = table.number(name) {
+            code.push(I::jump_eq(number, DenyEnosys, Next));
+        }
+    }
     code.push(I::jump_eq(
         table.number("clone").expect("clone"),
         Label(CLONE),
@@ -493,6 +504,9 @@ mod native {
             ("ustat", libc::SYS_ustat),
             ("clone", libc::SYS_clone),
             ("clone3", libc::SYS_clone3),
+            ("io_uring_setup", libc::SYS_io_uring_setup),
+            ("io_uring_enter", libc::SYS_io_uring_enter),
+            ("io_uring_register", libc::SYS_io_uring_register),
             ("personality", libc::SYS_personality),
         ],
     });
@@ -564,7 +578,7 @@ mod tests {
         let Some(table) = native::TABLE else {
             return;
         };
-        for name in DENIED {
+        for name in DENIED.iter().chain(MISSING) {
             assert!(
                 table.number(name).is_some() != native::ABSENT.contains(name),
                 "{name} must be either numbered or listed as absent"
@@ -612,6 +626,7 @@ def call(label, *args):
 call("unshare-user", 272, 0x10000000)
 call("unshare-none", 272, 0)
 call("clone3", 435, 0, 0)
+call("io_uring_setup", 425, 1, 0)
 call("clone-newnet", 56, 0x40000000 | 17, 0, 0, 0, 0)
 call("mount", 165, 0, 0, 0, 0, 0)
 call("keyctl", 250, 0, 0)
@@ -647,7 +662,7 @@ call("x32-getpid", 0x40000000 | 39)
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(
             stdout,
-            "unshare-user 1\nunshare-none 1\nclone3 38\nclone-newnet 1\nmount 1\nkeyctl 1\n\
+            "unshare-user 1\nunshare-none 1\nclone3 38\nio_uring_setup 38\nclone-newnet 1\nmount 1\nkeyctl 1\n\
              personality-query ok\npersonality-no-randomize 1\ngetpid ok\nfork 7\n",
             "stderr: {}",
             String::from_utf8_lossy(&output.stderr)

@@ -374,3 +374,30 @@ async fn a_mount_point_of_one_workload_leaves_the_next_ones_alone() {
     assert!(status.success(), "{status:?} {logs:?}");
     assert_eq!(lines(&logs), ["made"]);
 }
+
+/// io_uring is absent inside a workload (ENOSYS, as under Docker): its requests would bypass
+/// the seccomp filter. The same probe on the host gets a ring, so the check can fail.
+#[tokio::test]
+async fn io_uring_is_absent_inside_a_workload() {
+    let Some(fixture) = fixture("io_uring_is_absent_inside_a_workload") else {
+        return;
+    };
+    let probe = "import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+params = ctypes.create_string_buffer(120)
+result = libc.syscall(425, 1, params)
+print('ring' if result >= 0 else 'errno %d' % ctypes.get_errno(), flush=True)";
+    let host = std::process::Command::new("python3")
+        .args(["-c", probe])
+        .output()
+        .expect("python3 on the host");
+    let on_host = String::from_utf8_lossy(&host.stdout).trim().to_string();
+    let (status, logs) = fixture
+        .run_to_exit(&shell("uring", &format!("python3 -c \"{probe}\"")))
+        .await;
+    assert!(status.success(), "{status:?} {logs:?}");
+    assert_eq!(lines(&logs), ["errno 38"], "inside the workload");
+    if on_host != "ring" {
+        eprintln!("note: the host itself refuses io_uring ({on_host}); the probe cannot tell the filter from the kernel here");
+    }
+}

@@ -766,6 +766,16 @@ fn parse_resources(value: &Value) -> Result<Resources, SpecError> {
                     ),
                 ));
             }
+            if bytes > units::MAXIMUM_MEMORY_BYTES {
+                return Err(SpecError::new(
+                    path,
+                    format!(
+                        "{} is too large: the maximum is {}",
+                        units::format_size(bytes),
+                        units::format_size(units::MAXIMUM_MEMORY_BYTES)
+                    ),
+                ));
+            }
             Some(bytes)
         }
         None => None,
@@ -777,12 +787,27 @@ fn parse_resources(value: &Value) -> Result<Resources, SpecError> {
             if bytes == 0 {
                 return Err(SpecError::new(path, "must be greater than 0"));
             }
+            if bytes > units::MAXIMUM_DISK_BYTES {
+                return Err(SpecError::new(
+                    path,
+                    format!(
+                        "{} is too large: the maximum is {}",
+                        units::format_size(bytes),
+                        units::format_size(units::MAXIMUM_DISK_BYTES)
+                    ),
+                ));
+            }
             Some(bytes)
         }
         None => None,
     };
     let pids = match fields.get("pids") {
-        Some(value) => Some(integer_in_range(value, &fields.path_of("pids"), 1, i64::MAX)? as u64),
+        Some(value) => Some(integer_in_range(
+            value,
+            &fields.path_of("pids"),
+            1,
+            units::MAXIMUM_PIDS as i64,
+        )? as u64),
         None => None,
     };
     let gpu = match fields.get("gpu") {

@@ -11,6 +11,13 @@ use crate::model::{HealthProbe, PortMapping, Protocol, RestartMode, RestartPolic
 
 /// The smallest memory limit a workload may have; below this not even a shell starts.
 pub const MINIMUM_MEMORY_BYTES: u64 = 4 * 1024 * 1024;
+/// The largest memory limit: 1 PiB, past any machine, and far inside what the kernel's
+/// counters (and a sum over replicas) hold.
+pub const MAXIMUM_MEMORY_BYTES: u64 = 1 << 50;
+/// The largest disk size: 1 EiB.
+pub const MAXIMUM_DISK_BYTES: u64 = 1 << 60;
+/// The largest pids limit the kernel takes (`PID_MAX_LIMIT`, 2^22).
+pub const MAXIMUM_PIDS: u64 = 1 << 22;
 
 /// The most cores one workload may ask for.
 pub const MAXIMUM_CPU_CORES: f64 = 1024.0;

@@ -309,6 +309,8 @@ const BAD_SPECS: &[(&str, &str)] = &[
     ("bad_cpu_too_many", "name: web\ncommand: [sleep, \"1\"]\nresources: {cpu: 2000}\n"),
     ("bad_cpu_word", "name: web\ncommand: [sleep, \"1\"]\nresources: {cpu: lots}\n"),
     ("bad_pids_zero", "name: web\ncommand: [sleep, \"1\"]\nresources: {pids: 0}\n"),
+    ("bad_memory_too_large", "name: web\ncommand: [sleep, \"1\"]\nreplicas: 4\nresources: {memory: 4194304T}\n"),
+    ("bad_pids_too_many", "name: web\ncommand: [sleep, \"1\"]\nresources: {pids: 99999999999}\n"),
     ("bad_gpu_negative", "name: web\ncommand: [sleep, \"1\"]\nresources: {gpu: -1}\n"),
     ("bad_resources_not_a_mapping", "name: web\ncommand: [sleep, \"1\"]\nresources: 1G\n"),
     ("bad_port_out_of_range", "name: web\nimage: nginx\nports: [\"8080:70000\"]\n"),

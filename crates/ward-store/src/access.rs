@@ -1,6 +1,6 @@
 //! API keys, the hash-chained audit log, secrets (ciphertext only) and quotas.
 
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row, Transaction};
 use sha2::{Digest, Sha256};
 
 use crate::store::sqlite_error;
@@ -105,45 +105,7 @@ impl Store {
     /// Appends one entry after the last, chained to it; returns the stored entry.
     pub fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditRecord, StoreError> {
         self.write("append to the audit log", |transaction| {
-            let last: Option<(i64, String)> = transaction
-                .query_row(
-                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-                    [],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .map_err(sqlite_error("read the end of the audit log"))?;
-            let (seq, prev_hash) = match last {
-                Some((seq, hash)) => (seq + 1, hash),
-                None => (1, GENESIS_HASH.to_string()),
-            };
-            let hash = audit_hash(seq, entry, &prev_hash);
-            transaction
-                .execute(
-                    "INSERT INTO audit_log (seq, time_ms, actor, on_behalf_of, project, action,
-                                            target, status, outcome, prev_hash, hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    params![
-                        seq,
-                        entry.time_ms,
-                        entry.actor,
-                        entry.on_behalf_of,
-                        entry.project,
-                        entry.action,
-                        entry.target,
-                        entry.status,
-                        entry.outcome,
-                        prev_hash,
-                        hash
-                    ],
-                )
-                .map_err(sqlite_error("append to the audit log"))?;
-            Ok(AuditRecord {
-                seq,
-                entry: entry.clone(),
-                prev_hash,
-                hash,
-            })
+            append_audit_in(transaction, entry)
         })
     }
 
@@ -517,5 +479,51 @@ fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
         },
         prev_hash: row.get(9)?,
         hash: row.get(10)?,
+    })
+}
+
+/// Appends `entry` to the audit log inside `transaction`, chained to the last entry.
+pub(crate) fn append_audit_in(
+    transaction: &Transaction<'_>,
+    entry: &NewAuditEntry,
+) -> Result<AuditRecord, StoreError> {
+    let last: Option<(i64, String)> = transaction
+        .query_row(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(sqlite_error("read the end of the audit log"))?;
+    let (seq, prev_hash) = match last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS_HASH.to_string()),
+    };
+    let hash = audit_hash(seq, entry, &prev_hash);
+    transaction
+        .execute(
+            "INSERT INTO audit_log (seq, time_ms, actor, on_behalf_of, project, action,
+                                    target, status, outcome, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                seq,
+                entry.time_ms,
+                entry.actor,
+                entry.on_behalf_of,
+                entry.project,
+                entry.action,
+                entry.target,
+                entry.status,
+                entry.outcome,
+                prev_hash,
+                hash
+            ],
+        )
+        .map_err(sqlite_error("append to the audit log"))?;
+    Ok(AuditRecord {
+        seq,
+        entry: entry.clone(),
+        prev_hash,
+        hash,
     })
 }

@@ -8,7 +8,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, Transact
 
 use crate::schema;
 use crate::{
-    EventRecord, ImageRecord, InstanceRecord, NewEvent, RevisionRecord, StoreError, WorkloadRecord,
+    EventRecord, ImageRecord, InstanceRecord, NewAuditEntry, NewEvent, RevisionRecord, StoreError,
+    WorkloadRecord,
 };
 
 /// How long a statement waits for another connection's write lock.
@@ -169,8 +170,9 @@ impl Store {
         &self,
         workloads: &[WorkloadRecord],
         events: &[NewEvent],
+        audit: Option<&NewAuditEntry>,
     ) -> Result<Vec<i64>, StoreError> {
-        self.write("put workloads", |transaction| {
+        self.write_audited("put workloads", audit, |transaction| {
             for workload in workloads {
                 put_workload(transaction, workload)?;
             }
@@ -210,9 +212,10 @@ impl Store {
         name: &str,
         desired_state: &str,
         updated_at_ms: i64,
+        audit: Option<&NewAuditEntry>,
     ) -> Result<bool, StoreError> {
         let operation = format!("set desired state of workload {project}/{name}");
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             let updated = transaction
                 .execute(
                     "UPDATE workloads SET desired_state = ?3, updated_at_ms = ?4
@@ -497,11 +500,25 @@ impl Store {
         operation: &str,
         body: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.write_audited(operation, None, body)
+    }
+
+    /// [`Store::write`], appending `audit` to the audit log in the same transaction, so the
+    /// change and its record commit together or not at all.
+    pub(crate) fn write_audited<T>(
+        &self,
+        operation: &str,
+        audit: Option<&NewAuditEntry>,
+        body: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut connection = self.connection();
         let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite_error(operation))?;
         let result = body(&transaction)?;
+        if let Some(entry) = audit {
+            crate::access::append_audit_in(&transaction, entry)?;
+        }
         transaction.commit().map_err(sqlite_error(operation))?;
         Ok(result)
     }

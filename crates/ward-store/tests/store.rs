@@ -197,7 +197,7 @@ fn put_workloads_round_trips_with_revisions_and_events() -> Result<(), StoreErro
     let db = workload("default", "db", 1);
     let applied = [event(Some("web"), "applied"), event(Some("db"), "applied")];
     assert_eq!(
-        store.put_workloads(&[web.clone(), db.clone()], &applied)?,
+        store.put_workloads(&[web.clone(), db.clone()], &applied, None)?,
         [1, 2]
     );
     assert_eq!(store.get_workload("default", "web")?, Some(web.clone()));
@@ -209,12 +209,12 @@ fn put_workloads_round_trips_with_revisions_and_events() -> Result<(), StoreErro
     };
     let updated = event(Some("web"), "updated");
     assert_eq!(
-        store.put_workloads(slice::from_ref(&web_2), slice::from_ref(&updated))?,
+        store.put_workloads(slice::from_ref(&web_2), slice::from_ref(&updated), None)?,
         [3]
     );
     // The same revision again, with the same spec, adds no history.
     assert_eq!(
-        store.put_workloads(slice::from_ref(&web_2), &[])?,
+        store.put_workloads(slice::from_ref(&web_2), &[], None)?,
         Vec::<i64>::new()
     );
 
@@ -237,7 +237,7 @@ fn put_workloads_with_an_unknown_project_writes_nothing() {
     let batch = [workload("default", "web", 1), workload("nowhere", "db", 1)];
     let error = fixture
         .store
-        .put_workloads(&batch, &[event(Some("web"), "applied")])
+        .put_workloads(&batch, &[event(Some("web"), "applied")], None)
         .unwrap_err();
     assert!(matches!(error, StoreError::Constraint { .. }), "{error:?}");
     assert_eq!(
@@ -251,14 +251,16 @@ fn put_workloads_with_an_unknown_project_writes_nothing() {
 fn put_workloads_rejects_a_stored_revision_with_another_spec() -> Result<(), StoreError> {
     let fixture = Fixture::new();
     let web = workload("default", "web", 1);
-    fixture.store.put_workloads(slice::from_ref(&web), &[])?;
+    fixture
+        .store
+        .put_workloads(slice::from_ref(&web), &[], None)?;
     let rewritten = WorkloadRecord {
         spec_json: spec(99),
         ..web.clone()
     };
     let error = fixture
         .store
-        .put_workloads(&[rewritten], &[event(Some("web"), "applied")])
+        .put_workloads(&[rewritten], &[event(Some("web"), "applied")], None)
         .unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -283,7 +285,11 @@ fn list_workloads_filters_by_project_and_orders_by_project_then_name() -> Result
         workload("default", "b", 1),
         workload("alpha", "a", 1),
     ];
-    store.put_workloads(&[alpha_z.clone(), default_b.clone(), alpha_a.clone()], &[])?;
+    store.put_workloads(
+        &[alpha_z.clone(), default_b.clone(), alpha_a.clone()],
+        &[],
+        None,
+    )?;
     assert_eq!(
         store.list_workloads(None)?,
         [alpha_a.clone(), alpha_z.clone(), default_b.clone()]
@@ -298,13 +304,15 @@ fn list_workloads_filters_by_project_and_orders_by_project_then_name() -> Result
 fn set_desired_state_updates_only_an_existing_workload() -> Result<(), StoreError> {
     let fixture = Fixture::new();
     let web = workload("default", "web", 1);
-    fixture.store.put_workloads(slice::from_ref(&web), &[])?;
+    fixture
+        .store
+        .put_workloads(slice::from_ref(&web), &[], None)?;
     assert!(fixture
         .store
-        .set_desired_state("default", "web", "stopped", 9_000)?);
+        .set_desired_state("default", "web", "stopped", 9_000, None)?);
     assert!(!fixture
         .store
-        .set_desired_state("default", "nope", "stopped", 9_000)?);
+        .set_desired_state("default", "nope", "stopped", 9_000, None)?);
     let stopped = WorkloadRecord {
         desired_state: "stopped".to_owned(),
         updated_at_ms: 9_000,
@@ -327,8 +335,9 @@ fn delete_workload_cascades_to_instances_and_revisions_but_keeps_events() -> Res
     store.put_workloads(
         &[workload("default", "web", 1), workload("default", "db", 1)],
         slice::from_ref(&applied),
+        None,
     )?;
-    store.put_workloads(&[workload("default", "web", 2)], &[])?;
+    store.put_workloads(&[workload("default", "web", 2)], &[], None)?;
     store.put_instance(&instance("default", "web", 0), &[])?;
     store.put_instance(&instance("default", "web", 1), &[])?;
     store.put_instance(&instance("default", "db", 0), &[])?;
@@ -338,7 +347,7 @@ fn delete_workload_cascades_to_instances_and_revisions_but_keeps_events() -> Res
     assert!(!store.delete_workload("default", "web", &[event(Some("web"), "deleted")])?);
     // Recreated, the workload starts a fresh history.
     let web_again = workload("default", "web", 3);
-    store.put_workloads(slice::from_ref(&web_again), &[])?;
+    store.put_workloads(slice::from_ref(&web_again), &[], None)?;
 
     let db = workload("default", "db", 1);
     fixture.check(Contents {
@@ -359,6 +368,7 @@ fn put_instance_inserts_replaces_and_deletes() -> Result<(), StoreError> {
     store.put_workloads(
         &[workload("default", "web", 1), workload("alpha", "web", 1)],
         &[],
+        None,
     )?;
     let started = event(Some("web"), "started");
     assert_eq!(
@@ -476,7 +486,11 @@ fn event_ids_keep_growing_after_prune_and_reopen() -> Result<(), StoreError> {
 fn open_in_memory_is_migrated_and_usable() -> Result<(), StoreError> {
     let store = Store::open_in_memory()?;
     let web = workload("default", "web", 1);
-    store.put_workloads(slice::from_ref(&web), &[event(Some("web"), "applied")])?;
+    store.put_workloads(
+        slice::from_ref(&web),
+        &[event(Some("web"), "applied")],
+        None,
+    )?;
     store.check_integrity()?;
     assert_eq!(store.list_workloads(None)?, [web]);
     assert_eq!(store.latest_event_id()?, Some(1));
@@ -592,7 +606,7 @@ fn kill_nine_while_writing_leaves_only_whole_batches() {
     }
     // The file still takes writes.
     store
-        .put_workloads(&[workload("default", "after-crash", 1)], &[])
+        .put_workloads(&[workload("default", "after-crash", 1)], &[], None)
         .unwrap();
 }
 
@@ -616,7 +630,7 @@ fn write_batches_until_killed(path: &Path) {
                 ..event(Some(name), "applied")
             })
             .collect();
-        store.put_workloads(&workloads, &events).unwrap();
+        store.put_workloads(&workloads, &events, None).unwrap();
         batch += 1;
     }
 }

@@ -224,7 +224,7 @@ pub struct KeyView {
 
 /// Keys and the audit log, over a connection of their own to the daemon's database.
 pub struct AccessService {
-    store: Store,
+    store: std::sync::Arc<Store>,
 }
 
 impl fmt::Debug for AccessService {
@@ -261,7 +261,7 @@ fn same_bytes(left: &[u8], right: &[u8]) -> bool {
 }
 
 impl AccessService {
-    pub fn new(store: Store) -> AccessService {
+    pub fn new(store: std::sync::Arc<Store>) -> AccessService {
         AccessService { store }
     }
 
@@ -448,7 +448,9 @@ mod tests {
     use super::*;
 
     fn service() -> AccessService {
-        AccessService::new(Store::open_in_memory().expect("in-memory store"))
+        AccessService::new(std::sync::Arc::new(
+            Store::open_in_memory().expect("in-memory store"),
+        ))
     }
 
     fn key(project: Option<&str>, role: Role, capabilities: &[Capability]) -> NewKey {

@@ -63,7 +63,7 @@ pub struct ImageService {
 }
 
 struct Inner {
-    store: Store,
+    store: Arc<Store>,
     layers: LayerStore,
     puller: Puller,
     credentials: CredentialStore,
@@ -81,10 +81,9 @@ impl std::fmt::Debug for ImageService {
 }
 
 impl ImageService {
-    /// `store` is a connection of its own to the daemon's database; `credentials` keeps the
-    /// registry logins.
+    /// `store` is the daemon's database; `credentials` keeps the registry logins.
     pub fn new(
-        store: Store,
+        store: Arc<Store>,
         layers: LayerStore,
         credentials: CredentialStore,
         insecure_registries: Vec<String>,

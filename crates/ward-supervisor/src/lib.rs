@@ -8,8 +8,10 @@
 pub mod access;
 mod error;
 mod events;
+pub mod gate;
 mod health;
 pub mod images;
+pub mod ops;
 pub mod policy;
 pub mod privileges;
 pub mod quota;
@@ -34,7 +36,9 @@ pub use access::{
 };
 pub use error::SupervisorError;
 pub use events::{Event, EventKind};
+pub use gate::{Admission, Caller, Gate, Refusal};
 pub use images::{ImageError, ImageService, ImageView, PruneReport};
+pub use ops::{Access, Audit, Operation, Policy, Reach};
 pub use policy::BackoffPolicy;
 pub use privileges::HostAccess;
 pub use quota::{Quota, QuotaUsage};
@@ -109,7 +113,8 @@ pub struct Supervisor {
 }
 
 pub(crate) struct Inner {
-    store: Store,
+    store: Arc<Store>,
+    gate: Gate,
     driver: Arc<dyn Driver>,
     config: SupervisorConfig,
     state: Mutex<State>,
@@ -123,12 +128,13 @@ impl Supervisor {
     /// Loads state from the store, re-attaches to instances left by an earlier daemon and
     /// starts the reconcile loop and the usage sampler. Must be called inside a tokio runtime.
     pub async fn start(
-        store: Store,
+        store: Arc<Store>,
         driver: Arc<dyn Driver>,
         config: SupervisorConfig,
     ) -> Result<Supervisor, SupervisorError> {
         let (events, _) = broadcast::channel(4096);
         let inner = Arc::new(Inner {
+            gate: Gate::new(store.clone()),
             store,
             driver,
             config,
@@ -156,43 +162,64 @@ impl Supervisor {
         Ok(Supervisor { inner })
     }
 
-    /// Creates one workload for `principal`; fails if the name is taken.
-    pub fn create(
-        &self,
-        principal: &Principal,
-        project: &str,
-        spec: WorkloadSpec,
-    ) -> Result<WorkloadView, SupervisorError> {
-        let name = spec.name.clone();
-        self.apply_batch(principal, project, vec![spec], false, true)?;
-        self.get(project, &name)
+    /// The gate every call goes through, and the audit log behind it.
+    pub fn gate(&self) -> &Gate {
+        &self.inner.gate
     }
 
-    /// Creates or updates workloads for `principal`, all or nothing. With `dry_run`, only
-    /// reports what would change.
+    /// Admits `caller` to one call of `operation` (see [`Gate::admit`]).
+    pub fn admit(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        project: Option<&str>,
+        target: &str,
+    ) -> Result<Admission, SupervisorError> {
+        Ok(self.inner.gate.admit(caller, operation, project, target)?)
+    }
+
+    /// Creates one workload in the admitted project; fails if the name is taken.
+    pub fn create(
+        &self,
+        admission: &Admission,
+        spec: WorkloadSpec,
+    ) -> Result<WorkloadView, SupervisorError> {
+        admission.require(&[Operation::WorkloadCreate])?;
+        let name = spec.name.clone();
+        self.apply_batch(admission, vec![spec], false, true)?;
+        self.get(admission.project_or_default(), &name)
+    }
+
+    /// Creates or updates workloads, all or nothing. With `dry_run`, only reports what would
+    /// change.
     pub fn apply(
         &self,
-        principal: &Principal,
-        project: &str,
+        admission: &Admission,
         specs: Vec<WorkloadSpec>,
         dry_run: bool,
     ) -> Result<Vec<ApplyOutcome>, SupervisorError> {
-        self.apply_batch(principal, project, specs, dry_run, false)
+        admission.require(&[Operation::WorkloadApply, Operation::WorkloadReplace])?;
+        self.apply_batch(admission, specs, dry_run, false)
     }
 
     /// `apply`; with `create_only`, a name already taken refuses the batch, checked under the
     /// same lock as the write so two creates of one name cannot both succeed.
     fn apply_batch(
         &self,
-        principal: &Principal,
-        project: &str,
+        admission: &Admission,
         specs: Vec<WorkloadSpec>,
         dry_run: bool,
         create_only: bool,
     ) -> Result<Vec<ApplyOutcome>, SupervisorError> {
+        let project = admission.project_or_default();
         // Privileges first: a caller learns nothing about names or quotas it may not use.
         for spec in &specs {
-            privileges::check_spec(&self.inner.config.host_access, principal, project, spec)?;
+            privileges::check_spec(
+                &self.inner.config.host_access,
+                admission.principal(),
+                project,
+                spec,
+            )?;
         }
         if !dry_run {
             self.inner.driver.start_coming();
@@ -292,7 +319,12 @@ impl Supervisor {
             .iter()
             .map(|event| event.to_store(now))
             .collect();
-        let ids = self.inner.store.put_workloads(&records, &store_events)?;
+        let audit = admission.success_entry(if create_only { 201 } else { 200 });
+        let ids = self
+            .inner
+            .store
+            .put_workloads(&records, &store_events, audit.as_ref())
+            .inspect_err(|_| admission.unrecord())?;
         for entry in entries {
             let key = (project.to_string(), entry.spec.name.clone());
             match state.workloads.get_mut(&key) {
@@ -341,8 +373,14 @@ impl Supervisor {
     }
 
     /// Marks a workload stopped and waits until its instances are down.
-    pub async fn stop(&self, project: &str, name: &str) -> Result<WorkloadView, SupervisorError> {
-        self.set_desired(project, name, DesiredState::Stopped)?;
+    pub async fn stop(
+        &self,
+        admission: &Admission,
+        name: &str,
+    ) -> Result<WorkloadView, SupervisorError> {
+        admission.require(&[Operation::WorkloadStop])?;
+        let project = admission.project_or_default();
+        self.set_desired(admission, name, DesiredState::Stopped)?;
         self.wait_until(project, name, Duration::from_secs(60), |view| {
             view.instances
                 .iter()
@@ -354,11 +392,13 @@ impl Supervisor {
     /// Marks a workload running (clearing any crash backoff) and waits until it runs or fails.
     pub async fn start_workload(
         &self,
-        project: &str,
+        admission: &Admission,
         name: &str,
     ) -> Result<WorkloadView, SupervisorError> {
+        admission.require(&[Operation::WorkloadStart])?;
+        let project = admission.project_or_default();
         self.inner.driver.start_coming();
-        self.set_desired(project, name, DesiredState::Running)?;
+        self.set_desired(admission, name, DesiredState::Running)?;
         self.wait_until_settled(project, name, Duration::from_secs(60))
             .await
     }
@@ -367,9 +407,11 @@ impl Supervisor {
     /// run (or have failed to start).
     pub async fn restart(
         &self,
-        project: &str,
+        admission: &Admission,
         name: &str,
     ) -> Result<WorkloadView, SupervisorError> {
+        admission.require(&[Operation::WorkloadRestart])?;
+        let project = admission.project_or_default();
         self.inner.driver.start_coming();
         {
             let mut state = self.inner.lock();
@@ -378,18 +420,23 @@ impl Supervisor {
                 .get_mut(&(project.to_string(), name.to_string()))
                 .filter(|entry| entry.desired != DesiredState::Deleted)
                 .ok_or_else(|| not_found(project, name))?;
+            // The database first: memory never runs ahead of a write that failed.
+            self.inner
+                .store
+                .set_desired_state(
+                    project,
+                    name,
+                    "running",
+                    time::to_millis(SystemTime::now()),
+                    admission.success_entry(200).as_ref(),
+                )
+                .inspect_err(|_| admission.unrecord())?;
             entry.desired = DesiredState::Running;
             for instance in entry.instances.values_mut() {
                 instance.restart_requested = true;
                 instance.retry_at = None;
                 instance.failures_in_row = 0;
             }
-            self.inner.store.set_desired_state(
-                project,
-                name,
-                "running",
-                time::to_millis(SystemTime::now()),
-            )?;
         }
         self.inner.wake.notify_one();
         self.wait_until(project, name, Duration::from_secs(60), |view| {
@@ -408,10 +455,12 @@ impl Supervisor {
     /// workload is refused.
     pub async fn delete(
         &self,
-        project: &str,
+        admission: &Admission,
         name: &str,
         force: bool,
     ) -> Result<(), SupervisorError> {
+        admission.require(&[Operation::WorkloadDelete])?;
+        let project = admission.project_or_default();
         let key = (project.to_string(), name.to_string());
         {
             let mut state = self.inner.lock();
@@ -428,13 +477,17 @@ impl Supervisor {
                     hint: format!("stop it first with `ward stop {name}`, or remove it anyway with `ward rm -f {name}`"),
                 });
             }
+            self.inner
+                .store
+                .set_desired_state(
+                    project,
+                    name,
+                    "deleted",
+                    time::to_millis(SystemTime::now()),
+                    admission.success_entry(200).as_ref(),
+                )
+                .inspect_err(|_| admission.unrecord())?;
             entry.desired = DesiredState::Deleted;
-            self.inner.store.set_desired_state(
-                project,
-                name,
-                "deleted",
-                time::to_millis(SystemTime::now()),
-            )?;
         }
         self.inner.wake.notify_one();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -706,16 +759,28 @@ impl Supervisor {
 
     fn set_desired(
         &self,
-        project: &str,
+        admission: &Admission,
         name: &str,
         desired: DesiredState,
     ) -> Result<(), SupervisorError> {
+        let project = admission.project_or_default();
         let mut state = self.inner.lock();
         let entry = state
             .workloads
             .get_mut(&(project.to_string(), name.to_string()))
             .filter(|entry| entry.desired != DesiredState::Deleted)
             .ok_or_else(|| not_found(project, name))?;
+        // The database first: memory never runs ahead of a write that failed.
+        self.inner
+            .store
+            .set_desired_state(
+                project,
+                name,
+                desired.as_str(),
+                time::to_millis(SystemTime::now()),
+                admission.success_entry(200).as_ref(),
+            )
+            .inspect_err(|_| admission.unrecord())?;
         entry.desired = desired;
         if desired == DesiredState::Running {
             for instance in entry.instances.values_mut() {
@@ -726,12 +791,6 @@ impl Supervisor {
                 }
             }
         }
-        self.inner.store.set_desired_state(
-            project,
-            name,
-            desired.as_str(),
-            time::to_millis(SystemTime::now()),
-        )?;
         drop(state);
         self.inner.wake.notify_one();
         Ok(())

@@ -39,12 +39,17 @@ impl QuotaUsage {
     pub fn configured<'a>(specs: impl IntoIterator<Item = &'a WorkloadSpec>) -> QuotaUsage {
         let mut usage = QuotaUsage::default();
         for spec in specs {
+            // Saturating: a total past u64 is over every quota, never wrapped below one.
             let replicas = u64::from(spec.replicas);
-            usage.workloads += 1;
-            usage.replicas += replicas;
+            usage.workloads = usage.workloads.saturating_add(1);
+            usage.replicas = usage.replicas.saturating_add(replicas);
             usage.cpu += spec.resources.cpu.unwrap_or(0.0) * replicas as f64;
-            usage.memory += spec.resources.memory.unwrap_or(0) * replicas;
-            usage.gpus += u64::from(spec.resources.gpu.unwrap_or(0)) * replicas;
+            usage.memory = usage
+                .memory
+                .saturating_add(spec.resources.memory.unwrap_or(0).saturating_mul(replicas));
+            usage.gpus = usage.gpus.saturating_add(
+                u64::from(spec.resources.gpu.unwrap_or(0)).saturating_mul(replicas),
+            );
         }
         usage
     }
@@ -119,7 +124,7 @@ pub fn check(
         }
         // Measured: what runs now, plus what this change asks for on top.
         let added = after.memory.saturating_sub(before.memory);
-        let measured_after = after.measured_memory + added;
+        let measured_after = after.measured_memory.saturating_add(added);
         if added > 0 && measured_after > limit {
             return Err(QuotaExceeded {
                 quota: "memory",

@@ -316,6 +316,9 @@ async fn start_instance(
             watch(inner.clone(), key, handle, generation);
         }
         Err(error) => {
+            // A program that does not exist, an image that does not, a kind with no driver:
+            // trying again changes nothing, so the instance fails and stays failed.
+            let permanent = error.is_permanent();
             let message = error.to_string();
             let exit = ExitStatus {
                 exit_code: None,
@@ -330,8 +333,13 @@ async fn start_instance(
                 vec![PendingEvent::for_instance(
                     &key,
                     EventKind::StartFailed,
-                    format!("{name} failed to start: {message}"),
-                )],
+                    if permanent {
+                        format!("{name} failed to start: {message}; not retried until the spec changes or it is started again")
+                    } else {
+                        format!("{name} failed to start: {message}")
+                    },
+                )
+                .with_data(serde_json::json!({ "permanent": permanent }))],
                 |instance| {
                     instance.busy = false;
                     instance.phase = Phase::Failed;
@@ -340,8 +348,9 @@ async fn start_instance(
                     instance.message = Some(message);
                     let delay = backoff.delay(instance.failures_in_row);
                     instance.failures_in_row = instance.failures_in_row.saturating_add(1);
-                    instance.retry_at = should_restart(&spec.restart, &exit, instance.restarts)
-                        .then(|| Instant::now() + delay);
+                    instance.retry_at = (!permanent
+                        && should_restart(&spec.restart, &exit, instance.restarts))
+                    .then(|| Instant::now() + delay);
                     instance.last_exit = Some(exit);
                 },
             );

@@ -53,7 +53,7 @@ pub struct SecretInfo {
 }
 
 pub struct SecretService {
-    store: Store,
+    store: std::sync::Arc<Store>,
     cipher: ChaCha20Poly1305,
 }
 
@@ -117,7 +117,10 @@ fn associated_data(project: &str, name: &str) -> Vec<u8> {
 
 impl SecretService {
     /// `store` is a connection of its own to the daemon's database; `key_path` the key file.
-    pub fn open(store: Store, key_path: &Path) -> Result<SecretService, SecretError> {
+    pub fn open(
+        store: std::sync::Arc<Store>,
+        key_path: &Path,
+    ) -> Result<SecretService, SecretError> {
         let key = load_or_create_key(key_path)?;
         Ok(SecretService {
             store,
@@ -241,8 +244,11 @@ mod tests {
         let directory = tempfile::tempdir().expect("temporary directory");
         let database = directory.path().join("ward.db");
         let key = directory.path().join("secrets.key");
-        let secrets =
-            SecretService::open(Store::open(&database).expect("store"), &key).expect("open");
+        let secrets = SecretService::open(
+            std::sync::Arc::new(Store::open(&database).expect("store")),
+            &key,
+        )
+        .expect("open");
         let value = b"correct-horse-battery-staple-7f3a";
         secrets.set("alpha", "db-password", value).expect("set");
         assert_eq!(
@@ -281,14 +287,17 @@ mod tests {
             .expect("row");
         moved.name = "other".to_string();
         store.put_secret(&moved).expect("copy the row");
-        let secrets = SecretService::open(store, &key).expect("open");
+        let secrets = SecretService::open(std::sync::Arc::new(store), &key).expect("open");
         assert!(matches!(
             secrets.reveal("alpha", "other"),
             Err(SecretError::Unsealable { .. })
         ));
         fs::write(&key, [7u8; KEY_BYTES]).expect("replace the key");
-        let secrets =
-            SecretService::open(Store::open(&database).expect("store"), &key).expect("open");
+        let secrets = SecretService::open(
+            std::sync::Arc::new(Store::open(&database).expect("store")),
+            &key,
+        )
+        .expect("open");
         assert!(matches!(
             secrets.reveal("alpha", "db-password"),
             Err(SecretError::Unsealable { .. })

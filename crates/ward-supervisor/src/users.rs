@@ -67,7 +67,7 @@ struct SessionClaims {
 }
 
 pub struct UserService {
-    store: Store,
+    store: std::sync::Arc<Store>,
     session_key: [u8; 32],
 }
 
@@ -101,7 +101,7 @@ fn wrong_login() -> AccessError {
 
 impl UserService {
     /// `key_path`: the key that signs sessions (created on first use, mode 0600).
-    pub fn open(store: Store, key_path: &Path) -> Result<UserService, AccessError> {
+    pub fn open(store: std::sync::Arc<Store>, key_path: &Path) -> Result<UserService, AccessError> {
         let session_key = load_or_create_key_bytes(key_path)
             .map_err(|error| AccessError::Invalid(error.to_string()))?;
         Ok(UserService { store, session_key })
@@ -309,6 +309,12 @@ impl UserService {
         <HmacSha256 as Mac>::new_from_slice(&self.session_key).expect("HMAC takes any key length")
     }
 
+    /// The anti-forgery token of a session: what a browser holding the session in a cookie
+    /// sends back in a header with every change, which another site cannot read or make.
+    pub fn csrf_token(&self, session_token: &str) -> String {
+        self.sign(format!("csrf:{session_token}").as_bytes())
+    }
+
     fn sign(&self, payload: &[u8]) -> String {
         let mut mac = self.mac();
         mac.update(payload);
@@ -345,7 +351,11 @@ mod tests {
     fn service() -> (tempfile::TempDir, UserService) {
         let directory = tempfile::tempdir().expect("temporary directory");
         let store = Store::open(&directory.path().join("ward.db")).expect("store");
-        let users = UserService::open(store, &directory.path().join("session.key")).expect("open");
+        let users = UserService::open(
+            std::sync::Arc::new(store),
+            &directory.path().join("session.key"),
+        )
+        .expect("open");
         (directory, users)
     }
 

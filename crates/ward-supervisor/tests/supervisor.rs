@@ -17,7 +17,10 @@ use ward_runtime::{
 };
 use ward_spec::{HealthProbe, WorkloadSpec};
 use ward_store::Store;
-use ward_supervisor::{Phase, Principal, Supervisor, SupervisorConfig};
+use ward_supervisor::{
+    Admission, Caller, Operation, Phase, Principal, Role, Supervisor, SupervisorConfig,
+    SupervisorError,
+};
 
 #[derive(Default)]
 struct FakeDriver {
@@ -267,9 +270,21 @@ async fn all_running(
 }
 
 async fn supervisor_with(driver: Arc<FakeDriver>, store: Store) -> Supervisor {
-    Supervisor::start(store, driver, SupervisorConfig::default())
+    Supervisor::start(Arc::new(store), driver, SupervisorConfig::default())
         .await
         .unwrap()
+}
+
+/// Leave for the bootstrap admin to make one call of `operation` in project `default`.
+fn as_admin(supervisor: &Supervisor, operation: Operation) -> Admission {
+    supervisor
+        .admit(
+            &Caller::new(Principal::bootstrap_admin()),
+            operation,
+            Some("default"),
+            "test",
+        )
+        .expect("the admin is admitted")
 }
 
 #[tokio::test(start_paused = true)]
@@ -279,8 +294,7 @@ async fn crash_loop_backs_off_to_a_handful_of_restarts_in_the_first_minute() {
     let begin = tokio::time::Instant::now();
     supervisor
         .create(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadCreate),
             spec("name: crash\ncommand: [exit, 0s, '1']\n"),
         )
         .unwrap();
@@ -302,8 +316,7 @@ async fn backoff_resets_after_a_stable_run() {
     let begin = tokio::time::Instant::now();
     supervisor
         .create(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadCreate),
             spec("name: flaky\ncommand: [exit, 40s, '1']\n"),
         )
         .unwrap();
@@ -324,8 +337,7 @@ async fn restart_policies_decide_what_comes_back() {
     let check = |name: &str, restart: &str, command: &str| {
         supervisor
             .create(
-                &Principal::bootstrap_admin(),
-                "default",
+                &as_admin(&supervisor, Operation::WorkloadCreate),
                 spec(&format!(
                     "name: {name}\nrestart: {restart}\ncommand: {command}\n"
                 )),
@@ -359,8 +371,7 @@ async fn oom_kill_is_recorded_and_restarted() {
     let mut events = supervisor.subscribe();
     supervisor
         .create(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadCreate),
             spec("name: hog\ncommand: [oom, 2s]\n"),
         )
         .unwrap();
@@ -387,8 +398,7 @@ async fn stop_start_and_delete() {
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
         .create(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadCreate),
             spec("name: web\ncommand: [run]\n"),
         )
         .unwrap();
@@ -397,17 +407,34 @@ async fn stop_start_and_delete() {
         .await
         .unwrap();
     assert_eq!(view.phase(), Phase::Running);
-    let view = supervisor.stop("default", "web").await.unwrap();
+    let view = supervisor
+        .stop(&as_admin(&supervisor, Operation::WorkloadStop), "web")
+        .await
+        .unwrap();
     assert_eq!(view.phase(), Phase::Stopped);
     assert_eq!(driver.running_count(), 0);
-    let view = supervisor.start_workload("default", "web").await.unwrap();
+    let view = supervisor
+        .start_workload(&as_admin(&supervisor, Operation::WorkloadStart), "web")
+        .await
+        .unwrap();
     assert_eq!(view.phase(), Phase::Running);
     let refused = supervisor
-        .delete("default", "web", false)
+        .delete(
+            &as_admin(&supervisor, Operation::WorkloadDelete),
+            "web",
+            false,
+        )
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("ward rm -f web"), "{refused}");
-    supervisor.delete("default", "web", true).await.unwrap();
+    supervisor
+        .delete(
+            &as_admin(&supervisor, Operation::WorkloadDelete),
+            "web",
+            true,
+        )
+        .await
+        .unwrap();
     assert!(supervisor.get("default", "web").is_err());
     assert_eq!(driver.running_count(), 0);
 }
@@ -418,8 +445,7 @@ async fn replicas_scale_up_and_down() {
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
         .create(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadCreate),
             spec("name: pool\nreplicas: 3\ncommand: [run]\n"),
         )
         .unwrap();
@@ -432,8 +458,7 @@ async fn replicas_scale_up_and_down() {
     assert_eq!(names, ["pool-0", "pool-1", "pool-2"]);
     supervisor
         .apply(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadApply),
             vec![spec("name: pool\nreplicas: 1\ncommand: [run]\n")],
             false,
         )
@@ -454,16 +479,14 @@ async fn update_replaces_instances_one_at_a_time() {
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
         .create(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadCreate),
             spec("name: api\nreplicas: 2\ncommand: [run]\n"),
         )
         .unwrap();
     all_running(&supervisor, "api", 2).await;
     let outcomes = supervisor
         .apply(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadApply),
             vec![spec(
                 "name: api\nreplicas: 2\ncommand: [run]\nenv: {A: b}\n",
             )],
@@ -484,8 +507,7 @@ async fn update_replaces_instances_one_at_a_time() {
     // Applying the same spec again changes nothing.
     let outcomes = supervisor
         .apply(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadApply),
             vec![spec(
                 "name: api\nreplicas: 2\ncommand: [run]\nenv: {A: b}\n",
             )],
@@ -500,7 +522,7 @@ async fn failing_health_checks_restart_the_instance() {
     let driver = Arc::new(FakeDriver::default());
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
-        .create(&Principal::bootstrap_admin(), "default", spec("name: unhealthy-web\ncommand: [run]\nhealth: {tcp: 80, interval: 5s, retries: 3}\n"))
+        .create(&as_admin(&supervisor, Operation::WorkloadCreate), spec("name: unhealthy-web\ncommand: [run]\nhealth: {tcp: 80, interval: 5s, retries: 3}\n"))
         .unwrap();
     tokio::time::sleep(Duration::from_secs(16)).await;
     assert_eq!(
@@ -518,8 +540,7 @@ async fn start_failure_is_reported_and_retried_with_backoff() {
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
         .create(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadCreate),
             spec("name: broken\ncommand: [fail-start]\n"),
         )
         .unwrap();
@@ -547,15 +568,13 @@ async fn a_new_supervisor_reattaches_and_notices_exits_while_down() {
     let supervisor = supervisor_with(first_driver.clone(), Store::open(&database).unwrap()).await;
     supervisor
         .create(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadCreate),
             spec("name: alive\ncommand: [run]\n"),
         )
         .unwrap();
     supervisor
         .create(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadCreate),
             spec("name: gone\ncommand: [run]\nrestart: never\n"),
         )
         .unwrap();
@@ -610,15 +629,13 @@ async fn bad_batches_change_nothing() {
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
         .create(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadCreate),
             spec("name: one\ncommand: [run]\nports: ['18181:80']\n"),
         )
         .unwrap();
     let clash = supervisor
         .apply(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadApply),
             vec![
                 spec("name: two\ncommand: [run]\n"),
                 spec("name: three\ncommand: [run]\nports: ['18181:81']\n"),
@@ -633,8 +650,7 @@ async fn bad_batches_change_nothing() {
     );
     let taken = supervisor
         .create(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadCreate),
             spec("name: one\ncommand: [run]\n"),
         )
         .unwrap_err();
@@ -648,17 +664,111 @@ async fn restart_returns_once_the_new_instances_run() {
     let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
     supervisor
         .create(
-            &Principal::bootstrap_admin(),
-            "default",
+            &as_admin(&supervisor, Operation::WorkloadCreate),
             spec("name: svc\nreplicas: 2\ncommand: [run]\n"),
         )
         .unwrap();
     let before = all_running(&supervisor, "svc", 2).await;
-    let after = supervisor.restart("default", "svc").await.unwrap();
+    let after = supervisor
+        .restart(&as_admin(&supervisor, Operation::WorkloadRestart), "svc")
+        .await
+        .unwrap();
     for (old, new) in before.instances.iter().zip(&after.instances) {
         assert_eq!(new.phase, Phase::Running);
         assert_ne!(new.pid, old.pid, "{} was replaced", new.name);
         assert_eq!(new.restarts, 1);
     }
     assert_eq!(driver.starts_of("svc").len(), 4);
+}
+
+/// Every caller goes through the gate, not only HTTP: a viewer calling in-process is refused
+/// and the refusal is in the audit log; leave to read is no leave to write; an agent acting
+/// for an operator is recorded as such, once, by the change itself.
+#[tokio::test(start_paused = true)]
+async fn in_process_callers_go_through_the_gate_and_the_audit_log() {
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let supervisor = Supervisor::start(
+        store.clone(),
+        Arc::new(FakeDriver::default()),
+        SupervisorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let principal = |actor: &str, role: Role| Principal {
+        actor: actor.to_string(),
+        project: Some("default".to_string()),
+        role,
+        capabilities: Default::default(),
+    };
+    let viewer = Caller::new(principal("key:viewer", Role::Viewer));
+    let refused = supervisor.admit(&viewer, Operation::WorkloadCreate, None, "web");
+    assert!(
+        matches!(&refused, Err(SupervisorError::Forbidden { message }) if message.contains("viewer")),
+        "{refused:?}"
+    );
+    let reading = supervisor
+        .admit(&viewer, Operation::WorkloadList, None, "web")
+        .unwrap();
+    assert!(supervisor
+        .create(&reading, spec("name: web\ncommand: [run]\n"))
+        .is_err());
+    let other_project = supervisor.admit(
+        &Caller::new(principal("key:ops", Role::Operator)),
+        Operation::WorkloadCreate,
+        Some("elsewhere"),
+        "web",
+    );
+    assert!(other_project.is_err());
+    assert!(supervisor.list(None).is_empty());
+
+    let planner = Caller::on_behalf_of("planner", principal("key:ops", Role::Operator));
+    let admission = supervisor
+        .admit(&planner, Operation::WorkloadCreate, None, "web")
+        .unwrap();
+    supervisor
+        .create(&admission, spec("name: web\ncommand: [run]\n"))
+        .unwrap();
+    // The change wrote its own entry; finishing the call adds none.
+    supervisor.gate().finish(&admission, 201, "ok");
+
+    let audit = store.list_audit(None, 0, 100).unwrap();
+    let summary: Vec<_> = audit
+        .iter()
+        .map(|record| {
+            (
+                record.entry.actor.as_str(),
+                record.entry.on_behalf_of.as_deref(),
+                record.entry.project.as_deref(),
+                record.entry.action.as_str(),
+                record.entry.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "key:viewer",
+                None,
+                Some("default"),
+                "POST /api/v1/workloads",
+                403
+            ),
+            (
+                "key:ops",
+                None,
+                Some("elsewhere"),
+                "POST /api/v1/workloads",
+                403
+            ),
+            (
+                "planner",
+                Some("key:ops"),
+                Some("default"),
+                "POST /api/v1/workloads",
+                201
+            ),
+        ]
+    );
+    assert!(store.verify_audit().unwrap().first_bad.is_none());
 }

@@ -72,7 +72,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config.data_dir)?;
     let admin_key = ensure_admin_token(&config.data_dir)?;
 
-    let store = Store::open(&config.data_dir.join("ward.db"))?;
+    // One connection, shared: every write is serial, and a change and its audit entry
+    // commit in one transaction.
+    let store = Arc::new(Store::open(&config.data_dir.join("ward.db"))?);
     // The daemon's own files outside the data dir: no workload may mount or read them.
     let mut daemon_files = vec![config.secrets_key_file.clone()];
     daemon_files.extend(config.config_file.clone());
@@ -88,14 +90,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         default_pids_limit: config.default_pids_limit,
     })?;
     let images = ImageService::new(
-        Store::open(&config.data_dir.join("ward.db"))?,
+        store.clone(),
         runtime.layer_store(),
         CredentialStore::open_at(config.data_dir.join("registries.json")),
         config.insecure_registries.clone(),
     );
     runtime.set_image_resolver(Arc::new(images.clone()));
     let secrets = Arc::new(SecretService::open(
-        Store::open(&config.data_dir.join("ward.db"))?,
+        store.clone(),
         &config.secrets_key_file,
     )?);
     runtime.set_secret_resolver(secrets.clone());
@@ -103,7 +105,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&upload_dir)
         .with_context(|| format!("cannot create {}", upload_dir.display()))?;
     let supervisor = Supervisor::start(
-        store,
+        store.clone(),
         Arc::new(runtime.clone()),
         SupervisorConfig {
             host_access: HostAccess {
@@ -161,16 +163,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         upload_dir,
         admin_key,
         secrets,
-        access: Arc::new(AccessService::new(Store::open(
-            &config.data_dir.join("ward.db"),
-        )?)),
+        access: Arc::new(AccessService::new(store.clone())),
         metrics: Arc::new(Metrics::default()),
         rate_limiter: RateLimiter::new(config.rate_limit),
         users: Arc::new(UserService::open(
-            Store::open(&config.data_dir.join("ward.db"))?,
+            store.clone(),
             &config.data_dir.join("session.key"),
         )?),
         login_limiter: RateLimiter::new(RateLimit::LOGIN),
+        secure_cookies: tls.is_some(),
     });
     match tls {
         Some(tls) => ward_api::serve_tls(listener, tls, state, shutdown_signal()).await,

@@ -1316,3 +1316,229 @@ fn projects_are_separate_networks_where_workloads_find_each_other_by_name() {
     );
     assert!(!stdout_of(&remaining).contains("by-name"), "{remaining:?}");
 }
+
+/// `curl` with the given arguments, its output as text (headers included with `-i`).
+fn curl(arguments: &[&str]) -> String {
+    let output = std::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .args(arguments)
+        .output()
+        .expect("curl (apt-get install curl)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A browser holds its session in an HttpOnly, SameSite=Strict cookie: with it alone, an
+/// EventSource reads events and a WebSocket opens exec, while a change without the session's
+/// anti-forgery token is refused, and a WebSocket from another site too.
+#[test]
+fn a_session_cookie_reads_events_and_opens_exec_and_a_change_needs_the_csrf_token() {
+    let daemon = Daemon::start();
+    let password = "a long enough password";
+    let created = http_request(
+        daemon.address(),
+        "POST",
+        "/api/v1/users",
+        Some(daemon.token()),
+        Some(&format!(
+            r#"{{"name": "browser", "password": "{password}"}}"#
+        )),
+    );
+    assert_eq!(created.status, 200, "{}", created.body);
+    let granted = http_request(
+        daemon.address(),
+        "POST",
+        "/api/v1/users/browser/grants",
+        Some(daemon.token()),
+        Some(r#"{"project": "default", "role": "operator", "capabilities": ["exec"]}"#),
+    );
+    assert_eq!(granted.status, 200, "{}", granted.body);
+
+    let jar = tempfile::NamedTempFile::new().expect("cookie jar");
+    let jar_path = jar.path().to_str().expect("path");
+    let url = daemon.url();
+    let login = curl(&[
+        "-i",
+        "-c",
+        jar_path,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &format!(r#"{{"username": "browser", "password": "{password}"}}"#),
+        &format!("{url}/api/v1/sessions"),
+    ]);
+    let session_cookie = login
+        .lines()
+        .find(|line| {
+            line.to_ascii_lowercase()
+                .starts_with("set-cookie: ward_session=")
+        })
+        .unwrap_or_else(|| panic!("no session cookie in {login}"));
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(session_cookie.contains(attribute), "{session_cookie}");
+    }
+    let body = login.split("\r\n\r\n").last().expect("a body");
+    let csrf = serde_json::from_str::<Value>(body).expect("JSON")["csrf_token"]
+        .as_str()
+        .expect("a csrf_token")
+        .to_string();
+
+    // A change with the cookie alone is refused, and nothing is created.
+    let spec = r#"{"name": "cookie-made", "command": ["sleep", "600"], "network": "none"}"#;
+    let forged = curl(&[
+        "-i",
+        "-b",
+        jar_path,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        spec,
+        &format!("{url}/api/v1/workloads"),
+    ]);
+    assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
+    assert!(forged.contains("X-CSRF-Token"), "{forged}");
+    let absent = http_request(
+        daemon.address(),
+        "GET",
+        "/api/v1/workloads/cookie-made",
+        Some(daemon.token()),
+        None,
+    );
+    assert_eq!(absent.status, 404, "{}", absent.body);
+    let wrong = curl(&[
+        "-i",
+        "-b",
+        jar_path,
+        "-H",
+        "X-CSRF-Token: forged",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        spec,
+        &format!("{url}/api/v1/workloads"),
+    ]);
+    assert!(wrong.starts_with("HTTP/1.1 403"), "{wrong}");
+
+    // With the token it goes through, and the audit log names the user.
+    let made = curl(&[
+        "-i",
+        "-b",
+        jar_path,
+        "-H",
+        &format!("X-CSRF-Token: {csrf}"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        spec,
+        &format!("{url}/api/v1/workloads?wait=true"),
+    ]);
+    assert!(made.starts_with("HTTP/1.1 201"), "{made}");
+
+    // The event stream, read as an EventSource does: the cookie and nothing else.
+    let events = curl(&[
+        "-b",
+        jar_path,
+        "-H",
+        "Accept: text/event-stream",
+        &format!("{url}/api/v1/events"),
+    ]);
+    assert!(
+        events.contains("data:") && events.contains("cookie-made"),
+        "{events}"
+    );
+
+    // The exec WebSocket opens with the cookie, from the API's own origin only.
+    let upgrade = |origin: &str| {
+        curl(&[
+            "-i",
+            "--max-time",
+            "3",
+            "-b",
+            jar_path,
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Sec-WebSocket-Version: 13",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "-H",
+            &format!("Origin: {origin}"),
+            &format!("{url}/api/v1/workloads/cookie-made/exec?command=true"),
+        ])
+    };
+    let foreign = upgrade("https://evil.example");
+    assert!(foreign.starts_with("HTTP/1.1 403"), "{foreign}");
+    if common::sandbox_available("a_session_cookie_… (exec)") {
+        let opened = upgrade(&url);
+        assert!(opened.starts_with("HTTP/1.1 101"), "{opened}");
+    }
+
+    // Bearer keys work as before, without any token, and logging out clears the cookies.
+    let listed = http_request(
+        daemon.address(),
+        "GET",
+        "/api/v1/workloads",
+        Some(daemon.token()),
+        None,
+    );
+    assert_eq!(listed.status, 200);
+    let logout = curl(&[
+        "-i",
+        "-X",
+        "DELETE",
+        "-b",
+        jar_path,
+        "-H",
+        &format!("X-CSRF-Token: {csrf}"),
+        &format!("{url}/api/v1/sessions"),
+    ]);
+    assert!(logout.starts_with("HTTP/1.1 200"), "{logout}");
+    assert!(
+        logout.contains("ward_session=; Path=/; Max-Age=0"),
+        "{logout}"
+    );
+    let audit = daemon.api_get("/api/v1/audit");
+    assert!(
+        audit.contains("\"actor\":\"user:browser\"") && audit.contains("POST /api/v1/workloads"),
+        "{audit}"
+    );
+}
+
+/// Sizes past what any machine has are refused by name, before a sum over replicas could
+/// wrap around below a quota.
+#[test]
+fn a_size_that_would_overflow_the_quota_is_refused_by_name() {
+    let daemon = Daemon::start();
+    ward_ok(&daemon, &["project", "create", "tight"]);
+    let quota = http_request(
+        daemon.address(),
+        "PUT",
+        "/api/v1/quota?project=tight",
+        Some(daemon.token()),
+        Some(r#"{"memory": "1GiB"}"#),
+    );
+    assert_eq!(quota.status, 200, "{}", quota.body);
+    let spec = r#"{"workloads": [{"name": "huge", "command": ["true"], "replicas": 4, "resources": {"memory": "4194304T"}}]}"#;
+    let refused = http_request(
+        daemon.address(),
+        "POST",
+        "/api/v1/apply?project=tight",
+        Some(daemon.token()),
+        Some(spec),
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("resources.memory") && refused.body.contains("too large"),
+        "{}",
+        refused.body
+    );
+    let listed = http_request(
+        daemon.address(),
+        "GET",
+        "/api/v1/workloads?project=tight&all=true",
+        Some(daemon.token()),
+        None,
+    );
+    assert!(!listed.body.contains("huge"), "{}", listed.body);
+}

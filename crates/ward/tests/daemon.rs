@@ -278,3 +278,38 @@ fn followed_logs_have_no_gaps_and_no_repeats() {
     assert_eq!(lines, expected);
     assert_success(&daemon.ward(&["rm", "-f", "ticker"]));
 }
+
+/// A program that does not exist can never start: the instance fails at once with the
+/// reason, and is not restarted (a restart policy is for programs that ran).
+#[test]
+fn a_program_that_does_not_exist_fails_at_once_and_is_not_restarted() {
+    if !can_run_workloads() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let started = std::time::Instant::now();
+    let _ = daemon.ward(&["run", "--name", "x", "--", "/nonexistent"]);
+    let failed_after = daemon.wait_for(
+        "x to fail with the reason",
+        std::time::Duration::from_secs(10),
+        || {
+            let inspected = common::stdout_of(&daemon.ward(&["inspect", "x"])).to_lowercase();
+            (inspected.contains("failed") && inspected.contains("no such file"))
+                .then(|| started.elapsed())
+        },
+    );
+    assert!(
+        failed_after < std::time::Duration::from_secs(2),
+        "failed only after {failed_after:?}"
+    );
+    // Backoff would have tried again after 1 s and 3 s: watch past both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while std::time::Instant::now() < deadline {
+        let events = common::stdout_of(&daemon.ward(&["events"]));
+        let starts = events.matches("starting x-0").count();
+        assert_eq!(starts, 1, "x was started again:\n{events}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let events = common::stdout_of(&daemon.ward(&["events"]));
+    assert!(events.contains("not retried"), "{events}");
+}
