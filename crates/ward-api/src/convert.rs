@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use ward_client::wire::{
     EventEntry, InstanceStatus, LogEntry, PublishedPort, WorkloadDocument, WorkloadStatus,
 };
-use ward_runtime::LogLine;
+use ward_supervisor::LogLine;
 use ward_supervisor::{Capability, DesiredState, Event, InstanceView, Phase, WorkloadView};
 
 pub fn rfc3339(time: SystemTime) -> String {

@@ -88,6 +88,17 @@ impl ApiError {
         }
     }
 
+    /// Another server Ward depends on (a registry) failed or cannot be reached.
+    pub fn bad_gateway(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_GATEWAY,
+            code: "bad_gateway",
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
+    }
+
     pub fn method_not_allowed() -> ApiError {
         ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,

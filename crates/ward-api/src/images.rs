@@ -17,6 +17,7 @@ use ward_client::wire::{
     BlobProgress, ExportRequest, ImageDocument, ImageList, LoginRequest, PruneResponse, PullEvent,
     PullRequest, RegistryLogin, RegistryLoginList,
 };
+use ward_supervisor::images::{canonical_registry, ImageErrorKind};
 use ward_supervisor::{ImageError, ImageView, PullProgress};
 
 use crate::convert::rfc3339_ms;
@@ -26,18 +27,12 @@ use crate::ApiState;
 
 impl From<ImageError> for ApiError {
     fn from(error: ImageError) -> ApiError {
-        match &error {
-            ImageError::NotFound { .. } | ImageError::NotLoggedIn { .. } => {
-                ApiError::not_found(error.to_string())
-            }
-            ImageError::InUse { .. } => ApiError::conflict(error.to_string()),
-            ImageError::Store(_)
-            | ImageError::Blobs(ward_image::store::StoreError::Io { .. })
-            | ImageError::Credentials(
-                ward_image::credentials::CredentialError::Io { .. }
-                | ward_image::credentials::CredentialError::Corrupt { .. },
-            ) => ApiError::internal(&error),
-            _ => ApiError::bad_request(error.to_string()),
+        match error.kind() {
+            ImageErrorKind::Invalid => ApiError::bad_request(error.to_string()),
+            ImageErrorKind::NotFound => ApiError::not_found(error.to_string()),
+            ImageErrorKind::InUse => ApiError::conflict(error.to_string()),
+            ImageErrorKind::Upstream => ApiError::bad_gateway(error.to_string()),
+            ImageErrorKind::Internal => ApiError::internal(&error),
         }
     }
 }
@@ -287,10 +282,7 @@ pub async fn logout(
         .images
         .logins(&project)?
         .into_iter()
-        .find(|(known, _)| {
-            ward_image::credentials::canonical_registry(&registry)
-                .is_ok_and(|wanted| &wanted == known)
-        })
+        .find(|(known, _)| canonical_registry(&registry).is_some_and(|wanted| &wanted == known))
         .map(|(_, username)| username)
         .unwrap_or_default();
     let registry = state.images.logout(&project, &registry)?;

@@ -114,12 +114,53 @@ pub struct LogLocation {
     pub path: PathBuf,
 }
 
-/// A process started inside a running instance by [`Driver::exec`].
-#[derive(Debug)]
-pub struct ExecProcess {
-    pub child: tokio::process::Child,
-    /// The PTY master when a terminal was asked for; otherwise the child's stdio are pipes.
-    pub pty_master: Option<std::os::fd::OwnedFd>,
+/// A command running inside an instance, whatever runs it (an OCI runtime's `exec`, a VM's
+/// guest agent or serial console, a WASM host): its output, its input, its terminal and its
+/// end. Made by [`Driver::exec`].
+pub struct ExecSession {
+    /// Output in the order it came; closed once the command's output has ended.
+    pub output: tokio::sync::mpsc::Receiver<ExecOutput>,
+    /// The command's input; `None` when it takes none.
+    pub input: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
+    /// Whether the command runs on a terminal: its output is then all `Stdout`, and the end
+    /// of its input is a ^D rather than a closed pipe.
+    pub terminal: bool,
+    /// Resizes the terminal and ends the command.
+    pub control: Box<dyn ExecControl>,
+    /// Resolves with how the command ended (also after [`ExecControl::kill`]).
+    pub exit:
+        std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<ExecExit>> + Send>>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ExecSession")
+            .field("terminal", &self.terminal)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A piece of an exec'd command's output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecOutput {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
+/// How an exec'd command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecExit {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// What a caller may do to a running exec'd command besides feeding it input.
+pub trait ExecControl: Send + Sync {
+    /// Sets the terminal's size; nothing without a terminal.
+    fn resize(&self, cols: u16, rows: u16);
+    /// Ends the command.
+    fn kill(&self);
 }
 
 /// Runs instances of one or more workload kinds.
@@ -173,7 +214,7 @@ pub trait Driver: Send + Sync + 'static {
         handle: &InstanceHandle,
         command: &[String],
         tty: bool,
-    ) -> Result<ExecProcess, RuntimeError>;
+    ) -> Result<ExecSession, RuntimeError>;
 
     /// Manifest digests of the images that instances run, or ran and may run again: what an
     /// image prune must keep even when no name points at them any more.

@@ -14,6 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::pty::openpty;
@@ -23,7 +24,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::UnixListener;
 
 use crate::oci::{OciProgram, OciRuntimeKind};
-use crate::{ExecProcess, RuntimeError};
+use crate::{ExecControl, ExecExit, ExecOutput, ExecSession, RuntimeError};
 
 /// How long the runtime may take to hand over the terminal.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -128,6 +129,131 @@ impl ExecTarget<'_> {
 }
 
 pub(crate) async fn spawn(
+    target: ExecTarget<'_>,
+    run_dir: &Path,
+    command: &[String],
+    tty: bool,
+) -> Result<ExecSession, RuntimeError> {
+    let process = spawn_process(target, run_dir, command, tty).await?;
+    session(process).map_err(|error| target.failed(format!("share the terminal: {error}")))
+}
+
+/// A process started by `RUNTIME exec`.
+struct ExecProcess {
+    child: tokio::process::Child,
+    /// The PTY master when a terminal was asked for; otherwise the child's stdio are pipes.
+    pty_master: Option<OwnedFd>,
+}
+
+/// The session of an exec'd process: its pipes or its terminal pumped into one channel.
+fn session(process: ExecProcess) -> std::io::Result<ExecSession> {
+    let ExecProcess {
+        mut child,
+        pty_master,
+    } = process;
+    let (sender, output) = tokio::sync::mpsc::channel(64);
+    let killed = Arc::new(tokio::sync::Notify::new());
+    let (input, terminal): (Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>, _) =
+        match &pty_master {
+            Some(master) => {
+                let reader = tokio::fs::File::from_std(master.try_clone()?.into());
+                tokio::spawn(pump(reader, ExecOutput::Stdout, sender));
+                let writer = tokio::fs::File::from_std(master.try_clone()?.into());
+                (Some(Box::new(writer)), true)
+            }
+            None => {
+                if let Some(stdout) = child.stdout.take() {
+                    tokio::spawn(pump(stdout, ExecOutput::Stdout, sender.clone()));
+                }
+                if let Some(stderr) = child.stderr.take() {
+                    tokio::spawn(pump(stderr, ExecOutput::Stderr, sender));
+                }
+                let input = child
+                    .stdin
+                    .take()
+                    .map(|stdin| Box::new(stdin) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>);
+                (input, false)
+            }
+        };
+    let kill = killed.clone();
+    let exit = async move {
+        let status = tokio::select! {
+            status = child.wait() => status,
+            _ = kill.notified() => {
+                let _ = child.start_kill();
+                child.wait().await
+            }
+        }?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(ExecExit {
+            exit_code: status.code(),
+            signal: status.signal(),
+        })
+    };
+    Ok(ExecSession {
+        output,
+        input,
+        terminal,
+        control: Box::new(ProcessControl { pty_master, killed }),
+        exit: Box::pin(exit),
+    })
+}
+
+/// Reads `source` into the session's channel until it ends, or until nobody listens.
+async fn pump(
+    mut source: impl tokio::io::AsyncRead + Unpin,
+    piece: fn(Vec<u8>) -> ExecOutput,
+    output: tokio::sync::mpsc::Sender<ExecOutput>,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = tokio::select! {
+            read = source.read(&mut buffer) => read,
+            // A terminal may never end while other processes hold it: stop with the reader.
+            _ = output.closed() => return,
+        };
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(count) => {
+                if output.send(piece(buffer[..count].to_vec())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Resizes an exec'd process's terminal and kills it.
+struct ProcessControl {
+    pty_master: Option<OwnedFd>,
+    killed: Arc<tokio::sync::Notify>,
+}
+
+impl ExecControl for ProcessControl {
+    fn resize(&self, cols: u16, rows: u16) {
+        let Some(master) = &self.pty_master else {
+            return;
+        };
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer; the fd is a PTY master
+        // this session owns.
+        unsafe {
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+        }
+    }
+
+    fn kill(&self) {
+        // A permit is kept if the exit is not being awaited yet.
+        self.killed.notify_one();
+    }
+}
+
+async fn spawn_process(
     target: ExecTarget<'_>,
     run_dir: &Path,
     command: &[String],

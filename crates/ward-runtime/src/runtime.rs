@@ -34,7 +34,7 @@ use crate::pidfd::{is_own_child, reap_if_child, running_process_start_ticks, Pid
 use crate::seccomp;
 use crate::secrets::{SecretFiles, SecretResolver};
 use crate::{
-    exec, hosts, logs, monitor, network, probe, AttachOutcome, Driver, ExecProcess, ExitStatus,
+    exec, hosts, logs, monitor, network, probe, AttachOutcome, Driver, ExecSession, ExitStatus,
     InstanceHandle, InstanceKey, LogLine, LogLocation, ResourceUsage, RuntimeError,
 };
 use ward_image::layers::LayerStore;
@@ -1158,7 +1158,7 @@ impl Driver for Runtime {
         handle: &InstanceHandle,
         command: &[String],
         tty: bool,
-    ) -> Result<ExecProcess, RuntimeError> {
+    ) -> Result<ExecSession, RuntimeError> {
         let paths = self.paths(&handle.key)?;
         let id = self.inner.container_id(&handle.key);
         if Self::live_state(&paths)?.is_none() {

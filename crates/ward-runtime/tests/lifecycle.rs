@@ -451,49 +451,41 @@ async fn exec_runs_commands_with_pipes_and_with_a_terminal() {
         "-c",
         "echo $GREETING; pwd; cat /proc/self/status | grep NoNewPrivs; echo oops >&2; exit 4",
     ];
-    let process = fixture
+    let session = fixture
         .runtime
         .exec(&handle, &command.map(String::from), false)
         .await
         .expect("exec");
-    let output = process.child.wait_with_output().await.expect("exec output");
-    assert_eq!(output.status.code(), Some(4));
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        "hello\n/tmp\nNoNewPrivs:\t1\n"
-    );
-    assert_eq!(String::from_utf8_lossy(&output.stderr), "oops\n");
+    assert!(!session.terminal);
+    let (exit, stdout, stderr) = collect(session).await;
+    assert_eq!(exit.exit_code, Some(4));
+    assert_eq!(stdout, "hello\n/tmp\nNoNewPrivs:\t1\n");
+    assert_eq!(stderr, "oops\n");
 
     let command = ["sh", "-c", "tty; echo from-the-terminal"];
-    let mut process = fixture
+    let session = fixture
         .runtime
         .exec(&handle, &command.map(String::from), true)
         .await
         .expect("exec with tty");
-    let master = process.pty_master.take().expect("a terminal");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut terminal = std::fs::File::from(master);
-        let mut output = Vec::new();
-        let mut buffer = [0u8; 1024];
-        // Reading the master fails with EIO once the last process on the terminal is gone;
-        // closing it earlier would hang up the command.
-        while let Ok(read) = terminal.read(&mut buffer) {
-            if read == 0 {
-                break;
-            }
-            output.extend_from_slice(&buffer[..read]);
-        }
-        let _ = sender.send(String::from_utf8_lossy(&output).into_owned());
-    });
-    let status = tokio::time::timeout(LIMIT, process.child.wait())
-        .await
-        .expect("exec ends")
-        .expect("exec status");
-    assert!(status.success(), "{status:?}");
-    let output = receiver.recv_timeout(LIMIT).expect("the terminal closes");
+    assert!(session.terminal);
+    let (exit, output, _) = collect(session).await;
+    assert_eq!(exit.exit_code, Some(0), "{exit:?}");
     assert!(output.contains("/dev/pts/"), "tty printed {output:?}");
     assert!(output.contains("from-the-terminal"), "{output:?}");
+
+    // A command that would run for long ends when killed.
+    let session = fixture
+        .runtime
+        .exec(&handle, &["sleep".to_string(), "600".to_string()], false)
+        .await
+        .expect("exec sleep");
+    session.control.kill();
+    let exit = tokio::time::timeout(LIMIT, session.exit)
+        .await
+        .expect("a killed exec ends")
+        .expect("exec status");
+    assert_eq!(exit.signal, Some(9), "{exit:?}");
 
     fixture
         .runtime
@@ -1012,4 +1004,39 @@ async fn runtime_files_stay_in_memory_and_only_logs_and_exits_reach_the_data_dir
         !run_dir.exists() && !instance_dir.exists(),
         "remove left a directory"
     );
+}
+
+/// Everything an exec session printed, and how it ended: its exit first, then the output
+/// that was still on its way.
+async fn collect(
+    mut session: ward_runtime::ExecSession,
+) -> (ward_runtime::ExecExit, String, String) {
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let exit = tokio::time::timeout(LIMIT, async {
+        loop {
+            tokio::select! {
+                exit = &mut session.exit => break exit,
+                Some(piece) = session.output.recv() => match piece {
+                    ward_runtime::ExecOutput::Stdout(data) => stdout.extend(data),
+                    ward_runtime::ExecOutput::Stderr(data) => stderr.extend(data),
+                },
+            }
+        }
+    })
+    .await
+    .expect("exec ends")
+    .expect("exec status");
+    while let Ok(Some(piece)) =
+        tokio::time::timeout(Duration::from_secs(2), session.output.recv()).await
+    {
+        match piece {
+            ward_runtime::ExecOutput::Stdout(data) => stdout.extend(data),
+            ward_runtime::ExecOutput::Stderr(data) => stderr.extend(data),
+        }
+    }
+    (
+        exit,
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
 }

@@ -28,6 +28,9 @@ pub enum ImageError {
     Pull(#[from] ward_image::pull::PullError),
     #[error("{0}")]
     Archive(String),
+    /// Reading or writing Ward's own files failed.
+    #[error("{0}")]
+    Io(String),
     #[error("{0}")]
     Layers(#[from] ward_image::layers::LayerError),
     #[error("{0}")]
@@ -38,6 +41,72 @@ pub enum ImageError {
     Credentials(#[from] ward_image::credentials::CredentialError),
     #[error("not logged in to registry {registry} in project {project}")]
     NotLoggedIn { project: String, registry: String },
+}
+
+/// What kind of failure an [`ImageError`] is, for callers that answer with a status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageErrorKind {
+    /// The request is wrong (a reference that is not one, an archive that is not an image).
+    Invalid,
+    /// The image (or login) does not exist, here or at the registry.
+    NotFound,
+    /// A workload uses it.
+    InUse,
+    /// The registry is unreachable, refused, or sent something broken.
+    Upstream,
+    /// Ward's own storage failed; the details (host paths included) belong in the log.
+    Internal,
+}
+
+impl ImageError {
+    pub fn kind(&self) -> ImageErrorKind {
+        use ward_image::credentials::CredentialError;
+        use ward_image::layers::LayerError;
+        use ward_image::pull::PullError;
+        use ward_image::store::StoreError as BlobError;
+        match self {
+            ImageError::Invalid(_) | ImageError::Archive(_) => ImageErrorKind::Invalid,
+            ImageError::NotFound { .. } | ImageError::NotLoggedIn { .. } => {
+                ImageErrorKind::NotFound
+            }
+            ImageError::InUse { .. } => ImageErrorKind::InUse,
+            ImageError::Pull(PullError::Reference { .. })
+            | ImageError::Credentials(CredentialError::Registry { .. }) => ImageErrorKind::Invalid,
+            ImageError::Pull(PullError::Registry { message, .. })
+                if registry_says_not_found(message) =>
+            {
+                ImageErrorKind::NotFound
+            }
+            ImageError::Pull(PullError::Store(BlobError::Io { .. }))
+            | ImageError::Blobs(BlobError::Io { .. })
+            | ImageError::Layers(LayerError::Io { .. })
+            | ImageError::Layers(LayerError::Store(BlobError::Io { .. }))
+            | ImageError::Store(_)
+            | ImageError::Io(_)
+            | ImageError::Credentials(
+                CredentialError::Io { .. } | CredentialError::Corrupt { .. },
+            ) => ImageErrorKind::Internal,
+            ImageError::Pull(_)
+            | ImageError::Credentials(
+                CredentialError::Unreachable { .. } | CredentialError::Refused { .. },
+            ) => ImageErrorKind::Upstream,
+            ImageError::Blobs(_) | ImageError::Layers(_) => ImageErrorKind::Invalid,
+        }
+    }
+}
+
+/// Whether a registry's error text says the repository or tag does not exist.
+fn registry_says_not_found(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["manifest unknown", "name unknown", "not found"]
+        .iter()
+        .any(|phrase| message.contains(phrase))
+}
+
+/// The canonical form of a registry name, as logins are keyed (`docker.io` for Docker Hub's
+/// several names); `None` if it is not a registry name.
+pub fn canonical_registry(registry: &str) -> Option<String> {
+    ward_image::credentials::canonical_registry(registry).ok()
 }
 
 /// An image as the API shows it.
@@ -154,12 +223,22 @@ impl ImageService {
         let name = name.map(|name| Self::normalize(&name)).transpose()?;
         let blobs = self.inner.layers.blobs().clone();
         let platform = self.inner.platform.clone();
+        let shown = path.display().to_string();
         let imported = tokio::task::spawn_blocking(move || {
             ward_image::archive::import(&path, &blobs, &platform)
         })
         .await
         .map_err(|error| ImageError::Archive(error.to_string()))?
-        .map_err(|error| ImageError::Archive(error.to_string()))?;
+        .map_err(|error| match &error {
+            // Failing to read or write Ward's own files is Ward's problem, not the archive's.
+            ward_image::archive::ArchiveError::Io { path, .. }
+                if path.display().to_string() != shown =>
+            {
+                ImageError::Io(error.to_string())
+            }
+            // Where the daemon keeps uploads is its own business.
+            _ => ImageError::Archive(error.to_string().replace(&shown, "the archive")),
+        })?;
         for image in &imported {
             self.unpack(&image.manifest_digest).await?;
         }

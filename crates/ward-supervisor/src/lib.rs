@@ -11,6 +11,7 @@ mod events;
 pub mod gate;
 mod health;
 pub mod images;
+mod logs;
 pub mod ops;
 pub mod policy;
 pub mod privileges;
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, Notify};
-use ward_runtime::{Driver, ExecProcess, InstanceKey, LogLine, LogLocation};
+use ward_runtime::{Driver, InstanceKey, LogLocation};
 use ward_spec::WorkloadSpec;
 use ward_store::Store;
 
@@ -38,6 +39,7 @@ pub use error::SupervisorError;
 pub use events::{Event, EventKind};
 pub use gate::{Admission, Caller, Gate, Refusal};
 pub use images::{ImageError, ImageService, ImageView, PruneReport};
+pub use logs::LogFollow;
 pub use ops::{Access, Audit, Operation, Policy, Reach};
 pub use policy::BackoffPolicy;
 pub use privileges::HostAccess;
@@ -49,6 +51,7 @@ pub use view::{
 };
 pub use ward_image::credentials::CredentialStore;
 pub use ward_image::pull::PullProgress;
+pub use ward_runtime::{ExecControl, ExecExit, ExecOutput, ExecSession, LogLine};
 
 use events::PendingEvent;
 use state::{InstanceEntry, State, WorkloadEntry};
@@ -615,7 +618,7 @@ impl Supervisor {
         replica: Option<u32>,
         command: &[String],
         tty: bool,
-    ) -> Result<ExecProcess, SupervisorError> {
+    ) -> Result<ExecSession, SupervisorError> {
         let handle = {
             let state = self.inner.lock();
             let entry = state

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use tokio::sync::watch;
 use ward_runtime::{
-    AttachOutcome, Driver, ExecProcess, ExitStatus, InstanceHandle, InstanceKey, LogLine,
+    AttachOutcome, Driver, ExecSession, ExitStatus, InstanceHandle, InstanceKey, LogLine,
     LogLocation, ResourceUsage, RuntimeError,
 };
 use ward_spec::{HealthProbe, WorkloadSpec};
@@ -238,7 +238,7 @@ impl Driver for FakeDriver {
         handle: &InstanceHandle,
         _command: &[String],
         _tty: bool,
-    ) -> Result<ExecProcess, RuntimeError> {
+    ) -> Result<ExecSession, RuntimeError> {
         Err(RuntimeError::Io {
             action: "exec in",
             path: handle.key.container_id().into(),
