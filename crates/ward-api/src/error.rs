@@ -229,3 +229,64 @@ where
         }
     }
 }
+
+/// The longest plain-text error body turned into JSON.
+const MAX_TEXT_ERROR_BYTES: usize = 16 * 1024;
+
+/// Puts the errors axum answers by itself (a body over the limit, a query or path that does
+/// not parse, a missing WebSocket upgrade) into the contract's JSON, as every handler's are.
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_TEXT_ERROR_BYTES)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "too_large",
+            "the request body is larger than this endpoint takes; send a smaller one".to_string(),
+        ),
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            tracing::error!(error = %text, "internal error");
+            (
+                "internal",
+                "internal error; the daemon log has the details".to_string(),
+            )
+        }
+        _ if text.is_empty() => (
+            "bad_request",
+            format!(
+                "{}; see /openapi.json",
+                status.canonical_reason().unwrap_or("bad request")
+            ),
+        ),
+        _ => ("bad_request", format!("{text}; see /openapi.json")),
+    };
+    let error = ApiError {
+        status,
+        code,
+        message,
+        field: None,
+        retry_after: None,
+    };
+    let mut response = error.into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    response
+}

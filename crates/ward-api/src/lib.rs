@@ -70,6 +70,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             auth::authorize,
         ))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,

@@ -214,6 +214,9 @@ async fn shutdown_signal() {
 
 /// Takes an exclusive lock on the data dir for the daemon's lifetime: two daemons on one
 /// data dir would fight over every workload.
+/// How long a start waits for the data dir's lock to be released.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     let path = data_dir.join("ward.lock");
     let file = OpenOptions::new()
@@ -223,14 +226,22 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: flock on a valid, open file descriptor.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!(
-            "another ward daemon is using {}: stop it first or pick another --data-dir",
-            data_dir.display()
-        );
+    // A daemon killed a moment ago holds the lock until the kernel has torn it down (a few
+    // to tens of milliseconds after the kill): wait that long, not more.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a valid, open file descriptor.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(file);
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "another ward daemon is using {}: stop it first or pick another --data-dir",
+                data_dir.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Ok(file)
 }
 
 /// Reads the admin key, creating it (mode 0600) on first start.

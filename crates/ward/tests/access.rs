@@ -1542,3 +1542,27 @@ fn a_size_that_would_overflow_the_quota_is_refused_by_name() {
     );
     assert!(!listed.body.contains("huge"), "{}", listed.body);
 }
+
+/// The errors axum makes by itself (an oversized body, a query that does not parse, a path
+/// parameter of the wrong type) come in the contract's JSON like every other error.
+#[test]
+fn every_error_body_is_the_contracts_json() {
+    let daemon = Daemon::start();
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(5 << 20));
+    let cases = [
+        ("POST", "/api/v1/workloads", Some(huge.as_str()), 413),
+        ("GET", "/api/v1/workloads/x/logs?tail=lots", None, 400),
+        ("GET", "/api/v1/events?since=yesterday", None, 400),
+        ("GET", "/api/v1/workloads?all=maybe", None, 400),
+    ];
+    for (method, path, body, status) in cases {
+        let answer = http_request(daemon.address(), method, path, Some(daemon.token()), body);
+        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
+        let error: Value = serde_json::from_str(&answer.body)
+            .unwrap_or_else(|_| panic!("{method} {path} answered text: {}", answer.body));
+        assert!(
+            error["error"]["code"].is_string() && error["error"]["message"].is_string(),
+            "{method} {path}: {error}"
+        );
+    }
+}

@@ -313,3 +313,15 @@ fn a_program_that_does_not_exist_fails_at_once_and_is_not_restarted() {
     let events = common::stdout_of(&daemon.ward(&["events"]));
     assert!(events.contains("not retried"), "{events}");
 }
+
+/// A daemon started at once after the previous one was killed waits the moment the kernel
+/// takes to release the data dir's lock, instead of refusing to start.
+#[test]
+fn a_daemon_starts_at_once_after_the_previous_one_was_killed() {
+    let mut daemon = Daemon::start();
+    for _ in 0..5 {
+        daemon.kill9();
+        daemon.restart();
+    }
+    assert_success(&daemon.ward(&["ps"]));
+}
