@@ -237,4 +237,17 @@ pub trait Driver: Send + Sync + 'static {
     fn project_volume_bytes(&self, _project: &str) -> u64 {
         0
     }
+
+    /// Refuses a spec that this host can never run as written (a kind without a driver, a
+    /// field no driver honours), before anything is stored.
+    fn check(&self, _spec: &WorkloadSpec) -> Result<(), Unsupported> {
+        Ok(())
+    }
+}
+
+/// A field of a spec that no driver on this host honours, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported {
+    pub field: String,
+    pub reason: String,
 }

@@ -16,6 +16,7 @@ mod idmap;
 mod idmount;
 mod image;
 mod instance;
+mod kinds;
 mod launcher;
 pub mod logs;
 pub mod monitor;

@@ -852,6 +852,10 @@ impl Driver for Runtime {
         self.warm_cgroup_attach();
     }
 
+    fn check(&self, spec: &WorkloadSpec) -> Result<(), crate::Unsupported> {
+        crate::kinds::check(spec)
+    }
+
     async fn start(
         &self,
         key: &InstanceKey,

@@ -199,6 +199,9 @@ pub struct HealthCheck {
     pub timeout: Duration,
     /// Consecutive failures before the instance is restarted.
     pub retries: u32,
+    /// How long after a start failures do not count (until the first success), for programs
+    /// that take a while to come up; zero by default.
+    pub start_period: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -60,7 +60,7 @@ impl WorkloadSpec {
                     HealthProbe::Tcp { port } => ("tcp", Some(*port), None, None),
                     HealthProbe::Exec { command } => ("exec", None, None, Some(command)),
                 };
-                json!({
+                let mut normalized = json!({
                     "kind": kind,
                     "port": port,
                     "path": path,
@@ -68,7 +68,12 @@ impl WorkloadSpec {
                     "interval_ms": duration_milliseconds(health.interval),
                     "timeout_ms": duration_milliseconds(health.timeout),
                     "retries": health.retries,
-                })
+                });
+                // Present only when set, so specs written before it normalise as they did.
+                if !health.start_period.is_zero() {
+                    normalized["start_period_ms"] = json!(duration_milliseconds(health.start_period));
+                }
+                normalized
             }),
             "replicas": self.replicas,
             "autoscale": self.autoscale.as_ref().map(|autoscale| json!({

@@ -61,6 +61,7 @@ const HEALTH_FIELDS: &[&str] = &[
     "interval",
     "timeout",
     "retries",
+    "start_period",
     // The normalised form.
     "kind",
     "port",
@@ -68,6 +69,7 @@ const HEALTH_FIELDS: &[&str] = &[
     "command",
     "interval_ms",
     "timeout_ms",
+    "start_period_ms",
 ];
 const HTTP_PROBE_FIELDS: &[&str] = &["port", "path"];
 const TCP_PROBE_FIELDS: &[&str] = &["port"];
@@ -587,6 +589,7 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         Some(value) => parse_string_map(value, "labels")?,
         None => BTreeMap::new(),
     };
+    check_exec_size(&command, &env)?;
 
     Ok(WorkloadSpec {
         name,
@@ -1351,8 +1354,12 @@ fn parse_health(value: &Value) -> Result<HealthCheck, SpecError> {
             ))
         }
     };
-    let interval = parse_health_duration(&fields, "interval")?.unwrap_or(DEFAULT_HEALTH_INTERVAL);
-    let timeout = parse_health_duration(&fields, "timeout")?.unwrap_or(DEFAULT_HEALTH_TIMEOUT);
+    let interval =
+        parse_health_duration(&fields, "interval", false)?.unwrap_or(DEFAULT_HEALTH_INTERVAL);
+    let timeout =
+        parse_health_duration(&fields, "timeout", false)?.unwrap_or(DEFAULT_HEALTH_TIMEOUT);
+    let start_period =
+        parse_health_duration(&fields, "start_period", true)?.unwrap_or(Duration::ZERO);
     let retries = match fields.get("retries") {
         Some(value) => {
             integer_in_range(value, &fields.path_of("retries"), 1, MAXIMUM_HEALTH_RETRIES)? as u32
@@ -1364,6 +1371,7 @@ fn parse_health(value: &Value) -> Result<HealthCheck, SpecError> {
         interval,
         timeout,
         retries,
+        start_period,
     })
 }
 
@@ -1475,9 +1483,14 @@ fn parse_http_path(fields: &Fields<'_>) -> Result<String, SpecError> {
     }
 }
 
-/// `interval`/`timeout` as a duration (`10s`, or an integer meaning seconds), or the normalised
-/// `interval_ms`/`timeout_ms` as an integer of milliseconds; never both.
-fn parse_health_duration(fields: &Fields<'_>, name: &str) -> Result<Option<Duration>, SpecError> {
+/// `interval`/`timeout`/`start_period` as a duration (`10s`, or an integer meaning seconds), or
+/// the normalised `NAME_ms` as an integer of milliseconds; never both. Zero only where
+/// `zero_allowed`.
+fn parse_health_duration(
+    fields: &Fields<'_>,
+    name: &str,
+    zero_allowed: bool,
+) -> Result<Option<Duration>, SpecError> {
     let milliseconds_name = format!("{name}_ms");
     let (path, duration) = match (fields.get(name), fields.get(&milliseconds_name)) {
         (Some(_), Some(_)) => {
@@ -1506,7 +1519,7 @@ fn parse_health_duration(fields: &Fields<'_>, name: &str) -> Result<Option<Durat
         }
         (None, None) => return Ok(None),
     };
-    if duration.is_zero() {
+    if duration.is_zero() && !zero_allowed {
         return Err(SpecError::new(path, "must be longer than 0, like 10s"));
     }
     if duration > MAXIMUM_HEALTH_DURATION {
@@ -1581,4 +1594,71 @@ fn parse_autoscale(value: &Value) -> Result<Autoscale, SpecError> {
         max,
         cpu_percent,
     })
+}
+
+/// The most bytes the kernel takes for one argument or `NAME=value` (`MAX_ARG_STRLEN`).
+const MAXIMUM_ARGUMENT_BYTES: usize = 128 * 1024;
+/// The most bytes of arguments and environment together that every Linux host takes: a
+/// quarter of the default 8 MiB stack (`ARG_MAX` as `getconf` reports it).
+const MAXIMUM_EXEC_BYTES: usize = 2 * 1024 * 1024;
+
+/// Refuses a command and environment that `execve` would refuse with E2BIG on every host,
+/// however often the start were tried.
+fn check_exec_size(
+    command: &Option<Vec<String>>,
+    env: &BTreeMap<String, String>,
+) -> Result<(), SpecError> {
+    let arguments = command.as_deref().unwrap_or_default();
+    for (index, argument) in arguments.iter().enumerate() {
+        if argument.len() + 1 > MAXIMUM_ARGUMENT_BYTES {
+            return Err(SpecError::new(
+                format!("command[{index}]"),
+                format!(
+                    "{} bytes: the kernel takes at most {} per argument; pass large data in a file or volume",
+                    argument.len(),
+                    MAXIMUM_ARGUMENT_BYTES - 1
+                ),
+            ));
+        }
+    }
+    for (name, value) in env {
+        if name.len() + value.len() + 2 > MAXIMUM_ARGUMENT_BYTES {
+            return Err(SpecError::new(
+                format!("env.{name}"),
+                format!(
+                    "{} bytes: the kernel takes at most {} per variable; pass large data in a file or volume",
+                    name.len() + value.len() + 1,
+                    MAXIMUM_ARGUMENT_BYTES - 1
+                ),
+            ));
+        }
+    }
+    // Each string costs its bytes, its terminating NUL and a pointer.
+    let pointer = std::mem::size_of::<usize>();
+    let arguments_bytes: usize = arguments
+        .iter()
+        .map(|argument| argument.len() + 1 + pointer)
+        .sum();
+    let env_bytes: usize = env
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 2 + pointer)
+        .sum();
+    if arguments_bytes + env_bytes > MAXIMUM_EXEC_BYTES {
+        let field = if env_bytes >= arguments_bytes {
+            "env"
+        } else {
+            "command"
+        };
+        return Err(SpecError::new(
+            field,
+            format!(
+                "the command ({} arguments) and environment ({} variables) take {} bytes; the kernel starts a program with at most {}: pass large data in a file or volume",
+                arguments.len(),
+                env.len(),
+                arguments_bytes + env_bytes,
+                MAXIMUM_EXEC_BYTES
+            ),
+        ));
+    }
+    Ok(())
 }

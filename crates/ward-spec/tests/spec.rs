@@ -147,6 +147,7 @@ labels: {team: web}
 const GOOD_SPECS: &[(&str, &str)] = &[
     ("good_contract_example_as_container", CONTRACT_EXAMPLE_AS_CONTAINER),
     ("good_minimal_process", "name: sleeper\ncommand: [sleep, \"60\"]\n"),
+    ("good_health_with_a_start_period", "name: slow\ncommand: [sleep, \"60\"]\nhealth: {tcp: 80, start_period: 1m}\n"),
     ("good_minimal_container_gets_image_defaults", "name: web\nimage: nginx\n"),
     (
         "good_secrets_as_files_and_variables",
@@ -619,4 +620,31 @@ fn docker_image_normalization_table() {
         .map(|reference| format!("{reference:?} => {:?}", units::normalize_image(reference)))
         .collect();
     insta::assert_snapshot!("docker_image_normalization", lines.join("\n"));
+}
+
+/// A command and environment that `execve` refuses on every host (E2BIG) are refused by
+/// name, before any start is tried; the same sizes just inside the limits pass.
+#[test]
+fn a_command_or_environment_past_what_the_kernel_takes_is_refused() {
+    let mut env = serde_json::Map::new();
+    for index in 0..100_000 {
+        env.insert(format!("VARIABLE_{index}"), Value::String("x".repeat(20)));
+    }
+    let error = ward_spec::parse_value(serde_json::json!({
+        "name": "e2big", "command": ["true"], "env": env,
+    }))
+    .expect_err("100,000 variables");
+    assert_eq!(error.field(), "env");
+    assert!(error.to_string().contains("100000 variables"), "{error}");
+
+    let error = ward_spec::parse_value(serde_json::json!({
+        "name": "e2big", "command": ["echo", "y".repeat(200_000)],
+    }))
+    .expect_err("an argument over 128 KiB");
+    assert_eq!(error.field(), "command[1]");
+
+    ward_spec::parse_value(serde_json::json!({
+        "name": "fits", "command": ["echo", "y".repeat(100_000)], "env": {"A": "z".repeat(100_000)},
+    }))
+    .expect("sizes inside the limits");
 }

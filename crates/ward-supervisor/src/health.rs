@@ -1,5 +1,6 @@
 //! Health checks: probe a running instance at an interval; after `retries` failures in a row
-//! ask the reconcile loop to replace it.
+//! ask the reconcile loop to replace it. Failures within `start_period` of the start, before
+//! the first success, do not count.
 
 use std::sync::Arc;
 
@@ -18,6 +19,9 @@ pub(crate) async fn run(
     check: HealthCheck,
 ) {
     let mut failures = 0u32;
+    // Until the first success, failures within the start period do not count.
+    let start_period_ends = tokio::time::Instant::now() + check.start_period;
+    let mut succeeded = false;
     loop {
         tokio::time::sleep(check.interval).await;
         if !is_current(&inner, &key, generation) {
@@ -42,6 +46,7 @@ pub(crate) async fn run(
         match result {
             Ok(()) => {
                 failures = 0;
+                succeeded = true;
                 if instance.health != Some(HealthState::Healthy) {
                     instance.health = Some(HealthState::Healthy);
                     let event = PendingEvent::for_instance(
@@ -51,6 +56,10 @@ pub(crate) async fn run(
                     );
                     inner.record(Some((&key, instance)), vec![event]);
                 }
+            }
+            Err(reason) if !succeeded && tokio::time::Instant::now() < start_period_ends => {
+                tracing::debug!(instance = %name, %reason, "health check failed within the start period");
+                instance.health = Some(HealthState::Starting);
             }
             Err(reason) => {
                 failures += 1;

@@ -224,6 +224,16 @@ impl Supervisor {
                 spec,
             )?;
         }
+        // Then what this host can run at all: a spec no driver would start is not stored.
+        for spec in &specs {
+            self.inner
+                .driver
+                .check(spec)
+                .map_err(|unsupported| SupervisorError::Invalid {
+                    field: unsupported.field,
+                    message: unsupported.reason,
+                })?;
+        }
         if !dry_run {
             self.inner.driver.start_coming();
         }

@@ -144,6 +144,10 @@ impl WorkloadView {
 
     /// The workload's state, summarised over its instances.
     pub fn phase(&self) -> Phase {
+        // Scaled to zero: nothing is meant to run, so nothing is pending.
+        if self.instances.is_empty() && self.spec.replicas == 0 {
+            return Phase::Stopped;
+        }
         summarize(
             self.desired,
             self.instances.iter().map(|instance| instance.phase),

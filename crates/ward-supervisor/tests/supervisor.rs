@@ -18,8 +18,8 @@ use ward_runtime::{
 use ward_spec::{HealthProbe, WorkloadSpec};
 use ward_store::Store;
 use ward_supervisor::{
-    Admission, Caller, Operation, Phase, Principal, Role, Supervisor, SupervisorConfig,
-    SupervisorError,
+    Admission, Caller, HealthState, Operation, Phase, Principal, Role, Supervisor,
+    SupervisorConfig, SupervisorError,
 };
 
 #[derive(Default)]
@@ -771,4 +771,65 @@ async fn in_process_callers_go_through_the_gate_and_the_audit_log() {
         ]
     );
     assert!(store.verify_audit().unwrap().first_bad.is_none());
+}
+
+/// A workload scaled to zero runs nothing and says so; scaling it up starts its instances.
+#[tokio::test(start_paused = true)]
+async fn a_workload_scaled_to_zero_is_stopped_not_pending() {
+    let driver = Arc::new(FakeDriver::default());
+    let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
+    supervisor
+        .create(
+            &as_admin(&supervisor, Operation::WorkloadCreate),
+            spec("name: idle\ncommand: [run]\nreplicas: 0\n"),
+        )
+        .unwrap();
+    let view = supervisor
+        .wait_until_settled("default", "idle", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(view.phase(), Phase::Stopped);
+    assert!(driver.starts_of("idle").is_empty());
+    supervisor
+        .apply(
+            &as_admin(&supervisor, Operation::WorkloadApply),
+            vec![spec("name: idle\ncommand: [run]\nreplicas: 2\n")],
+            false,
+        )
+        .unwrap();
+    let view = supervisor
+        .wait_until("default", "idle", Duration::from_secs(5), |view| {
+            view.instances.len() == 2 && view.phase() == Phase::Running
+        })
+        .await
+        .unwrap();
+    assert_eq!(view.phase(), Phase::Running);
+}
+
+/// Failed probes within the start period do not count: the same failing check that restarts
+/// an instance after 15 s leaves it alone for its 30 s start period, and counts after it.
+#[tokio::test(start_paused = true)]
+async fn health_failures_in_the_start_period_do_not_count() {
+    let driver = Arc::new(FakeDriver::default());
+    let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
+    supervisor
+        .create(
+            &as_admin(&supervisor, Operation::WorkloadCreate),
+            spec("name: unhealthy-slow\ncommand: [run]\nhealth: {tcp: 80, interval: 5s, retries: 3, start_period: 30s}\n"),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(
+        driver.starts_of("unhealthy-slow").len(),
+        1,
+        "within the start period"
+    );
+    let view = supervisor.get("default", "unhealthy-slow").unwrap();
+    assert_eq!(view.primary().unwrap().health, Some(HealthState::Starting));
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    assert_eq!(
+        driver.starts_of("unhealthy-slow").len(),
+        2,
+        "restarted after 3 counted failures past the start period"
+    );
 }

@@ -325,3 +325,30 @@ fn a_daemon_starts_at_once_after_the_previous_one_was_killed() {
     }
     assert_success(&daemon.ward(&["ps"]));
 }
+
+/// A spec this host can never run is refused when it is applied, by the field at fault, and
+/// nothing is stored: a kind without a driver, a GPU where no driver hands one out.
+#[test]
+fn a_spec_no_driver_can_run_is_refused_at_apply_and_nothing_is_stored() {
+    let daemon = Daemon::start();
+    let directory = tempfile::tempdir().expect("temp dir");
+    for (name, spec, field) in [
+        ("vm", "name: vm\nkind: vm\nimage: disk.qcow2\n", "kind"),
+        (
+            "gpu",
+            "name: gpu\ncommand: [sleep, '60']\nresources: {gpu: 1}\n",
+            "resources.gpu",
+        ),
+    ] {
+        let file = directory.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, spec).expect("write the spec");
+        let output = daemon.ward(&["apply", "-f", file.to_str().expect("path")]);
+        let line = assert_one_error_line(&output, field);
+        assert!(line.starts_with("error:"), "{line}");
+    }
+    let listed = common::stdout_of(&daemon.ward(&["ps", "-a"]));
+    assert!(
+        !listed.contains("vm") && !listed.contains("gpu"),
+        "{listed}"
+    );
+}

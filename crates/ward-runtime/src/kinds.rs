@@ -1,0 +1,124 @@
+//! The kinds of workload this runtime has a driver for, and what each honours of a spec: a
+//! spec is checked against them when it is applied, so a kind without a driver, or a field no
+//! driver honours, is refused by name instead of failing at every start.
+
+use std::path::Path;
+
+use ward_spec::{WorkloadKind, WorkloadSpec};
+
+use crate::Unsupported;
+
+/// What one kind's driver honours.
+struct KindDriver {
+    kind: WorkloadKind,
+    /// What a workload of this kind runs from, in words.
+    runs: &'static str,
+    /// Whether `resources.disk` (a VM's disk) means anything to it.
+    has_disk: bool,
+}
+
+/// The drivers of this host, by kind. Process and container workloads run through the OCI
+/// runtime; VMs and WASM modules have no driver yet.
+const DRIVERS: &[KindDriver] = &[
+    KindDriver {
+        kind: WorkloadKind::Process,
+        runs: "a host program",
+        has_disk: false,
+    },
+    KindDriver {
+        kind: WorkloadKind::Container,
+        runs: "an image's root filesystem",
+        has_disk: false,
+    },
+];
+
+/// Refuses what no driver here would run as the spec says.
+pub(crate) fn check(spec: &WorkloadSpec) -> Result<(), Unsupported> {
+    let unsupported = |field: &str, reason: String| {
+        Err(Unsupported {
+            field: field.to_string(),
+            reason,
+        })
+    };
+    let Some(driver) = DRIVERS.iter().find(|driver| driver.kind == spec.kind) else {
+        let kinds: Vec<&str> = DRIVERS.iter().map(|driver| driver.kind.as_str()).collect();
+        return unsupported(
+            "kind",
+            format!(
+                "this host has no driver for {} workloads; it runs {}",
+                spec.kind.as_str(),
+                kinds.join(" and ")
+            ),
+        );
+    };
+    if let Some(disk) = spec.resources.disk.filter(|_| !driver.has_disk) {
+        return unsupported(
+            "resources.disk",
+            format!(
+                "{disk} bytes: the size of a VM's disk; a {} workload runs {} and has none to size: leave it out",
+                spec.kind.as_str(),
+                driver.runs
+            ),
+        );
+    }
+    if let Some(gpus) = spec.resources.gpu.filter(|gpus| *gpus > 0) {
+        let reason = if host_has_gpu() {
+            format!("{gpus}: Ward does not pass GPUs to workloads yet; set 0 or leave it out")
+        } else {
+            format!("{gpus}: this host has no GPU (no /dev/nvidia0 or /dev/dri render node); set 0 or leave it out")
+        };
+        return unsupported("resources.gpu", reason);
+    }
+    if spec.autoscale.is_some() {
+        return unsupported(
+            "autoscale",
+            "replicas are not scaled automatically yet; set replicas to the number to run, and leave autoscale out".to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Whether the host has a GPU a driver could hand to a workload.
+fn host_has_gpu() -> bool {
+    Path::new("/dev/nvidia0").exists()
+        || std::fs::read_dir("/dev/dri").is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|entry| entry.file_name().to_string_lossy().starts_with("renderD"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> WorkloadSpec {
+        ward_spec::parse_documents(yaml)
+            .expect("a valid spec")
+            .remove(0)
+    }
+
+    #[test]
+    fn kinds_without_a_driver_and_fields_no_driver_honours_are_named() {
+        let refused = |yaml: &str| check(&spec(yaml)).expect_err(yaml).field;
+        assert_eq!(refused("name: v\nkind: vm\nimage: disk.qcow2\n"), "kind");
+        assert_eq!(refused("name: w\nkind: wasm\nimage: app.wasm\n"), "kind");
+        assert_eq!(
+            refused("name: p\ncommand: [true]\nresources: {disk: 1GiB}\n"),
+            "resources.disk"
+        );
+        assert_eq!(
+            refused("name: p\ncommand: [true]\nresources: {gpu: 1}\n"),
+            "resources.gpu"
+        );
+        assert_eq!(
+            refused("name: p\ncommand: [true]\nautoscale: {min: 1, max: 3, cpu: 70}\n"),
+            "autoscale"
+        );
+        check(&spec(
+            "name: p\ncommand: [true]\nresources: {gpu: 0, memory: 64MiB}\n",
+        ))
+        .expect("a plain process");
+        check(&spec("name: c\nimage: busybox\n")).expect("a plain container");
+    }
+}
