@@ -254,8 +254,15 @@ impl Spare {
         let mut order = paths.run.as_os_str().as_encoded_bytes().to_vec();
         order.push(b'\n');
         if let Err(error) = self.orders.write_all(&order) {
-            reap_if_child(self.pid);
-            return Err(error);
+            // How it ended says why: a signal from elsewhere, or an exit of its own.
+            let ended = match reap_if_child(self.pid) {
+                Some(status) => format!("{status:?}"),
+                None => "not reaped here".to_string(),
+            };
+            return Err(io::Error::new(
+                error.kind(),
+                format!("monitor {} is gone ({ended}): {error}", self.pid),
+            ));
         }
         Ok(Launched {
             pid: self.pid,

@@ -102,12 +102,10 @@ pub(crate) fn is_own_child(pid: u32) -> bool {
 }
 
 /// Reaps `pid` if it is an exited child of this process; anything else is left alone.
-pub(crate) fn reap_if_child(pid: u32) {
-    let Ok(raw) = libc::pid_t::try_from(pid) else {
-        return;
-    };
+pub(crate) fn reap_if_child(pid: u32) -> Option<nix::sys::wait::WaitStatus> {
+    let raw = libc::pid_t::try_from(pid).ok()?;
     // ECHILD (not our child, or reaped already) and "still running" are both fine here.
-    let _ = waitpid(Pid::from_raw(raw), Some(WaitPidFlag::WNOHANG));
+    waitpid(Pid::from_raw(raw), Some(WaitPidFlag::WNOHANG)).ok()
 }
 
 #[cfg(test)]

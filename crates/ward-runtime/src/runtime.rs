@@ -40,6 +40,8 @@ use crate::{
 use ward_image::layers::LayerStore;
 use ward_image::{BlobStore, Digest};
 
+/// How many monitors a start replaces when one is gone before it gets the instance.
+const MONITOR_REPLACEMENTS: u32 = 3;
 /// How long `start` waits for the monitor to report.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a monitor may take to finish (drain output, delete the container) once its
@@ -418,7 +420,7 @@ impl Runtime {
         let launcher = &self.inner.launcher;
         let id = self.inner.container_id(key);
         let mut monitor = launcher.reserve(&id)?;
-        let mut replaced = false;
+        let mut replaced = 0;
         loop {
             let ports = match self.prepare(key, spec, paths, image, id_range, monitor.pid()) {
                 Ok(ports) => ports,
@@ -429,10 +431,10 @@ impl Runtime {
             };
             match monitor.hand_over(paths) {
                 Ok(launched) => return Ok((ports, launched)),
-                Err(error) if !replaced => {
-                    tracing::debug!(%error, "spare monitor gone; starting one for the instance");
+                Err(error) if replaced < MONITOR_REPLACEMENTS => {
+                    tracing::warn!(%error, instance = %id, "monitor gone before it got the instance; starting another");
                     monitor = launcher.start_monitor(&id)?;
-                    replaced = true;
+                    replaced += 1;
                 }
                 Err(error) => {
                     return Err(RuntimeError::StartFailed {
