@@ -193,7 +193,7 @@ impl MonitorLauncher {
             (orders.as_ref().map(AsRawFd::as_raw_fd), ORDERS_FD),
         ];
         command.stdin(Stdio::null());
-        // SAFETY: setsid and dup2 are async-signal-safe and touch only descriptors this
+        // SAFETY: setsid, dup2 and fcntl are async-signal-safe and touch only descriptors this
         // closure was given; dup2 leaves the new descriptors inheritable.
         unsafe {
             command.pre_exec(move || {
@@ -201,10 +201,15 @@ impl MonitorLauncher {
                     return Err(io::Error::last_os_error());
                 }
                 for (source, target) in placements {
-                    if let Some(source) = source {
-                        if libc::dup2(source, target) < 0 {
-                            return Err(io::Error::last_os_error());
-                        }
+                    let Some(source) = source else { continue };
+                    // dup2 onto itself changes nothing, close-on-exec included: clear it.
+                    let placed = if source == target {
+                        libc::fcntl(target, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(source, target)
+                    };
+                    if placed < 0 {
+                        return Err(io::Error::last_os_error());
                     }
                 }
                 Ok(())

@@ -146,14 +146,17 @@ impl OciProgram {
     }
 }
 
-/// Moves `fd` to a descriptor number above those a monitor is given (0–4), so that placing
-/// them in a child never overwrites it.
+/// Moves `fd` to a descriptor number above those a monitor is given (0–5: stdio, the sync
+/// pipe, the sealed runtime and the orders pipe), so that placing them in a child never
+/// overwrites it, and no source is already its own target (where `dup2` would leave it
+/// close-on-exec, and the child would start without it).
 pub(crate) fn above_monitor_descriptors(fd: OwnedFd) -> io::Result<OwnedFd> {
-    if fd.as_raw_fd() > SEALED_RUNTIME_FD {
+    let highest = crate::monitor::ORDERS_FD.max(SEALED_RUNTIME_FD);
+    if fd.as_raw_fd() > highest {
         return Ok(fd);
     }
     // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor this function owns.
-    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, SEALED_RUNTIME_FD + 1) };
+    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, highest + 1) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -308,6 +311,26 @@ fn parse_major_minor(version: &str) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::FromRawFd;
+
+    /// Every descriptor a child is given comes from above the numbers it is placed at, the
+    /// orders pipe's 5 included: a source that already is its target would stay
+    /// close-on-exec, and the monitor would start without its orders.
+    #[test]
+    fn sources_move_above_every_monitor_descriptor() {
+        let (read, _write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, owned below.
+        let low = unsafe { libc::fcntl(read.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+        assert!(low >= 3);
+        // SAFETY: fcntl just returned it; nothing else owns it.
+        let low = unsafe { OwnedFd::from_raw_fd(low) };
+        let moved = above_monitor_descriptors(low).expect("move");
+        assert!(
+            moved.as_raw_fd() > crate::monitor::ORDERS_FD,
+            "{}",
+            moved.as_raw_fd()
+        );
+    }
 
     #[test]
     fn recursive_readonly_goes_by_version() {
