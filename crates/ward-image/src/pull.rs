@@ -52,6 +52,20 @@ pub enum PullError {
     BadDigest { reference: String, text: String },
 }
 
+/// Whether an error's text says the image does not exist (a registry's "manifest unknown" or
+/// "name unknown", a store's "not found") rather than that it could not be reached.
+pub fn says_image_is_missing(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "manifest unknown",
+        "name unknown",
+        "not found",
+        "does not exist",
+    ]
+    .iter()
+    .any(|phrase| message.contains(phrase))
+}
+
 /// Credentials for one registry.
 #[derive(Clone, Default)]
 pub struct Credentials {

@@ -107,7 +107,7 @@ impl RuntimeError {
             | RuntimeError::VolumeSourceMoved { .. }
             | RuntimeError::NoUserNamespaces { .. }
             | RuntimeError::InvalidVolumeTarget { .. } => true,
-            RuntimeError::Image { message, .. } => is_missing_image(message),
+            RuntimeError::Image { message, .. } => ward_image::pull::says_image_is_missing(message),
             RuntimeError::StartFailed { message, .. } => is_unrunnable_executable(message),
             _ => false,
         }
@@ -137,20 +137,6 @@ fn is_unrunnable_executable(message: &str) -> bool {
             || message.contains("permission denied")
             || message.contains("is a directory"));
     exec_failed || message.contains("exec format error")
-}
-
-/// Whether a registry answered that the image does not exist (as opposed to being
-/// unreachable, which may pass).
-fn is_missing_image(message: &str) -> bool {
-    let message = message.to_ascii_lowercase();
-    [
-        "manifest unknown",
-        "name unknown",
-        "not found",
-        "does not exist",
-    ]
-    .iter()
-    .any(|phrase| message.contains(phrase))
 }
 
 #[cfg(test)]

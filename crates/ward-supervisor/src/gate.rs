@@ -72,10 +72,6 @@ impl Admission {
         &self.inner.caller.principal
     }
 
-    pub fn caller(&self) -> &Caller {
-        &self.inner.caller
-    }
-
     pub fn operation(&self) -> Operation {
         self.inner.operation
     }
@@ -113,7 +109,7 @@ impl Admission {
     /// The audit entry of a successful call, to be written in the same transaction as its
     /// change; `None` if the operation is not audited or the entry is already written. Marks
     /// it written: the caller commits it or fails.
-    pub fn success_entry(&self, status: u16) -> Option<NewAuditEntry> {
+    pub(crate) fn success_entry(&self, status: u16) -> Option<NewAuditEntry> {
         if self.inner.operation.policy().audit != Audit::Each
             || self.inner.recorded.swap(true, Ordering::SeqCst)
         {
@@ -123,7 +119,7 @@ impl Admission {
     }
 
     /// Takes back the mark of [`Admission::success_entry`] after its transaction failed.
-    pub fn unrecord(&self) {
+    pub(crate) fn unrecord(&self) {
         self.inner.recorded.store(false, Ordering::SeqCst);
     }
 

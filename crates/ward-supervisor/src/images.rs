@@ -73,7 +73,7 @@ impl ImageError {
             ImageError::Pull(PullError::Reference { .. })
             | ImageError::Credentials(CredentialError::Registry { .. }) => ImageErrorKind::Invalid,
             ImageError::Pull(PullError::Registry { message, .. })
-                if registry_says_not_found(message) =>
+                if ward_image::pull::says_image_is_missing(message) =>
             {
                 ImageErrorKind::NotFound
             }
@@ -93,14 +93,6 @@ impl ImageError {
             ImageError::Blobs(_) | ImageError::Layers(_) => ImageErrorKind::Invalid,
         }
     }
-}
-
-/// Whether a registry's error text says the repository or tag does not exist.
-fn registry_says_not_found(message: &str) -> bool {
-    let message = message.to_ascii_lowercase();
-    ["manifest unknown", "name unknown", "not found"]
-        .iter()
-        .any(|phrase| message.contains(phrase))
 }
 
 /// The canonical form of a registry name, as logins are keyed (`docker.io` for Docker Hub's

@@ -434,16 +434,7 @@ impl Supervisor {
                 .filter(|entry| entry.desired != DesiredState::Deleted)
                 .ok_or_else(|| not_found(project, name))?;
             // The database first: memory never runs ahead of a write that failed.
-            self.inner
-                .store
-                .set_desired_state(
-                    project,
-                    name,
-                    "running",
-                    time::to_millis(SystemTime::now()),
-                    admission.success_entry(200).as_ref(),
-                )
-                .inspect_err(|_| admission.unrecord())?;
+            self.store_desired(admission, name, DesiredState::Running)?;
             entry.desired = DesiredState::Running;
             for instance in entry.instances.values_mut() {
                 instance.restart_requested = true;
@@ -490,16 +481,7 @@ impl Supervisor {
                     hint: format!("stop it first with `ward stop {name}`, or remove it anyway with `ward rm -f {name}`"),
                 });
             }
-            self.inner
-                .store
-                .set_desired_state(
-                    project,
-                    name,
-                    "deleted",
-                    time::to_millis(SystemTime::now()),
-                    admission.success_entry(200).as_ref(),
-                )
-                .inspect_err(|_| admission.unrecord())?;
+            self.store_desired(admission, name, DesiredState::Deleted)?;
             entry.desired = DesiredState::Deleted;
         }
         self.inner.wake.notify_one();
@@ -784,16 +766,7 @@ impl Supervisor {
             .filter(|entry| entry.desired != DesiredState::Deleted)
             .ok_or_else(|| not_found(project, name))?;
         // The database first: memory never runs ahead of a write that failed.
-        self.inner
-            .store
-            .set_desired_state(
-                project,
-                name,
-                desired.as_str(),
-                time::to_millis(SystemTime::now()),
-                admission.success_entry(200).as_ref(),
-            )
-            .inspect_err(|_| admission.unrecord())?;
+        self.store_desired(admission, name, desired)?;
         entry.desired = desired;
         if desired == DesiredState::Running {
             for instance in entry.instances.values_mut() {
@@ -806,6 +779,27 @@ impl Supervisor {
         }
         drop(state);
         self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Stores the desired state of a workload of the admitted project, with the call's audit
+    /// entry in the same transaction.
+    fn store_desired(
+        &self,
+        admission: &Admission,
+        name: &str,
+        desired: DesiredState,
+    ) -> Result<(), SupervisorError> {
+        self.inner
+            .store
+            .set_desired_state(
+                admission.project_or_default(),
+                name,
+                desired.as_str(),
+                time::to_millis(SystemTime::now()),
+                admission.success_entry(200).as_ref(),
+            )
+            .inspect_err(|_| admission.unrecord())?;
         Ok(())
     }
 

@@ -1384,16 +1384,18 @@ fn a_session_cookie_reads_events_and_opens_exec_and_a_change_needs_the_csrf_toke
 
     // A change with the cookie alone is refused, and nothing is created.
     let spec = r#"{"name": "cookie-made", "command": ["sleep", "600"], "network": "none"}"#;
-    let forged = curl(&[
-        "-i",
-        "-b",
-        jar_path,
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        spec,
-        &format!("{url}/api/v1/workloads"),
-    ]);
+    // A POST of `spec` with the session cookie, and the anti-forgery header when given.
+    let post_with_cookie = |csrf: Option<&str>, path: &str| {
+        let header = csrf.map(|token| format!("X-CSRF-Token: {token}"));
+        let mut arguments = vec!["-i", "-b", jar_path, "-H", "Content-Type: application/json"];
+        if let Some(header) = &header {
+            arguments.extend(["-H", header.as_str()]);
+        }
+        let target = format!("{url}{path}");
+        arguments.extend(["-d", spec, target.as_str()]);
+        curl(&arguments)
+    };
+    let forged = post_with_cookie(None, "/api/v1/workloads");
     assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
     assert!(forged.contains("X-CSRF-Token"), "{forged}");
     let absent = http_request(
@@ -1404,33 +1406,11 @@ fn a_session_cookie_reads_events_and_opens_exec_and_a_change_needs_the_csrf_toke
         None,
     );
     assert_eq!(absent.status, 404, "{}", absent.body);
-    let wrong = curl(&[
-        "-i",
-        "-b",
-        jar_path,
-        "-H",
-        "X-CSRF-Token: forged",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        spec,
-        &format!("{url}/api/v1/workloads"),
-    ]);
+    let wrong = post_with_cookie(Some("forged"), "/api/v1/workloads");
     assert!(wrong.starts_with("HTTP/1.1 403"), "{wrong}");
 
     // With the token it goes through, and the audit log names the user.
-    let made = curl(&[
-        "-i",
-        "-b",
-        jar_path,
-        "-H",
-        &format!("X-CSRF-Token: {csrf}"),
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        spec,
-        &format!("{url}/api/v1/workloads?wait=true"),
-    ]);
+    let made = post_with_cookie(Some(&csrf), "/api/v1/workloads?wait=true");
     assert!(made.starts_with("HTTP/1.1 201"), "{made}");
 
     // The event stream, read as an EventSource does: the cookie and nothing else.
