@@ -344,7 +344,7 @@ cat >"$work/reset-bench.sh" <<SCRIPT
 #!/bin/sh
 $ward --data-dir $data rm -f "\$1" >/dev/null 2>&1 || true
 tries=0
-while pgrep -f "ward monitor $data/instances/default/\$1/" >/dev/null && [ \$tries -lt 500 ]; do
+while pgrep -f "ward-monitor monitor $data/instances/default/\$1/" >/dev/null && [ \$tries -lt 500 ]; do
   tries=\$((tries + 1)); sleep 0.01
 done
 sleep $pause

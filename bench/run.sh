@@ -12,26 +12,7 @@ runs=100
 idle_workloads=500
 if [ "${1:-}" = "--quick" ]; then runs=20; idle_workloads=50; fi
 
-cargo build --release -p ward >&2
-ward="$(realpath "${CARGO_TARGET_DIR:-target}")/release/ward"
-work=$(mktemp -d /tmp/ward-bench.XXXXXX)
-# Passed through from the bundles' user namespace by runc, which reaches their roots by full path.
-chmod 711 "$work"
-data="$work/data"
-cleanup() {
-  "$ward" --data-dir "$data" ps -a -o json 2>/dev/null | python3 -c 'import json,sys; print("\n".join(w["name"] for w in json.load(sys.stdin)))' \
-    | xargs -r -n 50 "$ward" --data-dir "$data" rm -f >/dev/null 2>&1 || true
-  [ -n "${daemon_pid:-}" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$ward" serve --data-dir "$data" --listen 127.0.0.1:0 2>"$work/daemon.log" &
-daemon_pid=$!
-for _ in $(seq 100); do [ -s "$data/ward.addr" ] && break; sleep 0.1; done
-address=$(cat "$data/ward.addr")
-token=$(cat "$data/admin.token")
-w() { "$ward" --data-dir "$data" "$@"; }
+. bench/daemon.sh
 
 percentiles() { # hyperfine JSON → "p50 p95" in milliseconds
   python3 -c '
@@ -68,9 +49,7 @@ PY
 }
 bundle_of "$data" "$work/bundle"
 echo "oci_runtime: $(command -v runc || echo /usr/sbin/runc)" >"$work/runc.yaml"
-"$ward" serve --config "$work/runc.yaml" --data-dir "$work/runc-data" --listen 127.0.0.1:0 2>>"$work/daemon.log" &
-runc_daemon_pid=$!
-for _ in $(seq 100); do [ -s "$work/runc-data/ward.addr" ] && break; sleep 0.1; done
+runc_daemon_pid=$(start_daemon "$work/runc-data" --config "$work/runc.yaml")
 bundle_of "$work/runc-data" "$work/bundle-profile"
 kill "$runc_daemon_pid"; wait "$runc_daemon_pid" 2>/dev/null || true
 # Every measured start comes after the same idle pause. Moving a process into a cgroup (which
@@ -124,7 +103,7 @@ clock_ticks=$(getconf CLK_TCK)
 cpu_before=$(ticks); sleep 30; cpu_after=$(ticks)
 idle_cpu_percent=$(python3 -c "print(f'{($cpu_after - $cpu_before) / $clock_ticks / 30 * 100:.2f}')")
 daemon_rss_mb=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$daemon_pid/status")
-monitor_rss=$(for pid in $(pgrep -f "ward monitor $data/"); do awk '/VmRSS/ {print $2}' "/proc/$pid/status"; done \
+monitor_rss=$(for pid in $(pgrep -f "ward-monitor monitor $data/"); do awk '/VmRSS/ {print $2}' "/proc/$pid/status"; done \
   | python3 -c 'import sys; v=[int(x) for x in sys.stdin.read().split()]; print(f"{len(v)} {sum(v)/len(v)/1024:.2f} {max(v)/1024:.2f}")')
 read -r monitor_count monitor_rss_mean monitor_rss_max <<<"$monitor_rss"
 

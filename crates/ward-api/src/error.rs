@@ -161,6 +161,11 @@ impl From<SupervisorError> for ApiError {
                 "quota_exceeded",
                 Some(format!("quota.{quota}")),
             ),
+            SupervisorError::Store(_) if error.is_disk_full() => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                None,
+            ),
             SupervisorError::Store(_) | SupervisorError::Runtime(_) => {
                 return ApiError::internal(&error)
             }

@@ -1,6 +1,7 @@
 //! `GET /api/v1/events`: recorded events, then (with `follow`) new ones, as Server-Sent Events.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -8,14 +9,17 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use ward_supervisor::Event;
+use ward_supervisor::{Event, Supervisor};
 
 use crate::convert::event_entry;
 use crate::error::ApiError;
-use crate::ApiState;
+use crate::{blocking, ApiState};
 
 /// Events replayed when neither `since` nor `follow` is given.
 const RECENT_EVENTS: usize = 1000;
+
+/// Events read from the log at a time when replaying after `since`.
+const REPLAY_PAGE: usize = 1000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct EventQuery {
@@ -37,35 +41,30 @@ pub async fn events(
     let supervisor = state.supervisor.clone();
     // Subscribe before reading history so nothing falls between the two.
     let receiver = supervisor.subscribe();
-    let history = match (query.since, query.follow) {
-        (Some(since), _) => supervisor.events_after(Some(since), usize::MAX)?,
-        (None, false) => {
-            let latest = supervisor.events_after(None, usize::MAX)?;
-            let skip = latest.len().saturating_sub(RECENT_EVENTS);
-            latest.into_iter().skip(skip).collect()
-        }
-        (None, true) => Vec::new(),
-    };
     let project = query.project.clone();
-    let keep = move |event: &Event| {
-        project
-            .as_deref()
-            .is_none_or(|project| event.project == project)
+    // The id of the last event sent, so that the live stream repeats none of the replay.
+    let last_sent = Arc::new(AtomicI64::new(query.since.unwrap_or(0)));
+    let replay = match (query.since, query.follow) {
+        (Some(since), _) => replay_after(supervisor, project.clone(), since).boxed(),
+        (None, false) => {
+            let history =
+                blocking(move || supervisor.latest_events(project.as_deref(), RECENT_EVENTS))
+                    .await?;
+            stream::iter(history).boxed()
+        }
+        (None, true) => stream::empty().boxed(),
     };
-    let last_replayed = history
-        .last()
-        .map(|event| event.id)
-        .or(query.since)
-        .unwrap_or(0);
-    let replay: Vec<_> = history
-        .into_iter()
-        .filter(|event| keep(event))
-        .map(|event| Ok(to_sse(&event)))
-        .collect();
-    let replay = stream::iter(replay);
+    let replay = {
+        let last_sent = last_sent.clone();
+        replay.map(move |event| {
+            last_sent.store(event.id, Ordering::Relaxed);
+            Ok(to_sse(&event))
+        })
+    };
     if !query.follow {
         return Ok(Sse::new(replay.boxed()).keep_alive(KeepAlive::default()));
     }
+    let project = query.project.clone();
     let live = stream::unfold(receiver, move |mut receiver| async move {
         loop {
             match receiver.recv().await {
@@ -80,9 +79,42 @@ pub async fn events(
             }
         }
     })
-    .filter(move |event| std::future::ready(event.id > last_replayed && keep(event)))
+    .filter(move |event| {
+        std::future::ready(
+            event.id > last_sent.load(Ordering::Relaxed)
+                && project
+                    .as_deref()
+                    .is_none_or(|project| event.project == project),
+        )
+    })
     .map(|event| Ok(to_sse(&event)));
     Ok(Sse::new(replay.chain(live).boxed()).keep_alive(KeepAlive::default()))
+}
+
+/// Every recorded event after `since`, read a page at a time as the client takes them.
+fn replay_after(
+    supervisor: Supervisor,
+    project: Option<String>,
+    since: i64,
+) -> impl Stream<Item = Event> {
+    stream::unfold(Some(since), move |after| {
+        let supervisor = supervisor.clone();
+        let project = project.clone();
+        async move {
+            let after = after?;
+            let page = blocking(move || {
+                supervisor.events_after(project.as_deref(), Some(after), REPLAY_PAGE)
+            })
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(error = %error.detail().message, "cannot read recorded events; the replay ends early");
+                Vec::new()
+            });
+            let next = (page.len() == REPLAY_PAGE).then(|| page.last().map(|event| event.id));
+            (!page.is_empty()).then(|| (stream::iter(page), next.flatten()))
+        }
+    })
+    .flatten()
 }
 
 fn to_sse(event: &Event) -> SseEvent {

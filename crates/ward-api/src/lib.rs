@@ -1,7 +1,9 @@
 //! The HTTP API: Ward's native REST API, `/healthz`, `/metrics` and `/openapi.json`.
 //!
 //! Handlers parse requests into domain types, call the [`Supervisor`] and turn its views into
-//! the wire types of `ward_client::wire`; no handler touches the store or the runtime.
+//! the wire types of `ward_client::wire`; no handler touches the store or the runtime. A
+//! supervisor call that writes the database or reads the disk runs through [`blocking`], off
+//! the async workers.
 
 mod access;
 mod auth;
@@ -202,6 +204,16 @@ pub async fn serve_tls(
     axum::serve(tls::TlsListener::new(listener, tls)?, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Runs a supervisor call that may wait for the database or the disk on a blocking thread,
+/// so that no async worker, and no other request, waits with it.
+pub(crate) async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, ward_supervisor::SupervisorError> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|error| ApiError::internal(&error))??)
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "daemon", security(()),

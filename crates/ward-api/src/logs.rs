@@ -14,7 +14,7 @@ use ward_client::wire::LogEntry;
 use crate::convert::log_entry;
 use crate::error::ApiError;
 use crate::workloads::project_of;
-use crate::ApiState;
+use crate::{blocking, ApiState};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct LogQuery {
@@ -56,16 +56,20 @@ pub async fn logs(
     let response = Response::builder().header(header::CONTENT_TYPE, "application/x-ndjson");
     if !query.follow {
         let mut body = String::new();
-        for (instance, line) in &state.supervisor.logs(&project, &name, query.tail, since)? {
+        let supervisor = state.supervisor.clone();
+        let tail = query.tail;
+        let lines = blocking(move || supervisor.logs(&project, &name, tail, since)).await?;
+        for (instance, line) in &lines {
             push_line(&mut body, &log_entry(instance, line));
         }
         return response
             .body(Body::from(body))
             .map_err(|error| ApiError::internal(&error));
     }
-    let (initial, follow) = state
-        .supervisor
-        .follow_logs(&project, &name, query.tail, since)?;
+    let supervisor = state.supervisor.clone();
+    let tail = query.tail;
+    let (initial, follow) =
+        blocking(move || supervisor.follow_logs(&project, &name, tail, since)).await?;
     let mut body = String::new();
     for (instance, line) in &initial {
         push_line(&mut body, &log_entry(instance, line));

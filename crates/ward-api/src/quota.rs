@@ -11,7 +11,7 @@ use ward_supervisor::{Quota, QuotaUsage};
 
 use crate::error::{ApiError, JsonBody};
 use crate::workloads::{project_of, ProjectQuery};
-use crate::ApiState;
+use crate::{blocking, ApiState};
 
 /// The most cores a quota may name.
 const MAX_CORES: f64 = 100_000.0;
@@ -66,8 +66,9 @@ pub async fn get(
     Query(query): Query<ProjectQuery>,
 ) -> Result<Json<QuotaDocument>, ApiError> {
     let project = project_of(&query.project)?;
-    let (quota, usage) = state.supervisor.quota(&project)?;
-    Ok(Json(document(project, quota, usage)))
+    let supervisor = state.supervisor.clone();
+    let (quota, usage) = blocking(move || supervisor.quota(&project)).await?;
+    Ok(Json(document(project_of(&query.project)?, quota, usage)))
 }
 
 /// Sets the project's quota (absent fields: no limit), for a key of every project.
@@ -100,7 +101,11 @@ pub async fn set(
         gpus: limits.gpus,
         volume_bytes: bytes_of("volume_bytes", &limits.volume_bytes)?,
     };
-    state.supervisor.set_quota(&project, &quota)?;
-    let (quota, usage) = state.supervisor.quota(&project)?;
-    Ok(Json(document(project, quota, usage)))
+    let supervisor = state.supervisor.clone();
+    let (quota, usage) = blocking(move || {
+        supervisor.set_quota(&project, &quota)?;
+        supervisor.quota(&project)
+    })
+    .await?;
+    Ok(Json(document(project_of(&query.project)?, quota, usage)))
 }

@@ -15,7 +15,7 @@ use ward_supervisor::{Admission, DesiredState, Phase};
 
 use crate::convert::workload_document;
 use crate::error::ApiError;
-use crate::ApiState;
+use crate::{blocking, ApiState};
 
 /// How long `POST /workloads?wait=true` waits for the first start to settle.
 const CREATE_WAIT: Duration = Duration::from_secs(30);
@@ -100,7 +100,8 @@ pub async fn create(
     let project = project_of(&query.project)?;
     let spec = ward_spec::parse_value(parse_json(&body)?)?;
     let name = spec.name.clone();
-    let mut view = state.supervisor.create(&admission, spec)?;
+    let supervisor = state.supervisor.clone();
+    let mut view = blocking(move || supervisor.create(&admission, spec)).await?;
     if query.wait {
         view = state
             .supervisor
@@ -149,7 +150,8 @@ pub async fn put(
         }
     }
     let spec = ward_spec::parse_value(value)?;
-    state.supervisor.apply(&admission, vec![spec], false)?;
+    let supervisor = state.supervisor.clone();
+    blocking(move || supervisor.apply(&admission, vec![spec], false)).await?;
     Ok(Json(workload_document(
         &state.supervisor.get(&project, &name)?,
     )))
@@ -181,7 +183,8 @@ pub async fn apply(
         })?;
         specs.push(spec);
     }
-    let outcomes = state.supervisor.apply(&admission, specs, request.dry_run)?;
+    let supervisor = state.supervisor.clone();
+    let outcomes = blocking(move || supervisor.apply(&admission, specs, request.dry_run)).await?;
     let results = outcomes
         .into_iter()
         .map(|outcome| ApplyResult {

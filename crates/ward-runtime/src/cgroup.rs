@@ -191,6 +191,27 @@ impl CgroupLocator {
         }
     }
 
+    /// Removes the project group `group` from every hierarchy where it holds no instance,
+    /// except, with `keep_caps`, the memory and CPU hierarchies that carry a quota's caps.
+    pub fn remove_group(&self, group: &str, keep_caps: bool) {
+        let capped: Vec<PathBuf> = if keep_caps {
+            ["memory", "cpu"]
+                .iter()
+                .map(|controller| self.group_dir(controller, group))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for dir in self
+            .hierarchies()
+            .iter()
+            .map(|root| root.join(CGROUP_PARENT).join(group))
+            .filter(|dir| !capped.contains(dir))
+        {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+
     /// Every directory the instance's cgroup has, one per hierarchy.
     pub fn all_dirs(&self, container_id: &str) -> Vec<PathBuf> {
         self.hierarchies()

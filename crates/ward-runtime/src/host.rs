@@ -145,10 +145,18 @@ fn is_tmpfs(path: &Path) -> bool {
         .is_ok_and(|stats| stats.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
 }
 
+/// Puts the calling thread in the `SCHED_IDLE` class, for background work (measuring
+/// volumes) that must never take a core from a request; false if the kernel refused.
+pub fn make_this_thread_idle() -> bool {
+    let parameters = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; the parameters outlive the call.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &parameters) == 0 }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct HostInfo {
     pub cgroup_mode: CgroupMode,
-    /// Mount point of each v1 controller (`memory`, `cpuacct`, `pids`, …) by name.
+    /// Mount point of each v1 controller (`memory`, `cpuacct`, `pids`, …, `name=systemd`).
     pub cgroup_v1_mounts: BTreeMap<String, PathBuf>,
     /// The caller's hard `RLIMIT_NOFILE`; the sandbox never asks for more.
     pub nofile_hard_limit: u64,
@@ -239,17 +247,23 @@ fn detect_cgroup_mode() -> CgroupMode {
     }
 }
 
-/// The v1 controllers the runtime reads.
-const CGROUP_V1_CONTROLLERS_USED: [&str; 4] = ["memory", "cpu", "cpuacct", "pids"];
-
+/// The mount point of every v1 hierarchy by the controllers it carries: the ones the runtime
+/// reads (`memory`, `cpu`, `cpuacct`, `pids`), and every other one a runtime makes an
+/// instance's cgroup in (`blkio`, `devices`, `name=systemd`, …), which removal must visit.
 fn cgroup_v1_mounts(mounts: &[MountInfo]) -> BTreeMap<String, PathBuf> {
+    let known: Vec<String> = fs::read_to_string("/proc/cgroups")
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        .collect();
     let mut controllers = BTreeMap::new();
     for mount in mounts
         .iter()
         .filter(|mount| mount.filesystem_type == "cgroup")
     {
         for option in mount.super_options.split(',') {
-            if CGROUP_V1_CONTROLLERS_USED.contains(&option) {
+            if option.starts_with("name=") || known.iter().any(|known| known == option) {
                 controllers
                     .entry(option.to_string())
                     .or_insert_with(|| mount.mount_point.clone());
@@ -451,6 +465,10 @@ mod tests {
             controllers.get("cpu"),
             Some(&PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
         );
-        assert_eq!(controllers.len(), 2);
+        assert_eq!(
+            controllers.get("name=systemd"),
+            Some(&PathBuf::from("/sys/fs/cgroup/systemd"))
+        );
+        assert_eq!(controllers.len(), 3, "rw and xattr are not controllers");
     }
 }

@@ -31,7 +31,7 @@ mod secrets;
 pub use bundle::HostVolume;
 pub use driver::*;
 pub use error::RuntimeError;
-pub use host::CgroupMode;
+pub use host::{make_this_thread_idle, CgroupMode};
 pub use idmap::IdRange;
 pub use image::ImageResolver;
 pub use oci::OciRuntimeKind;

@@ -1075,16 +1075,16 @@ impl Driver for Runtime {
         let container_id = self.inner.container_id(key);
         self.inner.secrets.remove(&container_id)?;
         self.inner.secrets.remove_root_if_empty();
-        // The project's cgroup group goes with its last instance, unless it carries the
-        // memory cap of a quota, which must be there for the project's next instance.
-        let group = cgroup::project_group(&container_id);
-        if !self.inner.cgroups.group_capped(group) {
-            for dir in self.inner.cgroups.all_dirs(&container_id) {
-                if let Some(group_dir) = dir.parent() {
-                    let _ = fs::remove_dir(group_dir);
-                }
-            }
+        // The project's cgroup group goes with its last instance, except where it carries
+        // the caps of a quota, which must be there for the project's next instance.
+        // A runtime that failed half-way through a start (at `pids.max`, say) leaves the
+        // instance's own directories; a clean delete has already removed them.
+        let cgroups = &self.inner.cgroups;
+        for dir in cgroups.all_dirs(&container_id) {
+            let _ = fs::remove_dir(dir);
         }
+        let group = cgroup::project_group(&container_id);
+        cgroups.remove_group(group, cgroups.group_capped(group));
         for (dir, root) in [
             (&paths.run, &self.inner.run_root),
             (&paths.dir, &self.inner.data_dir),

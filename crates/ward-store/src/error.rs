@@ -38,6 +38,18 @@ pub enum StoreError {
     /// revision with a different spec, ...); nothing of it was written.
     #[error("{operation}: constraint violated: {details}")]
     Constraint { operation: String, details: String },
+    /// The disk holding the database is full; nothing of the write was kept.
+    #[error(
+        "{operation}: the disk holding {} is full ({} left); free space there and retry",
+        dir.display(),
+        format_bytes(*available)
+    )]
+    DiskFull {
+        operation: String,
+        dir: PathBuf,
+        /// Bytes left to unprivileged writers on that file system.
+        available: u64,
+    },
     /// Any other SQLite failure while running `operation`.
     #[error("{operation}: {source}")]
     Sqlite {
@@ -47,6 +59,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether SQLite gave up for lack of disk space.
+    pub(crate) fn is_sqlite_full(&self) -> bool {
+        matches!(self, StoreError::Sqlite { source, .. }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull))
+    }
+
     /// Classifies a SQLite error raised while running `operation`.
     pub(crate) fn from_sqlite(operation: String, source: rusqlite::Error) -> StoreError {
         match source.sqlite_error_code() {
@@ -56,5 +74,21 @@ impl StoreError {
             },
             _ => StoreError::Sqlite { operation, source },
         }
+    }
+}
+
+/// `bytes` in the largest binary unit that keeps a number of at least 1.
+fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_secrets.sql"),
     include_str!("migrations/0005_quotas.sql"),
     include_str!("migrations/0006_users.sql"),
+    include_str!("migrations/0007_event_index.sql"),
 ];
 
 /// The schema version this code writes.

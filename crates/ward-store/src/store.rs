@@ -426,9 +426,11 @@ impl Store {
         })
     }
 
-    /// Up to `limit` events with ids above `after_id` (all if `None`), ascending.
+    /// Up to `limit` events with ids above `after_id` (all if `None`), of `project` only
+    /// when given, oldest first.
     pub fn list_events(
         &self,
+        project: Option<&str>,
         after_id: Option<i64>,
         limit: usize,
     ) -> Result<Vec<EventRecord>, StoreError> {
@@ -438,22 +440,33 @@ impl Store {
         self.read("list events", |connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT id, time_ms, project, workload, replica, kind, message, data_json
-                 FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+                 FROM events WHERE id > ?1 AND (?2 IS NULL OR project = ?2)
+                 ORDER BY id LIMIT ?3",
             )?;
-            let events = statement.query_map([after_id, limit], |row| {
-                Ok(EventRecord {
-                    id: row.get("id")?,
-                    time_ms: row.get("time_ms")?,
-                    project: row.get("project")?,
-                    workload: row.get("workload")?,
-                    replica: row.get("replica")?,
-                    kind: row.get("kind")?,
-                    message: row.get("message")?,
-                    data_json: row.get("data_json")?,
-                })
-            })?;
+            let events =
+                statement.query_map(rusqlite::params![after_id, project, limit], event_from_row)?;
             events.collect()
         })
+    }
+
+    /// The newest `limit` events, of `project` only when given, oldest first.
+    pub fn latest_events(
+        &self,
+        project: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut events = self.read("list the latest events", |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT id, time_ms, project, workload, replica, kind, message, data_json
+                 FROM events WHERE ?1 IS NULL OR project = ?1
+                 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let events = statement.query_map(rusqlite::params![project, limit], event_from_row)?;
+            events.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        events.reverse();
+        Ok(events)
     }
 
     /// The id of the newest stored event; `None` when the log is empty.
@@ -512,15 +525,38 @@ impl Store {
         body: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut connection = self.connection();
-        let transaction = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite_error(operation))?;
-        let result = body(&transaction)?;
-        if let Some(entry) = audit {
-            crate::access::append_audit_in(&transaction, entry)?;
+        let written = (|| {
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error(operation))?;
+            let result = body(&transaction)?;
+            if let Some(entry) = audit {
+                crate::access::append_audit_in(&transaction, entry)?;
+            }
+            transaction.commit().map_err(sqlite_error(operation))?;
+            Ok(result)
+        })();
+        written.map_err(|error| self.say_if_disk_full(operation, error))
+    }
+
+    /// Names the data directory and the space left when `error` is a full disk.
+    fn say_if_disk_full(&self, operation: &str, error: StoreError) -> StoreError {
+        if !error.is_sqlite_full() {
+            return error;
         }
-        transaction.commit().map_err(sqlite_error(operation))?;
-        Ok(result)
+        let dir = self.path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let available = nix::sys::statvfs::statvfs(&dir)
+            .map(|stats| {
+                stats
+                    .blocks_available()
+                    .saturating_mul(stats.fragment_size())
+            })
+            .unwrap_or(0);
+        StoreError::DiskFull {
+            operation: operation.to_string(),
+            dir,
+            available,
+        }
     }
 }
 
@@ -635,6 +671,19 @@ fn workload_from_row(row: &Row<'_>) -> rusqlite::Result<WorkloadRecord> {
         desired_state: row.get("desired_state")?,
         created_at_ms: row.get("created_at_ms")?,
         updated_at_ms: row.get("updated_at_ms")?,
+    })
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
+    Ok(EventRecord {
+        id: row.get("id")?,
+        time_ms: row.get("time_ms")?,
+        project: row.get("project")?,
+        workload: row.get("workload")?,
+        replica: row.get("replica")?,
+        kind: row.get("kind")?,
+        message: row.get("message")?,
+        data_json: row.get("data_json")?,
     })
 }
 

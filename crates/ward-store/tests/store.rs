@@ -79,7 +79,9 @@ fn contents(store: &Store) -> Contents {
         workloads,
         revisions,
         instances: store.list_instances(None).expect("list instances"),
-        events: store.list_events(None, usize::MAX).expect("list events"),
+        events: store
+            .list_events(None, None, usize::MAX)
+            .expect("list events"),
     }
 }
 
@@ -443,15 +445,46 @@ fn list_events_pages_in_ascending_id_order() -> Result<(), StoreError> {
         .zip(1..)
         .map(|(event, id)| recorded(id, event))
         .collect();
-    assert_eq!(fixture.store.list_events(None, 2)?, all[..2]);
-    assert_eq!(fixture.store.list_events(Some(2), 2)?, all[2..4]);
-    assert_eq!(fixture.store.list_events(Some(4), 10)?, all[4..]);
-    assert_eq!(fixture.store.list_events(Some(5), 10)?, []);
-    assert_eq!(fixture.store.list_events(None, 0)?, []);
+    assert_eq!(fixture.store.list_events(None, None, 2)?, all[..2]);
+    assert_eq!(fixture.store.list_events(None, Some(2), 2)?, all[2..4]);
+    assert_eq!(fixture.store.list_events(None, Some(4), 10)?, all[4..]);
+    assert_eq!(fixture.store.list_events(None, Some(5), 10)?, []);
+    assert_eq!(fixture.store.list_events(None, None, 0)?, []);
     fixture.check(Contents {
         events: all,
         ..Contents::default()
     });
+    Ok(())
+}
+
+#[test]
+fn events_are_filtered_by_project_and_the_newest_read_in_sql() -> Result<(), StoreError> {
+    let fixture = Fixture::new();
+    let events: Vec<NewEvent> = (0..6)
+        .map(|index| NewEvent {
+            project: if index % 2 == 0 { "a" } else { "b" }.to_owned(),
+            ..event(None, &format!("kind-{index}"))
+        })
+        .collect();
+    fixture.store.append_events(&events)?;
+    let all: Vec<EventRecord> = events
+        .iter()
+        .zip(1..)
+        .map(|(event, id)| recorded(id, event))
+        .collect();
+    let of_a = [all[0].clone(), all[2].clone(), all[4].clone()];
+    assert_eq!(fixture.store.list_events(Some("a"), None, 10)?, of_a);
+    assert_eq!(
+        fixture.store.list_events(Some("a"), Some(1), 1)?,
+        [all[2].clone()]
+    );
+    assert_eq!(fixture.store.list_events(Some("c"), None, 10)?, []);
+    assert_eq!(
+        fixture.store.latest_events(Some("b"), 2)?,
+        [all[3].clone(), all[5].clone()]
+    );
+    assert_eq!(fixture.store.latest_events(None, 2)?, all[4..]);
+    assert_eq!(fixture.store.latest_events(None, 100)?, all);
     Ok(())
 }
 
@@ -466,7 +499,7 @@ fn event_ids_keep_growing_after_prune_and_reopen() -> Result<(), StoreError> {
     assert_eq!(fixture.store.prune_events(2)?, 0);
     assert_eq!(fixture.store.prune_events(usize::MAX)?, 0);
     assert_eq!(
-        fixture.store.list_events(None, 10)?,
+        fixture.store.list_events(None, None, 10)?,
         [recorded(4, &events[3]), recorded(5, &events[4])]
     );
     assert_eq!(fixture.store.prune_events(0)?, 2);
@@ -478,7 +511,10 @@ fn event_ids_keep_growing_after_prune_and_reopen() -> Result<(), StoreError> {
     let store = Store::open(&path)?;
     assert_eq!(store.prune_events(0)?, 1);
     assert_eq!(store.append_events(&events[1..2])?, [7]);
-    assert_eq!(store.list_events(None, 10)?, [recorded(7, &events[1])]);
+    assert_eq!(
+        store.list_events(None, None, 10)?,
+        [recorded(7, &events[1])]
+    );
     Ok(())
 }
 
@@ -588,7 +624,7 @@ fn kill_nine_while_writing_leaves_only_whole_batches() {
     store.check_integrity().expect("integrity after kill -9");
 
     let workloads = store.list_workloads(Some("default")).unwrap();
-    let events = store.list_events(None, usize::MAX).unwrap();
+    let events = store.list_events(None, None, usize::MAX).unwrap();
     let batches = workloads.len() / BATCH_SIZE;
     assert!(batches as i64 >= BATCHES_BEFORE_KILL, "{batches} batches");
     let whole: BTreeMap<usize, usize> = (0..batches).map(|batch| (batch, BATCH_SIZE)).collect();

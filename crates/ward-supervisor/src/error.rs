@@ -35,3 +35,14 @@ pub enum SupervisorError {
         message: String,
     },
 }
+
+impl SupervisorError {
+    /// Whether the write failed for lack of disk space under the data directory; the message
+    /// names the directory and the space left.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            SupervisorError::Store(ward_store::StoreError::DiskFull { .. })
+        )
+    }
+}

@@ -22,6 +22,7 @@ mod state;
 mod time;
 pub mod users;
 mod view;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -125,6 +126,8 @@ pub(crate) struct Inner {
     wake: Notify,
     /// Signalled whenever an operation finishes, for callers waiting on a state.
     changed: Notify,
+    /// What each project's volumes hold, measured off every lock.
+    volumes: Arc<volumes::VolumeMeter>,
 }
 
 impl Supervisor {
@@ -145,6 +148,7 @@ impl Supervisor {
             events,
             wake: Notify::new(),
             changed: Notify::new(),
+            volumes: Arc::default(),
         });
         // Project caps live in cgroups, which a reboot empties: set them again first.
         for project in inner.store.list_projects()? {
@@ -162,6 +166,7 @@ impl Supervisor {
         reconcile::recover(&inner).await?;
         tokio::spawn(reconcile::run_loop(inner.clone()));
         tokio::spawn(reconcile::run_sampler(inner.clone()));
+        volumes::start(&inner);
         Ok(Supervisor { inner })
     }
 
@@ -234,6 +239,7 @@ impl Supervisor {
                     message: unsupported.reason,
                 })?;
         }
+        let quota = self.stored_quota(project)?;
         if !dry_run {
             self.inner.driver.start_coming();
         }
@@ -254,7 +260,7 @@ impl Supervisor {
             }
         }
         validate_batch(&state, project, &specs)?;
-        self.check_quota(&state, project, &specs)?;
+        self.check_quota(&state, project, quota.as_ref(), &specs)?;
         let now = SystemTime::now();
         let mut outcomes = Vec::new();
         let mut records = Vec::new();
@@ -550,16 +556,33 @@ impl Supervisor {
         self.inner.events.subscribe()
     }
 
-    /// Recorded events after `after_id`, oldest first.
+    /// Up to `limit` recorded events after `after_id`, of `project` only when given, oldest
+    /// first.
     pub fn events_after(
         &self,
+        project: Option<&str>,
         after_id: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Event>, SupervisorError> {
         Ok(self
             .inner
             .store
-            .list_events(after_id, limit)?
+            .list_events(project, after_id, limit)?
+            .into_iter()
+            .map(events::from_store)
+            .collect())
+    }
+
+    /// The newest `limit` recorded events, of `project` only when given, oldest first.
+    pub fn latest_events(
+        &self,
+        project: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Event>, SupervisorError> {
+        Ok(self
+            .inner
+            .store
+            .latest_events(project, limit)?
             .into_iter()
             .map(events::from_store)
             .collect())
@@ -671,18 +694,14 @@ impl Supervisor {
         Ok(())
     }
 
-    /// The quota of `project`, if it has one, and what it uses now.
+    /// The quota of `project`, if it has one, and what it uses now; its volumes as last
+    /// measured (a fresh measurement is asked for, not waited on).
     pub fn quota(&self, project: &str) -> Result<(Option<Quota>, QuotaUsage), SupervisorError> {
+        let quota = self.stored_quota(project)?;
+        self.inner.volumes.refresh(project);
+        let volume_bytes = self.inner.volumes.bytes(project);
         let state = self.inner.lock();
-        Ok((
-            self.stored_quota(project)?,
-            self.usage_of(
-                &state,
-                project,
-                &[],
-                self.inner.driver.project_volume_bytes(project),
-            ),
-        ))
+        Ok((quota, self.usage_of(&state, project, &[], volume_bytes)))
     }
 
     fn stored_quota(&self, project: &str) -> Result<Option<Quota>, SupervisorError> {
@@ -698,8 +717,7 @@ impl Supervisor {
     }
 
     /// What `project` asks for and uses with `replacing` in place of its workloads of the
-    /// same names (none: as it is). `volume_bytes` is measured once by the caller: it walks
-    /// the project's volumes.
+    /// same names (none: as it is), with `volume_bytes` in its volumes.
     fn usage_of(
         &self,
         state: &State,
@@ -726,20 +744,22 @@ impl Supervisor {
         usage
     }
 
-    /// Refuses a batch that takes `project` over its quota.
+    /// Refuses a batch that takes `project` over its `quota` (read before the state lock:
+    /// nothing under it waits for the database or the disk).
     fn check_quota(
         &self,
         state: &State,
         project: &str,
+        quota: Option<&Quota>,
         specs: &[WorkloadSpec],
     ) -> Result<(), SupervisorError> {
-        let Some(quota) = self.stored_quota(project)? else {
+        let Some(quota) = quota else {
             return Ok(());
         };
-        let volume_bytes = self.inner.driver.project_volume_bytes(project);
+        let volume_bytes = self.inner.volumes.bytes(project);
         let before = self.usage_of(state, project, &[], volume_bytes);
         let after = self.usage_of(state, project, specs, volume_bytes);
-        quota::check(project, &quota, &before, &after).map_err(|exceeded| {
+        quota::check(project, quota, &before, &after).map_err(|exceeded| {
             SupervisorError::QuotaExceeded {
                 quota: exceeded.quota,
                 message: exceeded.message,

@@ -376,8 +376,8 @@ fn adopt_running(
             .get_mut(&(key.project.clone(), key.workload.clone()))
             .and_then(|entry| entry.instances.get_mut(&key.replica))
         {
-            instance.generation += 1;
-            generation = instance.generation;
+            generation = crate::state::next_generation();
+            instance.generation = generation;
             instance.busy = false;
             instance.phase = Phase::Running;
             instance.handle = Some(handle.clone());

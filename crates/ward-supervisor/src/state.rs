@@ -53,7 +53,8 @@ pub(crate) struct InstanceEntry {
     pub health: Option<HealthState>,
     /// Set by a user restart or a failing health check; the planner replaces the instance.
     pub restart_requested: bool,
-    /// Bumped on every start, so results of watchers of an older run are ignored.
+    /// New on every start, from [`next_generation`], so results of watchers of an older run
+    /// are ignored: also those of a removed instance whose name was taken again at once.
     pub generation: u64,
     pub usage: Option<UsageSample>,
     pub last_cpu_reading: Option<(Instant, u64)>,
@@ -178,4 +179,11 @@ impl WorkloadEntry {
             updated_at_ms: to_millis(self.updated_at),
         }
     }
+}
+
+/// A number no earlier run of any instance had: generations are unique across instances, so
+/// the late exit of a removed instance never matches the new instance of the same name.
+pub(crate) fn next_generation() -> u64 {
+    static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

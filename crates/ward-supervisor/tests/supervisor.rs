@@ -530,7 +530,7 @@ async fn failing_health_checks_restart_the_instance() {
         2,
         "restarted after 3 failed probes 5 s apart"
     );
-    let events = supervisor.events_after(None, 1000).unwrap();
+    let events = supervisor.events_after(None, None, 1000).unwrap();
     assert!(events.iter().any(|event| event.kind == "unhealthy"));
 }
 

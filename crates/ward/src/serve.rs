@@ -39,12 +39,13 @@ pub fn hand_over_to_wardd() {
     );
 }
 
-/// The executable the daemon starts monitors from: `ward`, whose fixed addresses leave each
-/// monitor fewer private pages than the position-independent `wardd` would; this program
-/// where `ward` is not beside it.
+/// The executable the daemon starts monitors from: `ward-monitor` beside this program, the
+/// monitor alone linked position-independent; else this program, `wardd`, which is
+/// position-independent too. Never the fixed-address `ward`: a monitor runs as root for the
+/// life of its instance and reads what the workload writes.
 fn monitor_executable() -> anyhow::Result<PathBuf> {
-    if let Some(ward) = sibling_executable("ward") {
-        return Ok(ward);
+    if let Some(monitor) = sibling_executable("ward-monitor") {
+        return Ok(monitor);
     }
     std::env::current_exe().context("cannot find the ward executable")
 }

@@ -119,6 +119,155 @@ fn a_daemon_stopped_without_workloads_leaves_nothing_in_memory() {
     );
 }
 
+/// Every cgroup directory of this daemon's instances and project groups, in every hierarchy:
+/// `ward/<prefix>…` under each v1 mount and under the v2 root.
+fn cgroups_named(prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut parents = vec![std::path::PathBuf::from("/sys/fs/cgroup/ward")];
+    parents.extend(
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path().join("ward")),
+    );
+    parents
+        .iter()
+        .filter_map(|parent| std::fs::read_dir(parent).ok())
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(prefix))
+        .map(|entry| entry.path())
+        .collect()
+}
+
+#[test]
+fn removed_workloads_and_a_clean_stop_leave_no_cgroup_behind() {
+    if !can_run_workloads() {
+        return;
+    }
+    let mut daemon = Daemon::start();
+    for name in ["kept", "gone"] {
+        assert_success(&daemon.ward(&[
+            "run",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--",
+            "sleep",
+            "600",
+        ]));
+    }
+    let inspected = assert_success(&daemon.ward(&["inspect", "kept", "-o", "json"]));
+    let document: serde_json::Value = serde_json::from_str(&inspected).expect("inspect JSON");
+    let pid = document["status"]["pid"].as_u64().expect("a running pid");
+    // `…:/ward/ward-<namespace>.default/ward-<namespace>.default.kept.0` in every hierarchy.
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroups");
+    let instance = cgroups
+        .lines()
+        .find_map(|line| line.split_once(":/ward/")?.1.split('/').nth(1))
+        .expect("an instance cgroup under /ward")
+        .to_string();
+    let prefix = format!("{}.", instance.split('.').next().expect("the namespace"));
+    assert!(!cgroups_named(&prefix).is_empty(), "{prefix} in {cgroups}");
+    assert_success(&daemon.ward(&["rm", "-f", "gone"]));
+    assert_success(&daemon.ward(&["rm", "-f", "kept"]));
+    assert!(daemon.stop(), "no stop on SIGTERM:\n{}", daemon.log());
+    let left = cgroups_named(&prefix);
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+}
+
+/// A tmpfs of `size` mounted for the life of the value.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().expect("a mount point");
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size},mode=0755").as_str()),
+        )
+        .expect("mount a tmpfs");
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_507_naming_the_data_dir_and_nothing_is_half_applied() {
+    if !can_run_workloads() {
+        return;
+    }
+    let disk = SmallDisk::mount("32m");
+    let mut daemon = Daemon::start_with_data_dir_under(disk.dir.path());
+    assert_success(&daemon.ward(&[
+        "run",
+        "--name",
+        "before",
+        "--network",
+        "none",
+        "--",
+        "sleep",
+        "600",
+    ]));
+    // Fill the file system to the last block.
+    let filler_path = disk.dir.path().join("filler");
+    let mut filler = std::fs::File::create(&filler_path).expect("create the filler");
+    let block = vec![7u8; 64 * 1024];
+    let full = loop {
+        if let Err(error) = std::io::Write::write_all(&mut filler, &block) {
+            break error;
+        }
+    };
+    assert_eq!(full.raw_os_error(), Some(libc::ENOSPC), "{full}");
+    let spec = r#"{"name": "late", "command": ["true"], "network": "none"}"#;
+    let answer = common::http_request(
+        daemon.address(),
+        "POST",
+        "/api/v1/workloads",
+        Some(daemon.token()),
+        Some(spec),
+    );
+    assert_eq!(answer.status, 507, "{}", answer.body);
+    let data_dir = daemon.data_dir().display().to_string();
+    assert!(
+        answer
+            .body
+            .contains(&format!("the disk holding {data_dir} is full"))
+            && answer.body.contains(" left"),
+        "{}",
+        answer.body
+    );
+    let refused = daemon.ward(&["run", "--name", "late", "--network", "none", "--", "true"]);
+    assert!(!refused.status.success());
+    assert!(
+        common::stderr_of(&refused).contains("is full"),
+        "{}",
+        common::stderr_of(&refused)
+    );
+    // Space back: nothing of the refused calls was kept, and writes work again.
+    drop(filler);
+    std::fs::remove_file(&filler_path).expect("remove the filler");
+    let listing = assert_success(&daemon.ward(&["ps", "-a"]));
+    assert!(
+        listing.contains("before") && !listing.contains("late"),
+        "{listing}"
+    );
+    assert_success(&daemon.ward(&["run", "--name", "late", "--network", "none", "--", "true"]));
+    assert_success(&daemon.ward(&["rm", "-f", "before", "late"]));
+    assert!(daemon.stop(), "no stop on SIGTERM:\n{}", daemon.log());
+}
+
 #[test]
 fn run_ps_logs_stop_rm_round_trip() {
     if !can_run_workloads() {

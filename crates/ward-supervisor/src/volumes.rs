@@ -1,0 +1,111 @@
+//! The bytes in each project's named volumes, measured on a thread of their own and read from
+//! a cache: a volume of millions of files takes seconds to walk, and no API call waits for it.
+//!
+//! The thread runs in the kernel's idle class: a walk takes no core a request wants.
+//! Every project is measured once at start and again after a pause that grows with the time
+//! the walk took (never more than a twentieth of a core); asking for a project's figure, as
+//! `GET /api/v1/projects/{name}/quota` does, brings its next measurement forward.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crate::Inner;
+
+/// The shortest pause between two measurements of every project.
+const MINIMUM_PAUSE: Duration = Duration::from_secs(30);
+
+/// The pause is at least this many times the duration of the last walk.
+const PAUSE_PER_WALK: u32 = 20;
+
+/// Measured figures, and the projects whose measurement was asked for.
+#[derive(Default)]
+pub(crate) struct VolumeMeter {
+    state: Mutex<MeterState>,
+    asked: Condvar,
+}
+
+#[derive(Default)]
+struct MeterState {
+    bytes: HashMap<String, u64>,
+    wanted: BTreeSet<String>,
+}
+
+impl VolumeMeter {
+    /// The bytes in `project`'s volumes as last measured (0 before the first measurement).
+    pub(crate) fn bytes(&self, project: &str) -> u64 {
+        self.lock().bytes.get(project).copied().unwrap_or(0)
+    }
+
+    /// Asks for a fresh measurement of `project` without waiting for it.
+    pub(crate) fn refresh(&self, project: &str) {
+        self.lock().wanted.insert(project.to_string());
+        self.asked.notify_one();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MeterState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Starts the measuring thread; it ends when the supervisor is gone.
+pub(crate) fn start(inner: &Arc<Inner>) {
+    let meter = Arc::clone(&inner.volumes);
+    let weak = Arc::downgrade(inner);
+    let spawned = std::thread::Builder::new()
+        .name("ward-volumes".to_string())
+        .spawn(move || measure_forever(&meter, &weak));
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the volume measuring thread; volume quotas see 0 bytes");
+    }
+}
+
+fn measure_forever(meter: &VolumeMeter, weak: &Weak<Inner>) {
+    if !ward_runtime::make_this_thread_idle() {
+        tracing::debug!("the volume measuring thread runs at normal priority");
+    }
+    let mut next_round = Instant::now();
+    loop {
+        {
+            // No strong reference outlives a pass: the supervisor may go while this waits.
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            if Instant::now() >= next_round {
+                let started = Instant::now();
+                let projects = inner.store.list_projects().unwrap_or_else(|error| {
+                    tracing::warn!(%error, "cannot list projects to measure their volumes");
+                    Vec::new()
+                });
+                measure(&inner, &projects);
+                next_round = Instant::now() + MINIMUM_PAUSE.max(started.elapsed() * PAUSE_PER_WALK);
+            }
+            let wanted: Vec<String> = std::mem::take(&mut meter.lock().wanted)
+                .into_iter()
+                .collect();
+            measure(&inner, &wanted);
+        }
+        // Wake for a request, for the next round, and every second to notice an end.
+        let state = meter.lock();
+        if state.wanted.is_empty() {
+            let wait = next_round
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1));
+            drop(
+                meter
+                    .asked
+                    .wait_timeout(state, wait)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
+        }
+    }
+}
+
+fn measure(inner: &Inner, projects: &[String]) {
+    for project in projects {
+        let bytes = inner.driver.project_volume_bytes(project);
+        inner.volumes.lock().bytes.insert(project.clone(), bytes);
+    }
+}
