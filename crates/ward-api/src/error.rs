@@ -140,6 +140,11 @@ impl From<SupervisorError> for ApiError {
         let message = error.to_string();
         let (status, code, field) = match &error {
             SupervisorError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", None),
+            SupervisorError::UnknownProject { .. } => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                Some("project".to_string()),
+            ),
             SupervisorError::AlreadyExists { .. } => {
                 (StatusCode::CONFLICT, "conflict", Some("name".to_string()))
             }

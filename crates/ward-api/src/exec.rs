@@ -13,7 +13,7 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use ward_client::wire::ExecControl;
-use ward_supervisor::{ExecOutput, ExecSession};
+use ward_supervisor::{ExecOutput, ExecRequest, ExecSession};
 
 use crate::error::ApiError;
 use crate::workloads::project_of;
@@ -28,6 +28,9 @@ const STDERR: u8 = 2;
 struct ExecQuery {
     command: Vec<String>,
     tty: bool,
+    env: Vec<String>,
+    user: Option<String>,
+    workdir: Option<String>,
     replica: Option<u32>,
     project: Option<String>,
     cols: Option<u16>,
@@ -42,6 +45,23 @@ fn parse_query(raw: Option<&str>) -> Result<ExecQuery, ApiError> {
         match key.as_ref() {
             "command" => query.command.push(value.to_string()),
             "tty" => query.tty = value == "true" || value == "1",
+            "env" => {
+                if !value.contains('=') || value.starts_with('=') || value.contains('\0') {
+                    return Err(ApiError::bad_request(format!(
+                        "env: {value:?} is not KEY=VALUE; give each variable as env=KEY=VALUE"
+                    )));
+                }
+                query.env.push(value.to_string());
+            }
+            "user" => query.user = Some(value.to_string()),
+            "workdir" => {
+                if !value.starts_with('/') || value.contains('\0') {
+                    return Err(ApiError::bad_request(format!(
+                        "workdir: {value:?} is not an absolute path; give one that starts with /"
+                    )));
+                }
+                query.workdir = Some(value.to_string());
+            }
             "replica" => query.replica = Some(value.parse().map_err(|_| not_a_number("replica"))?),
             "project" => query.project = Some(value.to_string()),
             "cols" => query.cols = Some(value.parse().map_err(|_| not_a_number("cols"))?),
@@ -59,7 +79,11 @@ fn parse_query(raw: Option<&str>) -> Result<ExecQuery, ApiError> {
 
 #[utoipa::path(get, path = "/api/v1/workloads/{name}/exec", tag = "workloads",
     params(("name" = String, Path), ("command" = Vec<String>, Query, description = "The command, one parameter per argument"),
-        ("tty" = Option<bool>, Query), ("replica" = Option<u32>, Query), ("cols" = Option<u16>, Query), ("rows" = Option<u16>, Query)),
+        ("tty" = Option<bool>, Query, description = "A terminal; TERM is xterm unless env sets it"),
+        ("env" = Vec<String>, Query, description = "KEY=VALUE, repeated: variables set for the command"),
+        ("user" = Option<String>, Query, description = "UID[:GID] or names from the workload's /etc/passwd"),
+        ("workdir" = Option<String>, Query, description = "Absolute working directory"),
+        ("replica" = Option<u32>, Query), ("cols" = Option<u16>, Query), ("rows" = Option<u16>, Query)),
     responses((status = 101, description = "WebSocket: binary frames are channel byte + data; text frames are control JSON"),
         (status = 404, body = ward_client::wire::ErrorBody), (status = 409, body = ward_client::wire::ErrorBody)))]
 pub async fn exec(
@@ -72,7 +96,18 @@ pub async fn exec(
     let project = project_of(&query.project)?;
     let session = state
         .supervisor
-        .exec(&project, &name, query.replica, &query.command, query.tty)
+        .exec(
+            &project,
+            &name,
+            query.replica,
+            &ExecRequest {
+                command: query.command,
+                tty: query.tty,
+                env: query.env,
+                user: query.user,
+                workdir: query.workdir,
+            },
+        )
         .await?;
     if let (Some(cols), Some(rows)) = (query.cols, query.rows) {
         session.control.resize(cols, rows);

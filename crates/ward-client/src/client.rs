@@ -50,6 +50,12 @@ pub struct LogOptions {
 #[derive(Clone, Debug, Default)]
 pub struct ExecOptions {
     pub tty: bool,
+    /// `KEY=VALUE` variables for the command.
+    pub env: Vec<String>,
+    /// `UID[:GID]` or names from the workload's `/etc/passwd`.
+    pub user: Option<String>,
+    /// Absolute working directory.
+    pub workdir: Option<String>,
     pub replica: Option<u32>,
     pub cols: Option<u16>,
     pub rows: Option<u16>,
@@ -494,6 +500,15 @@ impl Client {
         ));
         for argument in command {
             url.push_str(&format!("&command={}", encode_query_value(argument)));
+        }
+        for variable in &options.env {
+            url.push_str(&format!("&env={}", encode_query_value(variable)));
+        }
+        if let Some(user) = &options.user {
+            url.push_str(&format!("&user={}", encode_query_value(user)));
+        }
+        if let Some(workdir) = &options.workdir {
+            url.push_str(&format!("&workdir={}", encode_query_value(workdir)));
         }
         if let Some(replica) = options.replica {
             url.push_str(&format!("&replica={replica}"));

@@ -114,6 +114,22 @@ pub struct LogLocation {
     pub path: PathBuf,
 }
 
+/// A command to run inside an instance, and what it changes of the instance's own process
+/// for that command (as `docker exec -e -u -w -t` does).
+#[derive(Clone, Debug, Default)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    /// A terminal; `TERM` is `xterm` unless `env` sets it.
+    pub tty: bool,
+    /// `KEY=VALUE` entries set on top of the instance's environment.
+    pub env: Vec<String>,
+    /// `UID[:GID]`, or a user (and group) name from the instance's `/etc/passwd`
+    /// (`/etc/group`).
+    pub user: Option<String>,
+    /// An absolute working directory.
+    pub workdir: Option<String>,
+}
+
 /// A command running inside an instance, whatever runs it (an OCI runtime's `exec`, a VM's
 /// guest agent or serial console, a WASM host): its output, its input, its terminal and its
 /// end. Made by [`Driver::exec`].
@@ -212,8 +228,7 @@ pub trait Driver: Send + Sync + 'static {
     async fn exec(
         &self,
         handle: &InstanceHandle,
-        command: &[String],
-        tty: bool,
+        request: &ExecRequest,
     ) -> Result<ExecSession, RuntimeError>;
 
     /// Manifest digests of the images that instances run, or ran and may run again: what an

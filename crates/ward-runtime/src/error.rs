@@ -89,6 +89,12 @@ pub enum RuntimeError {
     },
     #[error("exec in instance {id}: {message}")]
     Exec { id: String, message: String },
+    /// An exec request that cannot be met as written (an unknown user); `field` names it.
+    #[error("{field}: {message}")]
+    ExecRefused {
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Network(#[from] NetworkError),
 }

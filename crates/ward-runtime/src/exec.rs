@@ -42,6 +42,109 @@ pub(crate) struct ExecTarget<'a> {
     pub bundle_config: &'a Path,
     pub container_id: &'a str,
     pub kind: OciRuntimeKind,
+    /// What the command changes of the instance's process.
+    pub changes: ProcessChanges<'a>,
+}
+
+/// What one command changes of the instance's own `process`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ProcessChanges<'a> {
+    /// `KEY=VALUE` entries that replace or join the instance's.
+    pub env: &'a [String],
+    pub cwd: Option<&'a str>,
+    /// User and group ids, in the instance's user namespace.
+    pub user: Option<(u32, u32)>,
+}
+
+impl ProcessChanges<'_> {
+    /// Applies the changes to an OCI `process` object; a terminal gets `TERM=xterm` unless
+    /// the changes set `TERM`, as `docker exec -t` does.
+    fn apply(&self, process: &mut serde_json::Value, terminal: bool) {
+        let mut env: Vec<String> = process["env"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|entry| entry.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut set = |entry: &str| {
+            let key = entry.split('=').next().unwrap_or(entry);
+            env.retain(|existing| existing.split('=').next() != Some(key));
+            env.push(entry.to_string());
+        };
+        if terminal && !self.env.iter().any(|entry| entry.starts_with("TERM=")) {
+            set("TERM=xterm");
+        }
+        for entry in self.env {
+            set(entry);
+        }
+        process["env"] = serde_json::json!(env);
+        if let Some(cwd) = self.cwd {
+            process["cwd"] = serde_json::json!(cwd);
+        }
+        if let Some((uid, gid)) = self.user {
+            process["user"] = serde_json::json!({"uid": uid, "gid": gid});
+        }
+    }
+}
+
+/// The ids of `user` (`UID[:GID]`, or names) in the root file system at `root`: names come
+/// from its `/etc/passwd` and `/etc/group`; a user id without a group takes the user's
+/// group from `/etc/passwd`, else 0, as Docker does.
+pub(crate) fn resolve_user(user: &str, root: &Path) -> Result<(u32, u32), RuntimeError> {
+    let refused = |message: String| RuntimeError::ExecRefused {
+        field: "user",
+        message,
+    };
+    let read =
+        |file: &str| std::fs::read_to_string(root.join("etc").join(file)).unwrap_or_default();
+    // name:password:id:… lines; the third field is the id, the fourth the passwd's group.
+    let find = |table: &str, name: &str| -> Option<Vec<String>> {
+        table.lines().find_map(|line| {
+            let fields: Vec<String> = line.split(':').map(str::to_string).collect();
+            (fields.len() >= 3 && (fields[0] == name || fields[2] == name)).then_some(fields)
+        })
+    };
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (user, None),
+    };
+    if user_part.is_empty() || group_part.is_some_and(str::is_empty) {
+        return Err(refused(format!(
+            "{user:?} is not a user; give UID, UID:GID, NAME or NAME:GROUP"
+        )));
+    }
+    let passwd = read("passwd");
+    let entry = find(&passwd, user_part);
+    let uid = match user_part.parse::<u32>() {
+        Ok(uid) => uid,
+        Err(_) => entry
+            .as_ref()
+            .and_then(|fields| fields[2].parse().ok())
+            .ok_or_else(|| {
+                refused(format!(
+                    "no user {user_part} in the workload's /etc/passwd; give a numeric UID"
+                ))
+            })?,
+    };
+    let gid = match group_part {
+        Some(group) => match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => find(&read("group"), group)
+                .and_then(|fields| fields[2].parse().ok())
+                .ok_or_else(|| {
+                    refused(format!(
+                        "no group {group} in the workload's /etc/group; give a numeric GID"
+                    ))
+                })?,
+        },
+        None => entry
+            .and_then(|fields| fields.get(3).and_then(|gid| gid.parse().ok()))
+            .unwrap_or(0),
+    };
+    Ok((uid, gid))
 }
 
 /// Where the command's terminal comes from.
@@ -83,7 +186,9 @@ impl ExecTarget<'_> {
             })?;
         let mut process = config.get("process").cloned().unwrap_or_default();
         process["args"] = serde_json::json!(command);
-        process["terminal"] = serde_json::json!(!matches!(terminal, Terminal::None));
+        let on_terminal = !matches!(terminal, Terminal::None);
+        process["terminal"] = serde_json::json!(on_terminal);
+        self.changes.apply(&mut process, on_terminal);
 
         let description = memfd_create("ward-exec-process", MFdFlags::MFD_CLOEXEC)
             .map_err(|error| self.failed(format!("create the process description: {error}")))?;

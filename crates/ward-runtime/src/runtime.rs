@@ -34,8 +34,8 @@ use crate::pidfd::{is_own_child, reap_if_child, running_process_start_ticks, Pid
 use crate::seccomp;
 use crate::secrets::{SecretFiles, SecretResolver};
 use crate::{
-    exec, hosts, logs, monitor, network, probe, AttachOutcome, Driver, ExecSession, ExitStatus,
-    InstanceHandle, InstanceKey, LogLine, LogLocation, ResourceUsage, RuntimeError,
+    exec, hosts, logs, monitor, network, probe, AttachOutcome, Driver, ExecRequest, ExecSession,
+    ExitStatus, InstanceHandle, InstanceKey, LogLine, LogLocation, ResourceUsage, RuntimeError,
 };
 use ward_image::layers::LayerStore;
 use ward_image::{BlobStore, Digest};
@@ -805,6 +805,7 @@ impl Runtime {
             bundle_config,
             container_id,
             kind: self.inner.oci.kind,
+            changes: exec::ProcessChanges::default(),
         }
     }
 
@@ -1162,20 +1163,31 @@ impl Driver for Runtime {
     async fn exec(
         &self,
         handle: &InstanceHandle,
-        command: &[String],
-        tty: bool,
+        request: &ExecRequest,
     ) -> Result<ExecSession, RuntimeError> {
         let paths = self.paths(&handle.key)?;
         let id = self.inner.container_id(&handle.key);
         if Self::live_state(&paths)?.is_none() {
             return Err(RuntimeError::NotRunning { id });
         }
+        // Names are the workload's own: read where its first process sees its root.
+        let user = request
+            .user
+            .as_deref()
+            .map(|user| exec::resolve_user(user, Path::new(&format!("/proc/{}/root", handle.pid))))
+            .transpose()?;
         let bundle_config = paths.config();
+        let mut target = self.exec_target(&id, &bundle_config);
+        target.changes = exec::ProcessChanges {
+            env: &request.env,
+            cwd: request.workdir.as_deref(),
+            user,
+        };
         exec::spawn(
-            self.exec_target(&id, &bundle_config),
+            target,
             &self.inner.data_dir.join("run"),
-            command,
-            tty,
+            &request.command,
+            request.tty,
         )
         .await
     }

@@ -8,7 +8,9 @@ use std::io::Read;
 use std::time::{Duration, Instant, SystemTime};
 
 use support::*;
-use ward_runtime::{AttachOutcome, Driver, InstanceKey, LogStream, Runtime, RuntimeConfig};
+use ward_runtime::{
+    AttachOutcome, Driver, ExecRequest, InstanceKey, LogStream, Runtime, RuntimeConfig,
+};
 use ward_spec::{HealthProbe, NetworkMode, PortMapping, Protocol, VolumeMount};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -453,7 +455,7 @@ async fn exec_runs_commands_with_pipes_and_with_a_terminal() {
     ];
     let session = fixture
         .runtime
-        .exec(&handle, &command.map(String::from), false)
+        .exec(&handle, &request(&command, false))
         .await
         .expect("exec");
     assert!(!session.terminal);
@@ -462,10 +464,38 @@ async fn exec_runs_commands_with_pipes_and_with_a_terminal() {
     assert_eq!(stdout, "hello\n/tmp\nNoNewPrivs:\t1\n");
     assert_eq!(stderr, "oops\n");
 
-    let command = ["sh", "-c", "tty; echo from-the-terminal"];
+    // The variables, directory and user of one command change for it alone.
+    let changed = ExecRequest {
+        env: vec!["GREETING=changed".into(), "EXTRA=x=y".into()],
+        workdir: Some("/".into()),
+        user: Some("1000:1001".into()),
+        ..request(
+            &["sh", "-c", "echo $GREETING $EXTRA; pwd; id -u; id -g"],
+            false,
+        )
+    };
+    let session = fixture.runtime.exec(&handle, &changed).await.expect("exec");
+    let (exit, stdout, stderr) = collect(session).await;
+    assert_eq!(exit.exit_code, Some(0), "{stderr}");
+    assert_eq!(stdout, "changed x=y\n/\n1000\n1001\n");
+    let unknown = ExecRequest {
+        user: Some("no-such-user".into()),
+        ..request(&["true"], false)
+    };
+    let error = fixture
+        .runtime
+        .exec(&handle, &unknown)
+        .await
+        .expect_err("unknown user");
+    assert!(
+        error.to_string().contains("no user no-such-user"),
+        "{error}"
+    );
+
+    let command = ["sh", "-c", "tty; echo from-the-terminal; echo TERM=$TERM"];
     let session = fixture
         .runtime
-        .exec(&handle, &command.map(String::from), true)
+        .exec(&handle, &request(&command, true))
         .await
         .expect("exec with tty");
     assert!(session.terminal);
@@ -473,11 +503,15 @@ async fn exec_runs_commands_with_pipes_and_with_a_terminal() {
     assert_eq!(exit.exit_code, Some(0), "{exit:?}");
     assert!(output.contains("/dev/pts/"), "tty printed {output:?}");
     assert!(output.contains("from-the-terminal"), "{output:?}");
+    assert!(
+        output.contains("TERM=xterm"),
+        "a terminal without TERM: {output:?}"
+    );
 
     // A command that would run for long ends when killed.
     let session = fixture
         .runtime
-        .exec(&handle, &["sleep".to_string(), "600".to_string()], false)
+        .exec(&handle, &request(&["sleep", "600"], false))
         .await
         .expect("exec sleep");
     session.control.kill();
@@ -494,7 +528,7 @@ async fn exec_runs_commands_with_pipes_and_with_a_terminal() {
         .expect("stop");
     let error = fixture
         .runtime
-        .exec(&handle, &["true".to_string()], false)
+        .exec(&handle, &request(&["true"], false))
         .await
         .expect_err("no exec after stop");
     assert!(
@@ -1048,4 +1082,16 @@ async fn collect(
         String::from_utf8_lossy(&stdout).into_owned(),
         String::from_utf8_lossy(&stderr).into_owned(),
     )
+}
+
+/// An exec of `command` that changes nothing else of the instance's process.
+fn request(command: &[&str], tty: bool) -> ExecRequest {
+    ExecRequest {
+        command: command
+            .iter()
+            .map(|argument| argument.to_string())
+            .collect(),
+        tty,
+        ..ExecRequest::default()
+    }
 }

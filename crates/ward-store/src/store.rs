@@ -119,6 +119,15 @@ impl Store {
         })
     }
 
+    /// Whether the project exists.
+    pub fn project_exists(&self, name: &str) -> Result<bool, StoreError> {
+        self.read("look up a project", |connection| {
+            connection
+                .prepare_cached("SELECT 1 FROM projects WHERE name = ?1")?
+                .exists([name])
+        })
+    }
+
     /// Project names in order.
     pub fn list_projects(&self) -> Result<Vec<String>, StoreError> {
         self.read("list projects", |connection| {

@@ -6,6 +6,8 @@ pub enum SupervisorError {
         "workload {name} not found in project {project}: see `ward ps -a` for the workloads there"
     )]
     NotFound { project: String, name: String },
+    #[error("project {project} does not exist: create it with `ward project create {project}`, or leave --project out for the default project")]
+    UnknownProject { project: String },
     #[error("workload {name} already exists in project {project}: pick another name, or use `ward apply` to update it")]
     AlreadyExists { project: String, name: String },
     #[error("{field}: {message}")]

@@ -52,7 +52,7 @@ pub use view::{
 };
 pub use ward_image::credentials::CredentialStore;
 pub use ward_image::pull::PullProgress;
-pub use ward_runtime::{ExecControl, ExecExit, ExecOutput, ExecSession, LogLine};
+pub use ward_runtime::{ExecControl, ExecExit, ExecOutput, ExecRequest, ExecSession, LogLine};
 
 use events::PendingEvent;
 use state::{InstanceEntry, State, WorkloadEntry};
@@ -239,6 +239,11 @@ impl Supervisor {
                     message: unsupported.reason,
                 })?;
         }
+        if !self.inner.store.project_exists(project)? {
+            return Err(SupervisorError::UnknownProject {
+                project: project.to_string(),
+            });
+        }
         let quota = self.stored_quota(project)?;
         if !dry_run {
             self.inner.driver.start_coming();
@@ -348,6 +353,19 @@ impl Supervisor {
             let key = (project.to_string(), entry.spec.name.clone());
             match state.workloads.get_mut(&key) {
                 Some(existing) => {
+                    // A change of the replica count alone keeps the running instances: they
+                    // run the new revision as they are.
+                    if differ_only_in_replicas(&existing.spec_json, &entry.spec_json) {
+                        let old_revision = existing.revision;
+                        for (replica, instance) in existing.instances.iter_mut() {
+                            if instance.revision == old_revision {
+                                instance.revision = entry.revision;
+                                let instance_key = InstanceKey::new(project, &key.1, *replica);
+                                self.inner
+                                    .record(Some((&instance_key, instance)), Vec::new());
+                            }
+                        }
+                    }
                     existing.spec = entry.spec;
                     existing.spec_json = entry.spec_json;
                     existing.revision = entry.revision;
@@ -631,8 +649,7 @@ impl Supervisor {
         project: &str,
         name: &str,
         replica: Option<u32>,
-        command: &[String],
-        tty: bool,
+        request: &ExecRequest,
     ) -> Result<ExecSession, SupervisorError> {
         let handle = {
             let state = self.inner.lock();
@@ -655,7 +672,19 @@ impl Supervisor {
                     replica,
                 })?
         };
-        Ok(self.inner.driver.exec(&handle, command, tty).await?)
+        self.inner
+            .driver
+            .exec(&handle, request)
+            .await
+            .map_err(|error| match error {
+                ward_runtime::RuntimeError::ExecRefused { field, message } => {
+                    SupervisorError::Invalid {
+                        field: field.to_string(),
+                        message,
+                    }
+                }
+                other => other.into(),
+            })
     }
 
     /// Stops accepting changes. Workloads keep running: the next daemon re-attaches to them.
@@ -892,6 +921,19 @@ impl Inner {
                 data: event.data,
             });
         }
+    }
+}
+
+/// Whether two normalised specs (JSON text) are the same but for `replicas`.
+fn differ_only_in_replicas(old: &str, new: &str) -> bool {
+    let without_replicas = |text: &str| {
+        let mut value: serde_json::Value = serde_json::from_str(text).ok()?;
+        value.as_object_mut()?.remove("replicas");
+        Some(value)
+    };
+    match (without_replicas(old), without_replicas(new)) {
+        (Some(old), Some(new)) => old == new,
+        _ => false,
     }
 }
 

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use tokio::sync::watch;
 use ward_runtime::{
-    AttachOutcome, Driver, ExecSession, ExitStatus, InstanceHandle, InstanceKey, LogLine,
-    LogLocation, ResourceUsage, RuntimeError,
+    AttachOutcome, Driver, ExecRequest, ExecSession, ExitStatus, InstanceHandle, InstanceKey,
+    LogLine, LogLocation, ResourceUsage, RuntimeError,
 };
 use ward_spec::{HealthProbe, WorkloadSpec};
 use ward_store::Store;
@@ -236,8 +236,7 @@ impl Driver for FakeDriver {
     async fn exec(
         &self,
         handle: &InstanceHandle,
-        _command: &[String],
-        _tty: bool,
+        _request: &ExecRequest,
     ) -> Result<ExecSession, RuntimeError> {
         Err(RuntimeError::Io {
             action: "exec in",
@@ -471,6 +470,36 @@ async fn replicas_scale_up_and_down() {
         .unwrap();
     assert_eq!(view.instances.len(), 1);
     assert_eq!(driver.running_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn scaling_up_leaves_the_running_replicas_alone() {
+    let driver = Arc::new(FakeDriver::default());
+    let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
+    supervisor
+        .create(
+            &as_admin(&supervisor, Operation::WorkloadCreate),
+            spec("name: pool\nreplicas: 2\ncommand: [run]\n"),
+        )
+        .unwrap();
+    let pids = |view: &ward_supervisor::WorkloadView| -> Vec<Option<u32>> {
+        view.instances.iter().map(|instance| instance.pid).collect()
+    };
+    let before = pids(&all_running(&supervisor, "pool", 2).await);
+    supervisor
+        .apply(
+            &as_admin(&supervisor, Operation::WorkloadApply),
+            vec![spec("name: pool\nreplicas: 3\ncommand: [run]\n")],
+            false,
+        )
+        .unwrap();
+    let after = all_running(&supervisor, "pool", 3).await;
+    assert_eq!(pids(&after)[..2], before[..]);
+    assert!(after
+        .instances
+        .iter()
+        .all(|instance| instance.revision == 2));
+    assert_eq!(driver.running_count(), 3);
 }
 
 #[tokio::test(start_paused = true)]

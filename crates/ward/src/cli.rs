@@ -700,9 +700,21 @@ pub struct ExecArgs {
     #[arg(short = 'i', long)]
     pub interactive: bool,
 
-    /// Give the command a terminal
+    /// Give the command a terminal (TERM=xterm unless -e sets it)
     #[arg(short = 't', long)]
     pub tty: bool,
+
+    /// Set a variable for the command: KEY=VALUE (repeat for more)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env_flag)]
+    pub env: Vec<EnvironmentFlag>,
+
+    /// Run as this user: UID[:GID], or a name from the workload's /etc/passwd
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Working directory of the command (absolute)
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
 
     /// Instance to run in [default: the first running one]
     #[arg(long, value_name = "N")]
@@ -895,6 +907,12 @@ fn exit_for_clap_error(error: clap::Error) -> ! {
             print!("{help}");
             std::process::exit(0)
         }
+        ErrorKind::InvalidSubcommand => {
+            let arguments: Vec<String> = std::env::args().skip(1).collect();
+            let typed = first_word(&arguments).unwrap_or_default();
+            eprintln!("error: {}", unknown_command(&typed));
+            std::process::exit(USAGE_ERROR_EXIT_CODE)
+        }
         _ => {
             let arguments: Vec<String> = std::env::args().skip(1).collect();
             let subcommand = subcommand_named_in(&arguments);
@@ -907,37 +925,86 @@ fn exit_for_clap_error(error: clap::Error) -> ! {
     }
 }
 
-/// The subcommand a command line was aiming at: the first word that is not a global option or
-/// its value, when it names a subcommand (or one of its aliases).
-fn subcommand_named_in(arguments: &[String]) -> Option<String> {
+/// Docker and Podman commands that Ward spells differently, with the Ward command for the job.
+const DOCKER_EQUIVALENTS: &[(&str, &str)] = &[
+    ("images", "ward image ls"),
+    ("rmi", "ward image rm"),
+    ("pull", "ward image pull"),
+    ("load", "ward image import"),
+    ("save", "ward image export"),
+    ("stats", "ward top"),
+    (
+        "create",
+        "ward apply -f FILE, or ward run (which also starts it)",
+    ),
+    ("attach", "ward logs -f NAME"),
+    ("port", "ward ps (its PORTS column) or ward inspect NAME"),
+    ("container", "ward ps, ward run, ward rm"),
+    ("version", "ward --version"),
+];
+
+/// The message for a command Ward does not have: the Ward command for a Docker habit, else
+/// a command spelled almost the same (one letter off or two swapped). Nothing looser: a
+/// suggestion that sounds alike may do something else entirely (`rmi` is not `rm`).
+fn unknown_command(typed: &str) -> String {
+    if let Some((_, ward)) = DOCKER_EQUIVALENTS
+        .iter()
+        .find(|(docker, _)| *docker == typed)
+    {
+        return format!("ward has no '{typed}' command; use {ward}");
+    }
     let command = CommandLine::command();
+    let near = command
+        .get_subcommands()
+        .flat_map(|subcommand| {
+            std::iter::once(subcommand.get_name()).chain(subcommand.get_all_aliases())
+        })
+        .filter(|name| !name.is_empty() && *name != "help")
+        .min_by_key(|name| strsim::damerau_levenshtein(typed, name))
+        .filter(|name| typed.len() > 2 && strsim::damerau_levenshtein(typed, name) == 1);
+    match near {
+        Some(name) => format!(
+            "unrecognized subcommand '{typed}'; did you mean 'ward {name}'? see 'ward --help'"
+        ),
+        None => format!("unrecognized subcommand '{typed}'; see 'ward --help' for the commands"),
+    }
+}
+
+/// The first word of a command line that is not a global option or its value.
+fn first_word(arguments: &[String]) -> Option<String> {
     let mut words = arguments.iter();
     while let Some(word) = words.next() {
-        if [
-            "--host",
-            "--token",
-            "--data-dir",
-            "--project",
-            "--output",
-            "-o",
-        ]
-        .contains(&word.as_str())
-        {
+        if GLOBAL_OPTIONS_WITH_VALUES.contains(&word.as_str()) {
             words.next();
             continue;
         }
-        if word.starts_with('-') {
-            continue;
+        if !word.starts_with('-') {
+            return Some(word.clone());
         }
-        return command
-            .get_subcommands()
-            .find(|subcommand| {
-                subcommand.get_name() == word
-                    || subcommand.get_all_aliases().any(|alias| alias == word)
-            })
-            .map(|subcommand| subcommand.get_name().to_string());
     }
     None
+}
+
+/// The global options that take a value, as the first word of a command line may follow them.
+const GLOBAL_OPTIONS_WITH_VALUES: [&str; 6] = [
+    "--host",
+    "--token",
+    "--data-dir",
+    "--project",
+    "--output",
+    "-o",
+];
+
+/// The subcommand a command line was aiming at: the first word that is not a global option or
+/// its value, when it names a subcommand (or one of its aliases).
+fn subcommand_named_in(arguments: &[String]) -> Option<String> {
+    let word = first_word(arguments)?;
+    CommandLine::command()
+        .get_subcommands()
+        .find(|subcommand| {
+            subcommand.get_name() == word || subcommand.get_all_aliases().any(|alias| alias == word)
+        })
+        .map(|subcommand| subcommand.get_name().to_string())
 }
 
 /// Squeezes clap's multi-paragraph error into one line: its first paragraph, its tips in

@@ -28,7 +28,14 @@ fn check(arguments: &[&str], expected: &str) {
 fn usage_errors_are_one_error_line() {
     let cases: &[(&[&str], &str)] = &[
         (&["bogus"], "unrecognized subcommand 'bogus'"),
-        (&["pss"], "similar subcommand exists: 'ps'"),
+        (&["pss"], "did you mean 'ward ps'?"),
+        (&["strat"], "did you mean 'ward start'?"),
+        // Docker's words get the Ward command for the job, never a look-alike that does
+        // something else (`rm` removes workloads, `start` starts them).
+        (&["rmi", "busybox"], "use ward image rm"),
+        (&["stats"], "use ward top"),
+        (&["images"], "use ward image ls"),
+        (&["--project", "x", "rmi"], "use ward image rm"),
         (&["ps", "--bogus"], "unexpected argument '--bogus'"),
         (&["ps", "--bogus"], "see 'ward ps --help'"),
         (&["logs"], "required arguments were not provided: <NAME>"),

@@ -112,6 +112,91 @@ fn field<'a>(report: &'a str, key: &str) -> &'a str {
         .trim()
 }
 
+/// A restart keeps the container's address; the host's neighbour entry for it, left from the
+/// run before (or from anything else), must not cut the new run off: 20 restarts, each with a
+/// stale entry planted on `ward0` and, where it is still there, on the container's own link,
+/// each answering on its published port within 1 s of `ward restart` returning.
+#[test]
+fn a_restarted_container_answers_at_once_despite_a_stale_neighbour_entry() {
+    if !sandbox_available("a_restarted_container_answers_at_once_despite_a_stale_neighbour_entry") {
+        return;
+    }
+    let _turn = bridge_turn();
+    let registry = Registry::start();
+    let reference = publish(&busybox_image(), &registry, "ward/restarted", "1");
+    let daemon = Daemon::start();
+    let port = free_port();
+    let publish_flag = format!("{port}:8080");
+    run_web_server(&daemon, "ctr-again", &publish_flag, &reference);
+    daemon.wait_for("the web server", START_TIMEOUT, || {
+        http_body(port, "/index.html")
+    });
+    for round in 0..20 {
+        let document = inspect(&daemon, "ctr-again");
+        let address = document["status"]["instances"][0]["address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no address in {document}"))
+            .to_string();
+        let stale = std::process::Command::new("ip")
+            .args([
+                "neigh",
+                "replace",
+                &address,
+                "lladdr",
+                "02:00:5e:00:53:01",
+                "dev",
+                "ward0",
+            ])
+            .args(["nud", "reachable"])
+            .status()
+            .expect("run ip");
+        assert!(stale.success(), "cannot plant the stale neighbour entry");
+        ward_ok(&daemon, &["restart", "ctr-again"]);
+        let restarted = Instant::now();
+        let answered = loop {
+            if http_body(port, "/index.html").is_some() {
+                break true;
+            }
+            if restarted.elapsed() > Duration::from_secs(1) {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            answered,
+            "restart {round}: port {port} did not answer within 1 s; {}",
+            inspect(&daemon, "ctr-again")
+        );
+        let after = inspect(&daemon, "ctr-again");
+        assert_eq!(after["status"]["instances"][0]["address"], address.as_str());
+    }
+    let _ = std::process::Command::new("ip")
+        .args(["neigh", "flush", "dev", "ward0"])
+        .status();
+}
+
+/// Runs busybox's web server on port 8080 of `reference`, published as `publish_flag`.
+fn run_web_server(daemon: &Daemon, name: &str, publish_flag: &str, reference: &str) {
+    run_container(
+        daemon,
+        &[
+            "--name",
+            name,
+            "-p",
+            publish_flag,
+            "--image",
+            reference,
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            "/srv",
+        ],
+    );
+}
+
 /// One bridge test at a time: published ports go through the host's shared iptables chains.
 fn bridge_turn() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
@@ -343,24 +428,7 @@ fn container_publishes_ports_and_survives_a_daemon_kill() {
     let port = free_port();
     let publish_flag = format!("{port}:8080");
     // The image is pulled on first use, as `docker run` does.
-    run_container(
-        &daemon,
-        &[
-            "--name",
-            "ctr-web",
-            "-p",
-            &publish_flag,
-            "--image",
-            &reference,
-            "--",
-            "httpd",
-            "-f",
-            "-p",
-            "8080",
-            "-h",
-            "/srv",
-        ],
-    );
+    run_web_server(&daemon, "ctr-web", &publish_flag, &reference);
     let body = daemon.wait_for("the container's web server", START_TIMEOUT, || {
         http_body(port, "/index.html")
     });

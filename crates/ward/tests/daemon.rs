@@ -71,6 +71,40 @@ fn dry_run_changes_nothing() {
     assert_eq!(listing.trim(), "[]");
 }
 
+#[test]
+fn an_unknown_project_is_named_with_how_to_create_it() {
+    let daemon = Daemon::start();
+    let refused = daemon.ward(&[
+        "--project",
+        "nosuchproj",
+        "run",
+        "--name",
+        "x",
+        "--",
+        "true",
+    ]);
+    let line = assert_one_error_line(&refused, "project nosuchproj does not exist");
+    assert!(line.contains("ward project create nosuchproj"), "{line}");
+    let answer = common::http_request(
+        daemon.address(),
+        "POST",
+        "/api/v1/workloads?project=nosuchproj",
+        Some(daemon.token()),
+        Some(r#"{"name": "x", "command": ["true"]}"#),
+    );
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    assert!(
+        answer.body.contains(r#""field":"project""#),
+        "{}",
+        answer.body
+    );
+    assert_success(&daemon.ward(&["project", "create", "nosuchproj"]));
+    // Nothing of the refused calls was stored.
+    let listing =
+        assert_success(&daemon.ward(&["--project", "nosuchproj", "ps", "-a", "-o", "json"]));
+    assert_eq!(listing.trim(), "[]");
+}
+
 /// Running workloads needs the sandbox (namespaces, cgroups), which needs root.
 fn can_run_workloads() -> bool {
     if nix::unistd::geteuid().is_root() {
@@ -266,6 +300,45 @@ fn a_full_disk_is_a_507_naming_the_data_dir_and_nothing_is_half_applied() {
     assert_success(&daemon.ward(&["run", "--name", "late", "--network", "none", "--", "true"]));
     assert_success(&daemon.ward(&["rm", "-f", "before", "late"]));
     assert!(daemon.stop(), "no stop on SIGTERM:\n{}", daemon.log());
+}
+
+#[test]
+fn exec_takes_docker_s_env_user_and_workdir_flags() {
+    if !can_run_workloads() {
+        return;
+    }
+    let daemon = Daemon::start();
+    assert_success(&daemon.ward(&[
+        "run",
+        "--name",
+        "box",
+        "--network",
+        "none",
+        "--",
+        "sleep",
+        "600",
+    ]));
+    let output = assert_success(&daemon.ward(&[
+        "exec",
+        "-e",
+        "GREETING=hi",
+        "-u",
+        "1000:1000",
+        "-w",
+        "/tmp",
+        "box",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING; pwd; id -u",
+    ]));
+    assert_eq!(output, "hi\n/tmp\n1000\n");
+    let refused = daemon.ward(&["exec", "-w", "tmp", "box", "--", "true"]);
+    assert_one_error_line(&refused, "workdir: \"tmp\" is not an absolute path");
+    let refused = daemon.ward(&["exec", "-u", "nosuchuser", "box", "--", "true"]);
+    let line = assert_one_error_line(&refused, "user: no user nosuchuser");
+    assert!(line.contains("numeric UID"), "{line}");
+    assert_success(&daemon.ward(&["rm", "-f", "box"]));
 }
 
 #[test]

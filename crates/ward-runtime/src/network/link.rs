@@ -94,8 +94,12 @@ pub(super) fn create_veth(
     }
     // The gateway's address on the host's end too, so that the host answers the container's
     // ARP requests for it even where `arp_ignore` wants the address on the asking interface.
+    // The container's MAC follows from its address, as Docker's does: a neighbour entry the
+    // host kept from an earlier run of the container (or of another with the address) is
+    // still right, so a restarted container answers at once.
     host_batch.push_str(&format!(
-        "link add {host_interface} type veth peer name eth0 netns {}\naddr add {GATEWAY_ADDRESS}/32 dev {host_interface}\nlink set {host_interface} up\nroute replace {address}/32 dev {host_interface} src {GATEWAY_ADDRESS}\n",
+        "link add {host_interface} type veth peer name eth0 address {} netns {}\naddr add {GATEWAY_ADDRESS}/32 dev {host_interface}\nlink set {host_interface} up\nroute replace {address}/32 dev {host_interface} src {GATEWAY_ADDRESS}\n",
+        container_mac(address),
         namespace.path().display()
     ));
     command::run_with_input("ip", &["-batch", "-"], &host_batch)?;
@@ -103,6 +107,13 @@ pub(super) fn create_veth(
     configure_host_interface(&host_interface)?;
 
     configure_inside(container_id, &namespace, address)
+}
+
+/// The MAC of the container with `address`: locally administered, Ward's `02:77` prefix, then
+/// the four octets of the address.
+fn container_mac(address: Ipv4Addr) -> String {
+    let [a, b, c, d] = address.octets();
+    format!("02:77:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
 /// The sysctls of the host's end of a container's link, on that interface only:

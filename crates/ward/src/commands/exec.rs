@@ -13,7 +13,7 @@ use ward_client::wire::ExecControl;
 use ward_client::ExecOptions;
 
 use crate::cli::ExecArgs;
-use crate::commands::Context;
+use crate::commands::{run, Context};
 use crate::terminal::{self, TerminalModeGuard};
 
 const STDIN_CHANNEL: u8 = 0;
@@ -31,6 +31,12 @@ pub async fn run(context: &Context, arguments: ExecArgs) -> anyhow::Result<i32> 
     };
     let options = ExecOptions {
         tty: arguments.tty,
+        env: run::resolve_environment(&arguments.env, &|key| std::env::var(key).ok())
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect(),
+        user: arguments.user.clone(),
+        workdir: arguments.workdir.clone(),
         replica: arguments.replica,
         cols: window_size.map(|(columns, _)| columns),
         rows: window_size.map(|(_, rows)| rows),

@@ -68,18 +68,8 @@ pub fn build_spec(
     );
 
     let mut environment = Map::new();
-    for flag in &arguments.env {
-        match flag {
-            EnvironmentFlag::Assignment { key, value } => {
-                environment.insert(key.clone(), json!(value));
-            }
-            // Like Docker: a variable that is not set here is not set in the workload either.
-            EnvironmentFlag::Inherited { key } => {
-                if let Some(value) = lookup_environment(key) {
-                    environment.insert(key.clone(), json!(value));
-                }
-            }
-        }
+    for (key, value) in resolve_environment(&arguments.env, lookup_environment) {
+        environment.insert(key, json!(value));
     }
     if !environment.is_empty() {
         spec.insert("env".to_string(), Value::Object(environment));
@@ -225,6 +215,22 @@ fn image_base_name(image: &str) -> String {
         .next()
         .unwrap_or(last_component)
         .to_string()
+}
+
+/// The variables of `-e` flags: `KEY=VALUE` as given, and a bare `KEY` with the value
+/// `lookup` finds (this shell's); like Docker, a bare key that is not set here is not set
+/// there either.
+pub fn resolve_environment(
+    flags: &[EnvironmentFlag],
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
+    flags
+        .iter()
+        .filter_map(|flag| match flag {
+            EnvironmentFlag::Assignment { key, value } => Some((key.clone(), value.clone())),
+            EnvironmentFlag::Inherited { key } => lookup(key).map(|value| (key.clone(), value)),
+        })
+        .collect()
 }
 
 #[cfg(test)]
