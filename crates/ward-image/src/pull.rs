@@ -164,7 +164,7 @@ impl Puller {
         let registry_error =
             |error: oci_client::errors::OciDistributionError| PullError::Registry {
                 registry: registry.clone(),
-                message: explain_registry_error(&error, parsed.registry()),
+                message: explain_registry_error(&error, parsed.registry(), reference),
             };
 
         let (bytes, _) = client
@@ -373,18 +373,26 @@ impl Puller {
 }
 
 /// The registry's error, with what to do about a refused login.
+/// The registry's answer in plain words, with what to do about it.
 fn explain_registry_error(
     error: &oci_client::errors::OciDistributionError,
     registry: &str,
+    reference: &str,
 ) -> String {
     use oci_client::errors::OciDistributionError;
+    let answer = error.to_string();
     match error {
         OciDistributionError::UnauthorizedError { .. }
         | OciDistributionError::AuthenticationFailure(_) => format!(
-            "{error}; log in with 'ward login {registry}' if the image is private, \
+            "{answer}; log in with 'ward login {registry}' if the image is private, \
              and check the image name"
         ),
-        _ => error.to_string(),
+        _ if says_image_is_missing(&answer) => format!(
+            "it has no image {reference} (its answer: {}); check the name and the tag, or log \
+             in with 'ward login {registry}' if the image is private",
+            answer.trim_start_matches("OCI API error: ")
+        ),
+        _ => answer,
     }
 }
 

@@ -69,6 +69,26 @@ pub(crate) fn check(spec: &WorkloadSpec) -> Result<(), Unsupported> {
         };
         return unsupported("resources.gpu", reason);
     }
+    // A process's program is on the host and checked here; a container's is in its image,
+    // which the start resolves.
+    if spec.kind == WorkloadKind::Process {
+        let program = spec.command.as_ref().and_then(|command| command.first());
+        if let Some(program) =
+            program.filter(|program| !program_exists(program, spec.env.get("PATH")))
+        {
+            let where_looked = if program.contains('/') {
+                String::new()
+            } else {
+                " (looked in the PATH directories)".to_string()
+            };
+            return unsupported(
+                "command",
+                format!(
+                    "no program {program} on this host{where_looked}: install it, or give its full path"
+                ),
+            );
+        }
+    }
     if spec.autoscale.is_some() {
         return unsupported(
             "autoscale",
@@ -76,6 +96,30 @@ pub(crate) fn check(spec: &WorkloadSpec) -> Result<(), Unsupported> {
         );
     }
     Ok(())
+}
+
+/// The `PATH` a process workload gets when its spec sets none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Whether `program` names an executable file on the host: an absolute path as it is, a bare
+/// name in a directory of `path` (the spec's `PATH`, else the default).
+fn program_exists(program: &str, path: Option<&String>) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |file: &Path| {
+        std::fs::metadata(file)
+            .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
+    };
+    if program.starts_with('/') {
+        return executable(Path::new(program));
+    }
+    if program.contains('/') {
+        // Relative to the workload's working directory, which only its start resolves.
+        return true;
+    }
+    path.map_or(DEFAULT_PATH, String::as_str)
+        .split(':')
+        .filter(|directory| directory.starts_with('/'))
+        .any(|directory| executable(&Path::new(directory).join(program)))
 }
 
 /// Whether the host has a GPU a driver could hand to a workload.

@@ -8,7 +8,7 @@ pub enum SupervisorError {
     NotFound { project: String, name: String },
     #[error("project {project} does not exist: create it with `ward project create {project}`, or leave --project out for the default project")]
     UnknownProject { project: String },
-    #[error("workload {name} already exists in project {project}: pick another name, or use `ward apply` to update it")]
+    #[error("workload {name} already exists in project {project}: pick another name, replace it with `ward run --replace`, or update it with `ward apply`")]
     AlreadyExists { project: String, name: String },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },

@@ -606,7 +606,8 @@ impl Supervisor {
             .collect())
     }
 
-    /// Log lines of every instance of a workload, merged by time.
+    /// Log lines of every instance of a workload, merged by time: the last `tail` of each
+    /// instance, those after `since`.
     pub fn logs(
         &self,
         project: &str,
@@ -623,10 +624,6 @@ impl Supervisor {
             }
         }
         lines.sort_by_key(|(_, line)| line.time);
-        if let Some(tail) = tail {
-            let skip = lines.len().saturating_sub(tail);
-            lines.drain(..skip);
-        }
         Ok(lines)
     }
 

@@ -22,11 +22,18 @@ pub struct LogFollow {
 
 impl LogFollow {
     /// The lines written since the last call, once there are some; `None` once the workload
-    /// is gone.
+    /// is gone, or has stopped and its last lines were sent (as `docker logs -f` ends when
+    /// its container does).
     pub async fn next(&mut self) -> Option<Vec<(String, LogLine)>> {
         loop {
             tokio::time::sleep(FOLLOW_INTERVAL).await;
-            self.supervisor.get(&self.project, &self.name).ok()?;
+            // Read before the files: lines written before the workload ended are all polled.
+            let ended = self
+                .supervisor
+                .get(&self.project, &self.name)
+                .ok()?
+                .phase()
+                .is_terminal();
             let mut lines: Vec<(String, LogLine)> = self
                 .followers
                 .iter_mut()
@@ -42,6 +49,9 @@ impl LogFollow {
             let fresh = self.cursor.advance(lines);
             if !fresh.is_empty() {
                 return Some(fresh);
+            }
+            if ended {
+                return None;
             }
         }
     }

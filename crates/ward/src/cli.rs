@@ -503,6 +503,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_name_flag)]
     pub name: Option<String>,
 
+    /// Remove a workload of the same name first, if there is one (as 'podman run --replace')
+    #[arg(long)]
+    pub replace: bool,
+
     /// Container image (OCI reference), VM image or WebAssembly module
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
@@ -616,6 +620,11 @@ pub struct ApplyArgs {
     /// Show what would change without changing anything
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Return once the change is stored, without waiting for the workloads to start (by
+    /// default apply waits, and fails if one of them cannot start)
+    #[arg(long)]
+    pub no_wait: bool,
 
     #[command(flatten)]
     pub client_options: ClientOptions,

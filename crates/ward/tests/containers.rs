@@ -175,6 +175,100 @@ fn a_restarted_container_answers_at_once_despite_a_stale_neighbour_entry() {
         .status();
 }
 
+/// What can be checked before a workload is stored is checked, and a refusal stores nothing:
+/// an image the registry does not have, a host path that is not there, a program the host
+/// lacks; the corrected command then succeeds. A start that fails after that says how to
+/// run it again under the same name, and `--replace` does.
+#[test]
+fn failed_runs_and_applies_leave_nothing_behind() {
+    if !sandbox_available("failed_runs_and_applies_leave_nothing_behind") {
+        return;
+    }
+    let registry = Registry::start();
+    let reference = publish(&busybox_image(), &registry, "ward/present", "1");
+    let daemon = Daemon::start();
+    let directory = tempfile::tempdir().expect("spec directory");
+    let missing = format!("{}/ward/absent:1", registry.address);
+    let spec = directory.path().join("web.yaml");
+    std::fs::write(
+        &spec,
+        format!("name: web\nimage: {missing}\ncommand: [sleep, \"600\"]\n"),
+    )
+    .expect("write the spec");
+    let refused = daemon.ward(&["apply", "-f", spec.to_str().expect("utf-8")]);
+    let line = assert_one_error_line(&refused, &format!("has no image {missing}"));
+    assert!(line.contains("manifest unknown"), "{line}");
+    let nothing = |daemon: &Daemon| ward_ok(daemon, &["ps", "-a", "-o", "json"]).trim() == "[]";
+    assert!(nothing(&daemon));
+    std::fs::write(
+        &spec,
+        format!("name: web\nimage: {reference}\ncommand: [sleep, \"600\"]\n"),
+    )
+    .expect("write the spec");
+    assert_eq!(
+        ward_ok(&daemon, &["apply", "-f", spec.to_str().expect("utf-8")]),
+        "web created\n"
+    );
+    assert_eq!(inspect(&daemon, "web")["status"]["state"], "running");
+
+    let refused = daemon.ward(&[
+        "run",
+        "--name",
+        "bound",
+        "-v",
+        "/nonexistent-ward-source:/data",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    assert_one_error_line(
+        &refused,
+        "volumes[0]: host path /nonexistent-ward-source cannot be used",
+    );
+    let refused = daemon.ward(&["run", "--name", "bound", "--", "no-such-program-here"]);
+    assert_one_error_line(
+        &refused,
+        "command: no program no-such-program-here on this host",
+    );
+    let source = tempfile::tempdir().expect("a bind source");
+    let volume = format!("{}:/data", source.path().display());
+    ward_ok(
+        &daemon,
+        &[
+            "run", "--name", "bound", "-v", &volume, "--", "sleep", "600",
+        ],
+    );
+
+    // A container whose program is not in its image fails at its start, for good; the same
+    // name then says how to replace it, and --replace does.
+    let failed = daemon.ward(&[
+        "run", "--name", "typo", "--image", &reference, "--", "slep", "1",
+    ]);
+    let line = assert_one_error_line(&failed, "workload typo failed to start");
+    assert!(line.contains("--replace"), "{line}");
+    let taken = daemon.ward(&[
+        "run", "--name", "typo", "--image", &reference, "--", "sleep", "600",
+    ]);
+    assert_one_error_line(&taken, "ward run --replace");
+    ward_ok(
+        &daemon,
+        &[
+            "run",
+            "--replace",
+            "--name",
+            "typo",
+            "--image",
+            &reference,
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+    assert_eq!(inspect(&daemon, "typo")["status"]["state"], "running");
+    ward_ok(&daemon, &["rm", "-f", "web", "bound", "typo"]);
+    assert!(nothing(&daemon));
+}
+
 /// Runs busybox's web server on port 8080 of `reference`, published as `publish_flag`.
 fn run_web_server(daemon: &Daemon, name: &str, publish_flag: &str, reference: &str) {
     run_container(

@@ -341,6 +341,59 @@ fn exec_takes_docker_s_env_user_and_workdir_flags() {
     assert_success(&daemon.ward(&["rm", "-f", "box"]));
 }
 
+/// `ward logs -f` ends once the workload has stopped and its last lines are out, as
+/// `docker logs -f` does; `--tail N` is N lines of each instance.
+#[test]
+fn followed_logs_end_with_the_workload_and_tail_counts_per_instance() {
+    if !can_run_workloads() {
+        return;
+    }
+    let daemon = Daemon::start();
+    assert_success(&daemon.ward(&[
+        "run",
+        "--name",
+        "brief",
+        "--network",
+        "none",
+        "--restart",
+        "never",
+        "--",
+        "sh",
+        "-c",
+        "echo one; sleep 1; echo two",
+    ]));
+    let started = std::time::Instant::now();
+    let followed = assert_success(&daemon.ward(&["logs", "-f", "brief"]));
+    assert_eq!(followed, "one\ntwo\n");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_success(&daemon.ward(&[
+        "run",
+        "--name",
+        "pair",
+        "--network",
+        "none",
+        "--replicas",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        "echo first; echo last; exec sleep 600",
+    ]));
+    let tail = daemon.wait_for(
+        "both replicas' output",
+        std::time::Duration::from_secs(10),
+        || {
+            let tail = assert_success(&daemon.ward(&["logs", "--tail", "1", "pair"]));
+            (tail.lines().count() == 2).then_some(tail)
+        },
+    );
+    // One line of each replica, each named.
+    let mut lines: Vec<&str> = tail.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["pair-0 | last", "pair-1 | last"]);
+    assert_success(&daemon.ward(&["rm", "-f", "brief", "pair"]));
+}
+
 #[test]
 fn run_ps_logs_stop_rm_round_trip() {
     if !can_run_workloads() {
@@ -509,8 +562,26 @@ fn a_program_that_does_not_exist_fails_at_once_and_is_not_restarted() {
         return;
     }
     let daemon = Daemon::start();
+    // A program missing on the host is refused before anything is stored.
+    let refused = daemon.ward(&["run", "--name", "x", "--", "/nonexistent"]);
+    let line = assert_one_error_line(&refused, "command: no program /nonexistent on this host");
+    assert!(line.contains("full path"), "{line}");
+    assert_eq!(
+        assert_success(&daemon.ward(&["ps", "-a", "-o", "json"])).trim(),
+        "[]"
+    );
+    // One that exists on the host but not in the workload (every workload has its own /tmp)
+    // fails at its start, for good.
+    let outside = tempfile::tempdir().expect("a directory in /tmp");
+    let program = outside.path().join("only-on-the-host");
+    std::fs::write(&program, "#!/bin/sh\necho hi\n").expect("write the program");
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("make it executable");
     let started = std::time::Instant::now();
-    let _ = daemon.ward(&["run", "--name", "x", "--", "/nonexistent"]);
+    let _ = daemon.ward(&["run", "--name", "x", "--", program.to_str().expect("utf-8")]);
     let failed_after = daemon.wait_for(
         "x to fail with the reason",
         std::time::Duration::from_secs(10),

@@ -2,27 +2,52 @@
 //! come early and read the same), sends every document in one all-or-nothing request, and
 //! reports like kubectl: `web created`, `api configured`, `db unchanged`.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use ward_client::wire::{ApplyRequest, ApplyResponse, ApplyResult, FieldChange};
 
 use crate::cli::ApplyArgs;
-use crate::commands::Context;
+use crate::commands::{run, Context};
 use crate::output;
+
+/// How long `apply` waits for what it created or changed to start.
+const START_WAIT: Duration = Duration::from_secs(120);
 
 pub async fn run(context: &Context, arguments: ApplyArgs) -> anyhow::Result<i32> {
     let mut workloads = Vec::new();
+    let mut images = BTreeSet::new();
     for file in &arguments.files {
         let (source_name, text) = read_source(file)?;
-        workloads.extend(documents_of(&source_name, &text)?);
+        let (documents, file_images) = documents_of(&source_name, &text)?;
+        workloads.extend(documents);
+        images.extend(file_images);
+    }
+    // An image that does not exist refuses the whole file before anything is stored.
+    if !arguments.dry_run {
+        for image in &images {
+            run::ensure_image(context, image).await?;
+        }
     }
     let request = ApplyRequest {
         workloads,
         dry_run: arguments.dry_run,
     };
     let response = context.client.apply(&request).await?;
+    let changed: Vec<&str> = response
+        .results
+        .iter()
+        .filter(|result| result.action != "unchanged")
+        .map(|result| result.name.as_str())
+        .collect();
+    let failures = if response.dry_run || arguments.no_wait {
+        Vec::new()
+    } else {
+        failed_starts(context, &changed).await?
+    };
 
     if context.json() {
         if response.dry_run {
@@ -37,7 +62,34 @@ pub async fn run(context: &Context, arguments: ApplyArgs) -> anyhow::Result<i32>
     } else {
         output::print_text(&render_apply_response(&response))?;
     }
+    if !failures.is_empty() {
+        anyhow::bail!("{}; fix the spec and apply it again", failures.join("; "));
+    }
     Ok(0)
+}
+
+/// Waits until each of `names` has started or failed to, and says how each failure ended.
+async fn failed_starts(context: &Context, names: &[&str]) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + START_WAIT;
+    let mut failures = Vec::new();
+    for name in names {
+        loop {
+            let document = context.client.get_workload(name).await?;
+            let status = &document.status;
+            match status.state.as_str() {
+                "pending" | "starting" if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                "failed" => {
+                    let reason = status.message.as_deref().unwrap_or("it could not start");
+                    failures.push(format!("workload {name} failed to start: {reason}"));
+                    break;
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(failures)
 }
 
 /// The file's text and the name to use for it in messages; `-` is standard input.
@@ -70,15 +122,21 @@ fn describe_io_error(error: &std::io::Error) -> String {
 }
 
 /// The workloads of one file as JSON values, as written (the daemon normalises them), after
-/// the spec parser has accepted the whole file.
-pub fn documents_of(source_name: &str, text: &str) -> anyhow::Result<Vec<Value>> {
+/// the spec parser has accepted the whole file, and the container images they run.
+pub fn documents_of(source_name: &str, text: &str) -> anyhow::Result<(Vec<Value>, Vec<String>)> {
     let specs = ward_spec::parse_documents(text)
         .map_err(|error| anyhow::anyhow!("{source_name}: {error}"))?;
-    match raw_documents(text) {
-        Some(documents) if documents.len() == specs.len() => Ok(documents),
+    let images = specs
+        .iter()
+        .filter(|spec| spec.kind == ward_spec::WorkloadKind::Container)
+        .filter_map(|spec| spec.image.clone())
+        .collect();
+    let documents = match raw_documents(text) {
+        Some(documents) if documents.len() == specs.len() => documents,
         // Cannot happen for text the parser accepted; the normalised form means the same.
-        _ => Ok(specs.iter().map(|spec| spec.to_normalized_json()).collect()),
-    }
+        _ => specs.iter().map(|spec| spec.to_normalized_json()).collect(),
+    };
+    Ok((documents, images))
 }
 
 /// Splits the text the way the spec parser does: JSON (one object or an array) when it starts
@@ -218,7 +276,8 @@ mod tests {
     #[test]
     fn documents_are_sent_as_written() {
         let yaml = "name: web\ncommand: [sleep, \"60\"]\nresources: {memory: 64MiB}\n---\n---\nname: api\ncommand: sleep 60\n";
-        let documents = documents_of("web.yaml", yaml).expect("valid");
+        let (documents, images) = documents_of("web.yaml", yaml).expect("valid");
+        assert!(images.is_empty());
         assert_eq!(
             documents,
             vec![
@@ -229,9 +288,19 @@ mod tests {
         let json_array =
             r#"[{"name": "a", "command": ["true"]}, {"name": "b", "command": ["true"]}]"#;
         assert_eq!(
-            documents_of("list.json", json_array).expect("valid").len(),
+            documents_of("list.json", json_array)
+                .expect("valid")
+                .0
+                .len(),
             2
         );
+    }
+
+    #[test]
+    fn the_images_of_containers_are_found() {
+        let yaml = "name: web\nimage: registry.local/web:1\n---\nname: job\ncommand: [true]\n";
+        let (_, images) = documents_of("both.yaml", yaml).expect("valid");
+        assert_eq!(images, ["registry.local/web:1"]);
     }
 
     #[test]

@@ -50,6 +50,11 @@ impl Context {
     pub fn json(&self) -> bool {
         self.settings.output.is_json()
     }
+
+    /// `-o wide`: tables with their extra columns.
+    pub fn wide(&self) -> bool {
+        self.settings.output == crate::cli::OutputFormat::Wide
+    }
 }
 
 /// Runs one command and returns its exit status (the remote command's, for `exec`).

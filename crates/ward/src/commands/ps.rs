@@ -1,5 +1,5 @@
-//! `ward ps`: the workload table (NAME KIND STATE RESTARTS UPTIME CPU MEM PORTS), or the
-//! documents as a JSON array.
+//! `ward ps`: the workload table (NAME KIND STATE RESTARTS UPTIME CPU MEM PORTS; `-o wide`
+//! adds REPLICAS, running of asked for, and HEALTH), or the documents as a JSON array.
 
 use std::time::SystemTime;
 
@@ -14,6 +14,9 @@ pub const PS_HEADERS: [&str; 8] = [
     "NAME", "KIND", "STATE", "RESTARTS", "UPTIME", "CPU", "MEM", "PORTS",
 ];
 
+/// The columns `-o wide` adds.
+const WIDE_HEADERS: [&str; 2] = ["REPLICAS", "HEALTH"];
+
 pub async fn run(context: &Context, arguments: PsArgs) -> anyhow::Result<i32> {
     let documents = context.client.list_workloads(true).await?;
     let mut shown = select_workloads(documents, arguments.all);
@@ -21,7 +24,7 @@ pub async fn run(context: &Context, arguments: PsArgs) -> anyhow::Result<i32> {
     if context.json() {
         output::print_json(&shown)?;
     } else {
-        output::print_text(&render_ps_table(&shown, SystemTime::now()))?;
+        output::print_text(&render_ps_table(&shown, SystemTime::now(), context.wide()))?;
     }
     Ok(0)
 }
@@ -41,12 +44,12 @@ pub fn select_workloads(documents: Vec<WorkloadDocument>, all: bool) -> Vec<Work
         .collect()
 }
 
-pub fn render_ps_table(documents: &[WorkloadDocument], now: SystemTime) -> String {
+pub fn render_ps_table(documents: &[WorkloadDocument], now: SystemTime, wide: bool) -> String {
     let rows: Vec<Vec<String>> = documents
         .iter()
         .map(|document| {
             let status = &document.status;
-            vec![
+            let mut row = vec![
                 document.name().to_string(),
                 document.kind().to_string(),
                 status.state.clone(),
@@ -61,10 +64,51 @@ pub fn render_ps_table(documents: &[WorkloadDocument], now: SystemTime) -> Strin
                     .map(output::format_size)
                     .unwrap_or_else(|| "-".to_string()),
                 ports(document),
-            ]
+            ];
+            if wide {
+                row.extend([replicas(document), health(document)]);
+            }
+            row
         })
         .collect();
-    output::render_table(&PS_HEADERS, &rows)
+    if wide {
+        let headers: Vec<&str> = PS_HEADERS.iter().chain(&WIDE_HEADERS).copied().collect();
+        output::render_table(&headers, &rows)
+    } else {
+        output::render_table(&PS_HEADERS, &rows)
+    }
+}
+
+/// `2/3`: instances running of those the spec asks for.
+fn replicas(document: &WorkloadDocument) -> String {
+    let running = document
+        .status
+        .instances
+        .iter()
+        .filter(|instance| instance.state == "running")
+        .count();
+    let asked = document
+        .spec
+        .get("replicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    format!("{running}/{asked}")
+}
+
+/// `healthy`, `unhealthy` or `starting` (the worst of the instances'), `-` without a check.
+fn health(document: &WorkloadDocument) -> String {
+    let states: Vec<&str> = document
+        .status
+        .instances
+        .iter()
+        .filter_map(|instance| instance.health.as_deref())
+        .collect();
+    ["unhealthy", "starting", "healthy"]
+        .into_iter()
+        .find(|state| states.contains(state))
+        .or(document.status.health.as_deref())
+        .unwrap_or("-")
+        .to_string()
 }
 
 /// How long the workload has been running, `-` when it is not.
@@ -175,10 +219,34 @@ pub(crate) mod tests {
                 json!([]),
             ),
         ];
-        insta::assert_snapshot!(render_ps_table(&documents, now()), @r"
+        insta::assert_snapshot!(render_ps_table(&documents, now(), false), @r"
         NAME        KIND      STATE     RESTARTS   UPTIME   CPU    MEM       PORTS
         web         process   running   2          3m       0.5%   12.3MiB   8080->8000/tcp, 5353->53/udp
         batch-job   process   exited    0          -        -      -
+        ");
+    }
+
+    #[test]
+    fn wide_ps_shows_replicas_and_the_worst_health() {
+        let instance = |replica: u32, state: &str, health: &str| {
+            json!({"name": format!("api-{replica}"), "replica": replica, "state": state,
+                "restarts": 0, "exit_code": null, "pid": null, "started_at": null,
+                "finished_at": null, "oom_killed": false, "health": health, "address": null,
+                "revision": 1, "message": null})
+        };
+        let mut api = document(
+            "api",
+            "running",
+            "running",
+            json!({"instances": [instance(0, "running", "healthy"), instance(1, "running", "unhealthy"), instance(2, "starting", "starting")]}),
+            json!([]),
+        );
+        api.spec.insert("replicas".to_string(), json!(3));
+        let plain = document("plain", "running", "running", json!({}), json!([]));
+        insta::assert_snapshot!(render_ps_table(&[api, plain], now(), true), @r"
+        NAME    KIND      STATE     RESTARTS   UPTIME   CPU   MEM   PORTS   REPLICAS   HEALTH
+        api     process   running   0          -        -     -             2/3        unhealthy
+        plain   process   running   0          -        -     -             0/1        -
         ");
     }
 

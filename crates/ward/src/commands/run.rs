@@ -9,6 +9,20 @@ use crate::output;
 
 pub async fn run(context: &Context, arguments: RunArgs) -> anyhow::Result<i32> {
     let spec = build_spec(&arguments, &|key| std::env::var(key).ok(), rand::random())?;
+    let is_container = spec
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_none_or(|kind| kind == "container");
+    if let (Some(image), true) = (&arguments.image, is_container) {
+        ensure_image(context, image).await?;
+    }
+    let name = spec.get("name").and_then(Value::as_str).unwrap_or_default();
+    if arguments.replace {
+        match context.client.delete_workload(name, true).await {
+            Err(error) if !error.is_not_found() => return Err(error.into()),
+            _ => {}
+        }
+    }
     let document = context.client.create_workload(&spec, true).await?;
     let failed = document.status.state == "failed";
     if context.json() {
@@ -24,10 +38,23 @@ pub async fn run(context: &Context, arguments: RunArgs) -> anyhow::Result<i32> {
             .as_deref()
             .unwrap_or("it exited right away");
         anyhow::bail!(
-            "workload {name} failed to start: {reason}; see 'ward logs {name}', fix it with 'ward apply' or remove it with 'ward rm {name}'"
+            "workload {name} failed to start: {reason}; fix the command and run it again with --replace, or remove it with 'ward rm {name}'"
         );
     }
     Ok(0)
+}
+
+/// Makes sure the daemon has `image`, pulling it if not, so that an image that does not exist
+/// is refused before any workload is stored (as `docker run` pulls before it creates).
+pub async fn ensure_image(context: &Context, image: &str) -> anyhow::Result<()> {
+    match context.client.get_image(image).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.is_not_found() => match context.client.pull_image(image, false).await {
+            Ok(_) => Ok(()),
+            Err(error) => anyhow::bail!("cannot pull image {image}: {error}"),
+        },
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The spec in the raw form people write in YAML; the daemon validates and normalises it.
