@@ -1,6 +1,7 @@
 //! The command line: clap types for every subcommand, flag values checked as they are parsed,
 //! and clap's own errors turned into the one `error: ` line of CONTRACT §1.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -596,9 +597,30 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", requires = "health_probe")]
     pub health_retries: Option<u32>,
 
-    /// Command to run and its arguments (put them after --)
-    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
+    /// Run in the background: accepted for Docker's sake, as every run does
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+
+    /// Keep the workload in the foreground with its output here, and remove it once it exits
+    #[arg(long)]
+    pub rm: bool,
+
+    /// Keep standard input open and attach it (with -t: on a terminal); runs in the foreground
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Give the workload a terminal (with -i)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// IMAGE [ARGS...] to run an image (as 'docker run'); -- COMMAND ARGS... for a host program
+    #[arg(value_name = "IMAGE|COMMAND", trailing_var_arg = true)]
     pub command: Vec<String>,
+
+    /// Whether the words of `command` came after `--` (a host program) rather than naming an
+    /// image; clap drops that `--`, so [`parse_command_line`] sets this from the raw words.
+    #[arg(skip)]
+    pub after_dashes: bool,
 
     #[command(flatten)]
     pub client_options: ClientOptions,
@@ -803,13 +825,26 @@ pub struct ServeArgs {
 /// Parses the process's command line, or prints why it cannot and exits: help and version
 /// normally with status 0, usage errors as one `error: ` line with status 2.
 pub fn parse_command_line() -> CommandLine {
-    let parsed = CommandLine::command()
-        .try_get_matches()
-        .and_then(|mut matches| CommandLine::from_arg_matches_mut(&mut matches));
-    match parsed {
+    let words: Vec<OsString> = std::env::args_os().collect();
+    match parse_words(&words) {
         Ok(command_line) => command_line,
         Err(error) => exit_for_clap_error(error),
     }
+}
+
+/// Parses a whole command line, `words[0]` being the program.
+pub fn parse_words(words: &[OsString]) -> Result<CommandLine, clap::Error> {
+    let mut command_line = CommandLine::command()
+        .try_get_matches_from(words)
+        .and_then(|mut matches| CommandLine::from_arg_matches_mut(&mut matches))?;
+    if let Command::Client(ClientCommand::Run(run)) = &mut command_line.command {
+        // `ward run` takes the trailing words last, so they end the command line: they are a
+        // host program when the word before them is the `--` that clap dropped.
+        let before = words.len().checked_sub(run.command.len() + 1);
+        run.after_dashes =
+            !run.command.is_empty() && before.is_some_and(|index| words[index] == "--");
+    }
+    Ok(command_line)
 }
 
 /// A subcommand's arguments, which clap adds to the command tree only when the command line
@@ -830,6 +865,12 @@ impl<T> std::ops::Deref for Deferred<T> {
 
     fn deref(&self) -> &T {
         &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Deferred<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
     }
 }
 

@@ -110,6 +110,12 @@ pub fn print_text(text: &str) -> io::Result<()> {
     stdout.flush()
 }
 
+/// A remark for the person at the terminal, on stderr so that scripts reading stdout do not
+/// see it: `note: TEXT`.
+pub fn note(text: &str) {
+    eprintln!("note: {text}");
+}
+
 /// Writes one line to stdout.
 pub fn print_line(line: &str) -> io::Result<()> {
     let mut stdout = io::stdout().lock();

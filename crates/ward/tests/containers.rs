@@ -269,6 +269,84 @@ fn failed_runs_and_applies_leave_nothing_behind() {
     assert!(nothing(&daemon));
 }
 
+/// `ward run IMAGE ARGS` runs the image as `docker run` does; `--rm` stays in the foreground
+/// with the output, exits with the workload's code and leaves nothing; a host program still
+/// runs after `--`, and a word that is both says which one was taken.
+#[test]
+fn run_takes_the_image_first_as_docker_does_and_rm_leaves_nothing() {
+    if !sandbox_available("run_takes_the_image_first_as_docker_does_and_rm_leaves_nothing") {
+        return;
+    }
+    let registry = Registry::start();
+    let reference = publish(&busybox_image(), &registry, "ward/positional", "1");
+    let daemon = Daemon::start();
+    let name_of = |output: &str| output.trim().to_string();
+    let name = name_of(&ward_ok(
+        &daemon,
+        &["run", "--network", "none", &reference, "sleep", "600"],
+    ));
+    assert!(name.starts_with("positional-"), "{name}");
+    let document = inspect(&daemon, &name);
+    assert_eq!(document["kind"], "container");
+    assert_eq!(document["image"], reference.as_str());
+    assert_eq!(document["command"], serde_json::json!(["sleep", "600"]));
+    ward_ok(&daemon, &["rm", "-f", &name]);
+
+    let foreground = daemon.ward(&[
+        "run",
+        "--rm",
+        "--name",
+        "once",
+        "--network",
+        "none",
+        &reference,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(
+        foreground.status.code(),
+        Some(3),
+        "{}",
+        stderr_of(&foreground)
+    );
+    assert_eq!(stdout_of(&foreground), "out\n");
+    assert!(
+        stderr_of(&foreground).contains("err"),
+        "{}",
+        stderr_of(&foreground)
+    );
+    assert_eq!(
+        ward_ok(&daemon, &["ps", "-a", "-o", "json"]).trim(),
+        "[]",
+        "--rm left the workload behind"
+    );
+
+    // `sleep` is a host program too: the image of that name is taken, and said so.
+    let ambiguous = daemon.ward(&["run", "--name", "nap", "sleep", "600"]);
+    assert!(!ambiguous.status.success());
+    let said = stderr_of(&ambiguous);
+    assert!(
+        said.contains("running the image sleep") && said.contains("'ward run -- sleep"),
+        "{said}"
+    );
+    ward_ok(
+        &daemon,
+        &[
+            "run",
+            "--name",
+            "nap",
+            "--network",
+            "none",
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+    assert_eq!(inspect(&daemon, "nap")["kind"], "process");
+    ward_ok(&daemon, &["rm", "-f", "nap"]);
+}
+
 /// Runs busybox's web server on port 8080 of `reference`, published as `publish_flag`.
 fn run_web_server(daemon: &Daemon, name: &str, publish_flag: &str, reference: &str) {
     run_container(

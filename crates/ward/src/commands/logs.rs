@@ -12,7 +12,26 @@ use crate::commands::Context;
 use crate::output;
 
 pub async fn run(context: &Context, arguments: LogsArgs) -> anyhow::Result<i32> {
-    let document = context.client.get_workload(&arguments.name).await?;
+    let options = LogOptions {
+        follow: arguments.follow,
+        tail: match arguments.tail {
+            Some(TailLines::Last(lines)) => Some(lines),
+            Some(TailLines::All) | None => None,
+        },
+        since: arguments.since.clone(),
+    };
+    print_logs(context, &arguments.name, &options, arguments.timestamps).await?;
+    Ok(0)
+}
+
+/// Prints a workload's log lines, each instance's prefixed with its name when it has several.
+pub async fn print_logs(
+    context: &Context,
+    name: &str,
+    options: &LogOptions,
+    timestamps: bool,
+) -> anyhow::Result<()> {
+    let document = context.client.get_workload(name).await?;
     let instance_names: Vec<&str> = document
         .status
         .instances
@@ -35,16 +54,7 @@ pub async fn run(context: &Context, arguments: LogsArgs) -> anyhow::Result<i32> 
     } else {
         None
     };
-
-    let options = LogOptions {
-        follow: arguments.follow,
-        tail: match arguments.tail {
-            Some(TailLines::Last(lines)) => Some(lines),
-            Some(TailLines::All) | None => None,
-        },
-        since: arguments.since.clone(),
-    };
-    let entries = context.client.logs(&arguments.name, &options).await?;
+    let entries = context.client.logs(name, options).await?;
     let mut entries = std::pin::pin!(entries);
     while let Some(entry) = entries.next().await {
         let entry = entry?;
@@ -52,7 +62,7 @@ pub async fn run(context: &Context, arguments: LogsArgs) -> anyhow::Result<i32> 
             output::print_json_line(&entry)?;
             continue;
         }
-        let line = render_log_line(&entry, prefix_width, arguments.timestamps);
+        let line = render_log_line(&entry, prefix_width, timestamps);
         if entry.stream == "stderr" {
             let mut stderr = std::io::stderr().lock();
             stderr.write_all(line.as_bytes())?;
@@ -61,7 +71,7 @@ pub async fn run(context: &Context, arguments: LogsArgs) -> anyhow::Result<i32> 
             output::print_text(&line)?;
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 /// One line with its newline: `[instance | ][time ]text`.

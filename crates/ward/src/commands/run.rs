@@ -3,18 +3,48 @@
 
 use serde_json::{json, Map, Value};
 
+use ward_client::LogOptions;
+
 use crate::cli::{EnvironmentFlag, RunArgs};
 use crate::commands::Context;
 use crate::output;
 
 pub async fn run(context: &Context, arguments: RunArgs) -> anyhow::Result<i32> {
-    let spec = build_spec(&arguments, &|key| std::env::var(key).ok(), rand::random())?;
+    if arguments.interactive || arguments.tty {
+        anyhow::bail!(
+            "-i/-t: a workload's own process cannot be attached to yet; run it, then open a shell in it with 'ward exec -it NAME -- sh'"
+        );
+    }
+    if arguments.rm && arguments.restart.is_some() {
+        anyhow::bail!(
+            "restart: --rm removes the workload once it exits, so it never restarts; drop --restart or --rm"
+        );
+    }
+    let mut spec = build_spec(&arguments, &|key| std::env::var(key).ok(), rand::random())?;
+    if arguments.rm {
+        spec["restart"] = json!("never");
+    }
     let is_container = spec
         .get("kind")
         .and_then(Value::as_str)
         .is_none_or(|kind| kind == "container");
-    if let (Some(image), true) = (&arguments.image, is_container) {
-        ensure_image(context, image).await?;
+    let (image, _) = image_and_command(&arguments)?;
+    if let (Some(image), true) = (image, is_container) {
+        let positional = !arguments.after_dashes && arguments.image.is_none();
+        let program = positional.then(|| host_program(image)).flatten();
+        if let Some(program) = &program {
+            output::note(&format!(
+                "running the image {image}; for the host program {program}, put it after --: 'ward run -- {image} …'"
+            ));
+        }
+        if let Err(error) = ensure_image(context, image).await {
+            match program {
+                Some(_) => anyhow::bail!(
+                    "{error}; for the host program {image}, put it after --: 'ward run -- {image} …'"
+                ),
+                None => return Err(error),
+            }
+        }
     }
     let name = spec.get("name").and_then(Value::as_str).unwrap_or_default();
     if arguments.replace {
@@ -25,6 +55,9 @@ pub async fn run(context: &Context, arguments: RunArgs) -> anyhow::Result<i32> {
     }
     let document = context.client.create_workload(&spec, true).await?;
     let failed = document.status.state == "failed";
+    if arguments.rm && !failed {
+        return run_in_foreground(context, document.name()).await;
+    }
     if context.json() {
         output::print_json(&document)?;
     } else if !failed {
@@ -42,6 +75,52 @@ pub async fn run(context: &Context, arguments: RunArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// `run --rm`: prints the workload's output until it has exited, removes it and exits with
+/// its exit code (as `docker run --rm` does); Ctrl-C removes it at once.
+async fn run_in_foreground(context: &Context, name: &str) -> anyhow::Result<i32> {
+    let follow = crate::commands::logs::print_logs(
+        context,
+        name,
+        &LogOptions {
+            follow: true,
+            tail: None,
+            since: None,
+        },
+        false,
+    );
+    let interrupted = tokio::select! {
+        followed = follow => { followed?; false }
+        _ = tokio::signal::ctrl_c() => true,
+    };
+    let exit_code = if interrupted {
+        130
+    } else {
+        let document = context.client.get_workload(name).await?;
+        document
+            .status
+            .instances
+            .iter()
+            .filter_map(|instance| instance.exit_code)
+            .find(|code| *code != 0)
+            .unwrap_or(0)
+    };
+    context.client.delete_workload(name, true).await?;
+    Ok(exit_code)
+}
+
+/// The host program a bare `ward run WORD` could also have meant: `WORD` when it is a plain
+/// name found on this shell's `PATH`.
+fn host_program(word: &str) -> Option<String> {
+    if word.contains(['/', ':', '@']) {
+        return None;
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|directory| directory.join(word))
+        .find(|candidate| candidate.is_file())
+        .map(|_| word.to_string())
 }
 
 /// Makes sure the daemon has `image`, pulling it if not, so that an image that does not exist
@@ -64,14 +143,10 @@ pub fn build_spec(
     lookup_environment: &dyn Fn(&str) -> Option<String>,
     random: u16,
 ) -> anyhow::Result<Value> {
-    if arguments.command.is_empty() && arguments.image.is_none() {
-        anyhow::bail!(
-            "nothing to run: give a command after --, like 'ward run --name web -- python3 -m http.server', or an image with --image"
-        );
-    }
+    let (image, command) = image_and_command(arguments)?;
     let name = match &arguments.name {
         Some(name) => name.clone(),
-        None => generate_name(&arguments.command, arguments.image.as_deref(), random),
+        None => generate_name(command, image, random),
     };
     let mut spec = Map::new();
     spec.insert("name".to_string(), json!(name));
@@ -80,13 +155,9 @@ pub fn build_spec(
         "kind",
         arguments.kind.as_ref().map(|kind| json!(kind)),
     );
-    insert_if_some(
-        &mut spec,
-        "image",
-        arguments.image.as_ref().map(|image| json!(image)),
-    );
-    if !arguments.command.is_empty() {
-        spec.insert("command".to_string(), json!(arguments.command));
+    insert_if_some(&mut spec, "image", image.map(|image| json!(image)));
+    if !command.is_empty() {
+        spec.insert("command".to_string(), json!(command));
     }
     insert_if_some(
         &mut spec,
@@ -166,6 +237,33 @@ pub fn build_spec(
     Ok(Value::Object(spec))
 }
 
+/// The image and the command of a run: `IMAGE [ARGS...]` as `docker run` takes them (the
+/// arguments replace the image's Cmd; a `--` between them is allowed), `--image REF`, and a
+/// host program after `--`.
+pub fn image_and_command(arguments: &RunArgs) -> anyhow::Result<(Option<&str>, &[String])> {
+    let words = arguments.command.as_slice();
+    let flag = arguments.image.as_deref();
+    if arguments.after_dashes || words.is_empty() {
+        if words.is_empty() && flag.is_none() {
+            anyhow::bail!(
+                "command: nothing to run; give an image, like 'ward run nginx:1.27', or a host program after --, like 'ward run -- python3 -m http.server'"
+            );
+        }
+        return Ok((flag, words));
+    }
+    let (image, rest) = words.split_first().expect("words is not empty");
+    if let Some(flag) = flag {
+        anyhow::bail!(
+            "image: given twice, as --image {flag} and as {image}; give one, or put a host program after --, like 'ward run --image {flag} -- {image}'"
+        );
+    }
+    let arguments = match rest.split_first() {
+        Some((first, after)) if first == "--" => after,
+        _ => rest,
+    };
+    Ok((Some(image.as_str()), arguments))
+}
+
 fn health_check(arguments: &RunArgs) -> Option<Value> {
     let (probe_kind, probe) = if let Some(http) = &arguments.health_http {
         ("http", json!(http))
@@ -209,12 +307,12 @@ fn insert_if_some(object: &mut Map<String, Value>, key: &str, value: Option<Valu
     }
 }
 
-/// A Docker-like name: the program's or image's base name and four hex digits, like
+/// A Docker-like name: the image's or program's base name and four hex digits, like
 /// `python3-4f2a`, reduced to what the name rule allows.
 pub fn generate_name(command: &[String], image: Option<&str>, random: u16) -> String {
-    let stem = match (command.first(), image) {
-        (Some(program), _) => program.rsplit('/').next().unwrap_or(program).to_string(),
-        (None, Some(image)) => image_base_name(image),
+    let stem = match (image, command.first()) {
+        (Some(image), _) => image_base_name(image),
+        (None, Some(program)) => program.rsplit('/').next().unwrap_or(program).to_string(),
         (None, None) => String::new(),
     };
     let mut sanitized = String::new();
@@ -262,15 +360,16 @@ pub fn resolve_environment(
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-    use crate::cli::{ClientCommand, Command, CommandLine};
+    use crate::cli::{parse_words, ClientCommand, Command};
 
     fn spec_for(arguments: &[&str]) -> Value {
+        let words: Vec<std::ffi::OsString> = std::iter::once("ward")
+            .chain(arguments.iter().copied())
+            .map(Into::into)
+            .collect();
         let command_line =
-            CommandLine::try_parse_from(std::iter::once("ward").chain(arguments.iter().copied()))
-                .unwrap_or_else(|error| panic!("{arguments:?}: {error}"));
+            parse_words(&words).unwrap_or_else(|error| panic!("{arguments:?}: {error}"));
         let Command::Client(ClientCommand::Run(run)) = command_line.command else {
             panic!("expected run")
         };
@@ -364,6 +463,56 @@ mod tests {
             ]),
             json!({"name": "postgres-4f2a", "image": "postgres:16", "health": {"exec": "pg_isready"}})
         );
+    }
+
+    #[test]
+    fn an_image_comes_first_as_in_docker_run_and_a_host_program_after_dashes() {
+        assert_eq!(
+            spec_for(&["run", "nginx:1.27"]),
+            json!({"name": "nginx-4f2a", "image": "nginx:1.27"})
+        );
+        assert_eq!(
+            spec_for(&["run", "--name", "web", "nginx", "-g", "daemon off;"]),
+            json!({"name": "web", "image": "nginx", "command": ["-g", "daemon off;"]})
+        );
+        assert_eq!(
+            spec_for(&["run", "busybox", "--", "sh", "-c", "true"]),
+            json!({"name": "busybox-4f2a", "image": "busybox", "command": ["sh", "-c", "true"]})
+        );
+        assert_eq!(
+            spec_for(&["run", "-p", "80:80", "--", "nginx", "-t"]),
+            json!({"name": "nginx-4f2a", "command": ["nginx", "-t"], "ports": ["80:80"]})
+        );
+        assert_eq!(
+            spec_for(&["run", "--image", "busybox", "--", "sleep", "1"]),
+            json!({"name": "busybox-4f2a", "image": "busybox", "command": ["sleep", "1"]})
+        );
+    }
+
+    #[test]
+    fn an_image_given_twice_or_nothing_to_run_is_refused() {
+        let refusal = |arguments: &[&str]| {
+            let words: Vec<std::ffi::OsString> = std::iter::once("ward")
+                .chain(arguments.iter().copied())
+                .map(Into::into)
+                .collect();
+            let Command::Client(ClientCommand::Run(run)) =
+                parse_words(&words).expect("parses").command
+            else {
+                panic!("expected run")
+            };
+            build_spec(&run, &|_| None, 0)
+                .expect_err("refused")
+                .to_string()
+        };
+        let twice = refusal(&["run", "--image", "alpine", "busybox"]);
+        assert!(twice.starts_with("image: given twice"), "{twice}");
+        assert!(
+            twice.contains("'ward run --image alpine -- busybox'"),
+            "{twice}"
+        );
+        let nothing = refusal(&["run", "--name", "x"]);
+        assert!(nothing.starts_with("command: nothing to run"), "{nothing}");
     }
 
     #[test]
