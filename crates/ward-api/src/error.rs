@@ -139,7 +139,10 @@ impl From<SupervisorError> for ApiError {
     fn from(error: SupervisorError) -> ApiError {
         let message = error.to_string();
         let (status, code, field) = match &error {
-            SupervisorError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", None),
+            SupervisorError::NotFound { .. } | SupervisorError::VolumeNotFound { .. } => {
+                (StatusCode::NOT_FOUND, "not_found", None)
+            }
+            SupervisorError::VolumeInUse { .. } => (StatusCode::CONFLICT, "conflict", None),
             SupervisorError::UnknownProject { .. } => (
                 StatusCode::NOT_FOUND,
                 "not_found",

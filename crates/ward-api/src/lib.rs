@@ -20,6 +20,7 @@ mod quota;
 mod secrets;
 pub mod tls;
 mod users;
+mod volumes;
 mod workloads;
 
 use std::future::Future;
@@ -113,6 +114,9 @@ fn routes() -> Routes {
         .bind(RegistryList, images::logins)
         .bind(RegistryLogin, images::login)
         .bind(RegistryLogout, images::logout)
+        .bind(VolumeList, volumes::list)
+        .bind(VolumePrune, volumes::prune)
+        .bind(VolumeRemove, volumes::remove)
         .bind(KeyList, access::list_keys)
         .bind(KeyCreate, access::create_key)
         .bind(KeyRevoke, access::revoke_key)

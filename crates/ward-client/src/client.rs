@@ -13,7 +13,7 @@ use crate::wire::{
     KeyRequest, LogEntry, LoginRequest, ProjectDocument, ProjectList, PruneResponse, PullEvent,
     PullRequest, QuotaDocument, QuotaLimits, RegistryLogin, RegistryLoginList, SecretDocument,
     SecretList, SecretValue, SessionDocument, SessionRequest, UserDocument, UserList, UserRequest,
-    WorkloadDocument, WorkloadList,
+    VolumeDocument, VolumeList, VolumePruneResponse, WorkloadDocument, WorkloadList,
 };
 
 /// A connection to one Ward daemon.
@@ -355,6 +355,20 @@ impl Client {
         let path = format!("/api/v1/secrets/{}", encode_query_value(name));
         let body = serde_json::to_value(value).unwrap_or_default();
         self.call(Method::PUT, &path, Some(&body)).await
+    }
+
+    pub async fn list_volumes(&self) -> Result<Vec<VolumeDocument>, ClientError> {
+        let list: VolumeList = self.call(Method::GET, "/api/v1/volumes", None).await?;
+        Ok(list.volumes)
+    }
+
+    pub async fn remove_volume(&self, name: &str) -> Result<VolumePruneResponse, ClientError> {
+        let path = format!("/api/v1/volumes/{}", encode_query_value(name));
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    pub async fn prune_volumes(&self) -> Result<VolumePruneResponse, ClientError> {
+        self.call(Method::POST, "/api/v1/volumes/prune", None).await
     }
 
     pub async fn list_secrets(&self) -> Result<Vec<SecretDocument>, ClientError> {

@@ -404,6 +404,26 @@ pub struct ProjectList {
     pub projects: Vec<ProjectDocument>,
 }
 
+/// A named volume and the workloads of its project that mount it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VolumeDocument {
+    pub name: String,
+    /// RFC 3339; absent where the filesystem does not say.
+    pub created_at: Option<String>,
+    pub used_by: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VolumeList {
+    pub volumes: Vec<VolumeDocument>,
+}
+
+/// The volumes a removal or a prune took away, with their files.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VolumePruneResponse {
+    pub removed: Vec<String>,
+}
+
 /// A secret, never with its value.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SecretDocument {

@@ -253,10 +253,49 @@ pub trait Driver: Send + Sync + 'static {
         0
     }
 
+    /// The named volumes `project` has on this host, by name.
+    fn named_volumes(&self, _project: &str) -> Result<Vec<NamedVolume>, RuntimeError> {
+        Ok(Vec::new())
+    }
+
+    /// Takes a named volume of `project` away at once, so that no start finds it any more,
+    /// and returns what is left to delete (slow for a large volume, so the caller does it
+    /// outside its locks); `None` if there is no such volume.
+    fn retire_named_volume(
+        &self,
+        _project: &str,
+        _name: &str,
+    ) -> Result<Option<RetiredVolume>, RuntimeError> {
+        Ok(None)
+    }
+
     /// Refuses a spec that this host can never run as written (a kind without a driver, a
     /// field no driver honours), before anything is stored.
     fn check(&self, _spec: &WorkloadSpec) -> Result<(), Unsupported> {
         Ok(())
+    }
+}
+
+/// A named volume: a directory of the data dir that outlives the workloads that mount it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedVolume {
+    pub name: String,
+    /// When it was made (its first use).
+    pub created_at: Option<SystemTime>,
+}
+
+/// A named volume taken out of use; its files are deleted by [`RetiredVolume::delete`], or by
+/// the next daemon if this one dies first.
+#[derive(Debug)]
+pub struct RetiredVolume {
+    pub(crate) path: std::path::PathBuf,
+}
+
+impl RetiredVolume {
+    /// Deletes the files; slow for a volume of many files.
+    pub fn delete(self) -> Result<(), RuntimeError> {
+        std::fs::remove_dir_all(&self.path)
+            .map_err(|source| RuntimeError::io("delete the volume", &self.path, source))
     }
 }
 

@@ -20,7 +20,7 @@ use crate::bundle::{
 };
 use crate::cgroup::{self, AttachWarmer, CgroupLocator};
 use crate::exec::ExecTarget;
-use crate::host::{CgroupMode, HostInfo, RunRoot};
+use crate::host::{make_this_thread_idle, CgroupMode, HostInfo, RunRoot};
 use crate::idmap::{self, IdRange, IdRanges};
 use crate::image::{self, ImageResolver, ImageRoot, Images, PreparedRoot};
 use crate::instance::{
@@ -35,11 +35,14 @@ use crate::seccomp;
 use crate::secrets::{SecretFiles, SecretResolver};
 use crate::{
     exec, hosts, logs, monitor, network, probe, AttachOutcome, Driver, ExecRequest, ExecSession,
-    ExitStatus, InstanceHandle, InstanceKey, LogLine, LogLocation, ResourceUsage, RuntimeError,
+    ExitStatus, InstanceHandle, InstanceKey, LogLine, LogLocation, NamedVolume, ResourceUsage,
+    RetiredVolume, RuntimeError,
 };
 use ward_image::layers::LayerStore;
 use ward_image::{BlobStore, Digest};
 
+/// Where removed volumes wait to be deleted, under the data dir.
+const RETIRED_VOLUMES: &str = "volumes-removed";
 /// How many monitors a start replaces when one is gone before it gets the instance.
 const MONITOR_REPLACEMENTS: u32 = 3;
 /// How long `start` waits for the monitor to report.
@@ -151,6 +154,14 @@ impl Runtime {
                 "/dev/shm is not a tmpfs: runtime state and secret files are kept on disk, readable by root only");
         }
         let oci_root = run_root.path.join("oci");
+        // Volumes removed while an earlier daemon was deleting them.
+        let retired = data_dir.join(RETIRED_VOLUMES);
+        if retired.exists() {
+            std::thread::spawn(move || {
+                make_this_thread_idle();
+                let _ = fs::remove_dir_all(&retired);
+            });
+        }
         for dir in [
             data_dir.join("instances"),
             data_dir.join("volumes"),
@@ -1209,6 +1220,54 @@ impl Driver for Runtime {
                     source,
                 )
             })
+    }
+
+    fn named_volumes(&self, project: &str) -> Result<Vec<NamedVolume>, RuntimeError> {
+        let dir = self.inner.data_dir.join("volumes").join(project);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(RuntimeError::io("list the volumes in", &dir, source)),
+        };
+        let mut volumes: Vec<NamedVolume> = entries
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let metadata = entry.metadata().ok();
+                let created_at = metadata
+                    .and_then(|metadata| metadata.created().or_else(|_| metadata.modified()).ok());
+                Some(NamedVolume { name, created_at })
+            })
+            .collect();
+        volumes.sort_by(|left, right| left.name.cmp(&right.name));
+        Ok(volumes)
+    }
+
+    fn retire_named_volume(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<RetiredVolume>, RuntimeError> {
+        let dir = bundle::named_volume_dir(&self.inner.data_dir, project, name);
+        let retired = self.inner.data_dir.join(RETIRED_VOLUMES);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&retired)
+            .map_err(|source| RuntimeError::io("create", &retired, source))?;
+        // Unique among retired volumes: a clock reading at nanosecond grain under the caller's
+        // lock, which is held while a volume is retired.
+        let stamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let path = retired.join(format!("{project}.{name}.{stamp}"));
+        match fs::rename(&dir, &path) {
+            Ok(()) => Ok(Some(RetiredVolume { path })),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(RuntimeError::io("remove the volume", &dir, source)),
+        }
     }
 
     fn project_volume_bytes(&self, project: &str) -> u64 {

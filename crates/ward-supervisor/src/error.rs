@@ -18,6 +18,12 @@ pub enum SupervisorError {
         state: String,
         hint: String,
     },
+    #[error(
+        "volume {name} not found in project {project}: see `ward volume ls` for the volumes there"
+    )]
+    VolumeNotFound { project: String, name: String },
+    #[error("volume {name} is used by {users}: remove {them} first (`ward rm`), or keep the volume", users = users.join(", "), them = if users.len() == 1 { "that workload" } else { "those workloads" })]
+    VolumeInUse { name: String, users: Vec<String> },
     #[error("workload {name} has no running instance{replica}", replica = replica.map(|replica| format!(" {replica}")).unwrap_or_default())]
     NotRunning { name: String, replica: Option<u32> },
     #[error(transparent)]

@@ -50,6 +50,7 @@ pub use users::{Grant, Session, UserService, UserView};
 pub use view::{
     summarize, DesiredState, HealthState, InstanceView, Phase, UsageSample, WorkloadView,
 };
+pub use volumes::VolumeView;
 pub use ward_image::credentials::CredentialStore;
 pub use ward_image::pull::PullProgress;
 pub use ward_runtime::{ExecControl, ExecExit, ExecOutput, ExecRequest, ExecSession, LogLine};

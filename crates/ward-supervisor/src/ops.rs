@@ -124,6 +124,11 @@ operations! {
     RegistryList = "GET" "/api/v1/registries", VIEWER, Project, Refusals;
     RegistryLogin = "POST" "/api/v1/registries/login", OPERATOR, Project, Each;
     RegistryLogout = "DELETE" "/api/v1/registries/{registry}", OPERATOR, Project, Each;
+    VolumeList = "GET" "/api/v1/volumes", VIEWER, Project, Refusals;
+    /// Removes a named volume no workload mounts, with its files.
+    VolumeRemove = "DELETE" "/api/v1/volumes/{name}", OPERATOR, Project, Each;
+    /// Removes the project's named volumes that no workload mounts.
+    VolumePrune = "POST" "/api/v1/volumes/prune", OPERATOR, Project, Each;
     KeyList = "GET" "/api/v1/keys", ADMIN, Principal, Refusals;
     KeyCreate = "POST" "/api/v1/keys", ADMIN, Principal, Each;
     KeyRevoke = "DELETE" "/api/v1/keys/{id}", ADMIN, Principal, Each;

@@ -1,5 +1,6 @@
-//! The bytes in each project's named volumes, measured on a thread of their own and read from
-//! a cache: a volume of millions of files takes seconds to walk, and no API call waits for it.
+//! Named volumes: listing and removing them (never one a workload mounts), and the bytes in
+//! each project's, measured on a thread of their own and read from a cache: a volume of
+//! millions of files takes seconds to walk, and no API call waits for it.
 //!
 //! The thread runs in the kernel's idle class: a walk takes no core a request wants.
 //! Every project is measured once at start and again after a pause that grows with the time
@@ -10,7 +11,119 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::Inner;
+use std::time::SystemTime;
+
+use crate::gate::Admission;
+use crate::ops::Operation;
+use crate::view::DesiredState;
+use crate::{Inner, Supervisor, SupervisorError};
+
+/// A named volume and the workloads of its project that mount it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeView {
+    pub name: String,
+    pub created_at: Option<SystemTime>,
+    pub used_by: Vec<String>,
+}
+
+impl Supervisor {
+    /// The named volumes of the admitted project, each with the workloads that mount it.
+    pub fn volumes(&self, admission: &Admission) -> Result<Vec<VolumeView>, SupervisorError> {
+        admission.require(&[Operation::VolumeList])?;
+        let project = admission.project_or_default();
+        let volumes = self.inner.driver.named_volumes(project)?;
+        let state = self.inner.lock();
+        Ok(volumes
+            .into_iter()
+            .map(|volume| VolumeView {
+                used_by: users_of(&state, project, &volume.name),
+                name: volume.name,
+                created_at: volume.created_at,
+            })
+            .collect())
+    }
+
+    /// Removes a named volume and its files; refused while a workload of the project mounts
+    /// it, running or not (as `docker volume rm` refuses).
+    pub fn remove_volume(&self, admission: &Admission, name: &str) -> Result<(), SupervisorError> {
+        admission.require(&[Operation::VolumeRemove])?;
+        let project = admission.project_or_default();
+        ward_spec::validate_name(name).map_err(|_| SupervisorError::VolumeNotFound {
+            project: project.to_string(),
+            name: name.to_string(),
+        })?;
+        let retired = {
+            // Under the lock, no workload that mounts it can be created or started meanwhile.
+            let state = self.inner.lock();
+            let users = users_of(&state, project, name);
+            if !users.is_empty() {
+                return Err(SupervisorError::VolumeInUse {
+                    name: name.to_string(),
+                    users,
+                });
+            }
+            self.inner.driver.retire_named_volume(project, name)?
+        };
+        let Some(retired) = retired else {
+            return Err(SupervisorError::VolumeNotFound {
+                project: project.to_string(),
+                name: name.to_string(),
+            });
+        };
+        retired.delete()?;
+        self.inner.volumes.refresh(project);
+        Ok(())
+    }
+
+    /// Removes every named volume of the admitted project that no workload mounts; returns
+    /// their names.
+    pub fn prune_volumes(&self, admission: &Admission) -> Result<Vec<String>, SupervisorError> {
+        admission.require(&[Operation::VolumePrune])?;
+        let project = admission.project_or_default();
+        let volumes = self.inner.driver.named_volumes(project)?;
+        let mut retired = Vec::new();
+        {
+            let state = self.inner.lock();
+            for volume in volumes {
+                if !users_of(&state, project, &volume.name).is_empty() {
+                    continue;
+                }
+                if let Some(files) = self
+                    .inner
+                    .driver
+                    .retire_named_volume(project, &volume.name)?
+                {
+                    retired.push((volume.name, files));
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        for (name, files) in retired {
+            files.delete()?;
+            removed.push(name);
+        }
+        self.inner.volumes.refresh(project);
+        Ok(removed)
+    }
+}
+
+/// The workloads of `project` that mount the named volume `name`, by name.
+fn users_of(state: &crate::state::State, project: &str, name: &str) -> Vec<String> {
+    state
+        .workloads
+        .iter()
+        .filter(|((workload_project, _), entry)| {
+            workload_project == project
+                && entry.desired != DesiredState::Deleted
+                && entry
+                    .spec
+                    .volumes
+                    .iter()
+                    .any(|volume| volume.is_named() && volume.source == name)
+        })
+        .map(|((_, workload), _)| workload.clone())
+        .collect()
+}
 
 /// The shortest pause between two measurements of every project.
 const MINIMUM_PAUSE: Duration = Duration::from_secs(30);

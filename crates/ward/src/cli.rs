@@ -42,7 +42,7 @@ pub enum Command {
 /// The commands that talk to the daemon.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Create and start a workload in the background (like 'podman run -d')
+    /// Run an image or a host program as a workload, in the background (as 'docker run -d')
     #[command(after_help = RUN_EXAMPLES)]
     Run(Deferred<Box<RunArgs>>),
     /// Create or update workloads from a YAML or JSON file (idempotent)
@@ -71,6 +71,8 @@ pub enum ClientCommand {
     Top(Deferred<TopArgs>),
     /// Manage images: pull, import, export, ls, inspect, rm, prune
     Image(Deferred<ImageArgs>),
+    /// Manage named volumes: ls, rm, prune
+    Volume(Deferred<VolumeArgs>),
     /// Log in to a container registry; the daemon keeps the login for this project's pulls
     #[command(after_help = LOGIN_EXAMPLES)]
     Login(Deferred<LoginArgs>),
@@ -348,6 +350,34 @@ pub struct LogoutArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct VolumeArgs {
+    #[command(subcommand)]
+    pub command: VolumeCommand,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// List the project's named volumes and the workloads that mount them
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Print only the names
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove named volumes and their files; refused while a workload mounts one
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[arg(value_name = "VOLUME", required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every named volume of the project that no workload mounts
+    Prune,
+}
+
+#[derive(Debug, Args)]
 pub struct ImageArgs {
     #[command(subcommand)]
     pub command: ImageCommand,
@@ -419,6 +449,7 @@ impl ClientCommand {
             ClientCommand::Events(arguments) => &arguments.client_options,
             ClientCommand::Top(arguments) => &arguments.client_options,
             ClientCommand::Image(arguments) => &arguments.client_options,
+            ClientCommand::Volume(arguments) => &arguments.client_options,
             ClientCommand::Login(arguments) => &arguments.client_options,
             ClientCommand::Logout(arguments) => &arguments.client_options,
             ClientCommand::Key(arguments) => &arguments.client_options,
@@ -433,8 +464,9 @@ impl ClientCommand {
 
 const RUN_EXAMPLES: &str = "\
 Examples:
-  ward run --name web -p 8080:8000 -- python3 -m http.server 8000
-  ward run --image nginx:1.27 -p 8080:80 --memory 256MiB
+  ward run --name web -p 8080:80 --memory 256MiB nginx:1.27
+  ward run --rm busybox echo hi                 # in the foreground, removed once it exits
+  ward run --name web -p 8080:8000 -- python3 -m http.server 8000   # a host program
   ward run --name api -e MODE=prod --health-http 8000/healthz -- ./api
 
 The workload runs in the background, supervised by the daemon; follow its output with

@@ -645,3 +645,90 @@ fn a_spec_no_driver_can_run_is_refused_at_apply_and_nothing_is_stored() {
         "{listed}"
     );
 }
+
+/// `ward volume ls|rm|prune`: a volume shows the workloads that mount it, is not removed while
+/// one does (stopped or not), and goes with its files once none does; names cannot reach
+/// outside the project's volumes, and another project's volume of the same name is its own.
+#[test]
+fn named_volumes_are_listed_kept_while_mounted_and_removed_with_their_files() {
+    if !can_run_workloads() {
+        return;
+    }
+    let mut daemon = Daemon::start();
+    let run_with_volume = |project: &str, name: &str, volume: &str| {
+        assert_success(&daemon.ward(&[
+            "--project",
+            project,
+            "run",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--restart",
+            "never",
+            "-v",
+            &format!("{volume}:/data"),
+            "--",
+            "sh",
+            "-c",
+            "echo kept > /data/file",
+        ]));
+    };
+    assert_success(&daemon.ward(&["project", "create", "other"]));
+    run_with_volume("default", "writer", "data");
+    run_with_volume("default", "scratch-user", "scratch");
+    run_with_volume("other", "writer", "data");
+    let volume_dir =
+        |project: &str, name: &str| daemon.data_dir().join("volumes").join(project).join(name);
+    daemon.wait_for(
+        "the file in the volume",
+        std::time::Duration::from_secs(10),
+        || {
+            volume_dir("default", "data")
+                .join("file")
+                .exists()
+                .then_some(())
+        },
+    );
+
+    let listing = assert_success(&daemon.ward(&["volume", "ls"]));
+    let rows: Vec<Vec<&str>> = listing
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["VOLUME", "CREATED", "USED", "BY"], "{listing}");
+    assert_eq!(rows[1][0], "data", "{listing}");
+    assert_eq!(rows[1].last(), Some(&"writer"), "{listing}");
+    assert_eq!(rows[2][0], "scratch", "{listing}");
+
+    // Exited, but still a workload that mounts it.
+    let refused = daemon.ward(&["volume", "rm", "data"]);
+    let line = assert_one_error_line(&refused, "volume data is used by writer");
+    assert!(line.contains("ward rm"), "{line}");
+    assert!(volume_dir("default", "data").join("file").exists());
+    for hostile in ["..", ".", "data/..", "%2e%2e"] {
+        let refused = daemon.ward(&["volume", "rm", hostile]);
+        assert!(!refused.status.success(), "{hostile} was accepted");
+        assert!(daemon.data_dir().join("volumes").join("default").exists());
+    }
+
+    assert_success(&daemon.ward(&["rm", "-f", "writer", "scratch-user"]));
+    assert_eq!(
+        assert_success(&daemon.ward(&["volume", "rm", "data"])),
+        "data\n"
+    );
+    assert!(!volume_dir("default", "data").exists());
+    let missing = daemon.ward(&["volume", "rm", "data"]);
+    assert_one_error_line(&missing, "volume data not found in project default");
+    assert_eq!(
+        assert_success(&daemon.ward(&["volume", "prune"])),
+        "scratch\n"
+    );
+    assert_eq!(assert_success(&daemon.ward(&["volume", "ls", "-q"])), "");
+    // The other project's volume of the same name is untouched, and still in use there.
+    assert!(volume_dir("other", "data").join("file").exists());
+    let listing = assert_success(&daemon.ward(&["--project", "other", "volume", "ls", "-q"]));
+    assert_eq!(listing, "data\n");
+    assert_success(&daemon.ward(&["--project", "other", "rm", "-f", "writer"]));
+    assert!(daemon.stop(), "no stop on SIGTERM:\n{}", daemon.log());
+}

@@ -14,6 +14,7 @@ mod ps;
 mod run;
 mod secret;
 mod top;
+mod volume;
 
 use ward_client::Client;
 
@@ -106,6 +107,9 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         ClientCommand::Top(arguments) => top::run(context, arguments.into_inner()).await,
         ClientCommand::Image(arguments) => {
             image::run(context, arguments.into_inner().command).await
+        }
+        ClientCommand::Volume(arguments) => {
+            volume::run(context, arguments.into_inner().command).await
         }
         ClientCommand::Login(arguments) => login::login(context, arguments.into_inner()).await,
         ClientCommand::Logout(arguments) => login::logout(context, arguments.into_inner()).await,
