@@ -664,6 +664,7 @@ mod tests {
             kind: WorkloadKind::Process,
             image: None,
             command: Some(vec!["sleep".into(), "1".into()]),
+            entrypoint: None,
             workdir: Some("/srv".into()),
             env: BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),
             resources: Resources {

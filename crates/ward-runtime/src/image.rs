@@ -134,17 +134,22 @@ pub(crate) fn published_ports(
 }
 
 /// Docker's semantics: the spec's command replaces the image's `Cmd` and keeps its
-/// `Entrypoint`; the spec's variables win over the image's; the spec's workdir over the
-/// image's `WorkingDir`.
+/// `Entrypoint`; the spec's entrypoint replaces the image's and drops its `Cmd`; the spec's
+/// variables win over the image's; the spec's workdir over the image's `WorkingDir`.
 pub(crate) fn container_process(
     spec: &WorkloadSpec,
     image: &PreparedRoot,
 ) -> Result<ContainerProcess, RuntimeError> {
     let config = &image.config;
-    let mut args: Vec<String> = config.entrypoint.clone().unwrap_or_default();
-    match spec.command.as_ref().filter(|command| !command.is_empty()) {
+    let command = spec.command.as_ref().filter(|command| !command.is_empty());
+    let mut args: Vec<String> = match &spec.entrypoint {
+        Some(entrypoint) => entrypoint.clone(),
+        None => config.entrypoint.clone().unwrap_or_default(),
+    };
+    match command {
         Some(command) => args.extend(command.iter().cloned()),
-        None => args.extend(config.cmd.clone().unwrap_or_default()),
+        None if spec.entrypoint.is_none() => args.extend(config.cmd.clone().unwrap_or_default()),
+        None => {}
     }
     if args.is_empty() {
         return Err(RuntimeError::MissingImageCommand {

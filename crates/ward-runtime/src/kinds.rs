@@ -71,6 +71,15 @@ pub(crate) fn check(spec: &WorkloadSpec) -> Result<(), Unsupported> {
     }
     // A process's program is on the host and checked here; a container's is in its image,
     // which the start resolves.
+    if spec.entrypoint.is_some() && spec.kind != WorkloadKind::Container {
+        return unsupported(
+            "entrypoint",
+            format!(
+                "only a container has an image entrypoint to replace; give a {} its program in command",
+                spec.kind.as_str()
+            ),
+        );
+    }
     if spec.kind == WorkloadKind::Process {
         let program = spec.command.as_ref().and_then(|command| command.first());
         if let Some(program) =

@@ -14,6 +14,9 @@ pub struct WorkloadSpec {
     pub image: Option<String>,
     /// `None` means "the image's default" (containers); processes always have one.
     pub command: Option<Vec<String>>,
+    /// A container's program in place of its image's Entrypoint (which also drops the image's
+    /// Cmd, as Docker does); `command` then gives its arguments. Empty: no entrypoint at all.
+    pub entrypoint: Option<Vec<String>>,
     pub workdir: Option<String>,
     pub env: BTreeMap<String, String>,
     pub resources: Resources,

@@ -11,7 +11,7 @@ impl WorkloadSpec {
     /// durations in milliseconds. [`crate::parse_value`] reads it back to the same spec.
     pub fn to_normalized_json(&self) -> Value {
         let resources = &self.resources;
-        json!({
+        let mut normalized = json!({
             "name": self.name,
             "kind": self.kind.as_str(),
             "image": self.image,
@@ -82,7 +82,12 @@ impl WorkloadSpec {
                 "cpu": number(autoscale.cpu_percent),
             })),
             "labels": self.labels,
-        })
+        });
+        // Present only when set, so specs without one normalise as they did.
+        if let Some(entrypoint) = &self.entrypoint {
+            normalized["entrypoint"] = json!(entrypoint);
+        }
+        normalized
     }
 
     /// What changes, field by field, when `self` is replaced by `new`.

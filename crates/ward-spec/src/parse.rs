@@ -31,6 +31,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "kind",
     "image",
     "command",
+    "entrypoint",
     "workdir",
     "env",
     "resources",
@@ -80,7 +81,6 @@ const FIELD_ALIASES: &[(&str, &str)] = &[
     ("environment", "env"),
     ("cmd", "command"),
     ("args", "command"),
-    ("entrypoint", "command"),
     ("working_dir", "workdir"),
     ("workingdir", "workdir"),
     ("cwd", "workdir"),
@@ -481,6 +481,11 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         Some(value) => Some(parse_command(value, "command")?),
         None => None,
     };
+    let entrypoint = match fields.get("entrypoint") {
+        Some(Value::Array(arguments)) if arguments.is_empty() => Some(Vec::new()),
+        Some(Value::Null) | None => None,
+        Some(value) => Some(parse_command(value, "entrypoint")?),
+    };
     if kind == WorkloadKind::Process && command.is_none() {
         return Err(SpecError::new(
             "command",
@@ -596,6 +601,7 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         kind,
         image,
         command,
+        entrypoint,
         workdir,
         env,
         resources,

@@ -45,8 +45,11 @@ pub enum ClientCommand {
     /// Run an image or a host program as a workload, in the background (as 'docker run -d')
     #[command(after_help = RUN_EXAMPLES)]
     Run(Deferred<Box<RunArgs>>),
-    /// Create or update workloads from a YAML or JSON file (idempotent)
+    /// Create or update workloads from a YAML or JSON file, or a Compose file (idempotent)
     Apply(Deferred<ApplyArgs>),
+    /// Bring a Compose file's services up as workloads, or take them down
+    #[command(after_help = COMPOSE_EXAMPLES)]
+    Compose(Deferred<ComposeArgs>),
     /// List workloads
     #[command(visible_alias = "ls")]
     Ps(Deferred<PsArgs>),
@@ -438,6 +441,7 @@ impl ClientCommand {
         match self {
             ClientCommand::Run(arguments) => &arguments.client_options,
             ClientCommand::Apply(arguments) => &arguments.client_options,
+            ClientCommand::Compose(arguments) => &arguments.client_options,
             ClientCommand::Ps(arguments) => &arguments.client_options,
             ClientCommand::Inspect(arguments) => &arguments.client_options,
             ClientCommand::Logs(arguments) => &arguments.client_options,
@@ -682,6 +686,59 @@ pub struct ApplyArgs {
 
     #[command(flatten)]
     pub client_options: ClientOptions,
+}
+
+const COMPOSE_EXAMPLES: &str = "\
+Examples:
+  ward compose up                      # compose.yaml here; each service after its depends_on
+  ward compose -f stack.yaml up --no-wait
+  ward compose down -v                 # and the named volumes the file declares
+  ward apply -f compose.yaml           # the same as up
+
+Each service becomes a workload of its name, labelled com.docker.compose.project=NAME;
+services reach each other by name. Keys Ward does not read are refused by name.";
+
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// The Compose file [default: compose.yaml, compose.yml, docker-compose.yaml or
+    /// docker-compose.yml here]
+    #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Project name [default: the file's name:, else $COMPOSE_PROJECT_NAME, else its directory]
+    #[arg(short = 'p', long = "project-name", value_name = "NAME", global = true)]
+    pub project_name: Option<String>,
+
+    #[command(subcommand)]
+    pub command: ComposeCommand,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComposeCommand {
+    /// Create or update the services' workloads, each once its dependencies are ready
+    Up {
+        /// Accepted for Docker's sake: workloads always run in the background
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Return once the workloads are stored, without waiting for them to run
+        #[arg(long)]
+        no_wait: bool,
+        /// Remove the project's workloads whose service is no longer in the file
+        #[arg(long)]
+        remove_orphans: bool,
+        /// Show what would change without changing anything
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove the services' workloads
+    Down {
+        /// Also remove the named volumes the file declares
+        #[arg(short = 'v', long)]
+        volumes: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -347,6 +347,144 @@ fn run_takes_the_image_first_as_docker_does_and_rm_leaves_nothing() {
     ward_ok(&daemon, &["rm", "-f", "nap"]);
 }
 
+/// A Compose file of a web server, a database and a cache (health checks, depends_on with
+/// conditions, a named volume, an env file) comes up with `ward compose up`, serves what it
+/// fetched from the other two by name, and goes away with `ward compose down -v`.
+#[test]
+fn a_compose_file_comes_up_serves_and_goes_down() {
+    if !sandbox_available("a_compose_file_comes_up_serves_and_goes_down") {
+        return;
+    }
+    let _turn = bridge_turn();
+    let registry = Registry::start();
+    let reference = publish(&busybox_image(), &registry, "ward/compose", "1");
+    let daemon = Daemon::start();
+    let port = free_port();
+    let directory = tempfile::tempdir().expect("compose directory");
+    std::fs::write(
+        directory.path().join("web.env"),
+        "GREETING=hello from web\n",
+    )
+    .expect("env file");
+    std::fs::write(
+        directory.path().join(".env"),
+        format!("IMAGE={reference}\n"),
+    )
+    .expect(".env");
+    let compose = format!(
+        r#"name: shop
+services:
+  web:
+    image: ${{IMAGE}}
+    command: ["sh", "-c", "wget -q -O /srv/db http://db:5432/rows && wget -q -O /srv/cache http://cache:6379/ping && echo $$GREETING > /srv/greeting && exec httpd -f -p 8080 -h /srv"]
+    env_file: web.env
+    ports: ["{port}:8080"]
+    restart: "no"
+    depends_on:
+      db: {{condition: service_healthy}}
+      cache: {{condition: service_healthy}}
+  db:
+    image: ${{IMAGE}}
+    command: sh -c 'echo 42 rows > /data/rows && exec httpd -f -p 5432 -h /data'
+    volumes: ["data:/data"]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:5432/rows"]
+      interval: 1s
+      retries: 30
+  cache:
+    image: ${{IMAGE}}
+    entrypoint: ["sh", "-c"]
+    command: ["busybox mkdir -p /c && echo pong > /c/ping && exec httpd -f -p 6379 -h /c"]
+    healthcheck:
+      test: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:6379/ping"]
+      interval: 1s
+volumes:
+  data: {{}}
+"#
+    );
+    std::fs::write(directory.path().join("compose.yaml"), compose).expect("compose file");
+    let in_directory = |arguments: &[&str]| {
+        daemon
+            .ward_command(arguments)
+            .current_dir(directory.path())
+            .output()
+            .expect("run ward")
+    };
+    let up = in_directory(&["compose", "up", "-d"]);
+    assert!(up.status.success(), "{}", stderr_of(&up));
+    let order: Vec<String> = stdout_of(&up).lines().map(str::to_string).collect();
+    assert_eq!(
+        order.last().map(String::as_str),
+        Some("web created"),
+        "{order:?}"
+    );
+    assert_eq!(order.len(), 3, "{order:?}");
+
+    let body = |path: &str| {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(body) = http_body(port, path) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "web does not serve {path}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(body("/db"), "42 rows\n");
+    assert_eq!(body("/cache"), "pong\n");
+    assert_eq!(body("/greeting"), "hello from web\n");
+    let web = inspect(&daemon, "web");
+    assert_eq!(web["labels"]["com.docker.compose.project"], "shop");
+    assert_eq!(web["labels"]["com.docker.compose.service"], "web");
+    assert_eq!(
+        inspect(&daemon, "cache")["entrypoint"],
+        serde_json::json!(["sh", "-c"])
+    );
+    let volumes = ward_ok(&daemon, &["volume", "ls", "-q"]);
+    assert_eq!(volumes, "shop-data\n");
+
+    // Up again changes nothing; apply of the same file is the same as up.
+    let again = in_directory(&["apply", "-f", "compose.yaml"]);
+    assert!(again.status.success(), "{}", stderr_of(&again));
+    assert!(
+        stdout_of(&again)
+            .lines()
+            .all(|line| line.ends_with(" unchanged")),
+        "{}",
+        stdout_of(&again)
+    );
+
+    // A workload of another origin is not taken over.
+    let refused = in_directory(&["compose", "-p", "other", "up"]);
+    assert_one_error_line(
+        &refused,
+        "workload cache exists and is not part of Compose project other",
+    );
+
+    let down = in_directory(&["compose", "down", "-v"]);
+    assert!(down.status.success(), "{}", stderr_of(&down));
+    assert_eq!(
+        stdout_of(&down),
+        "web removed\ndb removed\ncache removed\nvolume shop-data removed\n"
+    );
+    assert_eq!(ward_ok(&daemon, &["ps", "-a", "-o", "json"]).trim(), "[]");
+    assert_eq!(ward_ok(&daemon, &["volume", "ls", "-q"]), "");
+    assert!(
+        http_body(port, "/db").is_none(),
+        "web still serves after down"
+    );
+
+    // A key Ward does not read is refused by its path, and nothing is stored.
+    std::fs::write(
+        directory.path().join("compose.yaml"),
+        "services:\n  web:\n    image: busybox\n    build: .\n",
+    )
+    .expect("compose file");
+    let refused = in_directory(&["compose", "up"]);
+    assert_one_error_line(&refused, "compose.yaml: services.web.build: not supported");
+    assert_eq!(ward_ok(&daemon, &["ps", "-a", "-o", "json"]).trim(), "[]");
+}
+
 /// Runs busybox's web server on port 8080 of `reference`, published as `publish_flag`.
 fn run_web_server(daemon: &Daemon, name: &str, publish_flag: &str, reference: &str) {
     run_container(

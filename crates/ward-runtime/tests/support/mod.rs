@@ -160,6 +160,7 @@ pub fn spec(name: &str, command: &[&str]) -> WorkloadSpec {
         kind: WorkloadKind::Process,
         image: None,
         command: Some(command.iter().map(|part| part.to_string()).collect()),
+        entrypoint: None,
         workdir: None,
         env: BTreeMap::new(),
         resources: Resources::default(),

@@ -11,7 +11,7 @@ use serde_json::Value;
 use ward_client::wire::{ApplyRequest, ApplyResponse, ApplyResult, FieldChange};
 
 use crate::cli::ApplyArgs;
-use crate::commands::{run, Context};
+use crate::commands::{compose, run, Context};
 use crate::output;
 
 /// How long `apply` waits for what it created or changed to start.
@@ -22,6 +22,20 @@ pub async fn run(context: &Context, arguments: ApplyArgs) -> anyhow::Result<i32>
     let mut images = BTreeSet::new();
     for file in &arguments.files {
         let (source_name, text) = read_source(file)?;
+        if crate::compose::is_compose(&text) {
+            if arguments.files.len() > 1 {
+                anyhow::bail!(
+                    "-f: {source_name} is a Compose file; apply it on its own (or with 'ward compose up -f {source_name}')"
+                );
+            }
+            let project = compose::read_text(file, &text, None)?;
+            let options = compose::UpOptions {
+                wait: !arguments.no_wait,
+                remove_orphans: false,
+                dry_run: arguments.dry_run,
+            };
+            return compose::up(context, &project, options).await;
+        }
         let (documents, file_images) = documents_of(&source_name, &text)?;
         workloads.extend(documents);
         images.extend(file_images);
@@ -69,7 +83,10 @@ pub async fn run(context: &Context, arguments: ApplyArgs) -> anyhow::Result<i32>
 }
 
 /// Waits until each of `names` has started or failed to, and says how each failure ended.
-async fn failed_starts(context: &Context, names: &[&str]) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn failed_starts(
+    context: &Context,
+    names: &[&str],
+) -> anyhow::Result<Vec<String>> {
     let deadline = Instant::now() + START_WAIT;
     let mut failures = Vec::new();
     for name in names {

@@ -3,6 +3,7 @@
 mod access;
 mod apply;
 mod completion;
+mod compose;
 mod events;
 mod exec;
 mod image;
@@ -87,6 +88,7 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
     match command {
         ClientCommand::Run(arguments) => run::run(context, *arguments.into_inner()).await,
         ClientCommand::Apply(arguments) => apply::run(context, arguments.into_inner()).await,
+        ClientCommand::Compose(arguments) => compose::run(context, arguments.into_inner()).await,
         ClientCommand::Ps(arguments) => ps::run(context, arguments.into_inner()).await,
         ClientCommand::Inspect(arguments) => inspect::run(context, arguments.into_inner()).await,
         ClientCommand::Logs(arguments) => logs::run(context, arguments.into_inner()).await,
