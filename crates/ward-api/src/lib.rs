@@ -101,6 +101,7 @@ fn routes() -> Routes {
         .bind(WorkloadStart, workloads::start)
         .bind(WorkloadStop, workloads::stop)
         .bind(WorkloadRestart, workloads::restart)
+        .bind(WorkloadKill, workloads::kill)
         .bind(WorkloadLogs, logs::logs)
         .bind(WorkloadExec, exec::exec)
         .bind(Events, events::events)

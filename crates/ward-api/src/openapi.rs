@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         crate::workloads::start,
         crate::workloads::stop,
         crate::workloads::restart,
+        crate::workloads::kill,
         crate::logs::logs,
         crate::exec::exec,
         crate::events::events,

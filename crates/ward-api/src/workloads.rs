@@ -240,16 +240,76 @@ pub async fn start(
     )))
 }
 
-#[utoipa::path(post, path = "/api/v1/workloads/{name}/stop", params(("name" = String, Path), ProjectQuery), tag = "workloads",
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct StopQuery {
+    /// Seconds between SIGTERM and SIGKILL for this stop (the daemon's setting otherwise).
+    pub timeout: Option<u64>,
+}
+
+/// The longest `stop -t` takes: an hour.
+const MAXIMUM_STOP_TIMEOUT: u64 = 3600;
+
+#[utoipa::path(post, path = "/api/v1/workloads/{name}/stop", params(("name" = String, Path), ProjectQuery, StopQuery), tag = "workloads",
     responses((status = 200, body = WorkloadDocument), (status = 404, body = ward_client::wire::ErrorBody)))]
 pub async fn stop(
     State(state): State<Arc<ApiState>>,
     Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
+    Query(query): Query<StopQuery>,
 ) -> Result<Json<WorkloadDocument>, ApiError> {
+    let grace = match query.timeout {
+        Some(seconds) if seconds > MAXIMUM_STOP_TIMEOUT => {
+            return Err(ApiError::bad_request(format!(
+                "timeout: {seconds} s is more than the {MAXIMUM_STOP_TIMEOUT} s a stop may wait; give less"
+            )))
+        }
+        seconds => seconds.map(Duration::from_secs),
+    };
     Ok(Json(workload_document(
-        &state.supervisor.stop(&admission, &name).await?,
+        &state.supervisor.stop(&admission, &name, grace).await?,
     )))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct KillQuery {
+    /// KILL (the default), TERM, HUP, INT, USR1, … with or without SIG, or its number.
+    pub signal: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/workloads/{name}/kill", params(("name" = String, Path), ProjectQuery, KillQuery), tag = "workloads",
+    responses((status = 200, body = WorkloadDocument), (status = 400, body = ward_client::wire::ErrorBody),
+        (status = 404, body = ward_client::wire::ErrorBody)))]
+pub async fn kill(
+    State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
+    Path(name): Path<String>,
+    Query(query): Query<KillQuery>,
+) -> Result<Json<WorkloadDocument>, ApiError> {
+    let signal = match query.signal.as_deref() {
+        None => ward_supervisor::Signal::SIGKILL,
+        Some(text) => parse_signal(text).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "signal: {text:?} is not a signal; give a name like TERM, HUP or KILL, or a number"
+            ))
+        })?,
+    };
+    Ok(Json(workload_document(
+        &state.supervisor.kill(&admission, &name, signal).await?,
+    )))
+}
+
+/// `KILL`, `SIGKILL`, `kill` or `9`.
+fn parse_signal(text: &str) -> Option<ward_supervisor::Signal> {
+    if let Ok(number) = text.parse::<i32>() {
+        return ward_supervisor::Signal::try_from(number).ok();
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse().ok()
 }
 
 #[utoipa::path(post, path = "/api/v1/workloads/{name}/restart", params(("name" = String, Path), ProjectQuery), tag = "workloads",

@@ -471,6 +471,40 @@ impl Client {
         .await
     }
 
+    /// Stops a workload; `timeout` is the seconds between SIGTERM and SIGKILL for this stop.
+    pub async fn stop_workload(
+        &self,
+        name: &str,
+        timeout: Option<u64>,
+    ) -> Result<WorkloadDocument, ClientError> {
+        let query = timeout
+            .map(|seconds| format!("?timeout={seconds}"))
+            .unwrap_or_default();
+        self.call(
+            Method::POST,
+            &format!("/api/v1/workloads/{name}/stop{query}"),
+            None,
+        )
+        .await
+    }
+
+    /// Sends a signal (a name like `HUP`, or a number) to a workload; `None` is SIGKILL.
+    pub async fn kill_workload(
+        &self,
+        name: &str,
+        signal: Option<&str>,
+    ) -> Result<WorkloadDocument, ClientError> {
+        let query = signal
+            .map(|signal| format!("?signal={}", encode_query_value(signal)))
+            .unwrap_or_default();
+        self.call(
+            Method::POST,
+            &format!("/api/v1/workloads/{name}/kill{query}"),
+            None,
+        )
+        .await
+    }
+
     /// Log entries; with `follow`, the stream stays open and yields new lines as they come.
     pub async fn logs(
         &self,

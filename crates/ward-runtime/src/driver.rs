@@ -202,6 +202,17 @@ pub trait Driver: Send + Sync + 'static {
     /// Sends SIGTERM, then SIGKILL after `grace`; returns once the instance is gone.
     async fn stop(&self, handle: &InstanceHandle, grace: Duration) -> Result<(), RuntimeError>;
 
+    /// Sends `signal` to the instance's first process (`ward kill -s`); what follows is up to
+    /// the process and the restart policy.
+    fn signal(&self, handle: &InstanceHandle, signal: crate::Signal) -> Result<(), RuntimeError> {
+        Err(RuntimeError::NotRunning {
+            id: format!(
+                "{} (signal {signal} cannot be sent to this kind)",
+                handle.key.instance_name()
+            ),
+        })
+    }
+
     /// Kills the instance if it runs and deletes everything it left (logs included).
     async fn remove(&self, key: &InstanceKey) -> Result<(), RuntimeError>;
 

@@ -1017,6 +1017,18 @@ impl Driver for Runtime {
         Ok(AttachOutcome::NotFound)
     }
 
+    fn signal(&self, handle: &InstanceHandle, signal: Signal) -> Result<(), RuntimeError> {
+        let paths = self.paths(&handle.key)?;
+        let not_running = || RuntimeError::NotRunning {
+            id: self.inner.container_id(&handle.key),
+        };
+        let state = Self::live_state(&paths)?.ok_or_else(not_running)?;
+        let workload = Self::open_workload(&state).ok_or_else(not_running)?;
+        workload
+            .send_signal(signal)
+            .map_err(|error| self.signal_error(&handle.key, state.pid, signal, error))
+    }
+
     async fn stop(&self, handle: &InstanceHandle, grace: Duration) -> Result<(), RuntimeError> {
         let paths = self.paths(&handle.key)?;
         let Some(state) = Self::live_state(&paths)? else {

@@ -53,7 +53,9 @@ pub use view::{
 pub use volumes::VolumeView;
 pub use ward_image::credentials::CredentialStore;
 pub use ward_image::pull::PullProgress;
-pub use ward_runtime::{ExecControl, ExecExit, ExecOutput, ExecRequest, ExecSession, LogLine};
+pub use ward_runtime::{
+    ExecControl, ExecExit, ExecOutput, ExecRequest, ExecSession, LogLine, Signal,
+};
 
 use events::PendingEvent;
 use state::{InstanceEntry, State, WorkloadEntry};
@@ -316,6 +318,7 @@ impl Supervisor {
                 created_at,
                 updated_at: now,
                 instances: BTreeMap::new(),
+                stop_grace: None,
                 spec,
             };
             records.push(entry.to_record());
@@ -410,16 +413,19 @@ impl Supervisor {
             .collect()
     }
 
-    /// Marks a workload stopped and waits until its instances are down.
+    /// Marks a workload stopped and waits until its instances are down; `grace` (`stop -t`)
+    /// replaces the daemon's wait between SIGTERM and SIGKILL for this stop.
     pub async fn stop(
         &self,
         admission: &Admission,
         name: &str,
+        grace: Option<Duration>,
     ) -> Result<WorkloadView, SupervisorError> {
-        admission.require(&[Operation::WorkloadStop])?;
+        admission.require(&[Operation::WorkloadStop, Operation::WorkloadKill])?;
         let project = admission.project_or_default();
-        self.set_desired(admission, name, DesiredState::Stopped)?;
-        self.wait_until(project, name, Duration::from_secs(60), |view| {
+        self.set_desired(admission, name, DesiredState::Stopped, grace)?;
+        let grace = grace.unwrap_or(self.inner.config.stop_grace);
+        self.wait_until(project, name, grace + Duration::from_secs(60), |view| {
             view.instances
                 .iter()
                 .all(|instance| instance.phase.is_terminal())
@@ -427,7 +433,46 @@ impl Supervisor {
         .await
     }
 
-    /// Marks a workload running (clearing any crash backoff) and waits until it runs or fails.
+    /// `ward kill`: SIGKILL stops the workload at once (no grace, and no restart, as after
+    /// `docker kill`); any other signal goes to each running instance's first process and
+    /// changes nothing else.
+    pub async fn kill(
+        &self,
+        admission: &Admission,
+        name: &str,
+        signal: ward_runtime::Signal,
+    ) -> Result<WorkloadView, SupervisorError> {
+        admission.require(&[Operation::WorkloadKill])?;
+        if signal == ward_runtime::Signal::SIGKILL {
+            return self.stop(admission, name, Some(Duration::ZERO)).await;
+        }
+        let project = admission.project_or_default();
+        let handles: Vec<ward_runtime::InstanceHandle> = {
+            let state = self.inner.lock();
+            let entry = state
+                .workloads
+                .get(&(project.to_string(), name.to_string()))
+                .filter(|entry| entry.desired != DesiredState::Deleted)
+                .ok_or_else(|| not_found(project, name))?;
+            entry
+                .instances
+                .values()
+                .filter(|instance| instance.phase == Phase::Running)
+                .filter_map(|instance| instance.handle.clone())
+                .collect()
+        };
+        if handles.is_empty() {
+            return Err(SupervisorError::NotRunning {
+                name: name.to_string(),
+                replica: None,
+            });
+        }
+        for handle in &handles {
+            self.inner.driver.signal(handle, signal)?;
+        }
+        self.get(project, name)
+    }
+
     pub async fn start_workload(
         &self,
         admission: &Admission,
@@ -436,7 +481,7 @@ impl Supervisor {
         admission.require(&[Operation::WorkloadStart])?;
         let project = admission.project_or_default();
         self.inner.driver.start_coming();
-        self.set_desired(admission, name, DesiredState::Running)?;
+        self.set_desired(admission, name, DesiredState::Running, None)?;
         self.wait_until_settled(project, name, Duration::from_secs(60))
             .await
     }
@@ -804,6 +849,7 @@ impl Supervisor {
         admission: &Admission,
         name: &str,
         desired: DesiredState,
+        stop_grace: Option<Duration>,
     ) -> Result<(), SupervisorError> {
         let project = admission.project_or_default();
         let mut state = self.inner.lock();
@@ -815,6 +861,7 @@ impl Supervisor {
         // The database first: memory never runs ahead of a write that failed.
         self.store_desired(admission, name, desired)?;
         entry.desired = desired;
+        entry.stop_grace = stop_grace;
         if desired == DesiredState::Running {
             for instance in entry.instances.values_mut() {
                 if instance.phase.is_terminal() && !instance.busy {

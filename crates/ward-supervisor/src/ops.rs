@@ -107,6 +107,8 @@ operations! {
     WorkloadStart = "POST" "/api/v1/workloads/{name}/start", OPERATOR, Project, Each;
     WorkloadStop = "POST" "/api/v1/workloads/{name}/stop", OPERATOR, Project, Each;
     WorkloadRestart = "POST" "/api/v1/workloads/{name}/restart", OPERATOR, Project, Each;
+    /// A signal to a workload's instances; SIGKILL stops it.
+    WorkloadKill = "POST" "/api/v1/workloads/{name}/kill", OPERATOR, Project, Each;
     /// Log lines, followed or not: a high-volume read, not audited.
     WorkloadLogs = "GET" "/api/v1/workloads/{name}/logs", VIEWER, Project, Refusals;
     /// A command inside a workload: audited, as `docker exec` is not.

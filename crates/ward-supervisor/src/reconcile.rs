@@ -5,7 +5,7 @@
 //! [`execute`]. Operations mark their instance busy so the planner never doubles them.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use ward_runtime::{AttachOutcome, ExitStatus, InstanceHandle, InstanceKey};
@@ -30,6 +30,8 @@ pub(crate) enum Action {
         key: InstanceKey,
         handle: InstanceHandle,
         then_start: bool,
+        /// `None`: the daemon's stop grace.
+        grace: Option<Duration>,
     },
     Remove {
         key: InstanceKey,
@@ -86,6 +88,7 @@ pub(crate) fn plan(state: &mut State, now: Instant) -> Plan {
                                 key: InstanceKey::new(&entry.project, &entry.spec.name, *replica),
                                 handle: handle.clone(),
                                 then_start: false,
+                                grace: entry.stop_grace,
                             });
                         }
                         (_, Phase::Pending) => {
@@ -162,6 +165,7 @@ fn plan_running(
                         key,
                         handle,
                         then_start: true,
+                        grace: None,
                     });
                 }
             }
@@ -225,7 +229,8 @@ async fn execute(inner: Arc<Inner>, action: Action) {
             key,
             handle,
             then_start,
-        } => stop_instance(&inner, key, handle, then_start).await,
+            grace,
+        } => stop_instance(&inner, key, handle, then_start, grace).await,
         Action::Remove { key } => remove_instance(&inner, key).await,
         Action::Forget { project, name } => {
             let event = PendingEvent::new(
@@ -524,6 +529,7 @@ async fn stop_instance(
     key: InstanceKey,
     handle: InstanceHandle,
     then_start: bool,
+    grace: Option<Duration>,
 ) {
     let name = key.instance_name();
     update_instance(
@@ -536,7 +542,8 @@ async fn stop_instance(
         )],
         |instance| instance.phase = Phase::Stopping,
     );
-    let result = inner.driver.stop(&handle, inner.config.stop_grace).await;
+    let grace = grace.unwrap_or(inner.config.stop_grace);
+    let result = inner.driver.stop(&handle, grace).await;
     let message = match &result {
         Ok(()) => format!("{name} stopped"),
         Err(error) => format!("{name} stop failed: {error}"),
@@ -631,6 +638,7 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<(), SupervisorError> {
                     created_at: from_millis(record.created_at_ms),
                     updated_at: from_millis(record.updated_at_ms),
                     instances: Default::default(),
+                    stop_grace: None,
                 },
             );
         }

@@ -4,7 +4,7 @@
 //! here so that `GET` never touches the database.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use ward_runtime::{ExitStatus, InstanceHandle, InstanceKey};
@@ -31,6 +31,9 @@ pub(crate) struct WorkloadEntry {
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
     pub instances: BTreeMap<u32, InstanceEntry>,
+    /// How long a stop waits after SIGTERM before SIGKILL, when `stop -t` or `kill` said so
+    /// (the daemon's setting otherwise); cleared by the next start.
+    pub stop_grace: Option<Duration>,
 }
 
 pub(crate) struct InstanceEntry {

@@ -407,7 +407,7 @@ async fn stop_start_and_delete() {
         .unwrap();
     assert_eq!(view.phase(), Phase::Running);
     let view = supervisor
-        .stop(&as_admin(&supervisor, Operation::WorkloadStop), "web")
+        .stop(&as_admin(&supervisor, Operation::WorkloadStop), "web", None)
         .await
         .unwrap();
     assert_eq!(view.phase(), Phase::Stopped);

@@ -59,8 +59,10 @@ pub enum ClientCommand {
     Logs(Deferred<LogsArgs>),
     /// Start stopped workloads
     Start(Deferred<NamesArgs>),
-    /// Stop running workloads
-    Stop(Deferred<NamesArgs>),
+    /// Stop running workloads (SIGTERM, then SIGKILL after the grace period)
+    Stop(Deferred<StopArgs>),
+    /// Kill workloads (SIGKILL stops them), or send them another signal with -s
+    Kill(Deferred<KillArgs>),
     /// Restart workloads
     Restart(Deferred<NamesArgs>),
     /// Remove workloads
@@ -72,6 +74,8 @@ pub enum ClientCommand {
     Events(Deferred<EventsArgs>),
     /// Live view of CPU, memory and processes of all workloads (like 'docker stats')
     Top(Deferred<TopArgs>),
+    /// CPU, memory and processes of all workloads, once (like 'docker stats --no-stream')
+    Stats(Deferred<StatsArgs>),
     /// Manage images: pull, import, export, ls, inspect, rm, prune
     Image(Deferred<ImageArgs>),
     /// Manage named volumes: ls, rm, prune
@@ -445,13 +449,16 @@ impl ClientCommand {
             ClientCommand::Ps(arguments) => &arguments.client_options,
             ClientCommand::Inspect(arguments) => &arguments.client_options,
             ClientCommand::Logs(arguments) => &arguments.client_options,
-            ClientCommand::Start(arguments)
-            | ClientCommand::Stop(arguments)
-            | ClientCommand::Restart(arguments) => &arguments.client_options,
+            ClientCommand::Start(arguments) | ClientCommand::Restart(arguments) => {
+                &arguments.client_options
+            }
+            ClientCommand::Stop(arguments) => &arguments.client_options,
+            ClientCommand::Kill(arguments) => &arguments.client_options,
             ClientCommand::Rm(arguments) => &arguments.client_options,
             ClientCommand::Exec(arguments) => &arguments.client_options,
             ClientCommand::Events(arguments) => &arguments.client_options,
             ClientCommand::Top(arguments) => &arguments.client_options,
+            ClientCommand::Stats(arguments) => &arguments.client_options,
             ClientCommand::Image(arguments) => &arguments.client_options,
             ClientCommand::Volume(arguments) => &arguments.client_options,
             ClientCommand::Login(arguments) => &arguments.client_options,
@@ -747,14 +754,76 @@ pub struct PsArgs {
     #[arg(short = 'a', long)]
     pub all: bool,
 
+    /// Print only the names
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Show only workloads that match: name=TEXT (part of the name), label=KEY[=VALUE],
+    /// state=STATE (or status=), kind=KIND, health=STATE (repeatable; all must match)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", value_parser = parse_ps_filter)]
+    pub filters: Vec<PsFilter>,
+
     #[command(flatten)]
     pub client_options: ClientOptions,
+}
+
+/// One `ps --filter`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PsFilter {
+    Name(String),
+    Label { key: String, value: Option<String> },
+    State(String),
+    Kind(String),
+    Health(String),
+}
+
+fn parse_ps_filter(text: &str) -> Result<PsFilter, String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| {
+        format!("{text:?}: use KEY=VALUE, like name=web, label=team=web or state=running")
+    })?;
+    Ok(match key {
+        "name" => PsFilter::Name(value.to_string()),
+        "label" => match value.split_once('=') {
+            Some((key, value)) => PsFilter::Label {
+                key: key.to_string(),
+                value: Some(value.to_string()),
+            },
+            None => PsFilter::Label {
+                key: value.to_string(),
+                value: None,
+            },
+        },
+        "state" | "status" => {
+            const STATES: [&str; 7] = [
+                "pending", "starting", "running", "stopping", "stopped", "exited", "failed",
+            ];
+            if !STATES.contains(&value) {
+                return Err(format!(
+                    "{key}={value}: no such state; use one of {}",
+                    STATES.join(", ")
+                ));
+            }
+            PsFilter::State(value.to_string())
+        }
+        "kind" => PsFilter::Kind(value.to_string()),
+        "health" => PsFilter::Health(value.to_string()),
+        other => {
+            return Err(format!(
+                "{other}: no such filter; use name, label, state, kind or health"
+            ))
+        }
+    })
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     #[arg(value_name = "NAME", required = true)]
     pub names: Vec<String>,
+
+    /// Print fields through a template, one line per workload: {{.status.state}},
+    /// {{.image}}, {{json .ports}} (keys as in the JSON document, in any case)
+    #[arg(short = 'f', long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
 
     #[command(flatten)]
     pub client_options: ClientOptions,
@@ -796,6 +865,38 @@ pub enum TailLines {
 pub struct NamesArgs {
     #[arg(value_name = "NAME", required = true)]
     pub names: Vec<String>,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[arg(value_name = "NAME", required = true)]
+    pub names: Vec<String>,
+
+    /// Seconds to wait after SIGTERM before SIGKILL [default: the daemon's, 10]
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        value_name = "SECONDS"
+    )]
+    pub time: Option<u64>,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    #[arg(value_name = "NAME", required = true)]
+    pub names: Vec<String>,
+
+    /// The signal: a name like HUP or SIGUSR1, or a number [default: KILL, which stops the
+    /// workload without restarting it]
+    #[arg(short = 's', long, value_name = "SIGNAL")]
+    pub signal: Option<String>,
 
     #[command(flatten)]
     pub client_options: ClientOptions,
@@ -860,6 +961,20 @@ pub struct EventsArgs {
     /// Only events after this event id
     #[arg(long, value_name = "ID", value_parser = parse_event_id_flag)]
     pub since: Option<i64>,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Show all workloads, stopped ones included
+    #[arg(short = 'a', long)]
+    pub all: bool,
+
+    /// Accepted for Docker's sake: stats prints once
+    #[arg(long)]
+    pub no_stream: bool,
 
     #[command(flatten)]
     pub client_options: ClientOptions,
@@ -1071,7 +1186,6 @@ const DOCKER_EQUIVALENTS: &[(&str, &str)] = &[
     ("pull", "ward image pull"),
     ("load", "ward image import"),
     ("save", "ward image export"),
-    ("stats", "ward top"),
     (
         "create",
         "ward apply -f FILE, or ward run (which also starts it)",

@@ -732,3 +732,90 @@ fn named_volumes_are_listed_kept_while_mounted_and_removed_with_their_files() {
     assert_success(&daemon.ward(&["--project", "other", "rm", "-f", "writer"]));
     assert!(daemon.stop(), "no stop on SIGTERM:\n{}", daemon.log());
 }
+
+/// Docker's everyday flags: `ps -q` and `--filter`, `inspect --format`, `stop -t`, `kill`
+/// (SIGKILL stops for good; `-s` only signals), `stats`, and a note for `--cpus` past the host.
+#[test]
+fn ps_filters_inspect_format_stop_time_kill_and_stats_work_as_in_docker() {
+    if !can_run_workloads() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let run = |name: &str, label: &str, extra: &[&str], script: &str| {
+        let mut arguments = vec!["run", "--name", name, "--network", "none", "-l", label];
+        arguments.extend_from_slice(extra);
+        arguments.extend_from_slice(&["--", "sh", "-c", script]);
+        daemon.ward(&arguments)
+    };
+    // Catches TERM and goes on: only SIGKILL ends it.
+    let stubborn =
+        "trap 'echo got TERM' TERM; trap 'echo got HUP' HUP; while true; do sleep 0.1; done";
+    assert_success(&run("front", "team=web", &[], stubborn));
+    let busy = run("back", "team=db", &["--cpus", "64"], "exec sleep 600");
+    assert_success(&busy);
+    let said = String::from_utf8_lossy(&busy.stderr).to_string();
+    assert!(said.contains("note: --cpus 64: this host has"), "{said}");
+
+    let quiet = |filters: &[&str]| {
+        let mut arguments = vec!["ps", "-q"];
+        arguments.extend_from_slice(filters);
+        assert_success(&daemon.ward(&arguments))
+    };
+    assert_eq!(quiet(&[]), "back\nfront\n");
+    assert_eq!(quiet(&["-f", "label=team=web"]), "front\n");
+    assert_eq!(quiet(&["--filter", "label=team"]), "back\nfront\n");
+    assert_eq!(quiet(&["-f", "name=ac", "-f", "state=running"]), "back\n");
+    let refused = daemon.ward(&["ps", "-f", "colour=red"]);
+    assert_one_error_line(
+        &refused,
+        "colour: no such filter; use name, label, state, kind or health",
+    );
+    let refused = daemon.ward(&["ps", "-f", "state=up"]);
+    assert_one_error_line(&refused, "state=up: no such state");
+
+    let formatted = assert_success(&daemon.ward(&[
+        "inspect",
+        "-f",
+        "{{.name}} {{.Status.State}} {{json .labels}}",
+        "front",
+        "back",
+    ]));
+    assert_eq!(
+        formatted,
+        "front running {\"team\":\"web\"}\nback running {\"team\":\"db\"}\n"
+    );
+    let refused = daemon.ward(&["inspect", "-f", "{{.status.phase}}", "front"]);
+    assert_one_error_line(&refused, "format: no field phase in .status.phase");
+
+    let stats = assert_success(&daemon.ward(&["stats"]));
+    assert!(
+        stats.starts_with("NAME") && stats.contains("front"),
+        "{stats}"
+    );
+
+    // -s only signals: the trap answers and the workload keeps running.
+    assert_success(&daemon.ward(&["kill", "-s", "HUP", "front"]));
+    daemon.wait_for("the HUP trap", std::time::Duration::from_secs(10), || {
+        assert_success(&daemon.ward(&["logs", "front"]))
+            .contains("got HUP")
+            .then_some(())
+    });
+    let refused = daemon.ward(&["kill", "-s", "NOSUCH", "front"]);
+    assert_one_error_line(&refused, "signal: \"NOSUCH\" is not a signal");
+
+    // The TERM trap keeps it alive: stop -t 1 kills it after a second, not after ten.
+    let started = std::time::Instant::now();
+    assert_success(&daemon.ward(&["stop", "-t", "1", "front"]));
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(8),
+        "stop -t 1 took {took:?}"
+    );
+    assert!(assert_success(&daemon.ward(&["logs", "front"])).contains("got TERM"));
+
+    // SIGKILL stops it, and it stays stopped.
+    assert_success(&daemon.ward(&["kill", "back"]));
+    let listing = assert_success(&daemon.ward(&["ps", "-a", "-q", "-f", "state=stopped"]));
+    assert_eq!(listing, "back\nfront\n");
+    assert_success(&daemon.ward(&["rm", "front", "back"]));
+}

@@ -1,4 +1,4 @@
-//! `ward start | stop | restart | rm`: act on every name, print each one that succeeded (like
+//! `ward start | stop | restart | kill | rm`: act on every name, print each one that succeeded (like
 //! Docker), then fail with the first error.
 
 use ward_client::wire::WorkloadDocument;
@@ -7,32 +7,27 @@ use ward_client::ClientError;
 use crate::commands::Context;
 use crate::output;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Action {
     Start,
-    Stop,
+    /// With the seconds between SIGTERM and SIGKILL, when given.
+    Stop(Option<u64>),
     Restart,
-}
-
-impl Action {
-    fn api_name(self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Stop => "stop",
-            Action::Restart => "restart",
-        }
-    }
+    /// With the signal, when not SIGKILL.
+    Kill(Option<String>),
 }
 
 pub async fn act(context: &Context, names: &[String], action: Action) -> anyhow::Result<i32> {
     let mut documents: Vec<WorkloadDocument> = Vec::with_capacity(names.len());
     let mut first_error = None;
     for name in names {
-        match context
-            .client
-            .workload_action(name, action.api_name())
-            .await
-        {
+        let done = match &action {
+            Action::Start => context.client.workload_action(name, "start").await,
+            Action::Stop(timeout) => context.client.stop_workload(name, *timeout).await,
+            Action::Restart => context.client.workload_action(name, "restart").await,
+            Action::Kill(signal) => context.client.kill_workload(name, signal.as_deref()).await,
+        };
+        match done {
             Ok(document) => {
                 if !context.json() {
                     output::print_line(name)?;

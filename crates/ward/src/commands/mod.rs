@@ -96,7 +96,13 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
             lifecycle::act(context, &arguments.names, lifecycle::Action::Start).await
         }
         ClientCommand::Stop(arguments) => {
-            lifecycle::act(context, &arguments.names, lifecycle::Action::Stop).await
+            let action = lifecycle::Action::Stop(arguments.time);
+            lifecycle::act(context, &arguments.names, action).await
+        }
+        ClientCommand::Kill(arguments) => {
+            let arguments = arguments.into_inner();
+            let action = lifecycle::Action::Kill(arguments.signal);
+            lifecycle::act(context, &arguments.names, action).await
         }
         ClientCommand::Restart(arguments) => {
             lifecycle::act(context, &arguments.names, lifecycle::Action::Restart).await
@@ -107,6 +113,16 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         ClientCommand::Exec(arguments) => exec::run(context, arguments.into_inner()).await,
         ClientCommand::Events(arguments) => events::run(context, arguments.into_inner()).await,
         ClientCommand::Top(arguments) => top::run(context, arguments.into_inner()).await,
+        ClientCommand::Stats(arguments) => {
+            let arguments = arguments.into_inner();
+            let once = crate::cli::TopArgs {
+                once: true,
+                interval: std::time::Duration::from_secs(1),
+                all: arguments.all,
+                client_options: arguments.client_options,
+            };
+            top::run(context, once).await
+        }
         ClientCommand::Image(arguments) => {
             image::run(context, arguments.into_inner().command).await
         }

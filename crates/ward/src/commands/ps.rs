@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 use ward_client::wire::WorkloadDocument;
 
-use crate::cli::PsArgs;
+use crate::cli::{PsArgs, PsFilter};
 use crate::commands::Context;
 use crate::output;
 
@@ -19,10 +19,25 @@ const WIDE_HEADERS: [&str; 2] = ["REPLICAS", "HEALTH"];
 
 pub async fn run(context: &Context, arguments: PsArgs) -> anyhow::Result<i32> {
     let documents = context.client.list_workloads(true).await?;
-    let mut shown = select_workloads(documents, arguments.all);
+    // A filter on the state looks at every workload, as `docker ps -f status=exited` does.
+    let filters_state = arguments
+        .filters
+        .iter()
+        .any(|filter| matches!(filter, PsFilter::State(_)));
+    let mut shown = select_workloads(documents, arguments.all || filters_state);
+    shown.retain(|document| {
+        arguments
+            .filters
+            .iter()
+            .all(|filter| matches_filter(document, filter))
+    });
     shown.sort_by(|left, right| left.name().cmp(right.name()));
     if context.json() {
         output::print_json(&shown)?;
+    } else if arguments.quiet {
+        for document in &shown {
+            output::print_line(document.name())?;
+        }
     } else {
         output::print_text(&render_ps_table(&shown, SystemTime::now(), context.wide()))?;
     }
@@ -42,6 +57,28 @@ pub fn select_workloads(documents: Vec<WorkloadDocument>, all: bool) -> Vec<Work
                 || document.status.state == "failed"
         })
         .collect()
+}
+
+/// Whether a workload passes one `--filter`.
+pub fn matches_filter(document: &WorkloadDocument, filter: &PsFilter) -> bool {
+    match filter {
+        PsFilter::Name(part) => document.name().contains(part.as_str()),
+        PsFilter::Label { key, value } => {
+            let label = document
+                .spec
+                .get("labels")
+                .and_then(|labels| labels.get(key))
+                .and_then(Value::as_str);
+            match (label, value) {
+                (Some(label), Some(value)) => label == value,
+                (Some(_), None) => true,
+                (None, _) => false,
+            }
+        }
+        PsFilter::State(state) => document.status.state == *state,
+        PsFilter::Kind(kind) => document.kind() == kind,
+        PsFilter::Health(state) => health(document) == *state,
+    }
 }
 
 pub fn render_ps_table(documents: &[WorkloadDocument], now: SystemTime, wide: bool) -> String {

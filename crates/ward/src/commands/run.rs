@@ -21,6 +21,9 @@ pub async fn run(context: &Context, arguments: RunArgs) -> anyhow::Result<i32> {
         );
     }
     let mut spec = build_spec(&arguments, &|key| std::env::var(key).ok(), rand::random())?;
+    if let Some(note) = arguments.cpus.as_deref().and_then(more_cores_than_the_host) {
+        output::note(&note);
+    }
     if arguments.rm {
         spec["restart"] = json!("never");
     }
@@ -108,6 +111,16 @@ async fn run_in_foreground(context: &Context, name: &str) -> anyhow::Result<i32>
     };
     context.client.delete_workload(name, true).await?;
     Ok(exit_code)
+}
+
+/// A word for `--cpus` past the cores this host has: the limit is accepted (a workload may
+/// move to a bigger host) but bounds nothing here, as `docker run --cpus` would refuse.
+fn more_cores_than_the_host(cpus: &str) -> Option<String> {
+    let asked = ward_spec::units::parse_cpu(cpus).ok()?;
+    let cores = std::thread::available_parallelism().ok()?.get();
+    (asked > cores as f64).then(|| {
+        format!("--cpus {cpus}: this host has {cores} cores, so the workload may use all of them and the limit holds it back from none")
+    })
 }
 
 /// The host program a bare `ward run WORD` could also have meant: `WORD` when it is a plain
