@@ -231,6 +231,31 @@ impl ImageService {
             // Where the daemon keeps uploads is its own business.
             _ => ImageError::Archive(error.to_string().replace(&shown, "the archive")),
         })?;
+        if name.is_some() {
+            // One name for several images would leave it on whichever came last.
+            let mut digests: Vec<&Digest> = imported
+                .iter()
+                .map(|image| &image.manifest_digest)
+                .collect();
+            digests.sort_unstable_by_key(|digest| digest.to_string());
+            digests.dedup();
+            if digests.len() > 1 {
+                let mut names: Vec<String> = imported
+                    .iter()
+                    .flat_map(|image| image.names.iter().cloned())
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                let held = if names.is_empty() {
+                    format!("{} images", digests.len())
+                } else {
+                    format!("{} images ({})", digests.len(), names.join(", "))
+                };
+                return Err(ImageError::Invalid(format!(
+                    "--name: the archive holds {held}, and one name can point at one of them; import it without --name to keep their own names"
+                )));
+            }
+        }
         for image in &imported {
             self.unpack(&image.manifest_digest).await?;
         }

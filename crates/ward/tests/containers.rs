@@ -952,6 +952,18 @@ fn docker_save_archives_and_oci_layouts_import_export_and_run() {
     run_once(&daemon, "ctr-again", "layout/busybox:2", &[]);
     wait_for_logs(&daemon, "ctr-again", "hello from the layout");
 
+    // One name for an archive of two images would point at whichever came last: refused.
+    let refused = daemon.ward(&[
+        "image",
+        "import",
+        exported.to_str().expect("path"),
+        "--name",
+        "one/name:1",
+    ]);
+    let line = assert_one_error_line(&refused, "--name: the archive holds 2 images");
+    assert!(line.contains("without --name"), "{line}");
+    assert!(!ward_ok(&daemon, &["image", "ls"]).contains("one/name"));
+
     // Bad input: a missing file, a directory that is no layout, an unknown image to export.
     assert_one_error_line(
         &daemon.ward(&["image", "import", "/nonexistent.tar"]),
