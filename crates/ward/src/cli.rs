@@ -817,7 +817,7 @@ fn parse_ps_filter(text: &str) -> Result<PsFilter, String> {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    #[arg(value_name = "NAME", required = true)]
+    #[arg(id = "workloads", value_name = "NAME", required = true)]
     pub names: Vec<String>,
 
     /// Print fields through a template, one line per workload: {{.status.state}},
@@ -847,7 +847,7 @@ pub struct LogsArgs {
     #[arg(short = 't', long)]
     pub timestamps: bool,
 
-    #[arg(value_name = "NAME")]
+    #[arg(id = "workload", value_name = "NAME")]
     pub name: String,
 
     #[command(flatten)]
@@ -863,7 +863,7 @@ pub enum TailLines {
 
 #[derive(Debug, Args)]
 pub struct NamesArgs {
-    #[arg(value_name = "NAME", required = true)]
+    #[arg(id = "workloads", value_name = "NAME", required = true)]
     pub names: Vec<String>,
 
     #[command(flatten)]
@@ -872,7 +872,7 @@ pub struct NamesArgs {
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    #[arg(value_name = "NAME", required = true)]
+    #[arg(id = "workloads", value_name = "NAME", required = true)]
     pub names: Vec<String>,
 
     /// Seconds to wait after SIGTERM before SIGKILL [default: the daemon's, 10]
@@ -890,7 +890,7 @@ pub struct StopArgs {
 
 #[derive(Debug, Args)]
 pub struct KillArgs {
-    #[arg(value_name = "NAME", required = true)]
+    #[arg(id = "workloads", value_name = "NAME", required = true)]
     pub names: Vec<String>,
 
     /// The signal: a name like HUP or SIGUSR1, or a number [default: KILL, which stops the
@@ -908,7 +908,7 @@ pub struct RemoveArgs {
     #[arg(short = 'f', long)]
     pub force: bool,
 
-    #[arg(value_name = "NAME", required = true)]
+    #[arg(id = "workloads", value_name = "NAME", required = true)]
     pub names: Vec<String>,
 
     #[command(flatten)]
@@ -941,7 +941,7 @@ pub struct ExecArgs {
     #[arg(long, value_name = "N")]
     pub replica: Option<u32>,
 
-    #[arg(value_name = "NAME")]
+    #[arg(id = "workload", value_name = "NAME")]
     pub name: String,
 
     /// Command to run and its arguments (put them after --)

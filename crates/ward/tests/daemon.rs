@@ -819,3 +819,57 @@ fn ps_filters_inspect_format_stop_time_kill_and_stats_work_as_in_docker() {
     assert_eq!(listing, "back\nfront\n");
     assert_success(&daemon.ward(&["rm", "front", "back"]));
 }
+
+/// Bash completion offers the project's workloads where a command takes one, and only there.
+#[test]
+fn bash_completion_offers_workload_names() {
+    if !can_run_workloads() {
+        return;
+    }
+    let daemon = Daemon::start();
+    for name in ["web", "worker"] {
+        assert_success(&daemon.ward(&[
+            "run",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--",
+            "sleep",
+            "600",
+        ]));
+    }
+    let script = assert_success(&daemon.ward(&["completion", "bash"]));
+    let directory = tempfile::tempdir().expect("script directory");
+    let script_path = directory.path().join("ward.bash");
+    std::fs::write(&script_path, script).expect("write the script");
+    let binary_directory = std::path::Path::new(common::ward_binary())
+        .parent()
+        .expect("the binary's directory")
+        .to_path_buf();
+    let complete = |words: &str| {
+        let program = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); _ward_workloads ward \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[*]}}\"",
+            script_path.display()
+        );
+        let path = format!(
+            "{}:{}",
+            binary_directory.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let output = std::process::Command::new("bash")
+            .args(["-c", &program])
+            .env("PATH", path)
+            .env("WARD_DATA_DIR", daemon.data_dir())
+            .output()
+            .expect("run bash");
+        assert_success(&output).trim().to_string()
+    };
+    assert_eq!(complete("ward logs w"), "web worker");
+    assert_eq!(complete("ward --project default stop we"), "web");
+    assert_eq!(complete("ward exec -e A=1 wo"), "worker");
+    // Not a workload: a subcommand, an option.
+    assert_eq!(complete("ward ima"), "image");
+    assert!(complete("ward logs --fol").contains("--follow"));
+    assert_success(&daemon.ward(&["rm", "-f", "web", "worker"]));
+}
