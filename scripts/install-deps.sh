@@ -2,7 +2,7 @@
 # Installs what Ward needs on a Debian machine: OCI runtimes, networking tools, and the
 # tools the benchmarks use. Run as root (or through sudo).
 set -euo pipefail
-packages=(crun runc iproute2 iptables pkg-config python3 python3-venv curl wrk hyperfine busybox-static docker-registry skopeo umoci)
+packages=(crun runc iproute2 iptables pkg-config python3 python3-venv curl wrk hyperfine busybox-static docker-registry skopeo umoci tmux)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -1,4 +1,6 @@
-//! `GET /api/v1/workloads/{name}/exec` (WebSocket): run a command inside a running instance.
+//! `GET /api/v1/workloads/{name}/exec` (WebSocket): run a command inside a running instance;
+//! `GET /api/v1/workloads/{name}/attach`: the same protocol on the terminal of an instance
+//! that runs on one.
 //!
 //! Binary frames carry a channel byte first: 0 stdin (client → server), 1 stdout and 2 stderr
 //! (server → client). Text frames carry [`ExecControl`] JSON: `resize` and `close_stdin` from
@@ -108,6 +110,30 @@ pub async fn exec(
                 workdir: query.workdir,
             },
         )
+        .await?;
+    if let (Some(cols), Some(rows)) = (query.cols, query.rows) {
+        session.control.resize(cols, rows);
+    }
+    Ok(upgrade.on_upgrade(move |socket| bridge(socket, session)))
+}
+
+#[utoipa::path(get, path = "/api/v1/workloads/{name}/attach", tag = "workloads",
+    params(("name" = String, Path), ("replica" = Option<u32>, Query), ("cols" = Option<u16>, Query), ("rows" = Option<u16>, Query)),
+    responses((status = 101, description = "WebSocket, as exec: the terminal of a workload that runs on one (tty: true); the exit message comes when the instance ends"),
+        (status = 404, body = ward_client::wire::ErrorBody), (status = 409, body = ward_client::wire::ErrorBody)))]
+pub async fn attach(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    // The exec query without a command: a placeholder satisfies its check.
+    let raw = format!("{}&command=-", raw.unwrap_or_default());
+    let query = parse_query(Some(&raw))?;
+    let project = project_of(&query.project)?;
+    let session = state
+        .supervisor
+        .attach(&project, &name, query.replica)
         .await?;
     if let (Some(cols), Some(rows)) = (query.cols, query.rows) {
         session.control.resize(cols, rows);

@@ -104,6 +104,7 @@ fn routes() -> Routes {
         .bind(WorkloadKill, workloads::kill)
         .bind(WorkloadLogs, logs::logs)
         .bind(WorkloadExec, exec::exec)
+        .bind(WorkloadAttach, exec::attach)
         .bind(Events, events::events)
         .bind(ImageList, images::list)
         .bind(ImagePull, images::pull)

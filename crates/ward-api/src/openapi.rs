@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         crate::workloads::kill,
         crate::logs::logs,
         crate::exec::exec,
+        crate::exec::attach,
         crate::events::events,
         crate::images::list,
         crate::images::pull,

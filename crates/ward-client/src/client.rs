@@ -47,6 +47,21 @@ pub struct LogOptions {
     pub since: Option<String>,
 }
 
+/// The WebSocket of an exec or an attach.
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// `url` with the instance and the terminal size of `options`, as a WebSocket URL.
+fn with_terminal_options(mut url: String, options: &ExecOptions) -> String {
+    if let Some(replica) = options.replica {
+        url.push_str(&format!("&replica={replica}"));
+    }
+    if let (Some(cols), Some(rows)) = (options.cols, options.rows) {
+        url.push_str(&format!("&cols={cols}&rows={rows}"));
+    }
+    url.replacen("http", "ws", 1)
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ExecOptions {
     pub tty: bool,
@@ -558,13 +573,7 @@ impl Client {
         if let Some(workdir) = &options.workdir {
             url.push_str(&format!("&workdir={}", encode_query_value(workdir)));
         }
-        if let Some(replica) = options.replica {
-            url.push_str(&format!("&replica={replica}"));
-        }
-        if let (Some(cols), Some(rows)) = (options.cols, options.rows) {
-            url.push_str(&format!("&cols={cols}&rows={rows}"));
-        }
-        url.replacen("http", "ws", 1)
+        with_terminal_options(url, options)
     }
 
     /// Opens the exec WebSocket. Binary frames carry a channel byte first:
@@ -574,14 +583,28 @@ impl Client {
         name: &str,
         command: &[String],
         options: &ExecOptions,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        ClientError,
-    > {
+    ) -> Result<WebSocket, ClientError> {
+        self.websocket(self.exec_url(name, command, options)).await
+    }
+
+    /// `ws(s)://…/attach`: the terminal of a workload's instance that runs on one.
+    pub fn attach_url(&self, name: &str, options: &ExecOptions) -> String {
+        let url = self.url(&format!("/api/v1/workloads/{name}/attach?tty=true"));
+        with_terminal_options(url, options)
+    }
+
+    /// Attaches to the terminal of a workload started with `tty` (`ward attach`); the
+    /// connection speaks the exec protocol.
+    pub async fn attach(
+        &self,
+        name: &str,
+        options: &ExecOptions,
+    ) -> Result<WebSocket, ClientError> {
+        self.websocket(self.attach_url(name, options)).await
+    }
+
+    async fn websocket(&self, url: String) -> Result<WebSocket, ClientError> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = self.exec_url(name, command, options);
         let mut request =
             url.as_str()
                 .into_client_request()

@@ -7,5 +7,5 @@ mod client;
 mod error;
 pub mod wire;
 
-pub use client::{Client, ExecOptions, LogOptions};
+pub use client::{Client, ExecOptions, LogOptions, WebSocket};
 pub use error::ClientError;

@@ -201,7 +201,7 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
     let mut config = json!({
         "ociVersion": "1.0.0",
         "process": {
-            "terminal": false,
+            "terminal": spec.tty,
             "user": {"uid": 0, "gid": 0},
             "args": settings.command,
             "env": environment(spec),
@@ -267,6 +267,9 @@ fn environment(spec: &WorkloadSpec) -> Vec<String> {
     }
     if !spec.env.contains_key("HOSTNAME") {
         environment.push(format!("HOSTNAME={}", spec.name));
+    }
+    if spec.tty && !spec.env.contains_key("TERM") {
+        environment.push("TERM=xterm".to_string());
     }
     environment.extend(
         spec.env
@@ -665,6 +668,7 @@ mod tests {
             image: None,
             command: Some(vec!["sleep".into(), "1".into()]),
             entrypoint: None,
+            tty: false,
             workdir: Some("/srv".into()),
             env: BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),
             resources: Resources {

@@ -202,6 +202,15 @@ pub trait Driver: Send + Sync + 'static {
     /// Sends SIGTERM, then SIGKILL after `grace`; returns once the instance is gone.
     async fn stop(&self, handle: &InstanceHandle, grace: Duration) -> Result<(), RuntimeError>;
 
+    /// Attaches to the terminal of an instance whose first process runs on one (`tty`): its
+    /// output since the last attach and from now on, its input and its size; the session's
+    /// `exit` is how the instance ended, and `kill` detaches, leaving it running.
+    async fn attach_terminal(&self, handle: &InstanceHandle) -> Result<ExecSession, RuntimeError> {
+        Err(RuntimeError::NoTerminal {
+            workload: handle.key.instance_name(),
+        })
+    }
+
     /// Sends `signal` to the instance's first process (`ward kill -s`); what follows is up to
     /// the process and the restart policy.
     fn signal(&self, handle: &InstanceHandle, signal: crate::Signal) -> Result<(), RuntimeError> {

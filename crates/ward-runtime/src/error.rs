@@ -64,6 +64,10 @@ pub enum RuntimeError {
     AlreadyRunning { id: String, monitor_pid: u32 },
     #[error("instance {id} is not running")]
     NotRunning { id: String },
+    #[error("workload {workload} has no terminal to attach to: run it with tty: true (ward run -t), or open a shell in it with 'ward exec -it {workload} -- sh'")]
+    NoTerminal { workload: String },
+    #[error("workload {workload} has a client attached to its terminal already: one at a time")]
+    TerminalBusy { workload: String },
     #[error("start monitor {executable} for instance {id}: {source}")]
     MonitorSpawn {
         id: String,

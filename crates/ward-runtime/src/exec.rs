@@ -305,7 +305,7 @@ fn session(process: ExecProcess) -> std::io::Result<ExecSession> {
 }
 
 /// Reads `source` into the session's channel until it ends, or until nobody listens.
-async fn pump(
+pub(crate) async fn pump(
     mut source: impl tokio::io::AsyncRead + Unpin,
     piece: fn(Vec<u8>) -> ExecOutput,
     output: tokio::sync::mpsc::Sender<ExecOutput>,
@@ -328,6 +328,21 @@ async fn pump(
     }
 }
 
+/// Sets the size of the terminal whose master is `master`.
+pub(crate) fn resize_terminal(master: &OwnedFd, cols: u16, rows: u16) {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer; the fd is a PTY master the
+    // caller holds.
+    unsafe {
+        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+    }
+}
+
 /// Resizes an exec'd process's terminal and kills it.
 struct ProcessControl {
     pty_master: Option<OwnedFd>,
@@ -336,19 +351,8 @@ struct ProcessControl {
 
 impl ExecControl for ProcessControl {
     fn resize(&self, cols: u16, rows: u16) {
-        let Some(master) = &self.pty_master else {
-            return;
-        };
-        let size = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer; the fd is a PTY master
-        // this session owns.
-        unsafe {
-            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+        if let Some(master) = &self.pty_master {
+            resize_terminal(master, cols, rows);
         }
     }
 
@@ -499,7 +503,7 @@ impl Drop for ConsoleSocket {
 }
 
 /// Receives one descriptor sent with SCM_RIGHTS.
-fn receive_fd(stream: UnixStream) -> Result<OwnedFd, String> {
+pub(crate) fn receive_fd(stream: UnixStream) -> Result<OwnedFd, String> {
     stream
         .set_nonblocking(false)
         .map_err(|error| error.to_string())?;

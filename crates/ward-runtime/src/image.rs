@@ -173,6 +173,7 @@ pub(crate) fn container_process(
     let defaults = [
         (!has("PATH")).then_some(("PATH", DEFAULT_PATH)),
         (!has("HOSTNAME")).then_some(("HOSTNAME", spec.name.as_str())),
+        (spec.tty && !has("TERM")).then_some(("TERM", "xterm")),
     ];
     pairs.extend(defaults.into_iter().flatten());
     for (name, value) in pairs {

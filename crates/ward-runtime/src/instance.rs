@@ -152,6 +152,10 @@ pub(crate) struct MonitorConfig {
     /// project's workloads (see `hosts.rs`).
     #[serde(default)]
     pub hosts_file: Option<PathBuf>,
+    /// The first process runs on a terminal whose master the monitor holds, logs, and hands
+    /// to whoever connects to `attach.sock` (see `monitor.rs`).
+    #[serde(default)]
+    pub terminal: bool,
 }
 
 /// An overlayfs mount: `lower_dirs` are relative to `layers_root` (the monitor mounts from

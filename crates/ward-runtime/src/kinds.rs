@@ -80,6 +80,12 @@ pub(crate) fn check(spec: &WorkloadSpec) -> Result<(), Unsupported> {
             ),
         );
     }
+    if spec.tty && !matches!(spec.kind, WorkloadKind::Process | WorkloadKind::Container) {
+        return unsupported(
+            "tty",
+            format!("a {} has no terminal to attach to yet", spec.kind.as_str()),
+        );
+    }
     if spec.kind == WorkloadKind::Process {
         let program = spec.command.as_ref().and_then(|command| command.first());
         if let Some(program) =

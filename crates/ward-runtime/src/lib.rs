@@ -27,6 +27,7 @@ mod probe;
 mod runtime;
 mod seccomp;
 mod secrets;
+mod terminal;
 
 pub use bundle::HostVolume;
 pub use driver::*;

@@ -258,6 +258,20 @@ struct Running {
     signals: SignalFd,
     streams: [Stream; 2],
     log: LogWriter,
+    /// For an instance on a terminal: stream 0 reads its master.
+    terminal: Option<Terminal>,
+}
+
+/// The terminal of a `tty` instance and who is attached to it (see `terminal.rs`).
+struct Terminal {
+    master: OwnedFd,
+    listener: std::os::unix::net::UnixListener,
+    /// While someone is attached, the monitor leaves the master to them.
+    attached: Option<std::os::unix::net::UnixStream>,
+    /// What the terminal printed since the last attach.
+    unseen: Vec<u8>,
+    /// The run directory, through which the socket has its short path.
+    run_dir: File,
 }
 
 struct Stream {
@@ -464,6 +478,15 @@ fn start(run_dir: &Path, setup: ProcessSetup) -> Result<Running, RuntimeError> {
         fcntl(end, FcntlArg::F_SETFL(OFlag::empty()))
             .map_err(|error| os_error("configure pipe", error))?;
     }
+    // A terminal instance gets its terminal from the runtime on a console socket instead.
+    let console =
+        if config.terminal {
+            Some(ConsoleListener::bind(run_dir).map_err(|source| {
+                RuntimeError::io("listen for the terminal in", run_dir, source)
+            })?)
+        } else {
+            None
+        };
     for stale in [paths.container_pid(), paths.oci_log(), paths.state()] {
         remove_file_if_exists(&stale)?;
     }
@@ -476,12 +499,25 @@ fn start(run_dir: &Path, setup: ProcessSetup) -> Result<Running, RuntimeError> {
         None
     };
     let started = connect_network(&config, &id).and_then(|address| {
-        run_oci(&config, &runtime, paths, stdout_write, stderr_write)?;
+        let console_path = console.as_ref().map(|console| console.path.as_path());
+        run_oci(
+            &config,
+            &runtime,
+            paths,
+            stdout_write,
+            stderr_write,
+            console_path,
+        )?;
         Ok((read_pid(paths)?, address))
     });
-    let (pid, address) = match started {
-        Ok(started) => started,
-        Err(error) => {
+    let terminal = match (started.as_ref(), console) {
+        (Ok(_), Some(console)) => Some(console.receive_terminal(run_dir)),
+        _ => None,
+    }
+    .transpose();
+    let ((pid, address), terminal) = match (started, terminal) {
+        (Ok(started), Ok(terminal)) => (started, terminal),
+        (Err(error), _) | (_, Err(error)) => {
             clean_up(&config, &runtime);
             return Err(error);
         }
@@ -507,16 +543,122 @@ fn start(run_dir: &Path, setup: ProcessSetup) -> Result<Running, RuntimeError> {
         signals,
         streams: [
             Stream {
-                pipe: Some(stdout_read),
+                pipe: match &terminal {
+                    Some(terminal) => Some(terminal.master.try_clone().map_err(|error| {
+                        RuntimeError::io("share the terminal in", run_dir, error)
+                    })?),
+                    None => Some(stdout_read),
+                },
                 splitter: LineSplitter::new(LogStream::Stdout),
             },
             Stream {
-                pipe: Some(stderr_read),
+                pipe: terminal.is_none().then_some(stderr_read),
                 splitter: LineSplitter::new(LogStream::Stderr),
             },
         ],
         log,
+        terminal,
     })
+}
+
+impl Terminal {
+    /// Hands the terminal to a new client, unless one is attached already (the newcomer's
+    /// connection then closes without it).
+    fn accept(&mut self) {
+        let Ok((client, _)) = self.listener.accept() else {
+            return;
+        };
+        if self.attached.is_some() {
+            return;
+        }
+        let handed = crate::terminal::hand_over(&client, &self.master, &self.unseen)
+            .and_then(|()| client.set_nonblocking(true));
+        match handed {
+            Ok(()) => {
+                self.unseen.clear();
+                self.attached = Some(client);
+            }
+            Err(error) => eprintln!("ward monitor: hand over the terminal: {error}"),
+        }
+    }
+
+    /// Notices the attached client going away (it sends nothing).
+    fn check_attached(&mut self) {
+        let Some(client) = &self.attached else {
+            return;
+        };
+        let mut buffer = [0u8; 64];
+        match nix::unistd::read(client, &mut buffer) {
+            Ok(read) if read > 0 => {}
+            Err(Errno::EAGAIN | Errno::EINTR) => {}
+            _ => self.attached = None,
+        }
+    }
+
+    /// Closes the attach socket and removes its file.
+    fn close(self) {
+        let path = crate::terminal::short_path(
+            std::process::id(),
+            &self.run_dir,
+            crate::terminal::ATTACH_SOCKET,
+        );
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The socket on which the OCI runtime hands over the terminal of a `tty` instance.
+struct ConsoleListener {
+    listener: std::os::unix::net::UnixListener,
+    /// A short path to it, through the run directory's descriptor in this process.
+    path: PathBuf,
+    _run_dir: File,
+}
+
+impl ConsoleListener {
+    fn bind(run_dir: &Path) -> io::Result<ConsoleListener> {
+        let dir = File::open(run_dir)?;
+        let _ = std::fs::remove_file(run_dir.join("console.sock"));
+        let path = crate::terminal::short_path(std::process::id(), &dir, "console.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path)?;
+        Ok(ConsoleListener {
+            listener,
+            path,
+            _run_dir: dir,
+        })
+    }
+
+    /// Takes the terminal the runtime sent, and opens the attach socket.
+    fn receive_terminal(self, run_dir: &Path) -> Result<Terminal, RuntimeError> {
+        let failed = |message: String| RuntimeError::StartFailed {
+            id: run_dir.display().to_string(),
+            message,
+        };
+        self.listener
+            .set_nonblocking(true)
+            .map_err(|error| failed(format!("wait for the terminal: {error}")))?;
+        // The runtime has exited: its connection, if it made one, is waiting.
+        let (stream, _) = self
+            .listener
+            .accept()
+            .map_err(|error| failed(format!("the runtime handed over no terminal: {error}")))?;
+        let master = crate::exec::receive_fd(stream)
+            .map_err(|message| failed(format!("terminal hand-over: {message}")))?;
+        let _ = std::fs::remove_file(&self.path);
+        let dir = File::open(run_dir).map_err(|error| RuntimeError::io("open", run_dir, error))?;
+        let attach_path =
+            crate::terminal::short_path(std::process::id(), &dir, crate::terminal::ATTACH_SOCKET);
+        let _ = std::fs::remove_file(&attach_path);
+        let listener = std::os::unix::net::UnixListener::bind(&attach_path)
+            .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+            .map_err(|error| RuntimeError::io("listen for attaches in", run_dir, error))?;
+        Ok(Terminal {
+            master,
+            listener,
+            attached: None,
+            unseen: Vec::new(),
+            run_dir: dir,
+        })
+    }
 }
 
 /// A mount namespace of the monitor's own, a slave of the host's: what is mounted or
@@ -604,12 +746,18 @@ fn run_oci(
     paths: &InstancePaths,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    console_socket: Option<&Path>,
 ) -> Result<(), RuntimeError> {
     let mut command = oci::command(runtime, &config.oci_root);
     command
         .arg("--log")
         .arg(paths.oci_log())
-        .args(["--log-format", "json", "run", "--detach", "--bundle"])
+        .args(["--log-format", "json", "run", "--detach"]);
+    if let Some(socket) = console_socket {
+        command.arg("--console-socket").arg(socket);
+    }
+    command
+        .arg("--bundle")
         .arg(&paths.run)
         .arg("--pid-file")
         .arg(paths.container_pid())
@@ -672,10 +820,15 @@ impl Running {
         let mut trim_at = Some(Instant::now() + TRIM_AFTER_START);
         let mut buffer = [0u8; READ_CHUNK_BYTES];
         loop {
+            let attached = self
+                .terminal
+                .as_ref()
+                .is_some_and(|terminal| terminal.attached.is_some());
             let open_streams = self
                 .streams
                 .iter()
-                .filter(|stream| stream.pipe.is_some())
+                .enumerate()
+                .filter(|(index, stream)| stream.pipe.is_some() && !(*index == 0 && attached))
                 .count();
             if let Some(ended) = ended {
                 let drained = open_streams == 0
@@ -697,13 +850,27 @@ impl Running {
                 None => PollTimeout::NONE,
             };
 
-            let mut poll_fds = Vec::with_capacity(3);
+            let mut poll_fds = Vec::with_capacity(5);
             poll_fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
             let mut polled_streams = [false; 2];
+            // An attached client reads the terminal itself.
+            let attached = self
+                .terminal
+                .as_ref()
+                .is_some_and(|terminal| terminal.attached.is_some());
             for (index, stream) in self.streams.iter().enumerate() {
                 if let Some(pipe) = &stream.pipe {
+                    if index == 0 && attached {
+                        continue;
+                    }
                     poll_fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
                     polled_streams[index] = true;
+                }
+            }
+            if let Some(terminal) = &self.terminal {
+                poll_fds.push(PollFd::new(terminal.listener.as_fd(), PollFlags::POLLIN));
+                if let Some(client) = &terminal.attached {
+                    poll_fds.push(PollFd::new(client.as_fd(), PollFlags::POLLIN));
                 }
             }
             match poll(&mut poll_fds, timeout) {
@@ -732,6 +899,14 @@ impl Running {
                     self.read_stream(index, &mut buffer);
                 }
             }
+            if let Some(terminal) = &mut self.terminal {
+                if ready.next().unwrap_or(false) {
+                    terminal.accept();
+                }
+                if attached && ready.next().unwrap_or(false) {
+                    terminal.check_attached();
+                }
+            }
         }
     }
 
@@ -755,6 +930,14 @@ impl Running {
     fn read_stream(&mut self, index: usize, buffer: &mut [u8]) {
         let stream = &mut self.streams[index];
         let Some(pipe) = &stream.pipe else { return };
+        // The terminal's master blocks (an attached client shares it): one read per wake-up.
+        let terminal = if index == 0 {
+            self.terminal.as_mut()
+        } else {
+            None
+        };
+        let once = terminal.is_some();
+        let mut terminal = terminal;
         loop {
             match nix::unistd::read(pipe, buffer) {
                 Ok(0) => break,
@@ -762,9 +945,17 @@ impl Running {
                     if let Err(error) = stream.splitter.push(&buffer[..read], &mut self.log) {
                         eprintln!("ward monitor: write log: {error}");
                     }
+                    if let Some(terminal) = terminal.as_mut() {
+                        crate::terminal::remember(&mut terminal.unseen, &buffer[..read]);
+                    }
+                    if once {
+                        return;
+                    }
                 }
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return,
+                // The terminal's other side closed: every process on it has gone.
+                Err(Errno::EIO) if once => break,
                 Err(error) => {
                     eprintln!("ward monitor: read {:?}: {error}", stream.splitter.stream);
                     break;
@@ -780,6 +971,9 @@ impl Running {
 
     /// Records the exit, deletes the container and its network, and removes `state.json`.
     fn finish(&mut self, ended: Ended) {
+        if let Some(terminal) = self.terminal.take() {
+            terminal.close();
+        }
         let paths = &self.paths;
         for stream in &mut self.streams {
             if let Err(error) = stream.splitter.finish(&mut self.log) {

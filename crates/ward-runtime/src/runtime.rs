@@ -636,6 +636,7 @@ impl Runtime {
             overlay,
             root_copy,
             hosts_file,
+            terminal: spec.tty,
         };
         let monitor_bytes =
             serde_json::to_vec(&monitor_config).map_err(|source| RuntimeError::StateFile {
@@ -1015,6 +1016,52 @@ impl Driver for Runtime {
         }
         self.clean_up_after_lost_monitor(key, &paths)?;
         Ok(AttachOutcome::NotFound)
+    }
+
+    async fn attach_terminal(&self, handle: &InstanceHandle) -> Result<ExecSession, RuntimeError> {
+        let paths = self.paths(&handle.key)?;
+        let no_terminal = || RuntimeError::NoTerminal {
+            workload: handle.key.instance_name(),
+        };
+        if Self::live_state(&paths)?.is_none() {
+            return Err(RuntimeError::NotRunning {
+                id: self.inner.container_id(&handle.key),
+            });
+        }
+        let run = paths.run.clone();
+        let connected = tokio::task::spawn_blocking(move || crate::terminal::connect(&run))
+            .await
+            .map_err(|error| RuntimeError::io("attach to", &paths.run, io::Error::other(error)))?;
+        let (master, unseen, connection) = match connected {
+            Ok(connected) => connected,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Err(no_terminal())
+            }
+            Err(error) if error.kind() == io::ErrorKind::ResourceBusy => {
+                return Err(RuntimeError::TerminalBusy {
+                    workload: handle.key.instance_name(),
+                })
+            }
+            Err(source) => return Err(RuntimeError::io("attach to", &paths.run, source)),
+        };
+        let runtime = Runtime {
+            inner: self.inner.clone(),
+        };
+        let instance = handle.clone();
+        let ended = async move {
+            let status = runtime.wait(&instance).await.map_err(io::Error::other)?;
+            Ok(crate::ExecExit {
+                exit_code: status.exit_code,
+                signal: status.signal,
+            })
+        };
+        crate::terminal::session(master, unseen, connection, ended)
+            .map_err(|source| RuntimeError::io("attach to", &paths.run, source))
     }
 
     fn signal(&self, handle: &InstanceHandle, signal: Signal) -> Result<(), RuntimeError> {

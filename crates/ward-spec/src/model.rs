@@ -17,6 +17,9 @@ pub struct WorkloadSpec {
     /// A container's program in place of its image's Entrypoint (which also drops the image's
     /// Cmd, as Docker does); `command` then gives its arguments. Empty: no entrypoint at all.
     pub entrypoint: Option<Vec<String>>,
+    /// The first process runs on a terminal (`docker run -t`), which `ward attach` (and
+    /// `ward run -it`) connects to; its output is logged as stdout.
+    pub tty: bool,
     pub workdir: Option<String>,
     pub env: BTreeMap<String, String>,
     pub resources: Resources,

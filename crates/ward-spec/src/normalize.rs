@@ -87,6 +87,9 @@ impl WorkloadSpec {
         if let Some(entrypoint) = &self.entrypoint {
             normalized["entrypoint"] = json!(entrypoint);
         }
+        if self.tty {
+            normalized["tty"] = json!(true);
+        }
         normalized
     }
 

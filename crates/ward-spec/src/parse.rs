@@ -32,6 +32,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "image",
     "command",
     "entrypoint",
+    "tty",
     "workdir",
     "env",
     "resources",
@@ -486,6 +487,11 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         Some(Value::Null) | None => None,
         Some(value) => Some(parse_command(value, "entrypoint")?),
     };
+    let tty = match fields.get("tty") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(tty)) => *tty,
+        Some(other) => return Err(type_error("tty", "true or false", other)),
+    };
     if kind == WorkloadKind::Process && command.is_none() {
         return Err(SpecError::new(
             "command",
@@ -602,6 +608,7 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         image,
         command,
         entrypoint,
+        tty,
         workdir,
         env,
         resources,

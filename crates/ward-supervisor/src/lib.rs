@@ -694,6 +694,58 @@ impl Supervisor {
         replica: Option<u32>,
         request: &ExecRequest,
     ) -> Result<ExecSession, SupervisorError> {
+        let handle = self.running_instance(project, name, replica)?;
+        self.inner
+            .driver
+            .exec(&handle, request)
+            .await
+            .map_err(|error| match error {
+                ward_runtime::RuntimeError::ExecRefused { field, message } => {
+                    SupervisorError::Invalid {
+                        field: field.to_string(),
+                        message,
+                    }
+                }
+                other => other.into(),
+            })
+    }
+
+    /// Attaches to the terminal of a running instance of a `tty` workload (`ward attach`).
+    pub async fn attach(
+        &self,
+        project: &str,
+        name: &str,
+        replica: Option<u32>,
+    ) -> Result<ExecSession, SupervisorError> {
+        let handle = self.running_instance(project, name, replica)?;
+        self.inner
+            .driver
+            .attach_terminal(&handle)
+            .await
+            .map_err(|error| match error {
+                ward_runtime::RuntimeError::NoTerminal { .. } => SupervisorError::Conflict {
+                    name: name.to_string(),
+                    state: "running without a terminal".to_string(),
+                    hint: format!(
+                        "run it with tty: true (ward run -t), or open a shell in it with 'ward exec -it {name} -- sh'"
+                    ),
+                },
+                ward_runtime::RuntimeError::TerminalBusy { .. } => SupervisorError::Conflict {
+                    name: name.to_string(),
+                    state: "attached already".to_string(),
+                    hint: "one client at a time; detach the other first".to_string(),
+                },
+                other => other.into(),
+            })
+    }
+
+    /// The handle of a running instance of a workload: `replica`, else the first running.
+    fn running_instance(
+        &self,
+        project: &str,
+        name: &str,
+        replica: Option<u32>,
+    ) -> Result<ward_runtime::InstanceHandle, SupervisorError> {
         let handle = {
             let state = self.inner.lock();
             let entry = state
@@ -715,19 +767,7 @@ impl Supervisor {
                     replica,
                 })?
         };
-        self.inner
-            .driver
-            .exec(&handle, request)
-            .await
-            .map_err(|error| match error {
-                ward_runtime::RuntimeError::ExecRefused { field, message } => {
-                    SupervisorError::Invalid {
-                        field: field.to_string(),
-                        message,
-                    }
-                }
-                other => other.into(),
-            })
+        Ok(handle)
     }
 
     /// Stops accepting changes. Workloads keep running: the next daemon re-attaches to them.

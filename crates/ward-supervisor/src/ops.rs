@@ -113,6 +113,8 @@ operations! {
     WorkloadLogs = "GET" "/api/v1/workloads/{name}/logs", VIEWER, Project, Refusals;
     /// A command inside a workload: audited, as `docker exec` is not.
     WorkloadExec = "GET" "/api/v1/workloads/{name}/exec", EXEC, Project, Each;
+    /// The terminal of a workload that runs on one: input into it, so as exec is.
+    WorkloadAttach = "GET" "/api/v1/workloads/{name}/attach", EXEC, Project, Each;
     /// The event stream: a high-volume read, not audited.
     Events = "GET" "/api/v1/events", VIEWER, Project, Refusals;
     ImageList = "GET" "/api/v1/images", VIEWER, Project, Refusals;

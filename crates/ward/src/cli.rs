@@ -70,6 +70,8 @@ pub enum ClientCommand {
     Rm(Deferred<RemoveArgs>),
     /// Run a command inside a running workload
     Exec(Deferred<ExecArgs>),
+    /// Connect this terminal to a workload that runs on one (started with -t or tty: true)
+    Attach(Deferred<AttachArgs>),
     /// Show what happened to workloads: starts, exits, restarts, health changes
     Events(Deferred<EventsArgs>),
     /// Live view of CPU, memory and processes of all workloads (like 'docker stats')
@@ -456,6 +458,7 @@ impl ClientCommand {
             ClientCommand::Kill(arguments) => &arguments.client_options,
             ClientCommand::Rm(arguments) => &arguments.client_options,
             ClientCommand::Exec(arguments) => &arguments.client_options,
+            ClientCommand::Attach(arguments) => &arguments.client_options,
             ClientCommand::Events(arguments) => &arguments.client_options,
             ClientCommand::Top(arguments) => &arguments.client_options,
             ClientCommand::Stats(arguments) => &arguments.client_options,
@@ -648,11 +651,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub rm: bool,
 
-    /// Keep standard input open and attach it (with -t: on a terminal); runs in the foreground
+    /// With -t: stay in the foreground, attached to the workload's terminal
     #[arg(short = 'i', long)]
     pub interactive: bool,
 
-    /// Give the workload a terminal (with -i)
+    /// Run the workload on a terminal, which 'ward attach' connects to (TERM=xterm)
     #[arg(short = 't', long)]
     pub tty: bool,
 
@@ -953,6 +956,19 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Instance to attach to [default: the first running one]
+    #[arg(long, value_name = "N")]
+    pub replica: Option<u32>,
+
+    #[arg(id = "workload", value_name = "NAME")]
+    pub name: String,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Keep printing new events as they happen
     #[arg(short = 'f', long)]
@@ -1190,7 +1206,6 @@ const DOCKER_EQUIVALENTS: &[(&str, &str)] = &[
         "create",
         "ward apply -f FILE, or ward run (which also starts it)",
     ),
-    ("attach", "ward logs -f NAME"),
     ("port", "ward ps (its PORTS column) or ward inspect NAME"),
     ("container", "ward ps, ward run, ward rm"),
     ("version", "ward --version"),

@@ -46,6 +46,8 @@ const SERVICE_KEYS: &[&str] = &[
     "cpus",
     "mem_limit",
     "pids_limit",
+    "tty",
+    "stdin_open",
 ];
 const HEALTHCHECK_KEYS: &[&str] = &[
     "test",
@@ -350,6 +352,14 @@ fn read_service(name: &str, body: &Value, context: &ServiceContext<'_>) -> anyho
             "entrypoint".into(),
             json!(words(entrypoint, &format!("{path}.entrypoint"))?),
         );
+    }
+    // `stdin_open` needs nothing more: a terminal's input comes with `ward attach`.
+    match fields.get("tty") {
+        None | Some(Value::Bool(false)) => {}
+        Some(Value::Bool(true)) => {
+            spec.insert("tty".into(), json!(true));
+        }
+        Some(_) => bail!("{path}.tty: give true or false"),
     }
     if let Some(Value::String(workdir)) = fields.get("working_dir") {
         spec.insert("workdir".into(), json!(workdir));

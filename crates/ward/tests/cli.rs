@@ -33,7 +33,7 @@ fn usage_errors_are_one_error_line() {
         // Docker's words get the Ward command for the job, never a look-alike that does
         // something else (`rm` removes workloads, `start` starts them).
         (&["rmi", "busybox"], "use ward image rm"),
-        (&["attach"], "use ward logs -f NAME"),
+        (&["port"], "use ward ps (its PORTS column)"),
         (&["images"], "use ward image ls"),
         (&["--project", "x", "rmi"], "use ward image rm"),
         (&["ps", "--bogus"], "unexpected argument '--bogus'"),

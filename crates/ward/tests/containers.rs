@@ -485,6 +485,128 @@ volumes:
     assert_eq!(ward_ok(&daemon, &["ps", "-a", "-o", "json"]).trim(), "[]");
 }
 
+/// `ward run -it --rm IMAGE sh` driven through tmux: a prompt, a command, `exit`, the exit
+/// status, and nothing left behind; `ward attach` to a `-t` workload, one client at a time.
+#[test]
+fn run_it_rm_gives_a_shell_on_this_terminal_and_leaves_nothing() {
+    if !sandbox_available("run_it_rm_gives_a_shell_on_this_terminal_and_leaves_nothing") {
+        return;
+    }
+    let registry = Registry::start();
+    let reference = publish(&busybox_image(), &registry, "ward/shell", "1");
+    let daemon = Daemon::start();
+    let tmux = Tmux::start(&format!("ward-test-{}", std::process::id()));
+    let ward = format!(
+        "{} --data-dir {}",
+        common::ward_binary(),
+        daemon.data_dir().display()
+    );
+    tmux.run(&format!(
+        "{ward} run -it --rm --name shell --network none {reference} sh; echo EXIT=$?"
+    ));
+    tmux.wait_for("the prompt", |screen| screen.contains("/srv #"));
+    tmux.keys("echo in-$((6*7)) $TERM");
+    tmux.wait_for("the command's output", |screen| {
+        screen.contains("in-42 xterm")
+    });
+    tmux.keys("exit 3");
+    tmux.wait_for("the exit status", |screen| screen.contains("EXIT=3"));
+    assert_eq!(ward_ok(&daemon, &["ps", "-a", "-o", "json"]).trim(), "[]");
+
+    // A workload on a terminal in the background; attach to it, one client at a time.
+    ward_ok(
+        &daemon,
+        &[
+            "run",
+            "-t",
+            "--name",
+            "held",
+            "--network",
+            "none",
+            &reference,
+            "sh",
+        ],
+    );
+    tmux.run(&format!("{ward} attach held; echo EXIT=$?"));
+    tmux.wait_for("the prompt", |screen| screen.contains("/srv #"));
+    let busy = daemon.ward(&["attach", "held"]);
+    assert_one_error_line(&busy, "workload held is attached already");
+    tmux.keys("echo attached-$((1+1))");
+    tmux.wait_for("the attached output", |screen| {
+        screen.contains("attached-2")
+    });
+    tmux.keys("exit");
+    tmux.wait_for("the exit status", |screen| screen.contains("EXIT=0"));
+    run_once(&daemon, "plain", &reference, &["sleep", "600"]);
+    let refused = daemon.ward(&["attach", "plain"]);
+    let line = assert_one_error_line(&refused, "workload plain is running without a terminal");
+    assert!(line.contains("ward exec -it plain -- sh"), "{line}");
+    ward_ok(&daemon, &["rm", "-f", "held", "plain"]);
+}
+
+/// A tmux server of a test's own, with one window.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(socket: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: socket.to_string(),
+        };
+        tmux.command(&["new-session", "-d", "-s", "main", "-x", "150", "-y", "40"]);
+        tmux
+    }
+
+    fn command(&self, arguments: &[&str]) -> String {
+        let output = std::process::Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(arguments)
+            .output()
+            .expect("tmux runs (install it: apt-get install tmux)");
+        assert!(
+            output.status.success(),
+            "tmux {arguments:?}: {}",
+            stderr_of(&output)
+        );
+        stdout_of(&output)
+    }
+
+    /// Types a line into the window and presses Enter.
+    fn keys(&self, line: &str) {
+        self.command(&["send-keys", "-t", "main", "-l", line]);
+        self.command(&["send-keys", "-t", "main", "Enter"]);
+    }
+
+    /// Runs a command line in the window's shell, after clearing the screen.
+    fn run(&self, line: &str) {
+        self.keys(&format!("clear; {line}"));
+    }
+
+    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let screen = self.command(&["capture-pane", "-p", "-t", "main"]);
+            if done(&screen) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} on the terminal:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
 /// Runs busybox's web server on port 8080 of `reference`, published as `publish_flag`.
 fn run_web_server(daemon: &Daemon, name: &str, publish_flag: &str, reference: &str) {
     run_container(

@@ -161,6 +161,7 @@ pub fn spec(name: &str, command: &[&str]) -> WorkloadSpec {
         image: None,
         command: Some(command.iter().map(|part| part.to_string()).collect()),
         entrypoint: None,
+        tty: false,
         workdir: None,
         env: BTreeMap::new(),
         resources: Resources::default(),

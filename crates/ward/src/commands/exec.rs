@@ -1,4 +1,5 @@
-//! `ward exec`: runs a command in a workload over the exec WebSocket and exits with its status.
+//! `ward exec`: runs a command in a workload over the exec WebSocket and exits with its status;
+//! `ward attach` speaks the same protocol with the terminal of a workload that runs on one.
 //!
 //! Binary frames carry a channel byte first (0 stdin, 1 stdout, 2 stderr); text frames are
 //! `ExecControl` JSON. With `-it` on a terminal, the local terminal is raw for the duration
@@ -45,11 +46,53 @@ pub async fn run(context: &Context, arguments: ExecArgs) -> anyhow::Result<i32> 
         .client
         .exec(&arguments.name, &arguments.command, &options)
         .await?;
+    let session = Session {
+        tty: arguments.tty,
+        interactive: arguments.interactive,
+        window_size,
+        name: &arguments.name,
+    };
+    relay(socket, &session).await
+}
+
+/// `ward attach NAME`: the terminal of a workload that runs on one, until it ends (the exit
+/// status is the workload's) or standard input does.
+pub async fn attach(context: &Context, name: &str, replica: Option<u32>) -> anyhow::Result<i32> {
+    let window_size = terminal::window_size();
+    let options = ExecOptions {
+        tty: true,
+        replica,
+        cols: window_size.map(|(columns, _)| columns),
+        rows: window_size.map(|(_, rows)| rows),
+        ..ExecOptions::default()
+    };
+    let socket = context.client.attach(name, &options).await?;
+    let session = Session {
+        tty: true,
+        interactive: true,
+        window_size,
+        name,
+    };
+    relay(socket, &session).await
+}
+
+/// How the local side of an exec or attach behaves.
+pub struct Session<'a> {
+    pub tty: bool,
+    pub interactive: bool,
+    pub window_size: Option<(u16, u16)>,
+    /// The workload, for messages.
+    pub name: &'a str,
+}
+
+/// Relays standard input, output and window size over an exec connection until the daemon
+/// reports the end; returns the exit status to use.
+pub async fn relay(socket: ward_client::WebSocket, session: &Session<'_>) -> anyhow::Result<i32> {
     let (mut sender, mut receiver) = socket.split();
 
     let stdin_is_terminal = std::io::stdin().is_terminal();
     // Dropped on every way out of this function, which puts the terminal back.
-    let raw_terminal = if arguments.tty && arguments.interactive && stdin_is_terminal {
+    let raw_terminal = if session.tty && session.interactive && stdin_is_terminal {
         Some(
             TerminalModeGuard::raw()
                 .map_err(|error| anyhow::anyhow!("cannot put the terminal in raw mode: {error}"))?,
@@ -58,13 +101,13 @@ pub async fn run(context: &Context, arguments: ExecArgs) -> anyhow::Result<i32> 
         None
     };
 
-    let mut stdin_chunks = if arguments.interactive {
+    let mut stdin_chunks = if session.interactive {
         Some(spawn_stdin_reader())
     } else {
         send_control(&mut sender, &ExecControl::CloseStdin).await?;
         None
     };
-    let mut window_changes = if arguments.tty && window_size.is_some() {
+    let mut window_changes = if session.tty && session.window_size.is_some() {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok()
     } else {
         None
@@ -86,7 +129,7 @@ pub async fn run(context: &Context, arguments: ExecArgs) -> anyhow::Result<i32> 
                     Err(error) => anyhow::bail!("the daemon sent an exec message this client does not understand: {error}"),
                 },
                 Some(Ok(Message::Close(_))) | None => {
-                    anyhow::bail!("the daemon closed the exec connection before the command exited; see 'ward logs {}'", arguments.name)
+                    anyhow::bail!("the daemon closed the exec connection before the command exited; see 'ward logs {}'", session.name)
                 }
                 Some(Ok(_)) => {}
                 Some(Err(error)) => anyhow::bail!("the exec connection to the daemon failed: {error}"),

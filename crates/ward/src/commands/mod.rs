@@ -111,6 +111,9 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
             lifecycle::remove(context, &arguments.names, arguments.force).await
         }
         ClientCommand::Exec(arguments) => exec::run(context, arguments.into_inner()).await,
+        ClientCommand::Attach(arguments) => {
+            exec::attach(context, &arguments.name, arguments.replica).await
+        }
         ClientCommand::Events(arguments) => events::run(context, arguments.into_inner()).await,
         ClientCommand::Top(arguments) => top::run(context, arguments.into_inner()).await,
         ClientCommand::Stats(arguments) => {

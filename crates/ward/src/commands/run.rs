@@ -10,9 +10,9 @@ use crate::commands::Context;
 use crate::output;
 
 pub async fn run(context: &Context, arguments: RunArgs) -> anyhow::Result<i32> {
-    if arguments.interactive || arguments.tty {
+    if arguments.interactive && !arguments.tty {
         anyhow::bail!(
-            "-i/-t: a workload's own process cannot be attached to yet; run it, then open a shell in it with 'ward exec -it NAME -- sh'"
+            "-i: a workload's own process takes input through its terminal; add -t (ward run -it …)"
         );
     }
     if arguments.rm && arguments.restart.is_some() {
@@ -21,6 +21,11 @@ pub async fn run(context: &Context, arguments: RunArgs) -> anyhow::Result<i32> {
         );
     }
     let mut spec = build_spec(&arguments, &|key| std::env::var(key).ok(), rand::random())?;
+    // In the foreground, on this terminal: what ends is over, as with `docker run -it`.
+    let attached = arguments.interactive && arguments.tty && !arguments.detach;
+    if attached && arguments.restart.is_none() {
+        spec["restart"] = json!("never");
+    }
     if let Some(note) = arguments.cpus.as_deref().and_then(more_cores_than_the_host) {
         output::note(&note);
     }
@@ -58,6 +63,9 @@ pub async fn run(context: &Context, arguments: RunArgs) -> anyhow::Result<i32> {
     }
     let document = context.client.create_workload(&spec, true).await?;
     let failed = document.status.state == "failed";
+    if attached && !failed {
+        return run_attached(context, document.name(), arguments.rm).await;
+    }
     if arguments.rm && !failed {
         return run_in_foreground(context, document.name()).await;
     }
@@ -78,6 +86,34 @@ pub async fn run(context: &Context, arguments: RunArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// `run -it`: this terminal attached to the workload's until it ends; its exit status, and
+/// with `--rm` the workload removed. A workload that ended before the attach shows its output.
+async fn run_attached(context: &Context, name: &str, remove: bool) -> anyhow::Result<i32> {
+    let status = match crate::commands::exec::attach(context, name, None).await {
+        Ok(status) => status,
+        Err(error) => {
+            let document = context.client.get_workload(name).await?;
+            if !matches!(
+                document.status.state.as_str(),
+                "exited" | "failed" | "stopped"
+            ) {
+                return Err(error);
+            }
+            let options = LogOptions {
+                follow: false,
+                tail: None,
+                since: None,
+            };
+            crate::commands::logs::print_logs(context, name, &options, false).await?;
+            document.status.exit_code.unwrap_or(0)
+        }
+    };
+    if remove {
+        context.client.delete_workload(name, true).await?;
+    }
+    Ok(status)
 }
 
 /// `run --rm`: prints the workload's output until it has exited, removes it and exits with
@@ -239,6 +275,9 @@ pub fn build_spec(
         "replicas",
         arguments.replicas.map(|replicas| json!(replicas)),
     );
+    if arguments.tty {
+        spec.insert("tty".to_string(), json!(true));
+    }
     if !arguments.labels.is_empty() {
         let labels: Map<String, Value> = arguments
             .labels
