@@ -587,6 +587,7 @@ impl Runtime {
                 })
             }
         };
+        let ports = crate::network::choose_free_host_ports(ports)?;
         let network_namespace = (spec.network != NetworkMode::Host)
             .then(|| monitor::network_namespace_path(monitor_pid));
         let config = bundle::oci_config(&BundleSettings {

@@ -74,6 +74,7 @@ pub struct Resources {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PortMapping {
+    /// `0` ([`crate::units::FREE_HOST_PORT`]): a free port, chosen when the instance starts.
     pub host: u16,
     pub port: u16,
     pub protocol: Protocol,

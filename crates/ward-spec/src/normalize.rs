@@ -27,7 +27,8 @@ impl WorkloadSpec {
             },
             "ports": self.ports.iter().map(|mapping| {
                 let mut port = json!({
-                    "host": mapping.host,
+                    // null: a free host port, chosen when the instance starts.
+                    "host": (mapping.host != crate::units::FREE_HOST_PORT).then_some(mapping.host),
                     "port": mapping.port,
                     "protocol": mapping.protocol.as_str(),
                 });

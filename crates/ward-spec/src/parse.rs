@@ -948,15 +948,12 @@ fn parse_ports(value: &Value) -> Result<Vec<PortMapping>, SpecError> {
             Value::String(text) => {
                 units::parse_port_mapping(text).map_err(|reason| SpecError::new(&path, reason))?
             }
-            Value::Number(_) => {
-                let port = parse_port_number(element, &path)?;
-                PortMapping {
-                    host: port,
-                    port,
-                    protocol: Protocol::Tcp,
-                    host_ip: None,
-                }
-            }
+            Value::Number(_) => PortMapping {
+                host: units::FREE_HOST_PORT,
+                port: parse_port_number(element, &path)?,
+                protocol: Protocol::Tcp,
+                host_ip: None,
+            },
             Value::Object(object) => {
                 let fields = Fields::new(object, &path, PORT_FIELDS)?;
                 let port = match fields.get("port") {
@@ -968,9 +965,13 @@ fn parse_ports(value: &Value) -> Result<Vec<PortMapping>, SpecError> {
                         ))
                     }
                 };
+                // No host port (or 0): a free one, chosen when the instance starts.
                 let host = match fields.get("host") {
+                    None | Some(Value::Null) => units::FREE_HOST_PORT,
+                    Some(value) if value.as_u64() == Some(0) || value.as_str() == Some("0") => {
+                        units::FREE_HOST_PORT
+                    }
                     Some(value) => parse_port_number(value, &fields.path_of("host"))?,
-                    None => port,
                 };
                 let protocol = match fields.get("protocol") {
                     Some(Value::String(protocol)) => units::parse_protocol(protocol)
@@ -1003,7 +1004,11 @@ fn parse_ports(value: &Value) -> Result<Vec<PortMapping>, SpecError> {
             }
             other => return Err(type_error(&path, "a port mapping like \"8080:80\"", other)),
         };
-        if let Some(first_index) = indexes_by_host_port.get(&(mapping.host, mapping.protocol)) {
+        let chosen_at_start = mapping.host == units::FREE_HOST_PORT;
+        if let Some(first_index) = indexes_by_host_port
+            .get(&(mapping.host, mapping.protocol))
+            .filter(|_| !chosen_at_start)
+        {
             return Err(SpecError::new(
                 &path,
                 format!(

@@ -212,6 +212,9 @@ pub fn validate_port(number: u64) -> Result<u16, String> {
     }
 }
 
+/// The host port of a mapping that takes a free one when its instance starts.
+pub const FREE_HOST_PORT: u16 = 0;
+
 /// Parses a protocol name: `tcp` or `udp`.
 pub fn parse_protocol(text: &str) -> Result<Protocol, String> {
     match text {
@@ -230,19 +233,22 @@ pub fn parse_port_mapping(text: &str) -> Result<PortMapping, String> {
         None => (text, Protocol::Tcp),
     };
     let parts: Vec<&str> = ports.split(':').collect();
+    // A host port of 0, or none, is a free one chosen when the instance starts (as Docker
+    // picks one for `-p 80`).
+    let host_port = |text: &str| match text.trim() {
+        "0" | "" => Ok(FREE_HOST_PORT),
+        _ => parse_port(text),
+    };
     let (host_ip, host, port) = match parts.as_slice() {
-        [port] => {
-            let port = parse_port(port).map_err(invalid)?;
-            (None, port, port)
-        }
+        [port] => (None, FREE_HOST_PORT, parse_port(port).map_err(invalid)?),
         [host, port] => (
             None,
-            parse_port(host).map_err(invalid)?,
+            host_port(host).map_err(invalid)?,
             parse_port(port).map_err(invalid)?,
         ),
         [address, host, port] => (
             Some(parse_host_address(address).map_err(invalid)?),
-            parse_port(host).map_err(invalid)?,
+            host_port(host).map_err(invalid)?,
             parse_port(port).map_err(invalid)?,
         ),
         _ => {

@@ -1043,7 +1043,12 @@ fn validate_batch(
         if replaced || entry.desired == DesiredState::Deleted {
             continue;
         }
-        for port in &entry.spec.ports {
+        for port in entry
+            .spec
+            .ports
+            .iter()
+            .filter(|port| port.host != ward_spec::units::FREE_HOST_PORT)
+        {
             claimed.insert(
                 (port.host, port.protocol.as_str()),
                 format!("{}/{}", entry.project, entry.spec.name),
@@ -1060,11 +1065,15 @@ fn validate_batch(
                 ),
             });
         }
-        if spec.replicas > 1 && !spec.ports.is_empty() {
+        let fixed_host_ports = spec
+            .ports
+            .iter()
+            .any(|port| port.host != ward_spec::units::FREE_HOST_PORT);
+        if spec.replicas > 1 && fixed_host_ports {
             return Err(SupervisorError::Invalid {
                 field: "ports".to_string(),
                 message: format!(
-                    "workload {} publishes host ports with {} replicas: a host port can go to one replica only; use replicas: 1 or drop ports",
+                    "workload {} publishes host ports with {} replicas: a host port can go to one replica only; use replicas: 1, or let each replica take a free port (ports: [\"80\"])",
                     spec.name, spec.replicas
                 ),
             });
@@ -1082,6 +1091,9 @@ fn validate_batch(
             })
             .unwrap_or_default();
         for (index, port) in spec.ports.iter().enumerate() {
+            if port.host == ward_spec::units::FREE_HOST_PORT {
+                continue;
+            }
             let claim = (port.host, port.protocol.as_str());
             if let Some(owner) = claimed.get(&claim) {
                 return Err(SupervisorError::Invalid {

@@ -683,10 +683,11 @@ fn ports(value: Option<&Value>, path: &str) -> anyhow::Result<Vec<Value>> {
                     .map(|target| scalar(target, &format!("{at}.target")))
                     .transpose()?
                     .ok_or_else(|| anyhow!("{at}.target: missing; give the container's port"))?;
-                let Some(published) = fields.get("published") else {
-                    bail!("{at}.published: missing; {}", EPHEMERAL_PORT);
+                // No published port: a free one, as Compose picks.
+                let published = match fields.get("published") {
+                    None | Some(Value::Null) => String::new(),
+                    Some(published) => scalar(published, &format!("{at}.published"))?,
                 };
-                let published = scalar(published, &format!("{at}.published"))?;
                 let protocol = fields
                     .get("protocol")
                     .and_then(Value::as_str)
@@ -703,24 +704,19 @@ fn ports(value: Option<&Value>, path: &str) -> anyhow::Result<Vec<Value>> {
     Ok(ports)
 }
 
-const EPHEMERAL_PORT: &str =
-    "Ward publishes on the host port you name: write both, like \"8080:80\"";
-
 fn short_ports(text: &str) -> Result<Vec<Value>, String> {
     let (mappings, protocol) = match text.split_once('/') {
         Some((mappings, protocol)) => (mappings, Some(protocol)),
         None => (text, None),
     };
     let parts: Vec<&str> = mappings.rsplitn(3, ':').collect();
+    // No host port: a free one each, chosen when the instance starts.
     let (target, published, address) = match parts.as_slice() {
-        [_target] => return Err(format!("{text:?} names no host port; {EPHEMERAL_PORT}")),
+        [target] => (*target, "", None),
         [target, published] => (*target, *published, None),
         [target, published, address] => (*target, *published, Some(*address)),
         _ => unreachable!("rsplitn gives one to three parts"),
     };
-    if published.is_empty() {
-        return Err(format!("{text:?} names no host port; {EPHEMERAL_PORT}"));
-    }
     let range = |text: &str| -> Result<(u32, u32), String> {
         let number = |text: &str| {
             text.parse::<u32>()
@@ -732,7 +728,12 @@ fn short_ports(text: &str) -> Result<Vec<Value>, String> {
         }
     };
     let (target_first, target_last) = range(target)?;
-    let (published_first, published_last) = range(published)?;
+    let free = published.is_empty();
+    let (published_first, published_last) = if free {
+        (0, target_last.saturating_sub(target_first))
+    } else {
+        range(published)?
+    };
     if target_last < target_first || target_last - target_first != published_last - published_first
     {
         return Err(format!(
@@ -747,11 +748,8 @@ fn short_ports(text: &str) -> Result<Vec<Value>, String> {
         .unwrap_or_default();
     Ok((0..=target_last - target_first)
         .map(|offset| {
-            json!(format!(
-                "{prefix}{}:{}{suffix}",
-                published_first + offset,
-                target_first + offset
-            ))
+            let host = if free { 0 } else { published_first + offset };
+            json!(format!("{prefix}{host}:{}{suffix}", target_first + offset))
         })
         .collect())
 }
@@ -1368,7 +1366,6 @@ x-notes: ignored
             ("services: {web: {image: a, networks: [front]}}", "services.web.networks: not supported; every workload of a Ward project shares one network"),
             ("services: {web: {image: a, stop_signal: SIGINT}}", "services.web.stop_signal: not supported by Ward's Compose reader"),
             ("services: {web: {image: a}}\nnetworks: {front: {}}", "networks: not supported"),
-            ("services: {web: {image: a, ports: [\"80\"]}}", "services.web.ports[0]: \"80\" names no host port"),
             ("services: {web: {image: a, volumes: [\"/data\"]}}", "services.web.volumes[0]: \"/data\" is an anonymous volume"),
             ("services: {web: {image: a, volumes: [\"cache:/c\"]}}", "services.web.volumes[0]: the volume \"cache\" is not declared"),
             ("services: {web: {image: a, depends_on: [db]}}", "services.web.depends_on: no service \"db\" in this file"),
@@ -1386,6 +1383,19 @@ x-notes: ignored
                 "{text}:\n  {error}\n  does not start with {expected}"
             );
         }
+    }
+
+    #[test]
+    fn a_port_without_a_host_port_takes_a_free_one() {
+        let project = read_text(
+            "services: {web: {image: a, ports: [\"3000\", \"7000-7001\", {target: 80}]}}",
+            &[],
+        )
+        .expect("reads");
+        assert_eq!(
+            project.services[0].spec["ports"],
+            json!(["0:3000", "0:7000", "0:7001", "0:80/tcp"])
+        );
     }
 
     #[test]

@@ -873,3 +873,73 @@ fn bash_completion_offers_workload_names() {
     assert!(complete("ward logs --fol").contains("--follow"));
     assert_success(&daemon.ward(&["rm", "-f", "web", "worker"]));
 }
+
+/// `-p PORT` without a host port publishes on a free one chosen at the start, as `docker run
+/// -p 80` does, so that replicas can each publish: both answer, on ports `ps` shows.
+#[test]
+fn a_port_without_a_host_port_gets_a_free_one_for_each_replica() {
+    if !can_run_workloads() {
+        return;
+    }
+    let daemon = Daemon::start();
+    assert_success(&daemon.ward(&[
+        "run",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "-p",
+        "8000",
+        "--",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "8000",
+        "-h",
+        "/",
+    ]));
+    let document = daemon.wait_for(
+        "both replicas running",
+        std::time::Duration::from_secs(10),
+        || {
+            let output = assert_success(&daemon.ward(&["inspect", "web"]));
+            let document: serde_json::Value = serde_json::from_str(&output).expect("JSON");
+            let running = document["status"]["instances"]
+                .as_array()
+                .is_some_and(|instances| {
+                    instances.len() == 2
+                        && instances
+                            .iter()
+                            .all(|instance| instance["state"] == "running")
+                });
+            running.then_some(document)
+        },
+    );
+    assert_eq!(
+        document["ports"][0]["host"],
+        serde_json::Value::Null,
+        "{document}"
+    );
+    let hosts: Vec<u64> = document["status"]["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .map(|instance| instance["ports"][0]["host"].as_u64().expect("a host port"))
+        .collect();
+    assert_ne!(hosts[0], hosts[1]);
+    for host in &hosts {
+        assert_ne!(*host, 0);
+        daemon.wait_for(
+            "the published port",
+            std::time::Duration::from_secs(10),
+            || std::net::TcpStream::connect(("127.0.0.1", *host as u16)).ok(),
+        );
+    }
+    let listing = assert_success(&daemon.ward(&["ps"]));
+    assert!(
+        listing.contains(&format!("{}->8000/tcp", hosts[0])),
+        "{listing}"
+    );
+    assert_success(&daemon.ward(&["rm", "-f", "web"]));
+}

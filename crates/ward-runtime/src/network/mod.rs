@@ -276,6 +276,25 @@ pub fn free_host_port(protocol: Protocol, taken: &[u16]) -> Result<u16, NetworkE
     })
 }
 
+/// `ports` with each host port of 0 (`FREE_HOST_PORT`) replaced by a free one, none twice.
+pub fn choose_free_host_ports(
+    mut ports: Vec<PortMapping>,
+) -> Result<Vec<PortMapping>, NetworkError> {
+    for index in 0..ports.len() {
+        if ports[index].host != ward_spec::units::FREE_HOST_PORT {
+            continue;
+        }
+        let protocol = ports[index].protocol;
+        let taken: Vec<u16> = ports
+            .iter()
+            .filter(|mapping| mapping.protocol == protocol)
+            .map(|mapping| mapping.host)
+            .collect();
+        ports[index].host = free_host_port(protocol, &taken)?;
+    }
+    Ok(ports)
+}
+
 /// The host-side name of the veth pair of `container_id`: `wv` and 13 hex digits of a hash of
 /// the id, within the kernel's 15-character limit on interface names.
 pub fn host_interface_name(container_id: &str) -> String {

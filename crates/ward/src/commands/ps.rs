@@ -192,7 +192,12 @@ pub fn ports(document: &WorkloadDocument) -> String {
                     .get("protocol")
                     .and_then(Value::as_str)
                     .unwrap_or("tcp");
-                format!("{}->{}/{protocol}", number("host"), number("port"))
+                // A free host port is chosen when the instance starts.
+                let host = match mapping.get("host") {
+                    None | Some(Value::Null) => "*".to_string(),
+                    Some(_) => number("host"),
+                };
+                format!("{host}->{}/{protocol}", number("port"))
             }
             Value::String(text) => text.clone(),
             other => other.to_string(),
