@@ -1207,6 +1207,21 @@ const DOCKER_EQUIVALENTS: &[(&str, &str)] = &[
         "ward apply -f FILE, or ward run (which also starts it)",
     ),
     ("port", "ward ps (its PORTS column) or ward inspect NAME"),
+    (
+        "build",
+        "ward image import (build the image with docker, podman or buildah first)",
+    ),
+    (
+        "network",
+        "ward ps and ward inspect NAME: each project has one network, where workloads reach each other by name",
+    ),
+    ("system", "ward image prune and ward volume prune"),
+    ("update", "ward apply -f FILE with the changed spec"),
+    ("cp", "a volume (-v SRC:DST), or ward exec NAME -- cat FILE"),
+    ("wait", "ward logs -f NAME (it ends when the workload does)"),
+    ("pause", "ward stop NAME"),
+    ("unpause", "ward start NAME"),
+    ("info", "ward --version and ward top"),
     ("container", "ward ps, ward run, ward rm"),
     ("version", "ward --version"),
 ];

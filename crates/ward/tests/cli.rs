@@ -34,6 +34,8 @@ fn usage_errors_are_one_error_line() {
         // something else (`rm` removes workloads, `start` starts them).
         (&["rmi", "busybox"], "use ward image rm"),
         (&["port"], "use ward ps (its PORTS column)"),
+        (&["build", "."], "use ward image import"),
+        (&["system", "prune"], "use ward image prune and ward volume prune"),
         (&["images"], "use ward image ls"),
         (&["--project", "x", "rmi"], "use ward image rm"),
         (&["ps", "--bogus"], "unexpected argument '--bogus'"),
