@@ -35,7 +35,18 @@ fn usage_errors_are_one_error_line() {
         (&["rmi", "busybox"], "use ward image rm"),
         (&["port"], "use ward ps (its PORTS column)"),
         (&["build", "."], "use ward image import"),
-        (&["system", "prune"], "use ward image prune and ward volume prune"),
+        (
+            &["run", "-i", "busybox", "sh"],
+            "-i: a workload's own process takes input through its terminal; add -t",
+        ),
+        (
+            &["run", "--rm", "--restart", "always", "busybox"],
+            "restart: --rm removes the workload once it exits",
+        ),
+        (
+            &["system", "prune"],
+            "use ward image prune and ward volume prune",
+        ),
         (&["images"], "use ward image ls"),
         (&["--project", "x", "rmi"], "use ward image rm"),
         (&["ps", "--bogus"], "unexpected argument '--bogus'"),
