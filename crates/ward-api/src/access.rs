@@ -9,7 +9,7 @@ use ward_client::wire::{
     AuditEntry, AuditList, AuditVerifyResponse, CreatedKey, KeyDocument, KeyList, KeyRequest,
     ProjectDocument, ProjectList,
 };
-use ward_supervisor::{AccessError, Capability, KeyView, NewKey, Principal, Role};
+use ward_supervisor::{AccessError, Admission, Capability, KeyView, NewKey, Principal, Role};
 
 use crate::convert::{capability_names, rfc3339_ms};
 use crate::error::{ApiError, JsonBody};
@@ -50,6 +50,7 @@ fn key_document(view: &KeyView) -> KeyDocument {
         (status = 403, description = "the key would hold more than its creator")))]
 pub async fn create_key(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Extension(principal): Extension<Principal>,
     JsonBody(request): JsonBody<KeyRequest>,
 ) -> Result<Json<CreatedKey>, ApiError> {
@@ -76,7 +77,9 @@ pub async fn create_key(
         capabilities: Capability::parse_each(request.capabilities.iter().map(String::as_str))?,
         expires_in,
     };
-    let (view, key) = state.access.create_key(&principal, &new_key)?;
+    let (view, key) = state
+        .access
+        .create_key(&principal, &new_key, Some(&admission))?;
     tracing::info!(key = %view.record.id, role = view.role.as_str(), project = ?view.record.project, "API key created");
     Ok(Json(CreatedKey {
         key,
@@ -100,10 +103,11 @@ pub async fn list_keys(
     responses((status = 200, body = KeyDocument), (status = 404, description = "no such key within reach")))]
 pub async fn revoke_key(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<KeyDocument>, ApiError> {
-    let view = state.access.revoke_key(&principal, &id)?;
+    let view = state.access.revoke_key(&principal, &id, Some(&admission))?;
     Ok(Json(key_document(&view)))
 }
 
@@ -182,8 +186,11 @@ pub async fn list_projects(
     responses((status = 200, body = ProjectDocument), (status = 400, description = "bad name")))]
 pub async fn create_project(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     JsonBody(request): JsonBody<ProjectDocument>,
 ) -> Result<Json<ProjectDocument>, ApiError> {
-    state.access.create_project(&request.name)?;
+    state
+        .access
+        .create_project(&request.name, Some(&admission))?;
     Ok(Json(request))
 }

@@ -8,7 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
@@ -18,7 +18,7 @@ use ward_client::wire::{
     PullRequest, RegistryLogin, RegistryLoginList,
 };
 use ward_supervisor::images::{canonical_registry, ImageErrorKind};
-use ward_supervisor::{ImageError, ImageView, PullProgress};
+use ward_supervisor::{Admission, ImageError, ImageView, PullProgress};
 
 use crate::convert::rfc3339_ms;
 use crate::error::{ApiError, JsonBody};
@@ -370,6 +370,7 @@ pub struct RemoveQuery {
     responses((status = 200, body = ImageDocument), (status = 404, description = "no such image"), (status = 409, description = "used by a workload")))]
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Path(reference): Path<String>,
     Query(query): Query<RemoveQuery>,
 ) -> Result<Json<ImageDocument>, ApiError> {
@@ -384,7 +385,7 @@ pub async fn remove(
         .collect();
     state
         .images
-        .remove(&project, &reference, &users, query.force)?;
+        .remove(&project, &reference, &users, query.force, Some(&admission))?;
     Ok(Json(image_document(&view)))
 }
 

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::Value;
 use ward_client::wire::{QuotaDocument, QuotaLimits, QuotaUse};
-use ward_supervisor::{Quota, QuotaUsage};
+use ward_supervisor::{Admission, Quota, QuotaUsage};
 
 use crate::error::{ApiError, JsonBody};
 use crate::workloads::{project_of, ProjectQuery};
@@ -76,6 +76,7 @@ pub async fn get(
     responses((status = 200, body = QuotaDocument), (status = 400, description = "a bad limit")))]
 pub async fn set(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Query(query): Query<ProjectQuery>,
     JsonBody(limits): JsonBody<QuotaLimits>,
 ) -> Result<Json<QuotaDocument>, ApiError> {
@@ -103,7 +104,7 @@ pub async fn set(
     };
     let supervisor = state.supervisor.clone();
     let (quota, usage) = blocking(move || {
-        supervisor.set_quota(&project, &quota)?;
+        supervisor.set_quota(&project, &quota, Some(&admission))?;
         supervisor.quota(&project)
     })
     .await?;

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use base64::Engine;
 use ward_client::wire::{SecretDocument, SecretList, SecretValue};
-use ward_supervisor::{SecretError, SecretInfo};
+use ward_supervisor::{Admission, SecretError, SecretInfo};
 
 use crate::convert::rfc3339;
 use crate::error::{ApiError, JsonBody};
@@ -66,6 +66,7 @@ pub async fn get(
     responses((status = 200, body = SecretDocument), (status = 400, description = "bad name or value")))]
 pub async fn set(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
     Query(query): Query<ProjectQuery>,
     JsonBody(body): JsonBody<SecretValue>,
@@ -82,7 +83,9 @@ pub async fn set(
             ))
         }
     };
-    let info = state.secrets.set(&project, &name, &value)?;
+    let info = state
+        .secrets
+        .set(&project, &name, &value, Some(&admission))?;
     tracing::info!(secret = %name, project = %project, "secret stored");
     Ok(Json(document(&info)))
 }
@@ -92,11 +95,16 @@ pub async fn set(
     responses((status = 200, body = SecretDocument), (status = 404, description = "no such secret")))]
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
     Query(query): Query<ProjectQuery>,
 ) -> Result<Json<SecretDocument>, ApiError> {
     let project = project_of(&query.project)?;
-    Ok(Json(document(&state.secrets.remove(&project, &name)?)))
+    Ok(Json(document(&state.secrets.remove(
+        &project,
+        &name,
+        Some(&admission),
+    )?)))
 }
 
 /// The value, for a key granted `secrets:read`; the reading goes into the audit log.

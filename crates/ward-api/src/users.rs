@@ -5,13 +5,13 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::header::SET_COOKIE;
 use axum::response::{AppendHeaders, IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use ward_client::wire::{
     GrantDocument, SessionDocument, SessionRequest, UserDocument, UserList, UserRequest,
 };
 use ward_supervisor::users::DEFAULT_SESSION;
-use ward_supervisor::{Capability, Grant, Operation, Role, UserView};
+use ward_supervisor::{Admission, Capability, Grant, Operation, Role, UserView};
 
 use crate::auth::{CSRF_COOKIE, SESSION_COOKIE};
 use crate::convert::{capability_names, rfc3339};
@@ -151,13 +151,15 @@ fn session_cookie(
     responses((status = 200, body = UserDocument), (status = 400, description = "bad name or a short password")))]
 pub async fn set_user(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     JsonBody(request): JsonBody<UserRequest>,
 ) -> Result<Json<UserDocument>, ApiError> {
     let users = state.users.clone();
-    let view =
-        tokio::task::spawn_blocking(move || users.set_password(&request.name, &request.password))
-            .await
-            .map_err(|error| ApiError::internal(&error))??;
+    let view = tokio::task::spawn_blocking(move || {
+        users.set_password(&request.name, &request.password, Some(&admission))
+    })
+    .await
+    .map_err(|error| ApiError::internal(&error))??;
     Ok(Json(document(&view)))
 }
 
@@ -173,9 +175,10 @@ pub async fn list_users(State(state): State<Arc<ApiState>>) -> Result<Json<UserL
     responses((status = 200, description = "Removed, with its grants and sessions"), (status = 404, description = "no such user")))]
 pub async fn remove_user(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    state.users.remove(&name)?;
+    state.users.remove(&name, Some(&admission))?;
     Ok(Json(serde_json::json!({ "name": name })))
 }
 
@@ -184,6 +187,7 @@ pub async fn remove_user(
     request_body = GrantDocument, responses((status = 200, body = UserDocument), (status = 404, description = "no such user")))]
 pub async fn grant(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<GrantDocument>,
 ) -> Result<Json<UserDocument>, ApiError> {
@@ -192,7 +196,11 @@ pub async fn grant(
         role: Role::parse(&request.role)?,
         capabilities: Capability::parse_each(request.capabilities.iter().map(String::as_str))?,
     };
-    Ok(Json(document(&state.users.grant(&name, &grant)?)))
+    Ok(Json(document(&state.users.grant(
+        &name,
+        &grant,
+        Some(&admission),
+    )?)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -206,10 +214,13 @@ pub struct RevokeQuery {
     responses((status = 200, body = UserDocument), (status = 404, description = "no such user or grant")))]
 pub async fn revoke(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
     Query(query): Query<RevokeQuery>,
 ) -> Result<Json<UserDocument>, ApiError> {
-    Ok(Json(document(
-        &state.users.revoke(&name, query.grant_project.as_deref())?,
-    )))
+    Ok(Json(document(&state.users.revoke(
+        &name,
+        query.grant_project.as_deref(),
+        Some(&admission),
+    )?)))
 }

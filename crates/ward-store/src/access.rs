@@ -32,9 +32,13 @@ pub fn audit_hash(seq: i64, entry: &NewAuditEntry, prev_hash: &str) -> String {
 }
 
 impl Store {
-    pub fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+    pub fn put_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<(), StoreError> {
         let operation = format!("create API key {}", key.id);
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             transaction
                 .execute(
                     "INSERT INTO api_keys (id, name, project, role, capabilities, secret_hash,
@@ -88,9 +92,14 @@ impl Store {
 
     /// Marks a key revoked at `time_ms`; Ok(false) when there is no such key or it was
     /// revoked already.
-    pub fn revoke_api_key(&self, id: &str, time_ms: i64) -> Result<bool, StoreError> {
+    pub fn revoke_api_key(
+        &self,
+        id: &str,
+        time_ms: i64,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<bool, StoreError> {
         let operation = format!("revoke API key {id}");
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             let changed = transaction
                 .execute(
                     "UPDATE api_keys SET revoked_at_ms = ?2
@@ -177,9 +186,13 @@ impl Store {
 
 impl Store {
     /// Creates or replaces a secret, keeping the creation time of an existing one.
-    pub fn put_secret(&self, secret: &SecretRecord) -> Result<(), StoreError> {
+    pub fn put_secret(
+        &self,
+        secret: &SecretRecord,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<(), StoreError> {
         let operation = format!("store secret {}", secret.name);
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             transaction
                 .execute(
                     "INSERT INTO projects (name, created_at_ms) VALUES (?1, ?2)
@@ -239,9 +252,14 @@ impl Store {
     }
 
     /// Ok(false) when the project has no secret of that name.
-    pub fn delete_secret(&self, project: &str, name: &str) -> Result<bool, StoreError> {
+    pub fn delete_secret(
+        &self,
+        project: &str,
+        name: &str,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<bool, StoreError> {
         let operation = format!("delete secret {name}");
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             let deleted = transaction
                 .execute(
                     "DELETE FROM secrets WHERE project = ?1 AND name = ?2",
@@ -255,9 +273,13 @@ impl Store {
 
 impl Store {
     /// Sets a project's quota (creating the project), replacing the one before.
-    pub fn put_quota(&self, quota: &QuotaRecord) -> Result<(), StoreError> {
+    pub fn put_quota(
+        &self,
+        quota: &QuotaRecord,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<(), StoreError> {
         let operation = format!("set the quota of project {}", quota.project);
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             transaction
                 .execute(
                     "INSERT INTO projects (name, created_at_ms) VALUES (?1, ?2)
@@ -323,9 +345,10 @@ impl Store {
         name: &str,
         password_hash: &str,
         now_ms: i64,
+        audit: Option<&NewAuditEntry>,
     ) -> Result<UserRecord, StoreError> {
         let operation = format!("store user {name}");
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             transaction
                 .execute(
                     "INSERT INTO users (name, password_hash, generation, created_at_ms)
@@ -368,9 +391,13 @@ impl Store {
     }
 
     /// Deletes a user and its grants; Ok(false) when there was none.
-    pub fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+    pub fn delete_user(
+        &self,
+        name: &str,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<bool, StoreError> {
         let operation = format!("delete user {name}");
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             transaction
                 .execute("DELETE FROM grants WHERE user = ?1", [name])
                 .map_err(sqlite_error(&operation))?;
@@ -382,9 +409,13 @@ impl Store {
     }
 
     /// Grants a role (replacing the user's grant in that project).
-    pub fn put_grant(&self, grant: &GrantRecord) -> Result<(), StoreError> {
+    pub fn put_grant(
+        &self,
+        grant: &GrantRecord,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<(), StoreError> {
         let operation = format!("grant {} to {}", grant.role, grant.user);
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             transaction
                 .execute(
                     "INSERT INTO grants (user, project, role, capabilities) VALUES (?1, ?2, ?3, ?4)
@@ -398,9 +429,14 @@ impl Store {
     }
 
     /// Ok(false) when the user held nothing in that project.
-    pub fn delete_grant(&self, user: &str, project: &str) -> Result<bool, StoreError> {
+    pub fn delete_grant(
+        &self,
+        user: &str,
+        project: &str,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<bool, StoreError> {
         let operation = format!("revoke the grant of {user} in {project}");
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             let deleted = transaction
                 .execute(
                     "DELETE FROM grants WHERE user = ?1 AND project = ?2",

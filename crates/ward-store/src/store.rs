@@ -104,9 +104,13 @@ impl Store {
     }
 
     /// Creates the project if it does not exist yet.
-    pub fn ensure_project(&self, name: &str) -> Result<(), StoreError> {
+    pub fn ensure_project(
+        &self,
+        name: &str,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<(), StoreError> {
         let operation = format!("create project {name}");
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             transaction
                 .execute(
                     "INSERT INTO projects (name, created_at_ms)
@@ -351,9 +355,13 @@ impl Store {
 
     /// Points `record.reference` in its project at `record.manifest_digest`, keeping the
     /// creation time of an existing name.
-    pub fn put_image(&self, record: &ImageRecord) -> Result<(), StoreError> {
+    pub fn put_image(
+        &self,
+        record: &ImageRecord,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<(), StoreError> {
         let operation = format!("record image {}", record.reference);
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             transaction
                 .execute(
                     "INSERT INTO images (project, reference, manifest_digest, config_digest, size,
@@ -415,9 +423,14 @@ impl Store {
     }
 
     /// Ok(false) if the project has no image of that name.
-    pub fn delete_image(&self, project: &str, reference: &str) -> Result<bool, StoreError> {
+    pub fn delete_image(
+        &self,
+        project: &str,
+        reference: &str,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<bool, StoreError> {
         let operation = format!("delete image {reference}");
-        self.write(&operation, |transaction| {
+        self.write_audited(&operation, audit, |transaction| {
             let deleted = transaction
                 .execute(
                     "DELETE FROM images WHERE project = ?1 AND reference = ?2",

@@ -168,10 +168,10 @@ fn fresh_database_has_only_the_default_project() {
 #[test]
 fn ensure_project_is_idempotent() -> Result<(), StoreError> {
     let fixture = Fixture::new();
-    fixture.store.ensure_project("team-b")?;
-    fixture.store.ensure_project("alpha")?;
-    fixture.store.ensure_project("team-b")?;
-    fixture.store.ensure_project("default")?;
+    fixture.store.ensure_project("team-b", None)?;
+    fixture.store.ensure_project("alpha", None)?;
+    fixture.store.ensure_project("team-b", None)?;
+    fixture.store.ensure_project("default", None)?;
     fixture.check(Contents {
         projects: vec![
             "alpha".to_owned(),
@@ -186,7 +186,7 @@ fn ensure_project_is_idempotent() -> Result<(), StoreError> {
 #[test]
 fn ensure_project_rejects_an_empty_name() {
     let fixture = Fixture::new();
-    let error = fixture.store.ensure_project("").unwrap_err();
+    let error = fixture.store.ensure_project("", None).unwrap_err();
     assert!(matches!(error, StoreError::Constraint { .. }), "{error:?}");
     fixture.check(Contents::default());
 }
@@ -281,7 +281,7 @@ fn put_workloads_rejects_a_stored_revision_with_another_spec() -> Result<(), Sto
 fn list_workloads_filters_by_project_and_orders_by_project_then_name() -> Result<(), StoreError> {
     let fixture = Fixture::new();
     let store = &fixture.store;
-    store.ensure_project("alpha")?;
+    store.ensure_project("alpha", None)?;
     let [alpha_z, default_b, alpha_a] = [
         workload("alpha", "z", 1),
         workload("default", "b", 1),
@@ -366,7 +366,7 @@ fn delete_workload_cascades_to_instances_and_revisions_but_keeps_events() -> Res
 fn put_instance_inserts_replaces_and_deletes() -> Result<(), StoreError> {
     let fixture = Fixture::new();
     let store = &fixture.store;
-    store.ensure_project("alpha")?;
+    store.ensure_project("alpha", None)?;
     store.put_workloads(
         &[workload("default", "web", 1), workload("alpha", "web", 1)],
         &[],
@@ -734,13 +734,13 @@ fn images_are_named_per_project_and_retagging_keeps_the_creation_time() {
     let fixture = Fixture::new();
     let store = &fixture.store;
     store
-        .put_image(&image("docker.io/library/busybox:1", 'a', 1_000))
+        .put_image(&image("docker.io/library/busybox:1", 'a', 1_000), None)
         .unwrap();
     store
-        .put_image(&image("docker.io/library/busybox:1", 'b', 2_000))
+        .put_image(&image("docker.io/library/busybox:1", 'b', 2_000), None)
         .unwrap();
     store
-        .put_image(&image("docker.io/library/alpine:3", 'a', 3_000))
+        .put_image(&image("docker.io/library/alpine:3", 'a', 3_000), None)
         .unwrap();
     let busybox = store
         .get_image("default", "docker.io/library/busybox:1")
@@ -766,12 +766,130 @@ fn images_are_named_per_project_and_retagging_keeps_the_creation_time() {
     );
     assert!(store.list_images(Some("other")).unwrap().is_empty());
     assert!(store
-        .delete_image("default", "docker.io/library/alpine:3")
+        .delete_image("default", "docker.io/library/alpine:3", None)
         .unwrap());
     assert!(!store
-        .delete_image("default", "docker.io/library/alpine:3")
+        .delete_image("default", "docker.io/library/alpine:3", None)
         .unwrap());
     let mut unknown_project = image("docker.io/library/busybox:1", 'a', 1);
     unknown_project.project = "nowhere".into();
-    assert!(store.put_image(&unknown_project).is_err());
+    assert!(store.put_image(&unknown_project, None).is_err());
+}
+
+/// Every change of keys, secrets, quotas, users, grants, projects and image names commits
+/// with its audit entry or not at all: with the audit log refusing rows (a trigger), each
+/// change fails and leaves nothing behind; without an entry, the same change goes through.
+#[test]
+fn access_changes_commit_with_their_audit_entry_or_not_at_all() {
+    use ward_store::{ApiKeyRecord, GrantRecord, NewAuditEntry, QuotaRecord, SecretRecord};
+    let fixture = Fixture::new();
+    let store = &fixture.store;
+    let raw = rusqlite::Connection::open(fixture.path()).expect("open the file");
+    raw.execute_batch(
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
+         BEGIN SELECT RAISE(ABORT, 'the audit log refuses'); END;",
+    )
+    .expect("trigger");
+    let entry = NewAuditEntry {
+        time_ms: 1,
+        actor: "key:test".to_string(),
+        on_behalf_of: None,
+        project: Some("default".to_string()),
+        action: "PUT /api/v1/secrets/{name}".to_string(),
+        target: "/api/v1/secrets/token".to_string(),
+        status: 200,
+        outcome: "ok".to_string(),
+    };
+    let audit = Some(&entry);
+    let secret = SecretRecord {
+        project: "default".to_string(),
+        name: "token".to_string(),
+        nonce: vec![0; 12],
+        ciphertext: vec![1, 2, 3],
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    };
+    let quota = QuotaRecord {
+        project: "default".to_string(),
+        cpu: Some(1.0),
+        memory: None,
+        workloads: Some(3),
+        replicas: None,
+        gpus: None,
+        volume_bytes: None,
+        updated_at_ms: 1,
+    };
+    let key = ApiKeyRecord {
+        id: "k1".to_string(),
+        name: "ci".to_string(),
+        project: Some("default".to_string()),
+        role: "viewer".to_string(),
+        capabilities: String::new(),
+        secret_hash: "00".to_string(),
+        created_by: "admin-token".to_string(),
+        created_at_ms: 1,
+        expires_at_ms: None,
+        revoked_at_ms: None,
+    };
+    let grant = GrantRecord {
+        user: "ana".to_string(),
+        project: "default".to_string(),
+        role: "operator".to_string(),
+        capabilities: String::new(),
+    };
+    let image = ImageRecord {
+        project: "default".to_string(),
+        reference: "docker.io/library/busybox:1".to_string(),
+        manifest_digest: format!("sha256:{}", "a".repeat(64)),
+        config_digest: format!("sha256:{}", "b".repeat(64)),
+        size: 1,
+        platform: "linux/amd64".to_string(),
+        source: "pull".to_string(),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    };
+
+    // Creations refused with their entry leave nothing.
+    assert!(store.put_secret(&secret, audit).is_err());
+    assert!(store
+        .get_secret("default", "token")
+        .expect("read")
+        .is_none());
+    assert!(store.put_quota(&quota, audit).is_err());
+    assert!(store.get_quota("default").expect("read").is_none());
+    assert!(store.put_api_key(&key, audit).is_err());
+    assert!(store.get_api_key("k1").expect("read").is_none());
+    assert!(store.ensure_project("fresh", audit).is_err());
+    assert!(!store.project_exists("fresh").expect("read"));
+    assert!(store.put_user("ana", "hash", 1, audit).is_err());
+    assert!(store.get_user("ana").expect("read").is_none());
+    assert!(store.put_image(&image, audit).is_err());
+    assert!(store.list_images(None).expect("read").is_empty());
+
+    // The same changes without an entry (Ward's own) go through.
+    store.put_secret(&secret, None).expect("secret");
+    store.put_api_key(&key, None).expect("key");
+    store.put_user("ana", "hash", 1, None).expect("user");
+    store.put_grant(&grant, None).expect("grant");
+    store.put_image(&image, None).expect("image");
+
+    // Removals refused with their entry keep what they would remove.
+    assert!(store.delete_secret("default", "token", audit).is_err());
+    assert!(store
+        .get_secret("default", "token")
+        .expect("read")
+        .is_some());
+    assert!(store.revoke_api_key("k1", 2, audit).is_err());
+    let kept = store.get_api_key("k1").expect("read").expect("the key");
+    assert_eq!(kept.revoked_at_ms, None);
+    assert!(store.delete_grant("ana", "default", audit).is_err());
+    assert_eq!(store.list_grants("ana").expect("read").len(), 1);
+    assert!(store.put_grant(&grant, audit).is_err());
+    assert!(store.delete_user("ana", audit).is_err());
+    assert!(store.get_user("ana").expect("read").is_some());
+    assert!(store
+        .delete_image("default", "docker.io/library/busybox:1", audit)
+        .is_err());
+    assert_eq!(store.list_images(None).expect("read").len(), 1);
+    assert!(store.list_audit(None, 0, 10).expect("read").is_empty());
 }

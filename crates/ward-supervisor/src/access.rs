@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use ward_store::{ApiKeyRecord, AuditRecord, AuditVerification, NewAuditEntry, Store};
 
+use crate::gate::{audited, Admission};
+
 /// The prefix of every API key Ward hands out: `wk_<id>_<secret>`.
 const KEY_PREFIX: &str = "wk_";
 /// Hex digits of a key's public id and of its secret.
@@ -271,6 +273,7 @@ impl AccessService {
         &self,
         creator: &Principal,
         request: &NewKey,
+        admission: Option<&Admission>,
     ) -> Result<(KeyView, String), AccessError> {
         if request.name.trim().is_empty() || request.name.len() > 100 {
             return Err(AccessError::Invalid(
@@ -305,7 +308,7 @@ impl AccessService {
             )));
         }
         if let Some(project) = &project {
-            self.store.ensure_project(project)?;
+            self.store.ensure_project(project, None)?;
         }
         let id = random_hex(KEY_ID_HEX);
         let secret = random_hex(KEY_SECRET_HEX);
@@ -324,7 +327,9 @@ impl AccessService {
                 .map(|expiry| now.saturating_add(expiry.as_millis() as i64)),
             revoked_at_ms: None,
         };
-        self.store.put_api_key(&record)?;
+        audited(admission, 200, |audit| {
+            self.store.put_api_key(&record, audit)
+        })?;
         let view = KeyView {
             record,
             role: request.role,
@@ -378,7 +383,12 @@ impl AccessService {
     }
 
     /// Revokes key `id`, which must be within `revoker`'s reach.
-    pub fn revoke_key(&self, revoker: &Principal, id: &str) -> Result<KeyView, AccessError> {
+    pub fn revoke_key(
+        &self,
+        revoker: &Principal,
+        id: &str,
+        admission: Option<&Admission>,
+    ) -> Result<KeyView, AccessError> {
         let not_found = || AccessError::NotFound { id: id.to_string() };
         let record = self.store.get_api_key(id)?.ok_or_else(not_found)?;
         let reachable = match &record.project {
@@ -388,8 +398,10 @@ impl AccessService {
         if !reachable {
             return Err(not_found());
         }
-        self.store
-            .revoke_api_key(id, crate::time::to_millis(SystemTime::now()))?;
+        let now = crate::time::to_millis(SystemTime::now());
+        audited(admission, 200, |audit| {
+            self.store.revoke_api_key(id, now, audit)
+        })?;
         let record = self.store.get_api_key(id)?.ok_or_else(not_found)?;
         self.view(record)
     }
@@ -415,10 +427,16 @@ impl AccessService {
     }
 
     /// Creates a project (idempotent).
-    pub fn create_project(&self, name: &str) -> Result<(), AccessError> {
+    pub fn create_project(
+        &self,
+        name: &str,
+        admission: Option<&Admission>,
+    ) -> Result<(), AccessError> {
         ward_spec::validate_name(name)
             .map_err(|reason| AccessError::Invalid(format!("name: {reason}")))?;
-        Ok(self.store.ensure_project(name)?)
+        Ok(audited(admission, 200, |audit| {
+            self.store.ensure_project(name, audit)
+        })?)
     }
 
     /// Appends one entry to the audit log.
@@ -471,6 +489,7 @@ mod tests {
             .create_key(
                 &admin,
                 &key(Some("alpha"), Role::Operator, &[Capability::Exec]),
+                None,
             )
             .expect("create");
         assert!(!view.record.secret_hash.contains(&secret[3..]));
@@ -491,7 +510,9 @@ mod tests {
         assert!(access.authenticate(&wrong).expect("lookup").is_none());
         assert!(access.authenticate("not-a-key").expect("lookup").is_none());
 
-        access.revoke_key(&admin, &view.record.id).expect("revoke");
+        access
+            .revoke_key(&admin, &view.record.id, None)
+            .expect("revoke");
         assert!(access.authenticate(&secret).expect("lookup").is_none());
     }
 
@@ -501,7 +522,7 @@ mod tests {
         let mut request = key(Some("alpha"), Role::Viewer, &[]);
         request.expires_in = Some(Duration::ZERO);
         let (_, secret) = access
-            .create_key(&Principal::bootstrap_admin(), &request)
+            .create_key(&Principal::bootstrap_admin(), &request, None)
             .expect("create");
         assert!(access.authenticate(&secret).expect("lookup").is_none());
     }
@@ -513,6 +534,7 @@ mod tests {
             .create_key(
                 &Principal::bootstrap_admin(),
                 &key(Some("alpha"), Role::Admin, &[]),
+                None,
             )
             .expect("create");
         let project_admin = access
@@ -521,12 +543,12 @@ mod tests {
             .expect("valid");
         let refused = |request: NewKey| {
             access
-                .create_key(&project_admin, &request)
+                .create_key(&project_admin, &request, None)
                 .expect_err("refused")
                 .to_string()
         };
         let (defaulted, _) = access
-            .create_key(&project_admin, &key(None, Role::Viewer, &[]))
+            .create_key(&project_admin, &key(None, Role::Viewer, &[]), None)
             .expect("a key of alpha creates keys of alpha");
         assert_eq!(defaulted.record.project.as_deref(), Some("alpha"));
         assert!(refused(key(Some("beta"), Role::Viewer, &[])).starts_with("project:"));
@@ -534,25 +556,27 @@ mod tests {
             .create_key(
                 &project_admin,
                 &key(Some("alpha"), Role::Viewer, &[Capability::AuditRead]),
+                None,
             )
             .expect("an admin of alpha grants within alpha");
         assert_eq!(viewer.record.created_by, project_admin.actor);
         let (_, viewer_secret) = access
-            .create_key(&project_admin, &key(Some("alpha"), Role::Viewer, &[]))
+            .create_key(&project_admin, &key(Some("alpha"), Role::Viewer, &[]), None)
             .expect("create");
         let viewer = access
             .authenticate(&viewer_secret)
             .expect("lookup")
             .expect("valid");
         assert!(access
-            .create_key(&viewer, &key(Some("alpha"), Role::Operator, &[]))
+            .create_key(&viewer, &key(Some("alpha"), Role::Operator, &[]), None)
             .expect_err("a viewer cannot create an operator")
             .to_string()
             .starts_with("role:"));
         assert!(access
             .create_key(
                 &viewer,
-                &key(Some("alpha"), Role::Viewer, &[Capability::Exec])
+                &key(Some("alpha"), Role::Viewer, &[Capability::Exec]),
+                None
             )
             .expect_err("a viewer cannot grant exec")
             .to_string()

@@ -138,6 +138,25 @@ impl Admission {
     }
 }
 
+/// Runs `write` with the audit entry of `admission`'s call (when it is audited and not yet
+/// written), for the store to commit in the same transaction as the change; if the write
+/// fails, the entry is left for [`Gate::finish`] to record with the failure. `None`: a caller
+/// of Ward's own (start-up, tests), whose writes are not calls.
+pub fn audited<T, E>(
+    admission: Option<&Admission>,
+    status: u16,
+    write: impl FnOnce(Option<&NewAuditEntry>) -> Result<T, E>,
+) -> Result<T, E> {
+    let entry = admission.and_then(|admission| admission.success_entry(status));
+    let written = write(entry.as_ref());
+    if written.is_err() {
+        if let Some(admission) = admission {
+            admission.unrecord();
+        }
+    }
+    written
+}
+
 /// Why a call was not admitted.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {

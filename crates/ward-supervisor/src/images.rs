@@ -325,8 +325,8 @@ impl ImageService {
             created_at_ms: now,
             updated_at_ms: now,
         };
-        self.inner.store.ensure_project(project)?;
-        self.inner.store.put_image(&record)?;
+        self.inner.store.ensure_project(project, None)?;
+        self.inner.store.put_image(&record, None)?;
         Ok(self
             .inner
             .store
@@ -484,6 +484,7 @@ impl ImageService {
         reference: &str,
         in_use: &[String],
         force: bool,
+        admission: Option<&crate::gate::Admission>,
     ) -> Result<ImageRecord, ImageError> {
         let record = self.find(project, reference)?;
         if let (Some(workload), false) = (in_use.first(), force) {
@@ -492,7 +493,11 @@ impl ImageService {
                 workload: workload.clone(),
             });
         }
-        self.inner.store.delete_image(project, &record.reference)?;
+        crate::gate::audited(admission, 200, |audit| {
+            self.inner
+                .store
+                .delete_image(project, &record.reference, audit)
+        })?;
         Ok(record)
     }
 

@@ -777,7 +777,12 @@ impl Supervisor {
     }
 
     /// Sets the quota of `project` and bounds its real memory and CPU use to the quota's.
-    pub fn set_quota(&self, project: &str, quota: &Quota) -> Result<(), SupervisorError> {
+    pub fn set_quota(
+        &self,
+        project: &str,
+        quota: &Quota,
+        admission: Option<&Admission>,
+    ) -> Result<(), SupervisorError> {
         ward_spec::validate_name(project).map_err(|reason| SupervisorError::Invalid {
             field: "project".to_string(),
             message: reason,
@@ -793,7 +798,7 @@ impl Supervisor {
             })?;
         let to_i64 =
             |value: Option<u64>| value.map(|value| i64::try_from(value).unwrap_or(i64::MAX));
-        self.inner.store.put_quota(&ward_store::QuotaRecord {
+        let record = ward_store::QuotaRecord {
             project: project.to_string(),
             cpu: quota.cpu,
             memory: to_i64(quota.memory),
@@ -802,6 +807,9 @@ impl Supervisor {
             gpus: to_i64(quota.gpus),
             volume_bytes: to_i64(quota.volume_bytes),
             updated_at_ms: time::to_millis(SystemTime::now()),
+        };
+        gate::audited(admission, 200, |audit| {
+            self.inner.store.put_quota(&record, audit)
         })?;
         Ok(())
     }

@@ -14,6 +14,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use ward_runtime::SecretResolver;
 use ward_store::{SecretRecord, Store};
 
+use crate::gate::{audited, Admission};
 use crate::time::to_millis;
 
 /// The largest secret value (like Kubernetes' 1 MiB).
@@ -129,7 +130,13 @@ impl SecretService {
     }
 
     /// Creates or replaces secret `name` of `project`.
-    pub fn set(&self, project: &str, name: &str, value: &[u8]) -> Result<SecretInfo, SecretError> {
+    pub fn set(
+        &self,
+        project: &str,
+        name: &str,
+        value: &[u8],
+        admission: Option<&Admission>,
+    ) -> Result<SecretInfo, SecretError> {
         ward_spec::validate_name(name)
             .map_err(|reason| SecretError::Invalid(format!("name: {reason}")))?;
         if value.is_empty() {
@@ -159,13 +166,16 @@ impl SecretService {
             .store
             .get_secret(project, name)?
             .map_or(now, |existing| existing.created_at_ms);
-        self.store.put_secret(&SecretRecord {
+        let record = SecretRecord {
             project: project.to_string(),
             name: name.to_string(),
             nonce: nonce.to_vec(),
             ciphertext,
             created_at_ms,
             updated_at_ms: now,
+        };
+        audited(admission, 200, |audit| {
+            self.store.put_secret(&record, audit)
         })?;
         Ok(SecretInfo {
             name: name.to_string(),
@@ -204,9 +214,16 @@ impl SecretService {
             })
     }
 
-    pub fn remove(&self, project: &str, name: &str) -> Result<SecretInfo, SecretError> {
+    pub fn remove(
+        &self,
+        project: &str,
+        name: &str,
+        admission: Option<&Admission>,
+    ) -> Result<SecretInfo, SecretError> {
         let record = self.record(project, name)?;
-        self.store.delete_secret(project, name)?;
+        audited(admission, 200, |audit| {
+            self.store.delete_secret(project, name, audit)
+        })?;
         Ok(info(&record))
     }
 
@@ -250,7 +267,9 @@ mod tests {
         )
         .expect("open");
         let value = b"correct-horse-battery-staple-7f3a";
-        secrets.set("alpha", "db-password", value).expect("set");
+        secrets
+            .set("alpha", "db-password", value, None)
+            .expect("set");
         assert_eq!(
             secrets.reveal("alpha", "db-password").expect("reveal"),
             value
@@ -286,7 +305,7 @@ mod tests {
             .expect("read")
             .expect("row");
         moved.name = "other".to_string();
-        store.put_secret(&moved).expect("copy the row");
+        store.put_secret(&moved, None).expect("copy the row");
         let secrets = SecretService::open(std::sync::Arc::new(store), &key).expect("open");
         assert!(matches!(
             secrets.reveal("alpha", "other"),

@@ -15,6 +15,7 @@ use sha2::Sha256;
 use ward_store::{GrantRecord, Store, UserRecord};
 
 use crate::access::{AccessError, Capability, Principal, Role};
+use crate::gate::{audited, Admission};
 use crate::secrets::load_or_create_key_bytes;
 use crate::time::to_millis;
 
@@ -108,7 +109,12 @@ impl UserService {
     }
 
     /// Creates a user, or sets a new password (which ends the user's sessions).
-    pub fn set_password(&self, name: &str, password: &str) -> Result<UserView, AccessError> {
+    pub fn set_password(
+        &self,
+        name: &str,
+        password: &str,
+        admission: Option<&Admission>,
+    ) -> Result<UserView, AccessError> {
         ward_spec::validate_name(name)
             .map_err(|reason| AccessError::Invalid(format!("name: {reason}")))?;
         if password.chars().count() < MIN_PASSWORD_CHARACTERS {
@@ -116,11 +122,11 @@ impl UserService {
                 "password: use at least {MIN_PASSWORD_CHARACTERS} characters"
             )));
         }
-        let record = self.store.put_user(
-            name,
-            &hash_password(password)?,
-            to_millis(SystemTime::now()),
-        )?;
+        let hash = hash_password(password)?;
+        let record = audited(admission, 200, |audit| {
+            self.store
+                .put_user(name, &hash, to_millis(SystemTime::now()), audit)
+        })?;
         self.view(record)
     }
 
@@ -132,8 +138,8 @@ impl UserService {
             .collect()
     }
 
-    pub fn remove(&self, name: &str) -> Result<(), AccessError> {
-        if !self.store.delete_user(name)? {
+    pub fn remove(&self, name: &str, admission: Option<&Admission>) -> Result<(), AccessError> {
+        if !audited(admission, 200, |audit| self.store.delete_user(name, audit))? {
             return Err(AccessError::NotFound {
                 id: format!("user {name}"),
             });
@@ -142,14 +148,19 @@ impl UserService {
     }
 
     /// Gives `user` `grant` in its project (replacing what it held there).
-    pub fn grant(&self, user: &str, grant: &Grant) -> Result<UserView, AccessError> {
+    pub fn grant(
+        &self,
+        user: &str,
+        grant: &Grant,
+        admission: Option<&Admission>,
+    ) -> Result<UserView, AccessError> {
         let record = self.user(user)?;
         if let Some(project) = &grant.project {
             ward_spec::validate_name(project)
                 .map_err(|reason| AccessError::Invalid(format!("project: {reason}")))?;
-            self.store.ensure_project(project)?;
+            self.store.ensure_project(project, None)?;
         }
-        self.store.put_grant(&GrantRecord {
+        let record_of_grant = GrantRecord {
             user: user.to_string(),
             project: grant
                 .project
@@ -157,17 +168,26 @@ impl UserService {
                 .unwrap_or_else(|| EVERY_PROJECT.to_string()),
             role: grant.role.as_str().to_string(),
             capabilities: Capability::join(&grant.capabilities),
+        };
+        audited(admission, 200, |audit| {
+            self.store.put_grant(&record_of_grant, audit)
         })?;
         self.view(record)
     }
 
     /// Takes back what `user` held in `project` (`None`: its grant of every project).
-    pub fn revoke(&self, user: &str, project: Option<&str>) -> Result<UserView, AccessError> {
+    pub fn revoke(
+        &self,
+        user: &str,
+        project: Option<&str>,
+        admission: Option<&Admission>,
+    ) -> Result<UserView, AccessError> {
         let record = self.user(user)?;
-        if !self
-            .store
-            .delete_grant(user, project.unwrap_or(EVERY_PROJECT))?
-        {
+        let deleted = audited(admission, 200, |audit| {
+            self.store
+                .delete_grant(user, project.unwrap_or(EVERY_PROJECT), audit)
+        })?;
+        if !deleted {
             return Err(AccessError::NotFound {
                 id: format!("grant of {user} in {}", project.unwrap_or("every project")),
             });
@@ -371,10 +391,10 @@ mod tests {
     fn a_session_acts_as_the_users_grant_until_it_expires_or_the_password_changes() {
         let (_directory, users) = service();
         users
-            .set_password("alice", "correct horse")
+            .set_password("alice", "correct horse", None)
             .expect("create");
         users
-            .grant("alice", &grant(Some("web"), Role::Operator))
+            .grant("alice", &grant(Some("web"), Role::Operator), None)
             .expect("grant");
         assert!(users
             .login("alice", "wrong horse!", None, DEFAULT_SESSION)
@@ -400,17 +420,17 @@ mod tests {
         assert!(users.authenticate(&forged).expect("check").is_none());
 
         // A revoked grant and a new password end the session.
-        users.revoke("alice", Some("web")).expect("revoke");
+        users.revoke("alice", Some("web"), None).expect("revoke");
         assert!(users.authenticate(&session.token).expect("check").is_none());
         users
-            .grant("alice", &grant(Some("web"), Role::Viewer))
+            .grant("alice", &grant(Some("web"), Role::Viewer), None)
             .expect("grant");
         let session = users
             .login("alice", "correct horse", Some("web"), DEFAULT_SESSION)
             .expect("login");
         assert_eq!(session.principal.role, Role::Viewer);
         users
-            .set_password("alice", "another horse")
+            .set_password("alice", "another horse", None)
             .expect("new password");
         assert!(users.authenticate(&session.token).expect("check").is_none());
 
@@ -423,12 +443,14 @@ mod tests {
     #[test]
     fn a_user_of_several_projects_names_one() {
         let (_directory, users) = service();
-        users.set_password("bob", "long enough").expect("create");
         users
-            .grant("bob", &grant(Some("web"), Role::Viewer))
+            .set_password("bob", "long enough", None)
+            .expect("create");
+        users
+            .grant("bob", &grant(Some("web"), Role::Viewer), None)
             .expect("grant");
         users
-            .grant("bob", &grant(Some("db"), Role::Admin))
+            .grant("bob", &grant(Some("db"), Role::Admin), None)
             .expect("grant");
         let refused = users
             .login("bob", "long enough", None, DEFAULT_SESSION)
@@ -441,6 +463,6 @@ mod tests {
         assert!(users
             .login("bob", "long enough", Some("other"), DEFAULT_SESSION)
             .is_err());
-        assert!(users.set_password("bob", "short").is_err());
+        assert!(users.set_password("bob", "short", None).is_err());
     }
 }

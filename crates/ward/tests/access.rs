@@ -352,6 +352,13 @@ fn audit_log_records_who_did_what_and_pinpoints_an_altered_row() {
         find("DELETE /api/v1/keys/{id}")["target"],
         format!("/api/v1/keys/{key_id}")
     );
+    // Written with the change, once: the gate does not add a second entry after it.
+    let revocations = entries
+        .iter()
+        .filter(|entry| entry["action"] == "DELETE /api/v1/keys/{id}")
+        .count();
+    assert_eq!(revocations, 1, "{entries:?}");
+    assert_eq!(find("DELETE /api/v1/keys/{id}")["status"], 200);
     // The revoked key is refused now.
     let revoked = as_key(&["ps"]);
     assert_one_error_line(&revoked, "key");
