@@ -193,6 +193,23 @@ impl Store {
         })
     }
 
+    /// Deletes the workload if its desired state is still `deleted` (a workload created again
+    /// under the same name in the meantime is kept), with its instances and revisions; Ok(false)
+    /// if there was no such row.
+    pub fn forget_deleted_workload(&self, project: &str, name: &str) -> Result<bool, StoreError> {
+        let operation = format!("forget workload {project}/{name}");
+        self.write(&operation, |transaction| {
+            let deleted = transaction
+                .execute(
+                    "DELETE FROM workloads
+                     WHERE project = ?1 AND name = ?2 AND desired_state = 'deleted'",
+                    [project, name],
+                )
+                .map_err(sqlite_error(&operation))?;
+            Ok(deleted > 0)
+        })
+    }
+
     /// Deletes the workload, its instances and revisions (not its events) and appends the events, one transaction. Ok(false) if it did not exist.
     ///
     /// The events are appended only if the workload existed.

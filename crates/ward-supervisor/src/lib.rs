@@ -319,6 +319,7 @@ impl Supervisor {
                 updated_at: now,
                 instances: BTreeMap::new(),
                 stop_grace: None,
+                forgetting: false,
                 spec,
             };
             records.push(entry.to_record());

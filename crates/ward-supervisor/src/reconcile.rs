@@ -13,7 +13,7 @@ use ward_spec::WorkloadSpec;
 
 use crate::events::{EventKind, PendingEvent};
 use crate::policy::should_restart;
-use crate::state::{InstanceEntry, State, WorkloadEntry, WorkloadKey};
+use crate::state::{InstanceEntry, State, WorkloadEntry};
 use crate::time::from_millis;
 use crate::view::{DesiredState, HealthState, Phase, UsageSample};
 use crate::{Inner, SupervisorError};
@@ -69,7 +69,8 @@ pub(crate) fn plan(state: &mut State, now: Instant) -> Plan {
                         });
                     }
                 }
-                if entry.instances.is_empty() {
+                if entry.instances.is_empty() && !entry.forgetting {
+                    entry.forgetting = true;
                     actions.push(Action::Forget {
                         project: entry.project.clone(),
                         name: entry.spec.name.clone(),
@@ -101,16 +102,6 @@ pub(crate) fn plan(state: &mut State, now: Instant) -> Plan {
             }
             DesiredState::Running => plan_running(entry, now, &mut actions, &mut next_deadline),
         }
-    }
-    let forgotten: Vec<WorkloadKey> = actions
-        .iter()
-        .filter_map(|action| match action {
-            Action::Forget { project, name } => Some((project.clone(), name.clone())),
-            _ => None,
-        })
-        .collect();
-    for key in forgotten {
-        state.workloads.remove(&key);
     }
     Plan {
         actions,
@@ -240,9 +231,23 @@ async fn execute(inner: Arc<Inner>, action: Action) {
                 EventKind::Deleted,
                 format!("workload {name} deleted"),
             );
-            // The event goes through the one recording path, so its id is the one it was stored
-            // under; a crash in between loses only the event, never consistency.
-            match inner.store.delete_workload(&project, &name, &[]) {
+            // The record goes first and the workload leaves the state after it, so a name
+            // that is free in memory is free in the database too: a workload created again
+            // under it is never deleted with the old one's record. The event goes through the
+            // one recording path, so its id is the one it was stored under; a crash in between
+            // loses only the event, never consistency.
+            let forgotten = inner.store.forget_deleted_workload(&project, &name);
+            {
+                let mut state = inner.lock();
+                let key = (project.clone(), name.clone());
+                let still_forgetting = state.workloads.get(&key).is_some_and(|entry| {
+                    entry.forgetting && entry.desired == DesiredState::Deleted
+                });
+                if still_forgetting {
+                    state.workloads.remove(&key);
+                }
+            }
+            match forgotten {
                 Ok(_) => inner.record(None, vec![event]),
                 Err(error) => {
                     tracing::error!(%error, workload = %name, "cannot delete workload record")
@@ -639,6 +644,7 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<(), SupervisorError> {
                     updated_at: from_millis(record.updated_at_ms),
                     instances: Default::default(),
                     stop_grace: None,
+                    forgetting: false,
                 },
             );
         }

@@ -34,6 +34,9 @@ pub(crate) struct WorkloadEntry {
     /// How long a stop waits after SIGTERM before SIGKILL, when `stop -t` or `kill` said so
     /// (the daemon's setting otherwise); cleared by the next start.
     pub stop_grace: Option<Duration>,
+    /// A deleted workload without instances whose record is being deleted; it leaves the
+    /// state once that is done (see `reconcile::forget`).
+    pub forgetting: bool,
 }
 
 pub(crate) struct InstanceEntry {

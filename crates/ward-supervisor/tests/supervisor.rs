@@ -862,3 +862,43 @@ async fn health_failures_in_the_start_period_do_not_count() {
         "restarted after 3 counted failures past the start period"
     );
 }
+
+/// A name removed with `rm -f` and taken again at once keeps the new workload's record: the
+/// old one's record is gone before the name is free, and deleting it never takes the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_taken_again_at_once_keeps_its_new_record() {
+    let driver = Arc::new(FakeDriver::default());
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let supervisor = Supervisor::start(store.clone(), driver, SupervisorConfig::default())
+        .await
+        .unwrap();
+    for cycle in 0..300 {
+        supervisor
+            .create(
+                &as_admin(&supervisor, Operation::WorkloadCreate),
+                spec("name: web\ncommand: [run]\n"),
+            )
+            .unwrap_or_else(|error| panic!("cycle {cycle}: {error}"));
+        supervisor
+            .delete(
+                &as_admin(&supervisor, Operation::WorkloadDelete),
+                "web",
+                true,
+            )
+            .await
+            .unwrap();
+        let left = store.list_workloads(None).unwrap();
+        assert!(left.is_empty(), "cycle {cycle}: {left:?}");
+    }
+    supervisor
+        .create(
+            &as_admin(&supervisor, Operation::WorkloadCreate),
+            spec("name: web\ncommand: [run]\n"),
+        )
+        .unwrap();
+    // Let every action of the loop run out.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let kept = store.list_workloads(None).unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].desired_state, "running");
+}
