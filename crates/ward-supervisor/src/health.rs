@@ -54,7 +54,8 @@ pub(crate) async fn run(
                         EventKind::Healthy,
                         format!("{name} is healthy"),
                     );
-                    inner.record(Some((&key, instance)), vec![event]);
+                    let record = instance.to_record(&key);
+                    inner.record_releasing(state, Some((&key, record)), vec![event]);
                 }
             }
             Err(reason) if !succeeded && tokio::time::Instant::now() < start_period_ends => {
@@ -82,9 +83,9 @@ pub(crate) async fn run(
                         ),
                     ));
                 }
-                inner.record(Some((&key, instance)), events);
+                let record = instance.to_record(&key);
+                inner.record_releasing(state, Some((&key, record)), events);
                 if failures >= check.retries {
-                    drop(state);
                     inner.wake.notify_one();
                     return;
                 }

@@ -131,6 +131,9 @@ pub(crate) struct Inner {
     changed: Notify,
     /// What each project's volumes hold, measured off every lock.
     volumes: Arc<volumes::VolumeMeter>,
+    /// Taken before the state lock is released by a change that is written afterwards, so
+    /// that instance records reach the database in the order the state changed.
+    write_order: Mutex<()>,
 }
 
 impl Supervisor {
@@ -150,6 +153,7 @@ impl Supervisor {
             state: Mutex::new(State::default()),
             events,
             wake: Notify::new(),
+            write_order: Mutex::new(()),
             changed: Notify::new(),
             volumes: Arc::default(),
         });
@@ -366,6 +370,12 @@ impl Supervisor {
                             if instance.revision == old_revision {
                                 instance.revision = entry.revision;
                                 let instance_key = InstanceKey::new(project, &key.1, *replica);
+                                // In turn with the writes that left the state lock before.
+                                let _order = self
+                                    .inner
+                                    .write_order
+                                    .lock()
+                                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                                 self.inner
                                     .record(Some((&instance_key, instance)), Vec::new());
                             }
@@ -980,12 +990,36 @@ impl Inner {
         instance: Option<(&InstanceKey, &InstanceEntry)>,
         pending: Vec<PendingEvent>,
     ) {
+        self.write_record(instance.map(|(key, entry)| entry.to_record(key)), pending);
+    }
+
+    /// [`Inner::record`] for a change made under `state`: the record is taken under the lock
+    /// and written after it is released (other writers wait their turn, readers of the state
+    /// do not wait for the disk).
+    pub(crate) fn record_releasing(
+        &self,
+        state: MutexGuard<'_, State>,
+        instance: Option<(&InstanceKey, ward_store::InstanceRecord)>,
+        pending: Vec<PendingEvent>,
+    ) {
+        let order = self
+            .write_order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        drop(state);
+        self.write_record(instance.map(|(_, record)| record), pending);
+        drop(order);
+    }
+
+    fn write_record(
+        &self,
+        instance: Option<ward_store::InstanceRecord>,
+        pending: Vec<PendingEvent>,
+    ) {
         let now = SystemTime::now();
         let store_events: Vec<_> = pending.iter().map(|event| event.to_store(now)).collect();
         let result = match instance {
-            Some((key, entry)) => self
-                .store
-                .put_instance(&entry.to_record(key), &store_events),
+            Some(record) => self.store.put_instance(&record, &store_events),
             None => self.store.append_events(&store_events),
         };
         match result {

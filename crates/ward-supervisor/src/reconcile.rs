@@ -275,7 +275,8 @@ fn update_instance(
         return;
     };
     change(instance);
-    inner.record(Some((key, instance)), events);
+    let record = instance.to_record(key);
+    inner.record_releasing(state, Some((key, record)), events);
 }
 
 async fn start_instance(
@@ -517,7 +518,8 @@ pub(crate) fn on_exit(
             instance.phase = Phase::Stopped;
         }
     }
-    inner.record(Some((key, instance)), events);
+    let record = instance.to_record(key);
+    inner.record_releasing(state, Some((key, record)), events);
 }
 
 fn describe_exit(exit: &ExitStatus) -> String {
