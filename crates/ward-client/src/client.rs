@@ -752,18 +752,10 @@ fn root_cause(error: &dyn std::error::Error) -> String {
     cause.to_string()
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters pass through).
+/// Percent-encodes a query value or a path segment (`application/x-www-form-urlencoded`, as
+/// the API decodes it).
 fn encode_query_value(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                encoded.push(byte as char)
-            }
-            _ => encoded.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    encoded
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 /// Splits a byte stream into lines, yielding each complete line.

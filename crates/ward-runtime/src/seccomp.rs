@@ -249,26 +249,8 @@ fn low_word(value: u64) -> u32 {
 
 /// Standard base64 with padding (RFC 4648), which is what crun decodes.
 fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut encoded = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let triple = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |triple, (index, byte)| {
-                triple | u32::from(*byte) << (16 - 8 * index)
-            });
-        for index in 0..4 {
-            if index <= chunk.len() {
-                encoded.push(char::from(
-                    ALPHABET[(triple >> (18 - 6 * index)) as usize & 63],
-                ));
-            } else {
-                encoded.push('=');
-            }
-        }
-    }
-    encoded
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Classic BPF as seccomp runs it: a tiny assembler with forward jumps to labels.
