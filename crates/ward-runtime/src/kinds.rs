@@ -1,16 +1,25 @@
-//! The kinds of workload this runtime has a driver for, and what each honours of a spec: a
-//! spec is checked against them when it is applied, so a kind without a driver, or a field no
-//! driver honours, is refused by name instead of failing at every start.
+//! The kinds of workload this runtime has a driver for: what each honours of a spec (a spec is
+//! checked against them when it is applied, so a kind without a driver, or a field no driver
+//! honours, is refused by name instead of failing at every start), and how each prepares an
+//! instance's root and process, which `Runtime::prepare` takes from here by kind.
 
 use std::path::Path;
 
 use ward_spec::{WorkloadKind, WorkloadSpec};
 
-use crate::Unsupported;
+use crate::runtime::{self, KindRoot, RootRequest, Runtime};
+use crate::{RuntimeError, Unsupported};
 
-/// What one kind's driver honours.
-struct KindDriver {
+/// Prepares the root and the process of an instance of one kind.
+pub(crate) type PrepareRoot =
+    for<'a, 'b> fn(&Runtime, RootRequest<'a, 'b>) -> Result<KindRoot<'a>, RuntimeError>;
+
+/// What one kind's driver honours, and how it prepares an instance.
+pub(crate) struct KindDriver {
     kind: WorkloadKind,
+    /// Whether its instances run from an OCI image, which a start pulls and unpacks first.
+    pub(crate) from_image: bool,
+    pub(crate) prepare_root: PrepareRoot,
     /// What a workload of this kind runs from, in words.
     runs: &'static str,
     /// Whether `resources.disk` (a VM's disk) means anything to it.
@@ -22,15 +31,24 @@ struct KindDriver {
 const DRIVERS: &[KindDriver] = &[
     KindDriver {
         kind: WorkloadKind::Process,
+        from_image: false,
+        prepare_root: runtime::process_root,
         runs: "a host program",
         has_disk: false,
     },
     KindDriver {
         kind: WorkloadKind::Container,
+        from_image: true,
+        prepare_root: runtime::container_root,
         runs: "an image's root filesystem",
         has_disk: false,
     },
 ];
+
+/// The driver of `kind` on this host, if it has one.
+pub(crate) fn driver(kind: WorkloadKind) -> Option<&'static KindDriver> {
+    DRIVERS.iter().find(|driver| driver.kind == kind)
+}
 
 /// Refuses what no driver here would run as the spec says.
 pub(crate) fn check(spec: &WorkloadSpec) -> Result<(), Unsupported> {
@@ -40,7 +58,7 @@ pub(crate) fn check(spec: &WorkloadSpec) -> Result<(), Unsupported> {
             reason,
         })
     };
-    let Some(driver) = DRIVERS.iter().find(|driver| driver.kind == spec.kind) else {
+    let Some(driver) = driver(spec.kind) else {
         let kinds: Vec<&str> = DRIVERS.iter().map(|driver| driver.kind.as_str()).collect();
         return unsupported(
             "kind",
@@ -69,8 +87,6 @@ pub(crate) fn check(spec: &WorkloadSpec) -> Result<(), Unsupported> {
         };
         return unsupported("resources.gpu", reason);
     }
-    // A process's program is on the host and checked here; a container's is in its image,
-    // which the start resolves.
     if spec.entrypoint.is_some() && spec.kind != WorkloadKind::Container {
         return unsupported(
             "entrypoint",
@@ -86,6 +102,8 @@ pub(crate) fn check(spec: &WorkloadSpec) -> Result<(), Unsupported> {
             format!("a {} has no terminal to attach to yet", spec.kind.as_str()),
         );
     }
+    // A process's program is on the host and checked here; a container's is in its image,
+    // which the start resolves.
     if spec.kind == WorkloadKind::Process {
         let program = spec.command.as_ref().and_then(|command| command.first());
         if let Some(program) =

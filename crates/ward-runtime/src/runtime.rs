@@ -494,99 +494,31 @@ impl Runtime {
         )?;
         let mut masked_paths = resolved.masked_paths;
         let mut volumes = resolved.volumes;
-        let mut ports = spec.ports.clone();
-        let (command, root, overlay, root_copy, hosts_file) = match (spec.kind, image) {
-            (WorkloadKind::Process, _) => {
-                let command = match spec.command.as_deref() {
-                    Some(command) if !command.is_empty() => command,
-                    _ => {
-                        return Err(RuntimeError::MissingCommand {
-                            workload: spec.name.clone(),
-                        })
-                    }
-                };
-                let root_dir = paths.root();
-                bundle::make_instance_root(&root_dir, &inner.skeleton, &volumes, owner)
-                    .map_err(|source| RuntimeError::io("make the root of", &root_dir, source))?;
-                // On the bridge, its own /etc/hosts: the names of its project's workloads.
-                let hosts_file = if spec.network == NetworkMode::Bridge {
-                    let dir = paths.etc();
-                    fs::create_dir_all(&dir)
-                        .map_err(|source| RuntimeError::io("create", &dir, source))?;
-                    let path = dir.join("hosts");
-                    fs::write(&path, image::hosts_file(&spec.name))
-                        .map_err(|source| RuntimeError::io("write", &path, source))?;
-                    volumes.push(bundle::ResolvedVolume {
-                        source: path.clone(),
-                        target: "/etc/hosts".to_string(),
-                        read_only: true,
-                        file: true,
-                    });
-                    Some(path)
-                } else {
-                    None
-                };
-                let root = RootFilesystem::Host {
-                    root: PathBuf::from(PROCESS_ROOT),
-                    top_level_dirs: if id_range.is_some() {
-                        inner.host.open_top_level_dirs.clone()
-                    } else {
-                        inner.host.top_level_dirs.clone()
-                    },
-                    recursive_readonly: inner.recursive_readonly,
-                    submounts: if inner.recursive_readonly {
-                        Vec::new()
-                    } else {
-                        inner.host.submounts_of_top_level_dirs()
-                    },
-                };
-                masked_paths.extend(inner.masked_paths.iter().cloned());
-                // Host directories the config opens to other projects only.
-                masked_paths.extend(
-                    inner
-                        .host_volumes
-                        .iter()
-                        .filter(|host_volume| !host_volume.serves(&key.project))
-                        .map(|host_volume| host_volume.path.clone()),
-                );
-                (command, root, None, None, hosts_file)
-            }
-            (WorkloadKind::Container, Some(image)) => {
-                let process = image::container_process(spec, image)?;
-                ports = image::published_ports(spec, image)?;
-                let (etc_files, hosts_file) = write_etc_files(paths, spec)?;
-                let rootfs = paths.container_root();
-                fs::create_dir_all(&rootfs)
-                    .map_err(|source| RuntimeError::io("create", &rootfs, source))?;
-                let overlay = match &image.root {
-                    ImageRoot::Overlay {
-                        layers_root,
-                        lower_dirs,
-                    } => Some(overlay_dirs(
-                        paths,
-                        &image.digest,
-                        layers_root,
-                        lower_dirs,
-                        id_range,
-                    )?),
-                    ImageRoot::Copy => None,
-                };
-                let root_copy =
-                    matches!(image.root, ImageRoot::Copy).then(|| paths.dir.join("rootfs"));
-                let root = RootFilesystem::Image {
-                    rootfs: PathBuf::from(CONTAINER_ROOT),
-                    etc_files,
-                    process,
-                };
-                (&[][..], root, overlay, root_copy, Some(hosts_file))
-            }
-            (kind, _) => {
-                return Err(RuntimeError::UnsupportedKind {
-                    workload: spec.name.clone(),
-                    kind: kind.as_str(),
-                })
-            }
-        };
+        let driver =
+            crate::kinds::driver(spec.kind).ok_or_else(|| RuntimeError::UnsupportedKind {
+                workload: spec.name.clone(),
+                kind: spec.kind.as_str(),
+            })?;
+        let KindRoot {
+            command,
+            root,
+            overlay,
+            root_copy,
+            hosts_file,
+            ports,
+        } = (driver.prepare_root)(
+            self,
+            RootRequest {
+                key,
+                spec,
+                paths,
+                image,
+                id_range,
+                owner,
+                volumes: &mut volumes,
+                masked_paths: &mut masked_paths,
+            },
+        )?;
         let ports = crate::network::choose_free_host_ports(ports)?;
         let network_namespace = (spec.network != NetworkMode::Host)
             .then(|| monitor::network_namespace_path(monitor_pid));
@@ -901,9 +833,11 @@ impl Driver for Runtime {
             .secrets
             .apply(&key.project, &id, spec, owner)
             .await?;
-        let image = match spec.kind {
-            WorkloadKind::Container => Some(self.prepare_image(key, spec, &paths, id_range).await?),
-            _ => None,
+        let from_image = crate::kinds::driver(spec.kind).is_some_and(|driver| driver.from_image);
+        let image = if from_image {
+            Some(self.prepare_image(key, spec, &paths, id_range).await?)
+        } else {
+            None
         };
         let (
             ports,
@@ -1505,6 +1439,161 @@ fn prepare_root(
         root: ImageRoot::Copy,
         passwd: read("etc/passwd"),
         group: read("etc/group"),
+    })
+}
+
+/// What a kind's driver makes of an instance: the command the OCI runtime runs (empty: the
+/// image's process is in `root`), the root it runs in, the overlay or copy the monitor
+/// mounts, the instance's own hosts file, and the ports it publishes.
+pub(crate) struct KindRoot<'a> {
+    command: &'a [String],
+    root: RootFilesystem,
+    overlay: Option<OverlayMount>,
+    root_copy: Option<PathBuf>,
+    hosts_file: Option<PathBuf>,
+    ports: Vec<PortMapping>,
+}
+
+/// What a kind's driver may use, and add to, when it prepares an instance.
+pub(crate) struct RootRequest<'a, 'b> {
+    key: &'b InstanceKey,
+    spec: &'a WorkloadSpec,
+    paths: &'b InstancePaths,
+    image: Option<&'b PreparedRoot>,
+    id_range: Option<IdRange>,
+    /// The owner of the instance's own files: its user namespace's root.
+    owner: Option<(u32, u32)>,
+    volumes: &'b mut Vec<bundle::ResolvedVolume>,
+    masked_paths: &'b mut Vec<PathBuf>,
+}
+
+/// The process driver: a host program in a root of the instance's own, with the host's
+/// top-level directories bound read-only into it.
+pub(crate) fn process_root<'a>(
+    runtime: &Runtime,
+    request: RootRequest<'a, '_>,
+) -> Result<KindRoot<'a>, RuntimeError> {
+    let inner = &runtime.inner;
+    let RootRequest {
+        key,
+        spec,
+        paths,
+        id_range,
+        owner,
+        volumes,
+        masked_paths,
+        ..
+    } = request;
+    let command = match spec.command.as_deref() {
+        Some(command) if !command.is_empty() => command,
+        _ => {
+            return Err(RuntimeError::MissingCommand {
+                workload: spec.name.clone(),
+            })
+        }
+    };
+    let root_dir = paths.root();
+    bundle::make_instance_root(&root_dir, &inner.skeleton, volumes, owner)
+        .map_err(|source| RuntimeError::io("make the root of", &root_dir, source))?;
+    // On the bridge, its own /etc/hosts: the names of its project's workloads.
+    let hosts_file = if spec.network == NetworkMode::Bridge {
+        let dir = paths.etc();
+        fs::create_dir_all(&dir).map_err(|source| RuntimeError::io("create", &dir, source))?;
+        let path = dir.join("hosts");
+        fs::write(&path, image::hosts_file(&spec.name))
+            .map_err(|source| RuntimeError::io("write", &path, source))?;
+        volumes.push(bundle::ResolvedVolume {
+            source: path.clone(),
+            target: "/etc/hosts".to_string(),
+            read_only: true,
+            file: true,
+        });
+        Some(path)
+    } else {
+        None
+    };
+    let root = RootFilesystem::Host {
+        root: PathBuf::from(PROCESS_ROOT),
+        top_level_dirs: if id_range.is_some() {
+            inner.host.open_top_level_dirs.clone()
+        } else {
+            inner.host.top_level_dirs.clone()
+        },
+        recursive_readonly: inner.recursive_readonly,
+        submounts: if inner.recursive_readonly {
+            Vec::new()
+        } else {
+            inner.host.submounts_of_top_level_dirs()
+        },
+    };
+    masked_paths.extend(inner.masked_paths.iter().cloned());
+    // Host directories the config opens to other projects only.
+    masked_paths.extend(
+        inner
+            .host_volumes
+            .iter()
+            .filter(|host_volume| !host_volume.serves(&key.project))
+            .map(|host_volume| host_volume.path.clone()),
+    );
+    Ok(KindRoot {
+        command,
+        root,
+        overlay: None,
+        root_copy: None,
+        hosts_file,
+        ports: spec.ports.clone(),
+    })
+}
+
+/// The container driver: the image's process in its layers, mounted by the monitor.
+pub(crate) fn container_root<'a>(
+    _runtime: &Runtime,
+    request: RootRequest<'a, '_>,
+) -> Result<KindRoot<'a>, RuntimeError> {
+    let RootRequest {
+        spec,
+        paths,
+        image,
+        id_range,
+        ..
+    } = request;
+    let Some(image) = image else {
+        return Err(RuntimeError::UnsupportedKind {
+            workload: spec.name.clone(),
+            kind: spec.kind.as_str(),
+        });
+    };
+    let process = image::container_process(spec, image)?;
+    let ports = image::published_ports(spec, image)?;
+    let (etc_files, hosts_file) = write_etc_files(paths, spec)?;
+    let rootfs = paths.container_root();
+    fs::create_dir_all(&rootfs).map_err(|source| RuntimeError::io("create", &rootfs, source))?;
+    let overlay = match &image.root {
+        ImageRoot::Overlay {
+            layers_root,
+            lower_dirs,
+        } => Some(overlay_dirs(
+            paths,
+            &image.digest,
+            layers_root,
+            lower_dirs,
+            id_range,
+        )?),
+        ImageRoot::Copy => None,
+    };
+    let root_copy = matches!(image.root, ImageRoot::Copy).then(|| paths.dir.join("rootfs"));
+    let root = RootFilesystem::Image {
+        rootfs: PathBuf::from(CONTAINER_ROOT),
+        etc_files,
+        process,
+    };
+    Ok(KindRoot {
+        command: &[],
+        root,
+        overlay,
+        root_copy,
+        hosts_file: Some(hosts_file),
+        ports,
     })
 }
 
