@@ -561,6 +561,17 @@ fn start(run_dir: &Path, setup: ProcessSetup) -> Result<Running, RuntimeError> {
     })
 }
 
+/// How many bytes can be read from `fd` without waiting (`FIONREAD`); 0 when unknown.
+fn bytes_waiting(fd: &OwnedFd) -> usize {
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through a valid pointer; the fd is open.
+    let result = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut waiting) };
+    if result < 0 {
+        return 0;
+    }
+    usize::try_from(waiting).unwrap_or(0)
+}
+
 impl Terminal {
     /// Hands the terminal to a new client, unless one is attached already (the newcomer's
     /// connection then closes without it).
@@ -884,6 +895,16 @@ impl Running {
                 .iter()
                 .map(|poll_fd| poll_fd.any().unwrap_or(false))
                 .collect();
+            // A terminal whose other side closed reads EIO at once; one that merely looked
+            // readable may have had its bytes taken by a client that just detached.
+            let hung_up: Vec<bool> = poll_fds
+                .iter()
+                .map(|poll_fd| {
+                    poll_fd.revents().is_some_and(|events| {
+                        events.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)
+                    })
+                })
+                .collect();
             drop(poll_fds);
 
             let mut ready = ready.into_iter();
@@ -894,9 +915,15 @@ impl Running {
                     drain_deadline = Some(Instant::now() + DRAIN_AFTER_EXIT);
                 }
             }
+            let mut position = 1;
             for (index, polled) in polled_streams.into_iter().enumerate() {
-                if polled && ready.next().unwrap_or(false) {
-                    self.read_stream(index, &mut buffer);
+                if !polled {
+                    continue;
+                }
+                let hangup = hung_up.get(position).copied().unwrap_or(false);
+                position += 1;
+                if ready.next().unwrap_or(false) {
+                    self.read_stream(index, &mut buffer, hangup);
                 }
             }
             if let Some(terminal) = &mut self.terminal {
@@ -927,15 +954,20 @@ impl Running {
         }
     }
 
-    fn read_stream(&mut self, index: usize, buffer: &mut [u8]) {
+    fn read_stream(&mut self, index: usize, buffer: &mut [u8], hangup: bool) {
         let stream = &mut self.streams[index];
         let Some(pipe) = &stream.pipe else { return };
-        // The terminal's master blocks (an attached client shares it): one read per wake-up.
+        // The terminal's master blocks (an attached client shares it): one read per wake-up,
+        // and none when nothing is there to read (a client that just detached may have taken
+        // it) unless the other side has closed.
         let terminal = if index == 0 {
             self.terminal.as_mut()
         } else {
             None
         };
+        if terminal.is_some() && !hangup && bytes_waiting(pipe) == 0 {
+            return;
+        }
         let once = terminal.is_some();
         let mut terminal = terminal;
         loop {

@@ -385,6 +385,8 @@ impl Supervisor {
                     existing.spec_json = entry.spec_json;
                     existing.revision = entry.revision;
                     existing.desired = DesiredState::Running;
+                    // Taken again while its record was being forgotten: it stays.
+                    existing.forgetting = false;
                     existing.updated_at = entry.updated_at;
                     for instance in existing.instances.values_mut() {
                         if instance.phase.is_terminal() && !instance.busy {
@@ -1008,6 +1010,27 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         drop(state);
         self.write_record(instance.map(|(_, record)| record), pending);
+        drop(order);
+    }
+
+    /// Deletes an instance's record after releasing `state`, in turn with the other writes
+    /// (see [`Inner::record_releasing`]).
+    pub(crate) fn delete_instance_releasing(
+        &self,
+        state: MutexGuard<'_, State>,
+        key: &InstanceKey,
+    ) {
+        let order = self
+            .write_order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        drop(state);
+        if let Err(error) = self
+            .store
+            .delete_instance(&key.project, &key.workload, key.replica)
+        {
+            tracing::error!(%error, instance = %key.instance_name(), "cannot delete instance record");
+        }
         drop(order);
     }
 

@@ -606,12 +606,7 @@ async fn remove_instance(inner: &Arc<Inner>, key: InstanceKey) {
     {
         entry.instances.remove(&key.replica);
     }
-    if let Err(error) = inner
-        .store
-        .delete_instance(&key.project, &key.workload, key.replica)
-    {
-        tracing::error!(%error, instance = %key.instance_name(), "cannot delete instance record");
-    }
+    inner.delete_instance_releasing(state, &key);
 }
 
 /// Loads every workload from the store and re-attaches to instances an earlier daemon left.
