@@ -743,6 +743,8 @@ pub enum ComposeCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List the project's workloads, stopped ones included
+    Ps,
     /// Remove the services' workloads
     Down {
         /// Also remove the named volumes the file declares

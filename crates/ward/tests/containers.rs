@@ -442,6 +442,13 @@ volumes:
     );
     let volumes = ward_ok(&daemon, &["volume", "ls", "-q"]);
     assert_eq!(volumes, "shop-data\n");
+    let listed = in_directory(&["compose", "ps"]);
+    let names: Vec<String> = stdout_of(&listed)
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert_eq!(names, ["cache", "db", "web"], "{}", stdout_of(&listed));
 
     // Up again changes nothing; apply of the same file is the same as up.
     let again = in_directory(&["apply", "-f", "compose.yaml"]);

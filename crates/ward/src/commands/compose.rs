@@ -1,4 +1,4 @@
-//! `ward compose up|down` (and `ward apply -f compose.yaml`): brings a Compose file's services
+//! `ward compose up|down|ps` (and `ward apply -f compose.yaml`): brings a Compose file's services
 //! up as workloads, each after the services it depends on have met their condition (started,
 //! healthy, completed), and takes them down again, with their volumes when asked.
 
@@ -60,6 +60,26 @@ pub async fn run(context: &Context, arguments: ComposeArgs) -> anyhow::Result<i3
                 }
             };
             down(context, &project, volumes).await
+        }
+        ComposeCommand::Ps => {
+            let name = match (&arguments.project_name, arguments.files.is_empty()) {
+                (Some(name), true) => name.clone(),
+                _ => {
+                    let path = compose_file(&arguments.files)?;
+                    read_file(&path, arguments.project_name.as_deref())?.name
+                }
+            };
+            let filters = vec![crate::cli::PsFilter::Label {
+                key: PROJECT_LABEL.to_string(),
+                value: Some(name),
+            }];
+            let listing = crate::cli::PsArgs {
+                all: true,
+                quiet: false,
+                filters,
+                client_options: Default::default(),
+            };
+            crate::commands::ps::run(context, listing).await
         }
     }
 }
