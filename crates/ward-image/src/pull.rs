@@ -138,13 +138,25 @@ impl Puller {
         options: &PullOptions,
         progress: &(dyn Fn(PullProgress) + Send + Sync),
     ) -> Result<PulledImage, PullError> {
-        let parsed: Reference =
-            reference
-                .parse()
-                .map_err(|error: oci_client::ParseError| PullError::Reference {
-                    reference: reference.to_string(),
-                    reason: error.to_string(),
-                })?;
+        // Read by Ward's one reference grammar, and handed to the client in parts.
+        let parts = ward_spec::units::ImageReference::parse(reference).map_err(|reason| {
+            PullError::Reference {
+                reference: reference.to_string(),
+                reason,
+            }
+        })?;
+        let parsed = match (parts.tag, parts.digest) {
+            (Some(tag), Some(digest)) => {
+                Reference::with_tag_and_digest(parts.registry, parts.repository, tag, digest)
+            }
+            (Some(tag), None) => Reference::with_tag(parts.registry, parts.repository, tag),
+            (None, Some(digest)) => {
+                Reference::with_digest(parts.registry, parts.repository, digest)
+            }
+            (None, None) => {
+                Reference::with_tag(parts.registry, parts.repository, "latest".to_string())
+            }
+        };
         let registry = parsed.resolve_registry().to_string();
         let client = Client::new(ClientConfig {
             protocol: if options.plain_http {

@@ -454,77 +454,107 @@ pub fn validate_command(command: &[String]) -> Result<(), String> {
     }
 }
 
-/// Normalises a container image reference the way Docker does: `nginx` becomes
-/// `docker.io/library/nginx:latest`, `postgres:16` becomes `docker.io/library/postgres:16`,
-/// `ghcr.io/o/r` becomes `ghcr.io/o/r:latest`; a digest (`name@sha256:…`) is kept and then no
-/// tag is added.
+/// A container image reference in its parts, read the way Docker reads one: the one grammar
+/// of image references in Ward, which both the spec and the registry client go by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageReference {
+    /// `docker.io` for Docker Hub (`index.docker.io` is read as that).
+    pub registry: String,
+    /// With `library/` for Docker Hub's official images.
+    pub repository: String,
+    /// `latest` when the reference has neither a tag nor a digest.
+    pub tag: Option<String>,
+    /// `sha256:…` or `sha512:…`.
+    pub digest: Option<String>,
+}
+
+impl ImageReference {
+    /// Reads `nginx` as `docker.io/library/nginx:latest`, `postgres:16` as
+    /// `docker.io/library/postgres:16`, `ghcr.io/o/r` as `ghcr.io/o/r:latest`; a digest
+    /// (`name@sha256:…`) is kept and then no tag is added.
+    pub fn parse(reference: &str) -> Result<ImageReference, String> {
+        let invalid = |reason: &str| format!("invalid image {reference:?}: {reason}");
+        if reference.is_empty() {
+            return Err(invalid(
+                "the image is empty: give an image reference, like nginx:1.27",
+            ));
+        }
+        let (name_and_tag, digest) = match reference.split_once('@') {
+            Some((name_and_tag, digest)) => {
+                validate_digest(digest).map_err(|reason| invalid(&reason))?;
+                (name_and_tag, Some(digest))
+            }
+            None => (reference, None),
+        };
+        let last_slash = name_and_tag.rfind('/').map_or(0, |index| index + 1);
+        let (name, tag) = match name_and_tag[last_slash..].rfind(':') {
+            Some(colon) => {
+                let split_at = last_slash + colon;
+                (
+                    &name_and_tag[..split_at],
+                    Some(&name_and_tag[split_at + 1..]),
+                )
+            }
+            None => (name_and_tag, None),
+        };
+        if let Some(tag) = tag {
+            validate_tag(tag).map_err(|reason| invalid(&reason))?;
+        }
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                validate_registry(first).map_err(|reason| invalid(&reason))?;
+                let registry = if first == "index.docker.io" {
+                    "docker.io"
+                } else {
+                    first
+                };
+                (registry, rest.to_string())
+            }
+            _ => ("docker.io", name.to_string()),
+        };
+        let repository = if registry == "docker.io" && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
+        for component in repository.split('/') {
+            validate_repository_component(component).map_err(|reason| invalid(&reason))?;
+        }
+        if registry.len() + 1 + repository.len() > 255 {
+            return Err(invalid("the name is longer than 255 characters"));
+        }
+        let tag = match (tag, digest) {
+            (Some(tag), _) => Some(tag.to_string()),
+            (None, None) => Some("latest".to_string()),
+            (None, Some(_)) => None,
+        };
+        Ok(ImageReference {
+            registry: registry.to_string(),
+            repository,
+            tag,
+            digest: digest.map(str::to_string),
+        })
+    }
+}
+
+impl std::fmt::Display for ImageReference {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}/{}", self.registry, self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(formatter, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(formatter, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Normalises a container image reference the way Docker does (see [`ImageReference::parse`]).
 pub fn normalize_image(reference: &str) -> Result<String, String> {
-    let invalid = |reason: &str| format!("invalid image {reference:?}: {reason}");
-    if reference.is_empty() {
-        return Err(invalid(
-            "the image is empty: give an image reference, like nginx:1.27",
-        ));
-    }
-    let (name_and_tag, digest) = match reference.split_once('@') {
-        Some((name_and_tag, digest)) => {
-            validate_digest(digest).map_err(|reason| invalid(&reason))?;
-            (name_and_tag, Some(digest))
-        }
-        None => (reference, None),
-    };
-    let last_slash = name_and_tag.rfind('/').map_or(0, |index| index + 1);
-    let (name, tag) = match name_and_tag[last_slash..].rfind(':') {
-        Some(colon) => {
-            let split_at = last_slash + colon;
-            (
-                &name_and_tag[..split_at],
-                Some(&name_and_tag[split_at + 1..]),
-            )
-        }
-        None => (name_and_tag, None),
-    };
-    if let Some(tag) = tag {
-        validate_tag(tag).map_err(|reason| invalid(&reason))?;
-    }
-    let (registry, repository) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            validate_registry(first).map_err(|reason| invalid(&reason))?;
-            let registry = if first == "index.docker.io" {
-                "docker.io"
-            } else {
-                first
-            };
-            (registry, rest.to_string())
-        }
-        _ => ("docker.io", name.to_string()),
-    };
-    let repository = if registry == "docker.io" && !repository.contains('/') {
-        format!("library/{repository}")
-    } else {
-        repository
-    };
-    for component in repository.split('/') {
-        validate_repository_component(component).map_err(|reason| invalid(&reason))?;
-    }
-    let mut normalized = format!("{registry}/{repository}");
-    if normalized.len() > 255 {
-        return Err(invalid("the name is longer than 255 characters"));
-    }
-    match (tag, digest) {
-        (Some(tag), _) => {
-            normalized.push(':');
-            normalized.push_str(tag);
-        }
-        (None, None) => normalized.push_str(":latest"),
-        (None, Some(_)) => {}
-    }
-    if let Some(digest) = digest {
-        normalized.push('@');
-        normalized.push_str(digest);
-    }
-    Ok(normalized)
+    ImageReference::parse(reference).map(|parsed| parsed.to_string())
 }
 
 fn validate_digest(digest: &str) -> Result<(), String> {
@@ -618,5 +648,36 @@ fn validate_repository_component(component: &str) -> Result<(), String> {
             "invalid repository name {component:?}: use lower-case letters, digits, ., _ and -, \
              starting and ending with a letter or digit"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ImageReference;
+
+    #[test]
+    fn an_image_reference_reads_into_its_parts_and_back() {
+        let parts = |reference: &str| ImageReference::parse(reference).expect("valid");
+        let busybox = parts("busybox");
+        assert_eq!(
+            (busybox.registry.as_str(), busybox.repository.as_str()),
+            ("docker.io", "library/busybox")
+        );
+        assert_eq!(busybox.tag.as_deref(), Some("latest"));
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let pinned = parts(&format!("127.0.0.1:5000/team/app@{digest}"));
+        assert_eq!(pinned.registry, "127.0.0.1:5000");
+        assert_eq!(
+            (pinned.tag, pinned.digest.as_deref()),
+            (None, Some(digest.as_str()))
+        );
+        for reference in [
+            "docker.io/library/nginx:1.27".to_string(),
+            format!("ghcr.io/o/r:1@{digest}"),
+            "localhost/app:dev".to_string(),
+        ] {
+            assert_eq!(parts(&reference).to_string(), reference);
+        }
+        assert!(ImageReference::parse("Upper/Case").is_err());
     }
 }
