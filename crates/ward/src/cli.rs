@@ -702,6 +702,7 @@ const COMPOSE_EXAMPLES: &str = "\
 Examples:
   ward compose up                      # compose.yaml here; each service after its depends_on
   ward compose -f stack.yaml up --no-wait
+  ward compose ps                      # its workloads; ward compose logs -f for their output
   ward compose down -v                 # and the named volumes the file declares
   ward apply -f compose.yaml           # the same as up
 
@@ -711,8 +712,9 @@ services reach each other by name. Keys Ward does not read are refused by name."
 #[derive(Debug, Args)]
 pub struct ComposeArgs {
     /// The Compose file [default: compose.yaml, compose.yml, docker-compose.yaml or
-    /// docker-compose.yml here]
-    #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
+    /// docker-compose.yml here]; also after the subcommand (--file after logs, whose -f
+    /// follows)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
     /// Project name [default: the file's name:, else $COMPOSE_PROJECT_NAME, else its directory]
@@ -724,6 +726,28 @@ pub struct ComposeArgs {
 
     #[command(flatten)]
     pub client_options: ClientOptions,
+}
+
+/// `-f FILE` after a Compose subcommand.
+#[derive(Debug, Default, Args)]
+pub struct ComposeFile {
+    /// The Compose file [default: compose.yaml, compose.yml, docker-compose.yaml or
+    /// docker-compose.yml here]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+impl ComposeArgs {
+    /// The files named before the subcommand and after it.
+    pub fn all_files(&self) -> Vec<PathBuf> {
+        let after = match &self.command {
+            ComposeCommand::Up { file, .. }
+            | ComposeCommand::Ps { file }
+            | ComposeCommand::Down { file, .. } => file.files.as_slice(),
+            ComposeCommand::Logs { files, .. } => files.as_slice(),
+        };
+        self.files.iter().chain(after).cloned().collect()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -742,14 +766,36 @@ pub enum ComposeCommand {
         /// Show what would change without changing anything
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        file: ComposeFile,
     },
     /// List the project's workloads, stopped ones included
-    Ps,
+    Ps {
+        #[command(flatten)]
+        file: ComposeFile,
+    },
+    /// Show the services' output, each line after its instance's name
+    Logs {
+        /// Keep printing new output as it comes
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines of each instance
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Only these services [default: all]
+        #[arg(value_name = "SERVICE")]
+        services: Vec<String>,
+        /// The Compose file
+        #[arg(long = "file", value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Remove the services' workloads
     Down {
         /// Also remove the named volumes the file declares
         #[arg(short = 'v', long)]
         volumes: bool,
+        #[command(flatten)]
+        file: ComposeFile,
     },
 }
 
@@ -1450,6 +1496,40 @@ fn parse_since_flag(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compose_takes_the_file_before_or_after_its_subcommand_and_logs_f_follows() {
+        let compose = |line: &str| {
+            let words: Vec<OsString> = line.split(' ').map(OsString::from).collect();
+            match parse_words(&words).expect("parses").command {
+                Command::Client(ClientCommand::Compose(arguments)) => arguments.into_inner(),
+                _ => panic!("expected compose"),
+            }
+        };
+        let files = |line: &str| compose(line).all_files();
+        assert_eq!(
+            files("ward compose -f a.yaml up"),
+            [PathBuf::from("a.yaml")]
+        );
+        assert_eq!(
+            files("ward compose up -f b.yaml -d"),
+            [PathBuf::from("b.yaml")]
+        );
+        assert_eq!(
+            files("ward compose down -v -f c.yaml"),
+            [PathBuf::from("c.yaml")]
+        );
+        assert_eq!(
+            files("ward compose logs --file d.yaml -f web"),
+            [PathBuf::from("d.yaml")]
+        );
+        match compose("ward compose logs -f web").command {
+            ComposeCommand::Logs {
+                follow, services, ..
+            } => assert!(follow && services == ["web"]),
+            _ => panic!("expected logs"),
+        }
+    }
 
     #[test]
     fn command_line_definition_is_consistent() {

@@ -385,7 +385,7 @@ services:
       cache: {{condition: service_healthy}}
   db:
     image: ${{IMAGE}}
-    command: sh -c 'echo 42 rows > /data/rows && exec httpd -f -p 5432 -h /data'
+    command: sh -c 'echo 42 rows > /data/rows && echo db ready && exec httpd -f -p 5432 -h /data'
     volumes: ["data:/data"]
     healthcheck:
       test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:5432/rows"]
@@ -449,6 +449,16 @@ volumes:
         .filter_map(|line| line.split_whitespace().next().map(str::to_string))
         .collect();
     assert_eq!(names, ["cache", "db", "web"], "{}", stdout_of(&listed));
+    let logs = in_directory(&["compose", "logs", "db"]);
+    let said = stdout_of(&logs);
+    assert!(
+        said.lines()
+            .any(|line| line.starts_with("db-0 ") && line.ends_with("| db ready")),
+        "{said} / {}",
+        stderr_of(&logs)
+    );
+    let refused = in_directory(&["compose", "logs", "nosuch"]);
+    assert_one_error_line(&refused, "Compose project shop has no workload for nosuch");
 
     // Up again changes nothing; apply of the same file is the same as up.
     let again = in_directory(&["apply", "-f", "compose.yaml"]);

@@ -28,14 +28,16 @@ pub struct UpOptions {
 }
 
 pub async fn run(context: &Context, arguments: ComposeArgs) -> anyhow::Result<i32> {
-    match arguments.command {
-        ComposeCommand::Up {
+    let files = arguments.all_files();
+    match &arguments.command {
+        &ComposeCommand::Up {
             detach: _,
             no_wait,
             remove_orphans,
             dry_run,
+            ..
         } => {
-            let path = compose_file(&arguments.files)?;
+            let path = compose_file(&files)?;
             let project = read_file(&path, arguments.project_name.as_deref())?;
             let options = UpOptions {
                 wait: !no_wait,
@@ -44,8 +46,8 @@ pub async fn run(context: &Context, arguments: ComposeArgs) -> anyhow::Result<i3
             };
             up(context, &project, options).await
         }
-        ComposeCommand::Down { volumes } => {
-            let project = match (&arguments.project_name, arguments.files.is_empty()) {
+        &ComposeCommand::Down { volumes, .. } => {
+            let project = match (&arguments.project_name, files.is_empty()) {
                 (Some(name), true) if find_default_file().is_none() => {
                     if volumes {
                         bail!(
@@ -55,20 +57,28 @@ pub async fn run(context: &Context, arguments: ComposeArgs) -> anyhow::Result<i3
                     return down_by_name(context, name).await;
                 }
                 _ => {
-                    let path = compose_file(&arguments.files)?;
+                    let path = compose_file(&files)?;
                     read_file(&path, arguments.project_name.as_deref())?
                 }
             };
             down(context, &project, volumes).await
         }
-        ComposeCommand::Ps => {
-            let name = match (&arguments.project_name, arguments.files.is_empty()) {
-                (Some(name), true) => name.clone(),
-                _ => {
-                    let path = compose_file(&arguments.files)?;
-                    read_file(&path, arguments.project_name.as_deref())?.name
-                }
+        ComposeCommand::Logs {
+            follow,
+            tail,
+            services,
+            ..
+        } => {
+            let name = project_name(arguments.project_name.as_deref(), &files)?;
+            let options = ward_client::LogOptions {
+                follow: *follow,
+                tail: *tail,
+                since: None,
             };
+            logs(context, &name, services, &options).await
+        }
+        ComposeCommand::Ps { .. } => {
+            let name = project_name(arguments.project_name.as_deref(), &files)?;
             let filters = vec![crate::cli::PsFilter::Label {
                 key: PROJECT_LABEL.to_string(),
                 value: Some(name),
@@ -82,6 +92,79 @@ pub async fn run(context: &Context, arguments: ComposeArgs) -> anyhow::Result<i3
             crate::commands::ps::run(context, listing).await
         }
     }
+}
+
+/// The Compose project's name: `-p` alone, else from the file.
+fn project_name(given: Option<&str>, files: &[PathBuf]) -> anyhow::Result<String> {
+    match (given, files.is_empty()) {
+        (Some(name), true) => Ok(name.to_string()),
+        _ => {
+            let path = compose_file(files)?;
+            Ok(read_file(&path, given)?.name)
+        }
+    }
+}
+
+/// The output of the project's workloads (of `services` only, when given), merged as it
+/// comes, each line after its instance's name as `docker compose logs` shows it.
+async fn logs(
+    context: &Context,
+    project: &str,
+    services: &[String],
+    options: &ward_client::LogOptions,
+) -> anyhow::Result<i32> {
+    use futures_util::StreamExt;
+    use std::io::Write;
+    let workloads: Vec<WorkloadDocument> = context
+        .client
+        .list_workloads(true)
+        .await?
+        .into_iter()
+        .filter(|workload| compose_project_of(workload) == Some(project))
+        .filter(|workload| {
+            services.is_empty()
+                || workload
+                    .spec
+                    .get("labels")
+                    .and_then(|labels| labels.get(crate::compose::SERVICE_LABEL))
+                    .and_then(|service| service.as_str())
+                    .is_some_and(|service| services.iter().any(|wanted| wanted == service))
+        })
+        .collect();
+    if workloads.is_empty() {
+        bail!(
+            "Compose project {project} has no workload{}; see 'ward compose ps'",
+            if services.is_empty() {
+                String::new()
+            } else {
+                format!(" for {}", services.join(", "))
+            }
+        );
+    }
+    let width = workloads
+        .iter()
+        .map(|workload| workload.name().len() + 2)
+        .max()
+        .unwrap_or(0);
+    let mut streams = Vec::with_capacity(workloads.len());
+    for workload in &workloads {
+        streams.push(Box::pin(
+            context.client.logs(workload.name(), options).await?,
+        ));
+    }
+    let mut merged = futures_util::stream::select_all(streams);
+    while let Some(entry) = merged.next().await {
+        let entry = entry?;
+        let line = format!("{:<width$} | {}\n", entry.instance, entry.line);
+        if entry.stream == "stderr" {
+            let mut stderr = std::io::stderr().lock();
+            stderr.write_all(line.as_bytes())?;
+            stderr.flush()?;
+        } else {
+            output::print_text(&line)?;
+        }
+    }
+    Ok(0)
 }
 
 /// The Compose file: the one `-f` names, else the first of Compose's default names here.
