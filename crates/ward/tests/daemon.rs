@@ -106,6 +106,15 @@ fn an_unknown_project_is_named_with_how_to_create_it() {
 }
 
 /// Running workloads needs the sandbox (namespaces, cgroups), which needs root.
+/// `ward run --name NAME --network none OPTIONS... -- COMMAND...`, which must succeed.
+fn run_sandboxed(daemon: &Daemon, name: &str, options: &[&str], command: &[&str]) -> String {
+    let mut arguments = vec!["run", "--name", name, "--network", "none"];
+    arguments.extend_from_slice(options);
+    arguments.push("--");
+    arguments.extend_from_slice(command);
+    assert_success(&daemon.ward(&arguments))
+}
+
 fn can_run_workloads() -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
@@ -308,16 +317,7 @@ fn exec_takes_docker_s_env_user_and_workdir_flags() {
         return;
     }
     let daemon = Daemon::start();
-    assert_success(&daemon.ward(&[
-        "run",
-        "--name",
-        "box",
-        "--network",
-        "none",
-        "--",
-        "sleep",
-        "600",
-    ]));
+    run_sandboxed(&daemon, "box", &[], &["sleep", "600"]);
     let output = assert_success(&daemon.ward(&[
         "exec",
         "-e",
@@ -349,36 +349,22 @@ fn followed_logs_end_with_the_workload_and_tail_counts_per_instance() {
         return;
     }
     let daemon = Daemon::start();
-    assert_success(&daemon.ward(&[
-        "run",
-        "--name",
+    run_sandboxed(
+        &daemon,
         "brief",
-        "--network",
-        "none",
-        "--restart",
-        "never",
-        "--",
-        "sh",
-        "-c",
-        "echo one; sleep 1; echo two",
-    ]));
+        &["--restart", "never"],
+        &["sh", "-c", "echo one; sleep 1; echo two"],
+    );
     let started = std::time::Instant::now();
     let followed = assert_success(&daemon.ward(&["logs", "-f", "brief"]));
     assert_eq!(followed, "one\ntwo\n");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    assert_success(&daemon.ward(&[
-        "run",
-        "--name",
+    run_sandboxed(
+        &daemon,
         "pair",
-        "--network",
-        "none",
-        "--replicas",
-        "2",
-        "--",
-        "sh",
-        "-c",
-        "echo first; echo last; exec sleep 600",
-    ]));
+        &["--replicas", "2"],
+        &["sh", "-c", "echo first; echo last; exec sleep 600"],
+    );
     let tail = daemon.wait_for(
         "both replicas' output",
         std::time::Duration::from_secs(10),
@@ -828,16 +814,7 @@ fn bash_completion_offers_workload_names() {
     }
     let daemon = Daemon::start();
     for name in ["web", "worker"] {
-        assert_success(&daemon.ward(&[
-            "run",
-            "--name",
-            name,
-            "--network",
-            "none",
-            "--",
-            "sleep",
-            "600",
-        ]));
+        run_sandboxed(&daemon, name, &[], &["sleep", "600"]);
     }
     let script = assert_success(&daemon.ward(&["completion", "bash"]));
     let directory = tempfile::tempdir().expect("script directory");

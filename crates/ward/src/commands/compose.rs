@@ -114,7 +114,6 @@ async fn logs(
     options: &ward_client::LogOptions,
 ) -> anyhow::Result<i32> {
     use futures_util::StreamExt;
-    use std::io::Write;
     let workloads: Vec<WorkloadDocument> = context
         .client
         .list_workloads(true)
@@ -154,15 +153,7 @@ async fn logs(
     }
     let mut merged = futures_util::stream::select_all(streams);
     while let Some(entry) = merged.next().await {
-        let entry = entry?;
-        let line = format!("{:<width$} | {}\n", entry.instance, entry.line);
-        if entry.stream == "stderr" {
-            let mut stderr = std::io::stderr().lock();
-            stderr.write_all(line.as_bytes())?;
-            stderr.flush()?;
-        } else {
-            output::print_text(&line)?;
-        }
+        crate::commands::logs::print_entry(&entry?, Some(width), false)?;
     }
     Ok(0)
 }
@@ -316,26 +307,30 @@ pub async fn up(
     Ok(0)
 }
 
-/// Removes the project's workloads, dependents first, and with `volumes` the named volumes
-/// the file owns.
+/// Removes the project's workloads, dependents first (then those the file no longer
+/// names), and with `volumes` the named volumes the file owns.
 pub async fn down(
     context: &Context,
     project: &ComposeProject,
     volumes: bool,
 ) -> anyhow::Result<i32> {
-    let existing = context.client.list_workloads(true).await?;
-    for service in project.services.iter().rev() {
-        let name = workload_name(service);
-        let ours = existing.iter().any(|workload| {
-            workload.name() == name && compose_project_of(workload) == Some(project.name.as_str())
-        });
-        if ours {
-            context.client.delete_workload(name, true).await?;
-            output::print_line(&format!("{name} removed"))?;
-        }
-    }
-    // Workloads the project had that the file no longer names.
-    down_by_name(context, &project.name).await?;
+    let mut ours: Vec<WorkloadDocument> = context
+        .client
+        .list_workloads(true)
+        .await?
+        .into_iter()
+        .filter(|workload| compose_project_of(workload) == Some(project.name.as_str()))
+        .collect();
+    let order = |workload: &WorkloadDocument| {
+        project
+            .services
+            .iter()
+            .rev()
+            .position(|service| workload_name(service) == workload.name())
+            .unwrap_or(usize::MAX)
+    };
+    ours.sort_by_key(|workload| order(workload));
+    remove_all(context, &ours).await?;
     if volumes {
         for volume in &project.volumes {
             match context.client.remove_volume(volume).await {
@@ -350,18 +345,26 @@ pub async fn down(
 
 /// Removes every workload labelled with Compose project `name`.
 async fn down_by_name(context: &Context, name: &str) -> anyhow::Result<i32> {
-    let existing = context.client.list_workloads(true).await?;
-    for workload in existing
-        .iter()
+    let ours: Vec<WorkloadDocument> = context
+        .client
+        .list_workloads(true)
+        .await?
+        .into_iter()
         .filter(|workload| compose_project_of(workload) == Some(name))
-    {
+        .collect();
+    remove_all(context, &ours).await?;
+    Ok(0)
+}
+
+async fn remove_all(context: &Context, workloads: &[WorkloadDocument]) -> anyhow::Result<()> {
+    for workload in workloads {
         context
             .client
             .delete_workload(workload.name(), true)
             .await?;
         output::print_line(&format!("{} removed", workload.name()))?;
     }
-    Ok(0)
+    Ok(())
 }
 
 fn workload_name(service: &compose::Service) -> &str {

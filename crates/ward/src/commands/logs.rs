@@ -62,14 +62,24 @@ pub async fn print_logs(
             output::print_json_line(&entry)?;
             continue;
         }
-        let line = render_log_line(&entry, prefix_width, timestamps);
-        if entry.stream == "stderr" {
-            let mut stderr = std::io::stderr().lock();
-            stderr.write_all(line.as_bytes())?;
-            stderr.flush()?;
-        } else {
-            output::print_text(&line)?;
-        }
+        print_entry(&entry, prefix_width, timestamps)?;
+    }
+    Ok(())
+}
+
+/// Prints one log line as people read it: stdout lines to stdout, stderr lines to stderr.
+pub fn print_entry(
+    entry: &LogEntry,
+    prefix_width: Option<usize>,
+    timestamps: bool,
+) -> anyhow::Result<()> {
+    let line = render_log_line(entry, prefix_width, timestamps);
+    if entry.stream == "stderr" {
+        let mut stderr = std::io::stderr().lock();
+        stderr.write_all(line.as_bytes())?;
+        stderr.flush()?;
+    } else {
+        output::print_text(&line)?;
     }
     Ok(())
 }
