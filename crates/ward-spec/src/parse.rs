@@ -161,7 +161,7 @@ pub fn parse_value(value: Value) -> Result<WorkloadSpec, SpecError> {
 }
 
 enum RawDocument {
-    Yaml(serde_yaml::Value),
+    Yaml(serde_norway::Value),
     Json(Value),
 }
 
@@ -179,17 +179,17 @@ fn read_documents(text: &str) -> Result<Vec<RawDocument>, SpecError> {
 
 fn read_yaml_documents(text: &str) -> Result<Vec<RawDocument>, SpecError> {
     let mut documents = Vec::new();
-    for deserializer in serde_yaml::Deserializer::from_str(text) {
+    for deserializer in serde_norway::Deserializer::from_str(text) {
         // The iterator repeats a failure forever, so stop at the first one.
-        let mut value = serde_yaml::Value::deserialize(deserializer)
+        let mut value = serde_norway::Value::deserialize(deserializer)
             .map_err(|error| yaml_syntax_error(&error))?;
         value
             .apply_merge()
             .map_err(|error| yaml_syntax_error(&error))?;
         match value {
-            serde_yaml::Value::Null => {}
+            serde_norway::Value::Null => {}
             // A list of workloads, like a JSON array: each element counts as one document.
-            serde_yaml::Value::Sequence(elements) => {
+            serde_norway::Value::Sequence(elements) => {
                 documents.extend(elements.into_iter().map(RawDocument::Yaml))
             }
             value => documents.push(RawDocument::Yaml(value)),
@@ -198,7 +198,7 @@ fn read_yaml_documents(text: &str) -> Result<Vec<RawDocument>, SpecError> {
     Ok(documents)
 }
 
-fn yaml_syntax_error(error: &serde_yaml::Error) -> SpecError {
+fn yaml_syntax_error(error: &serde_norway::Error) -> SpecError {
     let reason = without_locations(&error.to_string());
     match error.location() {
         Some(location) => SpecError::whole_file(format!(
@@ -247,11 +247,11 @@ fn without_locations(message: &str) -> String {
     one_line.trim_end_matches('.').to_string()
 }
 
-fn yaml_to_json(value: serde_yaml::Value, path: &str) -> Result<Value, SpecError> {
+fn yaml_to_json(value: serde_norway::Value, path: &str) -> Result<Value, SpecError> {
     Ok(match value {
-        serde_yaml::Value::Null => Value::Null,
-        serde_yaml::Value::Bool(boolean) => Value::Bool(boolean),
-        serde_yaml::Value::Number(number) => {
+        serde_norway::Value::Null => Value::Null,
+        serde_norway::Value::Bool(boolean) => Value::Bool(boolean),
+        serde_norway::Value::Number(number) => {
             if let Some(unsigned) = number.as_u64() {
                 Value::from(unsigned)
             } else if let Some(signed) = number.as_i64() {
@@ -269,20 +269,20 @@ fn yaml_to_json(value: serde_yaml::Value, path: &str) -> Result<Value, SpecError
                 }
             }
         }
-        serde_yaml::Value::String(string) => Value::String(string),
-        serde_yaml::Value::Sequence(elements) => Value::Array(
+        serde_norway::Value::String(string) => Value::String(string),
+        serde_norway::Value::Sequence(elements) => Value::Array(
             elements
                 .into_iter()
                 .enumerate()
                 .map(|(index, element)| yaml_to_json(element, &index_path(path, index)))
                 .collect::<Result<_, _>>()?,
         ),
-        serde_yaml::Value::Mapping(mapping) => {
+        serde_norway::Value::Mapping(mapping) => {
             let mut object = Map::new();
             for (key, element) in mapping {
                 let key = match key {
-                    serde_yaml::Value::String(key) => key,
-                    serde_yaml::Value::Number(number) => {
+                    serde_norway::Value::String(key) => key,
+                    serde_norway::Value::Number(number) => {
                         return Err(SpecError::new(
                             path,
                             format!(
@@ -290,7 +290,7 @@ fn yaml_to_json(value: serde_yaml::Value, path: &str) -> Result<Value, SpecError
                             ),
                         ))
                     }
-                    serde_yaml::Value::Bool(boolean) => {
+                    serde_norway::Value::Bool(boolean) => {
                         return Err(SpecError::new(
                             path,
                             format!(
@@ -305,7 +305,7 @@ fn yaml_to_json(value: serde_yaml::Value, path: &str) -> Result<Value, SpecError
             }
             Value::Object(object)
         }
-        serde_yaml::Value::Tagged(tagged) => {
+        serde_norway::Value::Tagged(tagged) => {
             return Err(SpecError::new(
                 path,
                 format!("tags like {} are not supported in specs", tagged.tag),

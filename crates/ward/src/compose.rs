@@ -128,11 +128,11 @@ pub struct Source<'a> {
 /// Whether a YAML or JSON text is a Compose file rather than Ward specs: one document with a
 /// `services` mapping.
 pub fn is_compose(text: &str) -> bool {
-    let mut documents = serde_yaml::Deserializer::from_str(text);
+    let mut documents = serde_norway::Deserializer::from_str(text);
     let Some(first) = documents.next() else {
         return false;
     };
-    let Ok(value) = <serde_yaml::Value as serde::Deserialize>::deserialize(first) else {
+    let Ok(value) = <serde_norway::Value as serde::Deserialize>::deserialize(first) else {
         return false;
     };
     documents.next().is_none()
@@ -152,8 +152,8 @@ pub fn read(source: &Source<'_>) -> anyhow::Result<ComposeProject> {
     let dotenv = read_env_file(&directory.join(".env"), false)?;
     let lookup =
         |key: &str| (source.environment)(key).or_else(|| dotenv.get(key).cloned().flatten());
-    let mut yaml: serde_yaml::Value =
-        serde_yaml::from_str(source.text).context("the file is not valid YAML")?;
+    let mut yaml: serde_norway::Value =
+        serde_norway::from_str(source.text).context("the file is not valid YAML")?;
     yaml.apply_merge()
         .context("a YAML merge key (<<) cannot be applied")?;
     let mut document = serde_json::to_value(yaml).context("the file has keys that are not text")?;

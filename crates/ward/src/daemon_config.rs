@@ -112,7 +112,7 @@ impl DaemonConfig {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
-                serde_yaml::from_str::<Option<ConfigFile>>(&text)
+                serde_norway::from_str::<Option<ConfigFile>>(&text)
                     .with_context(|| {
                         format!(
                             "config file {}: fix the YAML or the key names",

@@ -168,8 +168,8 @@ fn raw_documents(text: &str) -> Option<Vec<Value>> {
         }
     }
     let mut documents = Vec::new();
-    for deserializer in serde_yaml::Deserializer::from_str(text) {
-        let mut value: serde_yaml::Value = serde::Deserialize::deserialize(deserializer).ok()?;
+    for deserializer in serde_norway::Deserializer::from_str(text) {
+        let mut value: serde_norway::Value = serde::Deserialize::deserialize(deserializer).ok()?;
         value.apply_merge().ok()?;
         if !value.is_null() {
             documents.push(serde_json::to_value(value).ok()?);
