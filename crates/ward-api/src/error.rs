@@ -114,6 +114,10 @@ impl ApiError {
         self.message = format!("{prefix}{}", self.message);
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// The body this error is answered with, for streams that report errors in-line.
     pub fn detail(&self) -> ErrorDetail {
         ErrorDetail {

@@ -82,6 +82,7 @@ pub async fn list(
         (status = 400, description = "bad reference, registry error or unusable image")))]
 pub async fn pull(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Query(query): Query<ProjectQuery>,
     headers: HeaderMap,
     JsonBody(request): JsonBody<PullRequest>,
@@ -94,27 +95,49 @@ pub async fn pull(
     if !streamed {
         let view = state
             .images
-            .pull(&project, &request.reference, request.plain_http, &|_| {})
+            .pull(
+                &project,
+                &request.reference,
+                request.plain_http,
+                &|_| {},
+                Some(&admission),
+            )
             .await?;
         return Ok(Json(image_document(&view)).into_response());
     }
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<PullEvent>();
+    // The answer begins before the pull ends: the pull records its own audit entry.
+    admission.defer_audit();
     let images = state.images.clone();
+    let supervisor = state.supervisor.clone();
     let task = tokio::spawn(async move {
         let progress_sender = sender.clone();
         let report = move |progress: PullProgress| {
             let _ = progress_sender.send(pull_event(progress));
         };
         let last = match images
-            .pull(&project, &request.reference, request.plain_http, &report)
+            .pull(
+                &project,
+                &request.reference,
+                request.plain_http,
+                &report,
+                Some(&admission),
+            )
             .await
         {
             Ok(view) => PullEvent::Done {
                 image: image_document(&view),
             },
-            Err(error) => PullEvent::Error {
-                error: ApiError::from(error).detail(),
-            },
+            Err(error) => {
+                let error = ApiError::from(error);
+                let detail = error.detail();
+                supervisor.gate().finish_deferred(
+                    &admission,
+                    error.status().as_u16(),
+                    &detail.message,
+                );
+                PullEvent::Error { error: detail }
+            }
         };
         let _ = sender.send(last);
     });
@@ -234,6 +257,7 @@ impl std::io::Write for ChannelWriter {
     responses((status = 200, body = RegistryLogin), (status = 400, description = "the registry refused the credentials or could not be reached")))]
 pub async fn login(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Query(query): Query<ProjectQuery>,
     JsonBody(request): JsonBody<LoginRequest>,
 ) -> Result<Json<RegistryLogin>, ApiError> {
@@ -246,6 +270,7 @@ pub async fn login(
             &request.username,
             &request.password,
             request.plain_http,
+            Some(&admission),
         )
         .await?;
     Ok(Json(RegistryLogin {
@@ -274,6 +299,7 @@ pub async fn logins(
     responses((status = 200, body = RegistryLogin), (status = 404, description = "not logged in to that registry")))]
 pub async fn logout(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Path(registry): Path<String>,
     Query(query): Query<ProjectQuery>,
 ) -> Result<Json<RegistryLogin>, ApiError> {
@@ -285,7 +311,9 @@ pub async fn logout(
         .find(|(known, _)| canonical_registry(&registry).is_some_and(|wanted| &wanted == known))
         .map(|(_, username)| username)
         .unwrap_or_default();
-    let registry = state.images.logout(&project, &registry)?;
+    let registry = state
+        .images
+        .logout(&project, &registry, Some(&admission))?;
     Ok(Json(RegistryLogin { registry, username }))
 }
 
@@ -302,6 +330,7 @@ pub struct ImportQuery {
     responses((status = 200, body = ImageList), (status = 400, description = "not an image archive, or a corrupt one")))]
 pub async fn import(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Query(query): Query<ImportQuery>,
     body: Body,
 ) -> Result<Json<ImageList>, ApiError> {
@@ -338,7 +367,12 @@ pub async fn import(
         .map_err(|error| ApiError::internal(&error))?;
     let views = state
         .images
-        .import(&project, upload.path().to_path_buf(), query.name)
+        .import(
+            &project,
+            upload.path().to_path_buf(),
+            query.name,
+            Some(&admission),
+        )
         .await?;
     Ok(Json(ImageList {
         images: views.iter().map(image_document).collect(),

@@ -377,33 +377,46 @@ impl Store {
         record: &ImageRecord,
         audit: Option<&NewAuditEntry>,
     ) -> Result<(), StoreError> {
-        let operation = format!("record image {}", record.reference);
+        self.put_images(std::slice::from_ref(record), audit)
+    }
+
+    /// Names images (a name already taken moves to the new image), one transaction with the
+    /// call's audit entry.
+    pub fn put_images(
+        &self,
+        records: &[ImageRecord],
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<(), StoreError> {
+        let names: Vec<&str> = records.iter().map(|record| record.reference.as_str()).collect();
+        let operation = format!("record image {}", names.join(", "));
         self.write_audited(&operation, audit, |transaction| {
-            transaction
-                .execute(
-                    "INSERT INTO images (project, reference, manifest_digest, config_digest, size,
-                                         platform, source, created_at_ms, updated_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT (project, reference) DO UPDATE SET
-                         manifest_digest = excluded.manifest_digest,
-                         config_digest = excluded.config_digest,
-                         size = excluded.size,
-                         platform = excluded.platform,
-                         source = excluded.source,
-                         updated_at_ms = excluded.updated_at_ms",
-                    params![
-                        record.project,
-                        record.reference,
-                        record.manifest_digest,
-                        record.config_digest,
-                        record.size,
-                        record.platform,
-                        record.source,
-                        record.created_at_ms,
-                        record.updated_at_ms
-                    ],
-                )
-                .map_err(sqlite_error(&operation))?;
+            for record in records {
+                transaction
+                    .execute(
+                        "INSERT INTO images (project, reference, manifest_digest, config_digest, size,
+                                             platform, source, created_at_ms, updated_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         ON CONFLICT (project, reference) DO UPDATE SET
+                             manifest_digest = excluded.manifest_digest,
+                             config_digest = excluded.config_digest,
+                             size = excluded.size,
+                             platform = excluded.platform,
+                             source = excluded.source,
+                             updated_at_ms = excluded.updated_at_ms",
+                        params![
+                            record.project,
+                            record.reference,
+                            record.manifest_digest,
+                            record.config_digest,
+                            record.size,
+                            record.platform,
+                            record.source,
+                            record.created_at_ms,
+                            record.updated_at_ms
+                        ],
+                    )
+                    .map_err(sqlite_error(&operation))?;
+            }
             Ok(())
         })
     }

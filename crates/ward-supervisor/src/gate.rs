@@ -65,6 +65,8 @@ struct AdmissionInner {
     target: String,
     /// Whether the audit entry of this call has been written.
     recorded: AtomicBool,
+    /// Whether the handler records the entry itself (see [`Admission::defer_audit`]).
+    deferred: AtomicBool,
 }
 
 impl Admission {
@@ -118,6 +120,13 @@ impl Admission {
         Some(self.entry(status, "ok".to_string()))
     }
 
+    /// Leaves the call's audit entry to its handler, for a call that goes on after its answer
+    /// has begun (a streamed pull): [`Gate::finish`] then does nothing, and the handler ends
+    /// with [`Gate::finish_deferred`].
+    pub fn defer_audit(&self) {
+        self.inner.deferred.store(true, Ordering::SeqCst);
+    }
+
     /// Takes back the mark of [`Admission::success_entry`] after its transaction failed.
     pub(crate) fn unrecord(&self) {
         self.inner.recorded.store(false, Ordering::SeqCst);
@@ -155,6 +164,27 @@ pub fn audited<T, E>(
         }
     }
     written
+}
+
+/// Runs `change`, a change outside the database (files, a registry login), after writing
+/// `admission`'s audit entry: no such change is ever left without its entry. If the change
+/// then fails, the entry is handed back to [`Gate::finish`], which records the failure as a
+/// second entry; a crash in between leaves an entry for a change that may not have happened,
+/// never the reverse.
+pub fn audited_ahead<T, E: From<ward_store::StoreError>>(
+    store: &Store,
+    admission: Option<&Admission>,
+    change: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let Some(admission) = admission else {
+        return change();
+    };
+    if let Some(entry) = admission.success_entry(200) {
+        store
+            .append_audit(&entry)
+            .inspect_err(|_| admission.unrecord())?;
+    }
+    change().inspect_err(|_| admission.unrecord())
 }
 
 /// Why a call was not admitted.
@@ -224,6 +254,7 @@ impl Gate {
                 project: scoped,
                 target: target.to_string(),
                 recorded: AtomicBool::new(false),
+                deferred: AtomicBool::new(false),
             }),
         };
         let checked = checked.and_then(|_| match policy.access {
@@ -246,6 +277,14 @@ impl Gate {
     /// a failure, or a change outside the database. Does nothing for unaudited operations or
     /// a call already recorded.
     pub fn finish(&self, admission: &Admission, status: u16, outcome: &str) {
+        if admission.inner.deferred.load(Ordering::SeqCst) {
+            return;
+        }
+        self.finish_deferred(admission, status, outcome);
+    }
+
+    /// [`Gate::finish`] for a call whose handler took its audit entry over.
+    pub fn finish_deferred(&self, admission: &Admission, status: u16, outcome: &str) {
         if admission.operation().policy().audit != Audit::Each
             || admission.inner.recorded.swap(true, Ordering::SeqCst)
         {

@@ -16,6 +16,8 @@ use ward_image::Digest;
 use ward_runtime::ImageResolver;
 use ward_store::{ImageRecord, Store};
 
+use crate::gate::Admission;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("{0}")]
@@ -166,13 +168,15 @@ impl ImageService {
         ward_spec::units::normalize_image(reference).map_err(ImageError::Invalid)
     }
 
-    /// Pulls `reference` into `project` and names it there.
+    /// Pulls `reference` into `project` and names it there, in one transaction with the
+    /// call's audit entry (blobs go first; a blob no name needs is pruned).
     pub async fn pull(
         &self,
         project: &str,
         reference: &str,
         plain_http: bool,
         progress: &(dyn Fn(PullProgress) + Send + Sync),
+        admission: Option<&Admission>,
     ) -> Result<ImageView, ImageError> {
         let reference = Self::normalize(reference)?;
         let registry = reference.split('/').next().unwrap_or_default().to_string();
@@ -188,16 +192,17 @@ impl ImageService {
         // Unpacked as part of the pull, as `docker pull` does: the first run starts at once,
         // and a layer that does not unpack fails the pull rather than the workload.
         self.unpack(&pulled.manifest_digest).await?;
-        let record = self.record(
+        let record = image_record(
             project,
             &reference,
             &pulled.manifest_digest,
             &pulled.manifest,
             &pulled.config,
             "pull",
-        )?;
+        );
+        let mut records = self.name(project, vec![record], admission)?;
         Ok(ImageView {
-            record,
+            record: records.remove(0),
             manifest: pulled.manifest,
             config: pulled.config,
         })
@@ -211,6 +216,7 @@ impl ImageService {
         project: &str,
         path: PathBuf,
         name: Option<String>,
+        admission: Option<&Admission>,
     ) -> Result<Vec<ImageView>, ImageError> {
         let name = name.map(|name| Self::normalize(&name)).transpose()?;
         let blobs = self.inner.layers.blobs().clone();
@@ -259,7 +265,8 @@ impl ImageService {
         for image in &imported {
             self.unpack(&image.manifest_digest).await?;
         }
-        let mut views = Vec::new();
+        let mut records = Vec::new();
+        let mut images = Vec::new();
         for image in imported {
             let mut names = image.names.clone();
             if let Some(name) = &name {
@@ -272,22 +279,27 @@ impl ImageService {
                 )));
             }
             for reference in names {
-                let record = self.record(
+                records.push(image_record(
                     project,
                     &reference,
                     &image.manifest_digest,
                     &image.manifest,
                     &image.config,
                     "import",
-                )?;
-                views.push(ImageView {
-                    record,
-                    manifest: image.manifest.clone(),
-                    config: image.config.clone(),
-                });
+                ));
+                images.push((image.manifest.clone(), image.config.clone()));
             }
         }
-        Ok(views)
+        let records = self.name(project, records, admission)?;
+        Ok(records
+            .into_iter()
+            .zip(images)
+            .map(|(record, (manifest, config))| ImageView {
+                record,
+                manifest,
+                config,
+            })
+            .collect())
     }
 
     /// Unpacks the layers of a stored image that are not unpacked yet.
@@ -302,36 +314,28 @@ impl ImageService {
         Ok(())
     }
 
-    fn record(
+    /// Stores the names in one transaction with the call's audit entry; returns them as
+    /// stored.
+    fn name(
         &self,
         project: &str,
-        reference: &str,
-        manifest_digest: &Digest,
-        manifest: &Manifest,
-        config: &ImageConfig,
-        source: &str,
-    ) -> Result<ImageRecord, ImageError> {
-        let now = crate::time::to_millis(SystemTime::now());
-        let size =
-            manifest.config.size + manifest.layers.iter().map(|layer| layer.size).sum::<u64>();
-        let record = ImageRecord {
-            project: project.to_string(),
-            reference: reference.to_string(),
-            manifest_digest: manifest_digest.to_string(),
-            config_digest: manifest.config.digest.to_string(),
-            size: i64::try_from(size).unwrap_or(i64::MAX),
-            platform: config.platform().to_string(),
-            source: source.to_string(),
-            created_at_ms: now,
-            updated_at_ms: now,
-        };
+        records: Vec<ImageRecord>,
+        admission: Option<&Admission>,
+    ) -> Result<Vec<ImageRecord>, ImageError> {
         self.inner.store.ensure_project(project, None)?;
-        self.inner.store.put_image(&record, None)?;
-        Ok(self
-            .inner
-            .store
-            .get_image(project, reference)?
-            .unwrap_or(record))
+        crate::gate::audited(admission, 200, |audit| {
+            self.inner.store.put_images(&records, audit)
+        })?;
+        records
+            .into_iter()
+            .map(|record| {
+                Ok(self
+                    .inner
+                    .store
+                    .get_image(project, &record.reference)?
+                    .unwrap_or(record))
+            })
+            .collect()
     }
 
     /// Whether Ward speaks plain HTTP to `registry` without being asked: loopback registries
@@ -354,6 +358,7 @@ impl ImageService {
         username: &str,
         password: &str,
         plain_http: bool,
+        admission: Option<&Admission>,
     ) -> Result<String, ImageError> {
         let registry = credentials::canonical_registry(registry)?;
         if username.is_empty() {
@@ -370,20 +375,40 @@ impl ImageService {
         };
         credentials::check_login(&registry, &login, plain_http || self.plain_http(&registry))
             .await?;
-        self.inner.credentials.set(project, &registry, &login)?;
+        crate::gate::audited_ahead(&self.inner.store, admission, || {
+            Ok::<_, ImageError>(self.inner.credentials.set(project, &registry, &login)?)
+        })?;
         tracing::info!(registry = %registry, project, username, "registry login kept");
         Ok(registry)
     }
 
     /// Forgets the login of `project` for `registry`; returns the canonical name.
-    pub fn logout(&self, project: &str, registry: &str) -> Result<String, ImageError> {
+    pub fn logout(
+        &self,
+        project: &str,
+        registry: &str,
+        admission: Option<&Admission>,
+    ) -> Result<String, ImageError> {
         let registry = credentials::canonical_registry(registry)?;
-        if !self.inner.credentials.remove(project, &registry)? {
-            return Err(ImageError::NotLoggedIn {
-                project: project.to_string(),
-                registry,
-            });
+        let not_logged_in = || ImageError::NotLoggedIn {
+            project: project.to_string(),
+            registry: registry.clone(),
+        };
+        let logged_in = self
+            .inner
+            .credentials
+            .list(project)?
+            .iter()
+            .any(|(known, _)| *known == registry);
+        if !logged_in {
+            return Err(not_logged_in());
         }
+        crate::gate::audited_ahead(&self.inner.store, admission, || {
+            match self.inner.credentials.remove(project, &registry)? {
+                true => Ok(()),
+                false => Err(not_logged_in()),
+            }
+        })?;
         Ok(registry)
     }
 
@@ -484,7 +509,7 @@ impl ImageService {
         reference: &str,
         in_use: &[String],
         force: bool,
-        admission: Option<&crate::gate::Admission>,
+        admission: Option<&Admission>,
     ) -> Result<ImageRecord, ImageError> {
         let record = self.find(project, reference)?;
         if let (Some(workload), false) = (in_use.first(), force) {
@@ -550,7 +575,7 @@ impl ImageResolver for ImageService {
             Some(record) => record.manifest_digest,
             None => {
                 tracing::info!(image = %normalized, project, "pulling image");
-                self.pull(project, &normalized, false, &|_| {})
+                self.pull(project, &normalized, false, &|_| {}, None)
                     .await
                     .map_err(|error| error.to_string())?
                     .record
@@ -560,5 +585,29 @@ impl ImageResolver for ImageService {
         digest
             .parse()
             .map_err(|error: ward_image::digest::DigestError| error.to_string())
+    }
+}
+
+/// The record that names an image `reference` in `project`.
+fn image_record(
+    project: &str,
+    reference: &str,
+    manifest_digest: &Digest,
+    manifest: &Manifest,
+    config: &ImageConfig,
+    source: &str,
+) -> ImageRecord {
+    let now = crate::time::to_millis(SystemTime::now());
+    let size = manifest.config.size + manifest.layers.iter().map(|layer| layer.size).sum::<u64>();
+    ImageRecord {
+        project: project.to_string(),
+        reference: reference.to_string(),
+        manifest_digest: manifest_digest.to_string(),
+        config_digest: manifest.config.digest.to_string(),
+        size: i64::try_from(size).unwrap_or(i64::MAX),
+        platform: config.platform().to_string(),
+        source: source.to_string(),
+        created_at_ms: now,
+        updated_at_ms: now,
     }
 }

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod privileges;
 pub mod quota;
 mod reconcile;
+mod recorder;
 pub mod secrets;
 mod state;
 mod time;
@@ -131,9 +132,9 @@ pub(crate) struct Inner {
     changed: Notify,
     /// What each project's volumes hold, measured off every lock.
     volumes: Arc<volumes::VolumeMeter>,
-    /// Taken before the state lock is released by a change that is written afterwards, so
-    /// that instance records reach the database in the order the state changed.
-    write_order: Mutex<()>,
+    /// Writes instance records and events off the state lock and the async threads, in the
+    /// order the state changed.
+    recorder: recorder::Recorder,
 }
 
 impl Supervisor {
@@ -147,13 +148,13 @@ impl Supervisor {
         let (events, _) = broadcast::channel(4096);
         let inner = Arc::new(Inner {
             gate: Gate::new(store.clone()),
+            recorder: recorder::Recorder::start(store.clone(), events.clone()),
             store,
             driver,
             config,
             state: Mutex::new(State::default()),
             events,
             wake: Notify::new(),
-            write_order: Mutex::new(()),
             changed: Notify::new(),
             volumes: Arc::default(),
         });
@@ -370,12 +371,6 @@ impl Supervisor {
                             if instance.revision == old_revision {
                                 instance.revision = entry.revision;
                                 let instance_key = InstanceKey::new(project, &key.1, *replica);
-                                // In turn with the writes that left the state lock before.
-                                let _order = self
-                                    .inner
-                                    .write_order
-                                    .lock()
-                                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                                 self.inner
                                     .record(Some((&instance_key, instance)), Vec::new());
                             }
@@ -401,7 +396,7 @@ impl Supervisor {
             }
         }
         drop(state);
-        self.inner.broadcast(ids, pending_events, now);
+        recorder::broadcast(&self.inner.events, ids, pending_events, now);
         self.inner.wake.notify_one();
         Ok(outcomes)
     }
@@ -900,6 +895,11 @@ impl Supervisor {
         })
     }
 
+    /// Waits until every state change made so far is in the store.
+    pub async fn flush(&self) {
+        self.inner.recorder.flush().await;
+    }
+
     pub fn shutdown(&self) {
         self.inner.lock().shutting_down = true;
         self.inner.wake.notify_one();
@@ -986,92 +986,39 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Persists the events (with the instance record when given) and broadcasts them.
+    /// Queues the events (with the instance record when given) for the store; they are
+    /// broadcast once stored. Called under the state lock, so writes keep the order of the
+    /// changes.
     pub(crate) fn record(
         &self,
         instance: Option<(&InstanceKey, &InstanceEntry)>,
         pending: Vec<PendingEvent>,
     ) {
-        self.write_record(instance.map(|(key, entry)| entry.to_record(key)), pending);
+        self.recorder
+            .record(instance.map(|(key, entry)| entry.to_record(key)), pending);
     }
 
-    /// [`Inner::record`] for a change made under `state`: the record is taken under the lock
-    /// and written after it is released (other writers wait their turn, readers of the state
-    /// do not wait for the disk).
+    /// [`Inner::record`] for a change made under `state`: queued before the lock is
+    /// released, written after it.
     pub(crate) fn record_releasing(
         &self,
         state: MutexGuard<'_, State>,
         instance: Option<(&InstanceKey, ward_store::InstanceRecord)>,
         pending: Vec<PendingEvent>,
     ) {
-        let order = self
-            .write_order
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.recorder
+            .record(instance.map(|(_, record)| record), pending);
         drop(state);
-        self.write_record(instance.map(|(_, record)| record), pending);
-        drop(order);
     }
 
-    /// Deletes an instance's record after releasing `state`, in turn with the other writes
-    /// (see [`Inner::record_releasing`]).
+    /// Deletes an instance's record, queued before `state` is released.
     pub(crate) fn delete_instance_releasing(
         &self,
         state: MutexGuard<'_, State>,
         key: &InstanceKey,
     ) {
-        let order = self
-            .write_order
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.recorder.delete_instance(key.clone());
         drop(state);
-        if let Err(error) = self
-            .store
-            .delete_instance(&key.project, &key.workload, key.replica)
-        {
-            tracing::error!(%error, instance = %key.instance_name(), "cannot delete instance record");
-        }
-        drop(order);
-    }
-
-    fn write_record(
-        &self,
-        instance: Option<ward_store::InstanceRecord>,
-        pending: Vec<PendingEvent>,
-    ) {
-        let now = SystemTime::now();
-        let store_events: Vec<_> = pending.iter().map(|event| event.to_store(now)).collect();
-        let result = match instance {
-            Some(record) => self.store.put_instance(&record, &store_events),
-            None => self.store.append_events(&store_events),
-        };
-        match result {
-            Ok(ids) => self.broadcast(ids, pending, now),
-            Err(error) => tracing::error!(%error, "cannot record instance state"),
-        }
-    }
-
-    fn broadcast(&self, ids: Vec<i64>, pending: Vec<PendingEvent>, time: SystemTime) {
-        for (id, event) in ids.into_iter().zip(pending) {
-            tracing::info!(
-                project = %event.project,
-                workload = %event.workload,
-                replica = ?event.replica,
-                kind = event.kind.as_str(),
-                "{}",
-                event.message
-            );
-            let _ = self.events.send(Event {
-                id,
-                time,
-                project: event.project,
-                workload: Some(event.workload),
-                replica: event.replica,
-                kind: event.kind.as_str().to_string(),
-                message: event.message,
-                data: event.data,
-            });
-        }
     }
 }
 

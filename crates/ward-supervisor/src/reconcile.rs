@@ -236,22 +236,18 @@ async fn execute(inner: Arc<Inner>, action: Action) {
             // under it is never deleted with the old one's record. The event goes through the
             // one recording path, so its id is the one it was stored under; a crash in between
             // loses only the event, never consistency.
-            let forgotten = inner.store.forget_deleted_workload(&project, &name);
-            {
-                let mut state = inner.lock();
-                let key = (project.clone(), name.clone());
-                let still_forgetting = state.workloads.get(&key).is_some_and(|entry| {
-                    entry.forgetting && entry.desired == DesiredState::Deleted
-                });
-                if still_forgetting {
-                    state.workloads.remove(&key);
-                }
+            let forgotten = inner.recorder.forget(&project, &name, event).await;
+            if let Err(error) = &forgotten {
+                tracing::error!(%error, workload = %name, "cannot delete workload record");
             }
-            match forgotten {
-                Ok(_) => inner.record(None, vec![event]),
-                Err(error) => {
-                    tracing::error!(%error, workload = %name, "cannot delete workload record")
-                }
+            let mut state = inner.lock();
+            let key = (project, name);
+            let still_forgetting = state
+                .workloads
+                .get(&key)
+                .is_some_and(|entry| entry.forgetting && entry.desired == DesiredState::Deleted);
+            if still_forgetting {
+                state.workloads.remove(&key);
             }
         }
     }
@@ -611,8 +607,12 @@ async fn remove_instance(inner: &Arc<Inner>, key: InstanceKey) {
 
 /// Loads every workload from the store and re-attaches to instances an earlier daemon left.
 pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<(), SupervisorError> {
-    let records = inner.store.list_workloads(None)?;
-    let instance_records = inner.store.list_instances(None)?;
+    let store = inner.store.clone();
+    let (records, instance_records) = tokio::task::spawn_blocking(move || {
+        Ok::<_, ward_store::StoreError>((store.list_workloads(None)?, store.list_instances(None)?))
+    })
+    .await
+    .map_err(|_| SupervisorError::ShuttingDown)??;
     let mut adopted = Vec::new();
     let mut exited = Vec::new();
     {
@@ -744,11 +744,7 @@ pub(crate) async fn run_sampler(inner: Arc<Inner>) {
         ticker.tick().await;
         if last_prune.is_none_or(|at| at.elapsed() >= EVENT_PRUNE_INTERVAL) {
             last_prune = Some(Instant::now());
-            match inner.store.prune_events(inner.config.event_retention) {
-                Ok(0) => {}
-                Ok(removed) => tracing::info!(removed, "pruned old events"),
-                Err(error) => tracing::warn!(%error, "cannot prune old events"),
-            }
+            inner.recorder.prune_events(inner.config.event_retention);
         }
         let running: Vec<InstanceHandle> = {
             let state = inner.lock();

@@ -52,24 +52,44 @@ impl Supervisor {
             project: project.to_string(),
             name: name.to_string(),
         })?;
-        let retired = {
+        let not_found = || SupervisorError::VolumeNotFound {
+            project: project.to_string(),
+            name: name.to_string(),
+        };
+        let in_use = |users: Vec<String>| SupervisorError::VolumeInUse {
+            name: name.to_string(),
+            users,
+        };
+        // Checked first, so that the audit entry written ahead of the removal is one for a
+        // change that can happen.
+        {
+            let state = self.inner.lock();
+            let users = users_of(&state, project, name);
+            if !users.is_empty() {
+                return Err(in_use(users));
+            }
+        }
+        let exists = self
+            .inner
+            .driver
+            .named_volumes(project)?
+            .iter()
+            .any(|volume| volume.name == name);
+        if !exists {
+            return Err(not_found());
+        }
+        let retired = crate::gate::audited_ahead(&self.inner.store, Some(admission), || {
             // Under the lock, no workload that mounts it can be created or started meanwhile.
             let state = self.inner.lock();
             let users = users_of(&state, project, name);
             if !users.is_empty() {
-                return Err(SupervisorError::VolumeInUse {
-                    name: name.to_string(),
-                    users,
-                });
+                return Err(in_use(users));
             }
-            self.inner.driver.retire_named_volume(project, name)?
-        };
-        let Some(retired) = retired else {
-            return Err(SupervisorError::VolumeNotFound {
-                project: project.to_string(),
-                name: name.to_string(),
-            });
-        };
+            self.inner
+                .driver
+                .retire_named_volume(project, name)?
+                .ok_or_else(not_found)
+        })?;
         retired.delete()?;
         self.inner.volumes.refresh(project);
         Ok(())
@@ -82,7 +102,7 @@ impl Supervisor {
         let project = admission.project_or_default();
         let volumes = self.inner.driver.named_volumes(project)?;
         let mut retired = Vec::new();
-        {
+        crate::gate::audited_ahead(&self.inner.store, Some(admission), || {
             let state = self.inner.lock();
             for volume in volumes {
                 if !users_of(&state, project, &volume.name).is_empty() {
@@ -96,7 +116,8 @@ impl Supervisor {
                     retired.push((volume.name, files));
                 }
             }
-        }
+            Ok::<_, SupervisorError>(())
+        })?;
         let mut removed = Vec::new();
         for (name, files) in retired {
             files.delete()?;

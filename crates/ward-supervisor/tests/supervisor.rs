@@ -625,6 +625,7 @@ async fn a_new_supervisor_reattaches_and_notices_exits_while_down() {
         .0
         .clone();
     supervisor.shutdown();
+    supervisor.flush().await;
     drop(supervisor);
 
     let second_driver = Arc::new(FakeDriver::default());

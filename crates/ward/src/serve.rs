@@ -181,6 +181,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .context("the API server failed")?;
 
     supervisor.shutdown();
+    supervisor.flush().await;
     runtime.release_idle();
     let _ = std::fs::remove_file(config.data_dir.join("ward.addr"));
     tracing::info!("ward stopped; workloads keep running and the next daemon re-attaches to them");

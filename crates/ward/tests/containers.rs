@@ -1377,6 +1377,91 @@ fn login_keeps_credentials_private_and_opens_an_authenticated_registry() {
     );
 }
 
+/// Pulls, logins and volume removals change files as well as rows. With the audit log
+/// refusing every entry, each of them fails and changes nothing; once it takes entries again,
+/// each is recorded once.
+#[test]
+fn changes_outside_the_database_are_never_left_without_their_audit_entry() {
+    if !sandbox_available("changes_outside_the_database_are_never_left_without_their_audit_entry")
+    {
+        return;
+    }
+    let (username, password) = ("ward-user", "audited login");
+    let private = Registry::start_with_login(Some((username, password)));
+    let open = Registry::start();
+    let reference = publish(&busybox_image(), &open, "ward/audited", "1");
+    let daemon = Daemon::start();
+    ward_ok(
+        &daemon,
+        &[
+            "run", "--name", "writer", "--restart", "never", "--network", "none", "-v",
+            "kept:/data", "--", "sh", "-c", "echo kept > /data/file",
+        ],
+    );
+    let volume = daemon.data_dir().join("volumes/default/kept");
+    daemon.wait_for("the file in the volume", START_TIMEOUT, || {
+        volume.join("file").exists().then_some(())
+    });
+    ward_ok(&daemon, &["rm", "-f", "writer"]);
+    daemon.wait_for("writer to be gone", START_TIMEOUT, || {
+        (!ward_ok(&daemon, &["ps", "-a", "-q"]).contains("writer")).then_some(())
+    });
+
+    let database = rusqlite::Connection::open(daemon.data_dir().join("ward.db")).expect("open");
+    database
+        .execute_batch(
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
+             BEGIN SELECT RAISE(ABORT, 'the audit log refuses'); END;",
+        )
+        .expect("trigger");
+    let login = || {
+        let mut child = daemon
+            .ward_command(&["login", &private.address, "-u", username, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ward login");
+        writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write the password");
+        child.wait_with_output().expect("wait for ward login")
+    };
+    assert!(!login().status.success(), "a login went through unaudited");
+    assert!(
+        !daemon.api_get("/api/v1/registries").contains(username),
+        "an unaudited login was kept"
+    );
+    assert!(!daemon.ward(&["image", "pull", &reference]).status.success());
+    assert!(
+        !ward_ok(&daemon, &["image", "ls"]).contains("ward/audited"),
+        "an unaudited pull named its image"
+    );
+    assert!(!daemon.ward(&["volume", "rm", "kept"]).status.success());
+    assert!(volume.join("file").exists(), "an unaudited removal took the volume");
+
+    database
+        .execute_batch("DROP TRIGGER refuse_audit")
+        .expect("drop the trigger");
+    assert_success(&login());
+    ward_ok(&daemon, &["image", "pull", &reference]);
+    ward_ok(&daemon, &["volume", "rm", "kept"]);
+    assert!(!volume.exists(), "the volume is still there");
+    let audit: Value = serde_json::from_str(&daemon.api_get("/api/v1/audit")).expect("JSON");
+    let entries = audit["entries"].as_array().expect("entries");
+    for action in [
+        "POST /api/v1/registries/login",
+        "POST /api/v1/images/pull",
+        "DELETE /api/v1/volumes/{name}",
+    ] {
+        let recorded: Vec<&Value> = entries
+            .iter()
+            .filter(|entry| entry["action"] == action)
+            .collect();
+        assert_eq!(recorded.len(), 1, "{action}: {recorded:?}");
+        assert_eq!(recorded[0]["status"], 200, "{action}: {recorded:?}");
+    }
+    assert!(ward_ok(&daemon, &["audit", "verify"]).contains("intact"));
+}
+
 /// Reads the NDJSON progress of a pull through the API: the events name every blob and end
 /// with the image.
 #[test]
