@@ -311,9 +311,7 @@ pub async fn logout(
         .find(|(known, _)| canonical_registry(&registry).is_some_and(|wanted| &wanted == known))
         .map(|(_, username)| username)
         .unwrap_or_default();
-    let registry = state
-        .images
-        .logout(&project, &registry, Some(&admission))?;
+    let registry = state.images.logout(&project, &registry, Some(&admission))?;
     Ok(Json(RegistryLogin { registry, username }))
 }
 

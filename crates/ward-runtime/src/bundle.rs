@@ -1,14 +1,23 @@
 //! The OCI bundle of an instance: the `config.json` that tells the OCI runtime how to isolate
 //! it, the root filesystem it starts from, and the volumes mounted into it.
 //!
-//! [`oci_config`] is a pure function from [`BundleSettings`] to the JSON document; everything
+//! [`oci_config`] is a pure function from [`BundleSettings`] to the typed runtime spec; everything
 //! that looks at the host (volumes, the instance's root) is resolved before it is called.
 
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, Mount,
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder,
+};
+use oci_spec::OciSpecError;
 use ward_spec::{NetworkMode, VolumeMount, WorkloadSpec};
 
 use crate::host::PRIVATE_TOP_LEVEL;
@@ -154,10 +163,8 @@ pub(crate) struct BundleSettings<'a> {
 }
 
 /// The OCI runtime spec (version 1.0) of an instance.
-pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
+pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Result<Spec, OciSpecError> {
     let spec = settings.spec;
-    let nofile_soft = settings.nofile_hard_limit.min(1024);
-    let no_capabilities: [&str; 0] = [];
     let cwd = match spec.workdir.as_deref() {
         Some(workdir) if workdir.starts_with('/') => workdir.to_string(),
         Some(workdir) => format!("/{workdir}"),
@@ -165,21 +172,20 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
     };
 
     let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
+        namespace(LinuxNamespaceType::Pid, None)?,
+        namespace(LinuxNamespaceType::Ipc, None)?,
+        namespace(LinuxNamespaceType::Uts, None)?,
+        namespace(LinuxNamespaceType::Mount, None)?,
     ];
     match (spec.network, settings.network_namespace) {
         (NetworkMode::Host, _) => {}
-        (_, Some(path)) => namespaces.push(json!({"type": "network", "path": path})),
-        (_, None) => namespaces.push(json!({"type": "network"})),
+        (_, path) => namespaces.push(namespace(LinuxNamespaceType::Network, path)?),
     }
     if settings.cgroup_namespace {
-        namespaces.push(json!({"type": "cgroup"}));
+        namespaces.push(namespace(LinuxNamespaceType::Cgroup, None)?);
     }
     if settings.id_range.is_some() {
-        namespaces.push(json!({"type": "user"}));
+        namespaces.push(namespace(LinuxNamespaceType::User, None)?);
     }
 
     let mut masked_paths: Vec<String> = DEFAULT_MASKED_PATHS
@@ -198,65 +204,90 @@ pub(crate) fn oci_config(settings: &BundleSettings<'_>) -> Value {
         RootFilesystem::Image { rootfs, .. } => (rootfs, false),
     };
 
-    let mut config = json!({
-        "ociVersion": "1.0.0",
-        "process": {
-            "terminal": spec.tty,
-            "user": {"uid": 0, "gid": 0},
-            "args": settings.command,
-            "env": environment(spec),
-            "cwd": cwd,
-            "capabilities": {
-                "bounding": no_capabilities,
-                "effective": no_capabilities,
-                "inheritable": no_capabilities,
-                "permitted": no_capabilities,
-                "ambient": no_capabilities,
-            },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": nofile_soft, "hard": settings.nofile_hard_limit}],
-            "noNewPrivileges": true,
-        },
-        "root": {"path": root_path, "readonly": root_readonly},
-        "hostname": spec.name,
-        "mounts": mounts(settings),
-        "linux": {
-            "resources": resources(settings),
-            "cgroupsPath": settings.cgroups_path,
-            "namespaces": namespaces,
-            "maskedPaths": masked_paths,
-            "readonlyPaths": DEFAULT_READONLY_PATHS,
-            "rootfsPropagation": "rprivate",
-        },
-    });
+    let process = match settings.root {
+        RootFilesystem::Image { process, .. } => ProcessBuilder::default()
+            .args(process.args.clone())
+            .env(process.env.clone())
+            .cwd(&process.cwd)
+            .user(
+                UserBuilder::default()
+                    .uid(process.uid)
+                    .gid(process.gid)
+                    .additional_gids(process.additional_gids.clone())
+                    .build()?,
+            )
+            .capabilities(capabilities(&DEFAULT_CAPABILITIES)?),
+        RootFilesystem::Host { .. } => ProcessBuilder::default()
+            .args(settings.command.to_vec())
+            .env(environment(spec))
+            .cwd(cwd)
+            .user(UserBuilder::default().uid(0u32).gid(0u32).build()?)
+            .capabilities(capabilities(&[])?),
+    }
+    .terminal(spec.tty)
+    .rlimits(vec![PosixRlimitBuilder::default()
+        .typ(PosixRlimitType::RlimitNofile)
+        .soft(settings.nofile_hard_limit.min(1024))
+        .hard(settings.nofile_hard_limit)
+        .build()?])
+    .no_new_privileges(true)
+    .build()?;
+
+    let mut linux = LinuxBuilder::default()
+        .resources(resources(settings)?)
+        .cgroups_path(PathBuf::from(&settings.cgroups_path))
+        .namespaces(namespaces)
+        .masked_paths(masked_paths)
+        .readonly_paths(DEFAULT_READONLY_PATHS.map(str::to_string).to_vec())
+        .rootfs_propagation("rprivate");
     if let Some(range) = settings.id_range {
-        config["linux"]["uidMappings"] = range.oci_mapping();
-        config["linux"]["gidMappings"] = range.oci_mapping();
+        linux = linux
+            .uid_mappings(range.oci_mapping()?)
+            .gid_mappings(range.oci_mapping()?);
     }
-    if let RootFilesystem::Image { process, .. } = settings.root {
-        config["process"]["args"] = json!(process.args);
-        config["process"]["env"] = json!(process.env);
-        config["process"]["cwd"] = json!(process.cwd);
-        config["process"]["user"] = json!({
-            "uid": process.uid,
-            "gid": process.gid,
-            "additionalGids": process.additional_gids,
-        });
-        let capabilities = json!(DEFAULT_CAPABILITIES);
-        config["process"]["capabilities"] = json!({
-            "bounding": capabilities,
-            "effective": capabilities,
-            "permitted": capabilities,
-            "inheritable": [],
-            "ambient": [],
-        });
-    }
+    let mut annotations = HashMap::new();
     match settings.seccomp_bpf {
         Some(program) => {
-            config["annotations"] = json!({ "run.oci.seccomp_bpf_data": program });
+            annotations.insert("run.oci.seccomp_bpf_data".to_string(), program.to_string());
         }
-        None => config["linux"]["seccomp"] = seccomp::profile(),
+        None => linux = linux.seccomp(seccomp::profile()?),
     }
-    config
+
+    SpecBuilder::default()
+        .version("1.0.0")
+        .process(process)
+        .root(
+            RootBuilder::default()
+                .path(root_path)
+                .readonly(root_readonly)
+                .build()?,
+        )
+        .hostname(spec.name.clone())
+        .mounts(mounts(settings)?)
+        .linux(linux.build()?)
+        .annotations(annotations)
+        .build()
+}
+
+fn namespace(typ: LinuxNamespaceType, path: Option<&Path>) -> Result<LinuxNamespace, OciSpecError> {
+    let mut namespace = LinuxNamespaceBuilder::default().typ(typ);
+    if let Some(path) = path {
+        namespace = namespace.path(path);
+    }
+    namespace.build()
+}
+
+/// The same set in each of the process's capability sets but the inheritable and ambient
+/// ones, which stay empty.
+fn capabilities(names: &[Capability]) -> Result<LinuxCapabilities, OciSpecError> {
+    let set: HashSet<Capability> = names.iter().copied().collect();
+    LinuxCapabilitiesBuilder::default()
+        .bounding(set.clone())
+        .effective(set.clone())
+        .permitted(set)
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
+        .build()
 }
 
 /// `PATH` and `HOSTNAME`, then the spec's variables (which win over both).
@@ -279,7 +310,7 @@ fn environment(spec: &WorkloadSpec) -> Vec<String> {
     environment
 }
 
-fn mounts(settings: &BundleSettings<'_>) -> Vec<Value> {
+fn mounts(settings: &BundleSettings<'_>) -> Result<Vec<Mount>, OciSpecError> {
     let mut mounts = Vec::new();
     let (top_level_dirs, recursive_readonly, submounts) = match settings.root {
         RootFilesystem::Host {
@@ -293,101 +324,190 @@ fn mounts(settings: &BundleSettings<'_>) -> Vec<Value> {
             submounts.as_slice(),
         ),
         RootFilesystem::Image { etc_files, .. } => {
-            mounts.extend(kernel_filesystems(settings.id_range.is_some()));
+            mounts.extend(kernel_filesystems(settings.id_range.is_some())?);
             for (source, destination) in etc_files {
-                mounts.push(
-                    json!({"destination": destination, "type": "bind", "source": source,
-                                   "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}),
-                );
+                mounts.push(mount(
+                    destination,
+                    "bind",
+                    source,
+                    &["rbind", "ro", "nosuid", "nodev", "noexec"],
+                )?);
             }
-            push_volumes(&mut mounts, settings.volumes, false);
-            return mounts;
+            push_volumes(&mut mounts, settings.volumes, false)?;
+            return Ok(mounts);
         }
     };
-    let readonly_bind = |path: &str, recursive: bool| {
+    let readonly_bind = |path: &Path, recursive: bool| {
         let options: &[&str] = if recursive {
             &["rbind", "ro", "rro", "nosuid", "nodev"]
         } else {
             &["rbind", "ro", "nosuid", "nodev"]
         };
-        json!({"destination": path, "type": "bind", "source": path, "options": options})
+        mount(path, "bind", path, options)
     };
     for dir in top_level_dirs {
-        mounts.push(readonly_bind(&format!("/{dir}"), recursive_readonly));
+        mounts.push(readonly_bind(
+            &Path::new("/").join(dir),
+            recursive_readonly,
+        )?);
     }
     if !recursive_readonly {
         for submount in submounts {
-            mounts.push(readonly_bind(&submount.display().to_string(), false));
+            mounts.push(readonly_bind(submount, false)?);
         }
     }
 
     let tmp_bytes = settings.spec.resources.memory.unwrap_or(DEFAULT_TMP_BYTES);
-    mounts.extend(kernel_filesystems(settings.id_range.is_some()));
-    mounts.extend([
-        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-               "options": ["nosuid", "nodev", "mode=1777", format!("size={tmp_bytes}")]}),
-        json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
-               "options": ["nosuid", "nodev", "noexec", "mode=755", format!("size={RUN_BYTES}")]}),
-    ]);
-    push_volumes(&mut mounts, settings.volumes, recursive_readonly);
-    mounts
+    mounts.extend(kernel_filesystems(settings.id_range.is_some())?);
+    mounts.push(mount(
+        "/tmp",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "nodev", "mode=1777", &format!("size={tmp_bytes}")],
+    )?);
+    mounts.push(mount(
+        "/run",
+        "tmpfs",
+        "tmpfs",
+        &[
+            "nosuid",
+            "nodev",
+            "noexec",
+            "mode=755",
+            &format!("size={RUN_BYTES}"),
+        ],
+    )?);
+    push_volumes(&mut mounts, settings.volumes, recursive_readonly)?;
+    Ok(mounts)
+}
+
+fn mount(
+    destination: impl AsRef<Path>,
+    typ: &str,
+    source: impl AsRef<Path>,
+    options: &[&str],
+) -> Result<Mount, OciSpecError> {
+    MountBuilder::default()
+        .destination(destination.as_ref())
+        .typ(typ)
+        .source(source.as_ref())
+        .options(
+            options
+                .iter()
+                .map(|option| option.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .build()
 }
 
 /// Appends the volume binds; `recursive_readonly`: `:ro` volumes are read-only all the way
 /// down.
-fn push_volumes(mounts: &mut Vec<Value>, volumes: &[ResolvedVolume], recursive_readonly: bool) {
+fn push_volumes(
+    mounts: &mut Vec<Mount>,
+    volumes: &[ResolvedVolume],
+    recursive_readonly: bool,
+) -> Result<(), OciSpecError> {
     for volume in volumes {
         let access = if volume.read_only { "ro" } else { "rw" };
         let mut options = vec!["rbind", access, "nosuid", "nodev"];
         if volume.read_only && recursive_readonly && !volume.file {
             options.push("rro");
         }
-        mounts.push(json!({"destination": volume.target, "type": "bind", "source": volume.source, "options": options}));
+        mounts.push(mount(&volume.target, "bind", &volume.source, &options)?);
     }
+    Ok(())
 }
 
 /// `/proc`, `/dev` and `/sys` as every sandbox gets them. In a user namespace of its own, whose
 /// network namespace belongs to the host's user namespace, the kernel refuses a new sysfs, so
 /// the host's is bound read-only (as crun falls back to, and rootless engines do).
-fn kernel_filesystems(user_namespace: bool) -> [Value; 6] {
+fn kernel_filesystems(user_namespace: bool) -> Result<[Mount; 6], OciSpecError> {
     let sys = if user_namespace {
-        json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+        mount(
+            "/sys",
+            "bind",
+            "/sys",
+            &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        )?
     } else {
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]})
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?
     };
-    [
-        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
-        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+    Ok([
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
         sys,
-    ]
+    ])
 }
 
-fn resources(settings: &BundleSettings<'_>) -> Value {
+fn resources(settings: &BundleSettings<'_>) -> Result<LinuxResources, OciSpecError> {
     let limits = &settings.spec.resources;
-    let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    let mut resources =
+        LinuxResourcesBuilder::default().devices(vec![LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()?]);
     if let Some(memory) = limits.memory {
-        resources["memory"] = if settings.swap_limit {
-            json!({"limit": memory, "swap": memory})
-        } else {
-            json!({"limit": memory})
-        };
+        let bytes = i64::try_from(memory).unwrap_or(i64::MAX);
+        let mut limit = LinuxMemoryBuilder::default().limit(bytes);
+        if settings.swap_limit {
+            limit = limit.swap(bytes);
+        }
+        resources = resources.memory(limit.build()?);
     }
     if let Some(cores) = limits.cpu {
         let quota = (cores * CPU_PERIOD_MICROS as f64)
             .round()
-            .max(CPU_QUOTA_MIN_MICROS as f64) as u64;
-        resources["cpu"] = json!({"quota": quota, "period": CPU_PERIOD_MICROS});
+            .max(CPU_QUOTA_MIN_MICROS as f64) as i64;
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .quota(quota)
+                .period(CPU_PERIOD_MICROS)
+                .build()?,
+        );
     }
     if let Some(pids) = limits.pids.or(settings.default_pids_limit) {
-        resources["pids"] = json!({"limit": pids});
+        resources = resources.pids(
+            LinuxPidsBuilder::default()
+                .limit(i64::try_from(pids).unwrap_or(i64::MAX))
+                .build()?,
+        );
     }
-    resources
+    resources.build()
 }
 
 /// Where named volumes live: `DATA/volumes/<project>/<name>`.
@@ -659,6 +779,8 @@ mod tests {
 
     use ward_spec::{Resources, RestartPolicy, WorkloadKind};
 
+    use serde_json::{json, Value};
+
     use super::*;
 
     fn spec(network: NetworkMode) -> WorkloadSpec {
@@ -721,6 +843,8 @@ mod tests {
             id_range: None,
             default_pids_limit: Some(2048),
         })
+        .map(|config| serde_json::to_value(config).expect("JSON"))
+        .expect("a valid spec")
     }
 
     fn destinations(config: &Value) -> Vec<&str> {

@@ -26,6 +26,12 @@ pub enum RuntimeError {
         workload: String,
         kind: &'static str,
     },
+    /// The runtime spec could not be put together (a value the OCI types do not take).
+    #[error("workload {workload}: cannot write its OCI runtime spec: {source}")]
+    RuntimeSpec {
+        workload: String,
+        source: oci_spec::OciSpecError,
+    },
     #[error("workload {workload}: a process workload needs a command")]
     MissingCommand { workload: String },
     #[error("workload {workload}: the image has no Entrypoint or Cmd; give a command")]

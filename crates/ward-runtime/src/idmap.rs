@@ -49,8 +49,14 @@ impl IdRange {
     }
 
     /// The OCI `uidMappings` / `gidMappings` entry.
-    pub fn oci_mapping(self) -> serde_json::Value {
-        serde_json::json!([{"containerID": 0, "hostID": self.host_base, "size": RANGE_SIZE}])
+    pub fn oci_mapping(
+        self,
+    ) -> Result<Vec<oci_spec::runtime::LinuxIdMapping>, oci_spec::OciSpecError> {
+        Ok(vec![oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(self.host_base)
+            .size(RANGE_SIZE)
+            .build()?])
     }
 }
 

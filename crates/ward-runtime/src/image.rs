@@ -354,22 +354,25 @@ pub(crate) fn resolv_conf(host: &str, network: NetworkMode) -> String {
 }
 
 /// Docker's default capabilities of a container.
-pub(crate) const DEFAULT_CAPABILITIES: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+pub(crate) const DEFAULT_CAPABILITIES: [oci_spec::runtime::Capability; 14] = {
+    use oci_spec::runtime::Capability::*;
+    [
+        Chown,
+        DacOverride,
+        Fsetid,
+        Fowner,
+        Mknod,
+        NetRaw,
+        Setgid,
+        Setuid,
+        Setfcap,
+        Setpcap,
+        NetBindService,
+        SysChroot,
+        Kill,
+        AuditWrite,
+    ]
+};
 
 #[cfg(test)]
 mod tests {

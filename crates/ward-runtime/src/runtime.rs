@@ -536,7 +536,11 @@ impl Runtime {
             network_namespace: network_namespace.as_deref(),
             id_range,
             default_pids_limit: inner.default_pids_limit,
-        });
+        })
+        .map_err(|source| RuntimeError::RuntimeSpec {
+            workload: spec.name.clone(),
+            source,
+        })?;
         // Both files are written again at every start, so a crash cannot leave a stale one
         // behind that matters: no fsync.
         let config_bytes =

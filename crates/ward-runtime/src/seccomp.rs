@@ -27,7 +27,11 @@
 
 use std::sync::OnceLock;
 
-use serde_json::{json, Value};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscallBuilder,
+};
+use oci_spec::OciSpecError;
 
 /// Syscalls that fail with ENOSYS: callers take them for absent and fall back.
 const MISSING: &[&str] = &[
@@ -128,43 +132,64 @@ const NAMESPACE_FLAGS: [u64; 7] = [
 /// pattern; see [`profile`].
 const PERSONALITY_FLAGS: [u64; 3] = [0x0004_0000, 0x0040_0000, 0x0010_0000];
 
-const EPERM: i64 = 1;
-const ENOSYS: i64 = 38;
+const EPERM: u32 = 1;
+const ENOSYS: u32 = 38;
 
-/// The OCI `linux.seccomp` object.
-pub(crate) fn profile() -> Value {
+/// The OCI `linux.seccomp` object: [`DENIED`] fail with `EPERM`, [`MISSING`] with `ENOSYS`,
+/// and `clone` and `personality` with the flags above with `EPERM`.
+pub(crate) fn profile() -> Result<LinuxSeccomp, OciSpecError> {
+    let refuse = |names: &[&str], errno: u32, args: Vec<LinuxSeccompArg>| {
+        let mut rule = LinuxSyscallBuilder::default()
+            .names(
+                names
+                    .iter()
+                    .map(|name| name.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(errno);
+        if !args.is_empty() {
+            rule = rule.args(args);
+        }
+        rule.build()
+    };
+    let masked_first_argument = |mask: u64, value: u64| {
+        LinuxSeccompArgBuilder::default()
+            .index(0usize)
+            .value(mask)
+            .value_two(value)
+            .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+            .build()
+    };
     let mut syscalls = vec![
-        json!({ "names": DENIED, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM }),
-        json!({ "names": MISSING, "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS }),
+        refuse(DENIED, EPERM, Vec::new())?,
+        refuse(MISSING, ENOSYS, Vec::new())?,
     ];
     for flag in NAMESPACE_FLAGS {
-        syscalls.push(json!({
-            "names": ["clone"],
-            "action": "SCMP_ACT_ERRNO",
-            "errnoRet": EPERM,
-            "args": [{ "index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ" }],
-        }));
+        syscalls.push(refuse(
+            &["clone"],
+            EPERM,
+            vec![masked_first_argument(flag, flag)?],
+        )?);
     }
     // personality(2) takes an `unsigned long`; the query call passes 0xffffffff, which matches
     // every flag mask, so a rule matches only when the argument is not that exact value: the
     // mask covers the flag and bit 31, which no real persona sets, and expects the flag alone.
     for flag in PERSONALITY_FLAGS {
-        let mask = flag | 0x8000_0000;
-        syscalls.push(json!({
-            "names": ["personality"],
-            "action": "SCMP_ACT_ERRNO",
-            "errnoRet": EPERM,
-            "args": [{ "index": 0, "value": mask, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ" }],
-        }));
+        syscalls.push(refuse(
+            &["personality"],
+            EPERM,
+            vec![masked_first_argument(flag | 0x8000_0000, flag)?],
+        )?);
     }
-    json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
+    LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
         // The native ABI only: a 32-bit syscall (int 0x80, x32) hits libseccomp's bad-arch
         // action and kills the caller, which closes the old trick of reaching a denied call
         // through another ABI, and compiles a third of the filter (≈0.7 ms per start).
-        "architectures": [native_architecture()],
-        "syscalls": syscalls,
-    })
+        .architectures(vec![native_architecture()])
+        .syscalls(syscalls)
+        .build()
 }
 
 /// The profile as a BPF program for `seccomp(SECCOMP_SET_MODE_FILTER)`, base64-encoded for
@@ -232,9 +257,9 @@ fn program(table: &native::Table) -> Vec<bpf::Instruction> {
     code.push(I::label(Allow.label()));
     code.push(I::ret(bpf::RET_ALLOW));
     code.push(I::label(DenyEperm.label()));
-    code.push(I::ret(bpf::RET_ERRNO | EPERM as u32));
+    code.push(I::ret(bpf::RET_ERRNO | EPERM));
     code.push(I::label(DenyEnosys.label()));
-    code.push(I::ret(bpf::RET_ERRNO | ENOSYS as u32));
+    code.push(I::ret(bpf::RET_ERRNO | ENOSYS));
     code.push(I::label(Kill.label()));
     code.push(I::ret(bpf::RET_KILL_PROCESS));
     code
@@ -513,13 +538,13 @@ mod native {
     pub const ABSENT: &[&str] = &[];
 }
 
-fn native_architecture() -> &'static str {
+fn native_architecture() -> Arch {
     match std::env::consts::ARCH {
-        "aarch64" => "SCMP_ARCH_AARCH64",
-        "riscv64" => "SCMP_ARCH_RISCV64",
-        "s390x" => "SCMP_ARCH_S390X",
-        "powerpc64" => "SCMP_ARCH_PPC64LE",
-        _ => "SCMP_ARCH_X86_64",
+        "aarch64" => Arch::ScmpArchAarch64,
+        "riscv64" => Arch::ScmpArchRiscv64,
+        "s390x" => Arch::ScmpArchS390x,
+        "powerpc64" => Arch::ScmpArchPpc64le,
+        _ => Arch::ScmpArchX86_64,
     }
 }
 
@@ -529,7 +554,7 @@ mod tests {
 
     #[test]
     fn denies_the_namespace_and_kernel_calls() {
-        let profile = profile();
+        let profile = serde_json::to_value(profile().expect("profile")).expect("JSON");
         assert_eq!(profile["defaultAction"], "SCMP_ACT_ALLOW");
         let denied = profile["syscalls"][0]["names"].as_array().expect("names");
         for name in [

@@ -387,7 +387,10 @@ impl Store {
         records: &[ImageRecord],
         audit: Option<&NewAuditEntry>,
     ) -> Result<(), StoreError> {
-        let names: Vec<&str> = records.iter().map(|record| record.reference.as_str()).collect();
+        let names: Vec<&str> = records
+            .iter()
+            .map(|record| record.reference.as_str())
+            .collect();
         let operation = format!("record image {}", names.join(", "));
         self.write_audited(&operation, audit, |transaction| {
             for record in records {

@@ -148,7 +148,10 @@ impl Shared {
 
 fn apply(store: &Store, events: &broadcast::Sender<Event>, write: Write) {
     match write {
-        Write::Record { instance, events: pending } => {
+        Write::Record {
+            instance,
+            events: pending,
+        } => {
             let now = SystemTime::now();
             let stored: Vec<_> = pending.iter().map(|event| event.to_store(now)).collect();
             let result = match &instance {

@@ -1382,8 +1382,7 @@ fn login_keeps_credentials_private_and_opens_an_authenticated_registry() {
 /// each is recorded once.
 #[test]
 fn changes_outside_the_database_are_never_left_without_their_audit_entry() {
-    if !sandbox_available("changes_outside_the_database_are_never_left_without_their_audit_entry")
-    {
+    if !sandbox_available("changes_outside_the_database_are_never_left_without_their_audit_entry") {
         return;
     }
     let (username, password) = ("ward-user", "audited login");
@@ -1394,8 +1393,19 @@ fn changes_outside_the_database_are_never_left_without_their_audit_entry() {
     ward_ok(
         &daemon,
         &[
-            "run", "--name", "writer", "--restart", "never", "--network", "none", "-v",
-            "kept:/data", "--", "sh", "-c", "echo kept > /data/file",
+            "run",
+            "--name",
+            "writer",
+            "--restart",
+            "never",
+            "--network",
+            "none",
+            "-v",
+            "kept:/data",
+            "--",
+            "sh",
+            "-c",
+            "echo kept > /data/file",
         ],
     );
     let volume = daemon.data_dir().join("volumes/default/kept");
@@ -1416,7 +1426,13 @@ fn changes_outside_the_database_are_never_left_without_their_audit_entry() {
         .expect("trigger");
     let login = || {
         let mut child = daemon
-            .ward_command(&["login", &private.address, "-u", username, "--password-stdin"])
+            .ward_command(&[
+                "login",
+                &private.address,
+                "-u",
+                username,
+                "--password-stdin",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1436,7 +1452,10 @@ fn changes_outside_the_database_are_never_left_without_their_audit_entry() {
         "an unaudited pull named its image"
     );
     assert!(!daemon.ward(&["volume", "rm", "kept"]).status.success());
-    assert!(volume.join("file").exists(), "an unaudited removal took the volume");
+    assert!(
+        volume.join("file").exists(),
+        "an unaudited removal took the volume"
+    );
 
     database
         .execute_batch("DROP TRIGGER refuse_audit")
