@@ -9,7 +9,9 @@ use ward_client::wire::{
     AuditEntry, AuditList, AuditVerifyResponse, CreatedKey, KeyDocument, KeyList, KeyRequest,
     ProjectDocument, ProjectList,
 };
-use ward_supervisor::{AccessError, Admission, Capability, KeyView, NewKey, Principal, Role};
+use ward_core::access::{Capability, Principal, Role};
+use ward_core::door::Admission;
+use ward_core::view::{KeyView, NewKey};
 
 use crate::convert::{capability_names, rfc3339_ms};
 use crate::error::{ApiError, JsonBody};
@@ -17,17 +19,6 @@ use crate::ApiState;
 
 /// The most audit entries one call returns.
 const MAX_AUDIT_PAGE: usize = 1000;
-
-impl From<AccessError> for ApiError {
-    fn from(error: AccessError) -> ApiError {
-        match &error {
-            AccessError::Invalid(_) => ApiError::bad_request(error.to_string()),
-            AccessError::Forbidden(_) => ApiError::forbidden(error.to_string()),
-            AccessError::NotFound { .. } => ApiError::not_found(error.to_string()),
-            AccessError::Store(_) => ApiError::internal(&error),
-        }
-    }
-}
 
 fn key_document(view: &KeyView) -> KeyDocument {
     let record = &view.record;

@@ -3,8 +3,8 @@
 //! One middleware runs around every route: it finds the route's [`Operation`], the principal
 //! of the bearer key (the bootstrap admin token, an API key or a user's session), and the
 //! project the call names (`?project=` or the `X-Ward-Project` header), and asks the
-//! supervisor's [`Gate`](ward_supervisor::Gate) for admission. The handlers get the
-//! [`Admission`](ward_supervisor::Admission), and the project pinned into the query; after
+//! engine's [`Door`](ward_core::door::Door) for admission. The handlers get the
+//! [`Admission`](ward_core::door::Admission), and the project pinned into the query; after
 //! the handler ran, the gate records the outcome of an audited call that its change did not
 //! already record.
 
@@ -16,7 +16,9 @@ use axum::http::{Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
-use ward_supervisor::{Access, Audit, Caller, Operation, Principal, Reach, SupervisorError};
+use ward_core::access::Principal;
+use ward_core::door::Caller;
+use ward_core::ops::{Access, Audit, Operation, Reach};
 
 use crate::error::ApiError;
 use crate::ApiState;
@@ -93,7 +95,7 @@ pub async fn authorize(
         Err(error) => return error.into_response(),
     };
     let target = request.uri().path().to_string();
-    let gate = state.supervisor.gate();
+    let gate = &state.door;
     let admission = match gate.admit(
         &Caller::new(principal),
         operation,
@@ -101,7 +103,7 @@ pub async fn authorize(
         &target,
     ) {
         Ok(admission) => admission,
-        Err(refusal) => return ApiError::from(SupervisorError::from(refusal)).into_response(),
+        Err(refusal) => return ApiError::from(ward_core::Error::from(refusal)).into_response(),
     };
     if operation.policy().reach == Reach::Project {
         if let Err(error) = set_query_project(&mut request, admission.project_or_default()) {

@@ -6,8 +6,10 @@ use std::time::SystemTime;
 use ward_client::wire::{
     EventEntry, InstanceStatus, LogEntry, PublishedPort, WorkloadDocument, WorkloadStatus,
 };
-use ward_supervisor::LogLine;
-use ward_supervisor::{Capability, DesiredState, Event, InstanceView, Phase, WorkloadView};
+use ward_core::access::Capability;
+use ward_core::events::Event;
+use ward_core::session::LogLine;
+use ward_core::view::{DesiredState, InstanceView, Phase, WorkloadView};
 
 pub fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()

@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ward_client::wire::{ErrorBody, ErrorDetail};
-use ward_supervisor::SupervisorError;
+use ward_core::{Error, ErrorKind};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -139,54 +139,27 @@ impl ApiError {
     }
 }
 
-impl From<SupervisorError> for ApiError {
-    fn from(error: SupervisorError) -> ApiError {
-        let message = error.to_string();
-        let (status, code, field) = match &error {
-            SupervisorError::NotFound { .. } | SupervisorError::VolumeNotFound { .. } => {
-                (StatusCode::NOT_FOUND, "not_found", None)
+impl From<Error> for ApiError {
+    fn from(error: Error) -> ApiError {
+        let (status, code) = match error.kind {
+            ErrorKind::Invalid => (StatusCode::BAD_REQUEST, "bad_request"),
+            ErrorKind::InvalidSpec => (StatusCode::BAD_REQUEST, "invalid_spec"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ErrorKind::QuotaExceeded => (StatusCode::FORBIDDEN, "quota_exceeded"),
+            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ErrorKind::InsufficientStorage => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
             }
-            SupervisorError::VolumeInUse { .. } => (StatusCode::CONFLICT, "conflict", None),
-            SupervisorError::UnknownProject { .. } => (
-                StatusCode::NOT_FOUND,
-                "not_found",
-                Some("project".to_string()),
-            ),
-            SupervisorError::AlreadyExists { .. } => {
-                (StatusCode::CONFLICT, "conflict", Some("name".to_string()))
-            }
-            SupervisorError::Invalid { field, .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_spec", Some(field.clone()))
-            }
-            SupervisorError::Conflict { .. } | SupervisorError::NotRunning { .. } => {
-                (StatusCode::CONFLICT, "conflict", None)
-            }
-            SupervisorError::Spec(spec_error) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_spec",
-                Some(spec_error.field().to_string()).filter(|field| !field.is_empty()),
-            ),
-            SupervisorError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
-            SupervisorError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", None),
-            SupervisorError::QuotaExceeded { quota, .. } => (
-                StatusCode::FORBIDDEN,
-                "quota_exceeded",
-                Some(format!("quota.{quota}")),
-            ),
-            SupervisorError::Store(_) if error.is_disk_full() => (
-                StatusCode::INSUFFICIENT_STORAGE,
-                "insufficient_storage",
-                None,
-            ),
-            SupervisorError::Store(_) | SupervisorError::Runtime(_) => {
-                return ApiError::internal(&error)
-            }
+            ErrorKind::Upstream => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError {
             status,
             code,
-            message,
-            field,
+            message: error.message,
+            field: error.field,
             retry_after: None,
         }
     }
@@ -194,7 +167,7 @@ impl From<SupervisorError> for ApiError {
 
 impl From<ward_spec::SpecError> for ApiError {
     fn from(error: ward_spec::SpecError) -> ApiError {
-        ApiError::from(SupervisorError::Spec(error))
+        ApiError::from(Error::from(error))
     }
 }
 

@@ -9,7 +9,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use ward_supervisor::{Event, Supervisor};
+use ward_core::events::Event;
+use ward_core::services::Workloads;
 
 use crate::convert::event_entry;
 use crate::error::ApiError;
@@ -38,17 +39,17 @@ pub async fn events(
     State(state): State<Arc<ApiState>>,
     Query(query): Query<EventQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let supervisor = state.supervisor.clone();
+    let workloads = state.workloads.clone();
     // Subscribe before reading history so nothing falls between the two.
-    let receiver = supervisor.subscribe();
+    let receiver = workloads.subscribe();
     let project = query.project.clone();
     // The id of the last event sent, so that the live stream repeats none of the replay.
     let last_sent = Arc::new(AtomicI64::new(query.since.unwrap_or(0)));
     let replay = match (query.since, query.follow) {
-        (Some(since), _) => replay_after(supervisor, project.clone(), since).boxed(),
+        (Some(since), _) => replay_after(workloads, project.clone(), since).boxed(),
         (None, false) => {
             let history =
-                blocking(move || supervisor.latest_events(project.as_deref(), RECENT_EVENTS))
+                blocking(move || workloads.latest_events(project.as_deref(), RECENT_EVENTS))
                     .await?;
             stream::iter(history).boxed()
         }
@@ -93,17 +94,17 @@ pub async fn events(
 
 /// Every recorded event after `since`, read a page at a time as the client takes them.
 fn replay_after(
-    supervisor: Supervisor,
+    workloads: Arc<dyn Workloads>,
     project: Option<String>,
     since: i64,
 ) -> impl Stream<Item = Event> {
     stream::unfold(Some(since), move |after| {
-        let supervisor = supervisor.clone();
+        let workloads = workloads.clone();
         let project = project.clone();
         async move {
             let after = after?;
             let page = blocking(move || {
-                supervisor.events_after(project.as_deref(), Some(after), REPLAY_PAGE)
+                workloads.events_after(project.as_deref(), Some(after), REPLAY_PAGE)
             })
             .await
             .unwrap_or_else(|error| {

@@ -15,7 +15,7 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use ward_client::wire::ExecControl;
-use ward_supervisor::{ExecOutput, ExecRequest, ExecSession};
+use ward_core::session::{ExecOutput, ExecRequest, ExecSession};
 
 use crate::error::ApiError;
 use crate::workloads::project_of;
@@ -97,7 +97,7 @@ pub async fn exec(
     let query = parse_query(raw.as_deref())?;
     let project = project_of(&query.project)?;
     let session = state
-        .supervisor
+        .workloads
         .exec(
             &project,
             &name,
@@ -132,7 +132,7 @@ pub async fn attach(
     let query = parse_query(Some(&raw))?;
     let project = project_of(&query.project)?;
     let session = state
-        .supervisor
+        .workloads
         .attach(&project, &name, query.replica)
         .await?;
     if let (Some(cols), Some(rows)) = (query.cols, query.rows) {

@@ -17,25 +17,13 @@ use ward_client::wire::{
     BlobProgress, ExportRequest, ImageDocument, ImageList, LoginRequest, PruneResponse, PullEvent,
     PullRequest, RegistryLogin, RegistryLoginList,
 };
-use ward_supervisor::images::{canonical_registry, ImageErrorKind};
-use ward_supervisor::{Admission, ImageError, ImageView, PullProgress};
+use ward_core::door::Admission;
+use ward_core::view::{ImageView, PullProgress};
 
 use crate::convert::rfc3339_ms;
 use crate::error::{ApiError, JsonBody};
 use crate::workloads::{project_of, ProjectQuery};
 use crate::ApiState;
-
-impl From<ImageError> for ApiError {
-    fn from(error: ImageError) -> ApiError {
-        match error.kind() {
-            ImageErrorKind::Invalid => ApiError::bad_request(error.to_string()),
-            ImageErrorKind::NotFound => ApiError::not_found(error.to_string()),
-            ImageErrorKind::InUse => ApiError::conflict(error.to_string()),
-            ImageErrorKind::Upstream => ApiError::bad_gateway(error.to_string()),
-            ImageErrorKind::Internal => ApiError::internal(&error),
-        }
-    }
-}
 
 pub(crate) fn image_document(view: &ImageView) -> ImageDocument {
     let record = &view.record;
@@ -47,13 +35,8 @@ pub(crate) fn image_document(view: &ImageView) -> ImageDocument {
         platform: record.platform.clone(),
         source: record.source.clone(),
         created_at: rfc3339_ms(record.created_at_ms),
-        layers: view
-            .manifest
-            .layers
-            .iter()
-            .map(|layer| layer.digest.to_string())
-            .collect(),
-        config: serde_json::to_value(&view.config.config).unwrap_or_default(),
+        layers: view.layers.clone(),
+        config: view.config.clone(),
     }
 }
 
@@ -109,7 +92,7 @@ pub async fn pull(
     // The answer begins before the pull ends: the pull records its own audit entry.
     admission.defer_audit();
     let images = state.images.clone();
-    let supervisor = state.supervisor.clone();
+    let door = state.door.clone();
     let task = tokio::spawn(async move {
         let progress_sender = sender.clone();
         let report = move |progress: PullProgress| {
@@ -131,11 +114,7 @@ pub async fn pull(
             Err(error) => {
                 let error = ApiError::from(error);
                 let detail = error.detail();
-                supervisor.gate().finish_deferred(
-                    &admission,
-                    error.status().as_u16(),
-                    &detail.message,
-                );
+                door.finish_deferred(&admission, error.status().as_u16(), &detail.message);
                 PullEvent::Error { error: detail }
             }
         };
@@ -304,14 +283,7 @@ pub async fn logout(
     Query(query): Query<ProjectQuery>,
 ) -> Result<Json<RegistryLogin>, ApiError> {
     let project = project_of(&query.project)?;
-    let username = state
-        .images
-        .logins(&project)?
-        .into_iter()
-        .find(|(known, _)| canonical_registry(&registry).is_some_and(|wanted| &wanted == known))
-        .map(|(_, username)| username)
-        .unwrap_or_default();
-    let registry = state.images.logout(&project, &registry, Some(&admission))?;
+    let (registry, username) = state.images.logout(&project, &registry, Some(&admission))?;
     Ok(Json(RegistryLogin { registry, username }))
 }
 
@@ -409,7 +381,7 @@ pub async fn remove(
     let project = project_of(&query.project)?;
     let view = state.images.get(&project, &reference)?;
     let users: Vec<String> = state
-        .supervisor
+        .workloads
         .list(Some(&project))
         .into_iter()
         .filter(|workload| workload.spec.image.as_deref() == Some(view.record.reference.as_str()))
@@ -425,7 +397,7 @@ pub async fn remove(
     responses((status = 200, body = PruneResponse)))]
 pub async fn prune(State(state): State<Arc<ApiState>>) -> Result<Json<PruneResponse>, ApiError> {
     let images = state.images.clone();
-    let in_use = state.supervisor.images_in_use();
+    let in_use = state.workloads.images_in_use();
     let report = tokio::task::spawn_blocking(move || images.prune(&in_use))
         .await
         .map_err(|error| ApiError::internal(&error))??;

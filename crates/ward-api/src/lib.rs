@@ -1,6 +1,6 @@
 //! The HTTP API: Ward's native REST API, `/healthz`, `/metrics` and `/openapi.json`.
 //!
-//! Handlers parse requests into domain types, call the [`Supervisor`] and turn its views into
+//! Handlers parse requests into domain types, call the engine's services and turn its views into
 //! the wire types of `ward_client::wire`; no handler touches the store or the runtime. A
 //! supervisor call that writes the database or reads the disk runs through [`blocking`], off
 //! the async workers.
@@ -32,7 +32,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use ward_supervisor::{Operation, Supervisor};
+use ward_core::door::Door;
+use ward_core::ops::Operation;
+use ward_core::services::{Images, Keys, Secrets, Users, Workloads};
 
 pub use auth::{ApiKey, PROJECT_HEADER};
 pub use error::ApiError;
@@ -41,20 +43,23 @@ pub use metrics::Metrics;
 
 /// What every handler shares.
 pub struct ApiState {
-    pub supervisor: Supervisor,
-    pub images: ward_supervisor::ImageService,
+    /// Workloads, their events, logs, exec, volumes and quotas.
+    pub workloads: Arc<dyn Workloads>,
+    /// What every call passes first, and the audit log behind it.
+    pub door: Arc<dyn Door>,
+    pub images: Arc<dyn Images>,
     /// Where uploaded archives wait while they are imported.
     pub upload_dir: std::path::PathBuf,
     pub admin_key: ApiKey,
     /// Secrets, sealed at rest.
-    pub secrets: Arc<ward_supervisor::SecretService>,
+    pub secrets: Arc<dyn Secrets>,
     /// API keys, projects and the audit log.
-    pub access: Arc<ward_supervisor::AccessService>,
+    pub access: Arc<dyn Keys>,
     pub metrics: Arc<Metrics>,
     /// Calls per API key; the bootstrap admin token is not limited.
     pub rate_limiter: RateLimiter,
     /// Users and their sessions.
-    pub users: Arc<ward_supervisor::UserService>,
+    pub users: Arc<dyn Users>,
     /// Login attempts per user name.
     pub login_limiter: RateLimiter,
     /// Whether session cookies carry `Secure`: the API speaks TLS.
@@ -193,7 +198,7 @@ pub async fn serve(
     state: Arc<ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    state.metrics.count_events(&state.supervisor);
+    state.metrics.count_events(&state.workloads);
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -206,7 +211,7 @@ pub async fn serve_tls(
     state: Arc<ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    state.metrics.count_events(&state.supervisor);
+    state.metrics.count_events(&state.workloads);
     axum::serve(tls::TlsListener::new(listener, tls)?, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -215,7 +220,7 @@ pub async fn serve_tls(
 /// Runs a supervisor call that may wait for the database or the disk on a blocking thread,
 /// so that no async worker, and no other request, waits with it.
 pub(crate) async fn blocking<T: Send + 'static>(
-    call: impl FnOnce() -> Result<T, ward_supervisor::SupervisorError> + Send + 'static,
+    call: impl FnOnce() -> Result<T, ward_core::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
     Ok(tokio::task::spawn_blocking(call)
         .await

@@ -56,9 +56,9 @@ pub async fn logs(
     let response = Response::builder().header(header::CONTENT_TYPE, "application/x-ndjson");
     if !query.follow {
         let mut body = String::new();
-        let supervisor = state.supervisor.clone();
+        let workloads = state.workloads.clone();
         let tail = query.tail;
-        let lines = blocking(move || supervisor.logs(&project, &name, tail, since)).await?;
+        let lines = blocking(move || workloads.logs(&project, &name, tail, since)).await?;
         for (instance, line) in &lines {
             push_line(&mut body, &log_entry(instance, line));
         }
@@ -66,10 +66,10 @@ pub async fn logs(
             .body(Body::from(body))
             .map_err(|error| ApiError::internal(&error));
     }
-    let supervisor = state.supervisor.clone();
+    let workloads = state.workloads.clone();
     let tail = query.tail;
     let (initial, follow) =
-        blocking(move || supervisor.follow_logs(&project, &name, tail, since)).await?;
+        blocking(move || workloads.follow_logs(&project, &name, tail, since)).await?;
     let mut body = String::new();
     for (instance, line) in &initial {
         push_line(&mut body, &log_entry(instance, line));

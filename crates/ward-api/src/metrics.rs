@@ -11,7 +11,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use ward_supervisor::{Phase, Supervisor};
+use ward_core::services::Workloads;
+use ward_core::view::Phase;
 
 use crate::error::ApiError;
 use crate::ApiState;
@@ -43,8 +44,8 @@ pub struct Metrics {
 impl Metrics {
     /// Counts every event the supervisor records: the event stream is the one place both the
     /// log line and this counter come from.
-    pub fn count_events(self: &Arc<Self>, supervisor: &Supervisor) {
-        let mut receiver = supervisor.subscribe();
+    pub fn count_events(self: &Arc<Self>, workloads: &Arc<dyn Workloads>) {
+        let mut receiver = workloads.subscribe();
         let metrics = self.clone();
         tokio::spawn(async move {
             loop {
@@ -99,7 +100,7 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
     let memory = Family::<InstanceLabels, Gauge>::default();
     let restarts = Family::<InstanceLabels, Counter>::default();
     let instance_up = Family::<InstanceLabels, Gauge>::default();
-    for view in state.supervisor.list(None) {
+    for view in state.workloads.list(None) {
         workloads
             .get_or_create(&StateLabels {
                 state: view.phase().as_str().to_string(),

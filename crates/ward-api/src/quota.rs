@@ -7,7 +7,8 @@ use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use serde_json::Value;
 use ward_client::wire::{QuotaDocument, QuotaLimits, QuotaUse};
-use ward_supervisor::{Admission, Quota, QuotaUsage};
+use ward_core::door::Admission;
+use ward_core::view::{Quota, QuotaUsage};
 
 use crate::error::{ApiError, JsonBody};
 use crate::workloads::{project_of, ProjectQuery};
@@ -66,8 +67,8 @@ pub async fn get(
     Query(query): Query<ProjectQuery>,
 ) -> Result<Json<QuotaDocument>, ApiError> {
     let project = project_of(&query.project)?;
-    let supervisor = state.supervisor.clone();
-    let (quota, usage) = blocking(move || supervisor.quota(&project)).await?;
+    let workloads = state.workloads.clone();
+    let (quota, usage) = blocking(move || workloads.quota(&project)).await?;
     Ok(Json(document(project_of(&query.project)?, quota, usage)))
 }
 
@@ -102,10 +103,10 @@ pub async fn set(
         gpus: limits.gpus,
         volume_bytes: bytes_of("volume_bytes", &limits.volume_bytes)?,
     };
-    let supervisor = state.supervisor.clone();
+    let workloads = state.workloads.clone();
     let (quota, usage) = blocking(move || {
-        supervisor.set_quota(&project, &quota, Some(&admission))?;
-        supervisor.quota(&project)
+        workloads.set_quota(&project, &quota, Some(&admission))?;
+        workloads.quota(&project)
     })
     .await?;
     Ok(Json(document(project_of(&query.project)?, quota, usage)))

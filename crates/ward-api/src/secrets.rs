@@ -7,25 +7,13 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use base64::Engine;
 use ward_client::wire::{SecretDocument, SecretList, SecretValue};
-use ward_supervisor::{Admission, SecretError, SecretInfo};
+use ward_core::door::Admission;
+use ward_core::view::SecretInfo;
 
 use crate::convert::rfc3339;
 use crate::error::{ApiError, JsonBody};
 use crate::workloads::{project_of, ProjectQuery};
 use crate::ApiState;
-
-impl From<SecretError> for ApiError {
-    fn from(error: SecretError) -> ApiError {
-        match &error {
-            SecretError::Invalid(_) => ApiError::bad_request(error.to_string()),
-            SecretError::NotFound { .. } => ApiError::not_found(error.to_string()),
-            SecretError::KeyFile { .. }
-            | SecretError::KeyLength { .. }
-            | SecretError::Unsealable { .. }
-            | SecretError::Store(_) => ApiError::internal(&error),
-        }
-    }
-}
 
 fn document(info: &SecretInfo) -> SecretDocument {
     SecretDocument {

@@ -10,8 +10,10 @@ use serde::Deserialize;
 use ward_client::wire::{
     GrantDocument, SessionDocument, SessionRequest, UserDocument, UserList, UserRequest,
 };
-use ward_supervisor::users::DEFAULT_SESSION;
-use ward_supervisor::{Admission, Capability, Grant, Operation, Role, UserView};
+use ward_core::access::{Capability, Role};
+use ward_core::door::Admission;
+use ward_core::ops::Operation;
+use ward_core::view::{Grant, UserView, DEFAULT_SESSION};
 
 use crate::auth::{CSRF_COOKIE, SESSION_COOKIE};
 use crate::convert::{capability_names, rfc3339};
@@ -66,7 +68,7 @@ pub async fn login(
     })
     .await
     .map_err(|error| ApiError::internal(&error))?;
-    state.supervisor.gate().record_open(
+    state.door.record_open(
         Operation::SessionCreate,
         &format!("user:{}", request.username),
         request.project.as_deref(),

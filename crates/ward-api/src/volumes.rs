@@ -6,7 +6,8 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use ward_client::wire::{VolumeDocument, VolumeList, VolumePruneResponse};
-use ward_supervisor::{Admission, VolumeView};
+use ward_core::door::Admission;
+use ward_core::view::VolumeView;
 
 use crate::convert::rfc3339;
 use crate::error::ApiError;
@@ -27,8 +28,8 @@ pub async fn list(
     State(state): State<Arc<ApiState>>,
     Extension(admission): Extension<Admission>,
 ) -> Result<Json<VolumeList>, ApiError> {
-    let supervisor = state.supervisor.clone();
-    let volumes = blocking(move || supervisor.volumes(&admission)).await?;
+    let workloads = state.workloads.clone();
+    let volumes = blocking(move || workloads.volumes(&admission)).await?;
     Ok(Json(VolumeList {
         volumes: volumes.into_iter().map(document).collect(),
     }))
@@ -44,9 +45,9 @@ pub async fn remove(
     Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
 ) -> Result<Json<VolumePruneResponse>, ApiError> {
-    let supervisor = state.supervisor.clone();
+    let workloads = state.workloads.clone();
     let removed = name.clone();
-    blocking(move || supervisor.remove_volume(&admission, &name)).await?;
+    blocking(move || workloads.remove_volume(&admission, &name)).await?;
     Ok(Json(VolumePruneResponse {
         removed: vec![removed],
     }))
@@ -58,7 +59,7 @@ pub async fn prune(
     State(state): State<Arc<ApiState>>,
     Extension(admission): Extension<Admission>,
 ) -> Result<Json<VolumePruneResponse>, ApiError> {
-    let supervisor = state.supervisor.clone();
-    let removed = blocking(move || supervisor.prune_volumes(&admission)).await?;
+    let workloads = state.workloads.clone();
+    let removed = blocking(move || workloads.prune_volumes(&admission)).await?;
     Ok(Json(VolumePruneResponse { removed }))
 }

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use ward_client::wire::{
     ApplyRequest, ApplyResponse, ApplyResult, FieldChange, WorkloadDocument, WorkloadList,
 };
-use ward_supervisor::{Admission, DesiredState, Phase};
+use ward_core::door::Admission;
+use ward_core::session::Signal;
+use ward_core::view::{DesiredState, Phase, WorkloadView};
 
 use crate::convert::workload_document;
 use crate::error::ApiError;
@@ -66,7 +68,7 @@ pub fn parse_json(body: &Bytes) -> Result<serde_json::Value, ApiError> {
 }
 
 /// Without `all`, like `docker ps`: what is meant to run and has not finished, plus failures.
-fn listed_by_default(view: &ward_supervisor::WorkloadView) -> bool {
+fn listed_by_default(view: &WorkloadView) -> bool {
     let phase = view.phase();
     (view.desired == DesiredState::Running && phase != Phase::Exited) || phase == Phase::Failed
 }
@@ -79,7 +81,7 @@ pub async fn list(
 ) -> Result<Json<WorkloadList>, ApiError> {
     let project = project_of(&query.project)?;
     let workloads = state
-        .supervisor
+        .workloads
         .list(Some(&project))
         .iter()
         .filter(|view| query.all || listed_by_default(view))
@@ -100,11 +102,11 @@ pub async fn create(
     let project = project_of(&query.project)?;
     let spec = ward_spec::parse_value(parse_json(&body)?)?;
     let name = spec.name.clone();
-    let supervisor = state.supervisor.clone();
-    let mut view = blocking(move || supervisor.create(&admission, spec)).await?;
+    let workloads = state.workloads.clone();
+    let mut view = blocking(move || workloads.create(&admission, spec)).await?;
     if query.wait {
         view = state
-            .supervisor
+            .workloads
             .wait_until_settled(&project, &name, CREATE_WAIT)
             .await?;
     }
@@ -120,7 +122,7 @@ pub async fn get(
 ) -> Result<Json<WorkloadDocument>, ApiError> {
     let project = project_of(&query.project)?;
     Ok(Json(workload_document(
-        &state.supervisor.get(&project, &name)?,
+        &state.workloads.get(&project, &name)?,
     )))
 }
 
@@ -150,10 +152,10 @@ pub async fn put(
         }
     }
     let spec = ward_spec::parse_value(value)?;
-    let supervisor = state.supervisor.clone();
-    blocking(move || supervisor.apply(&admission, vec![spec], false)).await?;
+    let workloads = state.workloads.clone();
+    blocking(move || workloads.apply(&admission, vec![spec], false)).await?;
     Ok(Json(workload_document(
-        &state.supervisor.get(&project, &name)?,
+        &state.workloads.get(&project, &name)?,
     )))
 }
 
@@ -183,8 +185,8 @@ pub async fn apply(
         })?;
         specs.push(spec);
     }
-    let supervisor = state.supervisor.clone();
-    let outcomes = blocking(move || supervisor.apply(&admission, specs, request.dry_run)).await?;
+    let workloads = state.workloads.clone();
+    let outcomes = blocking(move || workloads.apply(&admission, specs, request.dry_run)).await?;
     let results = outcomes
         .into_iter()
         .map(|outcome| ApplyResult {
@@ -220,7 +222,7 @@ pub async fn delete(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let project = project_of(&query.project)?;
     state
-        .supervisor
+        .workloads
         .delete(&admission, &name, query.force)
         .await?;
     Ok(Json(
@@ -236,7 +238,7 @@ pub async fn start(
     Path(name): Path<String>,
 ) -> Result<Json<WorkloadDocument>, ApiError> {
     Ok(Json(workload_document(
-        &state.supervisor.start_workload(&admission, &name).await?,
+        &state.workloads.start(&admission, &name).await?,
     )))
 }
 
@@ -266,7 +268,7 @@ pub async fn stop(
         seconds => seconds.map(Duration::from_secs),
     };
     Ok(Json(workload_document(
-        &state.supervisor.stop(&admission, &name, grace).await?,
+        &state.workloads.stop(&admission, &name, grace).await?,
     )))
 }
 
@@ -286,7 +288,7 @@ pub async fn kill(
     Query(query): Query<KillQuery>,
 ) -> Result<Json<WorkloadDocument>, ApiError> {
     let signal = match query.signal.as_deref() {
-        None => ward_supervisor::Signal::SIGKILL,
+        None => Signal::SIGKILL,
         Some(text) => parse_signal(text).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "signal: {text:?} is not a signal; give a name like TERM, HUP or KILL, or a number"
@@ -294,14 +296,14 @@ pub async fn kill(
         })?,
     };
     Ok(Json(workload_document(
-        &state.supervisor.kill(&admission, &name, signal).await?,
+        &state.workloads.kill(&admission, &name, signal).await?,
     )))
 }
 
 /// `KILL`, `SIGKILL`, `kill` or `9`.
-fn parse_signal(text: &str) -> Option<ward_supervisor::Signal> {
+fn parse_signal(text: &str) -> Option<Signal> {
     if let Ok(number) = text.parse::<i32>() {
-        return ward_supervisor::Signal::try_from(number).ok();
+        return Signal::try_from(number).ok();
     }
     let upper = text.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {
@@ -320,6 +322,6 @@ pub async fn restart(
     Path(name): Path<String>,
 ) -> Result<Json<WorkloadDocument>, ApiError> {
     Ok(Json(workload_document(
-        &state.supervisor.restart(&admission, &name).await?,
+        &state.workloads.restart(&admission, &name).await?,
     )))
 }

@@ -35,7 +35,7 @@ pub use error::RuntimeError;
 pub use host::{make_this_thread_idle, CgroupMode};
 pub use idmap::IdRange;
 pub use image::ImageResolver;
-pub use nix::sys::signal::Signal;
 pub use oci::OciRuntimeKind;
 pub use runtime::{Runtime, RuntimeConfig, RuntimeInfo, DEFAULT_PIDS_LIMIT};
 pub use secrets::SecretResolver;
+pub use ward_core::session::Signal;

@@ -5,16 +5,15 @@
 
 mod access;
 mod error;
-mod records;
 mod schema;
 mod store;
 
 pub use access::audit_hash;
 pub use error::StoreError;
-pub use records::{
+pub use schema::SCHEMA_VERSION;
+pub use store::Store;
+pub use ward_core::records::{
     ApiKeyRecord, AuditRecord, AuditVerification, EventRecord, GrantRecord, ImageRecord,
     InstanceRecord, NewAuditEntry, NewEvent, QuotaRecord, RevisionRecord, SecretRecord, UserRecord,
     WorkloadRecord,
 };
-pub use schema::SCHEMA_VERSION;
-pub use store::Store;

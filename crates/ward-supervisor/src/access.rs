@@ -2,9 +2,8 @@
 //! project or to all, with an optional expiry, revocable), the principals they authenticate
 //! as, and the hash-chained audit log every state-changing call is written to.
 
-use std::collections::BTreeSet;
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use ward_store::{ApiKeyRecord, AuditRecord, AuditVerification, NewAuditEntry, Store};
@@ -17,181 +16,8 @@ const KEY_PREFIX: &str = "wk_";
 const KEY_ID_HEX: usize = 12;
 const KEY_SECRET_HEX: usize = 40;
 
-/// What a principal may do in its projects, each role including the ones below it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// Read only: list, inspect, logs, events, metrics.
-    Viewer,
-    /// Manage workloads and images as well.
-    Operator,
-    /// Everything, keys and audit included.
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Role, AccessError> {
-        match text {
-            "viewer" => Ok(Role::Viewer),
-            "operator" => Ok(Role::Operator),
-            "admin" => Ok(Role::Admin),
-            other => Err(AccessError::Invalid(format!(
-                "role: unknown role {other:?}; use admin, operator or viewer"
-            ))),
-        }
-    }
-}
-
-/// Powers that need a grant of their own on top of a role (admins hold them all).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Capability {
-    /// Run commands inside workloads (`ward exec`).
-    Exec,
-    /// Read secret values.
-    SecretsRead,
-    /// Read the audit log.
-    AuditRead,
-    /// Mount host paths into workloads. Not implied by a project's admin role: only keys of
-    /// every project with role admin hold it without a grant, and only they can grant it.
-    HostPaths,
-}
-
-impl Capability {
-    pub const ALL: [Capability; 4] = [
-        Capability::Exec,
-        Capability::SecretsRead,
-        Capability::AuditRead,
-        Capability::HostPaths,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Capability::Exec => "exec",
-            Capability::SecretsRead => "secrets:read",
-            Capability::AuditRead => "audit:read",
-            Capability::HostPaths => "host-paths",
-        }
-    }
-
-    /// The stored form of a set: names joined with commas.
-    pub fn join(capabilities: &BTreeSet<Capability>) -> String {
-        capabilities
-            .iter()
-            .map(|capability| capability.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// The set [`Capability::join`] stored.
-    pub fn parse_list(text: &str) -> Result<BTreeSet<Capability>, AccessError> {
-        Capability::parse_each(text.split(',').filter(|part| !part.is_empty()))
-    }
-
-    /// The set of capabilities named one by one (as a request lists them).
-    pub fn parse_each<'a>(
-        names: impl IntoIterator<Item = &'a str>,
-    ) -> Result<BTreeSet<Capability>, AccessError> {
-        names.into_iter().map(Capability::parse).collect()
-    }
-
-    pub fn parse(text: &str) -> Result<Capability, AccessError> {
-        Capability::ALL
-            .into_iter()
-            .find(|capability| capability.as_str() == text)
-            .ok_or_else(|| {
-                AccessError::Invalid(format!(
-                    "capabilities: unknown capability {text:?}; use exec, secrets:read, audit:read or host-paths"
-                ))
-            })
-    }
-}
-
-/// What one API call needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Permission {
-    /// Any valid key.
-    Authenticated,
-    Role(Role),
-    /// A role and a capability.
-    Capability(Role, Capability),
-}
-
-/// Who is calling, once their key checked out.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// `admin-token` or `key:<id>`: what the audit log names.
-    pub actor: String,
-    /// `None`: every project.
-    pub project: Option<String>,
-    pub role: Role,
-    pub capabilities: BTreeSet<Capability>,
-}
-
-impl fmt::Debug for Principal {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter
-            .debug_struct("Principal")
-            .field("actor", &self.actor)
-            .field("project", &self.project)
-            .field("role", &self.role)
-            .finish()
-    }
-}
-
-impl Principal {
-    /// The actor name of the bootstrap key.
-    pub const BOOTSTRAP_ACTOR: &'static str = "admin-token";
-
-    /// The bootstrap key of `DATA_DIR/admin.token`: admin of every project.
-    pub fn bootstrap_admin() -> Principal {
-        Principal {
-            actor: Self::BOOTSTRAP_ACTOR.to_string(),
-            project: None,
-            role: Role::Admin,
-            capabilities: Capability::ALL.into_iter().collect(),
-        }
-    }
-
-    pub fn is_global(&self) -> bool {
-        self.project.is_none()
-    }
-
-    /// Whether this principal reaches `project` at all.
-    pub fn reaches(&self, project: &str) -> bool {
-        self.project.as_deref().is_none_or(|own| own == project)
-    }
-
-    /// An admin of every project: what only the host's own administrators should be.
-    pub fn is_every_project_admin(&self) -> bool {
-        self.is_global() && self.role == Role::Admin
-    }
-
-    /// Whether this principal holds `capability`: granted, or implied by its admin role (for
-    /// [`Capability::HostPaths`], only an admin of every project's).
-    pub fn holds(&self, capability: Capability) -> bool {
-        let implied = match capability {
-            Capability::HostPaths => self.is_every_project_admin(),
-            _ => self.role == Role::Admin,
-        };
-        implied || self.capabilities.contains(&capability)
-    }
-
-    /// Whether this principal may do what `permission` names (in a project it reaches).
-    pub fn allows(&self, permission: Permission) -> bool {
-        match permission {
-            Permission::Authenticated => true,
-            Permission::Role(role) => self.role >= role,
-            Permission::Capability(role, capability) => self.role >= role && self.holds(capability),
-        }
-    }
-}
+pub use ward_core::access::{Capability, Permission, Principal, Role};
+pub use ward_core::view::{KeyView, NewKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -203,25 +29,8 @@ pub enum AccessError {
     NotFound { id: String },
     #[error("{0}")]
     Store(#[from] ward_store::StoreError),
-}
-
-/// A key to create.
-#[derive(Clone, Debug)]
-pub struct NewKey {
-    pub name: String,
-    /// `None`: the creator's own project; for a creator of every project, every project.
-    pub project: Option<String>,
-    pub role: Role,
-    pub capabilities: BTreeSet<Capability>,
-    pub expires_in: Option<Duration>,
-}
-
-/// A key as the API shows it: never its secret.
-#[derive(Clone, Debug)]
-pub struct KeyView {
-    pub record: ApiKeyRecord,
-    pub role: Role,
-    pub capabilities: BTreeSet<Capability>,
+    #[error(transparent)]
+    Core(#[from] ward_core::Error),
 }
 
 /// Keys and the audit log, over a connection of their own to the daemon's database.
@@ -463,6 +272,8 @@ impl AccessService {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn service() -> AccessService {

@@ -34,6 +34,9 @@ pub enum SupervisorError {
     Runtime(#[from] ward_runtime::RuntimeError),
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// Refused at the door, or by a check the vocabulary makes (a role that is none).
+    #[error(transparent)]
+    Core(#[from] ward_core::Error),
     /// The caller lacks a grant the request needs; the message names it.
     #[error("{message}")]
     Forbidden { message: String },

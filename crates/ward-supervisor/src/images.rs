@@ -16,6 +16,8 @@ use ward_image::Digest;
 use ward_runtime::ImageResolver;
 use ward_store::{ImageRecord, Store};
 
+pub use ward_core::view::PruneReport;
+
 use crate::gate::Admission;
 
 #[derive(Debug, thiserror::Error)]
@@ -103,20 +105,12 @@ pub fn canonical_registry(registry: &str) -> Option<String> {
     ward_image::credentials::canonical_registry(registry).ok()
 }
 
-/// An image as the API shows it.
+/// A named image with its manifest and config.
 #[derive(Clone, Debug)]
-pub struct ImageView {
+pub struct StoredImage {
     pub record: ImageRecord,
     pub manifest: Manifest,
     pub config: ImageConfig,
-}
-
-/// What a prune removed.
-#[derive(Clone, Debug, Default)]
-pub struct PruneReport {
-    pub blobs: usize,
-    pub layers: usize,
-    pub bytes: u64,
 }
 
 /// The daemon's images; cheap to clone.
@@ -177,7 +171,7 @@ impl ImageService {
         plain_http: bool,
         progress: &(dyn Fn(PullProgress) + Send + Sync),
         admission: Option<&Admission>,
-    ) -> Result<ImageView, ImageError> {
+    ) -> Result<StoredImage, ImageError> {
         let reference = Self::normalize(reference)?;
         let registry = reference.split('/').next().unwrap_or_default().to_string();
         let options = PullOptions {
@@ -201,7 +195,7 @@ impl ImageService {
             "pull",
         );
         let mut records = self.name(project, vec![record], admission)?;
-        Ok(ImageView {
+        Ok(StoredImage {
             record: records.remove(0),
             manifest: pulled.manifest,
             config: pulled.config,
@@ -217,7 +211,7 @@ impl ImageService {
         path: PathBuf,
         name: Option<String>,
         admission: Option<&Admission>,
-    ) -> Result<Vec<ImageView>, ImageError> {
+    ) -> Result<Vec<StoredImage>, ImageError> {
         let name = name.map(|name| Self::normalize(&name)).transpose()?;
         let blobs = self.inner.layers.blobs().clone();
         let platform = self.inner.platform.clone();
@@ -294,7 +288,7 @@ impl ImageService {
         Ok(records
             .into_iter()
             .zip(images)
-            .map(|(record, (manifest, config))| ImageView {
+            .map(|(record, (manifest, config))| StoredImage {
                 record,
                 manifest,
                 config,
@@ -463,7 +457,7 @@ impl ImageService {
     }
 
     /// One image, by name or by (a prefix of at least 12 hex digits of) its manifest digest.
-    pub fn get(&self, project: &str, reference: &str) -> Result<ImageView, ImageError> {
+    pub fn get(&self, project: &str, reference: &str) -> Result<StoredImage, ImageError> {
         let record = self.find(project, reference)?;
         let digest: Digest =
             record
@@ -473,7 +467,7 @@ impl ImageService {
                     ImageError::Invalid(error.to_string())
                 })?;
         let (manifest, config) = self.inner.layers.read_image(&digest)?;
-        Ok(ImageView {
+        Ok(StoredImage {
             record,
             manifest,
             config,

@@ -6,23 +6,24 @@
 //! [`ward_runtime::Driver`], so tests can put a fake at that boundary.
 
 pub mod access;
+pub use ward_core::ops;
+pub(crate) use ward_core::view;
 mod error;
 mod events;
 pub mod gate;
 mod health;
 pub mod images;
 mod logs;
-pub mod ops;
 pub mod policy;
 pub mod privileges;
 pub mod quota;
 mod reconcile;
 mod recorder;
 pub mod secrets;
+mod services;
 mod state;
 mod time;
 pub mod users;
-mod view;
 mod volumes;
 
 use std::collections::BTreeMap;
@@ -39,9 +40,9 @@ pub use access::{
 };
 pub use error::SupervisorError;
 pub use events::{Event, EventKind};
-pub use gate::{Admission, Caller, Gate, Refusal};
-pub use images::{ImageError, ImageService, ImageView, PruneReport};
-pub use logs::LogFollow;
+pub use gate::{Admission, Caller, Door, Gate, Refusal};
+pub use images::{ImageError, ImageService, StoredImage};
+pub use logs::WorkloadLogFollow;
 pub use ops::{Access, Audit, Operation, Policy, Reach};
 pub use policy::BackoffPolicy;
 pub use privileges::HostAccess;
@@ -51,9 +52,10 @@ pub use users::{Grant, Session, UserService, UserView};
 pub use view::{
     summarize, DesiredState, HealthState, InstanceView, Phase, UsageSample, WorkloadView,
 };
-pub use volumes::VolumeView;
+pub use ward_core::view::{
+    ApplyAction, ApplyOutcome, ImageView, LogFollow, PruneReport, PullProgress, VolumeView,
+};
 pub use ward_image::credentials::CredentialStore;
-pub use ward_image::pull::PullProgress;
 pub use ward_runtime::{
     ExecControl, ExecExit, ExecOutput, ExecRequest, ExecSession, LogLine, Signal,
 };
@@ -83,33 +85,6 @@ impl Default for SupervisorConfig {
             sample_interval: Duration::from_secs(5),
             event_retention: 100_000,
             host_access: HostAccess::default(),
-        }
-    }
-}
-
-/// What `apply` did, or would do, to one workload.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ApplyOutcome {
-    pub name: String,
-    pub action: ApplyAction,
-    pub revision: i64,
-    pub old: Option<serde_json::Value>,
-    pub new: serde_json::Value,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApplyAction {
-    Created,
-    Updated,
-    Unchanged,
-}
-
-impl ApplyAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApplyAction::Created => "created",
-            ApplyAction::Updated => "updated",
-            ApplyAction::Unchanged => "unchanged",
         }
     }
 }

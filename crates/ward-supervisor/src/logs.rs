@@ -6,13 +6,15 @@ use std::time::{Duration, SystemTime};
 use ward_runtime::logs::LogFollower;
 use ward_runtime::LogLine;
 
+use ward_core::view::LogFollow;
+
 use crate::{Supervisor, SupervisorError};
 
 /// How often a follower looks for new lines (it reads only what was appended).
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
 /// A follow of one workload's logs, from [`Supervisor::follow_logs`].
-pub struct LogFollow {
+pub struct WorkloadLogFollow {
     supervisor: Supervisor,
     project: String,
     name: String,
@@ -20,11 +22,9 @@ pub struct LogFollow {
     cursor: FollowCursor,
 }
 
-impl LogFollow {
-    /// The lines written since the last call, once there are some; `None` once the workload
-    /// is gone, or has stopped and its last lines were sent (as `docker logs -f` ends when
-    /// its container does).
-    pub async fn next(&mut self) -> Option<Vec<(String, LogLine)>> {
+#[async_trait::async_trait]
+impl LogFollow for WorkloadLogFollow {
+    async fn next(&mut self) -> Option<Vec<(String, LogLine)>> {
         loop {
             tokio::time::sleep(FOLLOW_INTERVAL).await;
             // Read before the files: lines written before the workload ended are all polled.
@@ -66,7 +66,7 @@ impl Supervisor {
         name: &str,
         tail: Option<usize>,
         since: Option<SystemTime>,
-    ) -> Result<(Vec<(String, LogLine)>, LogFollow), SupervisorError> {
+    ) -> Result<(Vec<(String, LogLine)>, WorkloadLogFollow), SupervisorError> {
         // Followers start at the files' ends before the first read, so no line written in
         // between is lost; the cursor drops the ones both saw.
         let followers = self
@@ -81,7 +81,7 @@ impl Supervisor {
             .rev()
             .take_while(|(_, line)| Some(line.time) == last_time)
             .count();
-        let follow = LogFollow {
+        let follow = WorkloadLogFollow {
             supervisor: self.clone(),
             project: project.to_string(),
             name: name.to_string(),

@@ -4,56 +4,9 @@
 //! the limit; the runtime also bounds the project's real memory and CPU use with a parent
 //! cgroup.
 
-use ward_spec::{units::format_size, WorkloadSpec};
+use ward_spec::units::format_size;
 
-/// Limits of one project; `None`: no limit on that resource.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Quota {
-    /// Cores, summed over every replica.
-    pub cpu: Option<f64>,
-    /// Bytes, summed over every replica; also the project's cgroup memory limit.
-    pub memory: Option<u64>,
-    pub workloads: Option<u64>,
-    pub replicas: Option<u64>,
-    pub gpus: Option<u64>,
-    /// Bytes in the project's named volumes, as measured.
-    pub volume_bytes: Option<u64>,
-}
-
-/// What a project uses: asked for by its specs, and measured.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct QuotaUsage {
-    pub cpu: f64,
-    pub memory: u64,
-    pub workloads: u64,
-    pub replicas: u64,
-    pub gpus: u64,
-    /// Memory its instances use now.
-    pub measured_memory: u64,
-    /// Bytes in its named volumes now.
-    pub volume_bytes: u64,
-}
-
-impl QuotaUsage {
-    /// The totals that `specs` ask for (measured fields left at zero).
-    pub fn configured<'a>(specs: impl IntoIterator<Item = &'a WorkloadSpec>) -> QuotaUsage {
-        let mut usage = QuotaUsage::default();
-        for spec in specs {
-            // Saturating: a total past u64 is over every quota, never wrapped below one.
-            let replicas = u64::from(spec.replicas);
-            usage.workloads = usage.workloads.saturating_add(1);
-            usage.replicas = usage.replicas.saturating_add(replicas);
-            usage.cpu += spec.resources.cpu.unwrap_or(0.0) * replicas as f64;
-            usage.memory = usage
-                .memory
-                .saturating_add(spec.resources.memory.unwrap_or(0).saturating_mul(replicas));
-            usage.gpus = usage.gpus.saturating_add(
-                u64::from(spec.resources.gpu.unwrap_or(0)).saturating_mul(replicas),
-            );
-        }
-        usage
-    }
-}
+pub use ward_core::view::{Quota, QuotaUsage};
 
 /// Why a change is refused.
 #[derive(Clone, Debug, PartialEq)]

@@ -14,6 +14,8 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use ward_runtime::SecretResolver;
 use ward_store::{SecretRecord, Store};
 
+pub use ward_core::view::SecretInfo;
+
 use crate::gate::{audited, Admission};
 use crate::time::to_millis;
 
@@ -43,14 +45,6 @@ pub enum SecretError {
     Unsealable { project: String, name: String },
     #[error("{0}")]
     Store(#[from] ward_store::StoreError),
-}
-
-/// A secret's name and times: everything about it but its value.
-#[derive(Clone, Debug)]
-pub struct SecretInfo {
-    pub name: String,
-    pub created_at: SystemTime,
-    pub updated_at: SystemTime,
 }
 
 pub struct SecretService {

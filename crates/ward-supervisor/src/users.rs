@@ -2,7 +2,6 @@
 //! project), and sessions: expiring tokens signed with HMAC-SHA256 under a key of the
 //! daemon's, each scoped to one grant like an API key.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +12,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use ward_store::{GrantRecord, Store, UserRecord};
+
+pub use ward_core::view::{Grant, Session, UserView, DEFAULT_SESSION};
 
 use crate::access::{AccessError, Capability, Principal, Role};
 use crate::gate::{audited, Admission};
@@ -25,35 +26,9 @@ const SESSION_PREFIX: &str = "ws_";
 const EVERY_PROJECT: &str = "*";
 /// The shortest password accepted.
 const MIN_PASSWORD_CHARACTERS: usize = 8;
-/// Sessions last this long unless asked otherwise, and at most [`MAX_SESSION`].
-pub const DEFAULT_SESSION: Duration = Duration::from_secs(12 * 60 * 60);
 const MAX_SESSION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// A user as the API shows it: name, grants, never the password.
-#[derive(Clone, Debug)]
-pub struct UserView {
-    pub name: String,
-    pub created_at: SystemTime,
-    pub grants: Vec<Grant>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Grant {
-    /// `None`: every project.
-    pub project: Option<String>,
-    pub role: Role,
-    pub capabilities: BTreeSet<Capability>,
-}
-
-/// A session handed out by [`UserService::login`].
-#[derive(Clone, Debug)]
-pub struct Session {
-    pub token: String,
-    pub expires_at: SystemTime,
-    pub principal: Principal,
-}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SessionClaims {
@@ -366,6 +341,8 @@ impl UserService {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn service() -> (tempfile::TempDir, UserService) {

@@ -11,20 +11,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use std::time::SystemTime;
+pub use ward_core::view::VolumeView;
 
 use crate::gate::Admission;
 use crate::ops::Operation;
 use crate::view::DesiredState;
 use crate::{Inner, Supervisor, SupervisorError};
-
-/// A named volume and the workloads of its project that mount it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VolumeView {
-    pub name: String,
-    pub created_at: Option<SystemTime>,
-    pub used_by: Vec<String>,
-}
 
 impl Supervisor {
     /// The named volumes of the admitted project, each with the workloads that mount it.

@@ -18,7 +18,7 @@ use ward_runtime::{
 use ward_spec::{HealthProbe, WorkloadSpec};
 use ward_store::Store;
 use ward_supervisor::{
-    Admission, Caller, HealthState, Operation, Phase, Principal, Role, Supervisor,
+    Admission, Caller, Door, HealthState, Operation, Phase, Principal, Role, Supervisor,
     SupervisorConfig, SupervisorError,
 };
 

@@ -159,8 +159,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(address = %bound, data_dir = %config.data_dir.display(), "ward is serving");
 
     let state = Arc::new(ApiState {
-        supervisor: supervisor.clone(),
-        images,
+        workloads: Arc::new(supervisor.clone()),
+        door: Arc::new(supervisor.gate().clone()),
+        images: Arc::new(images),
         upload_dir,
         admin_key,
         secrets,

@@ -1,4 +1,5 @@
-//! Plain rows as the store reads and writes them; callers convert to domain types.
+//! Plain rows as the store reads and writes them (and the audit log shows them); callers convert
+//! to domain types.
 
 /// A workload as stored: the spec is opaque JSON, never parsed here.
 #[derive(Clone, Debug, PartialEq, Eq)]

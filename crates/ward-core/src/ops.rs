@@ -3,7 +3,7 @@
 //!
 //! The HTTP router is built from this table, the API's authorisation looks calls up in it,
 //! and every other caller (the planner, MCP tools, the healer, the dashboard) names an
-//! [`Operation`] when it asks the [`Gate`](crate::gate::Gate) for admission. Reads are not
+//! [`Operation`] when it asks the [`Door`](crate::door::Door) for admission. Reads are not
 //! audited: a high-volume read (a log follow, an event stream) would otherwise add a
 //! permanent row per call. Changes, refusals, exec and the reading of a secret's value are.
 
