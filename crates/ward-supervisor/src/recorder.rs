@@ -141,7 +141,13 @@ impl Shared {
                     }
                 }
             };
-            apply(&self.store, &self.events, write);
+            // A write that panics loses itself, not the queue behind it.
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                apply(&self.store, &self.events, write)
+            }));
+            if applied.is_err() {
+                tracing::error!("a state write panicked; it was not stored");
+            }
         }
     }
 }
