@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Ward needs on a Debian machine: OCI runtimes, networking tools, and the
-# tools the benchmarks use. Run as root (or through sudo).
+# tools the benchmarks use, and what builds llama.cpp for the model runner (cmake, a C++
+# compiler, libclang for its bindings). Run as root (or through sudo).
 set -euo pipefail
-packages=(crun runc iproute2 iptables pkg-config python3 python3-venv curl wrk hyperfine busybox-static docker-registry skopeo umoci tmux)
+packages=(crun runc iproute2 iptables pkg-config python3 python3-venv curl wrk hyperfine busybox-static docker-registry skopeo umoci tmux cmake clang libclang-dev)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -13,9 +14,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# schemathesis (PyPI), which fuzzes the API in the tests, in a virtual environment of its own.
+# PyPI tools the tests use, in a virtual environment of their own: schemathesis fuzzes the
+# API; gguf and numpy write the random-weight models (scripts/make-test-model.py).
 venv="${WARD_TOOLS_VENV:-$HOME/.cache/ward/venv}"
-if [ ! -x "$venv/bin/schemathesis" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==4.32.5"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+if ! "$venv/bin/python" -c "import schemathesis, gguf, numpy" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "schemathesis==4.32.5" "gguf==0.19.0" "numpy==2.4.6"
 fi

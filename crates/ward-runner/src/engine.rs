@@ -1,0 +1,505 @@
+//! One model on llama.cpp, serving several sequences at once: each request takes a slot (its
+//! own sequence in the context's KV cache), and every step decodes one batch that holds the
+//! next prompt chunk of the slots still reading their prompt and the last sampled token of
+//! the slots generating (continuous batching). The engine runs on the thread that calls
+//! [`run`]; requests come in through a channel and their tokens go out through each one's own.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use serde::{Deserialize, Serialize};
+
+/// How the engine runs its model.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub model: PathBuf,
+    /// Tokens of context each slot holds (prompt and completion together).
+    pub context: u32,
+    /// Sequences decoded together.
+    pub slots: u32,
+    /// CPU threads for decoding.
+    pub threads: i32,
+    /// The most tokens one decode step takes.
+    pub batch: u32,
+}
+
+/// What to complete: text as it is, or chat messages put through the model's own template.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prompt {
+    Text(String),
+    Chat(Vec<ChatMessage>),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// One completion to run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Generate {
+    pub prompt: Prompt,
+    pub max_tokens: u32,
+    /// 0: always the likeliest token.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// The same seed, prompt and settings give the same completion.
+    pub seed: u32,
+    /// Generation ends before the first of these; it is not part of the completion.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// A GBNF grammar the completion must follow (root rule `root`).
+    #[serde(default)]
+    pub grammar: Option<String>,
+}
+
+/// Why a completion ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended it, or a stop string came.
+    Stop,
+    /// `max_tokens` or the end of the context.
+    Length,
+}
+
+/// What a request hears back, in order: its text piece by piece, then one `Done` or `Error`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    Text(String),
+    Done {
+        finish_reason: FinishReason,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+    },
+    Error(Refusal),
+}
+
+/// Why a request was not run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The prompt and the smallest completion do not fit the context.
+    #[error("the prompt is {prompt_tokens} tokens and the context holds {context}: shorten it")]
+    PromptTooLong { prompt_tokens: u32, context: u32 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A request with the channel its events go to.
+#[derive(Debug)]
+pub struct Job {
+    pub request: Generate,
+    pub events: mpsc::Sender<Event>,
+}
+
+/// What the model is, read once it is loaded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub parameters: u64,
+    pub size_bytes: u64,
+    pub context_train: u32,
+    pub context: u32,
+    pub slots: u32,
+    pub chat_template: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("llama.cpp: {0}")]
+    Backend(#[from] llama_cpp_2::LlamaCppError),
+    #[error("cannot load model {path}: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("cannot make a context: {0}")]
+    Context(String),
+    #[error("decode failed: {0}")]
+    Decode(String),
+}
+
+/// Loads the model, reports what it is through `ready`, then serves `jobs` until the channel
+/// closes and every slot is done.
+pub fn run(
+    config: &EngineConfig,
+    jobs: mpsc::Receiver<Job>,
+    ready: impl FnOnce(&ModelInfo),
+) -> Result<(), EngineError> {
+    let mut backend = LlamaBackend::init()?;
+    backend.void_logs();
+    let model = LlamaModel::load_from_file(&backend, &config.model, &LlamaModelParams::default())
+        .map_err(|error| EngineError::Load {
+        path: config.model.clone(),
+        reason: error.to_string(),
+    })?;
+    let slots = config.slots.max(1);
+    let total_context = config.context.saturating_mul(slots);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(total_context))
+        .with_n_batch(config.batch)
+        .with_n_ubatch(config.batch)
+        .with_n_seq_max(slots)
+        .with_n_threads(config.threads)
+        .with_n_threads_batch(config.threads);
+    let mut context = model
+        .new_context(&backend, params)
+        .map_err(|error| EngineError::Context(error.to_string()))?;
+    let info = ModelInfo {
+        parameters: model.n_params(),
+        size_bytes: model.size(),
+        context_train: model.n_ctx_train(),
+        context: context.n_ctx() / slots,
+        slots,
+        chat_template: model
+            .chat_template(None)
+            .ok()
+            .and_then(|template| template.to_string().ok()),
+    };
+    ready(&info);
+    let mut scheduler = Scheduler::new(&model, slots as usize, info.context, config.batch);
+    scheduler.serve(&mut context, &jobs)
+}
+
+/// A slot at work.
+struct Active {
+    job: Job,
+    sampler: LlamaSampler,
+    prompt: Vec<LlamaToken>,
+    /// Prompt tokens already in the KV cache.
+    read: usize,
+    /// The token to feed next, once the prompt is read.
+    next: Option<LlamaToken>,
+    /// Position of the next token in the sequence.
+    position: u32,
+    generated: u32,
+    /// Bytes of text not yet sent: an incomplete UTF-8 character, or what could be the
+    /// start of a stop string.
+    pending: Vec<u8>,
+}
+
+struct Scheduler<'model> {
+    model: &'model LlamaModel,
+    slots: Vec<Option<Active>>,
+    context: u32,
+    batch: u32,
+}
+
+impl<'model> Scheduler<'model> {
+    fn new(model: &'model LlamaModel, slots: usize, context: u32, batch: u32) -> Self {
+        Scheduler {
+            model,
+            slots: (0..slots).map(|_| None).collect(),
+            context,
+            batch,
+        }
+    }
+
+    fn serve(
+        &mut self,
+        context: &mut LlamaContext<'_>,
+        jobs: &mpsc::Receiver<Job>,
+    ) -> Result<(), EngineError> {
+        let mut open = true;
+        loop {
+            // Take new jobs while slots are free; wait for one only when nothing runs.
+            while open && self.slots.iter().any(Option::is_none) {
+                let busy = self.slots.iter().any(Option::is_some);
+                let job = if busy {
+                    match jobs.try_recv() {
+                        Ok(job) => job,
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
+                    }
+                } else {
+                    match jobs.recv() {
+                        Ok(job) => job,
+                        Err(_) => {
+                            open = false;
+                            break;
+                        }
+                    }
+                };
+                self.admit(job);
+            }
+            if !open && self.slots.iter().all(Option::is_none) {
+                return Ok(());
+            }
+            self.step(context)?;
+        }
+    }
+
+    /// Puts a job in a free slot, or answers it at once if it cannot run.
+    fn admit(&mut self, job: Job) {
+        let prompt = match self.prompt_tokens(&job.request.prompt) {
+            Ok(prompt) => prompt,
+            Err(refusal) => {
+                let _ = job.events.send(Event::Error(refusal));
+                return;
+            }
+        };
+        let prompt_tokens = prompt.len() as u32;
+        if prompt_tokens + 1 > self.context {
+            let _ = job.events.send(Event::Error(Refusal::PromptTooLong {
+                prompt_tokens,
+                context: self.context,
+            }));
+            return;
+        }
+        let sampler = match self.sampler(&job.request) {
+            Ok(sampler) => sampler,
+            Err(refusal) => {
+                let _ = job.events.send(Event::Error(refusal));
+                return;
+            }
+        };
+        let Some(free) = self.slots.iter_mut().find(|slot| slot.is_none()) else {
+            return;
+        };
+        *free = Some(Active {
+            job,
+            sampler,
+            prompt,
+            read: 0,
+            next: None,
+            position: 0,
+            generated: 0,
+            pending: Vec::new(),
+        });
+    }
+
+    fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, Refusal> {
+        let text = match prompt {
+            Prompt::Text(text) => text.clone(),
+            Prompt::Chat(messages) => {
+                let template = self.model.chat_template(None).map_err(|_| {
+                    Refusal::Invalid("this model has no chat template; send a prompt".into())
+                })?;
+                let messages = messages
+                    .iter()
+                    .map(|message| {
+                        LlamaChatMessage::new(message.role.clone(), message.content.clone())
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| Refusal::Invalid("messages: a message holds a NUL byte".into()))?;
+                self.model
+                    .apply_chat_template(&template, &messages, true)
+                    .map_err(|error| {
+                        Refusal::Invalid(format!("the chat template failed: {error}"))
+                    })?
+            }
+        };
+        let vocab = self.model.vocab();
+        let tokens = vocab.tokenize(text.as_bytes(), vocab.should_add_bos(), true);
+        if tokens.is_empty() {
+            return Err(Refusal::Invalid("prompt: it is empty".into()));
+        }
+        Ok(tokens)
+    }
+
+    fn sampler(&self, request: &Generate) -> Result<LlamaSampler, Refusal> {
+        let mut chain = Vec::new();
+        if let Some(grammar) = &request.grammar {
+            chain.push(
+                LlamaSampler::grammar(self.model, grammar, "root")
+                    .map_err(|error| Refusal::Invalid(format!("grammar: {error}")))?,
+            );
+        }
+        if request.temperature <= 0.0 {
+            chain.push(LlamaSampler::greedy());
+        } else {
+            chain.push(LlamaSampler::top_p(request.top_p.clamp(0.0, 1.0), 1));
+            chain.push(LlamaSampler::temp(request.temperature));
+            chain.push(LlamaSampler::dist(request.seed));
+        }
+        Ok(LlamaSampler::chain_simple(chain))
+    }
+
+    /// One decode over every working slot, then a token for each slot whose logits came.
+    fn step(&mut self, context: &mut LlamaContext<'_>) -> Result<(), EngineError> {
+        let mut batch = LlamaBatch::new(self.batch as usize, self.slots.len() as i32);
+        // (slot, index in the batch of its logits)
+        let mut sampled = Vec::new();
+        let mut room = self.batch as usize;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(active) = slot else { continue };
+            if room == 0 {
+                break;
+            }
+            let sequence = [index as i32];
+            if active.read < active.prompt.len() {
+                let take = (active.prompt.len() - active.read).min(room);
+                for offset in 0..take {
+                    let last = active.read + offset + 1 == active.prompt.len();
+                    batch
+                        .add(
+                            active.prompt[active.read + offset],
+                            active.position as i32,
+                            &sequence,
+                            last,
+                        )
+                        .map_err(|error| EngineError::Decode(error.to_string()))?;
+                    active.position += 1;
+                    if last {
+                        sampled.push((index, batch.n_tokens() - 1));
+                    }
+                }
+                active.read += take;
+                room -= take;
+            } else if let Some(token) = active.next.take() {
+                batch
+                    .add(token, active.position as i32, &sequence, true)
+                    .map_err(|error| EngineError::Decode(error.to_string()))?;
+                active.position += 1;
+                room -= 1;
+                sampled.push((index, batch.n_tokens() - 1));
+            }
+        }
+        if batch.n_tokens() == 0 {
+            return Ok(());
+        }
+        context
+            .decode(&mut batch)
+            .map_err(|error| EngineError::Decode(error.to_string()))?;
+        for (index, logits) in sampled {
+            let finished = {
+                let Some(active) = self.slots[index].as_mut() else {
+                    continue;
+                };
+                let token = active.sampler.sample(context, logits);
+                self.advance(index, token)
+            };
+            if let Some((reason, active)) = finished {
+                let _ = context.clear_kv_cache_seq(Some(index as u32), None, None);
+                finish(active, reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the sampled token of slot `index`; returns the slot's job once it is done.
+    fn advance(&mut self, index: usize, token: LlamaToken) -> Option<(FinishReason, Active)> {
+        let vocab = self.model.vocab();
+        let context = self.context;
+        let active = self.slots[index].as_mut()?;
+        if vocab.is_eog(token) {
+            return self.slots[index]
+                .take()
+                .map(|active| (FinishReason::Stop, active));
+        }
+        active.generated += 1;
+        active
+            .pending
+            .extend(vocab.token_to_piece(token, false, None));
+        if let Some(cut) = stop_at(&active.pending, &active.job.request.stop) {
+            active.pending.truncate(cut);
+            return self.slots[index]
+                .take()
+                .map(|active| (FinishReason::Stop, active));
+        }
+        let sendable = sendable_prefix(&active.pending, &active.job.request.stop);
+        if sendable > 0 {
+            let text = String::from_utf8_lossy(&active.pending[..sendable]).into_owned();
+            active.pending.drain(..sendable);
+            if active.job.events.send(Event::Text(text)).is_err() {
+                // The caller left: free the slot.
+                return self.slots[index]
+                    .take()
+                    .map(|active| (FinishReason::Stop, active));
+            }
+        }
+        if active.generated >= active.job.request.max_tokens || active.position + 1 >= context {
+            return self.slots[index]
+                .take()
+                .map(|active| (FinishReason::Length, active));
+        }
+        active.next = Some(token);
+        None
+    }
+}
+
+/// Sends what is left and the end.
+fn finish(active: Active, reason: FinishReason) {
+    if !active.pending.is_empty() {
+        let text = String::from_utf8_lossy(&active.pending).into_owned();
+        let _ = active.job.events.send(Event::Text(text));
+    }
+    let _ = active.job.events.send(Event::Done {
+        finish_reason: reason,
+        prompt_tokens: active.prompt.len() as u32,
+        completion_tokens: active.generated,
+    });
+}
+
+/// Where the first stop string begins in `text`, if one is there.
+fn stop_at(text: &[u8], stops: &[String]) -> Option<usize> {
+    stops
+        .iter()
+        .filter(|stop| !stop.is_empty())
+        .filter_map(|stop| {
+            text.windows(stop.len())
+                .position(|window| window == stop.as_bytes())
+        })
+        .min()
+}
+
+/// How many leading bytes of `text` can be sent: whole UTF-8 characters that cannot be the
+/// beginning of a stop string still being written.
+fn sendable_prefix(text: &[u8], stops: &[String]) -> usize {
+    let mut end = match std::str::from_utf8(text) {
+        Ok(_) => text.len(),
+        Err(error) if error.error_len().is_none() => error.valid_up_to(),
+        // Not UTF-8 at all: send it as it is (lossily).
+        Err(_) => text.len(),
+    };
+    for stop in stops.iter().filter(|stop| !stop.is_empty()) {
+        let stop = stop.as_bytes();
+        for keep in (1..stop.len()).rev() {
+            if keep <= end && text[..end].ends_with(&stop[..keep]) {
+                end -= keep;
+                break;
+            }
+        }
+    }
+    while end > 0 && end < text.len() && (text[end] & 0b1100_0000) == 0b1000_0000 {
+        end -= 1;
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_string_is_cut_and_its_beginning_held_back() {
+        let stops = vec!["END".to_string()];
+        assert_eq!(stop_at(b"abcENDxyz", &stops), Some(3));
+        assert_eq!(stop_at(b"abc", &stops), None);
+        assert_eq!(sendable_prefix(b"abcEN", &stops), 3);
+        assert_eq!(sendable_prefix(b"abcE", &stops), 3);
+        assert_eq!(sendable_prefix(b"abcX", &stops), 4);
+    }
+
+    #[test]
+    fn an_incomplete_character_waits_for_its_last_bytes() {
+        let euro = "€".as_bytes();
+        assert_eq!(sendable_prefix(&euro[..2], &[]), 0);
+        let mut text = b"a".to_vec();
+        text.extend_from_slice(&euro[..1]);
+        assert_eq!(sendable_prefix(&text, &[]), 1);
+        assert_eq!(sendable_prefix(euro, &[]), 3);
+    }
+}

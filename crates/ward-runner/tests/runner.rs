@@ -1,0 +1,229 @@
+//! The real `ward-runner` program on a random-weight llama model written by
+//! `scripts/make-test-model.py`: what it answers over its socket.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use ward_runner::engine::{ChatMessage, Event, FinishReason, Generate, ModelInfo, Prompt, Refusal};
+use ward_runner::protocol::Request;
+
+/// The Python that has the `gguf` package (`scripts/install-deps.sh` puts it there).
+fn python() -> PathBuf {
+    let venv = std::env::var_os("WARD_TOOLS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/ward/venv")
+        });
+    venv.join("bin/python")
+}
+
+fn make_model(directory: &Path) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-test-model.py");
+    let model = directory.join("tiny.gguf");
+    let status = Command::new(python())
+        .arg(&script)
+        .arg(&model)
+        .status()
+        .expect("run make-test-model.py (scripts/install-deps.sh installs its packages)");
+    assert!(status.success(), "make-test-model.py failed");
+    model
+}
+
+struct Runner {
+    child: Child,
+    socket: PathBuf,
+    _directory: tempfile::TempDir,
+}
+
+impl Runner {
+    fn start(context: u32, slots: u32) -> Runner {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let model = make_model(directory.path());
+        let socket = directory.path().join("runner.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_ward-runner"))
+            .args(["--model", model.to_str().expect("path")])
+            .args(["--socket", socket.to_str().expect("path")])
+            .args([
+                "--context",
+                &context.to_string(),
+                "--slots",
+                &slots.to_string(),
+            ])
+            .args(["--threads", "2"])
+            .spawn()
+            .expect("start ward-runner");
+        let mut runner = Runner {
+            child,
+            socket,
+            _directory: directory,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while UnixStream::connect(&runner.socket).is_err() {
+            if let Some(status) = runner.child.try_wait().expect("wait") {
+                panic!("ward-runner exited before it listened: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ward-runner did not listen in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        runner
+    }
+
+    fn lines(&self, request: &Request) -> Vec<String> {
+        let mut stream = UnixStream::connect(&self.socket).expect("connect");
+        let mut line = serde_json::to_string(request).expect("JSON");
+        line.push('\n');
+        stream.write_all(line.as_bytes()).expect("send");
+        BufReader::new(stream)
+            .lines()
+            .map(|line| line.expect("read"))
+            .collect()
+    }
+
+    fn info(&self) -> ModelInfo {
+        let lines = self.lines(&Request::Info);
+        serde_json::from_str(&lines[0]).expect("model info")
+    }
+
+    fn generate(&self, request: Generate) -> (String, Event) {
+        let events: Vec<Event> = self
+            .lines(&Request::Generate(request))
+            .iter()
+            .map(|line| serde_json::from_str(line).expect("event"))
+            .collect();
+        let (last, texts) = events.split_last().expect("at least one event");
+        let text = texts
+            .iter()
+            .map(|event| match event {
+                Event::Text(text) => text.as_str(),
+                other => panic!("{other:?} before the last event"),
+            })
+            .collect();
+        (text, last.clone())
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn request(prompt: &str, seed: u32, max_tokens: u32) -> Generate {
+    Generate {
+        prompt: Prompt::Text(prompt.to_string()),
+        max_tokens,
+        temperature: 0.8,
+        top_p: 0.95,
+        seed,
+        stop: Vec::new(),
+        grammar: None,
+    }
+}
+
+#[test]
+fn a_seed_gives_the_same_completion_and_slots_run_together() {
+    let runner = Runner::start(256, 4);
+    let info = runner.info();
+    assert!(info.parameters > 0, "{info:?}");
+    assert_eq!((info.context, info.slots), (256, 4), "{info:?}");
+    assert!(
+        info.chat_template
+            .as_deref()
+            .is_some_and(|template| template.contains("im_start")),
+        "{info:?}"
+    );
+
+    let (first, done) = runner.generate(request("the world of water", 42, 24));
+    let Event::Done {
+        finish_reason,
+        prompt_tokens,
+        completion_tokens,
+    } = done
+    else {
+        panic!("{done:?}");
+    };
+    assert!(prompt_tokens > 0 && completion_tokens <= 24);
+    assert!(
+        finish_reason == FinishReason::Length || completion_tokens < 24,
+        "{finish_reason:?} after {completion_tokens}"
+    );
+    let (again, _) = runner.generate(request("the world of water", 42, 24));
+    assert_eq!(first, again, "the same seed gave another completion");
+
+    // Four at once, each in a slot of its own, each the same as when it runs alone.
+    let alone: Vec<String> = (0..4)
+        .map(|seed| runner.generate(request("people of the city", seed, 16)).0)
+        .collect();
+    let together: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|seed| {
+                let runner = &runner;
+                scope.spawn(move || runner.generate(request("people of the city", seed, 16)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                let (text, last) = handle.join().expect("thread");
+                assert!(matches!(last, Event::Done { .. }), "{last:?}");
+                text
+            })
+            .collect()
+    });
+    assert_eq!(alone, together);
+}
+
+#[test]
+fn a_prompt_past_the_context_is_refused_and_chat_uses_the_template() {
+    let runner = Runner::start(64, 2);
+    // llama.cpp rounds a context up to its own granularity: the runner says what it holds.
+    let context = runner.info().context;
+    assert!(context >= 64, "{context}");
+    let long = "water ".repeat(context as usize);
+    let (_, last) = runner.generate(request(&long, 1, 8));
+    assert!(
+        matches!(last, Event::Error(Refusal::PromptTooLong { context: held, .. }) if held == context),
+        "{last:?}"
+    );
+
+    let mut chat = request("", 3, 8);
+    chat.prompt = Prompt::Chat(vec![ChatMessage {
+        role: "user".into(),
+        content: "hello there".into(),
+    }]);
+    let (_, last) = runner.generate(chat);
+    assert!(matches!(last, Event::Done { .. }), "{last:?}");
+
+    // Stop strings never reach the caller.
+    let (text, _) = runner.generate(request("the", 5, 32));
+    if let Some(word) = text.split_whitespace().nth(1) {
+        let mut stopped = request("the", 5, 32);
+        stopped.stop = vec![word.to_string()];
+        let (cut, last) = runner.generate(stopped);
+        assert!(
+            !cut.contains(word),
+            "{cut:?} holds the stop string {word:?}"
+        );
+        assert!(
+            text.starts_with(&cut),
+            "{cut:?} is not the start of {text:?}"
+        );
+        assert!(
+            matches!(
+                last,
+                Event::Done {
+                    finish_reason: FinishReason::Stop,
+                    ..
+                }
+            ),
+            "{last:?}"
+        );
+    }
+}
