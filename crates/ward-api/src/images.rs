@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use ward_client::wire::{
     BlobProgress, ExportRequest, ImageDocument, ImageList, LoginRequest, PruneResponse, PullEvent,
@@ -305,36 +304,13 @@ pub async fn import(
     body: Body,
 ) -> Result<Json<ImageList>, ApiError> {
     let project = project_of(&query.project)?;
-    let upload = tempfile::Builder::new()
-        .prefix("import-")
-        .suffix(".tar")
-        .tempfile_in(&state.upload_dir)
-        .map_err(|error| ApiError::internal(&error))?;
-    let mut file = tokio::fs::File::from_std(
-        upload
-            .as_file()
-            .try_clone()
-            .map_err(|error| ApiError::internal(&error))?,
-    );
-    let mut stream = body.into_data_stream();
-    let mut received: u64 = 0;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|error| ApiError::bad_request(format!("reading the archive: {error}")))?;
-        received += chunk.len() as u64;
-        if received > crate::limits::MAX_ARCHIVE_BYTES {
-            return Err(ApiError::too_large(format!(
-                "the archive is larger than {} bytes",
-                crate::limits::MAX_ARCHIVE_BYTES
-            )));
-        }
-        file.write_all(&chunk)
-            .await
-            .map_err(|error| ApiError::internal(&error))?;
-    }
-    file.flush()
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
+    let upload = crate::upload::receive(
+        &state.upload_dir,
+        body,
+        crate::limits::MAX_ARCHIVE_BYTES,
+        "the archive",
+    )
+    .await?;
     let views = state
         .images
         .import(

@@ -15,10 +15,12 @@ mod images;
 mod limits;
 mod logs;
 mod metrics;
+mod models;
 mod openapi;
 mod quota;
 mod secrets;
 pub mod tls;
+mod upload;
 mod users;
 mod volumes;
 mod workloads;
@@ -34,7 +36,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use ward_core::door::Door;
 use ward_core::ops::Operation;
-use ward_core::services::{Images, Keys, Secrets, Users, Workloads};
+use ward_core::services::{Images, Keys, Models, Secrets, Users, Workloads};
 
 pub use auth::{ApiKey, PROJECT_HEADER};
 pub use error::ApiError;
@@ -48,6 +50,7 @@ pub struct ApiState {
     /// What every call passes first, and the audit log behind it.
     pub door: Arc<dyn Door>,
     pub images: Arc<dyn Images>,
+    pub models: Arc<dyn Models>,
     /// Where uploaded archives wait while they are imported.
     pub upload_dir: std::path::PathBuf,
     pub admin_key: ApiKey,
@@ -118,6 +121,11 @@ fn routes() -> Routes {
         .bind(ImageExport, images::export)
         .bind(ImageGet, images::get)
         .bind(ImageRemove, images::remove)
+        .bind(ModelList, models::list)
+        .bind_unlimited(ModelImport, models::import)
+        .bind(ModelGet, models::get)
+        .bind(ModelRemove, models::remove)
+        .bind(OpenAiModels, models::openai_list)
         .bind(RegistryList, images::logins)
         .bind(RegistryLogin, images::login)
         .bind(RegistryLogout, images::logout)

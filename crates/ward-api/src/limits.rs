@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub const MAX_JSON_BODY_BYTES: usize = 4 << 20;
 /// The largest image archive `POST /api/v1/images/import` takes.
 pub const MAX_ARCHIVE_BYTES: u64 = 64 << 30;
+/// The largest model file `POST /api/v1/models/import` takes.
+pub const MAX_MODEL_BYTES: u64 = 512 << 30;
 
 /// How fast one API key may call.
 #[derive(Clone, Copy, Debug, PartialEq)]

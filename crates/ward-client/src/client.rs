@@ -10,10 +10,11 @@ use crate::error::ClientError;
 use crate::wire::{
     ApplyRequest, ApplyResponse, AuditEntry, AuditList, AuditVerifyResponse, CreatedKey, ErrorBody,
     EventEntry, ExportRequest, GrantDocument, ImageDocument, ImageList, KeyDocument, KeyList,
-    KeyRequest, LogEntry, LoginRequest, ProjectDocument, ProjectList, PruneResponse, PullEvent,
-    PullRequest, QuotaDocument, QuotaLimits, RegistryLogin, RegistryLoginList, SecretDocument,
-    SecretList, SecretValue, SessionDocument, SessionRequest, UserDocument, UserList, UserRequest,
-    VolumeDocument, VolumeList, VolumePruneResponse, WorkloadDocument, WorkloadList,
+    KeyRequest, LogEntry, LoginRequest, ModelDocument, ModelList, ProjectDocument, ProjectList,
+    PruneResponse, PullEvent, PullRequest, QuotaDocument, QuotaLimits, RegistryLogin,
+    RegistryLoginList, SecretDocument, SecretList, SecretValue, SessionDocument, SessionRequest,
+    UserDocument, UserList, UserRequest, VolumeDocument, VolumeList, VolumePruneResponse,
+    WorkloadDocument, WorkloadList,
 };
 
 /// A connection to one Ward daemon.
@@ -329,6 +330,46 @@ impl Client {
             "/api/v1/images/{}?force={force}",
             encode_query_value(reference)
         );
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    /// Uploads a model file (GGUF) and names it `name`.
+    pub async fn import_model(
+        &self,
+        file: impl Into<reqwest::Body>,
+        name: &str,
+    ) -> Result<ModelDocument, ClientError> {
+        let url = self.url(&format!(
+            "/api/v1/models/import?name={}",
+            encode_query_value(name)
+        ));
+        let builder = self
+            .request(Method::POST, &url)
+            .header("content-type", "application/octet-stream")
+            .body(file);
+        let response = self.send(builder, &url).await?;
+        let response = Self::check(response, &url).await?;
+        response
+            .json()
+            .await
+            .map_err(|error| ClientError::Protocol {
+                url,
+                reason: error.to_string(),
+            })
+    }
+
+    pub async fn list_models(&self) -> Result<Vec<ModelDocument>, ClientError> {
+        let list: ModelList = self.call(Method::GET, "/api/v1/models", None).await?;
+        Ok(list.models)
+    }
+
+    pub async fn get_model(&self, name: &str) -> Result<ModelDocument, ClientError> {
+        let path = format!("/api/v1/models/{}", encode_query_value(name));
+        self.call(Method::GET, &path, None).await
+    }
+
+    pub async fn remove_model(&self, name: &str) -> Result<ModelDocument, ClientError> {
+        let path = format!("/api/v1/models/{}", encode_query_value(name));
         self.call(Method::DELETE, &path, None).await
     }
 

@@ -222,6 +222,56 @@ pub struct ImageList {
     pub images: Vec<ImageDocument>,
 }
 
+/// A model as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModelDocument {
+    /// Its name in the project: the `model` the `/v1/` endpoints take.
+    pub name: String,
+    /// `sha256:<hex>` of the file.
+    pub digest: String,
+    pub size: u64,
+    /// `gguf`.
+    pub format: String,
+    /// Whether a runner has it in memory now.
+    pub loaded: bool,
+    /// `general.architecture`, like `llama`.
+    pub architecture: Option<String>,
+    pub parameters: u64,
+    /// The storage type most weights have, like `Q4_K`.
+    pub quantization: Option<String>,
+    /// The context it was trained for, in tokens.
+    pub context_length: Option<u64>,
+    pub chat_template: Option<String>,
+    /// `import`, or where it was pulled from.
+    pub source: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModelList {
+    pub models: Vec<ModelDocument>,
+}
+
+/// One model in `GET /v1/models`, as OpenAI's API lists it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OpenAiModel {
+    pub id: String,
+    /// Always `model`.
+    pub object: String,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+    pub owned_by: String,
+}
+
+/// `GET /v1/models`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OpenAiModelList {
+    /// Always `list`.
+    pub object: String,
+    pub data: Vec<OpenAiModel>,
+}
+
 /// `POST /api/v1/images/pull`.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PullRequest {

@@ -125,6 +125,11 @@ operations! {
     ImageExport = "POST" "/api/v1/images/export", VIEWER, Project, Refusals;
     ImageGet = "GET" "/api/v1/images/{reference}", VIEWER, Project, Refusals;
     ImageRemove = "DELETE" "/api/v1/images/{reference}", OPERATOR, Project, Each;
+    ModelList = "GET" "/api/v1/models", VIEWER, Project, Refusals;
+    ModelImport = "POST" "/api/v1/models/import", OPERATOR, Project, Each;
+    ModelGet = "GET" "/api/v1/models/{name}", VIEWER, Project, Refusals;
+    ModelRemove = "DELETE" "/api/v1/models/{name}", OPERATOR, Project, Each;
+    OpenAiModels = "GET" "/v1/models", VIEWER, Project, Refusals;
     RegistryList = "GET" "/api/v1/registries", VIEWER, Project, Refusals;
     RegistryLogin = "POST" "/api/v1/registries/login", OPERATOR, Project, Each;
     RegistryLogout = "DELETE" "/api/v1/registries/{registry}", OPERATOR, Project, Each;

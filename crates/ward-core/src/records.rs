@@ -83,6 +83,26 @@ pub struct ImageRecord {
     pub updated_at_ms: i64,
 }
 
+/// A named model in a project: the name points at a file in the content-addressed model
+/// store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelRecord {
+    pub project: String,
+    pub name: String,
+    /// `sha256:<hex>` of the file.
+    pub digest: String,
+    pub size: i64,
+    /// `gguf`.
+    pub format: String,
+    /// What the file says of itself (architecture, parameters, quantisation, context length,
+    /// chat template), as JSON.
+    pub metadata_json: String,
+    /// Where it came from: `import`, or the URL or reference it was pulled from.
+    pub source: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
 /// An API key as stored: never its secret, only the secret's hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKeyRecord {

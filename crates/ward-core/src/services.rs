@@ -17,8 +17,8 @@ use crate::events::Event;
 use crate::records::{AuditRecord, AuditVerification, ImageRecord};
 use crate::session::{ExecRequest, ExecSession, LogLine, Signal};
 use crate::view::{
-    ApplyOutcome, Grant, ImageView, KeyView, LogFollow, NewKey, PruneReport, PullProgress, Quota,
-    QuotaUsage, SecretInfo, Session, UserView, VolumeView, WorkloadView,
+    ApplyOutcome, Grant, ImageView, KeyView, LogFollow, ModelView, NewKey, PruneReport,
+    PullProgress, Quota, QuotaUsage, SecretInfo, Session, UserView, VolumeView, WorkloadView,
 };
 use crate::Error;
 
@@ -323,4 +323,29 @@ pub trait Users: Send + Sync {
 
     /// The anti-forgery token that goes with a session.
     fn csrf_token(&self, session_token: &str) -> String;
+}
+
+/// Models: files in the content-addressed model store, named per project.
+pub trait Models: Send + Sync {
+    fn list(&self, project: &str) -> Result<Vec<ModelView>, Error>;
+
+    fn get(&self, project: &str, name: &str) -> Result<ModelView, Error>;
+
+    /// Takes the GGUF file at `path` into the store under `name` (a name already taken moves
+    /// to it); the file at `path` is left as it is.
+    fn import(
+        &self,
+        project: &str,
+        path: PathBuf,
+        name: &str,
+        admission: Option<&Admission>,
+    ) -> Result<ModelView, Error>;
+
+    /// Removes a name; the file goes once no name in any project points at it.
+    fn remove(
+        &self,
+        project: &str,
+        name: &str,
+        admission: Option<&Admission>,
+    ) -> Result<ModelView, Error>;
 }

@@ -383,3 +383,33 @@ pub trait LogFollow: Send {
     /// `docker logs -f` ends when its container does).
     async fn next(&mut self) -> Option<Vec<(String, LogLine)>>;
 }
+
+/// What a model file says of itself.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelMetadata {
+    /// `general.architecture`, like `llama` or `bert`.
+    pub architecture: Option<String>,
+    /// Weights in every tensor.
+    pub parameters: u64,
+    /// The storage type most weights have, like `Q4_K` or `F16`.
+    pub quantization: Option<String>,
+    /// The context the model was trained for, in tokens.
+    pub context_length: Option<u64>,
+    pub chat_template: Option<String>,
+}
+
+/// A named model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelView {
+    pub name: String,
+    /// `sha256:<hex>` of the file.
+    pub digest: String,
+    pub size: u64,
+    /// `gguf`.
+    pub format: String,
+    pub metadata: ModelMetadata,
+    pub source: String,
+    pub created_at: SystemTime,
+    /// Whether a runner has it in memory now.
+    pub loaded: bool,
+}

@@ -35,6 +35,8 @@ fn callers_reach_the_engine_only_through_the_vocabulary() {
         ("ward-core", &["ward-spec"][..]),
         ("ward-spec", &[][..]),
         ("ward-client", &[][..]),
+        ("ward-model", &[][..]),
+        ("ward-runner", &[][..]),
     ]);
     for (crate_dir, expected) in allowed {
         assert_eq!(

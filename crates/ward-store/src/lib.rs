@@ -14,6 +14,6 @@ pub use schema::SCHEMA_VERSION;
 pub use store::Store;
 pub use ward_core::records::{
     ApiKeyRecord, AuditRecord, AuditVerification, EventRecord, GrantRecord, ImageRecord,
-    InstanceRecord, NewAuditEntry, NewEvent, QuotaRecord, RevisionRecord, SecretRecord, UserRecord,
-    WorkloadRecord,
+    InstanceRecord, ModelRecord, NewAuditEntry, NewEvent, QuotaRecord, RevisionRecord,
+    SecretRecord, UserRecord, WorkloadRecord,
 };

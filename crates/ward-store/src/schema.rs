@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_quotas.sql"),
     include_str!("migrations/0006_users.sql"),
     include_str!("migrations/0007_event_index.sql"),
+    include_str!("migrations/0008_models.sql"),
 ];
 
 /// The schema version this code writes.

@@ -8,8 +8,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, Transact
 
 use crate::schema;
 use crate::{
-    EventRecord, ImageRecord, InstanceRecord, NewAuditEntry, NewEvent, RevisionRecord, StoreError,
-    WorkloadRecord,
+    EventRecord, ImageRecord, InstanceRecord, ModelRecord, NewAuditEntry, NewEvent, RevisionRecord,
+    StoreError, WorkloadRecord,
 };
 
 /// How long a statement waits for another connection's write lock.
@@ -474,6 +474,90 @@ impl Store {
         })
     }
 
+    /// Names a model (a name already taken moves to the new file), in one transaction with
+    /// the call's audit entry.
+    pub fn put_model(
+        &self,
+        record: &ModelRecord,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<(), StoreError> {
+        let operation = format!("record model {}", record.name);
+        self.write_audited(&operation, audit, |transaction| {
+            transaction
+                .execute(
+                    "INSERT INTO models (project, name, digest, size, format, metadata_json,
+                                         source, created_at_ms, updated_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (project, name) DO UPDATE SET
+                         digest = excluded.digest,
+                         size = excluded.size,
+                         format = excluded.format,
+                         metadata_json = excluded.metadata_json,
+                         source = excluded.source,
+                         updated_at_ms = excluded.updated_at_ms",
+                    params![
+                        record.project,
+                        record.name,
+                        record.digest,
+                        record.size,
+                        record.format,
+                        record.metadata_json,
+                        record.source,
+                        record.created_at_ms,
+                        record.updated_at_ms
+                    ],
+                )
+                .map_err(sqlite_error(&operation))?;
+            Ok(())
+        })
+    }
+
+    pub fn get_model(&self, project: &str, name: &str) -> Result<Option<ModelRecord>, StoreError> {
+        self.read("read model", |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT project, name, digest, size, format, metadata_json, source,
+                        created_at_ms, updated_at_ms
+                 FROM models WHERE project = ?1 AND name = ?2",
+            )?;
+            statement
+                .query_row([project, name], model_from_row)
+                .optional()
+        })
+    }
+
+    /// Models of one project, or of all, ordered by project and name.
+    pub fn list_models(&self, project: Option<&str>) -> Result<Vec<ModelRecord>, StoreError> {
+        self.read("list models", |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT project, name, digest, size, format, metadata_json, source,
+                        created_at_ms, updated_at_ms
+                 FROM models WHERE ?1 IS NULL OR project = ?1
+                 ORDER BY project, name",
+            )?;
+            let models = statement.query_map([project], model_from_row)?;
+            models.collect()
+        })
+    }
+
+    /// Removes a model's name; Ok(false) if the project has no model of that name.
+    pub fn delete_model(
+        &self,
+        project: &str,
+        name: &str,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<bool, StoreError> {
+        let operation = format!("delete model {name}");
+        self.write_audited(&operation, audit, |transaction| {
+            let deleted = transaction
+                .execute(
+                    "DELETE FROM models WHERE project = ?1 AND name = ?2",
+                    [project, name],
+                )
+                .map_err(sqlite_error(&operation))?;
+            Ok(deleted > 0)
+        })
+    }
+
     /// Appends the events in one transaction and returns their ids, in order.
     pub fn append_events(&self, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
         self.write("append events", |transaction| {
@@ -763,6 +847,20 @@ fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<InstanceRecord> {
 
 pub(crate) fn sqlite_error(operation: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::from_sqlite(operation.to_owned(), source)
+}
+
+fn model_from_row(row: &Row<'_>) -> rusqlite::Result<ModelRecord> {
+    Ok(ModelRecord {
+        project: row.get(0)?,
+        name: row.get(1)?,
+        digest: row.get(2)?,
+        size: row.get(3)?,
+        format: row.get(4)?,
+        metadata_json: row.get(5)?,
+        source: row.get(6)?,
+        created_at_ms: row.get(7)?,
+        updated_at_ms: row.get(8)?,
+    })
 }
 
 fn image_from_row(row: &Row<'_>) -> rusqlite::Result<ImageRecord> {

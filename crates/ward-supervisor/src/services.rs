@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 use ward_core::records::{AuditRecord, AuditVerification, ImageRecord};
-use ward_core::services::{Images, InstanceLines, Keys, Secrets, Users, Workloads};
+use ward_core::services::{Images, InstanceLines, Keys, Models, Secrets, Users, Workloads};
 use ward_core::session::{ExecRequest, ExecSession, Signal};
 use ward_core::view::{
-    ApplyOutcome, Grant, ImageView, KeyView, LogFollow, NewKey, PruneReport, PullProgress, Quota,
-    QuotaUsage, SecretInfo, Session, UserView, VolumeView, WorkloadView,
+    ApplyOutcome, Grant, ImageView, KeyView, LogFollow, ModelView, NewKey, PruneReport,
+    PullProgress, Quota, QuotaUsage, SecretInfo, Session, UserView, VolumeView, WorkloadView,
 };
 use ward_core::{Error, ErrorKind};
 use ward_spec::WorkloadSpec;
@@ -21,6 +21,7 @@ use crate::access::{AccessError, AccessService, Principal};
 use crate::events::Event;
 use crate::gate::Admission;
 use crate::images::{ImageError, ImageErrorKind, ImageService, StoredImage};
+use crate::models::{ModelError, ModelService};
 use crate::secrets::{SecretError, SecretService};
 use crate::users::UserService;
 use crate::{Supervisor, SupervisorError};
@@ -81,6 +82,17 @@ impl From<ImageError> for Error {
             ImageErrorKind::InUse => Error::new(ErrorKind::Conflict, error.to_string()),
             ImageErrorKind::Upstream => Error::new(ErrorKind::Upstream, error.to_string()),
             ImageErrorKind::Internal => Error::internal(&error),
+        }
+    }
+}
+
+impl From<ModelError> for Error {
+    fn from(error: ModelError) -> Error {
+        match &error {
+            ModelError::Invalid(_) => Error::invalid(error.to_string()),
+            ModelError::NotFound { .. } => Error::not_found(error.to_string()),
+            ModelError::Store(store_error) => store_failure(store_error),
+            ModelError::Io(_) => Error::internal(&error),
         }
     }
 }
@@ -542,5 +554,34 @@ impl Users for UserService {
 
     fn csrf_token(&self, session_token: &str) -> String {
         UserService::csrf_token(self, session_token)
+    }
+}
+
+impl Models for ModelService {
+    fn list(&self, project: &str) -> Result<Vec<ModelView>, Error> {
+        Ok(ModelService::list(self, project)?)
+    }
+
+    fn get(&self, project: &str, name: &str) -> Result<ModelView, Error> {
+        Ok(ModelService::get(self, project, name)?)
+    }
+
+    fn import(
+        &self,
+        project: &str,
+        path: PathBuf,
+        name: &str,
+        admission: Option<&Admission>,
+    ) -> Result<ModelView, Error> {
+        Ok(ModelService::import(self, project, &path, name, admission)?)
+    }
+
+    fn remove(
+        &self,
+        project: &str,
+        name: &str,
+        admission: Option<&Admission>,
+    ) -> Result<ModelView, Error> {
+        Ok(ModelService::remove(self, project, name, admission)?)
     }
 }

@@ -82,6 +82,8 @@ pub enum ClientCommand {
     Image(Deferred<ImageArgs>),
     /// Manage named volumes: ls, rm, prune
     Volume(Deferred<VolumeArgs>),
+    /// Manage models: import, ls, show, rm
+    Model(Deferred<ModelArgs>),
     /// Log in to a container registry; the daemon keeps the login for this project's pulls
     #[command(after_help = LOGIN_EXAMPLES)]
     Login(Deferred<LoginArgs>),
@@ -387,6 +389,42 @@ pub enum VolumeCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct ModelArgs {
+    #[command(subcommand)]
+    pub command: ModelCommand,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Import a GGUF model file
+    Import {
+        /// The model file
+        path: std::path::PathBuf,
+        /// The model's name [default: the file's stem]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List models
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show what a model file says of itself: architecture, parameters, quantisation,
+    /// context length, chat template
+    Show {
+        #[arg(value_name = "MODEL")]
+        name: String,
+    },
+    /// Remove models; a file goes once no name points at it
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[arg(value_name = "MODEL", required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct ImageArgs {
     #[command(subcommand)]
     pub command: ImageCommand,
@@ -464,6 +502,7 @@ impl ClientCommand {
             ClientCommand::Stats(arguments) => &arguments.client_options,
             ClientCommand::Image(arguments) => &arguments.client_options,
             ClientCommand::Volume(arguments) => &arguments.client_options,
+            ClientCommand::Model(arguments) => &arguments.client_options,
             ClientCommand::Login(arguments) => &arguments.client_options,
             ClientCommand::Logout(arguments) => &arguments.client_options,
             ClientCommand::Key(arguments) => &arguments.client_options,

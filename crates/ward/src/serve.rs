@@ -13,8 +13,8 @@ use ward_api::{ApiKey, ApiState, Metrics, RateLimit, RateLimiter};
 use ward_runtime::{Runtime, RuntimeConfig};
 use ward_store::Store;
 use ward_supervisor::{
-    AccessService, CredentialStore, HostAccess, ImageService, SecretService, Supervisor,
-    SupervisorConfig, UserService,
+    AccessService, CredentialStore, HostAccess, ImageService, ModelService, SecretService,
+    Supervisor, SupervisorConfig, UserService,
 };
 
 use crate::cli::ServeArgs;
@@ -162,6 +162,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         workloads: Arc::new(supervisor.clone()),
         door: Arc::new(supervisor.gate().clone()),
         images: Arc::new(images),
+        models: Arc::new(ModelService::open(store.clone(), &config.data_dir)?),
         upload_dir,
         admin_key,
         secrets,

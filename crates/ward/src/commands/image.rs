@@ -191,7 +191,7 @@ fn pack_directory(directory: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
 }
 
 /// The bytes of `reader` as a request body, with a bar of `size` bytes on a terminal.
-fn upload_stream(
+pub(crate) fn upload_stream(
     reader: impl AsyncRead + Unpin + Send + 'static,
     size: Option<u64>,
 ) -> reqwest::Body {

@@ -11,6 +11,7 @@ mod inspect;
 mod lifecycle;
 mod login;
 mod logs;
+mod model;
 mod ps;
 mod run;
 mod secret;
@@ -131,6 +132,9 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         }
         ClientCommand::Volume(arguments) => {
             volume::run(context, arguments.into_inner().command).await
+        }
+        ClientCommand::Model(arguments) => {
+            model::run(context, arguments.into_inner().command).await
         }
         ClientCommand::Login(arguments) => login::login(context, arguments.into_inner()).await,
         ClientCommand::Logout(arguments) => login::logout(context, arguments.into_inner()).await,

@@ -1,0 +1,183 @@
+//! `ward model import|ls|show|rm`: the project's models, as `ollama list` and `docker model`
+//! show them.
+
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use ward_client::wire::ModelDocument;
+
+use crate::cli::ModelCommand;
+use crate::commands::image::upload_stream;
+use crate::commands::Context;
+use crate::output;
+
+pub async fn run(context: &Context, command: ModelCommand) -> anyhow::Result<i32> {
+    match command {
+        ModelCommand::Import { path, name } => {
+            let model = import(context, &path, name.as_deref()).await?;
+            print_models(context, &[model])
+        }
+        ModelCommand::Ls => {
+            let models = context.client.list_models().await?;
+            print_models(context, &models)
+        }
+        ModelCommand::Show { name } => {
+            let model = context.client.get_model(&name).await?;
+            if context.json() {
+                output::print_json(&model)?;
+            } else {
+                output::print_text(&describe(&model))?;
+            }
+            Ok(0)
+        }
+        ModelCommand::Rm { names } => {
+            // Each name on its own: one that is missing keeps no other.
+            let mut first_error = None;
+            for name in &names {
+                match context.client.remove_model(name).await {
+                    Ok(model) => output::print_line(&model.name)?,
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            match first_error {
+                Some(error) => Err(error.into()),
+                None => Ok(0),
+            }
+        }
+    }
+}
+
+async fn import(
+    context: &Context,
+    path: &Path,
+    name: Option<&str>,
+) -> anyhow::Result<ModelDocument> {
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if metadata.is_dir() {
+        bail!(
+            "{} is a directory: give a GGUF model file (directories of safetensors are not read yet)",
+            path.display()
+        );
+    }
+    let name = match name {
+        Some(name) => name.to_string(),
+        None => path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .map(str::to_string)
+            .with_context(|| {
+                format!(
+                    "{} has no file name to take the model's name from: give one with --name",
+                    path.display()
+                )
+            })?,
+    };
+    let opened = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let body = upload_stream(opened, Some(metadata.len()));
+    Ok(context.client.import_model(body, &name).await?)
+}
+
+fn print_models(context: &Context, models: &[ModelDocument]) -> anyhow::Result<i32> {
+    if context.json() {
+        output::print_json(&models)?;
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = models
+        .iter()
+        .map(|model| {
+            vec![
+                model.name.clone(),
+                short(&model.digest).to_string(),
+                model
+                    .architecture
+                    .clone()
+                    .unwrap_or_else(|| "-".to_string()),
+                format_parameters(model.parameters),
+                model
+                    .quantization
+                    .clone()
+                    .unwrap_or_else(|| "-".to_string()),
+                output::format_size(model.size),
+                if model.loaded { "yes" } else { "no" }.to_string(),
+                output::format_timestamp(&model.created_at),
+            ]
+        })
+        .collect();
+    output::print_text(&output::render_table(
+        &[
+            "MODEL", "ID", "ARCH", "PARAMS", "QUANT", "SIZE", "LOADED", "CREATED",
+        ],
+        &rows,
+    ))?;
+    Ok(0)
+}
+
+/// What `ward model show` prints, as `ollama show` does.
+fn describe(model: &ModelDocument) -> String {
+    let mut text = String::new();
+    let mut line = |key: &str, value: String| text.push_str(&format!("{key:<16}{value}\n"));
+    line("name", model.name.clone());
+    line("digest", model.digest.clone());
+    line("format", model.format.clone());
+    line(
+        "architecture",
+        model.architecture.clone().unwrap_or_else(|| "-".into()),
+    );
+    line("parameters", format_parameters(model.parameters));
+    line(
+        "quantization",
+        model.quantization.clone().unwrap_or_else(|| "-".into()),
+    );
+    line(
+        "context length",
+        model
+            .context_length
+            .map_or_else(|| "-".into(), |length| length.to_string()),
+    );
+    line("size", output::format_size(model.size));
+    line("loaded", if model.loaded { "yes" } else { "no" }.into());
+    line("source", model.source.clone());
+    line("created", output::format_timestamp(&model.created_at));
+    match &model.chat_template {
+        Some(template) => text.push_str(&format!("chat template:\n{template}\n")),
+        None => text.push_str("chat template   -\n"),
+    }
+    text
+}
+
+/// `1.2B`, `207K`, as model cards say it.
+fn format_parameters(count: u64) -> String {
+    let count = count as f64;
+    if count >= 1e9 {
+        format!("{:.1}B", count / 1e9)
+    } else if count >= 1e6 {
+        format!("{:.1}M", count / 1e6)
+    } else if count >= 1e3 {
+        format!("{:.0}K", count / 1e3)
+    } else {
+        format!("{count}")
+    }
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_read_as_model_cards_write_them() {
+        assert_eq!(format_parameters(1_235_814_400), "1.2B");
+        assert_eq!(format_parameters(207_168), "207K");
+        assert_eq!(format_parameters(7_000_000), "7.0M");
+        assert_eq!(format_parameters(12), "12");
+    }
+}
