@@ -15,10 +15,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # PyPI tools the tests use, in a virtual environment of their own: schemathesis fuzzes the
-# API; gguf and numpy write the random-weight models (scripts/make-test-model.py).
+# API; gguf and numpy write the random-weight models (scripts/make-test-model.py); openai is
+# the official client the OpenAI-compatible API is tested with.
 venv="${WARD_TOOLS_VENV:-$HOME/.cache/ward/venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-if ! "$venv/bin/python" -c "import schemathesis, gguf, numpy" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import schemathesis, gguf, numpy, openai" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "schemathesis==4.32.5" "gguf==0.19.0" "numpy==2.4.6"
+    "schemathesis==4.32.5" "gguf==0.19.0" "numpy==2.4.6" "openai==3.63.0"
 fi

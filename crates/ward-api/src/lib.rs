@@ -16,6 +16,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod models;
+mod openai;
 mod openapi;
 mod quota;
 mod secrets;
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub door: Arc<dyn Door>,
     pub images: Arc<dyn Images>,
     pub models: Arc<dyn Models>,
+    /// Completions on the project's models.
+    pub inference: Arc<dyn ward_core::inference::Inference>,
     /// Where uploaded archives wait while they are imported.
     pub upload_dir: std::path::PathBuf,
     pub admin_key: ApiKey,
@@ -126,6 +129,7 @@ fn routes() -> Routes {
         .bind(ModelGet, models::get)
         .bind(ModelRemove, models::remove)
         .bind(OpenAiModels, models::openai_list)
+        .bind(OpenAiChat, openai::chat)
         .bind(RegistryList, images::logins)
         .bind(RegistryLogin, images::login)
         .bind(RegistryLogout, images::logout)

@@ -40,6 +40,7 @@ use utoipa::{Modify, OpenApi};
         crate::models::get,
         crate::models::remove,
         crate::models::openai_list,
+        crate::openai::chat,
         crate::volumes::list,
         crate::volumes::remove,
         crate::volumes::prune,

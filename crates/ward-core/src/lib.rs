@@ -11,6 +11,7 @@ pub mod access;
 pub mod door;
 pub mod error;
 pub mod events;
+pub mod inference;
 pub mod ops;
 pub mod records;
 pub mod services;

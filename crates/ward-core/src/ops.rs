@@ -130,6 +130,8 @@ operations! {
     ModelGet = "GET" "/api/v1/models/{name}", VIEWER, Project, Refusals;
     ModelRemove = "DELETE" "/api/v1/models/{name}", OPERATOR, Project, Each;
     OpenAiModels = "GET" "/v1/models", VIEWER, Project, Refusals;
+    /// A completion: a high-volume read of a model, not audited per call.
+    OpenAiChat = "POST" "/v1/chat/completions", VIEWER, Project, Refusals;
     RegistryList = "GET" "/api/v1/registries", VIEWER, Project, Refusals;
     RegistryLogin = "POST" "/api/v1/registries/login", OPERATOR, Project, Each;
     RegistryLogout = "DELETE" "/api/v1/registries/{registry}", OPERATOR, Project, Each;
@@ -216,8 +218,9 @@ mod tests {
                 matches!(policy.method, "GET" | "POST" | "PUT" | "DELETE"),
                 "{operation:?}: the router serves GET, POST, PUT and DELETE"
             );
-            // An export is a POST that only reads.
-            if !operation.is_read() && *operation != Operation::ImageExport {
+            // An export and a completion are POSTs that only read.
+            let reads = [Operation::ImageExport, Operation::OpenAiChat];
+            if !operation.is_read() && !reads.contains(operation) {
                 assert_eq!(policy.audit, Audit::Each, "{operation:?} changes state");
             }
         }

@@ -1,4 +1,6 @@
 //! Model files: what a GGUF file says about its model (architecture, size, quantisation,
-//! context length, chat template), read without llama.cpp, as hostile input.
+//! context length, chat template), read without llama.cpp, as hostile input; and the protocol
+//! the daemon speaks with a model's runner.
 
 pub mod gguf;
+pub mod runner;

@@ -1,11 +1,14 @@
 //! `ward-runner`: runs one model on llama.cpp for the Ward daemon, in a process of its own, so
 //! a model that crashes, hangs or runs out of memory takes only its own requests with it.
 //!
-//! `ward-runner --model FILE --socket PATH [--context N] [--slots N] [--threads N] [--batch N]`
-//! loads the model, then listens on the Unix socket (which exists once the model is loaded).
+//! `ward-runner --model FILE (--socket PATH | --listen-fd N) [--context N] [--slots N]
+//! [--threads N] [--batch N]` loads the model, then answers on the Unix socket: one it makes
+//! at PATH once the model is loaded, or one the daemon made and handed over as descriptor N
+//! (so that the runner, which runs as an unprivileged user, needs no path of the daemon's).
 //! Each connection sends one request line and reads [`protocol`] lines until its last.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,11 +28,16 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
+    // Started from a descriptor, the process would be named after it ("5"): name it.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, c"ward-runner".as_ptr(), 0, 0, 0);
+    }
     let (config, socket) = parse_arguments(std::env::args().skip(1))?;
     let (jobs, incoming) = mpsc::channel::<Job>();
     let info: Arc<OnceLock<ModelInfo>> = Arc::default();
     let listener_info = info.clone();
-    let socket_path = socket.clone();
+    let socket_path = socket;
     let engine = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
@@ -48,9 +56,16 @@ fn run() -> Result<(), String> {
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let _ = std::fs::remove_file(&socket_path);
-    let listener = UnixListener::bind(&socket_path)
-        .map_err(|error| format!("cannot listen on {}: {error}", socket_path.display()))?;
+    let listener = match socket_path {
+        Listen::Path(path) => {
+            let _ = std::fs::remove_file(&path);
+            UnixListener::bind(&path)
+                .map_err(|error| format!("cannot listen on {}: {error}", path.display()))?
+        }
+        // SAFETY: the daemon opened this descriptor as a listening Unix socket for this
+        // process, and nothing else here owns it.
+        Listen::Descriptor(fd) => unsafe { UnixListener::from_raw_fd(fd) },
+    };
     let info = info.get().cloned().expect("set before the loop ended");
     for connection in listener.incoming() {
         let Ok(connection) = connection else { continue };
@@ -107,9 +122,15 @@ fn serve(connection: UnixStream, jobs: &mpsc::Sender<Job>, info: &ModelInfo) {
     }
 }
 
+/// Where the runner answers.
+enum Listen {
+    Path(PathBuf),
+    Descriptor(RawFd),
+}
+
 fn parse_arguments(
     mut arguments: impl Iterator<Item = String>,
-) -> Result<(EngineConfig, PathBuf), String> {
+) -> Result<(EngineConfig, Listen), String> {
     let mut model = None;
     let mut socket = None;
     let threads = std::thread::available_parallelism().map_or(1, |count| count.get() as i32);
@@ -132,7 +153,8 @@ fn parse_arguments(
         };
         match flag.as_str() {
             "--model" => model = Some(PathBuf::from(value()?)),
-            "--socket" => socket = Some(PathBuf::from(value()?)),
+            "--socket" => socket = Some(Listen::Path(PathBuf::from(value()?))),
+            "--listen-fd" => socket = Some(Listen::Descriptor(number(value()?)? as RawFd)),
             "--context" => config.context = number(value()?)?.max(16),
             "--slots" => config.slots = number(value()?)?.max(1),
             "--threads" => config.threads = number(value()?)?.max(1) as i32,
@@ -141,5 +163,8 @@ fn parse_arguments(
         }
     }
     config.model = model.ok_or("--model FILE is required")?;
-    Ok((config, socket.ok_or("--socket PATH is required")?))
+    Ok((
+        config,
+        socket.ok_or("--socket PATH or --listen-fd N is required")?,
+    ))
 }

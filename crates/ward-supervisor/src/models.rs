@@ -53,6 +53,8 @@ struct Inner {
     /// Held while files enter or leave `blobs` and names change, so that no file is removed
     /// between its arrival and its naming.
     changes: Mutex<()>,
+    /// Digests a runner has loaded now (kept by the inference side).
+    loaded: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for ModelService {
@@ -90,10 +92,27 @@ impl ModelService {
                 blobs,
                 incoming,
                 changes: Mutex::new(()),
+                loaded: Arc::default(),
             }),
         };
         service.remove_unnamed()?;
         Ok(service)
+    }
+
+    /// The set of loaded digests, for the side that loads models to keep.
+    pub fn loaded_registry(&self) -> Arc<Mutex<BTreeSet<String>>> {
+        self.inner.loaded.clone()
+    }
+
+    fn view(&self, record: &ModelRecord) -> Result<ModelView, ModelError> {
+        let mut model = view(record)?;
+        model.loaded = self
+            .inner
+            .loaded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&record.digest);
+        Ok(model)
     }
 
     /// Where the file of `digest` (`sha256:<hex>`) is.
@@ -108,7 +127,7 @@ impl ModelService {
             .store
             .list_models(Some(project))?
             .iter()
-            .map(view)
+            .map(|record| self.view(record))
             .collect()
     }
 

@@ -21,6 +21,7 @@ use crate::access::{AccessError, AccessService, Principal};
 use crate::events::Event;
 use crate::gate::Admission;
 use crate::images::{ImageError, ImageErrorKind, ImageService, StoredImage};
+use crate::inference::{Inference, InferenceError};
 use crate::models::{ModelError, ModelService};
 use crate::secrets::{SecretError, SecretService};
 use crate::users::UserService;
@@ -94,6 +95,29 @@ impl From<ModelError> for Error {
             ModelError::Store(store_error) => store_failure(store_error),
             ModelError::Io(_) => Error::internal(&error),
         }
+    }
+}
+
+impl From<InferenceError> for Error {
+    fn from(error: InferenceError) -> Error {
+        match error {
+            InferenceError::Model(model_error) => model_error.into(),
+            InferenceError::Refused(refusal) => refused(refusal),
+            unavailable @ InferenceError::Unavailable { .. } => {
+                Error::new(ErrorKind::Unavailable, unavailable.to_string())
+            }
+        }
+    }
+}
+
+fn refused(refusal: ward_model::runner::Refusal) -> Error {
+    use ward_model::runner::Refusal;
+    match refusal {
+        too_long @ Refusal::PromptTooLong { .. } => {
+            Error::invalid(too_long.to_string()).with_field("messages")
+        }
+        Refusal::Invalid(message) => Error::invalid(message),
+        Refusal::RunnerStopped(message) => Error::new(ErrorKind::Unavailable, message),
     }
 }
 
@@ -583,5 +607,67 @@ impl Models for ModelService {
         admission: Option<&Admission>,
     ) -> Result<ModelView, Error> {
         Ok(ModelService::remove(self, project, name, admission)?)
+    }
+}
+
+impl ward_core::inference::Inference for Inference {
+    fn complete(
+        &self,
+        project: &str,
+        model: &str,
+        request: ward_core::inference::CompletionRequest,
+    ) -> Result<tokio::sync::mpsc::Receiver<ward_core::inference::CompletionEvent>, Error> {
+        use ward_core::inference::{CompletionEvent, CompletionPrompt, FinishReason};
+        use ward_model::runner::{self as runner, Event};
+        let prompt = match request.prompt {
+            CompletionPrompt::Text(text) => runner::Prompt::Text(text),
+            CompletionPrompt::Chat(messages) => runner::Prompt::Chat(
+                messages
+                    .into_iter()
+                    .map(|message| runner::ChatMessage {
+                        role: message.role,
+                        content: message.content,
+                    })
+                    .collect(),
+            ),
+        };
+        let mut events = self.generate(
+            project,
+            model,
+            runner::Generate {
+                prompt,
+                max_tokens: request.max_tokens,
+                temperature: request.temperature,
+                top_p: request.top_p,
+                seed: request.seed,
+                stop: request.stop,
+                grammar: None,
+            },
+        )?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let event = match event {
+                    Event::Text(text) => CompletionEvent::Text(text),
+                    Event::Done {
+                        finish_reason,
+                        prompt_tokens,
+                        completion_tokens,
+                    } => CompletionEvent::Done {
+                        finish_reason: match finish_reason {
+                            runner::FinishReason::Stop => FinishReason::Stop,
+                            runner::FinishReason::Length => FinishReason::Length,
+                        },
+                        prompt_tokens,
+                        completion_tokens,
+                    },
+                    Event::Error(refusal) => CompletionEvent::Failed(refused(refusal)),
+                };
+                if sender.send(event).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(receiver)
     }
 }

@@ -13,8 +13,8 @@ use ward_api::{ApiKey, ApiState, Metrics, RateLimit, RateLimiter};
 use ward_runtime::{Runtime, RuntimeConfig};
 use ward_store::Store;
 use ward_supervisor::{
-    AccessService, CredentialStore, HostAccess, ImageService, ModelService, SecretService,
-    Supervisor, SupervisorConfig, UserService,
+    AccessService, CredentialStore, HostAccess, ImageService, Inference, InferenceConfig,
+    ModelService, SecretService, Supervisor, SupervisorConfig, UserService,
 };
 
 use crate::cli::ServeArgs;
@@ -158,11 +158,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )?;
     tracing::info!(address = %bound, data_dir = %config.data_dir.display(), "ward is serving");
 
+    let models = ModelService::open(store.clone(), &config.data_dir)?;
     let state = Arc::new(ApiState {
         workloads: Arc::new(supervisor.clone()),
         door: Arc::new(supervisor.gate().clone()),
         images: Arc::new(images),
-        models: Arc::new(ModelService::open(store.clone(), &config.data_dir)?),
+        models: Arc::new(models.clone()),
+        inference: Arc::new(Inference::new(
+            models,
+            InferenceConfig {
+                runner: runner_executable(),
+                run_dir: config.data_dir.join("models").join("run"),
+                keep_alive: MODEL_KEEP_ALIVE,
+                slots: MODEL_SLOTS,
+                context: MODEL_CONTEXT,
+            },
+        )?),
         upload_dir,
         admin_key,
         secrets,
@@ -286,4 +297,22 @@ fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set permissions of {}", path.display()))
+}
+
+/// A loaded model stays this long after its last request.
+const MODEL_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+/// Sequences each model's runner decodes together.
+const MODEL_SLOTS: u32 = 4;
+/// Tokens of context per slot.
+const MODEL_CONTEXT: u32 = 4096;
+
+/// `ward-runner`, beside this program (`WARD_RUNNER` names another).
+fn runner_executable() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("WARD_RUNNER") {
+        return path.into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("ward-runner")))
+        .unwrap_or_else(|| "ward-runner".into())
 }

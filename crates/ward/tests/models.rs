@@ -172,3 +172,99 @@ fn what_is_not_a_model_is_refused_and_stores_nothing() {
     );
     assert_eq!(blob_count(&daemon), 0);
 }
+
+/// The official `openai` Python client against Ward: models listed, a chat completion whole
+/// and streamed (the same seed gives the same text both ways, the stream ends with usage), a
+/// prompt past the context refused with 400, an unknown model 404, no key 401.
+#[test]
+fn the_openai_client_lists_models_and_completes_chats() {
+    let work = tempfile::tempdir().expect("work directory");
+    let model = work.path().join("tiny.gguf");
+    make_model(&model);
+    let daemon = Daemon::start();
+    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let script = r#"
+import json, sys, openai
+url, key = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+out = {"models": [model.id for model in client.models.list()]}
+messages = [{"role": "user", "content": "the people of the city"}]
+whole = client.chat.completions.create(model="tiny", messages=messages, max_tokens=12, seed=7, temperature=0.8)
+out["whole"] = whole.choices[0].message.content
+out["whole_usage"] = whole.usage.completion_tokens
+out["finish"] = whole.choices[0].finish_reason
+text, usage = "", None
+for chunk in client.chat.completions.create(model="tiny", messages=messages, max_tokens=12, seed=7,
+        temperature=0.8, stream=True, stream_options={"include_usage": True}):
+    if chunk.usage:
+        usage = chunk.usage.completion_tokens
+    for choice in chunk.choices:
+        text += choice.delta.content or ""
+out["streamed"], out["streamed_usage"] = text, usage
+try:
+    client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "water " * 5000}], max_tokens=4)
+except openai.BadRequestError as error:
+    out["too_long"] = error.status_code
+try:
+    client.chat.completions.create(model="nothing", messages=messages, max_tokens=4)
+except openai.NotFoundError as error:
+    out["unknown"] = error.status_code
+try:
+    openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).models.list()
+except openai.AuthenticationError as error:
+    out["no_key"] = error.status_code
+print(json.dumps(out))
+"#;
+    let output = Command::new(python())
+        .args(["-c", script, &daemon.url(), daemon.token()])
+        .output()
+        .expect("run the openai client (scripts/install-deps.sh installs it)");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        daemon.log()
+    );
+    let out: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(out["models"], serde_json::json!(["tiny"]), "{out}");
+    assert_eq!(out["whole"], out["streamed"], "{out}");
+    assert_eq!(out["whole_usage"], out["streamed_usage"], "{out}");
+    assert!(
+        out["whole_usage"]
+            .as_u64()
+            .is_some_and(|tokens| (1..=12).contains(&tokens)),
+        "{out}"
+    );
+    assert!(
+        matches!(out["finish"].as_str(), Some("stop" | "length")),
+        "{out}"
+    );
+    assert_eq!(out["too_long"], 400, "{out}");
+    assert_eq!(out["unknown"], 404, "{out}");
+    assert_eq!(out["no_key"], 401, "{out}");
+    // The model is loaded now, in a runner of its own, which runs as nobody and cannot
+    // gain privileges.
+    let listed = ward_json(&daemon, &["model", "ls"]);
+    assert_eq!(listed[0]["loaded"], true, "{listed}");
+    let runners: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("status")).ok())
+        .filter(|status| {
+            status.lines().next() == Some("Name:\tward-runner")
+                && status.contains(&format!("\nPPid:\t{}\n", daemon.pid()))
+        })
+        .collect();
+    assert_eq!(runners.len(), 1, "{runners:?}");
+    assert!(
+        runners[0].contains("\nUid:\t65534\t65534\t65534\t65534\n"),
+        "{}",
+        runners[0]
+    );
+    assert!(runners[0].contains("\nNoNewPrivs:\t1\n"), "{}", runners[0]);
+    assert!(
+        runners[0].contains("\nCapEff:\t0000000000000000\n"),
+        "{}",
+        runners[0]
+    );
+}

@@ -1,0 +1,73 @@
+//! Completions from a project's models, as every caller asks for them.
+
+use tokio::sync::mpsc;
+
+use crate::Error;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// What to complete: text as it is, or chat messages put through the model's own template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompletionPrompt {
+    Text(String),
+    Chat(Vec<ChatMessage>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompletionRequest {
+    pub prompt: CompletionPrompt,
+    pub max_tokens: u32,
+    /// 0: always the likeliest token.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// The same seed, prompt and settings give the same completion.
+    pub seed: u32,
+    /// Generation ends before the first of these.
+    pub stop: Vec<String>,
+}
+
+/// Why a completion ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model ended it, or a stop string came.
+    Stop,
+    /// `max_tokens` or the end of the context.
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// What a completion sends, in order: its text piece by piece, then `Done` or `Failed`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CompletionEvent {
+    Text(String),
+    Done {
+        finish_reason: FinishReason,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+    },
+    Failed(Error),
+}
+
+/// Runs completions on loaded models, loading them on first use.
+pub trait Inference: Send + Sync {
+    /// Starts a completion of `request` on model `model` of `project`. Blocks while the model
+    /// loads: call it off the async threads.
+    fn complete(
+        &self,
+        project: &str,
+        model: &str,
+        request: CompletionRequest,
+    ) -> Result<mpsc::Receiver<CompletionEvent>, Error>;
+}

@@ -1,0 +1,362 @@
+//! Loaded models: one `ward-runner` process per model file, started on its first request and
+//! stopped after `keep_alive` without one. A runner runs as an unprivileged user with no way
+//! to regain privileges; it gets the model file and its listening socket as open descriptors
+//! from the daemon, so it needs no path under the data directory. A runner that has died is
+//! started again by the next request; its own requests end with an error, no other's do.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use ward_model::runner::{Event, Generate, ModelInfo, Refusal, Request};
+
+use crate::models::{ModelError, ModelService};
+
+/// How long a runner may take to load its model.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// The user runners run as.
+const RUNNER_UID: u32 = 65534;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The request cannot run as asked.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// The model's runner could not start or stopped; the next request starts it again.
+    #[error("model {model} is not available: {reason}")]
+    Unavailable { model: String, reason: String },
+}
+
+/// How runners are started.
+#[derive(Clone, Debug)]
+pub struct InferenceConfig {
+    /// The `ward-runner` program.
+    pub runner: PathBuf,
+    /// Where the daemon keeps runners' sockets (root only).
+    pub run_dir: PathBuf,
+    /// A runner with no request for this long is stopped.
+    pub keep_alive: Duration,
+    /// Sequences each runner decodes together.
+    pub slots: u32,
+    /// Tokens of context per slot.
+    pub context: u32,
+}
+
+/// The daemon's loaded models; cheap to share.
+#[derive(Clone)]
+pub struct Inference {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    models: ModelService,
+    config: InferenceConfig,
+    /// By model digest: two names of one file share a runner.
+    runners: Mutex<HashMap<String, Runner>>,
+    /// The digests loaded now, for the model views.
+    loaded: Arc<Mutex<BTreeSet<String>>>,
+}
+
+struct Runner {
+    child: Child,
+    socket: PathBuf,
+    info: ModelInfo,
+    last_used: Instant,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for (_, mut runner) in self.lock().drain() {
+            stop(&mut runner);
+        }
+    }
+}
+
+impl std::fmt::Debug for Inference {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Inference").finish_non_exhaustive()
+    }
+}
+
+impl Inference {
+    pub fn new(models: ModelService, config: InferenceConfig) -> std::io::Result<Inference> {
+        std::fs::create_dir_all(&config.run_dir)?;
+        std::fs::set_permissions(
+            &config.run_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
+        let loaded = models.loaded_registry();
+        let inference = Inference {
+            inner: Arc::new(Inner {
+                models,
+                config,
+                runners: Mutex::default(),
+                loaded,
+            }),
+        };
+        let weak = Arc::downgrade(&inference.inner);
+        std::thread::Builder::new()
+            .name("model-reaper".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let Some(inner) = weak.upgrade() else { return };
+                inner.unload_idle();
+            })?;
+        Ok(inference)
+    }
+
+    /// Runs `request` on model `name` of `project`; the events come through the receiver,
+    /// the last a `Done` or an `Error`. Blocks while the model loads: call it off the async
+    /// threads.
+    pub fn generate(
+        &self,
+        project: &str,
+        name: &str,
+        request: Generate,
+    ) -> Result<mpsc::Receiver<Event>, InferenceError> {
+        let model = self.inner.models.get(project, name)?;
+        let socket = self.inner.runner_for(name, &model.digest)?;
+        let unavailable = |reason: String| InferenceError::Unavailable {
+            model: name.to_string(),
+            reason,
+        };
+        let mut stream = UnixStream::connect(&socket)
+            .map_err(|error| unavailable(format!("cannot reach its runner: {error}")))?;
+        let mut line = serde_json::to_vec(&Request::Generate(request))
+            .map_err(|error| unavailable(error.to_string()))?;
+        line.push(b'\n');
+        stream.write_all(&line).map_err(|error| {
+            unavailable(format!("its runner did not take the request: {error}"))
+        })?;
+        let (sender, receiver) = mpsc::channel(64);
+        let model_name = name.to_string();
+        std::thread::Builder::new()
+            .name("model-stream".into())
+            .spawn(move || relay(stream, &sender, &model_name))
+            .map_err(|error| unavailable(error.to_string()))?;
+        Ok(receiver)
+    }
+}
+
+/// Passes the runner's events on; a stream that ends without its last event ends with an
+/// error saying so.
+fn relay(stream: UnixStream, sender: &mpsc::Sender<Event>, model: &str) {
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        let Ok(event) = serde_json::from_str::<Event>(&line) else {
+            break;
+        };
+        let last = !matches!(event, Event::Text(_));
+        if sender.blocking_send(event).is_err() || last {
+            return;
+        }
+    }
+    let _ = sender.blocking_send(Event::Error(Refusal::RunnerStopped(format!(
+        "the runner of model {model} stopped before the completion ended; the next request starts it again"
+    ))));
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Runner>> {
+        self.runners
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The socket of the runner of `digest`, started first if none runs.
+    fn runner_for(&self, name: &str, digest: &str) -> Result<PathBuf, InferenceError> {
+        let mut runners = self.lock();
+        if let Some(runner) = runners.get_mut(digest) {
+            if matches!(runner.child.try_wait(), Ok(None)) {
+                runner.last_used = Instant::now();
+                return Ok(runner.socket.clone());
+            }
+            tracing::warn!(
+                model = name,
+                "the model's runner has stopped; starting it again"
+            );
+            if let Some(mut gone) = runners.remove(digest) {
+                stop(&mut gone);
+            }
+            self.mark(digest, false);
+        }
+        let runner = self.start(name, digest)?;
+        let socket = runner.socket.clone();
+        tracing::info!(
+            model = name,
+            parameters = runner.info.parameters,
+            context = runner.info.context,
+            slots = runner.info.slots,
+            "model loaded"
+        );
+        runners.insert(digest.to_string(), runner);
+        self.mark(digest, true);
+        Ok(socket)
+    }
+
+    fn start(&self, name: &str, digest: &str) -> Result<Runner, InferenceError> {
+        let unavailable = |reason: String| InferenceError::Unavailable {
+            model: name.to_string(),
+            reason,
+        };
+        let file = self
+            .models
+            .file(digest)
+            .ok_or_else(|| unavailable("its file is not in the store".into()))?;
+        let model = std::fs::File::open(&file)
+            .map_err(|error| unavailable(format!("cannot open its file: {error}")))?;
+        let hex = digest.trim_start_matches("sha256:");
+        let socket = self
+            .config
+            .run_dir
+            .join(format!("{}.sock", &hex[..16.min(hex.len())]));
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)
+            .map_err(|error| unavailable(format!("cannot make its socket: {error}")))?;
+        let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
+        // The program too goes in as a descriptor: the runner's user may not reach its path
+        // (a build under /root, say).
+        let program = std::fs::File::open(&self.config.runner).map_err(|error| {
+            unavailable(format!(
+                "cannot open ward-runner at {}: {error}",
+                self.config.runner.display()
+            ))
+        })?;
+        let (model_fd, listener_fd, program_fd) =
+            (model.as_raw_fd(), listener.as_raw_fd(), program.as_raw_fd());
+        let mut command = Command::new("/proc/self/fd/5");
+        command.arg0("ward-runner");
+        command
+            .args(["--model", "/proc/self/fd/3", "--listen-fd", "4"])
+            .args(["--context", &self.config.context.to_string()])
+            .args(["--slots", &self.config.slots.to_string()])
+            .args(["--threads", &threads.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .current_dir("/")
+            .env_clear();
+        // SAFETY: between fork and exec only async-signal-safe calls: fcntl, dup2, setsid,
+        // setgroups, setgid, setuid and prctl.
+        unsafe {
+            command.pre_exec(move || {
+                // Through high descriptors first, so neither lands on the other's target;
+                // dup2 onto 3 and 4 leaves them open across exec.
+                let model_high = libc::fcntl(model_fd, libc::F_DUPFD_CLOEXEC, 10);
+                let listener_high = libc::fcntl(listener_fd, libc::F_DUPFD_CLOEXEC, 10);
+                let program_high = libc::fcntl(program_fd, libc::F_DUPFD_CLOEXEC, 10);
+                if model_high < 0
+                    || listener_high < 0
+                    || program_high < 0
+                    || libc::dup2(model_high, 3) < 0
+                    || libc::dup2(listener_high, 4) < 0
+                    || libc::dup3(program_high, 5, libc::O_CLOEXEC) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::setsid();
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(RUNNER_UID) != 0
+                    || libc::setuid(RUNNER_UID) != 0
+                    || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|error| unavailable(format!("cannot start ward-runner: {error}")))?;
+        drop(listener);
+        drop(model);
+        drop(program);
+        // The runner answers `info` once its model is loaded.
+        let deadline = Instant::now() + LOAD_TIMEOUT;
+        let info = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(unavailable(format!(
+                    "its runner exited while loading it ({status}); the daemon log of ward-runner says why"
+                )));
+            }
+            if let Some(info) = ask_info(&socket) {
+                break info;
+            }
+            if Instant::now() >= deadline {
+                let mut runner_child = child;
+                let _ = runner_child.kill();
+                let _ = runner_child.wait();
+                return Err(unavailable(format!(
+                    "it did not load within {} s",
+                    LOAD_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(Runner {
+            child,
+            socket,
+            info,
+            last_used: Instant::now(),
+        })
+    }
+
+    fn mark(&self, digest: &str, loaded: bool) {
+        let mut set = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if loaded {
+            set.insert(digest.to_string());
+        } else {
+            set.remove(digest);
+        }
+    }
+
+    fn unload_idle(&self) {
+        let mut runners = self.lock();
+        let mut idle = Vec::new();
+        for (digest, runner) in runners.iter_mut() {
+            if runner.last_used.elapsed() >= self.config.keep_alive
+                || !matches!(runner.child.try_wait(), Ok(None))
+            {
+                idle.push(digest.clone());
+            }
+        }
+        for digest in idle {
+            if let Some(mut runner) = runners.remove(&digest) {
+                tracing::info!(digest, "model unloaded");
+                stop(&mut runner);
+            }
+            self.mark(&digest, false);
+        }
+    }
+}
+
+/// The runner's `info` answer, once it gives one.
+fn ask_info(socket: &std::path::Path) -> Option<ModelInfo> {
+    let mut stream = UnixStream::connect(socket).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    let mut line = serde_json::to_vec(&Request::Info).ok()?;
+    line.push(b'\n');
+    stream.write_all(&line).ok()?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).ok()?;
+    serde_json::from_str(&answer).ok()
+}
+
+fn stop(runner: &mut Runner) {
+    let _ = runner.child.kill();
+    let _ = runner.child.wait();
+    let _ = std::fs::remove_file(&runner.socket);
+}
