@@ -268,3 +268,96 @@ print(json.dumps(out))
         runners[0]
     );
 }
+
+/// A runner killed in the middle of a stream ends that stream with an error, and the next
+/// request starts it again and is answered.
+#[test]
+fn a_killed_runner_fails_its_stream_and_the_next_request_restarts_it() {
+    use std::io::{BufRead, BufReader, Write};
+    let work = tempfile::tempdir().expect("work directory");
+    let model = work.path().join("tiny.gguf");
+    make_model(&model);
+    let daemon = Daemon::start();
+    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let chat = |max_tokens: u32, stream: bool| {
+        serde_json::json!({
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "the world"}],
+            "max_tokens": max_tokens,
+            "seed": 3,
+            "stream": stream,
+        })
+        .to_string()
+    };
+    let post = |body: &str| {
+        let mut connection = std::net::TcpStream::connect(daemon.address()).expect("connect");
+        write!(
+            connection,
+            "POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            daemon.token(),
+            body.len()
+        )
+        .expect("send");
+        BufReader::new(connection)
+    };
+    // A first answer loads the model.
+    let mut first = String::new();
+    post(&chat(4, false)).read_to_string_lossy(&mut first);
+    assert!(first.starts_with("HTTP/1.0 200"), "{first}");
+    let runner_pid = || {
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .find_map(|entry| {
+                let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+                (status.lines().next() == Some("Name:\tward-runner")
+                    && status.contains(&format!("\nPPid:\t{}\n", daemon.pid())))
+                .then(|| entry.file_name().to_string_lossy().parse::<i32>().ok())?
+            })
+            .expect("the model's runner")
+    };
+    let pid = runner_pid();
+    // A long stream, cut by the kill after its first pieces.
+    let mut stream = post(&chat(100_000, true));
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    while stream.read_line(&mut line).expect("read") > 0 {
+        if line.starts_with("data: ") {
+            lines.push(line.clone());
+            if lines.len() == 3 {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .expect("kill the runner");
+            }
+        }
+        line.clear();
+    }
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("\"error\""))
+        .collect();
+    assert_eq!(errors.len(), 1, "{lines:?}");
+    assert!(errors[0].contains("stopped"), "{}", errors[0]);
+    assert_eq!(lines.last().map(String::as_str), Some("data: [DONE]\n"));
+
+    // The next request starts a new runner and is answered.
+    let mut next = String::new();
+    post(&chat(4, false)).read_to_string_lossy(&mut next);
+    assert!(next.starts_with("HTTP/1.0 200"), "{next}");
+    assert_ne!(runner_pid(), pid);
+}
+
+trait ReadAll {
+    fn read_to_string_lossy(self, out: &mut String);
+}
+
+impl<R: std::io::Read> ReadAll for R {
+    fn read_to_string_lossy(mut self, out: &mut String) {
+        let mut bytes = Vec::new();
+        self.read_to_end(&mut bytes).expect("read the answer");
+        out.push_str(&String::from_utf8_lossy(&bytes));
+    }
+}
