@@ -130,6 +130,7 @@ fn routes() -> Routes {
         .bind(ModelRemove, models::remove)
         .bind(OpenAiModels, models::openai_list)
         .bind(OpenAiChat, openai::chat)
+        .bind(OpenAiText, openai::text)
         .bind(RegistryList, images::logins)
         .bind(RegistryLogin, images::login)
         .bind(RegistryLogout, images::logout)

@@ -1,6 +1,6 @@
-//! OpenAI's `POST /v1/chat/completions`, so the official clients work against Ward: the
-//! whole answer at once, or (`stream: true`) Server-Sent Events of `chat.completion.chunk`s
-//! ending with a usage chunk and `[DONE]`.
+//! OpenAI's `POST /v1/chat/completions` and `POST /v1/completions`, so the official clients
+//! work against Ward: the whole answer at once, or (`stream: true`) Server-Sent Events of
+//! chunks ending with a usage chunk and `[DONE]`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -140,13 +140,6 @@ fn completion_request(request: &ChatRequest) -> Result<CompletionRequest, ApiErr
     })
 }
 
-fn completion_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos());
-    format!("chatcmpl-{nanos:x}")
-}
-
 fn now_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -159,6 +152,60 @@ fn usage(prompt_tokens: u32, completion_tokens: u32) -> Value {
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     })
+}
+
+/// Which of OpenAI's answer shapes a completion takes.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `chat.completion`, with the text in `message` (whole) or `delta` (streamed).
+    Chat,
+    /// `text_completion`, with the text in `text`.
+    Text,
+}
+
+impl Shape {
+    fn id(self) -> String {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        match self {
+            Shape::Chat => format!("chatcmpl-{nanos:x}"),
+            Shape::Text => format!("cmpl-{nanos:x}"),
+        }
+    }
+
+    fn whole(self) -> &'static str {
+        match self {
+            Shape::Chat => "chat.completion",
+            Shape::Text => "text_completion",
+        }
+    }
+
+    fn chunk(self) -> &'static str {
+        match self {
+            Shape::Chat => "chat.completion.chunk",
+            Shape::Text => "text_completion",
+        }
+    }
+
+    /// One choice holding `text` (the whole text, or a streamed piece).
+    fn choice(self, text: Option<&str>, streamed: bool, finish: Option<FinishReason>) -> Value {
+        let finish = finish.map(FinishReason::as_str);
+        match (self, streamed) {
+            (Shape::Chat, false) => json!({"index": 0, "finish_reason": finish,
+                "message": {"role": "assistant", "content": text.unwrap_or_default()}}),
+            (Shape::Chat, true) => {
+                let delta = match text {
+                    Some(text) => json!({"content": text}),
+                    None => json!({}),
+                };
+                json!({"index": 0, "delta": delta, "finish_reason": finish})
+            }
+            (Shape::Text, _) => {
+                json!({"index": 0, "text": text.unwrap_or_default(), "finish_reason": finish})
+            }
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/v1/chat/completions", params(ProjectQuery), tag = "openai",
@@ -174,19 +221,97 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let project = project_of(&query.project)?;
     let completion = completion_request(&request)?;
+    respond(
+        &state,
+        project,
+        request.model,
+        completion,
+        request.stream,
+        Shape::Chat,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct TextRequest {
+    pub model: String,
+    #[schema(value_type = Object)]
+    pub prompt: Value,
+    #[serde(default)]
+    pub stream: bool,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub seed: Option<i64>,
+    #[schema(value_type = Object)]
+    pub stop: Option<Value>,
+}
+
+#[utoipa::path(post, path = "/v1/completions", params(ProjectQuery), tag = "openai",
+    request_body = TextRequest,
+    responses((status = 200, description = "a text_completion, or with stream: true Server-Sent Events of them"),
+        (status = 400, description = "a bad request, or a prompt past the model's context"),
+        (status = 404, description = "no such model"),
+        (status = 503, description = "the model's runner could not start")))]
+pub async fn text(
+    State(state): State<Arc<ApiState>>,
+    Query(query): Query<ProjectQuery>,
+    JsonBody(request): JsonBody<TextRequest>,
+) -> Result<Response, ApiError> {
+    let project = project_of(&query.project)?;
+    let prompt = match &request.prompt {
+        Value::String(text) => text.clone(),
+        Value::Array(items) if items.len() == 1 && items[0].is_string() => {
+            items[0].as_str().unwrap_or_default().to_string()
+        }
+        _ => return Err(ApiError::bad_request("prompt: give one string")),
+    };
+    // The same checks as a chat's, on the same fields.
+    let as_chat = ChatRequest {
+        model: request.model.clone(),
+        messages: vec![json!({"role": "user", "content": ""})],
+        stream: request.stream,
+        max_tokens: request.max_tokens,
+        max_completion_tokens: None,
+        temperature: request.temperature,
+        top_p: request.top_p,
+        seed: request.seed,
+        stop: request.stop.clone(),
+    };
+    let mut completion = completion_request(&as_chat)?;
+    completion.prompt = CompletionPrompt::Text(prompt);
+    respond(
+        &state,
+        project,
+        request.model,
+        completion,
+        request.stream,
+        Shape::Text,
+    )
+    .await
+}
+
+/// Runs `completion` and answers in `shape`, whole or streamed.
+async fn respond(
+    state: &Arc<ApiState>,
+    project: String,
+    model: String,
+    completion: CompletionRequest,
+    stream: bool,
+    shape: Shape,
+) -> Result<Response, ApiError> {
     let inference = state.inference.clone();
-    let model = request.model.clone();
-    let mut events = blocking(move || inference.complete(&project, &model, completion)).await?;
+    let asked = model.clone();
+    let mut events = blocking(move || inference.complete(&project, &asked, completion)).await?;
     // The first event says whether the completion runs at all: a refusal is an error status,
     // not a stream that fails.
     let first = events.recv().await;
     if let Some(CompletionEvent::Failed(error)) = first {
         return Err(error.into());
     }
-    let id = completion_id();
+    let id = shape.id();
     let created = now_seconds();
-    let model = request.model.clone();
-    if !request.stream {
+    if !stream {
         let mut text = String::new();
         let mut next = first;
         loop {
@@ -199,43 +324,34 @@ pub async fn chat(
                 }) => {
                     return Ok(Json(json!({
                         "id": id,
-                        "object": "chat.completion",
+                        "object": shape.whole(),
                         "created": created,
                         "model": model,
-                        "choices": [{
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "finish_reason": finish_reason.as_str(),
-                        }],
+                        "choices": [shape.choice(Some(&text), false, Some(finish_reason))],
                         "usage": usage(prompt_tokens, completion_tokens),
                     }))
                     .into_response())
                 }
                 Some(CompletionEvent::Failed(error)) => return Err(error.into()),
-                None => {
-                    return Err(ApiError::from(ward_core::Error::new(
-                        ward_core::ErrorKind::Unavailable,
-                        "the completion ended without its end",
-                    )))
-                }
+                None => return Err(ended_early().into()),
             }
             next = events.recv().await;
         }
     }
-    let chunk = move |delta: Value, finish: Option<FinishReason>| {
+    let chunk = move |choices: Value| {
         json!({
             "id": id,
-            "object": "chat.completion.chunk",
+            "object": shape.chunk(),
             "created": created,
             "model": model,
-            "choices": [{
-                "index": 0,
-                "delta": delta,
-                "finish_reason": finish.map(FinishReason::as_str),
-            }],
+            "choices": choices,
         })
     };
-    let opening = chunk(json!({"role": "assistant", "content": ""}), None);
+    let opening = match shape {
+        Shape::Chat => Some(chunk(json!([{"index": 0, "finish_reason": null,
+            "delta": {"role": "assistant", "content": ""}}]))),
+        Shape::Text => None,
+    };
     let rest = stream::unfold(
         (events, first, false),
         move |(mut events, pending, done)| {
@@ -248,41 +364,47 @@ pub async fn chat(
                     Some(event) => Some(event),
                     None => events.recv().await,
                 };
-                let lines: Vec<Value> = match event {
+                match event {
                     Some(CompletionEvent::Text(piece)) => {
-                        vec![chunk(json!({"content": piece}), None)]
+                        let line = chunk(json!([shape.choice(Some(&piece), true, None)]));
+                        Some((vec![line], (events, None, false)))
                     }
                     Some(CompletionEvent::Done {
                         finish_reason,
                         prompt_tokens,
                         completion_tokens,
                     }) => {
-                        let mut usage_chunk = chunk(json!({}), None);
-                        usage_chunk["choices"] = json!([]);
+                        let finished =
+                            chunk(json!([shape.choice(None, true, Some(finish_reason))]));
+                        let mut usage_chunk = chunk(json!([]));
                         usage_chunk["usage"] = usage(prompt_tokens, completion_tokens);
-                        let finished = chunk(json!({}), Some(finish_reason));
-                        return Some((vec![finished, usage_chunk], (events, None, true)));
+                        Some((vec![finished, usage_chunk], (events, None, true)))
                     }
                     Some(CompletionEvent::Failed(error)) => {
                         let error = ApiError::from(error).detail();
-                        return Some((vec![json!({"error": error})], (events, None, true)));
+                        Some((vec![json!({"error": error})], (events, None, true)))
                     }
                     None => {
-                        let error = json!({"error": {"code": "unavailable",
-                            "message": "the completion ended without its end"}});
-                        return Some((vec![error], (events, None, true)));
+                        let error = ApiError::from(ended_early()).detail();
+                        Some((vec![json!({"error": error})], (events, None, true)))
                     }
-                };
-                Some((lines, (events, None, false)))
+                }
             }
         },
     )
     .flat_map(stream::iter);
-    let events = stream::once(async move { opening })
+    let events = stream::iter(opening)
         .chain(rest)
         .map(|value| Ok::<_, Infallible>(SseEvent::default().data(value.to_string())))
         .chain(stream::once(async {
             Ok::<_, Infallible>(SseEvent::default().data("[DONE]"))
         }));
     Ok(Sse::new(events).into_response())
+}
+
+fn ended_early() -> ward_core::Error {
+    ward_core::Error::new(
+        ward_core::ErrorKind::Unavailable,
+        "the completion ended without its end",
+    )
 }

@@ -41,6 +41,7 @@ use utoipa::{Modify, OpenApi};
         crate::models::remove,
         crate::models::openai_list,
         crate::openai::chat,
+        crate::openai::text,
         crate::volumes::list,
         crate::volumes::remove,
         crate::volumes::prune,

@@ -132,6 +132,8 @@ operations! {
     OpenAiModels = "GET" "/v1/models", VIEWER, Project, Refusals;
     /// A completion: a high-volume read of a model, not audited per call.
     OpenAiChat = "POST" "/v1/chat/completions", VIEWER, Project, Refusals;
+    /// A completion of plain text: as a chat's.
+    OpenAiText = "POST" "/v1/completions", VIEWER, Project, Refusals;
     RegistryList = "GET" "/api/v1/registries", VIEWER, Project, Refusals;
     RegistryLogin = "POST" "/api/v1/registries/login", OPERATOR, Project, Each;
     RegistryLogout = "DELETE" "/api/v1/registries/{registry}", OPERATOR, Project, Each;
@@ -219,7 +221,11 @@ mod tests {
                 "{operation:?}: the router serves GET, POST, PUT and DELETE"
             );
             // An export and a completion are POSTs that only read.
-            let reads = [Operation::ImageExport, Operation::OpenAiChat];
+            let reads = [
+                Operation::ImageExport,
+                Operation::OpenAiChat,
+                Operation::OpenAiText,
+            ];
             if !operation.is_read() && !reads.contains(operation) {
                 assert_eq!(policy.audit, Audit::Each, "{operation:?} changes state");
             }

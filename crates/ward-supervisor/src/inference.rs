@@ -124,33 +124,59 @@ impl Inference {
         request: Generate,
     ) -> Result<mpsc::Receiver<Event>, InferenceError> {
         let model = self.inner.models.get(project, name)?;
-        let socket = self.inner.runner_for(name, &model.digest)?;
         let unavailable = |reason: String| InferenceError::Unavailable {
             model: name.to_string(),
             reason,
         };
-        let mut stream = UnixStream::connect(&socket)
-            .map_err(|error| unavailable(format!("cannot reach its runner: {error}")))?;
         let mut line = serde_json::to_vec(&Request::Generate(request))
             .map_err(|error| unavailable(error.to_string()))?;
         line.push(b'\n');
-        stream.write_all(&line).map_err(|error| {
-            unavailable(format!("its runner did not take the request: {error}"))
-        })?;
-        let (sender, receiver) = mpsc::channel(64);
-        let model_name = name.to_string();
-        std::thread::Builder::new()
-            .name("model-stream".into())
-            .spawn(move || relay(stream, &sender, &model_name))
-            .map_err(|error| unavailable(error.to_string()))?;
-        Ok(receiver)
+        // A runner that is dying can still take a connection: one that ends before its first
+        // answer is asked again of a new runner, once.
+        for attempt in 0..2 {
+            let socket = self.inner.runner_for(name, &model.digest)?;
+            let mut stream = UnixStream::connect(&socket)
+                .map_err(|error| unavailable(format!("cannot reach its runner: {error}")))?;
+            stream.write_all(&line).map_err(|error| {
+                unavailable(format!("its runner did not take the request: {error}"))
+            })?;
+            let mut reader = BufReader::new(stream);
+            let mut first = String::new();
+            let first = match reader.read_line(&mut first) {
+                Ok(read) if read > 0 => serde_json::from_str::<Event>(&first).ok(),
+                _ => None,
+            };
+            let Some(first) = first else {
+                if attempt == 0 {
+                    tracing::warn!(
+                        model = name,
+                        "the model's runner stopped before answering; starting it again"
+                    );
+                    self.inner.forget(&model.digest);
+                    continue;
+                }
+                return Err(unavailable("its runner stopped before answering".into()));
+            };
+            let (sender, receiver) = mpsc::channel(64);
+            let model_name = name.to_string();
+            std::thread::Builder::new()
+                .name("model-stream".into())
+                .spawn(move || relay(first, reader, &sender, &model_name))
+                .map_err(|error| unavailable(error.to_string()))?;
+            return Ok(receiver);
+        }
+        Err(unavailable("its runner stopped before answering".into()))
     }
 }
 
 /// Passes the runner's events on; a stream that ends without its last event ends with an
 /// error saying so.
-fn relay(stream: UnixStream, sender: &mpsc::Sender<Event>, model: &str) {
-    for line in BufReader::new(stream).lines() {
+fn relay(first: Event, reader: BufReader<UnixStream>, sender: &mpsc::Sender<Event>, model: &str) {
+    let first_is_last = !matches!(first, Event::Text(_));
+    if sender.blocking_send(first).is_err() || first_is_last {
+        return;
+    }
+    for line in reader.lines() {
         let Ok(line) = line else { break };
         let Ok(event) = serde_json::from_str::<Event>(&line) else {
             break;
@@ -170,6 +196,14 @@ impl Inner {
         self.runners
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stops and forgets the runner of `digest`, if one runs.
+    fn forget(&self, digest: &str) {
+        if let Some(mut runner) = self.lock().remove(digest) {
+            stop(&mut runner);
+        }
+        self.mark(digest, false);
     }
 
     /// The socket of the runner of `digest`, started first if none runs.

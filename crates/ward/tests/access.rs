@@ -269,6 +269,7 @@ fn a_viewer_key_is_refused_every_state_changing_call() {
             "/api/v1/images/export",
             "/api/v1/sessions",
             "/v1/chat/completions",
+            "/v1/completions",
         ]
         .contains(&template.as_str());
         if changes_state && !exempt {

@@ -173,9 +173,10 @@ fn what_is_not_a_model_is_refused_and_stores_nothing() {
     assert_eq!(blob_count(&daemon), 0);
 }
 
-/// The official `openai` Python client against Ward: models listed, a chat completion whole
-/// and streamed (the same seed gives the same text both ways, the stream ends with usage), a
-/// prompt past the context refused with 400, an unknown model 404, no key 401.
+/// The official `openai` Python client against Ward: models listed, a chat completion and a
+/// text completion whole and streamed (the same seed gives the same text both ways, the chat
+/// stream ends with usage), a prompt past the context refused with 400, an unknown model 404,
+/// no key 401.
 #[test]
 fn the_openai_client_lists_models_and_completes_chats() {
     let work = tempfile::tempdir().expect("work directory");
@@ -201,6 +202,10 @@ for chunk in client.chat.completions.create(model="tiny", messages=messages, max
     for choice in chunk.choices:
         text += choice.delta.content or ""
 out["streamed"], out["streamed_usage"] = text, usage
+plain = client.completions.create(model="tiny", prompt="the water", max_tokens=8, seed=11)
+out["text"], out["text_finish"] = plain.choices[0].text, plain.choices[0].finish_reason
+out["text_streamed"] = "".join(chunk.choices[0].text for chunk in client.completions.create(
+    model="tiny", prompt="the water", max_tokens=8, seed=11, stream=True) if chunk.choices)
 try:
     client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "water " * 5000}], max_tokens=4)
 except openai.BadRequestError as error:
@@ -237,6 +242,11 @@ print(json.dumps(out))
     );
     assert!(
         matches!(out["finish"].as_str(), Some("stop" | "length")),
+        "{out}"
+    );
+    assert_eq!(out["text"], out["text_streamed"], "{out}");
+    assert!(
+        matches!(out["text_finish"].as_str(), Some("stop" | "length")),
         "{out}"
     );
     assert_eq!(out["too_long"], 400, "{out}");
