@@ -149,6 +149,15 @@ impl From<Error> for ApiError {
             ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ErrorKind::QuotaExceeded => (StatusCode::FORBIDDEN, "quota_exceeded"),
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ErrorKind::Busy => {
+                return ApiError {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    code: "busy",
+                    message: error.message,
+                    field: error.field,
+                    retry_after: Some(1),
+                }
+            }
             ErrorKind::InsufficientStorage => {
                 (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
             }

@@ -16,8 +16,10 @@ pub enum ErrorKind {
     Forbidden,
     /// The call would take the project past a quota; the field is `quota.<name>`.
     QuotaExceeded,
-    /// The engine is shutting down.
+    /// The engine is shutting down, or what the call needs could not start.
     Unavailable,
+    /// Too many calls wait for the same thing; try again in a moment.
+    Busy,
     /// The disk under the data directory is full; the message names it and the space left.
     InsufficientStorage,
     /// A registry or other server Ward called failed or could not be reached.

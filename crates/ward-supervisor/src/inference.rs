@@ -11,6 +11,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,14 @@ pub enum InferenceError {
     /// The request cannot run as asked.
     #[error("{0}")]
     Refused(Refusal),
+    /// Every slot of the model is taken and its queue is full.
+    #[error(
+        "model {model} has {waiting} requests waiting, as many as it queues: try again in a moment"
+    )]
+    Busy { model: String, waiting: u32 },
+    /// As many models as may be loaded are, and each serves requests now.
+    #[error("model {model} cannot load now: all {loaded} loaded models serve requests; try again in a moment")]
+    AllBusy { model: String, loaded: u32 },
     /// The model's runner could not start or stopped; the next request starts it again.
     #[error("model {model} is not available: {reason}")]
     Unavailable { model: String, reason: String },
@@ -49,6 +58,10 @@ pub struct InferenceConfig {
     pub slots: u32,
     /// Tokens of context per slot.
     pub context: u32,
+    /// Requests that may wait for a slot of one model.
+    pub queue: u32,
+    /// Models loaded at once; loading one more unloads the least recently used.
+    pub max_loaded: u32,
 }
 
 /// The daemon's loaded models; cheap to share.
@@ -64,6 +77,17 @@ struct Inner {
     runners: Mutex<HashMap<String, Runner>>,
     /// The digests loaded now, for the model views.
     loaded: Arc<Mutex<BTreeSet<String>>>,
+    /// Requests in flight (running or waiting) per model digest.
+    in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
+}
+
+/// One request's place in its model's count; given back when dropped.
+struct InFlight(Arc<AtomicU32>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 struct Runner {
@@ -101,6 +125,7 @@ impl Inference {
                 config,
                 runners: Mutex::default(),
                 loaded,
+                in_flight: Mutex::default(),
             }),
         };
         let weak = Arc::downgrade(&inference.inner);
@@ -124,6 +149,7 @@ impl Inference {
         request: Generate,
     ) -> Result<mpsc::Receiver<Event>, InferenceError> {
         let model = self.inner.models.get(project, name)?;
+        let place = self.inner.take_place(name, &model.digest)?;
         let unavailable = |reason: String| InferenceError::Unavailable {
             model: name.to_string(),
             reason,
@@ -161,7 +187,10 @@ impl Inference {
             let model_name = name.to_string();
             std::thread::Builder::new()
                 .name("model-stream".into())
-                .spawn(move || relay(first, reader, &sender, &model_name))
+                .spawn(move || {
+                    let _place = place;
+                    relay(first, reader, &sender, &model_name)
+                })
                 .map_err(|error| unavailable(error.to_string()))?;
             return Ok(receiver);
         }
@@ -198,6 +227,27 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// A place among the requests of `digest`, unless its slots and queue are full.
+    fn take_place(&self, name: &str, digest: &str) -> Result<InFlight, InferenceError> {
+        let counter = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(digest.to_string())
+            .or_default()
+            .clone();
+        let limit = self.config.slots.saturating_add(self.config.queue);
+        let taken = counter.fetch_add(1, Ordering::SeqCst);
+        let place = InFlight(counter);
+        if taken >= limit {
+            return Err(InferenceError::Busy {
+                model: name.to_string(),
+                waiting: self.config.queue,
+            });
+        }
+        Ok(place)
+    }
+
     /// Stops and forgets the runner of `digest`, if one runs.
     fn forget(&self, digest: &str) {
         if let Some(mut runner) = self.lock().remove(digest) {
@@ -222,6 +272,32 @@ impl Inner {
                 stop(&mut gone);
             }
             self.mark(digest, false);
+        }
+        while runners.len() >= self.config.max_loaded.max(1) as usize {
+            // The least recently used model that serves no request now.
+            let idle = |digest: &String| {
+                self.in_flight
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .get(digest)
+                    .is_none_or(|count| count.load(Ordering::SeqCst) == 0)
+            };
+            let Some(oldest) = runners
+                .iter()
+                .filter(|(digest, _)| idle(digest))
+                .min_by_key(|(_, runner)| runner.last_used)
+                .map(|(digest, _)| digest.clone())
+            else {
+                return Err(InferenceError::AllBusy {
+                    model: name.to_string(),
+                    loaded: runners.len() as u32,
+                });
+            };
+            if let Some(mut evicted) = runners.remove(&oldest) {
+                tracing::info!(digest = oldest, "model unloaded to make room for another");
+                stop(&mut evicted);
+            }
+            self.mark(&oldest, false);
         }
         let runner = self.start(name, digest)?;
         let socket = runner.socket.clone();

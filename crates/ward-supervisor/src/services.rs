@@ -103,6 +103,9 @@ impl From<InferenceError> for Error {
         match error {
             InferenceError::Model(model_error) => model_error.into(),
             InferenceError::Refused(refusal) => refused(refusal),
+            busy @ (InferenceError::Busy { .. } | InferenceError::AllBusy { .. }) => {
+                Error::new(ErrorKind::Busy, busy.to_string())
+            }
             unavailable @ InferenceError::Unavailable { .. } => {
                 Error::new(ErrorKind::Unavailable, unavailable.to_string())
             }

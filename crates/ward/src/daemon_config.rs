@@ -34,6 +34,8 @@ pub struct DaemonConfig {
     pub default_pids_limit: Option<u64>,
     /// Host directories opened to projects (`host_volumes` in the config file).
     pub host_volumes: Vec<HostVolume>,
+    /// How models run.
+    pub models: ModelSettings,
     /// The config file itself, which no workload may mount.
     pub config_file: Option<PathBuf>,
 }
@@ -63,6 +65,45 @@ struct ConfigFile {
     tls: Option<TlsFile>,
     default_pids_limit: Option<u64>,
     host_volumes: Option<BTreeMap<String, HostVolumeFile>>,
+    models: Option<ModelsFile>,
+}
+
+/// How models run: `models: {slots: 4, context: 4096, queue: 32, max_loaded: 3,
+/// keep_alive: 5m}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSettings {
+    /// Requests each loaded model decodes together.
+    pub slots: u32,
+    /// Tokens of context per slot.
+    pub context: u32,
+    /// Requests that may wait for a slot of one model; past that, 429.
+    pub queue: u32,
+    /// Models loaded at once; the least recently used one goes first.
+    pub max_loaded: u32,
+    /// A loaded model with no request for this long is unloaded.
+    pub keep_alive: std::time::Duration,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            slots: 4,
+            context: 4096,
+            queue: 32,
+            max_loaded: 3,
+            keep_alive: std::time::Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelsFile {
+    slots: Option<u32>,
+    context: Option<u32>,
+    queue: Option<u32>,
+    max_loaded: Option<u32>,
+    keep_alive: Option<String>,
 }
 
 /// `host_volumes: {site: {path: /srv/site, read_only: true, projects: [web]}}`: as Nomad's
@@ -212,7 +253,25 @@ impl DaemonConfig {
                 projects: volume.projects,
             });
         }
+        let mut models = ModelSettings::default();
+        if let Some(file) = file.models {
+            let positive = |key: &str, value: Option<u32>, default: u32| match value {
+                Some(0) => bail!("models.{key}: give a whole number above 0"),
+                Some(value) => Ok(value),
+                None => Ok(default),
+            };
+            models.slots = positive("slots", file.slots, models.slots)?.min(64);
+            models.context = positive("context", file.context, models.context)?;
+            models.queue = file.queue.unwrap_or(models.queue);
+            models.max_loaded = positive("max_loaded", file.max_loaded, models.max_loaded)?;
+            if let Some(text) = file.keep_alive {
+                models.keep_alive = humantime::parse_duration(&text).map_err(|error| {
+                    anyhow::anyhow!("models.keep_alive: {text:?}: {error}; give a duration like 5m")
+                })?;
+            }
+        }
         Ok(DaemonConfig {
+            models,
             default_pids_limit,
             host_volumes,
             config_file: sources.file.map(Path::to_path_buf),
@@ -278,6 +337,33 @@ mod tests {
         .unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
         assert_eq!(config.listen.to_string(), "127.0.0.1:3");
+    }
+
+    #[test]
+    fn model_settings_come_from_the_file_and_bad_ones_are_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("ward.yaml");
+        let env = environment(&[("WARD_DATA_DIR", "/d")]);
+        let resolve = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            DaemonConfig::resolve(ConfigSources {
+                file: Some(&file),
+                ..sources(&env)
+            })
+        };
+        let config = resolve("models: {slots: 2, queue: 0, keep_alive: 30s}\n").unwrap();
+        assert_eq!(config.models.slots, 2);
+        assert_eq!(config.models.queue, 0);
+        assert_eq!(config.models.keep_alive, std::time::Duration::from_secs(30));
+        assert_eq!(config.models.context, ModelSettings::default().context);
+        for (text, field) in [
+            ("models: {slots: 0}\n", "models.slots"),
+            ("models: {keep_alive: soon}\n", "models.keep_alive"),
+            ("models: {threads: 2}\n", "threads"),
+        ] {
+            let error = resolve(text).unwrap_err();
+            assert!(format!("{error:#}").contains(field), "{text}: {error:#}");
+        }
     }
 
     #[test]

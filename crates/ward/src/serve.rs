@@ -169,9 +169,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             InferenceConfig {
                 runner: runner_executable(),
                 run_dir: config.data_dir.join("models").join("run"),
-                keep_alive: MODEL_KEEP_ALIVE,
-                slots: MODEL_SLOTS,
-                context: MODEL_CONTEXT,
+                keep_alive: config.models.keep_alive,
+                slots: config.models.slots,
+                context: config.models.context,
+                queue: config.models.queue,
+                max_loaded: config.models.max_loaded,
             },
         )?),
         upload_dir,
@@ -298,13 +300,6 @@ fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set permissions of {}", path.display()))
 }
-
-/// A loaded model stays this long after its last request.
-const MODEL_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
-/// Sequences each model's runner decodes together.
-const MODEL_SLOTS: u32 = 4;
-/// Tokens of context per slot.
-const MODEL_CONTEXT: u32 = 4096;
 
 /// `ward-runner`, beside this program (`WARD_RUNNER` names another).
 fn runner_executable() -> std::path::PathBuf {

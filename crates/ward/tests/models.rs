@@ -371,3 +371,72 @@ impl<R: std::io::Read> ReadAll for R {
         out.push_str(&String::from_utf8_lossy(&bytes));
     }
 }
+
+/// Sixteen streams at once on a model of four slots and a queue of twelve all complete; the
+/// two asked for beyond that get 429 with `Retry-After`.
+#[test]
+fn streams_beyond_the_slots_and_the_queue_are_told_to_come_back() {
+    use std::io::{Read, Write};
+    let work = tempfile::tempdir().expect("work directory");
+    let model = work.path().join("tiny.gguf");
+    make_model(&model);
+    let daemon = Daemon::start_with_config("models: {slots: 4, queue: 12, context: 512}\n");
+    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let body = serde_json::json!({
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "the world"}],
+        "max_tokens": 400,
+        "temperature": 0,
+        "stream": true,
+    })
+    .to_string();
+    // The model loads before the rush, so every request meets a running model.
+    let load = serde_json::json!({"model": "tiny", "messages": [{"role": "user", "content": "a"}], "max_tokens": 1}).to_string();
+    let post = |body: &str| {
+        let mut connection = std::net::TcpStream::connect(daemon.address()).expect("connect");
+        write!(
+            connection,
+            "POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            daemon.token(),
+            body.len()
+        )
+        .expect("send");
+        let mut answer = String::new();
+        connection.read_to_string(&mut answer).expect("read");
+        answer
+    };
+    assert!(post(&load).starts_with("HTTP/1.0 200"));
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..18).map(|_| scope.spawn(|| post(&body))).collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("thread"))
+            .collect()
+    });
+    let refused: Vec<&String> = answers
+        .iter()
+        .filter(|answer| answer.starts_with("HTTP/1.0 429"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{answers:?}");
+    for answer in &refused {
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after: 1"),
+            "{answer}"
+        );
+    }
+    let completed: Vec<&String> = answers
+        .iter()
+        .filter(|answer| answer.starts_with("HTTP/1.0 200"))
+        .collect();
+    assert_eq!(completed.len(), 16, "{answers:?}");
+    for answer in completed {
+        assert!(!answer.contains("\"error\""), "{answer}");
+        assert!(
+            answer.contains("\"finish_reason\":\"length\"")
+                || answer.contains("\"finish_reason\":\"stop\""),
+            "{answer}"
+        );
+        assert!(answer.trim_end().ends_with("data: [DONE]"), "{answer}");
+    }
+}
