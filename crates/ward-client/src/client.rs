@@ -373,6 +373,26 @@ impl Client {
         self.call(Method::DELETE, &path, None).await
     }
 
+    /// `POST /v1/chat/completions` with `stream: true` (set here): the chunks as they come,
+    /// each a JSON object (a `chat.completion.chunk`, or `{"error": …}`), up to `[DONE]`.
+    pub async fn chat_stream(
+        &self,
+        request: &serde_json::Value,
+    ) -> Result<impl Stream<Item = Result<serde_json::Value, ClientError>> + use<>, ClientError>
+    {
+        let mut request = request.clone();
+        request["stream"] = serde_json::Value::Bool(true);
+        let url = self.url("/v1/chat/completions");
+        let builder = self.request(Method::POST, &url).json(&request);
+        let response = self.send(builder, &url).await?;
+        let response = Self::check(response, &url).await?;
+        Ok(json_lines(response, url, |line| {
+            line.strip_prefix("data:")
+                .map(str::trim)
+                .filter(|data| *data != "[DONE]")
+        }))
+    }
+
     pub async fn prune_images(&self) -> Result<PruneResponse, ClientError> {
         self.call(Method::POST, "/api/v1/images/prune", None).await
     }

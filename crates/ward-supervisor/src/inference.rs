@@ -433,11 +433,22 @@ impl Inner {
 
     fn unload_idle(&self) {
         let mut runners = self.lock();
+        let serving: BTreeSet<String> = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter(|(_, count)| count.load(Ordering::SeqCst) > 0)
+            .map(|(digest, _)| digest.clone())
+            .collect();
         let mut idle = Vec::new();
         for (digest, runner) in runners.iter_mut() {
-            if runner.last_used.elapsed() >= self.config.keep_alive
-                || !matches!(runner.child.try_wait(), Ok(None))
-            {
+            if !matches!(runner.child.try_wait(), Ok(None)) {
+                idle.push(digest.clone());
+            } else if serving.contains(digest) {
+                // A model keeps its runner while it serves, and for keep_alive after.
+                runner.last_used = Instant::now();
+            } else if runner.last_used.elapsed() >= self.config.keep_alive {
                 idle.push(digest.clone());
             }
         }

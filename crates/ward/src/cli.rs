@@ -84,6 +84,9 @@ pub enum ClientCommand {
     Volume(Deferred<VolumeArgs>),
     /// Manage models: import, ls, show, rm
     Model(Deferred<ModelArgs>),
+    /// Talk with a model: each line you type is a message, the answer streams back
+    #[command(after_help = CHAT_HELP)]
+    Chat(Deferred<ChatArgs>),
     /// Log in to a container registry; the daemon keeps the login for this project's pulls
     #[command(after_help = LOGIN_EXAMPLES)]
     Login(Deferred<LoginArgs>),
@@ -389,6 +392,33 @@ pub enum VolumeCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The model, as `ward model ls` names it
+    pub model: String,
+    /// The system prompt the conversation starts with
+    #[arg(long)]
+    pub system: Option<String>,
+    /// The most tokens one answer may take
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: u32,
+    /// Sampling temperature, 0 for the likeliest token every time
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// The same seed gives the same answers
+    #[arg(long)]
+    pub seed: Option<i64>,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+const CHAT_HELP: &str = "\
+In the conversation:
+  /system TEXT   set the system prompt (and start over)
+  /reset         forget the conversation, keep the system prompt
+  /exit          leave (as does end of input, Ctrl-D)";
+
+#[derive(Debug, Args)]
 pub struct ModelArgs {
     #[command(subcommand)]
     pub command: ModelCommand,
@@ -503,6 +533,7 @@ impl ClientCommand {
             ClientCommand::Image(arguments) => &arguments.client_options,
             ClientCommand::Volume(arguments) => &arguments.client_options,
             ClientCommand::Model(arguments) => &arguments.client_options,
+            ClientCommand::Chat(arguments) => &arguments.client_options,
             ClientCommand::Login(arguments) => &arguments.client_options,
             ClientCommand::Logout(arguments) => &arguments.client_options,
             ClientCommand::Key(arguments) => &arguments.client_options,

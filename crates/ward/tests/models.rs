@@ -440,3 +440,50 @@ fn streams_beyond_the_slots_and_the_queue_are_told_to_come_back() {
         assert!(answer.trim_end().ends_with("data: [DONE]"), "{answer}");
     }
 }
+
+/// `ward chat` reads a conversation from its input: each line a message, the answers on its
+/// output; the same seed gives the same conversation, and a model that is not there is one
+/// error line.
+#[test]
+fn ward_chat_holds_a_conversation_read_from_its_input() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let work = tempfile::tempdir().expect("work directory");
+    let model = work.path().join("tiny.gguf");
+    make_model(&model);
+    let daemon = Daemon::start();
+    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let chat = |model: &str, input: &str| {
+        let mut child = daemon
+            .ward_command(&["chat", model, "--seed", "5", "--max-tokens", "6"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ward chat");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write the conversation");
+        child.wait_with_output().expect("wait for ward chat")
+    };
+    let conversation =
+        "hello there\n/system answer briefly\nthe water\n/reset\none more\n/exit\nnever read\n";
+    let first = chat("tiny", conversation);
+    let said = assert_success(&first);
+    assert!(!said.trim().is_empty(), "no answers");
+    assert!(
+        first.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let again = chat("tiny", conversation);
+    assert_eq!(
+        assert_success(&again),
+        said,
+        "the same seed gave another conversation"
+    );
+    assert_one_error_line(&chat("nothing", "hi\n"), "ward model ls");
+}

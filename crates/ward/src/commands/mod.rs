@@ -2,6 +2,7 @@
 
 mod access;
 mod apply;
+mod chat;
 mod completion;
 mod compose;
 mod events;
@@ -136,6 +137,7 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         ClientCommand::Model(arguments) => {
             model::run(context, arguments.into_inner().command).await
         }
+        ClientCommand::Chat(arguments) => chat::run(context, arguments.into_inner()).await,
         ClientCommand::Login(arguments) => login::login(context, arguments.into_inner()).await,
         ClientCommand::Logout(arguments) => login::logout(context, arguments.into_inner()).await,
         ClientCommand::Key(arguments) => access::key(context, arguments.into_inner().command).await,
