@@ -8,8 +8,11 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use ward_client::wire::{ModelDocument, ModelList, OpenAiModel, OpenAiModelList};
+use ward_client::wire::{
+    LoadedModelDocument, LoadedModelList, ModelDocument, ModelList, OpenAiModel, OpenAiModelList,
+};
 use ward_core::door::Admission;
+use ward_core::inference::LoadedModel;
 use ward_core::view::ModelView;
 
 use crate::convert::rfc3339;
@@ -105,18 +108,28 @@ pub async fn import(
     Ok(Json(document(&view)))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct RemoveQuery {
+    pub project: Option<String>,
+    /// Remove it even while it is loaded.
+    #[serde(default)]
+    pub force: bool,
+}
+
 #[utoipa::path(delete, path = "/api/v1/models/{name}", tag = "models",
-    params(("name" = String, Path, description = "the model's name (percent-encoded)"), ProjectQuery),
-    responses((status = 200, body = ModelDocument), (status = 404, description = "no such model")))]
+    params(("name" = String, Path, description = "the model's name (percent-encoded)"), RemoveQuery),
+    responses((status = 200, body = ModelDocument), (status = 404, description = "no such model"),
+        (status = 409, description = "it is loaded")))]
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
     Extension(admission): Extension<Admission>,
     Path(name): Path<String>,
-    Query(query): Query<ProjectQuery>,
+    Query(query): Query<RemoveQuery>,
 ) -> Result<Json<ModelDocument>, ApiError> {
     let project = project_of(&query.project)?;
     let models = state.models.clone();
-    let view = blocking(move || models.remove(&project, &name, Some(&admission))).await?;
+    let force = query.force;
+    let view = blocking(move || models.remove(&project, &name, force, Some(&admission))).await?;
     Ok(Json(document(&view)))
 }
 
@@ -146,4 +159,67 @@ pub async fn openai_list(
             })
             .collect(),
     }))
+}
+
+fn loaded_document(model: &LoadedModel) -> LoadedModelDocument {
+    LoadedModelDocument {
+        name: model.name.clone(),
+        digest: model.digest.clone(),
+        pid: model.pid,
+        memory_bytes: model.memory_bytes,
+        slots: model.slots,
+        context: model.context,
+        requests: model.requests,
+        unloads_in_seconds: model.unloads_in_seconds,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/models/loaded", params(ProjectQuery), tag = "models",
+    responses((status = 200, body = LoadedModelList)))]
+pub async fn loaded(
+    State(state): State<Arc<ApiState>>,
+    Query(query): Query<ProjectQuery>,
+) -> Result<Json<LoadedModelList>, ApiError> {
+    let project = project_of(&query.project)?;
+    let inference = state.inference.clone();
+    let models = blocking(move || inference.loaded(&project)).await?;
+    Ok(Json(LoadedModelList {
+        models: models.iter().map(loaded_document).collect(),
+    }))
+}
+
+/// Loads a model now rather than at its first request.
+#[utoipa::path(post, path = "/api/v1/models/{name}/load", tag = "models",
+    params(("name" = String, Path, description = "the model's name (percent-encoded)"), ProjectQuery),
+    responses((status = 200, body = LoadedModelDocument), (status = 404, description = "no such model"),
+        (status = 503, description = "its runner could not start")))]
+pub async fn load(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    Query(query): Query<ProjectQuery>,
+) -> Result<Json<LoadedModelDocument>, ApiError> {
+    let project = project_of(&query.project)?;
+    let inference = state.inference.clone();
+    let model = blocking(move || inference.load(&project, &name)).await?;
+    Ok(Json(loaded_document(&model)))
+}
+
+/// Unloads a model; requests in flight on it end with an error.
+#[utoipa::path(post, path = "/api/v1/models/{name}/unload", tag = "models",
+    params(("name" = String, Path, description = "the model's name (percent-encoded)"), ProjectQuery),
+    responses((status = 200, body = ModelDocument), (status = 404, description = "no such model")))]
+pub async fn unload(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    Query(query): Query<ProjectQuery>,
+) -> Result<Json<ModelDocument>, ApiError> {
+    let project = project_of(&query.project)?;
+    let inference = state.inference.clone();
+    let models = state.models.clone();
+    let view = blocking(move || {
+        inference.unload(&project, &name)?;
+        models.get(&project, &name)
+    })
+    .await?;
+    Ok(Json(document(&view)))
 }

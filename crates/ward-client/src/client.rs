@@ -10,11 +10,11 @@ use crate::error::ClientError;
 use crate::wire::{
     ApplyRequest, ApplyResponse, AuditEntry, AuditList, AuditVerifyResponse, CreatedKey, ErrorBody,
     EventEntry, ExportRequest, GrantDocument, ImageDocument, ImageList, KeyDocument, KeyList,
-    KeyRequest, LogEntry, LoginRequest, ModelDocument, ModelList, ProjectDocument, ProjectList,
-    PruneResponse, PullEvent, PullRequest, QuotaDocument, QuotaLimits, RegistryLogin,
-    RegistryLoginList, SecretDocument, SecretList, SecretValue, SessionDocument, SessionRequest,
-    UserDocument, UserList, UserRequest, VolumeDocument, VolumeList, VolumePruneResponse,
-    WorkloadDocument, WorkloadList,
+    KeyRequest, LoadedModelDocument, LoadedModelList, LogEntry, LoginRequest, ModelDocument,
+    ModelList, ProjectDocument, ProjectList, PruneResponse, PullEvent, PullRequest, QuotaDocument,
+    QuotaLimits, RegistryLogin, RegistryLoginList, SecretDocument, SecretList, SecretValue,
+    SessionDocument, SessionRequest, UserDocument, UserList, UserRequest, VolumeDocument,
+    VolumeList, VolumePruneResponse, WorkloadDocument, WorkloadList,
 };
 
 /// A connection to one Ward daemon.
@@ -368,8 +368,29 @@ impl Client {
         self.call(Method::GET, &path, None).await
     }
 
-    pub async fn remove_model(&self, name: &str) -> Result<ModelDocument, ClientError> {
-        let path = format!("/api/v1/models/{}", encode_query_value(name));
+    pub async fn loaded_models(&self) -> Result<Vec<LoadedModelDocument>, ClientError> {
+        let list: LoadedModelList = self
+            .call(Method::GET, "/api/v1/models/loaded", None)
+            .await?;
+        Ok(list.models)
+    }
+
+    pub async fn load_model(&self, name: &str) -> Result<LoadedModelDocument, ClientError> {
+        let path = format!("/api/v1/models/{}/load", encode_query_value(name));
+        self.call(Method::POST, &path, None).await
+    }
+
+    pub async fn unload_model(&self, name: &str) -> Result<ModelDocument, ClientError> {
+        let path = format!("/api/v1/models/{}/unload", encode_query_value(name));
+        self.call(Method::POST, &path, None).await
+    }
+
+    pub async fn remove_model(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<ModelDocument, ClientError> {
+        let path = format!("/api/v1/models/{}?force={force}", encode_query_value(name));
         self.call(Method::DELETE, &path, None).await
     }
 

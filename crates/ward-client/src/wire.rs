@@ -253,6 +253,29 @@ pub struct ModelList {
     pub models: Vec<ModelDocument>,
 }
 
+/// A model a runner holds in memory now.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoadedModelDocument {
+    pub name: String,
+    pub digest: String,
+    /// The runner's process.
+    pub pid: u32,
+    /// Resident memory of the runner now.
+    pub memory_bytes: u64,
+    pub slots: u32,
+    /// Tokens of context per slot.
+    pub context: u32,
+    /// Requests running or waiting now.
+    pub requests: u32,
+    /// Seconds until it unloads if no request comes.
+    pub unloads_in_seconds: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoadedModelList {
+    pub models: Vec<LoadedModelDocument>,
+}
+
 /// One model in `GET /v1/models`, as OpenAI's API lists it.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OpenAiModel {

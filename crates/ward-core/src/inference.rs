@@ -60,8 +60,35 @@ pub enum CompletionEvent {
     Failed(Error),
 }
 
+/// A model a runner holds in memory now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadedModel {
+    pub name: String,
+    pub digest: String,
+    /// The runner's process.
+    pub pid: u32,
+    /// Memory the runner uses now (resident).
+    pub memory_bytes: u64,
+    /// Requests it decodes together, and tokens of context each.
+    pub slots: u32,
+    pub context: u32,
+    /// Requests running or waiting now.
+    pub requests: u32,
+    /// When it unloads if no request comes (seconds from now).
+    pub unloads_in_seconds: u64,
+}
+
 /// Runs completions on loaded models, loading them on first use.
 pub trait Inference: Send + Sync {
+    /// The project's models that are loaded now.
+    fn loaded(&self, project: &str) -> Result<Vec<LoadedModel>, Error>;
+
+    /// Loads `model` now rather than at its first request. Blocks while it loads.
+    fn load(&self, project: &str, model: &str) -> Result<LoadedModel, Error>;
+
+    /// Stops `model`'s runner; its requests in flight end with an error.
+    fn unload(&self, project: &str, model: &str) -> Result<(), Error>;
+
     /// Starts a completion of `request` on model `model` of `project`. Blocks while the model
     /// loads: call it off the async threads.
     fn complete(

@@ -127,7 +127,11 @@ operations! {
     ImageRemove = "DELETE" "/api/v1/images/{reference}", OPERATOR, Project, Each;
     ModelList = "GET" "/api/v1/models", VIEWER, Project, Refusals;
     ModelImport = "POST" "/api/v1/models/import", OPERATOR, Project, Each;
+    /// The project's models a runner holds now.
+    ModelLoaded = "GET" "/api/v1/models/loaded", VIEWER, Project, Refusals;
     ModelGet = "GET" "/api/v1/models/{name}", VIEWER, Project, Refusals;
+    ModelLoad = "POST" "/api/v1/models/{name}/load", OPERATOR, Project, Each;
+    ModelUnload = "POST" "/api/v1/models/{name}/unload", OPERATOR, Project, Each;
     ModelRemove = "DELETE" "/api/v1/models/{name}", OPERATOR, Project, Each;
     OpenAiModels = "GET" "/v1/models", VIEWER, Project, Refusals;
     /// A completion: a high-volume read of a model, not audited per call.

@@ -341,11 +341,13 @@ pub trait Models: Send + Sync {
         admission: Option<&Admission>,
     ) -> Result<ModelView, Error>;
 
-    /// Removes a name; the file goes once no name in any project points at it.
+    /// Removes a name; the file goes once no name in any project points at it. A loaded
+    /// model only with `force`.
     fn remove(
         &self,
         project: &str,
         name: &str,
+        force: bool,
         admission: Option<&Admission>,
     ) -> Result<ModelView, Error>;
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use ward_core::inference::LoadedModel;
 use ward_model::runner::{Event, Generate, ModelInfo, Refusal, Request};
 
 use crate::models::{ModelError, ModelService};
@@ -139,6 +140,40 @@ impl Inference {
         Ok(inference)
     }
 
+    /// The models of `project` loaded now.
+    pub fn loaded(&self, project: &str) -> Result<Vec<LoadedModel>, InferenceError> {
+        let models = self.inner.models.list(project)?;
+        let runners = self.inner.lock();
+        Ok(models
+            .into_iter()
+            .filter_map(|model| {
+                let runner = runners.get(&model.digest)?;
+                Some(self.inner.describe(&model.name, &model.digest, runner))
+            })
+            .collect())
+    }
+
+    /// Loads model `name` of `project` now. Blocks while it loads.
+    pub fn load(&self, project: &str, name: &str) -> Result<LoadedModel, InferenceError> {
+        let model = self.inner.models.get(project, name)?;
+        self.inner.runner_for(name, &model.digest)?;
+        let runners = self.inner.lock();
+        let runner = runners
+            .get(&model.digest)
+            .ok_or_else(|| InferenceError::Unavailable {
+                model: name.to_string(),
+                reason: "it was unloaded as soon as it loaded".to_string(),
+            })?;
+        Ok(self.inner.describe(name, &model.digest, runner))
+    }
+
+    /// Stops the runner of model `name` of `project`, if it runs.
+    pub fn unload(&self, project: &str, name: &str) -> Result<(), InferenceError> {
+        let model = self.inner.models.get(project, name)?;
+        self.inner.forget(&model.digest);
+        Ok(())
+    }
+
     /// Runs `request` on model `name` of `project`; the events come through the receiver,
     /// the last a `Done` or an `Error`. Blocks while the model loads: call it off the async
     /// threads.
@@ -225,6 +260,29 @@ impl Inner {
         self.runners
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn describe(&self, name: &str, digest: &str, runner: &Runner) -> LoadedModel {
+        let requests = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(digest)
+            .map_or(0, |count| count.load(Ordering::SeqCst));
+        LoadedModel {
+            name: name.to_string(),
+            digest: digest.to_string(),
+            pid: runner.child.id(),
+            memory_bytes: resident_bytes(runner.child.id()),
+            slots: runner.info.slots,
+            context: runner.info.context,
+            requests,
+            unloads_in_seconds: self
+                .config
+                .keep_alive
+                .saturating_sub(runner.last_used.elapsed())
+                .as_secs(),
+        }
     }
 
     /// A place among the requests of `digest`, unless its slots and queue are full.
@@ -460,6 +518,26 @@ impl Inner {
             self.mark(&digest, false);
         }
     }
+}
+
+/// Resident memory of process `pid`, from `/proc`; 0 if it cannot be read.
+fn resident_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|value| {
+                    value
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// The runner's `info` answer, once it gives one.

@@ -32,6 +32,8 @@ pub enum ModelError {
     )]
     NotFound { project: String, name: String },
     /// Reading or writing Ward's own files failed.
+    #[error("model {name} is loaded: unload it first (`ward model unload {name}`), or remove it with -f")]
+    Loaded { name: String },
     #[error("{0}")]
     Io(String),
     #[error("{0}")]
@@ -140,7 +142,7 @@ impl ModelService {
                     project: project.to_string(),
                     name: name.to_string(),
                 })?;
-        view(&record)
+        self.view(&record)
     }
 
     /// Takes the GGUF file at `path` into the store as `name`.
@@ -195,15 +197,22 @@ impl ModelService {
         self.get(project, name)
     }
 
-    /// Removes a name, and the file once no name points at it.
+    /// Removes a name, and the file once no name points at it; a loaded model only with
+    /// `force` (its runner keeps the file it has open until it unloads).
     pub fn remove(
         &self,
         project: &str,
         name: &str,
+        force: bool,
         admission: Option<&Admission>,
     ) -> Result<ModelView, ModelError> {
         let _changes = self.lock();
         let removed = self.get(project, name)?;
+        if removed.loaded && !force {
+            return Err(ModelError::Loaded {
+                name: name.to_string(),
+            });
+        }
         audited(admission, 200, |audit| {
             self.inner.store.delete_model(project, name, audit)
         })?;

@@ -92,6 +92,7 @@ impl From<ModelError> for Error {
         match &error {
             ModelError::Invalid(_) => Error::invalid(error.to_string()),
             ModelError::NotFound { .. } => Error::not_found(error.to_string()),
+            ModelError::Loaded { .. } => Error::new(ErrorKind::Conflict, error.to_string()),
             ModelError::Store(store_error) => store_failure(store_error),
             ModelError::Io(_) => Error::internal(&error),
         }
@@ -607,13 +608,26 @@ impl Models for ModelService {
         &self,
         project: &str,
         name: &str,
+        force: bool,
         admission: Option<&Admission>,
     ) -> Result<ModelView, Error> {
-        Ok(ModelService::remove(self, project, name, admission)?)
+        Ok(ModelService::remove(self, project, name, force, admission)?)
     }
 }
 
 impl ward_core::inference::Inference for Inference {
+    fn loaded(&self, project: &str) -> Result<Vec<ward_core::inference::LoadedModel>, Error> {
+        Ok(Inference::loaded(self, project)?)
+    }
+
+    fn load(&self, project: &str, model: &str) -> Result<ward_core::inference::LoadedModel, Error> {
+        Ok(Inference::load(self, project, model)?)
+    }
+
+    fn unload(&self, project: &str, model: &str) -> Result<(), Error> {
+        Ok(Inference::unload(self, project, model)?)
+    }
+
     fn complete(
         &self,
         project: &str,

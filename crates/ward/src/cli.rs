@@ -82,7 +82,7 @@ pub enum ClientCommand {
     Image(Deferred<ImageArgs>),
     /// Manage named volumes: ls, rm, prune
     Volume(Deferred<VolumeArgs>),
-    /// Manage models: import, ls, show, rm
+    /// Manage models: import, ls, show, rm, ps, load, unload
     Model(Deferred<ModelArgs>),
     /// Talk with a model: each line you type is a message, the answer streams back
     #[command(after_help = CHAT_HELP)]
@@ -451,6 +451,21 @@ pub enum ModelCommand {
     Rm {
         #[arg(value_name = "MODEL", required = true)]
         names: Vec<String>,
+        /// Remove even a loaded model
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List the loaded models: memory, slots, requests, when each unloads (like 'ollama ps')
+    Ps,
+    /// Load a model now rather than at its first request
+    Load {
+        #[arg(value_name = "MODEL")]
+        name: String,
+    },
+    /// Unload a model; its requests in flight end with an error
+    Unload {
+        #[arg(value_name = "MODEL")]
+        name: String,
     },
 }
 

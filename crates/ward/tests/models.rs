@@ -487,3 +487,61 @@ fn ward_chat_holds_a_conversation_read_from_its_input() {
     );
     assert_one_error_line(&chat("nothing", "hi\n"), "ward model ls");
 }
+
+/// `ward model load` starts a model's runner, `ps` shows it with its memory and slots, a
+/// loaded model is removed only with -f, and `unload` stops the runner.
+#[test]
+fn models_load_show_in_ps_resist_removal_and_unload() {
+    let work = tempfile::tempdir().expect("work directory");
+    let model = work.path().join("tiny.gguf");
+    make_model(&model);
+    let daemon = Daemon::start();
+    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    assert_eq!(
+        ward_json(&daemon, &["model", "ps"]),
+        Value::Array(Vec::new())
+    );
+
+    assert_success(&daemon.ward(&["model", "load", "tiny"]));
+    let loaded = ward_json(&daemon, &["model", "ps"]);
+    let entry = &loaded[0];
+    assert_eq!(entry["name"], "tiny", "{loaded}");
+    assert_eq!(entry["slots"], 4, "{loaded}");
+    assert!(
+        entry["memory_bytes"]
+            .as_u64()
+            .is_some_and(|bytes| bytes > 0),
+        "{loaded}"
+    );
+    assert!(
+        entry["unloads_in_seconds"]
+            .as_u64()
+            .is_some_and(|seconds| seconds > 200),
+        "{loaded}"
+    );
+    let pid = entry["pid"].as_u64().expect("pid");
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+
+    assert_one_error_line(
+        &daemon.ward(&["model", "rm", "tiny"]),
+        "ward model unload tiny",
+    );
+    assert_success(&daemon.ward(&["model", "unload", "tiny"]));
+    assert_eq!(
+        ward_json(&daemon, &["model", "ps"]),
+        Value::Array(Vec::new())
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the runner is still there"
+    );
+    assert_eq!(ward_json(&daemon, &["model", "ls"])[0]["loaded"], false);
+
+    // -f removes a loaded model; its runner ends once idle or unloaded.
+    assert_success(&daemon.ward(&["model", "load", "tiny"]));
+    assert_success(&daemon.ward(&["model", "rm", "-f", "tiny"]));
+    assert_eq!(
+        ward_json(&daemon, &["model", "ls"]),
+        Value::Array(Vec::new())
+    );
+}

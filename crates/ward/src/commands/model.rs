@@ -1,5 +1,5 @@
-//! `ward model import|ls|show|rm`: the project's models, as `ollama list` and `docker model`
-//! show them.
+//! `ward model import|ls|show|rm|ps|load|unload`: the project's models, as `ollama list` and
+//! `docker model` show them.
 
 use std::path::Path;
 
@@ -30,11 +30,57 @@ pub async fn run(context: &Context, command: ModelCommand) -> anyhow::Result<i32
             }
             Ok(0)
         }
-        ModelCommand::Rm { names } => {
+        ModelCommand::Ps => {
+            let loaded = context.client.loaded_models().await?;
+            if context.json() {
+                output::print_json(&loaded)?;
+                return Ok(0);
+            }
+            let rows: Vec<Vec<String>> = loaded
+                .iter()
+                .map(|model| {
+                    vec![
+                        model.name.clone(),
+                        short(&model.digest).to_string(),
+                        output::format_size(model.memory_bytes),
+                        format!("{} x {}", model.slots, model.context),
+                        model.requests.to_string(),
+                        format!("{} s", model.unloads_in_seconds),
+                    ]
+                })
+                .collect();
+            output::print_text(&output::render_table(
+                &[
+                    "MODEL",
+                    "ID",
+                    "MEMORY",
+                    "SLOTS x CONTEXT",
+                    "REQUESTS",
+                    "UNLOADS IN",
+                ],
+                &rows,
+            ))?;
+            Ok(0)
+        }
+        ModelCommand::Load { name } => {
+            let model = context.client.load_model(&name).await?;
+            if context.json() {
+                output::print_json(&model)?;
+            } else {
+                output::print_line(&model.name)?;
+            }
+            Ok(0)
+        }
+        ModelCommand::Unload { name } => {
+            let model = context.client.unload_model(&name).await?;
+            output::print_line(&model.name)?;
+            Ok(0)
+        }
+        ModelCommand::Rm { names, force } => {
             // Each name on its own: one that is missing keeps no other.
             let mut first_error = None;
             for name in &names {
-                match context.client.remove_model(name).await {
+                match context.client.remove_model(name, force).await {
                     Ok(model) => output::print_line(&model.name)?,
                     Err(error) => {
                         first_error.get_or_insert(error);
