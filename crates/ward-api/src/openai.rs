@@ -302,13 +302,25 @@ async fn respond(
 ) -> Result<Response, ApiError> {
     let inference = state.inference.clone();
     let asked = model.clone();
-    let mut events = blocking(move || inference.complete(&project, &asked, completion)).await?;
+    let mut measured = state.metrics.completion(&project, &model);
+    let rejected_project = project.clone();
+    let mut events = match blocking(move || inference.complete(&project, &asked, completion)).await
+    {
+        Ok(events) => events,
+        Err(error) => {
+            if error.status() == axum::http::StatusCode::TOO_MANY_REQUESTS {
+                state.metrics.rejected(&rejected_project, &model);
+            }
+            return Err(error);
+        }
+    };
     // The first event says whether the completion runs at all: a refusal is an error status,
     // not a stream that fails.
     let first = events.recv().await;
     if let Some(CompletionEvent::Failed(error)) = first {
         return Err(error.into());
     }
+    observe(&mut measured, first.as_ref());
     let id = shape.id();
     let created = now_seconds();
     if !stream {
@@ -336,6 +348,7 @@ async fn respond(
                 None => return Err(ended_early().into()),
             }
             next = events.recv().await;
+            observe(&mut measured, next.as_ref());
         }
     }
     let chunk = move |choices: Value| {
@@ -352,17 +365,25 @@ async fn respond(
             "delta": {"role": "assistant", "content": ""}}]))),
         Shape::Text => None,
     };
+    let measured = Arc::new(std::sync::Mutex::new(measured));
     let rest = stream::unfold(
         (events, first, false),
         move |(mut events, pending, done)| {
             let chunk = chunk.clone();
+            let measured = measured.clone();
             async move {
                 if done {
                     return None;
                 }
                 let event = match pending {
                     Some(event) => Some(event),
-                    None => events.recv().await,
+                    None => {
+                        let event = events.recv().await;
+                        if let Ok(mut measured) = measured.lock() {
+                            observe(&mut measured, event.as_ref());
+                        }
+                        event
+                    }
                 };
                 match event {
                     Some(CompletionEvent::Text(piece)) => {
@@ -400,6 +421,19 @@ async fn respond(
             Ok::<_, Infallible>(SseEvent::default().data("[DONE]"))
         }));
     Ok(Sse::new(events).into_response())
+}
+
+/// Counts a completion's event in its metrics.
+fn observe(measured: &mut crate::metrics::CompletionMetrics, event: Option<&CompletionEvent>) {
+    match event {
+        Some(CompletionEvent::Text(_)) => measured.piece(),
+        Some(CompletionEvent::Done {
+            prompt_tokens,
+            completion_tokens,
+            ..
+        }) => measured.done(*prompt_tokens, *completion_tokens),
+        _ => {}
+    }
 }
 
 fn ended_early() -> ward_core::Error {

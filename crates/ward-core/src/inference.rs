@@ -83,6 +83,9 @@ pub trait Inference: Send + Sync {
     /// The project's models that are loaded now.
     fn loaded(&self, project: &str) -> Result<Vec<LoadedModel>, Error>;
 
+    /// The models of every project that are loaded now, each with its project.
+    fn loaded_everywhere(&self) -> Result<Vec<(String, LoadedModel)>, Error>;
+
     /// Loads `model` now rather than at its first request. Blocks while it loads.
     fn load(&self, project: &str, model: &str) -> Result<LoadedModel, Error>;
 

@@ -153,6 +153,22 @@ impl Inference {
             .collect())
     }
 
+    /// The models of every project loaded now, each with its project.
+    pub fn loaded_everywhere(&self) -> Result<Vec<(String, LoadedModel)>, InferenceError> {
+        let models = self.inner.models.list_everywhere()?;
+        let runners = self.inner.lock();
+        Ok(models
+            .into_iter()
+            .filter_map(|(project, model)| {
+                let runner = runners.get(&model.digest)?;
+                Some((
+                    project,
+                    self.inner.describe(&model.name, &model.digest, runner),
+                ))
+            })
+            .collect())
+    }
+
     /// Loads model `name` of `project` now. Blocks while it loads.
     pub fn load(&self, project: &str, name: &str) -> Result<LoadedModel, InferenceError> {
         let model = self.inner.models.get(project, name)?;

@@ -124,6 +124,16 @@ impl ModelService {
             .then(|| self.inner.blobs.join(hex))
     }
 
+    /// Every project's models, each with its project.
+    pub fn list_everywhere(&self) -> Result<Vec<(String, ModelView)>, ModelError> {
+        self.inner
+            .store
+            .list_models(None)?
+            .iter()
+            .map(|record| Ok((record.project.clone(), self.view(record)?)))
+            .collect()
+    }
+
     pub fn list(&self, project: &str) -> Result<Vec<ModelView>, ModelError> {
         self.inner
             .store

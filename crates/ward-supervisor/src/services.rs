@@ -620,6 +620,10 @@ impl ward_core::inference::Inference for Inference {
         Ok(Inference::loaded(self, project)?)
     }
 
+    fn loaded_everywhere(&self) -> Result<Vec<(String, ward_core::inference::LoadedModel)>, Error> {
+        Ok(Inference::loaded_everywhere(self)?)
+    }
+
     fn load(&self, project: &str, model: &str) -> Result<ward_core::inference::LoadedModel, Error> {
         Ok(Inference::load(self, project, model)?)
     }

@@ -252,6 +252,29 @@ print(json.dumps(out))
     assert_eq!(out["too_long"], 400, "{out}");
     assert_eq!(out["unknown"], 404, "{out}");
     assert_eq!(out["no_key"], 401, "{out}");
+    // /metrics counts what the completions did.
+    let metrics = daemon.api_get("/metrics");
+    let labels = r#"{project="default",model="tiny"}"#;
+    for family in [
+        "ward_model_completion_tokens_total",
+        "ward_model_prompt_tokens_total",
+        "ward_model_time_to_first_token_seconds_count",
+        "ward_model_time_per_token_seconds_count",
+        "ward_model_memory_bytes",
+    ] {
+        let value: f64 = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{family}{labels} ")))
+            .unwrap_or_else(|| panic!("no {family} in\n{metrics}"))
+            .trim()
+            .parse()
+            .expect("a number");
+        assert!(value > 0.0, "{family} is {value}");
+    }
+    assert!(
+        metrics.contains(&format!("ward_model_loaded{labels} 1")),
+        "{metrics}"
+    );
     // The model is loaded now, in a runner of its own, which runs as nobody and cannot
     // gain privileges.
     let listed = ward_json(&daemon, &["model", "ls"]);
@@ -430,6 +453,11 @@ fn streams_beyond_the_slots_and_the_queue_are_told_to_come_back() {
         .filter(|answer| answer.starts_with("HTTP/1.0 200"))
         .collect();
     assert_eq!(completed.len(), 16, "{answers:?}");
+    let metrics = daemon.api_get("/metrics");
+    assert!(
+        metrics.contains(r#"ward_model_rejected_requests_total{project="default",model="tiny"} 2"#),
+        "{metrics}"
+    );
     for answer in completed {
         assert!(!answer.contains("\"error\""), "{answer}");
         assert!(
