@@ -19,7 +19,8 @@ fi
 # the official client the OpenAI-compatible API is tested with.
 venv="${WARD_TOOLS_VENV:-$HOME/.cache/ward/venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-if ! "$venv/bin/python" -c "import schemathesis, gguf, numpy, openai" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import schemathesis, gguf, numpy, openai, jsonschema" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "schemathesis==4.32.5" "gguf==0.19.0" "numpy==2.4.6" "openai==3.63.0"
+    "schemathesis==4.32.5" "gguf==0.19.0" "numpy==2.4.6" "openai==3.63.0" \
+    "jsonschema==4.26.0"
 fi

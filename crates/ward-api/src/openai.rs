@@ -14,7 +14,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use ward_core::inference::{
-    ChatMessage, CompletionEvent, CompletionPrompt, CompletionRequest, FinishReason,
+    ChatMessage, CompletionEvent, CompletionPrompt, CompletionRequest, FinishReason, ResponseFormat,
 };
 
 use crate::error::{ApiError, JsonBody};
@@ -38,6 +38,34 @@ pub struct ChatRequest {
     pub seed: Option<i64>,
     #[schema(value_type = Object)]
     pub stop: Option<Value>,
+    /// `{"type": "text"}`, `{"type": "json_object"}`, or `{"type": "json_schema",
+    /// "json_schema": {"name": …, "schema": {…}}}`.
+    #[schema(value_type = Object)]
+    pub response_format: Option<Value>,
+}
+
+/// OpenAI's `response_format`.
+fn response_format(value: Option<&Value>) -> Result<ResponseFormat, ApiError> {
+    let Some(value) = value.filter(|value| !value.is_null()) else {
+        return Ok(ResponseFormat::Text);
+    };
+    match value.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(ResponseFormat::Text),
+        Some("json_object") => Ok(ResponseFormat::JsonObject),
+        Some("json_schema") => value
+            .get("json_schema")
+            .and_then(|json_schema| json_schema.get("schema"))
+            .cloned()
+            .map(ResponseFormat::JsonSchema)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "response_format.json_schema.schema: give the JSON Schema the answer must follow",
+                )
+            }),
+        _ => Err(ApiError::bad_request(
+            "response_format.type: give text, json_object or json_schema",
+        )),
+    }
 }
 
 /// The text of a message's `content`: a string, or OpenAI's list of parts (text parts only).
@@ -127,6 +155,7 @@ fn completion_request(request: &ChatRequest) -> Result<CompletionRequest, ApiErr
             .map_or(0, |since| since.subsec_nanos()),
     };
     Ok(CompletionRequest {
+        format: response_format(request.response_format.as_ref())?,
         prompt: CompletionPrompt::Chat(messages),
         max_tokens: request
             .max_completion_tokens
@@ -277,6 +306,7 @@ pub async fn text(
         top_p: request.top_p,
         seed: request.seed,
         stop: request.stop.clone(),
+        response_format: None,
     };
     let mut completion = completion_request(&as_chat)?;
     completion.prompt = CompletionPrompt::Text(prompt);

@@ -28,6 +28,18 @@ pub struct CompletionRequest {
     pub seed: u32,
     /// Generation ends before the first of these.
     pub stop: Vec<String>,
+    pub format: ResponseFormat,
+}
+
+/// What shape the completion must have.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum ResponseFormat {
+    #[default]
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON that this JSON Schema accepts.
+    JsonSchema(serde_json::Value),
 }
 
 /// Why a completion ended.

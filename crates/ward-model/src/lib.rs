@@ -4,3 +4,4 @@
 
 pub mod gguf;
 pub mod runner;
+pub mod schema;

@@ -638,7 +638,9 @@ impl ward_core::inference::Inference for Inference {
         model: &str,
         request: ward_core::inference::CompletionRequest,
     ) -> Result<tokio::sync::mpsc::Receiver<ward_core::inference::CompletionEvent>, Error> {
-        use ward_core::inference::{CompletionEvent, CompletionPrompt, FinishReason};
+        use ward_core::inference::{
+            CompletionEvent, CompletionPrompt, FinishReason, ResponseFormat,
+        };
         use ward_model::runner::{self as runner, Event};
         let prompt = match request.prompt {
             CompletionPrompt::Text(text) => runner::Prompt::Text(text),
@@ -652,6 +654,16 @@ impl ward_core::inference::Inference for Inference {
                     .collect(),
             ),
         };
+        let grammar = match &request.format {
+            ResponseFormat::Text => None,
+            ResponseFormat::JsonObject => Some(ward_model::schema::any_object()),
+            ResponseFormat::JsonSchema(schema) => {
+                Some(ward_model::schema::from_schema(schema).map_err(|reason| {
+                    Error::invalid(format!("response_format.json_schema: {reason}"))
+                        .with_field("response_format")
+                })?)
+            }
+        };
         let mut events = self.generate(
             project,
             model,
@@ -662,7 +674,7 @@ impl ward_core::inference::Inference for Inference {
                 top_p: request.top_p,
                 seed: request.seed,
                 stop: request.stop,
-                grammar: None,
+                grammar,
             },
         )?;
         let (sender, receiver) = tokio::sync::mpsc::channel(64);

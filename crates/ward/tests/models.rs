@@ -573,3 +573,85 @@ fn models_load_show_in_ps_resist_removal_and_unload() {
         Value::Array(Vec::new())
     );
 }
+
+/// `response_format` on a random-weight model: 100 answers over four JSON Schemas (nested
+/// objects, arrays of enums, numbers, plain strings) all parse with a strict JSON parser and
+/// validate against their schema; `json_object` answers are JSON objects; a schema Ward cannot
+/// follow is refused by its field.
+#[test]
+fn json_schema_answers_parse_strictly_and_validate() {
+    let work = tempfile::tempdir().expect("work directory");
+    let model = work.path().join("tiny.gguf");
+    make_model(&model);
+    let daemon = Daemon::start();
+    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let script = r#"
+import concurrent.futures, json, sys, jsonschema, openai
+url, key = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+schemas = [
+    {"type": "object", "properties": {
+        "name": {"type": "string"},
+        "address": {"type": "object", "properties": {
+            "city": {"type": "string"}, "zip": {"type": "integer"}},
+            "required": ["city", "zip"], "additionalProperties": False}},
+        "required": ["name", "address"], "additionalProperties": False},
+    {"type": "object", "properties": {
+        "tags": {"type": "array", "items": {"enum": ["red", "green", "blue"]}, "maxItems": 4},
+        "ok": {"type": "boolean"}},
+        "required": ["tags", "ok"], "additionalProperties": False},
+    {"type": "object", "properties": {
+        "price": {"type": "number"}, "count": {"type": "integer"},
+        "ratio": {"type": ["number", "null"]}},
+        "required": ["price", "count", "ratio"], "additionalProperties": False},
+    {"type": "object", "properties": {
+        "title": {"type": "string"}, "body": {"type": "string"},
+        "notes": {"type": "array", "items": {"type": "string"}}},
+        "required": ["title", "body", "notes"], "additionalProperties": False},
+]
+def ask(case):
+    schema, seed = schemas[case % len(schemas)], case
+    answer = client.chat.completions.create(model="tiny", max_tokens=600, seed=seed, temperature=1.0,
+        messages=[{"role": "user", "content": "describe the city"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}})
+    text = answer.choices[0].message.content
+    value = json.loads(text)  # strict: no control characters in strings
+    jsonschema.validate(value, schema)
+    return answer.choices[0].finish_reason
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    finishes = list(pool.map(ask, range(100)))
+objects = 0
+for seed in range(10):
+    answer = client.chat.completions.create(model="tiny", max_tokens=600, seed=seed,
+        messages=[{"role": "user", "content": "json please"}], response_format={"type": "json_object"})
+    objects += isinstance(json.loads(answer.choices[0].message.content), dict)
+refused = None
+try:
+    client.chat.completions.create(model="tiny", max_tokens=8, messages=[{"role": "user", "content": "x"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema":
+            {"type": "object", "properties": {"id": {"type": "string", "pattern": "^a+$"}}}}})
+except openai.BadRequestError as error:
+    refused = error.body
+print(json.dumps({"answers": len(finishes), "stopped": finishes.count("stop"), "objects": objects, "refused": refused}))
+"#;
+    let output = Command::new(python())
+        .args(["-c", script, &daemon.url(), daemon.token()])
+        .output()
+        .expect("run the openai client");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        daemon.log()
+    );
+    let out: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(out["answers"], 100, "{out}");
+    // Every answer ended because the grammar was complete, none cut at max_tokens.
+    assert_eq!(out["stopped"], 100, "{out}");
+    assert_eq!(out["objects"], 10, "{out}");
+    let refused = out["refused"].to_string();
+    assert!(
+        refused.contains("properties.id") && refused.contains("pattern"),
+        "{out}"
+    );
+}
