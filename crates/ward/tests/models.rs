@@ -29,6 +29,22 @@ fn make_model(path: &Path) {
     assert!(status.success(), "make-test-model.py failed");
 }
 
+/// Runs `script` (Python, with the `openai` package) with the daemon's URL and token as its
+/// arguments; returns the JSON it prints.
+fn run_client(daemon: &Daemon, script: &str) -> Value {
+    let output = Command::new(python())
+        .args(["-c", script, &daemon.url(), daemon.token()])
+        .output()
+        .expect("run the openai client (scripts/install-deps.sh installs it)");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        daemon.log()
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
 fn ward_json(daemon: &Daemon, arguments: &[&str]) -> Value {
     let mut all = arguments.to_vec();
     all.extend(["-o", "json"]);
@@ -220,17 +236,7 @@ except openai.AuthenticationError as error:
     out["no_key"] = error.status_code
 print(json.dumps(out))
 "#;
-    let output = Command::new(python())
-        .args(["-c", script, &daemon.url(), daemon.token()])
-        .output()
-        .expect("run the openai client (scripts/install-deps.sh installs it)");
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        daemon.log()
-    );
-    let out: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let out = run_client(&daemon, script);
     assert_eq!(out["models"], serde_json::json!(["tiny"]), "{out}");
     assert_eq!(out["whole"], out["streamed"], "{out}");
     assert_eq!(out["whole_usage"], out["streamed_usage"], "{out}");
@@ -634,17 +640,7 @@ except openai.BadRequestError as error:
     refused = error.body
 print(json.dumps({"answers": len(finishes), "stopped": finishes.count("stop"), "objects": objects, "refused": refused}))
 "#;
-    let output = Command::new(python())
-        .args(["-c", script, &daemon.url(), daemon.token()])
-        .output()
-        .expect("run the openai client");
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        daemon.log()
-    );
-    let out: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let out = run_client(&daemon, script);
     assert_eq!(out["answers"], 100, "{out}");
     // Every answer ended because the grammar was complete, none cut at max_tokens.
     assert_eq!(out["stopped"], 100, "{out}");
