@@ -545,7 +545,10 @@ fn run_it_rm_gives_a_shell_on_this_terminal_and_leaves_nothing() {
         ],
     );
     tmux.run(&format!("{ward} attach held; echo EXIT=$?"));
-    tmux.wait_for("the prompt", |screen| screen.contains("/srv #"));
+    // The earlier shell's prompt may still be on the screen: wait for an answer that only
+    // the attached shell can give.
+    tmux.keys("echo ready-$((2+3))");
+    tmux.wait_for("the attached shell", |screen| screen.contains("ready-5"));
     let busy = daemon.ward(&["attach", "held"]);
     assert_one_error_line(&busy, "workload held is attached already");
     tmux.keys("echo attached-$((1+1))");
