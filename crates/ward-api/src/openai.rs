@@ -42,6 +42,33 @@ pub struct ChatRequest {
     /// "json_schema": {"name": …, "schema": {…}}}`.
     #[schema(value_type = Object)]
     pub response_format: Option<Value>,
+    /// How long the model stays loaded after this request, as Ollama takes it: seconds, or a
+    /// duration like `10m`; 0 unloads it at once, a negative number keeps it loaded.
+    #[schema(value_type = Object)]
+    pub keep_alive: Option<Value>,
+}
+
+/// Ollama's `keep_alive`.
+fn keep_alive(value: Option<&Value>) -> Result<Option<std::time::Duration>, ApiError> {
+    let refuse = || {
+        ApiError::bad_request(
+            "keep_alive: give seconds, or a duration like 10m (0 unloads at once, a negative number never)",
+        )
+    };
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => match number.as_f64() {
+            Some(seconds) if seconds < 0.0 => Ok(Some(std::time::Duration::MAX)),
+            Some(seconds) if seconds.is_finite() => {
+                Ok(Some(std::time::Duration::from_secs_f64(seconds.min(1e12))))
+            }
+            _ => Err(refuse()),
+        },
+        Some(Value::String(text)) => humantime::parse_duration(text)
+            .map(Some)
+            .map_err(|_| refuse()),
+        Some(_) => Err(refuse()),
+    }
 }
 
 /// OpenAI's `response_format`.
@@ -156,6 +183,7 @@ fn completion_request(request: &ChatRequest) -> Result<CompletionRequest, ApiErr
     };
     Ok(CompletionRequest {
         format: response_format(request.response_format.as_ref())?,
+        keep_alive: keep_alive(request.keep_alive.as_ref())?,
         prompt: CompletionPrompt::Chat(messages),
         max_tokens: request
             .max_completion_tokens
@@ -274,6 +302,9 @@ pub struct TextRequest {
     pub seed: Option<i64>,
     #[schema(value_type = Object)]
     pub stop: Option<Value>,
+    /// As a chat's.
+    #[schema(value_type = Object)]
+    pub keep_alive: Option<Value>,
 }
 
 #[utoipa::path(post, path = "/v1/completions", params(ProjectQuery), tag = "openai",
@@ -307,6 +338,7 @@ pub async fn text(
         seed: request.seed,
         stop: request.stop.clone(),
         response_format: None,
+        keep_alive: request.keep_alive.clone(),
     };
     let mut completion = completion_request(&as_chat)?;
     completion.prompt = CompletionPrompt::Text(prompt);

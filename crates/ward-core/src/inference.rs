@@ -29,6 +29,8 @@ pub struct CompletionRequest {
     /// Generation ends before the first of these.
     pub stop: Vec<String>,
     pub format: ResponseFormat,
+    /// How long the model stays loaded after this request; `None`: the daemon's setting.
+    pub keep_alive: Option<std::time::Duration>,
 }
 
 /// What shape the completion must have.

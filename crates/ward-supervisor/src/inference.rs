@@ -96,6 +96,9 @@ struct Runner {
     socket: PathBuf,
     info: ModelInfo,
     last_used: Instant,
+    /// How long it stays loaded after its last request (the last request's say, or the
+    /// configured default).
+    keep_alive: Duration,
 }
 
 impl Drop for Inner {
@@ -172,7 +175,7 @@ impl Inference {
     /// Loads model `name` of `project` now. Blocks while it loads.
     pub fn load(&self, project: &str, name: &str) -> Result<LoadedModel, InferenceError> {
         let model = self.inner.models.get(project, name)?;
-        self.inner.runner_for(name, &model.digest)?;
+        self.inner.runner_for(name, &model.digest, None)?;
         let runners = self.inner.lock();
         let runner = runners
             .get(&model.digest)
@@ -190,7 +193,8 @@ impl Inference {
         Ok(())
     }
 
-    /// Runs `request` on model `name` of `project`; the events come through the receiver,
+    /// Runs `request` on model `name` of `project` (which then stays loaded for `keep_alive`
+    /// after its last request, when given); the events come through the receiver,
     /// the last a `Done` or an `Error`. Blocks while the model loads: call it off the async
     /// threads.
     pub fn generate(
@@ -198,6 +202,7 @@ impl Inference {
         project: &str,
         name: &str,
         request: Generate,
+        keep_alive: Option<Duration>,
     ) -> Result<mpsc::Receiver<Event>, InferenceError> {
         let model = self.inner.models.get(project, name)?;
         let place = self.inner.take_place(name, &model.digest)?;
@@ -211,7 +216,7 @@ impl Inference {
         // A runner that is dying can still take a connection: one that ends before its first
         // answer is asked again of a new runner, once.
         for attempt in 0..2 {
-            let socket = self.inner.runner_for(name, &model.digest)?;
+            let socket = self.inner.runner_for(name, &model.digest, keep_alive)?;
             let mut stream = UnixStream::connect(&socket)
                 .map_err(|error| unavailable(format!("cannot reach its runner: {error}")))?;
             stream.write_all(&line).map_err(|error| {
@@ -293,8 +298,7 @@ impl Inner {
             slots: runner.info.slots,
             context: runner.info.context,
             requests,
-            unloads_in_seconds: self
-                .config
+            unloads_in_seconds: runner
                 .keep_alive
                 .saturating_sub(runner.last_used.elapsed())
                 .as_secs(),
@@ -331,11 +335,19 @@ impl Inner {
     }
 
     /// The socket of the runner of `digest`, started first if none runs.
-    fn runner_for(&self, name: &str, digest: &str) -> Result<PathBuf, InferenceError> {
+    fn runner_for(
+        &self,
+        name: &str,
+        digest: &str,
+        keep_alive: Option<Duration>,
+    ) -> Result<PathBuf, InferenceError> {
         let mut runners = self.lock();
         if let Some(runner) = runners.get_mut(digest) {
             if matches!(runner.child.try_wait(), Ok(None)) {
                 runner.last_used = Instant::now();
+                if let Some(keep_alive) = keep_alive {
+                    runner.keep_alive = keep_alive;
+                }
                 return Ok(runner.socket.clone());
             }
             tracing::warn!(
@@ -373,7 +385,10 @@ impl Inner {
             }
             self.mark(&oldest, false);
         }
-        let runner = self.start(name, digest)?;
+        let mut runner = self.start(name, digest)?;
+        if let Some(keep_alive) = keep_alive {
+            runner.keep_alive = keep_alive;
+        }
         let socket = runner.socket.clone();
         tracing::info!(
             model = name,
@@ -490,6 +505,7 @@ impl Inner {
             socket,
             info,
             last_used: Instant::now(),
+            keep_alive: self.config.keep_alive,
         })
     }
 
@@ -522,7 +538,7 @@ impl Inner {
             } else if serving.contains(digest) {
                 // A model keeps its runner while it serves, and for keep_alive after.
                 runner.last_used = Instant::now();
-            } else if runner.last_used.elapsed() >= self.config.keep_alive {
+            } else if runner.last_used.elapsed() >= runner.keep_alive {
                 idle.push(digest.clone());
             }
         }

@@ -676,6 +676,7 @@ impl ward_core::inference::Inference for Inference {
                 stop: request.stop,
                 grammar,
             },
+            request.keep_alive,
         )?;
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {

@@ -45,6 +45,32 @@ fn run_client(daemon: &Daemon, script: &str) -> Value {
     serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
+/// Sends `POST /v1/chat/completions` of `body` over HTTP/1.0; the connection to read the
+/// answer from.
+fn open_chat(daemon: &Daemon, body: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut connection = std::net::TcpStream::connect(daemon.address()).expect("connect");
+    write!(
+        connection,
+        "POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        daemon.token(),
+        body.len()
+    )
+    .expect("send");
+    connection
+}
+
+/// [`open_chat`], and the whole answer, head and body.
+fn post_chat(daemon: &Daemon, body: &str) -> String {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    open_chat(daemon, body)
+        .read_to_end(&mut bytes)
+        .expect("read the answer");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 fn ward_json(daemon: &Daemon, arguments: &[&str]) -> Value {
     let mut all = arguments.to_vec();
     all.extend(["-o", "json"]);
@@ -312,7 +338,7 @@ print(json.dumps(out))
 /// request starts it again and is answered.
 #[test]
 fn a_killed_runner_fails_its_stream_and_the_next_request_restarts_it() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, BufReader};
     let work = tempfile::tempdir().expect("work directory");
     let model = work.path().join("tiny.gguf");
     make_model(&model);
@@ -328,21 +354,8 @@ fn a_killed_runner_fails_its_stream_and_the_next_request_restarts_it() {
         })
         .to_string()
     };
-    let post = |body: &str| {
-        let mut connection = std::net::TcpStream::connect(daemon.address()).expect("connect");
-        write!(
-            connection,
-            "POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            daemon.token(),
-            body.len()
-        )
-        .expect("send");
-        BufReader::new(connection)
-    };
     // A first answer loads the model.
-    let mut first = String::new();
-    post(&chat(4, false)).read_to_string_lossy(&mut first);
+    let first = post_chat(&daemon, &chat(4, false));
     assert!(first.starts_with("HTTP/1.0 200"), "{first}");
     let runner_pid = || {
         std::fs::read_dir("/proc")
@@ -358,7 +371,7 @@ fn a_killed_runner_fails_its_stream_and_the_next_request_restarts_it() {
     };
     let pid = runner_pid();
     // A long stream, cut by the kill after its first pieces.
-    let mut stream = post(&chat(100_000, true));
+    let mut stream = BufReader::new(open_chat(&daemon, &chat(100_000, true)));
     let mut lines = Vec::new();
     let mut line = String::new();
     while stream.read_line(&mut line).expect("read") > 0 {
@@ -383,29 +396,15 @@ fn a_killed_runner_fails_its_stream_and_the_next_request_restarts_it() {
     assert_eq!(lines.last().map(String::as_str), Some("data: [DONE]\n"));
 
     // The next request starts a new runner and is answered.
-    let mut next = String::new();
-    post(&chat(4, false)).read_to_string_lossy(&mut next);
+    let next = post_chat(&daemon, &chat(4, false));
     assert!(next.starts_with("HTTP/1.0 200"), "{next}");
     assert_ne!(runner_pid(), pid);
-}
-
-trait ReadAll {
-    fn read_to_string_lossy(self, out: &mut String);
-}
-
-impl<R: std::io::Read> ReadAll for R {
-    fn read_to_string_lossy(mut self, out: &mut String) {
-        let mut bytes = Vec::new();
-        self.read_to_end(&mut bytes).expect("read the answer");
-        out.push_str(&String::from_utf8_lossy(&bytes));
-    }
 }
 
 /// Sixteen streams at once on a model of four slots and a queue of twelve all complete; the
 /// two asked for beyond that get 429 with `Retry-After`.
 #[test]
 fn streams_beyond_the_slots_and_the_queue_are_told_to_come_back() {
-    use std::io::{Read, Write};
     let work = tempfile::tempdir().expect("work directory");
     let model = work.path().join("tiny.gguf");
     make_model(&model);
@@ -421,20 +420,7 @@ fn streams_beyond_the_slots_and_the_queue_are_told_to_come_back() {
     .to_string();
     // The model loads before the rush, so every request meets a running model.
     let load = serde_json::json!({"model": "tiny", "messages": [{"role": "user", "content": "a"}], "max_tokens": 1}).to_string();
-    let post = |body: &str| {
-        let mut connection = std::net::TcpStream::connect(daemon.address()).expect("connect");
-        write!(
-            connection,
-            "POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            daemon.token(),
-            body.len()
-        )
-        .expect("send");
-        let mut answer = String::new();
-        connection.read_to_string(&mut answer).expect("read");
-        answer
-    };
+    let post = |body: &str| post_chat(&daemon, body);
     assert!(post(&load).starts_with("HTTP/1.0 200"));
     let answers: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..18).map(|_| scope.spawn(|| post(&body))).collect();
@@ -649,5 +635,45 @@ print(json.dumps({"answers": len(finishes), "stopped": finishes.count("stop"), "
     assert!(
         refused.contains("properties.id") && refused.contains("pattern"),
         "{out}"
+    );
+}
+
+/// `keep_alive` on a request, as Ollama takes it: a model asked to stay an hour says so in
+/// `ps`, one asked to stay 0 s unloads once its request is done, and a bad value is a 400.
+#[test]
+fn a_request_says_how_long_its_model_stays_loaded() {
+    let work = tempfile::tempdir().expect("work directory");
+    let model = work.path().join("tiny.gguf");
+    make_model(&model);
+    let daemon = Daemon::start();
+    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let chat = |keep_alive: Value| {
+        let body = serde_json::json!({
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 2,
+            "keep_alive": keep_alive,
+        })
+        .to_string();
+        post_chat(&daemon, &body)
+    };
+    assert!(chat(Value::from("1h")).starts_with("HTTP/1.0 200"));
+    let loaded = ward_json(&daemon, &["model", "ps"]);
+    assert!(
+        loaded[0]["unloads_in_seconds"]
+            .as_u64()
+            .is_some_and(|seconds| seconds > 3000),
+        "{loaded}"
+    );
+    assert!(chat(Value::from(0)).starts_with("HTTP/1.0 200"));
+    daemon.wait_for(
+        "the model to unload",
+        std::time::Duration::from_secs(10),
+        || (ward_json(&daemon, &["model", "ps"]) == Value::Array(Vec::new())).then_some(()),
+    );
+    let refused = chat(Value::from("soon"));
+    assert!(
+        refused.starts_with("HTTP/1.0 400") && refused.contains("keep_alive"),
+        "{refused}"
     );
 }
