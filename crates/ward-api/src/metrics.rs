@@ -256,6 +256,13 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
         "Completions turned away with 429 because the model's queue was full",
         state.metrics.rejected.clone(),
     );
+    let failures = Counter::<u64>::default();
+    failures.inc_by(state.inference.runner_failures());
+    registry.register(
+        "model_runner_failures",
+        "Model runners that stopped on their own (crashed, killed, out of memory); the next request starts a new one",
+        failures,
+    );
     let loaded = Family::<ModelLabels, Gauge>::default();
     let loaded_memory = Family::<ModelLabels, Gauge>::default();
     let waiting = Family::<ModelLabels, Gauge>::default();

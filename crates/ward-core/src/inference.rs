@@ -97,6 +97,10 @@ pub trait Inference: Send + Sync {
     /// The project's models that are loaded now.
     fn loaded(&self, project: &str) -> Result<Vec<LoadedModel>, Error>;
 
+    /// Runners that have stopped on their own (crashed, killed, out of memory) since the
+    /// engine started; the next request to each started a new one.
+    fn runner_failures(&self) -> u64;
+
     /// The models of every project that are loaded now, each with its project.
     fn loaded_everywhere(&self) -> Result<Vec<(String, LoadedModel)>, Error>;
 

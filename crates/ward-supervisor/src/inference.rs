@@ -11,7 +11,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,8 @@ struct Inner {
     loaded: Arc<Mutex<BTreeSet<String>>>,
     /// Requests in flight (running or waiting) per model digest.
     in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// Runners that stopped on their own (crashed, killed, out of memory).
+    failures: AtomicU64,
 }
 
 /// One request's place in its model's count; given back when dropped.
@@ -130,6 +132,7 @@ impl Inference {
                 runners: Mutex::default(),
                 loaded,
                 in_flight: Mutex::default(),
+                failures: AtomicU64::new(0),
             }),
         };
         let weak = Arc::downgrade(&inference.inner);
@@ -154,6 +157,11 @@ impl Inference {
                 Some(self.inner.describe(&model.name, &model.digest, runner))
             })
             .collect())
+    }
+
+    /// Runners that have stopped on their own since the daemon started.
+    pub fn runner_failures(&self) -> u64 {
+        self.inner.failures.load(Ordering::Relaxed)
     }
 
     /// The models of every project loaded now, each with its project.
@@ -234,6 +242,7 @@ impl Inference {
                         model = name,
                         "the model's runner stopped before answering; starting it again"
                     );
+                    self.inner.failures.fetch_add(1, Ordering::Relaxed);
                     self.inner.forget(&model.digest);
                     continue;
                 }
@@ -354,6 +363,7 @@ impl Inner {
                 model = name,
                 "the model's runner has stopped; starting it again"
             );
+            self.failures.fetch_add(1, Ordering::Relaxed);
             if let Some(mut gone) = runners.remove(digest) {
                 stop(&mut gone);
             }
@@ -534,6 +544,8 @@ impl Inner {
         let mut idle = Vec::new();
         for (digest, runner) in runners.iter_mut() {
             if !matches!(runner.child.try_wait(), Ok(None)) {
+                tracing::warn!(digest, "a model's runner stopped on its own");
+                self.failures.fetch_add(1, Ordering::Relaxed);
                 idle.push(digest.clone());
             } else if serving.contains(digest) {
                 // A model keeps its runner while it serves, and for keep_alive after.

@@ -620,6 +620,10 @@ impl ward_core::inference::Inference for Inference {
         Ok(Inference::loaded(self, project)?)
     }
 
+    fn runner_failures(&self) -> u64 {
+        Inference::runner_failures(self)
+    }
+
     fn loaded_everywhere(&self) -> Result<Vec<(String, ward_core::inference::LoadedModel)>, Error> {
         Ok(Inference::loaded_everywhere(self)?)
     }

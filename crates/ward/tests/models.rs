@@ -399,6 +399,12 @@ fn a_killed_runner_fails_its_stream_and_the_next_request_restarts_it() {
     let next = post_chat(&daemon, &chat(4, false));
     assert!(next.starts_with("HTTP/1.0 200"), "{next}");
     assert_ne!(runner_pid(), pid);
+    assert!(
+        daemon
+            .api_get("/metrics")
+            .contains("ward_model_runner_failures_total 1\n"),
+        "the runner's death is not counted"
+    );
 }
 
 /// Sixteen streams at once on a model of four slots and a queue of twelve all complete; the
