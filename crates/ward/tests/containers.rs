@@ -1324,23 +1324,7 @@ fn login_keeps_credentials_private_and_opens_an_authenticated_registry() {
     let line = assert_one_error_line(&refused, &format!("ward login {}", registry.address));
     println!("pull without a login: {line}");
 
-    let login = |password: &str| {
-        let mut child = daemon
-            .ward_command(&[
-                "login",
-                &registry.address,
-                "-u",
-                username,
-                "--password-stdin",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ward login");
-        writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write the password");
-        child.wait_with_output().expect("wait for ward login")
-    };
+    let login = |password: &str| ward_login(&daemon, &registry.address, username, password);
     assert_one_error_line(&login("wrong password"), "refused");
     let credentials = daemon.data_dir().join("registries.json");
     assert!(!credentials.exists(), "a refused login was kept");
@@ -1427,23 +1411,7 @@ fn changes_outside_the_database_are_never_left_without_their_audit_entry() {
              BEGIN SELECT RAISE(ABORT, 'the audit log refuses'); END;",
         )
         .expect("trigger");
-    let login = || {
-        let mut child = daemon
-            .ward_command(&[
-                "login",
-                &private.address,
-                "-u",
-                username,
-                "--password-stdin",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ward login");
-        writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write the password");
-        child.wait_with_output().expect("wait for ward login")
-    };
+    let login = || ward_login(&daemon, &private.address, username, password);
     assert!(!login().status.success(), "a login went through unaudited");
     assert!(
         !daemon.api_get("/api/v1/registries").contains(username),
@@ -1482,6 +1450,24 @@ fn changes_outside_the_database_are_never_left_without_their_audit_entry() {
         assert_eq!(recorded[0]["status"], 200, "{action}: {recorded:?}");
     }
     assert!(ward_ok(&daemon, &["audit", "verify"]).contains("intact"));
+}
+
+/// `ward login REGISTRY -u USERNAME --password-stdin`, the password written to its input.
+fn ward_login(
+    daemon: &Daemon,
+    registry: &str,
+    username: &str,
+    password: &str,
+) -> std::process::Output {
+    let mut child = daemon
+        .ward_command(&["login", registry, "-u", username, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ward login");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write the password");
+    child.wait_with_output().expect("wait for ward login")
 }
 
 /// Reads the NDJSON progress of a pull through the API: the events name every blob and end

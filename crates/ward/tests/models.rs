@@ -29,6 +29,19 @@ fn make_model(path: &Path) {
     assert!(status.success(), "make-test-model.py failed");
 }
 
+/// A daemon (with `config`, when given) holding the random-weight model as `tiny`.
+fn daemon_with_tiny(config: Option<&str>) -> Daemon {
+    let work = tempfile::tempdir().expect("work directory");
+    let model = work.path().join("tiny.gguf");
+    make_model(&model);
+    let daemon = match config {
+        Some(config) => Daemon::start_with_config(config),
+        None => Daemon::start(),
+    };
+    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    daemon
+}
+
 /// Runs `script` (Python, with the `openai` package) with the daemon's URL and token as its
 /// arguments; returns the JSON it prints.
 fn run_client(daemon: &Daemon, script: &str) -> Value {
@@ -221,11 +234,7 @@ fn what_is_not_a_model_is_refused_and_stores_nothing() {
 /// no key 401.
 #[test]
 fn the_openai_client_lists_models_and_completes_chats() {
-    let work = tempfile::tempdir().expect("work directory");
-    let model = work.path().join("tiny.gguf");
-    make_model(&model);
-    let daemon = Daemon::start();
-    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let daemon = daemon_with_tiny(None);
     let script = r#"
 import json, sys, openai
 url, key = sys.argv[1], sys.argv[2]
@@ -339,11 +348,7 @@ print(json.dumps(out))
 #[test]
 fn a_killed_runner_fails_its_stream_and_the_next_request_restarts_it() {
     use std::io::{BufRead, BufReader};
-    let work = tempfile::tempdir().expect("work directory");
-    let model = work.path().join("tiny.gguf");
-    make_model(&model);
-    let daemon = Daemon::start();
-    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let daemon = daemon_with_tiny(None);
     let chat = |max_tokens: u32, stream: bool| {
         serde_json::json!({
             "model": "tiny",
@@ -411,11 +416,7 @@ fn a_killed_runner_fails_its_stream_and_the_next_request_restarts_it() {
 /// two asked for beyond that get 429 with `Retry-After`.
 #[test]
 fn streams_beyond_the_slots_and_the_queue_are_told_to_come_back() {
-    let work = tempfile::tempdir().expect("work directory");
-    let model = work.path().join("tiny.gguf");
-    make_model(&model);
-    let daemon = Daemon::start_with_config("models: {slots: 4, queue: 12, context: 512}\n");
-    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let daemon = daemon_with_tiny(Some("models: {slots: 4, queue: 12, context: 512}\n"));
     let body = serde_json::json!({
         "model": "tiny",
         "messages": [{"role": "user", "content": "the world"}],
@@ -474,11 +475,7 @@ fn streams_beyond_the_slots_and_the_queue_are_told_to_come_back() {
 fn ward_chat_holds_a_conversation_read_from_its_input() {
     use std::io::Write;
     use std::process::Stdio;
-    let work = tempfile::tempdir().expect("work directory");
-    let model = work.path().join("tiny.gguf");
-    make_model(&model);
-    let daemon = Daemon::start();
-    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let daemon = daemon_with_tiny(None);
     let chat = |model: &str, input: &str| {
         let mut child = daemon
             .ward_command(&["chat", model, "--seed", "5", "--max-tokens", "6"])
@@ -518,11 +515,7 @@ fn ward_chat_holds_a_conversation_read_from_its_input() {
 /// loaded model is removed only with -f, and `unload` stops the runner.
 #[test]
 fn models_load_show_in_ps_resist_removal_and_unload() {
-    let work = tempfile::tempdir().expect("work directory");
-    let model = work.path().join("tiny.gguf");
-    make_model(&model);
-    let daemon = Daemon::start();
-    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let daemon = daemon_with_tiny(None);
     assert_eq!(
         ward_json(&daemon, &["model", "ps"]),
         Value::Array(Vec::new())
@@ -578,11 +571,7 @@ fn models_load_show_in_ps_resist_removal_and_unload() {
 /// follow is refused by its field.
 #[test]
 fn json_schema_answers_parse_strictly_and_validate() {
-    let work = tempfile::tempdir().expect("work directory");
-    let model = work.path().join("tiny.gguf");
-    make_model(&model);
-    let daemon = Daemon::start();
-    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let daemon = daemon_with_tiny(None);
     let script = r#"
 import concurrent.futures, json, sys, jsonschema, openai
 url, key = sys.argv[1], sys.argv[2]
@@ -648,11 +637,7 @@ print(json.dumps({"answers": len(finishes), "stopped": finishes.count("stop"), "
 /// `ps`, one asked to stay 0 s unloads once its request is done, and a bad value is a 400.
 #[test]
 fn a_request_says_how_long_its_model_stays_loaded() {
-    let work = tempfile::tempdir().expect("work directory");
-    let model = work.path().join("tiny.gguf");
-    make_model(&model);
-    let daemon = Daemon::start();
-    assert_success(&daemon.ward(&["model", "import", model.to_str().expect("path")]));
+    let daemon = daemon_with_tiny(None);
     let chat = |keep_alive: Value| {
         let body = serde_json::json!({
             "model": "tiny",
