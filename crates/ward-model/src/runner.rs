@@ -10,6 +10,14 @@ pub enum Request {
     /// What the model is and how the runner runs it.
     Info,
     Generate(Generate),
+    /// Embeddings of each input, for a model that makes them.
+    Embed(Embed),
+}
+
+/// Texts to embed, each on its own (none sees another).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Embed {
+    pub inputs: Vec<String>,
 }
 
 /// What to complete: text as it is, or chat messages put through the model's own template.
@@ -65,6 +73,18 @@ pub enum Event {
         completion_tokens: u32,
     },
     Error(Refusal),
+    /// The answer to an `embed` request: a unit-length vector per input, in order.
+    Embeddings {
+        vectors: Vec<Vec<f32>>,
+        prompt_tokens: u32,
+    },
+}
+
+impl Event {
+    /// Whether nothing follows this event.
+    pub fn is_last(&self) -> bool {
+        !matches!(self, Event::Text(_))
+    }
 }
 
 /// Why a request was not run.
@@ -76,6 +96,13 @@ pub enum Refusal {
     PromptTooLong { prompt_tokens: u32, context: u32 },
     #[error("{0}")]
     Invalid(String),
+    /// One input of an embedding request is longer than the model reads.
+    #[error("input {index} is {tokens} tokens and the model reads at most {context}: shorten or split it")]
+    InputTooLong {
+        index: usize,
+        tokens: u32,
+        context: u32,
+    },
     /// The runner stopped before the completion ended (the daemon says this, not a runner).
     #[error("{0}")]
     RunnerStopped(String),
@@ -90,4 +117,7 @@ pub struct ModelInfo {
     pub context: u32,
     pub slots: u32,
     pub chat_template: Option<String>,
+    /// The length of its vectors, for a model that makes embeddings (and only them).
+    #[serde(default)]
+    pub embedding_length: Option<u32>,
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::LlamaPoolingType;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -17,7 +18,7 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 pub use ward_model::runner::{
-    ChatMessage, Event, FinishReason, Generate, ModelInfo, Prompt, Refusal,
+    ChatMessage, Embed, Event, FinishReason, Generate, ModelInfo, Prompt, Refusal,
 };
 
 /// How the engine runs its model.
@@ -37,9 +38,18 @@ pub struct EngineConfig {
 /// A request with the channel its events go to.
 #[derive(Debug)]
 pub struct Job {
-    pub request: Generate,
+    pub task: Task,
     pub events: mpsc::Sender<Event>,
 }
+
+#[derive(Debug)]
+pub enum Task {
+    Generate(Generate),
+    Embed(Embed),
+}
+
+/// The most inputs of an embedding request decoded in one batch.
+const EMBEDDING_SEQUENCES: u32 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -67,6 +77,9 @@ pub fn run(
         path: config.model.clone(),
         reason: error.to_string(),
     })?;
+    if let Some(pooling) = pooling(&model) {
+        return serve_embeddings(&backend, &model, pooling, config, &jobs, ready);
+    }
     let slots = config.slots.max(1);
     let total_context = config.context.saturating_mul(slots);
     let params = LlamaContextParams::default()
@@ -89,15 +102,22 @@ pub fn run(
             .chat_template(None)
             .ok()
             .and_then(|template| template.to_string().ok()),
+        embedding_length: None,
     };
     ready(&info);
     let mut scheduler = Scheduler::new(&model, slots as usize, info.context, config.batch);
     scheduler.serve(&mut context, &jobs)
 }
 
+/// A completion and where its events go.
+struct Running {
+    request: Generate,
+    events: mpsc::Sender<Event>,
+}
+
 /// A slot at work.
 struct Active {
-    job: Job,
+    job: Running,
     sampler: LlamaSampler,
     prompt: Vec<LlamaToken>,
     /// Prompt tokens already in the KV cache.
@@ -168,6 +188,20 @@ impl<'model> Scheduler<'model> {
 
     /// Puts a job in a free slot, or answers it at once if it cannot run.
     fn admit(&mut self, job: Job) {
+        let request = match job.task {
+            Task::Generate(request) => request,
+            Task::Embed(_) => {
+                let _ = job.events.send(Event::Error(Refusal::Invalid(
+                    "this model generates text and makes no embeddings: use an embedding model"
+                        .into(),
+                )));
+                return;
+            }
+        };
+        let job = Running {
+            request,
+            events: job.events,
+        };
         let prompt = match self.prompt_tokens(&job.request.prompt) {
             Ok(prompt) => prompt,
             Err(refusal) => {
@@ -353,6 +387,140 @@ impl<'model> Scheduler<'model> {
         active.next = Some(token);
         None
     }
+}
+
+/// The pooling of a model that makes embeddings (its GGUF says `<arch>.pooling_type`, and
+/// not "none"); `None` for a model that generates text.
+fn pooling(model: &LlamaModel) -> Option<LlamaPoolingType> {
+    let architecture = model.meta_val_str("general.architecture").ok()?;
+    let pooling: i32 = model
+        .meta_val_str(&format!("{architecture}.pooling_type"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    match LlamaPoolingType::from(pooling) {
+        kind @ (LlamaPoolingType::Mean | LlamaPoolingType::Cls | LlamaPoolingType::Last) => {
+            Some(kind)
+        }
+        _ => None,
+    }
+}
+
+/// Serves embedding requests: the inputs of each are packed, several sequences to a batch,
+/// and each sequence's pooled vector comes back scaled to unit length.
+fn serve_embeddings(
+    backend: &LlamaBackend,
+    model: &LlamaModel,
+    pooling: LlamaPoolingType,
+    config: &EngineConfig,
+    jobs: &mpsc::Receiver<Job>,
+    ready: impl FnOnce(&ModelInfo),
+) -> Result<(), EngineError> {
+    let context_train = model.n_ctx_train().max(1);
+    // Every token of a sequence must be in one micro-batch (the encoder sees the whole input
+    // at once), so a batch holds at least the longest input.
+    let batch_tokens = config.batch.max(context_train);
+    let params = LlamaContextParams::default()
+        .with_embeddings(true)
+        .with_pooling_type(pooling)
+        .with_n_ctx(NonZeroU32::new(batch_tokens))
+        .with_n_batch(batch_tokens)
+        .with_n_ubatch(batch_tokens)
+        .with_n_seq_max(EMBEDDING_SEQUENCES)
+        .with_n_threads(config.threads)
+        .with_n_threads_batch(config.threads);
+    let mut context = model
+        .new_context(backend, params)
+        .map_err(|error| EngineError::Context(error.to_string()))?;
+    let info = ModelInfo {
+        parameters: model.n_params(),
+        size_bytes: model.size(),
+        context_train,
+        context: context_train,
+        slots: 1,
+        chat_template: None,
+        embedding_length: Some(model.n_embd_out().max(0) as u32),
+    };
+    ready(&info);
+    let vocab = model.vocab();
+    for job in jobs {
+        let request = match job.task {
+            Task::Embed(request) => request,
+            Task::Generate(_) => {
+                let _ = job.events.send(Event::Error(Refusal::Invalid(
+                    "this model makes embeddings and generates no text: use it with /v1/embeddings"
+                        .into(),
+                )));
+                continue;
+            }
+        };
+        let mut inputs = Vec::with_capacity(request.inputs.len());
+        let mut refusal = None;
+        for (index, text) in request.inputs.iter().enumerate() {
+            let tokens = vocab.tokenize(text.as_bytes(), true, false);
+            if tokens.len() as u32 > context_train {
+                refusal = Some(Refusal::InputTooLong {
+                    index,
+                    tokens: tokens.len() as u32,
+                    context: context_train,
+                });
+                break;
+            }
+            inputs.push(tokens);
+        }
+        if let Some(refusal) = refusal {
+            let _ = job.events.send(Event::Error(refusal));
+            continue;
+        }
+        let prompt_tokens = inputs.iter().map(|tokens| tokens.len() as u32).sum();
+        let mut vectors = Vec::with_capacity(inputs.len());
+        let mut next = 0;
+        while next < inputs.len() {
+            let mut batch = LlamaBatch::new(batch_tokens as usize, EMBEDDING_SEQUENCES as i32);
+            let first = next;
+            while next < inputs.len()
+                && next - first < EMBEDDING_SEQUENCES as usize
+                && batch.n_tokens() as usize + inputs[next].len() <= batch_tokens as usize
+            {
+                batch
+                    .add_sequence(&inputs[next], (next - first) as i32, true)
+                    .map_err(|error| EngineError::Decode(error.to_string()))?;
+                next += 1;
+            }
+            context.clear_kv_cache();
+            context
+                .decode(&mut batch)
+                .map_err(|error| EngineError::Decode(error.to_string()))?;
+            for sequence in 0..(next - first) {
+                let pooled = context
+                    .embeddings_seq_ith(sequence as i32)
+                    .map_err(|error| EngineError::Decode(error.to_string()))?;
+                vectors.push(unit_length(pooled));
+            }
+        }
+        let _ = job.events.send(Event::Embeddings {
+            vectors,
+            prompt_tokens,
+        });
+    }
+    Ok(())
+}
+
+/// `vector` scaled to length 1 (a zero vector stays zero).
+fn unit_length(vector: &[f32]) -> Vec<f32> {
+    let norm = vector
+        .iter()
+        .map(|value| f64::from(*value) * f64::from(*value))
+        .sum::<f64>()
+        .sqrt();
+    if norm == 0.0 {
+        return vector.to_vec();
+    }
+    vector
+        .iter()
+        .map(|value| (f64::from(*value) / norm) as f32)
+        .collect()
 }
 
 /// Sends what is left and the end.

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc, OnceLock};
 
-use ward_runner::engine::{self, EngineConfig, Event, Job, ModelInfo};
+use ward_runner::engine::{self, EngineConfig, Event, Job, ModelInfo, Task};
 use ward_runner::protocol::Request;
 
 fn main() -> ExitCode {
@@ -106,13 +106,18 @@ fn serve(connection: UnixStream, jobs: &mpsc::Sender<Job>, info: &ModelInfo) {
                 let _ = out.write_all(&text).and_then(|_| out.flush());
             }
         }
-        Ok(Request::Generate(request)) => {
+        Ok(request @ (Request::Generate(_) | Request::Embed(_))) => {
+            let task = match request {
+                Request::Generate(request) => Task::Generate(request),
+                Request::Embed(request) => Task::Embed(request),
+                Request::Info => return,
+            };
             let (events, receiver) = mpsc::channel();
-            if jobs.send(Job { request, events }).is_err() {
+            if jobs.send(Job { task, events }).is_err() {
                 return;
             }
             for event in receiver {
-                let last = !matches!(event, Event::Text(_));
+                let last = event.is_last();
                 // A client that left drops the receiver here, which frees its slot.
                 if !reply(&mut out, &event) || last {
                     return;

