@@ -8,6 +8,7 @@
 mod access;
 mod auth;
 mod convert;
+mod embeddings;
 mod error;
 mod events;
 mod exec;
@@ -134,6 +135,7 @@ fn routes() -> Routes {
         .bind(OpenAiModels, models::openai_list)
         .bind(OpenAiChat, openai::chat)
         .bind(OpenAiText, openai::text)
+        .bind(OpenAiEmbeddings, embeddings::embeddings)
         .bind(RegistryList, images::logins)
         .bind(RegistryLogin, images::login)
         .bind(RegistryLogout, images::logout)

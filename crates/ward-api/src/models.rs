@@ -32,6 +32,13 @@ fn document(view: &ModelView) -> ModelDocument {
         quantization: view.metadata.quantization.clone(),
         context_length: view.metadata.context_length,
         chat_template: view.metadata.chat_template.clone(),
+        kind: if view.metadata.embedding_length.is_some() {
+            "embedding"
+        } else {
+            "completion"
+        }
+        .to_string(),
+        embedding_length: view.metadata.embedding_length,
         source: view.source.clone(),
         created_at: rfc3339(view.created_at),
     }

@@ -49,7 +49,7 @@ pub struct ChatRequest {
 }
 
 /// Ollama's `keep_alive`.
-fn keep_alive(value: Option<&Value>) -> Result<Option<std::time::Duration>, ApiError> {
+pub(crate) fn keep_alive(value: Option<&Value>) -> Result<Option<std::time::Duration>, ApiError> {
     let refuse = || {
         ApiError::bad_request(
             "keep_alive: give seconds, or a duration like 10m (0 unloads at once, a negative number never)",

@@ -45,6 +45,7 @@ use utoipa::{Modify, OpenApi};
         crate::models::openai_list,
         crate::openai::chat,
         crate::openai::text,
+        crate::embeddings::embeddings,
         crate::volumes::list,
         crate::volumes::remove,
         crate::volumes::prune,

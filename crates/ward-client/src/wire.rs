@@ -242,6 +242,12 @@ pub struct ModelDocument {
     /// The context it was trained for, in tokens.
     pub context_length: Option<u64>,
     pub chat_template: Option<String>,
+    /// `completion` (it generates text: `/v1/chat/completions`, `/v1/completions`) or
+    /// `embedding` (it makes vectors: `/v1/embeddings`).
+    pub kind: String,
+    /// For an embedding model, the length of its vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_length: Option<u64>,
     /// `import`, or where it was pulled from.
     pub source: String,
     /// RFC 3339.

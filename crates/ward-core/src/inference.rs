@@ -92,6 +92,21 @@ pub struct LoadedModel {
     pub unloads_in_seconds: u64,
 }
 
+/// Texts to turn into vectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbeddingRequest {
+    pub inputs: Vec<String>,
+    /// As a completion's.
+    pub keep_alive: Option<std::time::Duration>,
+}
+
+/// A unit-length vector per input, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Embeddings {
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: u32,
+}
+
 /// Runs completions on loaded models, loading them on first use.
 pub trait Inference: Send + Sync {
     /// The project's models that are loaded now.
@@ -118,4 +133,13 @@ pub trait Inference: Send + Sync {
         model: &str,
         request: CompletionRequest,
     ) -> Result<mpsc::Receiver<CompletionEvent>, Error>;
+
+    /// Embeds `request`'s inputs with embedding model `model` of `project`. Blocks while the
+    /// model loads and runs: call it off the async threads.
+    fn embed(
+        &self,
+        project: &str,
+        model: &str,
+        request: EmbeddingRequest,
+    ) -> Result<Embeddings, Error>;
 }

@@ -138,6 +138,8 @@ operations! {
     OpenAiChat = "POST" "/v1/chat/completions", VIEWER, Project, Refusals;
     /// A completion of plain text: as a chat's.
     OpenAiText = "POST" "/v1/completions", VIEWER, Project, Refusals;
+    /// Vectors of texts: a read of a model, as a completion is.
+    OpenAiEmbeddings = "POST" "/v1/embeddings", VIEWER, Project, Refusals;
     RegistryList = "GET" "/api/v1/registries", VIEWER, Project, Refusals;
     RegistryLogin = "POST" "/api/v1/registries/login", OPERATOR, Project, Each;
     RegistryLogout = "DELETE" "/api/v1/registries/{registry}", OPERATOR, Project, Each;
@@ -229,6 +231,7 @@ mod tests {
                 Operation::ImageExport,
                 Operation::OpenAiChat,
                 Operation::OpenAiText,
+                Operation::OpenAiEmbeddings,
             ];
             if !operation.is_read() && !reads.contains(operation) {
                 assert_eq!(policy.audit, Audit::Each, "{operation:?} changes state");

@@ -396,6 +396,9 @@ pub struct ModelMetadata {
     /// The context the model was trained for, in tokens.
     pub context_length: Option<u64>,
     pub chat_template: Option<String>,
+    /// For an embedding model, the length of its vectors; `None` for one that generates text.
+    #[serde(default)]
+    pub embedding_length: Option<u64>,
 }
 
 /// A named model.

@@ -160,6 +160,17 @@ impl Header {
             .and_then(Value::as_u64)
     }
 
+    /// For a model that makes embeddings (it says how it pools its tokens), the length of its
+    /// vectors; `None` for a model that generates text.
+    pub fn embedding_length(&self) -> Option<u64> {
+        let pooling = self.architecture_value("pooling_type")?.as_u64()?;
+        if !(1..=3).contains(&pooling) {
+            return None;
+        }
+        self.architecture_value("embedding_length")
+            .and_then(Value::as_u64)
+    }
+
     pub fn chat_template(&self) -> Option<&str> {
         self.get("tokenizer.chat_template").and_then(Value::as_str)
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use ward_core::inference::LoadedModel;
-use ward_model::runner::{Event, Generate, ModelInfo, Refusal, Request};
+use ward_model::runner::{Event, ModelInfo, Refusal, Request};
 
 use crate::models::{ModelError, ModelService};
 
@@ -201,15 +201,15 @@ impl Inference {
         Ok(())
     }
 
-    /// Runs `request` on model `name` of `project` (which then stays loaded for `keep_alive`
-    /// after its last request, when given); the events come through the receiver,
-    /// the last a `Done` or an `Error`. Blocks while the model loads: call it off the async
-    /// threads.
+    /// Runs `request` (a completion or embeddings) on model `name` of `project` (which then
+    /// stays loaded for `keep_alive` after its last request, when given); the events come
+    /// through the receiver, the last a `Done`, `Embeddings` or `Error`. Blocks while the
+    /// model loads: call it off the async threads.
     pub fn generate(
         &self,
         project: &str,
         name: &str,
-        request: Generate,
+        request: Request,
         keep_alive: Option<Duration>,
     ) -> Result<mpsc::Receiver<Event>, InferenceError> {
         let model = self.inner.models.get(project, name)?;
@@ -218,8 +218,8 @@ impl Inference {
             model: name.to_string(),
             reason,
         };
-        let mut line = serde_json::to_vec(&Request::Generate(request))
-            .map_err(|error| unavailable(error.to_string()))?;
+        let mut line =
+            serde_json::to_vec(&request).map_err(|error| unavailable(error.to_string()))?;
         line.push(b'\n');
         // A runner that is dying can still take a connection: one that ends before its first
         // answer is asked again of a new runner, once.
@@ -266,7 +266,7 @@ impl Inference {
 /// Passes the runner's events on; a stream that ends without its last event ends with an
 /// error saying so.
 fn relay(first: Event, reader: BufReader<UnixStream>, sender: &mpsc::Sender<Event>, model: &str) {
-    let first_is_last = !matches!(first, Event::Text(_));
+    let first_is_last = first.is_last();
     if sender.blocking_send(first).is_err() || first_is_last {
         return;
     }
@@ -275,7 +275,7 @@ fn relay(first: Event, reader: BufReader<UnixStream>, sender: &mpsc::Sender<Even
         let Ok(event) = serde_json::from_str::<Event>(&line) else {
             break;
         };
-        let last = !matches!(event, Event::Text(_));
+        let last = event.is_last();
         if sender.blocking_send(event).is_err() || last {
             return;
         }

