@@ -14,7 +14,8 @@ use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use ward_core::inference::{
-    ChatMessage, CompletionEvent, CompletionPrompt, CompletionRequest, FinishReason, ResponseFormat,
+    ChatMessage, CompletionEvent, CompletionPrompt, CompletionRequest, FinishReason,
+    ResponseFormat, ToolCall, ToolChoice, ToolSpec,
 };
 
 use crate::error::{ApiError, JsonBody};
@@ -46,6 +47,128 @@ pub struct ChatRequest {
     /// duration like `10m`; 0 unloads it at once, a negative number keeps it loaded.
     #[schema(value_type = Object)]
     pub keep_alive: Option<Value>,
+    /// Functions the model may call: `[{"type": "function", "function": {"name": …,
+    /// "description": …, "parameters": {JSON Schema of an object}}}]`.
+    #[schema(value_type = Vec<Object>)]
+    pub tools: Option<Vec<Value>>,
+    /// `none`, `auto` (the default with tools), `required`, or `{"type": "function",
+    /// "function": {"name": …}}`.
+    #[schema(value_type = Object)]
+    pub tool_choice: Option<Value>,
+}
+
+/// OpenAI's `tools`: function tools with names of letters, digits, `_` and `-`.
+fn tools(value: Option<&Vec<Value>>) -> Result<Vec<ToolSpec>, ApiError> {
+    let Some(tools) = value else {
+        return Ok(Vec::new());
+    };
+    let mut specs: Vec<ToolSpec> = Vec::with_capacity(tools.len());
+    for (index, tool) in tools.iter().enumerate() {
+        let field = |name: &str| format!("tools[{index}].{name}");
+        if tool.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(ApiError::bad_request(format!(
+                "{}: give \"function\" (the only kind of tool)",
+                field("type")
+            )));
+        }
+        let function = tool.get("function").ok_or_else(|| {
+            ApiError::bad_request(format!("{}: give the function", field("function")))
+        })?;
+        let name = function
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|name| {
+                !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{}: give 1 to 64 letters, digits, _ or -",
+                    field("function.name")
+                ))
+            })?;
+        if specs.iter().any(|spec| spec.name == name) {
+            return Err(ApiError::bad_request(format!(
+                "{}: {name:?} is named twice",
+                field("function.name")
+            )));
+        }
+        specs.push(ToolSpec {
+            name: name.to_string(),
+            description: function
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            parameters: function
+                .get("parameters")
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+        });
+    }
+    Ok(specs)
+}
+
+/// OpenAI's `tool_choice`.
+fn tool_choice(value: Option<&Value>) -> Result<ToolChoice, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(ToolChoice::Auto),
+        Some(Value::String(choice)) => match choice.as_str() {
+            "none" => Ok(ToolChoice::None),
+            "auto" => Ok(ToolChoice::Auto),
+            "required" => Ok(ToolChoice::Required),
+            _ => Err(ApiError::bad_request(
+                "tool_choice: give none, auto, required, or {\"type\": \"function\", \"function\": {\"name\": …}}",
+            )),
+        },
+        Some(choice) => choice
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .map(|name| ToolChoice::Named(name.to_string()))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "tool_choice.function.name: name the tool the model must call",
+                )
+            }),
+    }
+}
+
+/// The calls of an assistant message.
+fn message_calls(message: &Value, index: usize) -> Result<Vec<ToolCall>, ApiError> {
+    let Some(calls) = message.get("tool_calls").filter(|calls| !calls.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let refuse = || {
+        ApiError::bad_request(format!(
+            "messages[{index}].tool_calls: give a list of {{\"id\", \"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}}"
+        ))
+    };
+    calls
+        .as_array()
+        .ok_or_else(refuse)?
+        .iter()
+        .map(|call| {
+            Ok(ToolCall {
+                id: call
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                name: call
+                    .pointer("/function/name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(refuse)?
+                    .to_string(),
+                arguments: call
+                    .pointer("/function/arguments")
+                    .and_then(Value::as_str)
+                    .unwrap_or("{}")
+                    .to_string(),
+            })
+        })
+        .collect()
 }
 
 /// Ollama's `keep_alive`.
@@ -134,6 +257,11 @@ fn message_text(message: &Value, index: usize) -> Result<ChatMessage, ApiError> 
     Ok(ChatMessage {
         role: role.to_string(),
         content,
+        tool_calls: message_calls(message, index)?,
+        tool_call_id: message
+            .get("tool_call_id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
@@ -182,6 +310,8 @@ fn completion_request(request: &ChatRequest) -> Result<CompletionRequest, ApiErr
             .map_or(0, |since| since.subsec_nanos()),
     };
     Ok(CompletionRequest {
+        tools: tools(request.tools.as_ref())?,
+        tool_choice: tool_choice(request.tool_choice.as_ref())?,
         format: response_format(request.response_format.as_ref())?,
         keep_alive: keep_alive(request.keep_alive.as_ref())?,
         prompt: CompletionPrompt::Chat(messages),
@@ -339,6 +469,8 @@ pub async fn text(
         stop: request.stop.clone(),
         response_format: None,
         keep_alive: request.keep_alive.clone(),
+        tools: None,
+        tool_choice: None,
     };
     let mut completion = completion_request(&as_chat)?;
     completion.prompt = CompletionPrompt::Text(prompt);
@@ -387,24 +519,47 @@ async fn respond(
     let created = now_seconds();
     if !stream {
         let mut text = String::new();
+        // (id, name, arguments) of each call.
+        let mut calls: Vec<(String, String, String)> = Vec::new();
         let mut next = first;
         loop {
             match next {
                 Some(CompletionEvent::Text(piece)) => text.push_str(&piece),
+                Some(CompletionEvent::ToolCall { id, name, .. }) => {
+                    calls.push((id, name, String::new()))
+                }
+                Some(CompletionEvent::ToolArguments { index, text }) => {
+                    if let Some(call) = calls.get_mut(index as usize) {
+                        call.2.push_str(&text);
+                    }
+                }
                 Some(CompletionEvent::Done {
                     finish_reason,
                     prompt_tokens,
                     completion_tokens,
                 }) => {
+                    let mut choice = shape.choice(Some(&text), false, Some(finish_reason));
+                    if !calls.is_empty() {
+                        if text.is_empty() {
+                            choice["message"]["content"] = Value::Null;
+                        }
+                        choice["message"]["tool_calls"] = calls
+                            .iter()
+                            .map(|(id, name, arguments)| {
+                                json!({"id": id, "type": "function",
+                                    "function": {"name": name, "arguments": arguments}})
+                            })
+                            .collect();
+                    }
                     return Ok(Json(json!({
                         "id": id,
                         "object": shape.whole(),
                         "created": created,
                         "model": model,
-                        "choices": [shape.choice(Some(&text), false, Some(finish_reason))],
+                        "choices": [choice],
                         "usage": usage(prompt_tokens, completion_tokens),
                     }))
-                    .into_response())
+                    .into_response());
                 }
                 Some(CompletionEvent::Failed(error)) => return Err(error.into()),
                 None => return Err(ended_early().into()),
@@ -452,6 +607,18 @@ async fn respond(
                         let line = chunk(json!([shape.choice(Some(&piece), true, None)]));
                         Some((vec![line], (events, None, false)))
                     }
+                    Some(CompletionEvent::ToolCall { index, id, name }) => {
+                        let line = chunk(json!([{"index": 0, "finish_reason": null,
+                            "delta": {"tool_calls": [{"index": index, "id": id, "type": "function",
+                                "function": {"name": name, "arguments": ""}}]}}]));
+                        Some((vec![line], (events, None, false)))
+                    }
+                    Some(CompletionEvent::ToolArguments { index, text }) => {
+                        let line = chunk(json!([{"index": 0, "finish_reason": null,
+                            "delta": {"tool_calls": [{"index": index,
+                                "function": {"arguments": text}}]}}]));
+                        Some((vec![line], (events, None, false)))
+                    }
                     Some(CompletionEvent::Done {
                         finish_reason,
                         prompt_tokens,
@@ -488,7 +655,11 @@ async fn respond(
 /// Counts a completion's event in its metrics.
 fn observe(measured: &mut crate::metrics::CompletionMetrics, event: Option<&CompletionEvent>) {
     match event {
-        Some(CompletionEvent::Text(_)) => measured.piece(),
+        Some(
+            CompletionEvent::Text(_)
+            | CompletionEvent::ToolCall { .. }
+            | CompletionEvent::ToolArguments { .. },
+        ) => measured.piece(),
         Some(CompletionEvent::Done {
             prompt_tokens,
             completion_tokens,

@@ -4,10 +4,46 @@ use tokio::sync::mpsc;
 
 use crate::Error;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// The calls an assistant turn made.
+    pub tool_calls: Vec<ToolCall>,
+    /// For a `tool` turn: the call it answers.
+    pub tool_call_id: Option<String>,
+}
+
+/// A call of a tool, as a model made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// JSON text of an object.
+    pub arguments: String,
+}
+
+/// A function the model may call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: Option<String>,
+    /// A JSON Schema of an object.
+    pub parameters: serde_json::Value,
+}
+
+/// Whether the model calls tools.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// It answers in words only.
+    None,
+    /// It calls tools or answers, as it sees fit.
+    #[default]
+    Auto,
+    /// It calls at least one tool.
+    Required,
+    /// It calls this tool.
+    Named(String),
 }
 
 /// What to complete: text as it is, or chat messages put through the model's own template.
@@ -29,6 +65,9 @@ pub struct CompletionRequest {
     /// Generation ends before the first of these.
     pub stop: Vec<String>,
     pub format: ResponseFormat,
+    /// Tools the model may call (none: it answers in words).
+    pub tools: Vec<ToolSpec>,
+    pub tool_choice: ToolChoice,
     /// How long the model stays loaded after this request; `None`: the daemon's setting.
     pub keep_alive: Option<std::time::Duration>,
 }
@@ -51,6 +90,8 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` or the end of the context.
     Length,
+    /// The model called tools.
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -58,6 +99,7 @@ impl FinishReason {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
         }
     }
 }
@@ -66,6 +108,17 @@ impl FinishReason {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CompletionEvent {
     Text(String),
+    /// Call `index` (from 0) begins, of tool `name`; its arguments follow.
+    ToolCall {
+        index: u32,
+        id: String,
+        name: String,
+    },
+    /// More JSON text of call `index`'s arguments.
+    ToolArguments {
+        index: u32,
+        text: String,
+    },
     Done {
         finish_reason: FinishReason,
         prompt_tokens: u32,

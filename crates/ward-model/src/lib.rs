@@ -6,3 +6,4 @@ pub mod convert;
 pub mod gguf;
 pub mod runner;
 pub mod schema;
+pub mod tools;

@@ -67,6 +67,59 @@ pub fn from_schema(schema: &Value) -> Result<String, String> {
     Ok(grammar)
 }
 
+/// A grammar for a JSON object naming tool calls, `{"tool_calls": [{"name": …, "arguments":
+/// {…}}, …]}` (at most `max_calls` of them, each of a declared tool with arguments its
+/// parameters' schema accepts) and, when `answer` is set, `{"response": "…"}` besides.
+pub fn tool_calls(
+    tools: &[(String, Value)],
+    answer: bool,
+    max_calls: u32,
+) -> Result<String, String> {
+    if tools.is_empty() {
+        return Err("tools: give at least one tool".into());
+    }
+    let mut builder = Builder::default();
+    let mut calls = Vec::new();
+    for (index, (name, parameters)) in tools.iter().enumerate() {
+        let path = format!("tools[{index}].function.parameters");
+        let is_object = match parameters.get("type") {
+            None => true,
+            Some(kind) => kind == "object",
+        };
+        if !parameters.is_object() || !is_object {
+            return Err(format!(
+                "{path}: give an object schema (\"type\": \"object\")"
+            ));
+        }
+        let arguments = builder.rule_for(parameters, &path)?;
+        let name = quote(&Value::String(name.clone()).to_string());
+        calls.push(builder.add(
+            &format!("tool-{index}"),
+            format!(
+                "\"{{\" ws \"\\\"name\\\"\" ws \":\" ws {name} ws \",\" ws \"\\\"arguments\\\"\" ws \":\" ws {arguments} ws \"}}\""
+            ),
+        ));
+    }
+    let call = calls.join(" | ");
+    let mut grammar = format!(
+        "calls ::= \"{{\" ws \"\\\"tool_calls\\\"\" ws \":\" ws \"[\" ws call (ws \",\" ws call){{0,{}}} ws \"]\" ws \"}}\"\ncall ::= {call}\n",
+        max_calls.max(1) - 1
+    );
+    if answer {
+        grammar.insert_str(0, "root ::= calls | answer\n");
+        grammar.push_str(
+            "answer ::= \"{\" ws \"\\\"response\\\"\" ws \":\" ws \"\\\"\" char* \"\\\"\" ws \"}\"\n",
+        );
+    } else {
+        grammar.insert_str(0, "root ::= calls\n");
+    }
+    for (name, body) in &builder.rules {
+        let _ = writeln!(grammar, "{name} ::= {body}");
+    }
+    grammar.push_str(COMMON);
+    Ok(grammar)
+}
+
 #[derive(Default)]
 struct Builder {
     rules: Vec<(String, String)>,

@@ -8,6 +8,7 @@
 pub mod access;
 pub use ward_core::ops;
 pub(crate) use ward_core::view;
+mod completion;
 mod error;
 mod events;
 pub mod gate;

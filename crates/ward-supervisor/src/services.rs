@@ -114,7 +114,7 @@ impl From<InferenceError> for Error {
     }
 }
 
-fn refused(refusal: ward_model::runner::Refusal) -> Error {
+pub(crate) fn refused(refusal: ward_model::runner::Refusal) -> Error {
     use ward_model::runner::Refusal;
     match refusal {
         too_long @ Refusal::PromptTooLong { .. } => {
@@ -645,71 +645,23 @@ impl ward_core::inference::Inference for Inference {
         model: &str,
         request: ward_core::inference::CompletionRequest,
     ) -> Result<tokio::sync::mpsc::Receiver<ward_core::inference::CompletionEvent>, Error> {
-        use ward_core::inference::{
-            CompletionEvent, CompletionPrompt, FinishReason, ResponseFormat,
-        };
-        use ward_model::runner::{self as runner, Event};
-        let prompt = match request.prompt {
-            CompletionPrompt::Text(text) => runner::Prompt::Text(text),
-            CompletionPrompt::Chat(messages) => runner::Prompt::Chat(
-                messages
-                    .into_iter()
-                    .map(|message| runner::ChatMessage {
-                        role: message.role,
-                        content: message.content,
-                    })
-                    .collect(),
-            ),
-        };
-        let grammar = match &request.format {
-            ResponseFormat::Text => None,
-            ResponseFormat::JsonObject => Some(ward_model::schema::any_object()),
-            ResponseFormat::JsonSchema(schema) => {
-                Some(ward_model::schema::from_schema(schema).map_err(|reason| {
-                    Error::invalid(format!("response_format.json_schema: {reason}"))
-                        .with_field("response_format")
-                })?)
-            }
-        };
+        let request_keep_alive = request.keep_alive;
+        let (generate, calls_tools) = crate::completion::runner_request(request)?;
+        let keep_alive = request_keep_alive;
         let mut events = self.generate(
             project,
             model,
-            runner::Request::Generate(runner::Generate {
-                prompt,
-                max_tokens: request.max_tokens,
-                temperature: request.temperature,
-                top_p: request.top_p,
-                seed: request.seed,
-                stop: request.stop,
-                grammar,
-            }),
-            request.keep_alive,
+            ward_model::runner::Request::Generate(generate),
+            keep_alive,
         )?;
+        let mut translator = crate::completion::Translator::new(calls_tools);
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
-                let event = match event {
-                    Event::Text(text) => CompletionEvent::Text(text),
-                    Event::Done {
-                        finish_reason,
-                        prompt_tokens,
-                        completion_tokens,
-                    } => CompletionEvent::Done {
-                        finish_reason: match finish_reason {
-                            runner::FinishReason::Stop => FinishReason::Stop,
-                            runner::FinishReason::Length => FinishReason::Length,
-                        },
-                        prompt_tokens,
-                        completion_tokens,
-                    },
-                    Event::Error(refusal) => CompletionEvent::Failed(refused(refusal)),
-                    Event::Embeddings { .. } => CompletionEvent::Failed(Error::new(
-                        ErrorKind::Unavailable,
-                        "the model's runner answered embeddings to a completion",
-                    )),
-                };
-                if sender.send(event).await.is_err() {
-                    return;
+                for event in translator.translate(event) {
+                    if sender.send(event).await.is_err() {
+                        return;
+                    }
                 }
             }
         });

@@ -784,3 +784,121 @@ print(json.dumps(out))
         );
     }
 }
+
+/// Tool calls through the official client, streamed and whole: every call names a declared
+/// tool and its arguments parse strictly and validate against that tool's parameters; the
+/// calls go back into the conversation with the tools' answers.
+#[test]
+fn streamed_tool_calls_parse_into_calls_of_the_declared_tools() {
+    let daemon = daemon_with_tiny(None);
+    let script = r#"
+import concurrent.futures, json, sys, jsonschema, openai
+url, key = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+tools = [
+    {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+            "required": ["city", "unit"], "additionalProperties": False}}},
+    {"type": "function", "function": {"name": "add_numbers",
+        "parameters": {"type": "object", "properties": {
+            "values": {"type": "array", "items": {"type": "number"}, "maxItems": 5},
+            "round": {"type": "boolean"}},
+            "required": ["values", "round"], "additionalProperties": False}}},
+    {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}},
+]
+schemas = {tool["function"]["name"]: tool["function"]["parameters"] for tool in tools}
+def check(calls):
+    assert calls, "no calls"
+    for call in calls:
+        assert call["type"] == "function" and call["id"], call
+        jsonschema.validate(json.loads(call["function"]["arguments"]), schemas[call["function"]["name"]])
+    return len(calls)
+def streamed(seed, choice):
+    stream = client.chat.completions.create(model="tiny", max_tokens=800, seed=seed, temperature=1.0,
+        messages=[{"role": "user", "content": "what is the weather in Paris?"}],
+        tools=tools, tool_choice=choice, stream=True)
+    calls, content, finish = {}, "", None
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        content += delta.content or ""
+        for part in delta.tool_calls or []:
+            call = calls.setdefault(part.index, {"id": None, "type": None, "function": {"name": "", "arguments": ""}})
+            call["id"] = part.id or call["id"]
+            call["type"] = part.type or call["type"]
+            if part.function:
+                call["function"]["name"] += part.function.name or ""
+                call["function"]["arguments"] += part.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    return [calls[index] for index in sorted(calls)], content, finish
+def required(seed):
+    calls, content, finish = streamed(seed, "required")
+    assert finish == "tool_calls", finish
+    return check(calls)
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    counts = list(pool.map(required, range(40)))
+# auto: words or calls, each well formed
+auto = {"calls": 0, "words": 0}
+for seed in range(10):
+    calls, content, finish = streamed(100 + seed, "auto")
+    if calls:
+        check(calls); auto["calls"] += 1
+        assert finish == "tool_calls", finish
+    else:
+        assert finish in ("stop", "length"), finish
+        auto["words"] += 1
+# a named tool, whole
+named = client.chat.completions.create(model="tiny", max_tokens=800, seed=7,
+    messages=[{"role": "user", "content": "add"}], tools=tools,
+    tool_choice={"type": "function", "function": {"name": "add_numbers"}})
+message = named.choices[0].message
+assert named.choices[0].finish_reason == "tool_calls"
+check([call.model_dump() for call in message.tool_calls])
+assert all(call.function.name == "add_numbers" for call in message.tool_calls)
+# the calls and the tools' answers go back in
+follow = client.chat.completions.create(model="tiny", max_tokens=20, seed=8, tools=tools, tool_choice="none",
+    messages=[{"role": "user", "content": "add"}, message.model_dump(exclude_none=True)]
+        + [{"role": "tool", "tool_call_id": call.id, "content": "42"} for call in message.tool_calls])
+errors = {}
+for name, kwargs in [
+    ("unknown_named", {"tool_choice": {"type": "function", "function": {"name": "nope"}}}),
+    ("bad_name", {"tools": [{"type": "function", "function": {"name": "has space", "parameters": {"type": "object"}}}]}),
+    ("not_function", {"tools": [{"type": "retrieval"}]}),
+]:
+    try:
+        client.chat.completions.create(model="tiny", max_tokens=5, messages=[{"role": "user", "content": "x"}],
+            **({"tools": tools} | kwargs))
+        errors[name] = "no error"
+    except openai.BadRequestError as error:
+        errors[name] = str(error)
+print(json.dumps({"required": len(counts), "calls": sum(counts), "auto": auto,
+    "follow": follow.choices[0].finish_reason, "errors": errors}))
+"#;
+    let out = run_client(&daemon, script);
+    assert_eq!(out["required"], 40, "{out}");
+    assert!(out["calls"].as_u64().expect("calls") >= 40, "{out}");
+    assert_eq!(
+        out["auto"]["calls"].as_u64().unwrap_or(0) + out["auto"]["words"].as_u64().unwrap_or(0),
+        10,
+        "{out}"
+    );
+    assert!(
+        matches!(out["follow"].as_str(), Some("stop" | "length")),
+        "{out}"
+    );
+    let errors = &out["errors"];
+    for (case, words) in [
+        ("unknown_named", "tool_choice"),
+        ("bad_name", "tools[0].function.name"),
+        ("not_function", "tools[0].type"),
+    ] {
+        assert!(
+            errors[case]
+                .as_str()
+                .is_some_and(|error| error.contains(words)),
+            "{case}: {errors}"
+        );
+    }
+}
