@@ -239,6 +239,123 @@ impl CgroupLocator {
     }
 }
 
+/// The cgroup of a process the daemon starts itself, outside the OCI runtime (a model's
+/// runner): a sibling of the project's instances under the project's group, so the project's
+/// memory cap bounds it with them, with a memory cap of its own.
+#[derive(Clone, Debug)]
+pub struct ProcessCgroup {
+    mode: CgroupMode,
+    /// Its directory in every hierarchy.
+    dirs: Vec<PathBuf>,
+    /// Its directory in the memory hierarchy.
+    memory_dir: PathBuf,
+}
+
+impl ProcessCgroup {
+    pub(crate) fn create(
+        locator: &CgroupLocator,
+        container_id: &str,
+        memory_max: u64,
+    ) -> std::io::Result<ProcessCgroup> {
+        let group = project_group(container_id);
+        // v1: the hierarchies that count and cap (cpuset would need its CPUs and nodes
+        // copied in before a process may join).
+        let mut dirs: Vec<PathBuf> = match locator.mode {
+            CgroupMode::Unified => vec![locator.dir("", container_id)],
+            CgroupMode::Legacy | CgroupMode::Hybrid => ["memory", "pids", "cpu", "cpuacct"]
+                .iter()
+                .filter(|controller| locator.v1_mounts.contains_key(**controller))
+                .map(|controller| locator.dir(controller, container_id))
+                .collect(),
+        };
+        dirs.sort();
+        dirs.dedup();
+        let memory_dir = match locator.mode {
+            CgroupMode::Unified => {
+                let group_dir = locator.group_dir("", group);
+                fs::create_dir_all(&group_dir)?;
+                // Controllers reach a v2 group only when its parents hand them down.
+                for dir in [group_dir.parent(), Some(group_dir.as_path())]
+                    .into_iter()
+                    .flatten()
+                {
+                    let control =
+                        fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+                    if !control.contains("memory") || !control.contains("pids") {
+                        fs::write(dir.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
+                    }
+                }
+                locator.dir("", container_id)
+            }
+            CgroupMode::Legacy | CgroupMode::Hybrid => locator.dir("memory", container_id),
+        };
+        for dir in &dirs {
+            fs::create_dir_all(dir)?;
+        }
+        match locator.mode {
+            CgroupMode::Unified => {
+                fs::write(memory_dir.join("memory.max"), memory_max.to_string())?;
+                // Swap would let it run past its cap, slowly.
+                let _ = fs::write(memory_dir.join("memory.swap.max"), "0");
+                let _ = fs::write(memory_dir.join("pids.max"), "4096");
+            }
+            CgroupMode::Legacy | CgroupMode::Hybrid => {
+                fs::write(
+                    memory_dir.join("memory.limit_in_bytes"),
+                    memory_max.to_string(),
+                )?;
+                let _ = fs::write(
+                    memory_dir.join("memory.memsw.limit_in_bytes"),
+                    memory_max.to_string(),
+                );
+                let _ = fs::write(locator.dir("pids", container_id).join("pids.max"), "4096");
+            }
+        }
+        Ok(ProcessCgroup {
+            mode: locator.mode,
+            dirs,
+            memory_dir,
+        })
+    }
+
+    /// The `cgroup.procs` file of every hierarchy: writing a process id (or `0`, for the
+    /// writer itself) there moves the process in.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|dir| dir.join("cgroup.procs"))
+            .collect()
+    }
+
+    /// Whether the kernel killed a process here for going past the memory cap.
+    pub fn oom_killed(&self) -> bool {
+        oom_killed(self.mode, &self.memory_dir, true)
+    }
+
+    /// Memory in use, without the page cache it could drop.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        let (usage, inactive) = match self.mode {
+            CgroupMode::Unified => ("memory.current", "inactive_file"),
+            CgroupMode::Legacy | CgroupMode::Hybrid => {
+                ("memory.usage_in_bytes", "total_inactive_file")
+            }
+        };
+        let used = read_number(&self.memory_dir.join(usage))?;
+        let inactive = fs::read_to_string(self.memory_dir.join("memory.stat"))
+            .ok()
+            .and_then(|stat| keyed_value(&stat, inactive))
+            .unwrap_or(0);
+        Some(used.saturating_sub(inactive))
+    }
+
+    /// Removes it once its processes have gone (the kernel refuses while one is there).
+    pub fn remove(&self) {
+        for dir in &self.dirs {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
 /// Whether the memory cgroup `dir` recorded an OOM kill. `killed_by_sigkill` is used only on
 /// kernels without an `oom_kill` counter: then a SIGKILL after the limit was hit counts.
 pub(crate) fn oom_killed(mode: CgroupMode, dir: &Path, killed_by_sigkill: bool) -> bool {

@@ -30,6 +30,7 @@ mod secrets;
 mod terminal;
 
 pub use bundle::HostVolume;
+pub use cgroup::ProcessCgroup;
 pub use driver::*;
 pub use error::RuntimeError;
 pub use host::{make_this_thread_idle, CgroupMode};

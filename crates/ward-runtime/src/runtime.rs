@@ -362,6 +362,25 @@ impl Runtime {
         remove_empty_tree(&self.inner.run_root);
     }
 
+    /// A cgroup, capped at `memory_max` bytes, for a process of `project` that the daemon
+    /// starts itself (`name` tells it from the project's instances and from each other).
+    pub fn process_cgroup(
+        &self,
+        project: &str,
+        name: &str,
+        memory_max: u64,
+    ) -> Result<crate::cgroup::ProcessCgroup, RuntimeError> {
+        let container_id = format!("ward-{}.{project}.{name}", self.inner.namespace);
+        crate::cgroup::ProcessCgroup::create(&self.inner.cgroups, &container_id, memory_max)
+            .map_err(|source| {
+                RuntimeError::io(
+                    "make the cgroup of",
+                    self.inner.cgroups.dir("memory", &container_id),
+                    source,
+                )
+            })
+    }
+
     /// The instance's cgroup directories, one per hierarchy (for inspection and tests).
     pub fn cgroup_dirs(&self, key: &InstanceKey) -> Vec<PathBuf> {
         self.inner.cgroups.all_dirs(&self.inner.container_id(key))

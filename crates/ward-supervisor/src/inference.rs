@@ -1,8 +1,12 @@
-//! Loaded models: one `ward-runner` process per model file, started on its first request and
-//! stopped after `keep_alive` without one. A runner runs as an unprivileged user with no way
-//! to regain privileges; it gets the model file and its listening socket as open descriptors
-//! from the daemon, so it needs no path under the data directory. A runner that has died is
-//! started again by the next request; its own requests end with an error, no other's do.
+//! Loaded models: one `ward-runner` process per model file and project, started on its first
+//! request and stopped after `keep_alive` without one. A runner runs as an unprivileged user
+//! with no way to regain privileges, in network, IPC and UTS namespaces of its own (it reaches
+//! nothing but the socket it was handed), in a cgroup under its project's with a memory cap
+//! of its own, so the project's memory cap and quota count it with the project's workloads.
+//! It gets the model file and its listening socket as open descriptors from the daemon, so it
+//! needs no path under the data directory. A runner that has died (crashed, killed, out of
+//! memory) is started again by the next request; its own requests end with an error, no
+//! other's do.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
@@ -20,6 +24,7 @@ use ward_core::inference::LoadedModel;
 use ward_model::runner::{Event, ModelInfo, Refusal, Request};
 
 use crate::models::{ModelError, ModelService};
+use crate::{Supervisor, SupervisorError};
 
 /// How long a runner may take to load its model.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -30,6 +35,9 @@ const RUNNER_UID: u32 = 65534;
 pub enum InferenceError {
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// Loading it would take the project past its memory quota.
+    #[error(transparent)]
+    Quota(#[from] SupervisorError),
     /// The request cannot run as asked.
     #[error("{0}")]
     Refused(Refusal),
@@ -63,6 +71,30 @@ pub struct InferenceConfig {
     pub queue: u32,
     /// Models loaded at once; loading one more unloads the least recently used.
     pub max_loaded: u32,
+    /// Memory all runners together may be capped at; loading one more unloads the least
+    /// recently used until the new one fits. `None`: no cap beyond the count.
+    pub max_memory: Option<u64>,
+    /// Where runners are confined and counted; `None` runs them without a cgroup (tests of
+    /// the engine alone).
+    pub sandbox: Option<Sandbox>,
+}
+
+/// What confines runners: the runtime makes their cgroups, the supervisor knows the quotas.
+#[derive(Clone)]
+pub struct Sandbox {
+    pub runtime: ward_runtime::Runtime,
+    pub supervisor: Supervisor,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Sandbox").finish_non_exhaustive()
+    }
+}
+
+/// The key of a project's runner of one model file, in the maps and the loaded registry.
+pub fn runner_key(project: &str, digest: &str) -> String {
+    format!("{project}/{digest}")
 }
 
 /// The daemon's loaded models; cheap to share.
@@ -74,11 +106,11 @@ pub struct Inference {
 struct Inner {
     models: ModelService,
     config: InferenceConfig,
-    /// By model digest: two names of one file share a runner.
+    /// By [`runner_key`]: two names of one file in a project share a runner.
     runners: Mutex<HashMap<String, Runner>>,
-    /// The digests loaded now, for the model views.
+    /// The runner keys loaded now, for the model views.
     loaded: Arc<Mutex<BTreeSet<String>>>,
-    /// Requests in flight (running or waiting) per model digest.
+    /// Requests in flight (running or waiting) per runner key.
     in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
     /// Runners that stopped on their own (crashed, killed, out of memory).
     failures: AtomicU64,
@@ -95,6 +127,11 @@ impl Drop for InFlight {
 
 struct Runner {
     child: Child,
+    project: String,
+    /// Its cgroup, when runners are confined.
+    cgroup: Option<ward_runtime::ProcessCgroup>,
+    /// The memory cap of its cgroup.
+    memory_max: u64,
     socket: PathBuf,
     info: ModelInfo,
     last_used: Instant,
@@ -153,8 +190,9 @@ impl Inference {
         Ok(models
             .into_iter()
             .filter_map(|model| {
-                let runner = runners.get(&model.digest)?;
-                Some(self.inner.describe(&model.name, &model.digest, runner))
+                let key = runner_key(project, &model.digest);
+                let runner = runners.get(&key)?;
+                Some(self.inner.describe(&model.name, &key, runner))
             })
             .collect())
     }
@@ -171,11 +209,10 @@ impl Inference {
         Ok(models
             .into_iter()
             .filter_map(|(project, model)| {
-                let runner = runners.get(&model.digest)?;
-                Some((
-                    project,
-                    self.inner.describe(&model.name, &model.digest, runner),
-                ))
+                let key = runner_key(&project, &model.digest);
+                let runner = runners.get(&key)?;
+                let described = self.inner.describe(&model.name, &key, runner);
+                Some((project, described))
             })
             .collect())
     }
@@ -183,21 +220,22 @@ impl Inference {
     /// Loads model `name` of `project` now. Blocks while it loads.
     pub fn load(&self, project: &str, name: &str) -> Result<LoadedModel, InferenceError> {
         let model = self.inner.models.get(project, name)?;
-        self.inner.runner_for(name, &model.digest, None)?;
+        self.inner.runner_for(project, name, &model.digest, None)?;
+        let key = runner_key(project, &model.digest);
         let runners = self.inner.lock();
         let runner = runners
-            .get(&model.digest)
+            .get(&key)
             .ok_or_else(|| InferenceError::Unavailable {
                 model: name.to_string(),
                 reason: "it was unloaded as soon as it loaded".to_string(),
             })?;
-        Ok(self.inner.describe(name, &model.digest, runner))
+        Ok(self.inner.describe(name, &key, runner))
     }
 
     /// Stops the runner of model `name` of `project`, if it runs.
     pub fn unload(&self, project: &str, name: &str) -> Result<(), InferenceError> {
         let model = self.inner.models.get(project, name)?;
-        self.inner.forget(&model.digest);
+        self.inner.forget(&runner_key(project, &model.digest));
         Ok(())
     }
 
@@ -213,7 +251,8 @@ impl Inference {
         keep_alive: Option<Duration>,
     ) -> Result<mpsc::Receiver<Event>, InferenceError> {
         let model = self.inner.models.get(project, name)?;
-        let place = self.inner.take_place(name, &model.digest)?;
+        let key = runner_key(project, &model.digest);
+        let place = self.inner.take_place(name, &key)?;
         let unavailable = |reason: String| InferenceError::Unavailable {
             model: name.to_string(),
             reason,
@@ -224,7 +263,9 @@ impl Inference {
         // A runner that is dying can still take a connection: one that ends before its first
         // answer is asked again of a new runner, once.
         for attempt in 0..2 {
-            let socket = self.inner.runner_for(name, &model.digest, keep_alive)?;
+            let socket = self
+                .inner
+                .runner_for(project, name, &model.digest, keep_alive)?;
             let mut stream = UnixStream::connect(&socket)
                 .map_err(|error| unavailable(format!("cannot reach its runner: {error}")))?;
             stream.write_all(&line).map_err(|error| {
@@ -243,7 +284,7 @@ impl Inference {
                         "the model's runner stopped before answering; starting it again"
                     );
                     self.inner.failures.fetch_add(1, Ordering::Relaxed);
-                    self.inner.forget(&model.digest);
+                    self.inner.forget(&key);
                     continue;
                 }
                 return Err(unavailable("its runner stopped before answering".into()));
@@ -292,18 +333,23 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn describe(&self, name: &str, digest: &str, runner: &Runner) -> LoadedModel {
+    fn describe(&self, name: &str, key: &str, runner: &Runner) -> LoadedModel {
         let requests = self
             .in_flight
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(digest)
+            .get(key)
             .map_or(0, |count| count.load(Ordering::SeqCst));
+        let memory_bytes = runner
+            .cgroup
+            .as_ref()
+            .and_then(ward_runtime::ProcessCgroup::memory_bytes)
+            .unwrap_or_else(|| resident_bytes(runner.child.id()));
         LoadedModel {
             name: name.to_string(),
-            digest: digest.to_string(),
+            digest: key.rsplit('/').next().unwrap_or(key).to_string(),
             pid: runner.child.id(),
-            memory_bytes: resident_bytes(runner.child.id()),
+            memory_bytes,
             slots: runner.info.slots,
             context: runner.info.context,
             requests,
@@ -314,13 +360,13 @@ impl Inner {
         }
     }
 
-    /// A place among the requests of `digest`, unless its slots and queue are full.
-    fn take_place(&self, name: &str, digest: &str) -> Result<InFlight, InferenceError> {
+    /// A place among the requests of runner `key`, unless its slots and queue are full.
+    fn take_place(&self, name: &str, key: &str) -> Result<InFlight, InferenceError> {
         let counter = self
             .in_flight
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(digest.to_string())
+            .entry(key.to_string())
             .or_default()
             .clone();
         let limit = self.config.slots.saturating_add(self.config.queue);
@@ -335,23 +381,25 @@ impl Inner {
         Ok(place)
     }
 
-    /// Stops and forgets the runner of `digest`, if one runs.
-    fn forget(&self, digest: &str) {
-        if let Some(mut runner) = self.lock().remove(digest) {
+    /// Stops and forgets runner `key`, if it runs.
+    fn forget(&self, key: &str) {
+        if let Some(mut runner) = self.lock().remove(key) {
             stop(&mut runner);
         }
-        self.mark(digest, false);
+        self.mark(key, false);
     }
 
-    /// The socket of the runner of `digest`, started first if none runs.
+    /// The socket of `project`'s runner of `digest`, started first if none runs.
     fn runner_for(
         &self,
+        project: &str,
         name: &str,
         digest: &str,
         keep_alive: Option<Duration>,
     ) -> Result<PathBuf, InferenceError> {
+        let key = runner_key(project, digest);
         let mut runners = self.lock();
-        if let Some(runner) = runners.get_mut(digest) {
+        if let Some(runner) = runners.get_mut(&key) {
             if matches!(runner.child.try_wait(), Ok(None)) {
                 runner.last_used = Instant::now();
                 if let Some(keep_alive) = keep_alive {
@@ -359,60 +407,117 @@ impl Inner {
                 }
                 return Ok(runner.socket.clone());
             }
-            tracing::warn!(
-                model = name,
-                "the model's runner has stopped; starting it again"
-            );
-            self.failures.fetch_add(1, Ordering::Relaxed);
-            if let Some(mut gone) = runners.remove(digest) {
+            self.note_failure(name, runner);
+            if let Some(mut gone) = runners.remove(&key) {
                 stop(&mut gone);
             }
-            self.mark(digest, false);
+            self.mark(&key, false);
         }
-        while runners.len() >= self.config.max_loaded.max(1) as usize {
+        let plan = self.plan(project, name, digest)?;
+        // Room: fewer runners than the count allows, and (with a memory cap on all runners)
+        // enough memory for this one's cap.
+        loop {
+            let count_full = runners.len() >= self.config.max_loaded.max(1) as usize;
+            let memory_full = self.config.max_memory.is_some_and(|max| {
+                runners
+                    .values()
+                    .map(|runner| runner.memory_max)
+                    .sum::<u64>()
+                    + plan.memory_max
+                    > max
+            });
+            if !count_full && !memory_full {
+                break;
+            }
             // The least recently used model that serves no request now.
-            let idle = |digest: &String| {
+            let idle = |key: &String| {
                 self.in_flight
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .get(digest)
+                    .get(key)
                     .is_none_or(|count| count.load(Ordering::SeqCst) == 0)
             };
             let Some(oldest) = runners
                 .iter()
-                .filter(|(digest, _)| idle(digest))
+                .filter(|(key, _)| idle(key))
                 .min_by_key(|(_, runner)| runner.last_used)
-                .map(|(digest, _)| digest.clone())
+                .map(|(key, _)| key.clone())
             else {
+                if runners.is_empty() {
+                    return Err(InferenceError::Unavailable {
+                        model: name.to_string(),
+                        reason: format!(
+                            "it may use {} and the daemon lets all models together use {}",
+                            ward_spec::units::format_size(plan.memory_max),
+                            ward_spec::units::format_size(self.config.max_memory.unwrap_or(0))
+                        ),
+                    });
+                }
                 return Err(InferenceError::AllBusy {
                     model: name.to_string(),
                     loaded: runners.len() as u32,
                 });
             };
             if let Some(mut evicted) = runners.remove(&oldest) {
-                tracing::info!(digest = oldest, "model unloaded to make room for another");
+                tracing::info!(runner = oldest, "model unloaded to make room for another");
                 stop(&mut evicted);
             }
             self.mark(&oldest, false);
         }
-        let mut runner = self.start(name, digest)?;
+        if let Some(sandbox) = &self.config.sandbox {
+            let others: u64 = runners
+                .values()
+                .filter(|runner| runner.project == project)
+                .map(|runner| runner.memory_max)
+                .sum();
+            sandbox
+                .supervisor
+                .check_model_memory(project, name, plan.memory_max, others)?;
+        }
+        let mut runner = self.start(project, name, digest, plan)?;
         if let Some(keep_alive) = keep_alive {
             runner.keep_alive = keep_alive;
         }
         let socket = runner.socket.clone();
         tracing::info!(
+            project,
             model = name,
             parameters = runner.info.parameters,
             context = runner.info.context,
             slots = runner.info.slots,
+            memory_max = runner.memory_max,
             "model loaded"
         );
-        runners.insert(digest.to_string(), runner);
-        self.mark(digest, true);
+        runners.insert(key.clone(), runner);
+        self.mark(&key, true);
         Ok(socket)
     }
 
-    fn start(&self, name: &str, digest: &str) -> Result<Runner, InferenceError> {
+    /// Logs and counts a runner that stopped on its own, saying so when it ran out of memory.
+    fn note_failure(&self, name: &str, runner: &Runner) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if runner
+            .cgroup
+            .as_ref()
+            .is_some_and(ward_runtime::ProcessCgroup::oom_killed)
+        {
+            tracing::warn!(
+                project = runner.project,
+                model = name,
+                memory_max = runner.memory_max,
+                "the model's runner ran out of memory (its cgroup's cap) and was killed; the next request starts it again"
+            );
+        } else {
+            tracing::warn!(
+                project = runner.project,
+                model = name,
+                "the model's runner has stopped; the next request starts it again"
+            );
+        }
+    }
+
+    /// The file of `digest` and what its runner may use.
+    fn plan(&self, project: &str, name: &str, digest: &str) -> Result<Plan, InferenceError> {
         let unavailable = |reason: String| InferenceError::Unavailable {
             model: name.to_string(),
             reason,
@@ -421,13 +526,41 @@ impl Inner {
             .models
             .file(digest)
             .ok_or_else(|| unavailable("its file is not in the store".into()))?;
-        let model = std::fs::File::open(&file)
+        let size = std::fs::metadata(&file)
+            .map_err(|error| unavailable(format!("cannot read its file: {error}")))?
+            .len();
+        let header = ward_model::gguf::Header::read_file(&file)
+            .map_err(|error| unavailable(format!("cannot read its file: {error}")))?;
+        let _ = project;
+        Ok(Plan {
+            file,
+            memory_max: memory_cap(
+                &header,
+                size,
+                u64::from(self.config.context) * u64::from(self.config.slots),
+            ),
+        })
+    }
+
+    fn start(
+        &self,
+        project: &str,
+        name: &str,
+        digest: &str,
+        plan: Plan,
+    ) -> Result<Runner, InferenceError> {
+        let unavailable = |reason: String| InferenceError::Unavailable {
+            model: name.to_string(),
+            reason,
+        };
+        let model = std::fs::File::open(&plan.file)
             .map_err(|error| unavailable(format!("cannot open its file: {error}")))?;
         let hex = digest.trim_start_matches("sha256:");
+        let short = &hex[..16.min(hex.len())];
         let socket = self
             .config
             .run_dir
-            .join(format!("{}.sock", &hex[..16.min(hex.len())]));
+            .join(format!("{}-{short}.sock", project_hash(project)));
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket)
             .map_err(|error| unavailable(format!("cannot make its socket: {error}")))?;
@@ -440,6 +573,27 @@ impl Inner {
                 self.config.runner.display()
             ))
         })?;
+        let cgroup = match &self.config.sandbox {
+            Some(sandbox) => Some(
+                sandbox
+                    .runtime
+                    .process_cgroup(project, &format!("model@{short}"), plan.memory_max)
+                    .map_err(|error| unavailable(format!("cannot confine its runner: {error}")))?,
+            ),
+            None => None,
+        };
+        // Opened here: between fork and exec the child only writes to them.
+        let procs: Vec<std::fs::File> = match &cgroup {
+            Some(cgroup) => cgroup
+                .procs_files()
+                .iter()
+                .map(|path| std::fs::OpenOptions::new().write(true).open(path))
+                .collect::<Result<_, _>>()
+                .map_err(|error| unavailable(format!("cannot confine its runner: {error}")))?,
+            None => Vec::new(),
+        };
+        let procs_fds: Vec<i32> = procs.iter().map(AsRawFd::as_raw_fd).collect();
+        let confine = self.config.sandbox.is_some();
         let (model_fd, listener_fd, program_fd) =
             (model.as_raw_fd(), listener.as_raw_fd(), program.as_raw_fd());
         let mut command = Command::new("/proc/self/fd/5");
@@ -453,10 +607,24 @@ impl Inner {
             .stdout(Stdio::null())
             .current_dir("/")
             .env_clear();
-        // SAFETY: between fork and exec only async-signal-safe calls: fcntl, dup2, setsid,
-        // setgroups, setgid, setuid and prctl.
+        // SAFETY: between fork and exec only async-signal-safe calls: write, unshare, fcntl,
+        // dup2, setsid, setgroups, setgid, setuid and prctl.
         unsafe {
             command.pre_exec(move || {
+                // Into its cgroup before anything else, so all it allocates is counted.
+                for fd in &procs_fds {
+                    if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // No network, no host IPC, its own host name: it needs only the socket it
+                // is handed.
+                if confine
+                    && libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS)
+                        != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
                 // Through high descriptors first, so neither lands on the other's target;
                 // dup2 onto 3 and 4 leaves them open across exec.
                 let model_high = libc::fcntl(model_fd, libc::F_DUPFD_CLOEXEC, 10);
@@ -482,9 +650,17 @@ impl Inner {
                 Ok(())
             });
         }
-        let mut child = command
-            .spawn()
-            .map_err(|error| unavailable(format!("cannot start ward-runner: {error}")))?;
+        let spawned = command.spawn();
+        drop(procs);
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                if let Some(cgroup) = &cgroup {
+                    cgroup.remove();
+                }
+                return Err(unavailable(format!("cannot start ward-runner: {error}")));
+            }
+        };
         drop(listener);
         drop(model);
         drop(program);
@@ -492,9 +668,22 @@ impl Inner {
         let deadline = Instant::now() + LOAD_TIMEOUT;
         let info = loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(unavailable(format!(
-                    "its runner exited while loading it ({status}); the daemon log of ward-runner says why"
-                )));
+                let out_of_memory = cgroup
+                    .as_ref()
+                    .is_some_and(ward_runtime::ProcessCgroup::oom_killed);
+                if let Some(cgroup) = &cgroup {
+                    cgroup.remove();
+                }
+                return Err(unavailable(if out_of_memory {
+                    format!(
+                        "its runner ran out of memory while loading it (its cap is {})",
+                        ward_spec::units::format_size(plan.memory_max)
+                    )
+                } else {
+                    format!(
+                        "its runner exited while loading it ({status}); the daemon log of ward-runner says why"
+                    )
+                }));
             }
             if let Some(info) = ask_info(&socket) {
                 break info;
@@ -503,6 +692,9 @@ impl Inner {
                 let mut runner_child = child;
                 let _ = runner_child.kill();
                 let _ = runner_child.wait();
+                if let Some(cgroup) = &cgroup {
+                    cgroup.remove();
+                }
                 return Err(unavailable(format!(
                     "it did not load within {} s",
                     LOAD_TIMEOUT.as_secs()
@@ -512,6 +704,9 @@ impl Inner {
         };
         Ok(Runner {
             child,
+            project: project.to_string(),
+            cgroup,
+            memory_max: plan.memory_max,
             socket,
             info,
             last_used: Instant::now(),
@@ -519,15 +714,15 @@ impl Inner {
         })
     }
 
-    fn mark(&self, digest: &str, loaded: bool) {
+    fn mark(&self, key: &str, loaded: bool) {
         let mut set = self
             .loaded
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if loaded {
-            set.insert(digest.to_string());
+            set.insert(key.to_string());
         } else {
-            set.remove(digest);
+            set.remove(key);
         }
     }
 
@@ -544,8 +739,7 @@ impl Inner {
         let mut idle = Vec::new();
         for (digest, runner) in runners.iter_mut() {
             if !matches!(runner.child.try_wait(), Ok(None)) {
-                tracing::warn!(digest, "a model's runner stopped on its own");
-                self.failures.fetch_add(1, Ordering::Relaxed);
+                self.note_failure(digest, runner);
                 idle.push(digest.clone());
             } else if serving.contains(digest) {
                 // A model keeps its runner while it serves, and for keep_alive after.
@@ -602,4 +796,55 @@ fn stop(runner: &mut Runner) {
     let _ = runner.child.kill();
     let _ = runner.child.wait();
     let _ = std::fs::remove_file(&runner.socket);
+    if let Some(cgroup) = &runner.cgroup {
+        cgroup.remove();
+    }
+}
+
+/// Where a runner's model is and what it may use.
+struct Plan {
+    file: PathBuf,
+    memory_max: u64,
+}
+
+/// The memory cap of a runner of the model `header` describes, in a file of `size` bytes,
+/// holding `context` tokens of KV cache: the weights, a tenth more, the cache (16-bit keys
+/// and values), and room for the compute buffers.
+fn memory_cap(header: &ward_model::gguf::Header, size: u64, context: u64) -> u64 {
+    let number = |suffix: &str| {
+        header
+            .architecture_value(suffix)
+            .and_then(ward_model::gguf::Value::as_u64)
+    };
+    let cache = match (
+        header.embedding_length(),
+        number("block_count"),
+        number("embedding_length"),
+        number("attention.head_count"),
+    ) {
+        // An embedding model keeps no cache.
+        (Some(_), ..) => 0,
+        (None, Some(layers), Some(embedding), Some(heads)) if heads > 0 => {
+            let kv_heads = number("attention.head_count_kv").unwrap_or(heads);
+            let kv_width = embedding / heads * kv_heads;
+            2u64.saturating_mul(layers)
+                .saturating_mul(context)
+                .saturating_mul(kv_width)
+                .saturating_mul(2)
+        }
+        _ => size,
+    };
+    size.saturating_add(size / 10)
+        .saturating_add(cache)
+        .saturating_add(512 << 20)
+}
+
+/// A short, path-safe tag of a project name for runner sockets.
+fn project_hash(project: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(project.as_bytes());
+    digest[..6]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

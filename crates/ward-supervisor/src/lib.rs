@@ -875,6 +875,39 @@ impl Supervisor {
         })
     }
 
+    /// Refuses to load a model whose runner may use up to `bytes` when, with the memory the
+    /// project's workloads ask for and `models_bytes` its loaded models may use, that goes past
+    /// the project's memory quota.
+    pub fn check_model_memory(
+        &self,
+        project: &str,
+        model: &str,
+        bytes: u64,
+        models_bytes: u64,
+    ) -> Result<(), SupervisorError> {
+        let Some(limit) = self.stored_quota(project)?.and_then(|quota| quota.memory) else {
+            return Ok(());
+        };
+        let workloads = {
+            let state = self.inner.lock();
+            self.usage_of(&state, project, &[], 0).memory
+        };
+        let total = workloads.saturating_add(models_bytes).saturating_add(bytes);
+        if total > limit {
+            return Err(SupervisorError::QuotaExceeded {
+                quota: "memory",
+                message: format!(
+                    "quota memory of project {project}: its workloads ask {} and its loaded models may use {}; model {model} may use {} more, over the limit of {} (unload a model, or raise the quota)",
+                    ward_spec::units::format_size(workloads),
+                    ward_spec::units::format_size(models_bytes),
+                    ward_spec::units::format_size(bytes),
+                    ward_spec::units::format_size(limit)
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Waits until every state change made so far is in the store.
     pub async fn flush(&self) {
         self.inner.recorder.flush().await;

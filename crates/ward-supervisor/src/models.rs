@@ -113,7 +113,10 @@ impl ModelService {
             .loaded
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(&record.digest);
+            .contains(&crate::inference::runner_key(
+                &record.project,
+                &record.digest,
+            ));
         Ok(model)
     }
 

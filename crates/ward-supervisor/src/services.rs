@@ -103,6 +103,7 @@ impl From<InferenceError> for Error {
     fn from(error: InferenceError) -> Error {
         match error {
             InferenceError::Model(model_error) => model_error.into(),
+            InferenceError::Quota(supervisor_error) => supervisor_error.into(),
             InferenceError::Refused(refusal) => refused(refusal),
             busy @ (InferenceError::Busy { .. } | InferenceError::AllBusy { .. }) => {
                 Error::new(ErrorKind::Busy, busy.to_string())

@@ -69,7 +69,7 @@ struct ConfigFile {
 }
 
 /// How models run: `models: {slots: 4, context: 4096, queue: 32, max_loaded: 3,
-/// keep_alive: 5m}`.
+/// max_memory: 16GiB, keep_alive: 5m}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelSettings {
     /// Requests each loaded model decodes together.
@@ -80,6 +80,9 @@ pub struct ModelSettings {
     pub queue: u32,
     /// Models loaded at once; the least recently used one goes first.
     pub max_loaded: u32,
+    /// What all loaded models together may be capped at (each runner's cap: its file, a
+    /// tenth more, its KV cache, and room to compute); `None`: no cap beyond `max_loaded`.
+    pub max_memory: Option<u64>,
     /// A loaded model with no request for this long is unloaded.
     pub keep_alive: std::time::Duration,
 }
@@ -91,6 +94,7 @@ impl Default for ModelSettings {
             context: 4096,
             queue: 32,
             max_loaded: 3,
+            max_memory: None,
             keep_alive: std::time::Duration::from_secs(5 * 60),
         }
     }
@@ -103,6 +107,7 @@ struct ModelsFile {
     context: Option<u32>,
     queue: Option<u32>,
     max_loaded: Option<u32>,
+    max_memory: Option<String>,
     keep_alive: Option<String>,
 }
 
@@ -264,6 +269,11 @@ impl DaemonConfig {
             models.context = positive("context", file.context, models.context)?;
             models.queue = file.queue.unwrap_or(models.queue);
             models.max_loaded = positive("max_loaded", file.max_loaded, models.max_loaded)?;
+            if let Some(text) = file.max_memory {
+                models.max_memory = Some(ward_spec::units::parse_size(&text).map_err(|error| {
+                    anyhow::anyhow!("models.max_memory: {text:?}: {error}; give a size like 16GiB")
+                })?);
+            }
             if let Some(text) = file.keep_alive {
                 models.keep_alive = humantime::parse_duration(&text).map_err(|error| {
                     anyhow::anyhow!("models.keep_alive: {text:?}: {error}; give a duration like 5m")

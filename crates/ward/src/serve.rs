@@ -174,6 +174,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 context: config.models.context,
                 queue: config.models.queue,
                 max_loaded: config.models.max_loaded,
+                max_memory: config.models.max_memory,
+                sandbox: Some(ward_supervisor::inference::Sandbox {
+                    runtime: runtime.clone(),
+                    supervisor: supervisor.clone(),
+                }),
             },
         )?),
         upload_dir,

@@ -902,3 +902,97 @@ print(json.dumps({"required": len(counts), "calls": sum(counts), "auto": auto,
         );
     }
 }
+
+/// A runner as a hostile model would find itself: another user, no way back to privileges,
+/// no network of the host's, in a cgroup under its project's with a memory cap; and a model
+/// that would take its project past its memory quota does not load.
+#[test]
+fn a_runner_is_confined_and_counted_against_its_project() {
+    let daemon = daemon_with_tiny(None);
+    assert_success(&daemon.ward(&["model", "load", "tiny"]));
+    let loaded = ward_json(&daemon, &["model", "ps"]);
+    let pid = loaded[0]["pid"].as_u64().expect("pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .expect("field")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert!(field("Uid:").iter().all(|uid| uid == "65534"), "{status}");
+    assert!(field("Gid:").iter().all(|gid| gid == "65534"), "{status}");
+    assert_eq!(field("NoNewPrivs:"), ["1"], "{status}");
+    assert_eq!(field("CapEff:"), ["0000000000000000"], "{status}");
+    let namespace = |pid: &str, kind: &str| {
+        std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).expect("namespace")
+    };
+    for kind in ["net", "ipc", "uts"] {
+        assert_ne!(
+            namespace(&pid.to_string(), kind),
+            namespace("self", kind),
+            "the runner shares the host's {kind} namespace"
+        );
+    }
+    // Its memory cgroup: under the project's group, with a cap.
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let memory_path = cgroups
+        .lines()
+        .find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            (controllers == "memory" || controllers.is_empty()).then(|| path.to_string())
+        })
+        .expect("a memory cgroup");
+    assert!(
+        memory_path.contains(".default/") && memory_path.contains("model@"),
+        "{cgroups}"
+    );
+    let cap = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"]
+        .iter()
+        .find_map(|root| {
+            ["memory.limit_in_bytes", "memory.max"]
+                .iter()
+                .find_map(|file| {
+                    std::fs::read_to_string(format!("{root}{memory_path}/{file}")).ok()
+                })
+        })
+        .expect("the cgroup's memory cap");
+    let cap: u64 = cap.trim().parse().expect("a number, not max");
+    assert!(cap > 512 << 20 && cap < 4 << 30, "cap {cap}");
+    assert!(
+        loaded[0]["memory_bytes"].as_u64().expect("memory") > 0,
+        "{loaded}"
+    );
+    // The cgroup goes with the runner.
+    assert_success(&daemon.ward(&["model", "unload", "tiny"]));
+    assert!(
+        !["/sys/fs/cgroup/memory", "/sys/fs/cgroup"]
+            .iter()
+            .any(|root| Path::new(&format!("{root}{memory_path}")).exists()),
+        "the runner's cgroup outlived it"
+    );
+
+    // A project whose memory quota the model's cap does not fit: refused, naming the quota.
+    let project = |arguments: &[&str]| {
+        let mut all = vec!["--project", "small"];
+        all.extend_from_slice(arguments);
+        daemon.ward(&all)
+    };
+    assert_success(&project(&["quota", "set", "--memory", "256MiB"]));
+    let work = tempfile::tempdir().expect("work directory");
+    let model = work.path().join("tiny.gguf");
+    make_model(&model);
+    assert_success(&project(&[
+        "model",
+        "import",
+        model.to_str().expect("path"),
+    ]));
+    let refused = project(&["model", "load", "tiny"]);
+    assert_one_error_line(&refused, "quota memory of project small");
+    assert!(ward_json(&daemon, &["--project", "small", "model", "ps"])
+        .as_array()
+        .is_some_and(Vec::is_empty));
+}
