@@ -53,6 +53,7 @@ pub struct ApiState {
     pub door: Arc<dyn Door>,
     pub images: Arc<dyn Images>,
     pub models: Arc<dyn Models>,
+    pub model_transfers: Arc<dyn ward_core::services::ModelTransfers>,
     /// Completions on the project's models.
     pub inference: Arc<dyn ward_core::inference::Inference>,
     /// Where uploaded archives wait while they are imported.
@@ -128,6 +129,8 @@ fn routes() -> Routes {
         .bind(ModelList, models::list)
         .bind_unlimited(ModelImport, models::import)
         .bind(ModelLoaded, models::loaded)
+        .bind(ModelPull, models::pull)
+        .bind(ModelPush, models::push)
         .bind(ModelGet, models::get)
         .bind(ModelLoad, models::load)
         .bind(ModelUnload, models::unload)

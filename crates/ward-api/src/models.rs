@@ -9,7 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use ward_client::wire::{
-    LoadedModelDocument, LoadedModelList, ModelDocument, ModelList, OpenAiModel, OpenAiModelList,
+    BlobProgress, LoadedModelDocument, LoadedModelList, ModelDocument, ModelList, ModelPullRequest,
+    ModelPushRequest, ModelPushed, ModelTransferEvent, OpenAiModel, OpenAiModelList,
 };
 use ward_core::door::Admission;
 use ward_core::inference::LoadedModel;
@@ -229,4 +230,204 @@ pub async fn unload(
     })
     .await?;
     Ok(Json(document(&view)))
+}
+
+/// Whether the caller asked for NDJSON progress.
+fn wants_lines(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/x-ndjson"))
+}
+
+fn transfer_event(progress: ward_core::view::PullProgress) -> ModelTransferEvent {
+    match progress {
+        ward_core::view::PullProgress::Resolved {
+            manifest_digest,
+            blobs,
+        } => ModelTransferEvent::Resolved {
+            digest: manifest_digest,
+            blobs: blobs
+                .into_iter()
+                .map(|(digest, total)| BlobProgress {
+                    digest,
+                    done: 0,
+                    total,
+                })
+                .collect(),
+        },
+        ward_core::view::PullProgress::Blob {
+            digest,
+            done,
+            total,
+        } => ModelTransferEvent::Progress(BlobProgress {
+            digest,
+            done,
+            total,
+        }),
+    }
+}
+
+/// Runs a transfer in a task of its own, its progress and end as NDJSON lines; closing the
+/// connection cancels it (what it downloaded stays, and the next pull resumes from there).
+fn stream_transfer(
+    work: impl FnOnce(
+            Box<dyn Fn(ward_core::view::PullProgress) + Send + Sync>,
+        ) -> futures_util::future::BoxFuture<'static, ModelTransferEvent>
+        + Send
+        + 'static,
+) -> Result<axum::response::Response, ApiError> {
+    use futures_util::StreamExt;
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<ModelTransferEvent>();
+    let progress_sender = sender.clone();
+    let report: Box<dyn Fn(ward_core::view::PullProgress) + Send + Sync> =
+        Box::new(move |progress| {
+            let _ = progress_sender.send(transfer_event(progress));
+        });
+    let task = tokio::spawn(async move {
+        let last = work(report).await;
+        let _ = sender.send(last);
+    });
+    let abort = task.abort_handle();
+    let guard = AbortOnDrop(abort);
+    let lines = tokio_stream::wrappers::UnboundedReceiverStream::new(receiver).map(move |event| {
+        let _keep = &guard;
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(line))
+    });
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(lines))
+        .map_err(|error| ApiError::internal(&error))
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Pulls a model from a URL, Hugging Face or a registry. With `Accept: application/x-ndjson`
+/// the answer is [`ModelTransferEvent`] lines, progress then the model or the error.
+#[utoipa::path(post, path = "/api/v1/models/pull", params(ProjectQuery), tag = "models",
+    request_body = ModelPullRequest,
+    responses((status = 200, body = ModelDocument, description = "The model; with `Accept: application/x-ndjson`, ModelTransferEvent lines"),
+        (status = 400, description = "a bad source, or a file that is not a GGUF model"),
+        (status = 502, description = "the server or registry failed")))]
+pub async fn pull(
+    State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
+    Query(query): Query<ProjectQuery>,
+    headers: axum::http::HeaderMap,
+    crate::error::JsonBody(request): crate::error::JsonBody<ModelPullRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let project = project_of(&query.project)?;
+    if !wants_lines(&headers) {
+        let view = state
+            .model_transfers
+            .pull(
+                &project,
+                &request.source,
+                request.name.as_deref(),
+                &|_| {},
+                Some(&admission),
+            )
+            .await?;
+        return Ok(Json(document(&view)).into_response());
+    }
+    // The answer begins before the pull ends: the pull records its own audit entry.
+    admission.defer_audit();
+    let transfers = state.model_transfers.clone();
+    let door = state.door.clone();
+    stream_transfer(move |report| {
+        Box::pin(async move {
+            match transfers
+                .pull(
+                    &project,
+                    &request.source,
+                    request.name.as_deref(),
+                    &*report,
+                    Some(&admission),
+                )
+                .await
+            {
+                Ok(view) => ModelTransferEvent::Done {
+                    model: document(&view),
+                },
+                Err(error) => {
+                    let error = ApiError::from(error);
+                    let detail = error.detail();
+                    door.finish_deferred(&admission, error.status().as_u16(), &detail.message);
+                    ModelTransferEvent::Error { error: detail }
+                }
+            }
+        })
+    })
+}
+
+/// Pushes a model to a registry in Docker Model Runner's layout (`docker model pull` takes
+/// it). With `Accept: application/x-ndjson`, [`ModelTransferEvent`] lines.
+#[utoipa::path(post, path = "/api/v1/models/{name}/push", params(("name" = String, Path), ProjectQuery),
+    tag = "models", request_body = ModelPushRequest,
+    responses((status = 200, body = ModelPushed),
+        (status = 404, description = "no such model"),
+        (status = 502, description = "the registry failed")))]
+pub async fn push(
+    State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
+    Path(name): Path<String>,
+    Query(query): Query<ProjectQuery>,
+    headers: axum::http::HeaderMap,
+    crate::error::JsonBody(request): crate::error::JsonBody<ModelPushRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let project = project_of(&query.project)?;
+    if !wants_lines(&headers) {
+        let digest = state
+            .model_transfers
+            .push(&project, &name, &request.reference, &|_| {})
+            .await?;
+        return Ok(Json(ModelPushed {
+            reference: request.reference,
+            digest,
+        })
+        .into_response());
+    }
+    admission.defer_audit();
+    let transfers = state.model_transfers.clone();
+    let door = state.door.clone();
+    stream_transfer(move |report| {
+        Box::pin(async move {
+            let (status, event) = match transfers
+                .push(&project, &name, &request.reference, &*report)
+                .await
+            {
+                Ok(digest) => (
+                    200,
+                    ModelTransferEvent::Pushed(ModelPushed {
+                        reference: request.reference.clone(),
+                        digest,
+                    }),
+                ),
+                Err(error) => {
+                    let error = ApiError::from(error);
+                    let detail = error.detail();
+                    (
+                        error.status().as_u16(),
+                        ModelTransferEvent::Error { error: detail },
+                    )
+                }
+            };
+            let outcome = match &event {
+                ModelTransferEvent::Error { error } => error.message.clone(),
+                _ => "pushed".to_string(),
+            };
+            door.finish_deferred(&admission, status, &outcome);
+            event
+        })
+    })
 }

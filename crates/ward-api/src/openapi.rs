@@ -41,6 +41,8 @@ use utoipa::{Modify, OpenApi};
         crate::models::loaded,
         crate::models::load,
         crate::models::unload,
+        crate::models::pull,
+        crate::models::push,
         crate::models::remove,
         crate::models::openai_list,
         crate::openai::chat,

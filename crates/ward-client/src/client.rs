@@ -11,10 +11,11 @@ use crate::wire::{
     ApplyRequest, ApplyResponse, AuditEntry, AuditList, AuditVerifyResponse, CreatedKey, ErrorBody,
     EventEntry, ExportRequest, GrantDocument, ImageDocument, ImageList, KeyDocument, KeyList,
     KeyRequest, LoadedModelDocument, LoadedModelList, LogEntry, LoginRequest, ModelDocument,
-    ModelList, ProjectDocument, ProjectList, PruneResponse, PullEvent, PullRequest, QuotaDocument,
-    QuotaLimits, RegistryLogin, RegistryLoginList, SecretDocument, SecretList, SecretValue,
-    SessionDocument, SessionRequest, UserDocument, UserList, UserRequest, VolumeDocument,
-    VolumeList, VolumePruneResponse, WorkloadDocument, WorkloadList,
+    ModelList, ModelPullRequest, ModelPushRequest, ModelTransferEvent, ProjectDocument,
+    ProjectList, PruneResponse, PullEvent, PullRequest, QuotaDocument, QuotaLimits, RegistryLogin,
+    RegistryLoginList, SecretDocument, SecretList, SecretValue, SessionDocument, SessionRequest,
+    UserDocument, UserList, UserRequest, VolumeDocument, VolumeList, VolumePruneResponse,
+    WorkloadDocument, WorkloadList,
 };
 
 /// A connection to one Ward daemon.
@@ -331,6 +332,46 @@ impl Client {
             encode_query_value(reference)
         );
         self.call(Method::DELETE, &path, None).await
+    }
+
+    /// Pulls a model with progress: [`ModelTransferEvent`] lines, ending with the model or
+    /// the error. Dropping the stream cancels the pull.
+    pub async fn pull_model_events(
+        &self,
+        source: &str,
+        name: Option<&str>,
+    ) -> Result<impl Stream<Item = Result<ModelTransferEvent, ClientError>> + use<>, ClientError>
+    {
+        let url = self.url("/api/v1/models/pull");
+        let builder = self
+            .request(Method::POST, &url)
+            .header("accept", "application/x-ndjson")
+            .json(&ModelPullRequest {
+                source: source.to_string(),
+                name: name.map(str::to_string),
+            });
+        let response = self.send(builder, &url).await?;
+        let response = Self::check(response, &url).await?;
+        Ok(ndjson_stream(response, url))
+    }
+
+    /// Pushes model `name` to `reference` with progress, as [`Client::pull_model_events`].
+    pub async fn push_model_events(
+        &self,
+        name: &str,
+        reference: &str,
+    ) -> Result<impl Stream<Item = Result<ModelTransferEvent, ClientError>> + use<>, ClientError>
+    {
+        let url = self.url(&format!("/api/v1/models/{}/push", encode_query_value(name)));
+        let builder = self
+            .request(Method::POST, &url)
+            .header("accept", "application/x-ndjson")
+            .json(&ModelPushRequest {
+                reference: reference.to_string(),
+            });
+        let response = self.send(builder, &url).await?;
+        let response = Self::check(response, &url).await?;
+        Ok(ndjson_stream(response, url))
     }
 
     /// Uploads a model file (GGUF) and names it `name`.

@@ -310,6 +310,55 @@ pub struct PullRequest {
     pub plain_http: bool,
 }
 
+/// `POST /api/v1/models/pull`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModelPullRequest {
+    /// `https://…/FILE.gguf`, `hf://ORG/REPO/FILE.gguf`, or a registry reference
+    /// (`registry/ns/model:tag`, Docker Model Runner's layout).
+    pub source: String,
+    /// The model's name here; by default the file's stem, or the repository's last part
+    /// (with its tag unless `latest`).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /api/v1/models/{name}/push`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModelPushRequest {
+    /// Where to: `registry/ns/model:tag`.
+    pub reference: String,
+}
+
+/// What `POST /api/v1/models/{name}/push` did.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModelPushed {
+    pub reference: String,
+    /// The pushed manifest's digest.
+    pub digest: String,
+}
+
+/// One line of the NDJSON stream of a model pull or push: progress, then the end.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ModelTransferEvent {
+    /// The blobs (or the one download) the transfer moves.
+    Resolved {
+        digest: String,
+        blobs: Vec<BlobProgress>,
+    },
+    Progress(BlobProgress),
+    /// A pull finished; the last line.
+    Done {
+        model: ModelDocument,
+    },
+    /// A push finished; the last line.
+    Pushed(ModelPushed),
+    /// The transfer failed; the last line.
+    Error {
+        error: ErrorDetail,
+    },
+}
+
 /// What `POST /api/v1/images/prune` removed.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PruneResponse {

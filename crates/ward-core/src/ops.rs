@@ -132,6 +132,10 @@ operations! {
     ModelGet = "GET" "/api/v1/models/{name}", VIEWER, Project, Refusals;
     ModelLoad = "POST" "/api/v1/models/{name}/load", OPERATOR, Project, Each;
     ModelUnload = "POST" "/api/v1/models/{name}/unload", OPERATOR, Project, Each;
+    /// A model from a URL, Hugging Face or a registry; progress as NDJSON when asked.
+    ModelPull = "POST" "/api/v1/models/pull", OPERATOR, Project, Each;
+    /// A model to a registry, in Docker Model Runner's layout.
+    ModelPush = "POST" "/api/v1/models/{name}/push", OPERATOR, Project, Each;
     ModelRemove = "DELETE" "/api/v1/models/{name}", OPERATOR, Project, Each;
     OpenAiModels = "GET" "/v1/models", VIEWER, Project, Refusals;
     /// A completion: a high-volume read of a model, not audited per call.

@@ -326,6 +326,31 @@ pub trait Users: Send + Sync {
 }
 
 /// Models: files in the content-addressed model store, named per project.
+/// Models from and to elsewhere: URLs, Hugging Face, registries.
+#[async_trait]
+pub trait ModelTransfers: Send + Sync {
+    /// Pulls `source` (an `https://` URL, `hf://ORG/REPO/FILE`, or a registry reference) into
+    /// `project` as `name` (by default the name the source suggests).
+    async fn pull(
+        &self,
+        project: &str,
+        source: &str,
+        name: Option<&str>,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+        admission: Option<&Admission>,
+    ) -> Result<ModelView, Error>;
+
+    /// Pushes model `name` of `project` to the registry reference `reference`; returns the
+    /// manifest's digest.
+    async fn push(
+        &self,
+        project: &str,
+        name: &str,
+        reference: &str,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<String, Error>;
+}
+
 pub trait Models: Send + Sync {
     fn list(&self, project: &str) -> Result<Vec<ModelView>, Error>;
 

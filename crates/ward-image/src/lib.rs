@@ -6,8 +6,10 @@
 //! that would land outside their root are refused.
 
 pub mod archive;
+pub mod artifact;
 pub mod credentials;
 pub mod digest;
+pub mod download;
 pub mod layers;
 pub mod manifest;
 pub mod pull;

@@ -254,6 +254,23 @@ impl Puller {
         })
     }
 
+    /// The store blobs go into.
+    pub fn store(&self) -> &BlobStore {
+        &self.store
+    }
+
+    /// [`Puller::fetch_blob`], for the artifact pulls.
+    pub(crate) async fn fetch_descriptor(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        descriptor: &Descriptor,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<(), PullError> {
+        self.fetch_blob(client, reference, descriptor, progress)
+            .await
+    }
+
     /// Stores one blob unless it is there; waits for another pull fetching the same blob.
     async fn fetch_blob(
         &self,

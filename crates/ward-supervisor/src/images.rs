@@ -332,6 +332,20 @@ impl ImageService {
             .collect()
     }
 
+    /// How `project` reaches `registry`: its login there, and plain HTTP where asked or
+    /// where Ward speaks it unasked.
+    pub fn registry_options(
+        &self,
+        project: &str,
+        registry: &str,
+        plain_http: bool,
+    ) -> Result<PullOptions, ImageError> {
+        Ok(PullOptions {
+            plain_http: plain_http || self.plain_http(registry),
+            credentials: self.inner.credentials.get(project, registry)?,
+        })
+    }
+
     /// Whether Ward speaks plain HTTP to `registry` without being asked: loopback registries
     /// (as Docker does) and those the configuration names.
     fn plain_http(&self, registry: &str) -> bool {

@@ -16,6 +16,7 @@ mod health;
 pub mod images;
 pub mod inference;
 mod logs;
+pub mod model_transfer;
 pub mod models;
 pub mod policy;
 pub mod privileges;

@@ -36,6 +36,9 @@ pub enum ModelError {
     Loaded { name: String },
     #[error("{0}")]
     Io(String),
+    /// A server a pull or push spoke with failed, refused, or could not be reached.
+    #[error("{0}")]
+    Upstream(String),
     #[error("{0}")]
     Store(#[from] StoreError),
 }
@@ -158,7 +161,7 @@ impl ModelService {
         self.view(&record)
     }
 
-    /// Takes the GGUF file at `path` into the store as `name`.
+    /// Takes the GGUF file at `path` into the store as `name` (a copy: the file stays).
     pub fn import(
         &self,
         project: &str,
@@ -167,11 +170,56 @@ impl ModelService {
         admission: Option<&Admission>,
     ) -> Result<ModelView, ModelError> {
         validate_name(name)?;
-        let header = Header::read_file(path).map_err(|error| {
-            ModelError::Invalid(format!(
-                "the file is not a GGUF model Ward can read: {error}"
-            ))
-        })?;
+        let header = read_header(path)?;
+        let (staged, hex, size) = self.stage(path)?;
+        self.store_staged(
+            project, name, &header, staged, &hex, size, "import", admission,
+        )
+    }
+
+    /// Takes the GGUF file at `path` (on the data directory's file system, hashing to `hex`)
+    /// into the store as `name`, moving it there; `source` says where it came from.
+    pub fn adopt(
+        &self,
+        project: &str,
+        path: &Path,
+        hex: &str,
+        name: &str,
+        source: &str,
+        admission: Option<&Admission>,
+    ) -> Result<ModelView, ModelError> {
+        validate_name(name)?;
+        let header = match read_header(path) {
+            Ok(header) => header,
+            Err(error) => {
+                let _ = fs::remove_file(path);
+                return Err(error);
+            }
+        };
+        let size = fs::metadata(path)
+            .map_err(|error| io_error("read", path, error))?
+            .len();
+        let staged = self
+            .inner
+            .incoming
+            .join(format!("{}-{}", std::process::id(), unique()));
+        fs::rename(path, &staged).map_err(|error| io_error("move", path, error))?;
+        let _ = fs::set_permissions(&staged, fs::Permissions::from_mode(0o644));
+        self.store_staged(project, name, &header, staged, hex, size, source, admission)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store_staged(
+        &self,
+        project: &str,
+        name: &str,
+        header: &Header,
+        staged: PathBuf,
+        hex: &str,
+        size: u64,
+        source: &str,
+        admission: Option<&Admission>,
+    ) -> Result<ModelView, ModelError> {
         let metadata = ModelMetadata {
             architecture: header.architecture().map(str::to_string),
             parameters: header.parameters(),
@@ -180,9 +228,8 @@ impl ModelService {
             chat_template: header.chat_template().map(str::to_string),
             embedding_length: header.embedding_length(),
         };
-        let (staged, hex, size) = self.stage(path)?;
         let _changes = self.lock();
-        let final_path = self.inner.blobs.join(&hex);
+        let final_path = self.inner.blobs.join(hex);
         if final_path.exists() {
             let _ = fs::remove_file(&staged);
         } else {
@@ -198,7 +245,7 @@ impl ModelService {
             size: i64::try_from(size).unwrap_or(i64::MAX),
             format: "gguf".to_string(),
             metadata_json: serde_json::to_string(&metadata).unwrap_or_default(),
-            source: "import".to_string(),
+            source: source.to_string(),
             created_at_ms: now,
             updated_at_ms: now,
         };
@@ -324,6 +371,15 @@ fn view(record: &ModelRecord) -> Result<ModelView, ModelError> {
 
 /// A model name: letters, digits and `.`, `_`, `-`, `:`, `/`, starting with a letter or digit,
 /// at most 128 characters, without `..` or empty path segments.
+/// The header of the GGUF file at `path`, or why it is not one.
+fn read_header(path: &Path) -> Result<Header, ModelError> {
+    Header::read_file(path).map_err(|error| {
+        ModelError::Invalid(format!(
+            "the file is not a GGUF model Ward can read: {error}"
+        ))
+    })
+}
+
 pub fn validate_name(name: &str) -> Result<(), ModelError> {
     let refuse = |why: &str| {
         Err(ModelError::Invalid(format!(

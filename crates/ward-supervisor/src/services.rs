@@ -95,7 +95,38 @@ impl From<ModelError> for Error {
             ModelError::Loaded { .. } => Error::new(ErrorKind::Conflict, error.to_string()),
             ModelError::Store(store_error) => store_failure(store_error),
             ModelError::Io(_) => Error::internal(&error),
+            ModelError::Upstream(_) => Error::new(ErrorKind::Upstream, error.to_string()),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl ward_core::services::ModelTransfers for crate::model_transfer::ModelTransfers {
+    async fn pull(
+        &self,
+        project: &str,
+        source: &str,
+        name: Option<&str>,
+        progress: &(dyn Fn(ward_core::view::PullProgress) + Send + Sync),
+        admission: Option<&Admission>,
+    ) -> Result<ward_core::view::ModelView, Error> {
+        Ok(crate::model_transfer::ModelTransfers::pull(
+            self, project, source, name, progress, admission,
+        )
+        .await?)
+    }
+
+    async fn push(
+        &self,
+        project: &str,
+        name: &str,
+        reference: &str,
+        progress: &(dyn Fn(ward_core::view::PullProgress) + Send + Sync),
+    ) -> Result<String, Error> {
+        Ok(
+            crate::model_transfer::ModelTransfers::push(self, project, name, reference, progress)
+                .await?,
+        )
     }
 }
 

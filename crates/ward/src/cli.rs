@@ -429,9 +429,26 @@ pub struct ModelArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
-    /// Import a GGUF model file
+    /// Pull a model: https://…/FILE.gguf, hf://ORG/REPO/FILE.gguf, or a registry reference
+    /// (Docker Model Runner's layout); an interrupted pull resumes
+    Pull {
+        #[arg(value_name = "SOURCE")]
+        source: String,
+        /// The model's name [default: the file's stem, or the repository's last part]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Push a model to a registry in Docker Model Runner's layout ('docker model pull' takes it)
+    Push {
+        #[arg(value_name = "MODEL")]
+        name: String,
+        /// Where to: registry/ns/model:tag
+        #[arg(value_name = "REFERENCE")]
+        reference: String,
+    },
+    /// Import a GGUF model file or a sentence-transformers directory
     Import {
-        /// The model file
+        /// The model file, or a directory with config.json, model.safetensors and tokenizer.json
         path: std::path::PathBuf,
         /// The model's name [default: the file's stem]
         #[arg(long)]

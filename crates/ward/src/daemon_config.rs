@@ -83,6 +83,8 @@ pub struct ModelSettings {
     /// What all loaded models together may be capped at (each runner's cap: its file, a
     /// tenth more, its KV cache, and room to compute); `None`: no cap beyond `max_loaded`.
     pub max_memory: Option<u64>,
+    /// Where `hf://` pulls go: Hugging Face, or a mirror (as `HF_ENDPOINT` says to its tools).
+    pub hf_endpoint: Option<String>,
     /// A loaded model with no request for this long is unloaded.
     pub keep_alive: std::time::Duration,
 }
@@ -95,6 +97,7 @@ impl Default for ModelSettings {
             queue: 32,
             max_loaded: 3,
             max_memory: None,
+            hf_endpoint: None,
             keep_alive: std::time::Duration::from_secs(5 * 60),
         }
     }
@@ -108,6 +111,7 @@ struct ModelsFile {
     queue: Option<u32>,
     max_loaded: Option<u32>,
     max_memory: Option<String>,
+    hf_endpoint: Option<String>,
     keep_alive: Option<String>,
 }
 
@@ -269,6 +273,12 @@ impl DaemonConfig {
             models.context = positive("context", file.context, models.context)?;
             models.queue = file.queue.unwrap_or(models.queue);
             models.max_loaded = positive("max_loaded", file.max_loaded, models.max_loaded)?;
+            if let Some(endpoint) = file.hf_endpoint {
+                if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                    bail!("models.hf_endpoint: {endpoint:?} is not a URL; give one like https://huggingface.co");
+                }
+                models.hf_endpoint = Some(endpoint);
+            }
             if let Some(text) = file.max_memory {
                 models.max_memory = Some(ward_spec::units::parse_size(&text).map_err(|error| {
                     anyhow::anyhow!("models.max_memory: {text:?}: {error}; give a size like 16GiB")

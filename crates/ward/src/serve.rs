@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use ward_api::{ApiKey, ApiState, Metrics, RateLimit, RateLimiter};
 use ward_runtime::{Runtime, RuntimeConfig};
 use ward_store::Store;
+use ward_supervisor::model_transfer::ModelTransfers;
 use ward_supervisor::{
     AccessService, CredentialStore, HostAccess, ImageService, Inference, InferenceConfig,
     ModelService, SecretService, Supervisor, SupervisorConfig, UserService,
@@ -159,11 +160,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(address = %bound, data_dir = %config.data_dir.display(), "ward is serving");
 
     let models = ModelService::open(store.clone(), &config.data_dir)?;
+    let transfers = ModelTransfers::new(
+        models.clone(),
+        images.clone(),
+        &config.data_dir,
+        config.models.hf_endpoint.clone(),
+    )?;
     let state = Arc::new(ApiState {
         workloads: Arc::new(supervisor.clone()),
         door: Arc::new(supervisor.gate().clone()),
         images: Arc::new(images),
         models: Arc::new(models.clone()),
+        model_transfers: Arc::new(transfers),
         inference: Arc::new(Inference::new(
             models,
             InferenceConfig {

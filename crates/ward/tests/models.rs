@@ -996,3 +996,291 @@ fn a_runner_is_confined_and_counted_against_its_project() {
         .as_array()
         .is_some_and(Vec::is_empty));
 }
+
+/// One HTTP request a [`FileServer`] saw: its path and its `Range` header.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+/// A server of files on a free local port, speaking just enough HTTP/1.1: `Range` requests
+/// get 206, and with `cut_first` the first transfer stops halfway and the connection closes.
+struct FileServer {
+    address: String,
+    seen: Seen,
+}
+
+impl FileServer {
+    fn start(files: Vec<(&'static str, Vec<u8>)>, cut_first: bool) -> FileServer {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let seen: Seen = Default::default();
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            let mut cut = cut_first;
+            for connection in listener.incoming() {
+                let Ok(mut connection) = connection else {
+                    continue;
+                };
+                let mut reader = std::io::BufReader::new(connection.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_string();
+                let mut range = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("range") {
+                            range = Some(value.trim().to_string());
+                        }
+                    }
+                }
+                record
+                    .lock()
+                    .expect("lock")
+                    .push((path.clone(), range.clone()));
+                let Some((_, body)) = files.iter().find(|(name, _)| path.ends_with(name)) else {
+                    let _ = connection.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    continue;
+                };
+                let start = range
+                    .as_deref()
+                    .and_then(|range| range.strip_prefix("bytes="))
+                    .and_then(|range| range.trim_end_matches('-').parse::<usize>().ok())
+                    .unwrap_or(0);
+                let head = if start > 0 {
+                    format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
+                        body.len() - start,
+                        body.len() - 1,
+                        body.len()
+                    )
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                };
+                let _ = connection.write_all(head.as_bytes());
+                let end = if cut { body.len() / 2 } else { body.len() };
+                cut = false;
+                let _ = connection.write_all(&body[start..end.max(start)]);
+                let _ = connection.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        FileServer { address, seen }
+    }
+
+    fn seen(&self) -> Vec<(String, Option<String>)> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// `ward model pull` of a URL whose transfer breaks halfway: it resumes with a `Range`
+/// request and stores the whole file; `hf://` goes to the configured endpoint's
+/// `ORG/REPO/resolve/main/FILE`; what is not a model, not found or not HTTPS is refused.
+#[test]
+fn a_pulled_url_resumes_after_an_interruption_and_hf_names_resolve() {
+    let work = tempfile::tempdir().expect("work directory");
+    let model = work.path().join("tiny.gguf");
+    make_model(&model);
+    let bytes = std::fs::read(&model).expect("model bytes");
+    let server = FileServer::start(
+        vec![
+            ("tiny.gguf", bytes.clone()),
+            ("junk.gguf", b"not a model at all".repeat(100)),
+        ],
+        true,
+    );
+    let daemon = Daemon::start_with_config(&format!(
+        "models:\n  hf_endpoint: http://{}/hub\n",
+        server.address
+    ));
+    let url = format!("http://{}/files/tiny.gguf", server.address);
+    let pulled = daemon.ward(&["model", "pull", &url]);
+    assert_success(&pulled);
+    let shown = ward_json(&daemon, &["model", "show", "tiny"]);
+    assert_eq!(
+        shown["digest"],
+        format!("sha256:{}", sha256_hex(&bytes)),
+        "{shown}"
+    );
+    assert_eq!(shown["source"], url.as_str(), "{shown}");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].1, None, "{seen:?}");
+    let resumed_at: usize = seen[1]
+        .1
+        .as_deref()
+        .and_then(|range| range.strip_prefix("bytes="))
+        .and_then(|range| range.trim_end_matches('-').parse().ok())
+        .expect("the second request resumes with a Range");
+    assert!(resumed_at > 0 && resumed_at <= bytes.len() / 2, "{seen:?}");
+
+    assert_success(&daemon.ward(&[
+        "model",
+        "pull",
+        "hf://some-org/some-repo/tiny.gguf",
+        "--name",
+        "from-hf",
+    ]));
+    assert_eq!(
+        server
+            .seen()
+            .last()
+            .map(|(path, _)| path.clone())
+            .as_deref(),
+        Some("/hub/some-org/some-repo/resolve/main/tiny.gguf")
+    );
+    let listed = ward_json(&daemon, &["model", "ls"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    // The files left nothing behind to resume.
+    let partials = std::fs::read_dir(daemon.data_dir().join("models/pull/urls"))
+        .expect("partials")
+        .count();
+    assert_eq!(partials, 0);
+
+    let junk = daemon.ward(&[
+        "model",
+        "pull",
+        &format!("http://{}/files/junk.gguf", server.address),
+    ]);
+    assert_one_error_line(&junk, "not a GGUF model");
+    let missing = daemon.ward(&[
+        "model",
+        "pull",
+        &format!("http://{}/files/none.gguf", server.address),
+    ]);
+    assert_one_error_line(&missing, "404");
+    let plain = daemon.ward(&["model", "pull", "http://example.com/model.gguf"]);
+    assert_one_error_line(&plain, "https://");
+    let listed = ward_json(&daemon, &["model", "ls"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+}
+
+/// A model pushed to a registry in Docker Model Runner's layout is pulled by a second daemon,
+/// which answers the same completion for the same seed.
+#[test]
+fn a_model_pushed_to_a_registry_is_pulled_by_another_daemon_and_answers_the_same() {
+    let registry = common::images::Registry::start();
+    let first = daemon_with_tiny(None);
+    let reference = format!("{}/models/tiny:v1", registry.address);
+    let pushed = first.ward(&["model", "push", "tiny", &reference]);
+    assert_success(&pushed);
+    // The registry holds Docker Model Runner's layout.
+    let manifest = {
+        let output = Command::new("curl")
+            .args([
+                "-sf",
+                "-H",
+                "Accept: application/vnd.oci.image.manifest.v1+json",
+            ])
+            .arg(format!(
+                "http://{}/v2/models/tiny/manifests/v1",
+                registry.address
+            ))
+            .output()
+            .expect("curl");
+        serde_json::from_slice::<Value>(&output.stdout).expect("the manifest")
+    };
+    assert_eq!(
+        manifest["config"]["mediaType"], "application/vnd.docker.ai.model.config.v0.1+json",
+        "{manifest}"
+    );
+    assert_eq!(
+        manifest["layers"][0]["mediaType"], "application/vnd.docker.ai.gguf.v3",
+        "{manifest}"
+    );
+
+    let second = Daemon::start();
+    assert_success(&second.ward(&["model", "pull", &reference]));
+    let original = ward_json(&first, &["model", "show", "tiny"]);
+    let copy = ward_json(&second, &["model", "show", "tiny:v1"]);
+    assert_eq!(original["digest"], copy["digest"]);
+    assert_eq!(copy["source"], reference.as_str());
+    let ask = |daemon: &Daemon, model: &str| {
+        let body =
+            serde_json::json!({"model": model, "seed": 11, "temperature": 0.9, "max_tokens": 24,
+            "messages": [{"role": "user", "content": "tell me a story"}]})
+            .to_string();
+        let answer = post_chat(daemon, &body);
+        let json = &answer[answer.find("\r\n\r\n").expect("a body") + 4..];
+        serde_json::from_str::<Value>(json).expect("JSON")["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("content")
+            .to_string()
+    };
+    let here = ask(&first, "tiny");
+    assert!(!here.is_empty());
+    assert_eq!(here, ask(&second, "tiny:v1"));
+    // A reference with nothing there: a clear error, nothing stored.
+    let missing = second.ward(&[
+        "model",
+        "pull",
+        &format!("{}/models/none:v1", registry.address),
+    ]);
+    assert!(!missing.status.success());
+    assert_eq!(
+        ward_json(&second, &["model", "ls"])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+/// A daemon killed while it streams a completion loses no model: after a restart every model
+/// is listed, its file whole, and it answers.
+#[test]
+fn a_daemon_killed_mid_stream_loses_no_model_files() {
+    let mut daemon = daemon_with_tiny(None);
+    let before = ward_json(&daemon, &["model", "show", "tiny"]);
+    let mut stream = open_chat(
+        &daemon,
+        r#"{"model": "tiny", "stream": true, "max_tokens": 400, "messages": [{"role": "user", "content": "go on"}]}"#,
+    );
+    // Wait for the stream's first chunk, then kill the daemon mid-stream.
+    let mut first = [0u8; 256];
+    let read = std::io::Read::read(&mut stream, &mut first).expect("read");
+    assert!(
+        String::from_utf8_lossy(&first[..read]).contains("200"),
+        "{}",
+        String::from_utf8_lossy(&first[..read])
+    );
+    daemon.kill9();
+    daemon.restart();
+    let after = ward_json(&daemon, &["model", "show", "tiny"]);
+    assert_eq!(before["digest"], after["digest"]);
+    let hex = after["digest"]
+        .as_str()
+        .expect("digest")
+        .trim_start_matches("sha256:")
+        .to_string();
+    let file =
+        std::fs::read(daemon.data_dir().join("models/blobs/sha256").join(&hex)).expect("the file");
+    assert_eq!(sha256_hex(&file), hex);
+    let answer = post_chat(
+        &daemon,
+        r#"{"model": "tiny", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+}

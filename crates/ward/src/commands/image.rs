@@ -272,7 +272,7 @@ async fn write_chunks(
 }
 
 /// Progress goes to stderr, and only when it is a terminal.
-fn progress_target() -> ProgressDrawTarget {
+pub(crate) fn progress_target() -> ProgressDrawTarget {
     if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
     } else {
@@ -280,7 +280,7 @@ fn progress_target() -> ProgressDrawTarget {
     }
 }
 
-fn bar_style() -> ProgressStyle {
+pub(crate) fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template(
         "{prefix:>12} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
     )

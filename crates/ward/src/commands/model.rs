@@ -13,6 +13,23 @@ use crate::output;
 
 pub async fn run(context: &Context, command: ModelCommand) -> anyhow::Result<i32> {
     match command {
+        ModelCommand::Pull { source, name } => {
+            let events = context
+                .client
+                .pull_model_events(&source, name.as_deref())
+                .await?;
+            let model = follow_transfer(&source, events).await?;
+            print_models(
+                context,
+                &[model.ok_or_else(|| anyhow::anyhow!("the pull ended without its model"))?],
+            )
+        }
+        ModelCommand::Push { name, reference } => {
+            let events = context.client.push_model_events(&name, &reference).await?;
+            follow_transfer(&reference, events).await?;
+            output::print_line(&reference)?;
+            Ok(0)
+        }
         ModelCommand::Import { path, name } => {
             let model = import(context, &path, name.as_deref()).await?;
             print_models(context, &[model])
@@ -151,6 +168,54 @@ async fn import(
         .with_context(|| format!("cannot read {}", path.display()))?;
     let body = upload_stream(opened, Some(metadata.len()));
     Ok(context.client.import_model(body, &name).await?)
+}
+
+/// Draws a pull's or push's progress until its end; the pulled model, if it was a pull.
+async fn follow_transfer(
+    what: &str,
+    events: impl futures_util::Stream<
+        Item = Result<ward_client::wire::ModelTransferEvent, ward_client::ClientError>,
+    >,
+) -> anyhow::Result<Option<ModelDocument>> {
+    use futures_util::StreamExt;
+    use indicatif::{MultiProgress, ProgressBar};
+    use ward_client::wire::ModelTransferEvent;
+    let mut events = Box::pin(events);
+    let bars = MultiProgress::with_draw_target(crate::commands::image::progress_target());
+    let mut by_digest: std::collections::HashMap<String, ProgressBar> = Default::default();
+    while let Some(event) = events.next().await {
+        match event? {
+            ModelTransferEvent::Resolved { blobs, .. } => {
+                for blob in blobs {
+                    let bar = bars.add(ProgressBar::new(blob.total));
+                    bar.set_style(crate::commands::image::bar_style());
+                    bar.set_prefix(short(&blob.digest).to_string());
+                    by_digest.insert(blob.digest, bar);
+                }
+            }
+            ModelTransferEvent::Progress(blob) => {
+                if let Some(bar) = by_digest.get(&blob.digest) {
+                    if bar.length() != Some(blob.total) && blob.total > 0 {
+                        bar.set_length(blob.total);
+                    }
+                    bar.set_position(blob.done);
+                }
+            }
+            ModelTransferEvent::Done { model } => {
+                by_digest.values().for_each(ProgressBar::finish);
+                return Ok(Some(model));
+            }
+            ModelTransferEvent::Pushed(_) => {
+                by_digest.values().for_each(ProgressBar::finish);
+                return Ok(None);
+            }
+            ModelTransferEvent::Error { error } => {
+                bars.clear()?;
+                bail!("{}", error.message);
+            }
+        }
+    }
+    bail!("{what}: the daemon ended the transfer without saying how it ended")
 }
 
 fn print_models(context: &Context, models: &[ModelDocument]) -> anyhow::Result<i32> {
