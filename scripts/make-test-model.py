@@ -5,7 +5,7 @@ The weights are noise, but everything else is what a real model has: a SentenceP
 vocabulary with byte fallback, a chat template, and the tensors llama.cpp loads for
 `general.architecture = llama`. Same arguments, same file.
 
-Usage: make-test-model.py OUT.gguf [--size tiny|1b] [--seed N]
+Usage: make-test-model.py OUT.gguf [--size tiny|1b] [--type f32|q8_0] [--seed N]
 Needs the `gguf` and `numpy` packages (PyPI).
 """
 
@@ -93,13 +93,15 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--type", choices=["f32", "q8_0"], default="f32",
+                        help="storage of the matrices (norms stay f32)")
     args = parser.parse_args()
     embd, layers, heads, kv_heads, ff, context = SIZES[args.size]
     head_dim = embd // heads
     pieces, scores, types = vocabulary()
     rng = np.random.default_rng(args.seed)
 
-    def weights(*shape):
+    def matrix(*shape):
         return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float32)
 
     writer = gguf.GGUFWriter(args.out, "llama")
@@ -112,7 +114,10 @@ def main():
     writer.add_head_count_kv(kv_heads)
     writer.add_rope_dimension_count(head_dim)
     writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    if args.type == "q8_0":
+        writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    else:
+        writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     writer.add_tokenizer_model("llama")
     writer.add_token_list(pieces)
     writer.add_token_scores(scores)
@@ -123,21 +128,29 @@ def main():
     writer.add_add_bos_token(False)
     writer.add_chat_template(CHATML)
 
+    def add(name, *shape):
+        data = matrix(*shape)
+        if args.type == "q8_0":
+            quantized = gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(name, quantized, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(name, data)
+
     vocab = len(pieces)
-    writer.add_tensor("token_embd.weight", weights(vocab, embd))
+    add("token_embd.weight", vocab, embd)
     writer.add_tensor("output_norm.weight", np.ones(embd, dtype=np.float32))
-    writer.add_tensor("output.weight", weights(vocab, embd))
+    add("output.weight", vocab, embd)
     for block in range(layers):
         prefix = f"blk.{block}."
         writer.add_tensor(prefix + "attn_norm.weight", np.ones(embd, dtype=np.float32))
-        writer.add_tensor(prefix + "attn_q.weight", weights(embd, embd))
-        writer.add_tensor(prefix + "attn_k.weight", weights(kv_heads * head_dim, embd))
-        writer.add_tensor(prefix + "attn_v.weight", weights(kv_heads * head_dim, embd))
-        writer.add_tensor(prefix + "attn_output.weight", weights(embd, embd))
+        add(prefix + "attn_q.weight", embd, embd)
+        add(prefix + "attn_k.weight", kv_heads * head_dim, embd)
+        add(prefix + "attn_v.weight", kv_heads * head_dim, embd)
+        add(prefix + "attn_output.weight", embd, embd)
         writer.add_tensor(prefix + "ffn_norm.weight", np.ones(embd, dtype=np.float32))
-        writer.add_tensor(prefix + "ffn_gate.weight", weights(ff, embd))
-        writer.add_tensor(prefix + "ffn_up.weight", weights(ff, embd))
-        writer.add_tensor(prefix + "ffn_down.weight", weights(embd, ff))
+        add(prefix + "ffn_gate.weight", ff, embd)
+        add(prefix + "ffn_up.weight", ff, embd)
+        add(prefix + "ffn_down.weight", embd, ff)
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -128,6 +128,8 @@ impl Drop for InFlight {
 struct Runner {
     child: Child,
     project: String,
+    /// The name it was loaded under.
+    name: String,
     /// Its cgroup, when runners are confined.
     cgroup: Option<ward_runtime::ProcessCgroup>,
     /// The memory cap of its cgroup.
@@ -283,8 +285,7 @@ impl Inference {
                         model = name,
                         "the model's runner stopped before answering; starting it again"
                     );
-                    self.inner.failures.fetch_add(1, Ordering::Relaxed);
-                    self.inner.forget(&key);
+                    self.inner.forget_failed(&key);
                     continue;
                 }
                 return Err(unavailable("its runner stopped before answering".into()));
@@ -379,6 +380,16 @@ impl Inner {
             });
         }
         Ok(place)
+    }
+
+    /// Counts, records and forgets runner `key`, which stopped on its own.
+    fn forget_failed(&self, key: &str) {
+        let removed = self.lock().remove(key);
+        if let Some(mut runner) = removed {
+            self.note_failure(&runner.name.clone(), &runner);
+            stop(&mut runner);
+        }
+        self.mark(key, false);
     }
 
     /// Stops and forgets runner `key`, if it runs.
@@ -493,26 +504,35 @@ impl Inner {
         Ok(socket)
     }
 
-    /// Logs and counts a runner that stopped on its own, saying so when it ran out of memory.
+    /// Logs, counts and records as an event a runner that stopped on its own, saying so when
+    /// it ran out of memory.
     fn note_failure(&self, name: &str, runner: &Runner) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        if runner
+        let out_of_memory = runner
             .cgroup
             .as_ref()
-            .is_some_and(ward_runtime::ProcessCgroup::oom_killed)
-        {
-            tracing::warn!(
-                project = runner.project,
-                model = name,
-                memory_max = runner.memory_max,
-                "the model's runner ran out of memory (its cgroup's cap) and was killed; the next request starts it again"
-            );
+            .is_some_and(ward_runtime::ProcessCgroup::oom_killed);
+        let (kind, message) = if out_of_memory {
+            (
+                crate::EventKind::OomKilled,
+                format!(
+                    "the runner of model {name} ran out of memory (its cap is {}) and was killed; the next request starts it again",
+                    ward_spec::units::format_size(runner.memory_max)
+                ),
+            )
         } else {
-            tracing::warn!(
-                project = runner.project,
-                model = name,
-                "the model's runner has stopped; the next request starts it again"
-            );
+            (
+                crate::EventKind::Exited,
+                format!(
+                    "the runner of model {name} stopped on its own; the next request starts it again"
+                ),
+            )
+        };
+        tracing::warn!(project = runner.project, model = name, "{message}");
+        if let Some(sandbox) = &self.config.sandbox {
+            sandbox
+                .supervisor
+                .model_event(&runner.project, name, kind, message);
         }
     }
 
@@ -705,6 +725,7 @@ impl Inner {
         Ok(Runner {
             child,
             project: project.to_string(),
+            name: name.to_string(),
             cgroup,
             memory_max: plan.memory_max,
             socket,
@@ -739,7 +760,7 @@ impl Inner {
         let mut idle = Vec::new();
         for (digest, runner) in runners.iter_mut() {
             if !matches!(runner.child.try_wait(), Ok(None)) {
-                self.note_failure(digest, runner);
+                self.note_failure(&runner.name.clone(), runner);
                 idle.push(digest.clone());
             } else if serving.contains(digest) {
                 // A model keeps its runner while it serves, and for keep_alive after.

@@ -876,6 +876,22 @@ impl Supervisor {
         })
     }
 
+    /// Records an event about model `model` of `project` (its runner stopped on its own, or ran
+    /// out of memory); the event's workload is `model:<name>`.
+    pub fn model_event(&self, project: &str, model: &str, kind: EventKind, message: String) {
+        let _order = self.inner.lock();
+        self.inner.record(
+            None,
+            vec![PendingEvent::new(
+                project,
+                &format!("model:{model}"),
+                None,
+                kind,
+                message,
+            )],
+        );
+    }
+
     /// Refuses to load a model whose runner may use up to `bytes` when, with the memory the
     /// project's workloads ask for and `models_bytes` its loaded models may use, that goes past
     /// the project's memory quota.

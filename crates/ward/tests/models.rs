@@ -422,6 +422,21 @@ fn a_killed_runner_fails_its_stream_and_the_next_request_restarts_it() {
             .contains("ward_model_runner_failures_total 1\n"),
         "the runner's death is not counted"
     );
+    // And it is an event of the model's.
+    let events = assert_success(&daemon.ward(&["events", "-o", "json"]));
+    let events: Vec<Value> = events
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .chain(serde_json::from_str::<Vec<Value>>(&events).unwrap_or_default())
+        .collect();
+    assert!(
+        events.iter().any(|event| event["workload"] == "model:tiny"
+            && event["kind"] == "exited"
+            && event["message"]
+                .as_str()
+                .is_some_and(|message| message.contains("stopped on its own"))),
+        "{events:?}"
+    );
 }
 
 /// Sixteen streams at once on a model of four slots and a queue of twelve all complete; the

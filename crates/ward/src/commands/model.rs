@@ -124,7 +124,7 @@ async fn import(
         None if metadata.is_dir() => path
             .canonicalize()
             .ok()
-            .and_then(|path| path.file_name()?.to_str().map(str::to_string))
+            .and_then(|path| path.file_stem()?.to_str().map(str::to_string))
             .with_context(|| {
                 format!(
                     "{} has no directory name to take the model's name from: give one with --name",

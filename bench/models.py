@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Measures two OpenAI-compatible servers holding the same GGUF file: single-stream
+generation, time to first token on a 512-token prompt, aggregate throughput of 4 streams;
+and embeddings against sentence-transformers. Prints one JSON object.
+
+    models.py WARD_URL WARD_KEY REFERENCE_URL MINILM_DIR
+"""
+
+import json
+import statistics
+import sys
+import threading
+import time
+
+import openai
+
+WARD_URL, WARD_KEY, REFERENCE_URL, MINILM_DIR = sys.argv[1:5]
+RUNS = 3
+WORDS = ("the quick brown fox jumps over the lazy dog while a small city sleeps under "
+         "white light and the long night goes on ").split()
+
+
+def prompt_of(tokens):
+    """About `tokens` tokens of plain words (the test vocabulary has each as one piece)."""
+    return " ".join(WORDS[i % len(WORDS)] for i in range(tokens))
+
+
+def stream(client, model, prompt, max_tokens, seed):
+    """(seconds to the first token, seconds from first to last, tokens generated)."""
+    start = time.perf_counter()
+    first = None
+    pieces = 0
+    usage = None
+    for chunk in client.completions.create(
+        model=model, prompt=prompt, max_tokens=max_tokens, temperature=0.8, seed=seed,
+        stream=True, stream_options={"include_usage": True},
+    ):
+        if chunk.choices and chunk.choices[0].text:
+            pieces += 1
+            if first is None:
+                first = time.perf_counter()
+        if getattr(chunk, "usage", None):
+            usage = chunk.usage
+    end = time.perf_counter()
+    generated = usage.completion_tokens if usage else pieces
+    first = first or end
+    return first - start, end - first, generated
+
+
+def decode_rate(client, model):
+    rates = []
+    for run in range(RUNS):
+        _, decoding, generated = stream(client, model, prompt_of(16), 128, 100 + run)
+        if generated > 1 and decoding > 0:
+            rates.append((generated - 1) / decoding)
+    return statistics.median(rates)
+
+
+def first_token(client, model):
+    return statistics.median(
+        stream(client, model, prompt_of(512), 4, 200 + run)[0] for run in range(RUNS)
+    )
+
+
+def aggregate(client, model, streams):
+    totals = [0] * streams
+
+    def one(index):
+        totals[index] = stream(client, model, prompt_of(16), 128, 300 + index)[2]
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(totals) / (time.perf_counter() - start)
+
+
+def sentences(count):
+    return [f"{prompt_of(8 + index % 17)} number {index}" for index in range(count)]
+
+
+def main():
+    ward = openai.OpenAI(base_url=WARD_URL + "/v1", api_key=WARD_KEY, max_retries=0, timeout=600)
+    reference = openai.OpenAI(base_url=REFERENCE_URL + "/v1", api_key="none", max_retries=0, timeout=600)
+    # Warm both: the model loaded, its pages in memory.
+    stream(ward, "bench", prompt_of(8), 8, 1)
+    reference_model = reference.models.list().data[0].id
+    stream(reference, reference_model, prompt_of(8), 8, 1)
+    result = {
+        "ward_decode": decode_rate(ward, "bench"),
+        "reference_decode": decode_rate(reference, reference_model),
+        "ward_ttft_512": first_token(ward, "bench"),
+        "reference_ttft_512": first_token(reference, reference_model),
+        "ward_aggregate_4": aggregate(ward, "bench", 4),
+    }
+    # Embeddings: 640 sentences in requests of 32, as sentence-transformers batches them.
+    texts = sentences(640)
+    ward.embeddings.create(model="minilm", input=texts[:32])
+    start = time.perf_counter()
+    for offset in range(0, len(texts), 32):
+        ward.embeddings.create(model="minilm", input=texts[offset:offset + 32])
+    result["ward_sentences_per_second"] = len(texts) / (time.perf_counter() - start)
+    import torch
+    from sentence_transformers import SentenceTransformer
+    torch.set_num_threads(int(sys.argv[5]) if len(sys.argv) > 5 else torch.get_num_threads())
+    model = SentenceTransformer(MINILM_DIR, device="cpu")
+    model.encode(texts[:32], batch_size=32)
+    start = time.perf_counter()
+    model.encode(texts, batch_size=32)
+    result["reference_sentences_per_second"] = len(texts) / (time.perf_counter() - start)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
