@@ -1,7 +1,6 @@
 //! Image endpoints: list, pull (with NDJSON progress), import, export, inspect, remove,
 //! prune, and the registry logins pulls use.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -9,9 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tokio_stream::wrappers::ReceiverStream;
 use ward_client::wire::{
     BlobProgress, ExportRequest, ImageDocument, ImageList, LoginRequest, PruneResponse, PullEvent,
     PullRequest, RegistryLogin, RegistryLoginList,
@@ -70,11 +68,7 @@ pub async fn pull(
     JsonBody(request): JsonBody<PullRequest>,
 ) -> Result<Response, ApiError> {
     let project = project_of(&query.project)?;
-    let streamed = headers
-        .get(header::ACCEPT)
-        .and_then(|accept| accept.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/x-ndjson"));
-    if !streamed {
+    if !crate::ndjson::wanted(&headers) {
         let view = state
             .images
             .pull(
@@ -87,17 +81,15 @@ pub async fn pull(
             .await?;
         return Ok(Json(image_document(&view)).into_response());
     }
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<PullEvent>();
     // The answer begins before the pull ends: the pull records its own audit entry.
     admission.defer_audit();
     let images = state.images.clone();
     let door = state.door.clone();
-    let task = tokio::spawn(async move {
-        let progress_sender = sender.clone();
+    crate::ndjson::lines(move |progress_sender| async move {
         let report = move |progress: PullProgress| {
             let _ = progress_sender.send(pull_event(progress));
         };
-        let last = match images
+        match images
             .pull(
                 &project,
                 &request.reference,
@@ -116,29 +108,8 @@ pub async fn pull(
                 door.finish_deferred(&admission, error.status().as_u16(), &detail.message);
                 PullEvent::Error { error: detail }
             }
-        };
-        let _ = sender.send(last);
-    });
-    let cancel_on_disconnect = AbortOnDrop(task.abort_handle());
-    let lines = UnboundedReceiverStream::new(receiver).map(move |event| {
-        let _keep = &cancel_on_disconnect;
-        let mut line = serde_json::to_vec(&event).unwrap_or_default();
-        line.push(b'\n');
-        Ok::<_, Infallible>(Bytes::from(line))
-    });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .body(Body::from_stream(lines))
-        .map_err(|error| ApiError::internal(&error))
-}
-
-/// Aborts a task when the response streaming its output is dropped (the client went away).
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+        }
+    })
 }
 
 fn pull_event(progress: PullProgress) -> PullEvent {

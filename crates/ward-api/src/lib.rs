@@ -17,6 +17,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod models;
+mod ndjson;
 mod openai;
 mod openapi;
 mod quota;

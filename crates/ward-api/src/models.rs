@@ -232,14 +232,6 @@ pub async fn unload(
     Ok(Json(document(&view)))
 }
 
-/// Whether the caller asked for NDJSON progress.
-fn wants_lines(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|accept| accept.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/x-ndjson"))
-}
-
 fn transfer_event(progress: ward_core::view::PullProgress) -> ModelTransferEvent {
     match progress {
         ward_core::view::PullProgress::Resolved {
@@ -268,48 +260,6 @@ fn transfer_event(progress: ward_core::view::PullProgress) -> ModelTransferEvent
     }
 }
 
-/// Runs a transfer in a task of its own, its progress and end as NDJSON lines; closing the
-/// connection cancels it (what it downloaded stays, and the next pull resumes from there).
-fn stream_transfer(
-    work: impl FnOnce(
-            Box<dyn Fn(ward_core::view::PullProgress) + Send + Sync>,
-        ) -> futures_util::future::BoxFuture<'static, ModelTransferEvent>
-        + Send
-        + 'static,
-) -> Result<axum::response::Response, ApiError> {
-    use futures_util::StreamExt;
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<ModelTransferEvent>();
-    let progress_sender = sender.clone();
-    let report: Box<dyn Fn(ward_core::view::PullProgress) + Send + Sync> =
-        Box::new(move |progress| {
-            let _ = progress_sender.send(transfer_event(progress));
-        });
-    let task = tokio::spawn(async move {
-        let last = work(report).await;
-        let _ = sender.send(last);
-    });
-    let abort = task.abort_handle();
-    let guard = AbortOnDrop(abort);
-    let lines = tokio_stream::wrappers::UnboundedReceiverStream::new(receiver).map(move |event| {
-        let _keep = &guard;
-        let mut line = serde_json::to_vec(&event).unwrap_or_default();
-        line.push(b'\n');
-        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(line))
-    });
-    axum::response::Response::builder()
-        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
-        .body(Body::from_stream(lines))
-        .map_err(|error| ApiError::internal(&error))
-}
-
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Pulls a model from a URL, Hugging Face or a registry. With `Accept: application/x-ndjson`
 /// the answer is [`ModelTransferEvent`] lines, progress then the model or the error.
 #[utoipa::path(post, path = "/api/v1/models/pull", params(ProjectQuery), tag = "models",
@@ -326,7 +276,7 @@ pub async fn pull(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let project = project_of(&query.project)?;
-    if !wants_lines(&headers) {
+    if !crate::ndjson::wanted(&headers) {
         let view = state
             .model_transfers
             .pull(
@@ -343,29 +293,30 @@ pub async fn pull(
     admission.defer_audit();
     let transfers = state.model_transfers.clone();
     let door = state.door.clone();
-    stream_transfer(move |report| {
-        Box::pin(async move {
-            match transfers
-                .pull(
-                    &project,
-                    &request.source,
-                    request.name.as_deref(),
-                    &*report,
-                    Some(&admission),
-                )
-                .await
-            {
-                Ok(view) => ModelTransferEvent::Done {
-                    model: document(&view),
-                },
-                Err(error) => {
-                    let error = ApiError::from(error);
-                    let detail = error.detail();
-                    door.finish_deferred(&admission, error.status().as_u16(), &detail.message);
-                    ModelTransferEvent::Error { error: detail }
-                }
+    crate::ndjson::lines(move |progress| async move {
+        let report = move |update| {
+            let _ = progress.send(transfer_event(update));
+        };
+        match transfers
+            .pull(
+                &project,
+                &request.source,
+                request.name.as_deref(),
+                &report,
+                Some(&admission),
+            )
+            .await
+        {
+            Ok(view) => ModelTransferEvent::Done {
+                model: document(&view),
+            },
+            Err(error) => {
+                let error = ApiError::from(error);
+                let detail = error.detail();
+                door.finish_deferred(&admission, error.status().as_u16(), &detail.message);
+                ModelTransferEvent::Error { error: detail }
             }
-        })
+        }
     })
 }
 
@@ -386,7 +337,7 @@ pub async fn push(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let project = project_of(&query.project)?;
-    if !wants_lines(&headers) {
+    if !crate::ndjson::wanted(&headers) {
         let digest = state
             .model_transfers
             .push(&project, &name, &request.reference, &|_| {})
@@ -400,10 +351,13 @@ pub async fn push(
     admission.defer_audit();
     let transfers = state.model_transfers.clone();
     let door = state.door.clone();
-    stream_transfer(move |report| {
-        Box::pin(async move {
+    crate::ndjson::lines(move |progress| async move {
+        let report = move |update| {
+            let _ = progress.send(transfer_event(update));
+        };
+        {
             let (status, event) = match transfers
-                .push(&project, &name, &request.reference, &*report)
+                .push(&project, &name, &request.reference, &report)
                 .await
             {
                 Ok(digest) => (
@@ -428,6 +382,6 @@ pub async fn push(
             };
             door.finish_deferred(&admission, status, &outcome);
             event
-        })
+        }
     })
 }

@@ -207,8 +207,9 @@ impl ModelTransfers {
                     .images
                     .registry_options(project, &registry, false)
                     .map_err(image_error)?;
-                let report =
-                    |update: ward_image::pull::PullProgress| progress(core_progress(update));
+                let report = |update: ward_image::pull::PullProgress| {
+                    progress(crate::services::pull_progress(update))
+                };
                 let artifact = self
                     .puller
                     .pull_artifact(&reference, &options, &[GGUF_LAYER], &report)
@@ -280,7 +281,9 @@ impl ModelTransfers {
             "rootfs": {"type": "rootfs", "diff_ids": [model.digest]},
         });
         let config = serde_json::to_vec(&config).unwrap_or_default();
-        let report = |update: ward_image::pull::PullProgress| progress(core_progress(update));
+        let report = |update: ward_image::pull::PullProgress| {
+            progress(crate::services::pull_progress(update))
+        };
         let pushed = ward_image::artifact::push_artifact(
             &reference,
             &options,
@@ -309,30 +312,6 @@ fn reqwest_url(text: &str) -> Option<(String, String)> {
         return None;
     }
     Some((scheme.to_string(), host.to_string()))
-}
-
-fn core_progress(update: ward_image::pull::PullProgress) -> PullProgress {
-    match update {
-        ward_image::pull::PullProgress::Resolved {
-            manifest_digest,
-            blobs,
-        } => PullProgress::Resolved {
-            manifest_digest: manifest_digest.to_string(),
-            blobs: blobs
-                .into_iter()
-                .map(|(digest, size)| (digest.to_string(), size))
-                .collect(),
-        },
-        ward_image::pull::PullProgress::Blob {
-            digest,
-            done,
-            total,
-        } => PullProgress::Blob {
-            digest: digest.to_string(),
-            done,
-            total,
-        },
-    }
 }
 
 fn image_error(error: ImageError) -> ModelError {

@@ -351,7 +351,8 @@ fn image_view(image: StoredImage) -> ImageView {
     }
 }
 
-fn pull_progress(progress: ward_image::pull::PullProgress) -> PullProgress {
+/// A pull's progress as callers see it.
+pub(crate) fn pull_progress(progress: ward_image::pull::PullProgress) -> PullProgress {
     use ward_image::pull::PullProgress as Pulled;
     match progress {
         Pulled::Resolved {
