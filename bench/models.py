@@ -16,23 +16,27 @@ import openai
 
 WARD_URL, WARD_KEY, REFERENCE_URL, MINILM_DIR = sys.argv[1:5]
 RUNS = 3
-WORDS = ("the quick brown fox jumps over the lazy dog while a small city sleeps under "
-         "white light and the long night goes on ").split()
+# Words the benchmark model's vocabulary holds whole, so that N words are N tokens.
+WORDS = ("the and of to in is it that was for on are with as be at by this have from or one "
+         "had not but what all were when we there can an your which their said if do will "
+         "each about how up out them then she many some so these would other into has more "
+         "her two like him see time could no make than first been its who now people my "
+         "made over did down only way find use may water long little very after words").split()
 
 
-def prompt_of(tokens):
-    """About `tokens` tokens of plain words (the test vocabulary has each as one piece)."""
-    return " ".join(WORDS[i % len(WORDS)] for i in range(tokens))
+def prompt_of(tokens, start=0):
+    """`tokens` words, beginning at word `start` (another start, another prompt)."""
+    return " ".join(WORDS[(start + i) % len(WORDS)] for i in range(tokens))
 
 
-def stream(client, model, prompt, max_tokens, seed):
+def stream(client, model, prompt, max_tokens, seed, temperature=0.0):
     """(seconds to the first token, seconds from first to last, tokens generated)."""
     start = time.perf_counter()
     first = None
     pieces = 0
     usage = None
     for chunk in client.completions.create(
-        model=model, prompt=prompt, max_tokens=max_tokens, temperature=0.8, seed=seed,
+        model=model, prompt=prompt, max_tokens=max_tokens, temperature=temperature, seed=seed,
         stream=True, stream_options={"include_usage": True},
     ):
         if chunk.choices and chunk.choices[0].text:
@@ -47,18 +51,21 @@ def stream(client, model, prompt, max_tokens, seed):
     return first - start, end - first, generated
 
 
+# Sampled (seeded) rather than greedy: a random-weight model's likeliest token soon ends a
+# completion on some prompts, which would measure a stream's end rather than its speed.
 def decode_rate(client, model):
     rates = []
     for run in range(RUNS):
-        _, decoding, generated = stream(client, model, prompt_of(16), 128, 100 + run)
+        _, decoding, generated = stream(client, model, prompt_of(16, run), 128, 100 + run, 0.8)
         if generated > 1 and decoding > 0:
             rates.append((generated - 1) / decoding)
     return statistics.median(rates)
 
 
 def first_token(client, model):
+    # Each run's prompt begins differently: no server may answer from a cached prefix.
     return statistics.median(
-        stream(client, model, prompt_of(512), 4, 200 + run)[0] for run in range(RUNS)
+        stream(client, model, prompt_of(512, 7 * run + 1), 1, 200 + run)[0] for run in range(RUNS)
     )
 
 
@@ -66,7 +73,7 @@ def aggregate(client, model, streams):
     totals = [0] * streams
 
     def one(index):
-        totals[index] = stream(client, model, prompt_of(16), 128, 300 + index)[2]
+        totals[index] = stream(client, model, prompt_of(16, index), 128, 300 + index, 0.8)[2]
 
     start = time.perf_counter()
     threads = [threading.Thread(target=one, args=(index,)) for index in range(streams)]

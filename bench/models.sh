@@ -32,6 +32,7 @@ cleanup() {
   [ -n "${ward_pid:-}" ] && kill "$ward_pid" 2>/dev/null && wait "$ward_pid" 2>/dev/null
   [ -n "${reference_pid:-}" ] && kill "$reference_pid" 2>/dev/null && wait "$reference_pid" 2>/dev/null
   rm -rf "$work"
+  return 0
 }
 trap cleanup EXIT
 
@@ -61,11 +62,13 @@ done
 
 result=$("$venv/bin/python" bench/models.py "http://$(cat "$work/data/ward.addr")" \
   "$(cat "$work/data/admin.token")" "http://127.0.0.1:$port" "$minilm" "$threads")
+echo "$result" >&2
 runner_rss=$(w model ps -o json | python3 -c '
 import json, sys
 for model in json.load(sys.stdin):
     if model["name"] == "bench":
-        status = open(f"/proc/{model[\"pid\"]}/status").read()
+        pid = model["pid"]
+        status = open(f"/proc/{pid}/status").read()
         print(next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")))')
 size=$(stat -c %s "$model")
 

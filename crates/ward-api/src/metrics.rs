@@ -266,6 +266,7 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
     let loaded = Family::<ModelLabels, Gauge>::default();
     let loaded_memory = Family::<ModelLabels, Gauge>::default();
     let waiting = Family::<ModelLabels, Gauge>::default();
+    let queued = Family::<ModelLabels, Gauge>::default();
     let inference = state.inference.clone();
     if let Ok(models) = crate::blocking(move || inference.loaded_everywhere()).await {
         for (project, model) in models {
@@ -280,6 +281,9 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
             waiting
                 .get_or_create(&labels)
                 .set(i64::from(model.requests));
+            queued
+                .get_or_create(&labels)
+                .set(i64::from(model.requests.saturating_sub(model.slots)));
         }
     }
     registry.register("model_loaded", "Whether the model is loaded", loaded);
@@ -292,6 +296,11 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
         "model_requests",
         "Completions of the model running or waiting now",
         waiting,
+    );
+    registry.register(
+        "model_queue_depth",
+        "Completions of the model waiting for a slot now",
+        queued,
     );
 
     let mut text = String::new();

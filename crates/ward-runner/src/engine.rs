@@ -50,6 +50,9 @@ pub enum Task {
 
 /// The most inputs of an embedding request decoded in one batch.
 const EMBEDDING_SEQUENCES: u32 = 64;
+/// Tokens of short inputs packed into one batch: the encoder attends across the whole batch
+/// (masked to each input), so fewer tokens waste less (an input longer than this goes alone).
+const EMBEDDING_PACK_TOKENS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -481,7 +484,8 @@ fn serve_embeddings(
             let first = next;
             while next < inputs.len()
                 && next - first < EMBEDDING_SEQUENCES as usize
-                && batch.n_tokens() as usize + inputs[next].len() <= batch_tokens as usize
+                && (batch.n_tokens() == 0
+                    || batch.n_tokens() as usize + inputs[next].len() <= EMBEDDING_PACK_TOKENS)
             {
                 batch
                     .add_sequence(&inputs[next], (next - first) as i32, true)

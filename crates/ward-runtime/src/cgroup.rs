@@ -191,6 +191,63 @@ impl CgroupLocator {
         }
     }
 
+    /// Kills every process in the process cgroups (see [`ProcessCgroup`]) of daemon namespace
+    /// `namespace` whose name holds `marker`, and removes those cgroups: what a daemon that
+    /// died left running (its model runners). Returns how many processes it killed.
+    pub fn reap_process_cgroups(&self, namespace: &str, marker: &str) -> usize {
+        let prefix = format!("ward-{namespace}.");
+        let mut dirs = Vec::new();
+        for parent in self
+            .hierarchies()
+            .iter()
+            .map(|root| root.join(CGROUP_PARENT))
+        {
+            let Ok(groups) = fs::read_dir(&parent) else {
+                continue;
+            };
+            for group in groups.flatten() {
+                if !group.file_name().to_string_lossy().starts_with(&prefix) {
+                    continue;
+                }
+                let Ok(children) = fs::read_dir(group.path()) else {
+                    continue;
+                };
+                dirs.extend(
+                    children
+                        .flatten()
+                        .filter(|child| child.file_name().to_string_lossy().contains(marker))
+                        .map(|child| child.path()),
+                );
+            }
+        }
+        let mut killed = std::collections::BTreeSet::new();
+        for dir in &dirs {
+            let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs
+                .lines()
+                .filter_map(|line| line.trim().parse::<i32>().ok())
+            {
+                if killed.insert(pid) {
+                    // SAFETY: kill(2) with a pid read from the cgroup; no memory is touched.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+        // A killed process leaves its cgroup once the kernel has reaped it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for dir in &dirs {
+            while fs::remove_dir(dir).is_err()
+                && dir.exists()
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        killed.len()
+    }
+
     /// Removes the project group `group` from every hierarchy where it holds no instance,
     /// except, with `keep_caps`, the memory and CPU hierarchies that carry a quota's caps.
     pub fn remove_group(&self, group: &str, keep_caps: bool) {

@@ -362,6 +362,14 @@ impl Runtime {
         remove_empty_tree(&self.inner.run_root);
     }
 
+    /// Kills what a daemon that died left in the process cgroups whose name holds `marker`
+    /// (see [`Runtime::process_cgroup`]), and removes them; how many processes it killed.
+    pub fn reap_process_cgroups(&self, marker: &str) -> usize {
+        self.inner
+            .cgroups
+            .reap_process_cgroups(&self.inner.namespace, marker)
+    }
+
     /// A cgroup, capped at `memory_max` bytes, for a process of `project` that the daemon
     /// starts itself (`name` tells it from the project's instances and from each other).
     pub fn process_cgroup(

@@ -30,6 +30,8 @@ use crate::{Supervisor, SupervisorError};
 const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// The user runners run as.
 const RUNNER_UID: u32 = 65534;
+/// What the names of runners' cgroups hold (`…model@<digest prefix>`).
+const RUNNER_CGROUP_MARKER: &str = ".model@";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {
@@ -164,6 +166,13 @@ impl Inference {
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )?;
         let loaded = models.loaded_registry();
+        if let Some(sandbox) = &config.sandbox {
+            // Runners of a daemon that died are orphans nothing will ever ask: stop them.
+            let reaped = sandbox.runtime.reap_process_cgroups(RUNNER_CGROUP_MARKER);
+            if reaped > 0 {
+                tracing::info!(reaped, "stopped the model runners an earlier daemon left");
+            }
+        }
         let inference = Inference {
             inner: Arc::new(Inner {
                 models,

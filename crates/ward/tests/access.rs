@@ -270,6 +270,7 @@ fn a_viewer_key_is_refused_every_state_changing_call() {
             "/api/v1/sessions",
             "/v1/chat/completions",
             "/v1/completions",
+            "/v1/embeddings",
         ]
         .contains(&template.as_str());
         if changes_state && !exempt {

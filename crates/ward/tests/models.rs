@@ -20,10 +20,16 @@ fn python() -> PathBuf {
 }
 
 fn make_model(path: &Path) {
+    make_model_seeded(path, 7);
+}
+
+/// A random-weight model whose weights come from `seed` (another seed, another file).
+fn make_model_seeded(path: &Path, seed: u32) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-test-model.py");
     let status = Command::new(python())
         .arg(&script)
         .arg(path)
+        .args(["--seed", &seed.to_string()])
         .status()
         .expect("run make-test-model.py (scripts/install-deps.sh installs its packages)");
     assert!(status.success(), "make-test-model.py failed");
@@ -371,22 +377,25 @@ fn a_killed_runner_fails_its_stream_and_the_next_request_restarts_it() {
         })
         .to_string()
     };
-    // A first answer loads the model.
+    // A first answer loads the model; another model, of another file, is loaded beside it.
     let first = post_chat(&daemon, &chat(4, false));
     assert!(first.starts_with("HTTP/1.0 200"), "{first}");
-    let runner_pid = || {
-        std::fs::read_dir("/proc")
-            .expect("/proc")
-            .flatten()
-            .find_map(|entry| {
-                let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
-                (status.lines().next() == Some("Name:\tward-runner")
-                    && status.contains(&format!("\nPPid:\t{}\n", daemon.pid())))
-                .then(|| entry.file_name().to_string_lossy().parse::<i32>().ok())?
-            })
-            .expect("the model's runner")
+    let work = tempfile::tempdir().expect("work directory");
+    let other = work.path().join("other.gguf");
+    make_model_seeded(&other, 8);
+    assert_success(&daemon.ward(&["model", "import", other.to_str().expect("path")]));
+    assert_success(&daemon.ward(&["model", "load", "other"]));
+    let pid_of = |model: &str| {
+        ward_json(&daemon, &["model", "ps"])
+            .as_array()
+            .and_then(|loaded| loaded.iter().find(|entry| entry["name"] == model))
+            .and_then(|entry| entry["pid"].as_i64())
+            .map(|pid| pid as i32)
     };
+    let runner_pid = || pid_of("tiny").expect("the model's runner");
     let pid = runner_pid();
+    let other_pid = pid_of("other").expect("the other model's runner");
+    assert_ne!(pid, other_pid);
     // A long stream, cut by the kill after its first pieces.
     let mut stream = BufReader::new(open_chat(&daemon, &chat(100_000, true)));
     let mut lines = Vec::new();
@@ -411,6 +420,14 @@ fn a_killed_runner_fails_its_stream_and_the_next_request_restarts_it() {
     assert_eq!(errors.len(), 1, "{lines:?}");
     assert!(errors[0].contains("stopped"), "{}", errors[0]);
     assert_eq!(lines.last().map(String::as_str), Some("data: [DONE]\n"));
+
+    // The other model never noticed.
+    let answer = post_chat(
+        &daemon,
+        r#"{"model": "other", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    assert_eq!(pid_of("other"), Some(other_pid));
 
     // The next request starts a new runner and is answered.
     let next = post_chat(&daemon, &chat(4, false));
@@ -1278,8 +1295,23 @@ fn a_daemon_killed_mid_stream_loses_no_model_files() {
         "{}",
         String::from_utf8_lossy(&first[..read])
     );
+    let runner = ward_json(&daemon, &["model", "ps"])[0]["pid"]
+        .as_u64()
+        .expect("the runner's pid");
     daemon.kill9();
     daemon.restart();
+    // The runner the dead daemon left is stopped by the new one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while Path::new(&format!("/proc/{runner}")).exists()
+        && std::fs::read_to_string(format!("/proc/{runner}/status"))
+            .is_ok_and(|status| !status.contains("State:\tZ"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphaned runner {runner} still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let after = ward_json(&daemon, &["model", "show", "tiny"]);
     assert_eq!(before["digest"], after["digest"]);
     let hex = after["digest"]
