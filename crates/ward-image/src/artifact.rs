@@ -182,8 +182,7 @@ impl Puller {
                 registry: parsed.resolve_registry().to_string(),
                 message: error.to_string(),
             })?;
-        self.fetch_descriptor(client, parsed, descriptor, progress)
-            .await
+        self.fetch_blob(client, parsed, descriptor, progress).await
     }
 }
 

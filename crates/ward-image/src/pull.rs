@@ -259,20 +259,8 @@ impl Puller {
         &self.store
     }
 
-    /// [`Puller::fetch_blob`], for the artifact pulls.
-    pub(crate) async fn fetch_descriptor(
-        &self,
-        client: &Client,
-        reference: &Reference,
-        descriptor: &Descriptor,
-        progress: &(dyn Fn(PullProgress) + Send + Sync),
-    ) -> Result<(), PullError> {
-        self.fetch_blob(client, reference, descriptor, progress)
-            .await
-    }
-
     /// Stores one blob unless it is there; waits for another pull fetching the same blob.
-    async fn fetch_blob(
+    pub(crate) async fn fetch_blob(
         &self,
         client: &Client,
         reference: &Reference,
