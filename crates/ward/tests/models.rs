@@ -1331,3 +1331,104 @@ fn a_daemon_killed_mid_stream_loses_no_model_files() {
         "{answer}"
     );
 }
+
+/// An operator key of another project, as a hostile tenant holds it: it sees none of the
+/// project's models, cannot run, load, unload, push or remove them (not even naming the
+/// project), and the same file imported in its own project gets a runner of its own.
+#[test]
+fn another_projects_key_reaches_none_of_a_projects_models() {
+    let daemon = daemon_with_tiny(None);
+    assert_success(&daemon.ward(&["model", "load", "tiny"]));
+    let created: Value = serde_json::from_str(&assert_success(&daemon.ward(&[
+        "key",
+        "create",
+        "intruder",
+        "--project",
+        "beta",
+        "--role",
+        "operator",
+        "-o",
+        "json",
+    ])))
+    .expect("JSON");
+    let key = created["key"].as_str().expect("key").to_string();
+    let call = |method: &str, path: &str, body: &str| -> (u16, String) {
+        let output = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/stderr",
+                "-w",
+                "%{http_code}",
+                "-X",
+                method,
+            ])
+            .args(["-H", &format!("Authorization: Bearer {key}")])
+            .args(["-H", "Content-Type: application/json", "-d", body])
+            .arg(format!("{}{path}", daemon.url()))
+            .output()
+            .expect("curl");
+        (
+            String::from_utf8_lossy(&output.stdout)
+                .parse()
+                .expect("status"),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (status, listed) = call("GET", "/v1/models", "");
+    assert_eq!(status, 200);
+    assert!(!listed.contains("tiny"), "{listed}");
+    let (status, loaded) = call("GET", "/api/v1/models/loaded", "");
+    assert_eq!(status, 200);
+    assert!(!loaded.contains("tiny"), "{loaded}");
+    let chat =
+        r#"{"model": "tiny", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}"#;
+    for (method, path, body) in [
+        ("POST", "/v1/chat/completions", chat),
+        (
+            "POST",
+            "/v1/embeddings",
+            r#"{"model": "tiny", "input": "hi"}"#,
+        ),
+        ("GET", "/api/v1/models/tiny", ""),
+        ("POST", "/api/v1/models/tiny/load", ""),
+        ("POST", "/api/v1/models/tiny/unload", ""),
+        (
+            "POST",
+            "/api/v1/models/tiny/push",
+            r#"{"reference": "127.0.0.1:9/x/y:z"}"#,
+        ),
+        ("DELETE", "/api/v1/models/tiny?force=true", ""),
+    ] {
+        let (status, answer) = call(method, path, body);
+        assert_eq!(status, 404, "{method} {path}: {answer}");
+        // Naming the project outright is refused.
+        let in_default = if path.contains('?') {
+            format!("{path}&project=default")
+        } else {
+            format!("{path}?project=default")
+        };
+        let (status, answer) = call(method, &in_default, body);
+        assert_eq!(status, 403, "{method} {in_default}: {answer}");
+    }
+    // The model is still there and loaded, as it was.
+    let loaded = ward_json(&daemon, &["model", "ps"]);
+    let pid = loaded[0]["pid"].as_u64().expect("pid");
+    // The same file in the other project: a runner of its own.
+    let work = tempfile::tempdir().expect("work directory");
+    let model = work.path().join("tiny.gguf");
+    make_model(&model);
+    let beta = |arguments: &[&str]| {
+        let mut all = vec!["--project", "beta"];
+        all.extend_from_slice(arguments);
+        daemon.ward(&all)
+    };
+    assert_success(&beta(&["model", "import", model.to_str().expect("path")]));
+    assert_success(&beta(&["model", "load", "tiny"]));
+    let theirs = ward_json(&daemon, &["--project", "beta", "model", "ps"]);
+    assert_ne!(theirs[0]["pid"].as_u64(), Some(pid), "{theirs}");
+    assert_eq!(
+        ward_json(&daemon, &["model", "ps"])[0]["pid"].as_u64(),
+        Some(pid)
+    );
+}
