@@ -355,33 +355,29 @@ pub async fn push(
         let report = move |update| {
             let _ = progress.send(transfer_event(update));
         };
+        let (status, outcome, event) = match transfers
+            .push(&project, &name, &request.reference, &report)
+            .await
         {
-            let (status, event) = match transfers
-                .push(&project, &name, &request.reference, &report)
-                .await
-            {
-                Ok(digest) => (
-                    200,
-                    ModelTransferEvent::Pushed(ModelPushed {
-                        reference: request.reference.clone(),
-                        digest,
-                    }),
-                ),
-                Err(error) => {
-                    let error = ApiError::from(error);
-                    let detail = error.detail();
-                    (
-                        error.status().as_u16(),
-                        ModelTransferEvent::Error { error: detail },
-                    )
-                }
-            };
-            let outcome = match &event {
-                ModelTransferEvent::Error { error } => error.message.clone(),
-                _ => "pushed".to_string(),
-            };
-            door.finish_deferred(&admission, status, &outcome);
-            event
-        }
+            Ok(digest) => (
+                200,
+                "pushed".to_string(),
+                ModelTransferEvent::Pushed(ModelPushed {
+                    reference: request.reference.clone(),
+                    digest,
+                }),
+            ),
+            Err(error) => {
+                let error = ApiError::from(error);
+                let detail = error.detail();
+                (
+                    error.status().as_u16(),
+                    detail.message.clone(),
+                    ModelTransferEvent::Error { error: detail },
+                )
+            }
+        };
+        door.finish_deferred(&admission, status, &outcome);
+        event
     })
 }

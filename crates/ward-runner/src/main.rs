@@ -86,13 +86,6 @@ fn serve(connection: UnixStream, jobs: &mpsc::Sender<Job>, info: &ModelInfo) {
         return;
     }
     let mut out = std::io::BufWriter::new(connection);
-    let reply = |out: &mut std::io::BufWriter<UnixStream>, event: &Event| -> bool {
-        let Ok(mut text) = serde_json::to_vec(event) else {
-            return false;
-        };
-        text.push(b'\n');
-        out.write_all(&text).and_then(|_| out.flush()).is_ok()
-    };
     match serde_json::from_str::<Request>(&line) {
         Err(error) => {
             reply(
@@ -106,25 +99,33 @@ fn serve(connection: UnixStream, jobs: &mpsc::Sender<Job>, info: &ModelInfo) {
                 let _ = out.write_all(&text).and_then(|_| out.flush());
             }
         }
-        Ok(request @ (Request::Generate(_) | Request::Embed(_))) => {
-            let task = match request {
-                Request::Generate(request) => Task::Generate(request),
-                Request::Embed(request) => Task::Embed(request),
-                Request::Info => return,
-            };
-            let (events, receiver) = mpsc::channel();
-            if jobs.send(Job { task, events }).is_err() {
-                return;
-            }
-            for event in receiver {
-                let last = event.is_last();
-                // A client that left drops the receiver here, which frees its slot.
-                if !reply(&mut out, &event) || last {
-                    return;
-                }
-            }
+        Ok(Request::Generate(request)) => relay(Task::Generate(request), jobs, &mut out),
+        Ok(Request::Embed(request)) => relay(Task::Embed(request), jobs, &mut out),
+    }
+}
+
+/// Hands `task` to the engine and writes its events until the last.
+fn relay(task: Task, jobs: &mpsc::Sender<Job>, out: &mut impl Write) {
+    let (events, receiver) = mpsc::channel();
+    if jobs.send(Job { task, events }).is_err() {
+        return;
+    }
+    for event in receiver {
+        let last = event.is_last();
+        // A client that left drops the receiver here, which frees its slot.
+        if !reply(out, &event) || last {
+            return;
         }
     }
+}
+
+/// Writes one event line; false once the client has gone.
+fn reply(out: &mut impl Write, event: &Event) -> bool {
+    let Ok(mut text) = serde_json::to_vec(event) else {
+        return false;
+    };
+    text.push(b'\n');
+    out.write_all(&text).and_then(|_| out.flush()).is_ok()
 }
 
 /// Where the runner answers.

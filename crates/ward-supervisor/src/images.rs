@@ -348,7 +348,7 @@ impl ImageService {
 
     /// Whether Ward speaks plain HTTP to `registry` without being asked: loopback registries
     /// (as Docker does) and those the configuration names.
-    fn plain_http(&self, registry: &str) -> bool {
+    pub(crate) fn plain_http(&self, registry: &str) -> bool {
         credentials::is_loopback_registry(registry)
             || self
                 .inner

@@ -132,6 +132,8 @@ struct Runner {
     project: String,
     /// The name it was loaded under.
     name: String,
+    /// Its model file's.
+    digest: String,
     /// Its cgroup, when runners are confined.
     cgroup: Option<ward_runtime::ProcessCgroup>,
     /// The memory cap of its cgroup.
@@ -357,7 +359,7 @@ impl Inner {
             .unwrap_or_else(|| resident_bytes(runner.child.id()));
         LoadedModel {
             name: name.to_string(),
-            digest: key.rsplit('/').next().unwrap_or(key).to_string(),
+            digest: runner.digest.clone(),
             pid: runner.child.id(),
             memory_bytes,
             slots: runner.info.slots,
@@ -433,7 +435,7 @@ impl Inner {
             }
             self.mark(&key, false);
         }
-        let plan = self.plan(project, name, digest)?;
+        let plan = self.plan(name, digest)?;
         // Room: fewer runners than the count allows, and (with a memory cap on all runners)
         // enough memory for this one's cap.
         loop {
@@ -546,7 +548,7 @@ impl Inner {
     }
 
     /// The file of `digest` and what its runner may use.
-    fn plan(&self, project: &str, name: &str, digest: &str) -> Result<Plan, InferenceError> {
+    fn plan(&self, name: &str, digest: &str) -> Result<Plan, InferenceError> {
         let unavailable = |reason: String| InferenceError::Unavailable {
             model: name.to_string(),
             reason,
@@ -560,7 +562,6 @@ impl Inner {
             .len();
         let header = ward_model::gguf::Header::read_file(&file)
             .map_err(|error| unavailable(format!("cannot read its file: {error}")))?;
-        let _ = project;
         Ok(Plan {
             file,
             memory_max: memory_cap(
@@ -735,6 +736,7 @@ impl Inner {
             child,
             project: project.to_string(),
             name: name.to_string(),
+            digest: digest.to_string(),
             cgroup,
             memory_max: plan.memory_max,
             socket,

@@ -111,7 +111,7 @@ impl ModelTransfers {
             ));
         }
         if text.starts_with("https://") || text.starts_with("http://") {
-            let url = reqwest_url(text).ok_or_else(|| invalid("it is not a URL"))?;
+            let url = scheme_and_host(text).ok_or_else(|| invalid("it is not a URL"))?;
             if url.0 == "http" && !self.plain_http_host(&url.1) {
                 return Err(invalid(
                     "plain http:// is taken only for loopback hosts and insecure_registries; use https://",
@@ -137,11 +137,7 @@ impl ModelTransfers {
     }
 
     fn plain_http_host(&self, host: &str) -> bool {
-        ward_image::credentials::is_loopback_registry(host)
-            || self
-                .images
-                .registry_options("", host, false)
-                .is_ok_and(|options| options.plain_http)
+        self.images.plain_http(host)
     }
 
     /// Pulls `source` into `project` as `name` (or the name the source suggests).
@@ -304,7 +300,7 @@ impl ModelTransfers {
 }
 
 /// The scheme and host of a URL, if it is one.
-fn reqwest_url(text: &str) -> Option<(String, String)> {
+fn scheme_and_host(text: &str) -> Option<(String, String)> {
     let (scheme, rest) = text.split_once("://")?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let host = authority.rsplit('@').next()?;
