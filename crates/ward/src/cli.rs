@@ -37,6 +37,12 @@ pub enum Command {
     /// Print a shell completion script (bash, zsh, fish)
     #[command(after_help = COMPLETION_EXAMPLES)]
     Completion(Deferred<CompletionArgs>),
+    /// Score a CSV time series for anomalies with the detector that watches live workloads
+    #[command(after_help = DETECT_HELP)]
+    Detect(Deferred<DetectArgs>),
+    /// Forecast a CSV time series: its level, trend and daily and weekly patterns, carried forward
+    #[command(after_help = FORECAST_HELP)]
+    Forecast(Deferred<ForecastArgs>),
 }
 
 /// The commands that talk to the daemon.
@@ -1162,6 +1168,56 @@ pub struct TopArgs {
 
     #[command(flatten)]
     pub client_options: ClientOptions,
+}
+
+const DETECT_HELP: &str = "\
+Reads CSV with a header naming `timestamp` and `value` columns (other columns are ignored)
+and writes `timestamp,value,anomaly_score,is_anomaly`, one row per input row, in order.
+Timestamps: `YYYY-MM-DD HH:MM:SS`, RFC 3339 or seconds since the epoch. An empty value or
+`nan` is a gap. Each score depends only on the rows before it, so a live stream works:
+
+  ward detect --input cpu.csv --output scores.csv
+  tail -f metrics.csv | ward detect";
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// The series to read (default: standard input)
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Where to write the scores (default: standard output)
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+const FORECAST_HELP: &str = "\
+Reads CSV like 'ward detect' and writes `timestamp,forecast,lower,upper` at the series'
+usual interval up to the horizon; `lower` and `upper` bound about 80 % of the errors the
+chosen model made on the newest fifth of the history. With --limit, says on standard
+error when the forecast first reaches that value:
+
+  ward forecast --input memory.csv --horizon 2d --limit 536870912";
+
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    /// The history to read (default: standard input)
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// How far ahead, like 6h or 7d
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_horizon_flag)]
+    pub horizon: Duration,
+    /// Say when the forecast first reaches this value
+    #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
+    pub limit: Option<f64>,
+}
+
+fn parse_horizon_flag(text: &str) -> Result<Duration, String> {
+    let horizon = units::parse_duration(text)?;
+    if horizon.is_zero() || horizon > Duration::from_secs(366 * 86_400) {
+        return Err(format!(
+            "horizon {text:?} must be more than 0 and at most a year, like 2d"
+        ));
+    }
+    Ok(horizon)
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod apply;
 mod chat;
 mod completion;
 mod compose;
+mod detect;
 mod events;
 mod exec;
 mod image;
@@ -83,6 +84,8 @@ pub async fn dispatch(command: Command, global_options: ClientOptions) -> anyhow
             Ok(0)
         }
         Command::Completion(arguments) => completion::run(&arguments),
+        Command::Detect(arguments) => detect::run(&arguments),
+        Command::Forecast(arguments) => detect::forecast(&arguments),
     }
 }
 
