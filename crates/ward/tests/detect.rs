@@ -183,3 +183,63 @@ fn files_in_and_out_and_bad_input_refused_by_line() {
         .unwrap();
     assert_one_error_line(&missing, "cannot read --input /nonexistent/cpu.csv");
 }
+
+#[test]
+fn a_forecast_says_when_a_rising_series_reaches_its_limit() {
+    let directory = tempfile::tempdir().unwrap();
+    let input = directory.path().join("memory.csv");
+    // Ten days every ten minutes, rising 10 a day from 100 with a daily wave of ±5, with a
+    // duplicated row and the rows out of order.
+    let mut rows: Vec<String> = (0..1440)
+        .map(|i| {
+            let t = 1_700_006_400 + i * 600;
+            let day = f64::from(i) / 144.0;
+            let value = 100.0 + 10.0 * day + 5.0 * (day * std::f64::consts::TAU).sin();
+            format!("{t},{value}")
+        })
+        .collect();
+    rows.push(rows[5].clone());
+    rows.swap(10, 20);
+    std::fs::write(&input, format!("timestamp,value\n{}\n", rows.join("\n"))).unwrap();
+    let output = ward_command()
+        .args(["forecast", "--horizon", "2d", "--limit", "205", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "timestamp,forecast,lower,upper");
+    assert_eq!(lines.len(), 1 + 288, "two days at ten minutes");
+    assert!(lines[1].starts_with("2023-11-25 00:00:00,"), "{}", lines[1]);
+    for line in &lines[1..] {
+        let fields: Vec<f64> = line
+            .split(',')
+            .skip(1)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        assert!(fields[1] <= fields[0] && fields[0] <= fields[2], "{line}");
+        assert!((190.0..240.0).contains(&fields[0]), "{line}");
+    }
+    let said = String::from_utf8(output.stderr).unwrap();
+    assert!(said.starts_with("reaches 205 at 2023-11-2"), "{said}");
+
+    let flat = ward_command()
+        .args(["forecast", "--input"])
+        .arg(&input)
+        .args(["--horizon", "0s"])
+        .output()
+        .unwrap();
+    assert_one_error_line(&flat, "horizon \"0s\" must be more than 0");
+    std::fs::write(&input, "timestamp,value\n1,2\n").unwrap();
+    let short = ward_command()
+        .args(["forecast", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_one_error_line(&short, "a forecast needs at least 3");
+}
