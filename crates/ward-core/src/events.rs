@@ -21,6 +21,8 @@ pub enum EventKind {
     Healthy,
     Scaled,
     Recovered,
+    /// A series of the workload's behaves unlike its own history.
+    Anomaly,
 }
 
 impl EventKind {
@@ -42,6 +44,7 @@ impl EventKind {
             EventKind::Healthy => "healthy",
             EventKind::Scaled => "scaled",
             EventKind::Recovered => "recovered",
+            EventKind::Anomaly => "anomaly",
         }
     }
 }

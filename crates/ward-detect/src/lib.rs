@@ -42,13 +42,14 @@ impl Robust {
         n: 0,
     };
 
-    fn scale(&self) -> f64 {
-        self.dev.max(1e-6 * self.mean.abs()).max(1e-12)
+    /// The deviation, but never under `floor`.
+    fn scale(&self, floor: f64) -> f64 {
+        self.dev.max(floor).max(1e-12)
     }
 
     /// The signed deviation of `x` in scales (0 until there is something to compare
     /// with), then learns `x` at rate `alpha` (faster at first, like a plain average).
-    fn surprise(&mut self, x: f64, alpha: f64) -> f64 {
+    fn surprise(&mut self, x: f64, alpha: f64, floor: f64) -> f64 {
         self.n = self.n.saturating_add(1);
         if self.n == 1 {
             self.mean = x;
@@ -56,7 +57,7 @@ impl Robust {
         }
         let alpha = alpha.max(1.0 / f64::from(self.n));
         let delta = x - self.mean;
-        let scale = self.scale();
+        let scale = self.scale(floor);
         let clipped = if self.n > 10 {
             delta.clamp(-3.0 * scale, 3.0 * scale)
         } else {
@@ -87,13 +88,13 @@ impl Slot {
         n: 0,
     };
 
-    fn surprise(&mut self, x: f64, alpha: f64) -> f64 {
+    fn surprise(&mut self, x: f64, alpha: f64, floor: f64) -> f64 {
         let mut wide = Robust {
             mean: f64::from(self.mean),
             dev: f64::from(self.dev),
             n: u32::from(self.n),
         };
-        let z = wide.surprise(x, alpha);
+        let z = wide.surprise(x, alpha, floor);
         (self.mean, self.dev, self.n) = (
             wide.mean as f32,
             wide.dev as f32,
@@ -169,6 +170,18 @@ pub enum Sign {
 const SIGNS: usize = 6;
 
 impl Sign {
+    /// The sign's name in events and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sign::Level => "level",
+            Sign::Change => "change",
+            Sign::Spread => "spread",
+            Sign::TimeOfDay => "time_of_day",
+            Sign::SustainedLevel => "sustained_level",
+            Sign::SustainedChange => "sustained_change",
+        }
+    }
+
     const ALL: [Sign; SIGNS] = [
         Sign::Level,
         Sign::Change,
@@ -195,17 +208,18 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// A sentence on why the point is unusual, naming the series `what`.
-    pub fn explain(&self, what: &str, value: f64) -> String {
+    /// A sentence on why the point is unusual, naming the series `what`, with the value
+    /// and its usual level already written in their units.
+    pub fn explain(&self, what: &str, value: &str, usual: &str) -> String {
         let way = if self.rising { "above" } else { "below" };
-        let usual = Number(self.usual);
-        let value = Number(value);
         match self.sign {
             Sign::Level => format!("{what} is {value}, far {way} its usual {usual}"),
             Sign::Change => {
                 format!("{what} jumped to {value} from about {usual}, a far larger step than usual")
             }
-            Sign::Spread => format!("{what} is fluctuating far more or far less than usual"),
+            Sign::Spread => {
+                format!("{what} is fluctuating far more or far less than usual (now {value})")
+            }
             Sign::TimeOfDay => {
                 format!("{what} is {value}, far {way} what is usual at this time of day")
             }
@@ -216,6 +230,15 @@ impl Verdict {
                 format!("{what} keeps changing faster than it usually does (now {value})")
             }
         }
+    }
+
+    /// [`Verdict::explain`] with plain numbers.
+    pub fn explain_numbers(&self, what: &str, value: f64) -> String {
+        self.explain(
+            what,
+            &Number(value).to_string(),
+            &Number(self.usual).to_string(),
+        )
     }
 }
 
@@ -242,6 +265,8 @@ const SPREAD_RATE: f64 = 0.1;
 const USUAL_SPREAD_RATE: f64 = 0.005;
 const SLOT_RATE: f64 = 0.05;
 const SUSTAINED_RATE: f64 = 0.1;
+/// The smallest scale, relative to the usual level.
+const FLOOR: f64 = 0.01;
 /// Time-of-day slots (half an hour each).
 const SLOTS: usize = 48;
 /// Points learnt before any score.
@@ -316,26 +341,34 @@ impl Detector {
             };
         }
         self.count += 1;
-        let level = self.level.surprise(value, LEVEL_RATE);
+        // A change under 1 % of the usual level is never a surprise (a page of memory more).
+        let floor = FLOOR * self.level.mean.abs();
+        let level = self.level.surprise(value, LEVEL_RATE, floor);
         let change = if self.count > 1 {
-            self.change.surprise(value - self.last, CHANGE_RATE).abs()
+            self.change
+                .surprise(value - self.last, CHANGE_RATE, floor)
+                .abs()
         } else {
             0.0
         };
         self.last = value;
 
-        let deviation = (level * self.level.scale()).abs();
+        let deviation = (level * self.level.scale(floor)).abs();
         self.spread += SPREAD_RATE * (deviation - self.spread);
-        let usual_spread = self.usual_spread.mean.max(1e-12);
+        let usual_spread = self.usual_spread.mean.max(floor).max(1e-12);
         let spread = if self.count > 20 {
-            2.0 * (self.spread.max(1e-12) / usual_spread).ln().abs().min(3.0)
+            2.0 * (self.spread.max(floor).max(1e-12) / usual_spread)
+                .ln()
+                .abs()
+                .min(3.0)
         } else {
             0.0
         };
-        self.usual_spread.surprise(deviation, USUAL_SPREAD_RATE);
+        self.usual_spread
+            .surprise(deviation, USUAL_SPREAD_RATE, 0.0);
 
         let slot = (time.rem_euclid(86_400.0) / 86_400.0 * SLOTS as f64) as usize % SLOTS;
-        let time_of_day = self.slots[slot].surprise(value, SLOT_RATE).abs();
+        let time_of_day = self.slots[slot].surprise(value, SLOT_RATE, floor).abs();
 
         self.sustained_level += SUSTAINED_RATE * (level.abs().min(6.0) - self.sustained_level);
         self.sustained_change += SUSTAINED_RATE * (change.min(6.0) - self.sustained_change);
@@ -423,7 +456,7 @@ mod tests {
             "{:?}",
             verdicts[jump]
         );
-        let why = verdicts[jump].explain("cpu of api", points[jump].1);
+        let why = verdicts[jump].explain_numbers("cpu of api", points[jump].1);
         assert!(
             why.starts_with("cpu of api jumped to") || why.contains("far above its usual"),
             "{why}"
@@ -446,6 +479,20 @@ mod tests {
             .map(|&(t, v)| part.update(t, v).score)
             .collect();
         assert_eq!(first, all[..1234]);
+    }
+
+    #[test]
+    fn a_flat_series_that_moves_by_a_page_is_not_an_anomaly() {
+        // Memory that holds at 10 MiB for an hour, a 4 KiB page more or less now and then;
+        // then it grows by half.
+        let mut detector = Detector::new();
+        for i in 0..3600 {
+            let pages =
+                [0.0, 0.0, 0.0, 1.0, 0.0, 2.0, 0.0][i % 7] + if i > 2000 { 1.0 } else { 0.0 };
+            let verdict = detector.update(i as f64, 10_485_760.0 + 4096.0 * pages);
+            assert!(!verdict.anomaly, "point {i}: {verdict:?}");
+        }
+        assert!(detector.update(3600.0, 15_728_640.0).anomaly);
     }
 
     #[test]

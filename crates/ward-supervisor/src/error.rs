@@ -34,6 +34,8 @@ pub enum SupervisorError {
     Runtime(#[from] ward_runtime::RuntimeError),
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    #[error("metric store: {0}")]
+    Metrics(#[from] ward_tsdb::Error),
     /// Refused at the door, or by a check the vocabulary makes (a role that is none).
     #[error(transparent)]
     Core(#[from] ward_core::Error),

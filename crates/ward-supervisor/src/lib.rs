@@ -26,6 +26,7 @@ mod recorder;
 pub mod secrets;
 mod services;
 mod state;
+mod telemetry;
 mod time;
 pub mod users;
 mod volumes;
@@ -81,6 +82,15 @@ pub struct SupervisorConfig {
     pub event_retention: usize,
     /// Host paths no workload may mount, and host directories opened to projects.
     pub host_access: HostAccess,
+    /// Where sampled metrics are kept, and how; `None`: not kept, not watched.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The metric store's place and limits.
+#[derive(Clone, Debug)]
+pub struct MetricsConfig {
+    pub dir: std::path::PathBuf,
+    pub store: ward_tsdb::Options,
 }
 
 impl Default for SupervisorConfig {
@@ -91,6 +101,7 @@ impl Default for SupervisorConfig {
             sample_interval: Duration::from_secs(5),
             event_retention: 100_000,
             host_access: HostAccess::default(),
+            metrics: None,
         }
     }
 }
@@ -111,6 +122,8 @@ pub(crate) struct Inner {
     wake: Notify,
     /// Signalled whenever an operation finishes, for callers waiting on a state.
     changed: Notify,
+    /// The metric store and the anomaly detectors, when kept.
+    telemetry: Option<Mutex<telemetry::Telemetry>>,
     /// What each project's volumes hold, measured off every lock.
     volumes: Arc<volumes::VolumeMeter>,
     /// Writes instance records and events off the state lock and the async threads, in the
@@ -127,7 +140,15 @@ impl Supervisor {
         config: SupervisorConfig,
     ) -> Result<Supervisor, SupervisorError> {
         let (events, _) = broadcast::channel(4096);
+        let telemetry = match &config.metrics {
+            Some(metrics) => Some(Mutex::new(telemetry::Telemetry::open(
+                &metrics.dir,
+                metrics.store,
+            )?)),
+            None => None,
+        };
         let inner = Arc::new(Inner {
+            telemetry,
             gate: Gate::new(store.clone()),
             recorder: recorder::Recorder::start(store.clone(), events.clone()),
             store,

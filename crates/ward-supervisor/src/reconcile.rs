@@ -14,6 +14,7 @@ use ward_spec::WorkloadSpec;
 use crate::events::{EventKind, PendingEvent};
 use crate::policy::should_restart;
 use crate::state::{InstanceEntry, State, WorkloadEntry};
+use crate::telemetry::Reading;
 use crate::time::from_millis;
 use crate::view::{DesiredState, HealthState, Phase, UsageSample};
 use crate::{Inner, SupervisorError};
@@ -762,6 +763,7 @@ pub(crate) async fn run_sampler(inner: Arc<Inner>) {
             .filter_map(|handle| inner.driver.usage(&handle).map(|usage| (handle, usage)))
             .collect();
         let mut state = inner.lock();
+        let mut samples = Vec::with_capacity(readings.len());
         for (handle, usage) in readings {
             let key = &handle.key;
             let Some(instance) = state
@@ -787,6 +789,28 @@ pub(crate) async fn run_sampler(inner: Arc<Inner>) {
                 memory_bytes: usage.memory_bytes,
                 pids: usage.pids,
             });
+            samples.push(Reading {
+                project: key.project.clone(),
+                workload: key.workload.clone(),
+                replica: key.replica,
+                cpu_cores: cpu_percent.map(|percent| percent / 100.0),
+                memory_bytes: usage.memory_bytes,
+                pids: usage.pids,
+            });
+        }
+        drop(state);
+        if let Some(telemetry) = &inner.telemetry {
+            let events = {
+                let mut telemetry = telemetry
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                telemetry.forget_except(&samples);
+                telemetry.record(std::time::SystemTime::now(), &samples)
+            };
+            if !events.is_empty() {
+                let _order = inner.lock();
+                inner.record(None, events);
+            }
         }
     }
 }

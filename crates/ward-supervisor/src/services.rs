@@ -50,7 +50,9 @@ impl From<SupervisorError> for Error {
                 (ErrorKind::QuotaExceeded, Some(format!("quota.{quota}")))
             }
             SupervisorError::Store(store_error) => return store_failure(store_error),
-            SupervisorError::Runtime(_) => return Error::internal(&error),
+            SupervisorError::Runtime(_) | SupervisorError::Metrics(_) => {
+                return Error::internal(&error)
+            }
             SupervisorError::Core(core_error) => return core_error.clone(),
         };
         Error {

@@ -36,6 +36,8 @@ pub struct DaemonConfig {
     pub host_volumes: Vec<HostVolume>,
     /// How models run.
     pub models: ModelSettings,
+    /// How workloads' metrics are sampled and kept.
+    pub metrics: MetricSettings,
     /// The config file itself, which no workload may mount.
     pub config_file: Option<PathBuf>,
 }
@@ -66,6 +68,35 @@ struct ConfigFile {
     default_pids_limit: Option<u64>,
     host_volumes: Option<BTreeMap<String, HostVolumeFile>>,
     models: Option<ModelsFile>,
+    metrics: Option<MetricsFile>,
+}
+
+/// `metrics: {interval: 5s, retention: 2d, max_series: 100000}`: every running instance's
+/// CPU, memory and processes are sampled each interval, kept for the retention in
+/// `DATA_DIR/metrics`, and watched for anomalies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricSettings {
+    pub interval: std::time::Duration,
+    pub retention: std::time::Duration,
+    pub max_series: usize,
+}
+
+impl Default for MetricSettings {
+    fn default() -> Self {
+        MetricSettings {
+            interval: std::time::Duration::from_secs(5),
+            retention: std::time::Duration::from_secs(2 * 86_400),
+            max_series: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    interval: Option<String>,
+    retention: Option<String>,
+    max_series: Option<usize>,
 }
 
 /// How models run: `models: {slots: 4, context: 4096, queue: 32, max_loaded: 3,
@@ -290,7 +321,33 @@ impl DaemonConfig {
                 })?;
             }
         }
+        let mut metrics = MetricSettings::default();
+        if let Some(file) = file.metrics {
+            if let Some(text) = file.interval {
+                let interval = humantime::parse_duration(&text).map_err(|error| {
+                    anyhow::anyhow!("metrics.interval: {text:?}: {error}; give a duration like 5s")
+                })?;
+                if !(std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(60))
+                    .contains(&interval)
+                {
+                    bail!("metrics.interval: {text:?} is out of range; give 100ms to 60s, like 5s");
+                }
+                metrics.interval = interval;
+            }
+            if let Some(text) = file.retention {
+                metrics.retention = humantime::parse_duration(&text).map_err(|error| {
+                    anyhow::anyhow!("metrics.retention: {text:?}: {error}; give a duration like 2d")
+                })?;
+            }
+            if let Some(max_series) = file.max_series {
+                if max_series == 0 {
+                    bail!("metrics.max_series: give a whole number above 0");
+                }
+                metrics.max_series = max_series;
+            }
+        }
         Ok(DaemonConfig {
+            metrics,
             models,
             default_pids_limit,
             host_volumes,

@@ -15,7 +15,7 @@ use ward_store::Store;
 use ward_supervisor::model_transfer::ModelTransfers;
 use ward_supervisor::{
     AccessService, CredentialStore, HostAccess, ImageService, Inference, InferenceConfig,
-    ModelService, SecretService, Supervisor, SupervisorConfig, UserService,
+    MetricsConfig, ModelService, SecretService, Supervisor, SupervisorConfig, UserService,
 };
 
 use crate::cli::ServeArgs;
@@ -114,6 +114,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 protected_paths: runtime.protected_paths(),
                 host_volumes: config.host_volumes.clone(),
             },
+            sample_interval: config.metrics.interval,
+            metrics: Some(MetricsConfig {
+                dir: config.data_dir.join("metrics"),
+                store: ward_tsdb::Options {
+                    max_series: config.metrics.max_series,
+                    retention_ms: config.metrics.retention.as_millis().min(i64::MAX as u128) as i64,
+                    ..ward_tsdb::Options::default()
+                },
+            }),
             ..SupervisorConfig::default()
         },
     )

@@ -1,0 +1,180 @@
+//! Telemetry: every sample the usage sampler takes goes into the time-series store, and
+//! through one streaming detector per series; an anomaly becomes an event that says which
+//! series, how unusual, and why in plain words.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ward_core::events::EventKind;
+use ward_detect::{Detector, Verdict};
+use ward_tsdb::{SeriesKey, Store};
+
+use crate::events::PendingEvent;
+
+/// The instance series, Prometheus-style names.
+pub const CPU: &str = "ward_instance_cpu_usage_cores";
+pub const MEMORY: &str = "ward_instance_memory_bytes";
+pub const PIDS: &str = "ward_instance_pids";
+
+/// One instance's reading at one sampling.
+#[derive(Debug, Clone)]
+pub(crate) struct Reading {
+    pub project: String,
+    pub workload: String,
+    pub replica: u32,
+    /// Cores in use over the last interval; `None` at an instance's first reading.
+    pub cpu_cores: Option<f64>,
+    pub memory_bytes: u64,
+    pub pids: u64,
+}
+
+/// The store and the detectors.
+pub(crate) struct Telemetry {
+    store: Store,
+    detectors: HashMap<SeriesKey, Detector>,
+    /// When blocks past the retention were last deleted.
+    expired_at: Option<std::time::Instant>,
+}
+
+/// How often blocks past the retention are looked for.
+const EXPIRE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("series", &self.detectors.len())
+            .finish()
+    }
+}
+
+/// What a series measures, in words and with its unit.
+fn describe(name: &str, value: f64) -> (&'static str, String) {
+    match name {
+        MEMORY => ("memory", bytes(value)),
+        CPU => ("CPU", format!("{value:.2} cores")),
+        _ => ("processes", format!("{value:.0}")),
+    }
+}
+
+fn bytes(value: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = value;
+    let mut unit = 0;
+    while value.abs() >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+impl Telemetry {
+    pub fn open(dir: &Path, options: ward_tsdb::Options) -> Result<Telemetry, ward_tsdb::Error> {
+        Ok(Telemetry {
+            store: Store::open(dir, options)?,
+            detectors: HashMap::new(),
+            expired_at: None,
+        })
+    }
+
+    /// Stores one sampling's readings and scores each series; returns the anomaly events.
+    pub fn record(&mut self, at: SystemTime, readings: &[Reading]) -> Vec<PendingEvent> {
+        let seconds = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let ms = (seconds * 1000.0) as i64;
+        let mut batch = Vec::with_capacity(readings.len() * 3);
+        for reading in readings {
+            let replica = reading.replica.to_string();
+            let labels = [
+                ("project", reading.project.as_str()),
+                ("workload", reading.workload.as_str()),
+                ("replica", replica.as_str()),
+            ];
+            if let Some(cores) = reading.cpu_cores {
+                batch.push((SeriesKey::new(CPU, &labels), ms, cores));
+            }
+            batch.push((
+                SeriesKey::new(MEMORY, &labels),
+                ms,
+                reading.memory_bytes as f64,
+            ));
+            batch.push((SeriesKey::new(PIDS, &labels), ms, reading.pids as f64));
+        }
+        if let Err(error) = self.store.append(&batch) {
+            tracing::warn!(%error, "cannot store metrics");
+        }
+        if self
+            .expired_at
+            .is_none_or(|at| at.elapsed() >= EXPIRE_EVERY)
+        {
+            self.expired_at = Some(std::time::Instant::now());
+            if let Err(error) = self.store.expire(ms) {
+                tracing::warn!(%error, "cannot delete metrics past their retention");
+            }
+        }
+        let mut events = Vec::new();
+        for (key, _, value) in &batch {
+            let detector = self.detectors.entry(key.clone()).or_default();
+            let verdict = detector.update(seconds, *value);
+            if verdict.anomaly {
+                events.push(anomaly_event(key, *value, &verdict));
+            }
+        }
+        events
+    }
+
+    /// Forgets the detectors of series no longer sampled (their instances are gone).
+    pub fn forget_except(&mut self, readings: &[Reading]) {
+        let live: std::collections::HashSet<(&str, &str, String)> = readings
+            .iter()
+            .map(|r| {
+                (
+                    r.project.as_str(),
+                    r.workload.as_str(),
+                    r.replica.to_string(),
+                )
+            })
+            .collect();
+        self.detectors.retain(|key, _| {
+            let label = |name| key.label(name).unwrap_or_default();
+            live.contains(&(
+                label("project"),
+                label("workload"),
+                label("replica").to_owned(),
+            ))
+        });
+    }
+}
+
+fn anomaly_event(key: &SeriesKey, value: f64, verdict: &Verdict) -> PendingEvent {
+    let label = |name| key.label(name).unwrap_or_default();
+    let (what, shown) = describe(&key.name, value);
+    let subject = format!(
+        "{what} of {} (replica {})",
+        label("workload"),
+        label("replica")
+    );
+    let usual = describe(&key.name, verdict.usual).1;
+    let explanation = verdict.explain(&subject, &shown, &usual);
+    let replica = label("replica").parse().ok();
+    let mut event = PendingEvent::new(
+        label("project"),
+        label("workload"),
+        replica,
+        EventKind::Anomaly,
+        explanation,
+    );
+    event.data = serde_json::json!({
+        "series": key.name,
+        "score": verdict.score,
+        "value": value,
+        "usual": verdict.usual,
+        "sign": verdict.sign.as_str(),
+    });
+    event
+}

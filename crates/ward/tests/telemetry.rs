@@ -1,0 +1,84 @@
+//! Telemetry in the running daemon: every instance's samples are stored and watched, and a
+//! workload whose memory leaves its usual level gets an anomaly event that says so.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{assert_success, stdout_of, Daemon};
+
+#[test]
+fn a_memory_jump_is_an_anomaly_event_and_a_quiet_workload_has_none() {
+    let daemon = Daemon::start_with_config("metrics: {interval: 100ms}\n");
+    // Holds still for 30 s (300 samples: past the detector's warm-up), then takes 200 MiB
+    // more, touched, and keeps it.
+    let program =
+        "import time\ntime.sleep(30)\nb = bytearray(b'x' * (200 << 20))\ntime.sleep(120)\n";
+    assert_success(&daemon.ward(&[
+        "run", "--name", "hog", "-m", "1g", "--", "python3", "-c", program,
+    ]));
+    assert_success(&daemon.ward(&["run", "--name", "quiet", "--", "sleep", "300"]));
+    let started = Instant::now();
+
+    // Until the allocation, nothing is anomalous.
+    while started.elapsed() < Duration::from_secs(27) {
+        let events = stdout_of(&daemon.ward(&["events"]));
+        assert!(
+            !events.contains("anomaly"),
+            "an anomaly before anything changed:\n{events}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let line = daemon.wait_for("the memory anomaly of hog", Duration::from_secs(60), || {
+        stdout_of(&daemon.ward(&["events"]))
+            .lines()
+            .find(|line| line.contains("anomaly") && line.contains("memory of hog (replica 0)"))
+            .map(str::to_owned)
+    });
+    assert!(
+        line.contains("far above its usual") || line.contains("jumped to"),
+        "{line}"
+    );
+    assert!(line.contains("MiB"), "{line}");
+
+    // The event carries the series and the score for machines.
+    let listing = stdout_of(&daemon.ward(&["events", "-o", "json"]));
+    let anomaly = listing
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|event| {
+            event["kind"] == "anomaly"
+                && event["workload"] == "hog"
+                && event["data"]["series"] == "ward_instance_memory_bytes"
+        })
+        .expect("the memory anomaly event in JSON");
+    println!("{line}\n{anomaly}");
+    assert!(
+        anomaly["data"]["score"].as_f64().unwrap() >= 0.99,
+        "{anomaly}"
+    );
+    assert!(
+        anomaly["data"]["value"].as_f64().unwrap()
+            > 3.0 * anomaly["data"]["usual"].as_f64().unwrap(),
+        "{anomaly}"
+    );
+
+    let events = stdout_of(&daemon.ward(&["events"]));
+    assert!(
+        !events
+            .lines()
+            .any(|l| l.contains("anomaly") && l.contains("quiet")),
+        "{events}"
+    );
+    // The samples are in the store.
+    assert!(
+        daemon
+            .data_dir()
+            .join("metrics")
+            .join("series")
+            .metadata()
+            .unwrap()
+            .len()
+            > 0
+    );
+}
