@@ -22,6 +22,7 @@ mod openai;
 mod openapi;
 mod quota;
 mod secrets;
+mod series;
 pub mod tls;
 mod upload;
 mod users;
@@ -120,6 +121,7 @@ fn routes() -> Routes {
         .bind(WorkloadExec, exec::exec)
         .bind(WorkloadAttach, exec::attach)
         .bind(Events, events::events)
+        .bind(MetricsQuery, series::query)
         .bind(ImageList, images::list)
         .bind(ImagePull, images::pull)
         .bind_unlimited(ImageImport, images::import)

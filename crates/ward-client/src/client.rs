@@ -399,6 +399,20 @@ impl Client {
             })
     }
 
+    /// `GET /api/v1/metrics/query` with these parameters (name, workload, start, end, step,
+    /// aggregation), as the daemon answers it.
+    pub async fn query_metrics(
+        &self,
+        parameters: &[(&str, String)],
+    ) -> Result<serde_json::Value, ClientError> {
+        let query: Vec<String> = parameters
+            .iter()
+            .map(|(key, value)| format!("{key}={}", encode_query_value(value)))
+            .collect();
+        let path = format!("/api/v1/metrics/query?{}", query.join("&"));
+        self.call(Method::GET, &path, None).await
+    }
+
     pub async fn list_models(&self) -> Result<Vec<ModelDocument>, ClientError> {
         let list: ModelList = self.call(Method::GET, "/api/v1/models", None).await?;
         Ok(list.models)

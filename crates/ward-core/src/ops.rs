@@ -117,6 +117,8 @@ operations! {
     WorkloadAttach = "GET" "/api/v1/workloads/{name}/attach", EXEC, Project, Each;
     /// The event stream: a high-volume read, not audited.
     Events = "GET" "/api/v1/events", VIEWER, Project, Refusals;
+    /// Stored metrics of the project's workloads.
+    MetricsQuery = "GET" "/api/v1/metrics/query", VIEWER, Project, Refusals;
     ImageList = "GET" "/api/v1/images", VIEWER, Project, Refusals;
     ImagePull = "POST" "/api/v1/images/pull", OPERATOR, Project, Each;
     ImageImport = "POST" "/api/v1/images/import", OPERATOR, Project, Each;

@@ -90,6 +90,10 @@ pub trait Workloads: Send + Sync {
     /// The newest `limit` events, oldest first.
     fn latest_events(&self, project: Option<&str>, limit: usize) -> Result<Vec<Event>, Error>;
 
+    /// The project's stored samples of one metric, gathered into steps.
+    fn query_metrics(&self, project: &str, query: &MetricQuery)
+        -> Result<Vec<MetricSeries>, Error>;
+
     /// Its instances' log lines, the last `tail` of each, written since `since`.
     fn logs(
         &self,
@@ -375,4 +379,24 @@ pub trait Models: Send + Sync {
         force: bool,
         admission: Option<&Admission>,
     ) -> Result<ModelView, Error>;
+}
+
+/// What [`Workloads::query_metrics`] reads: one metric, optionally of one workload, from
+/// `start` to `end` (milliseconds since the epoch) in steps of `step` milliseconds, each step
+/// the `aggregation` (avg, min, max, sum, last or count) of its samples.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricQuery {
+    pub name: String,
+    pub workload: Option<String>,
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+    pub aggregation: String,
+}
+
+/// One series of a metric: its labels and its (milliseconds, value) points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricSeries {
+    pub labels: Vec<(String, String)>,
+    pub points: Vec<(i64, f64)>,
 }

@@ -913,6 +913,21 @@ impl Supervisor {
         );
     }
 
+    /// The project's stored samples of one metric (see [`ward_core::services::MetricQuery`]).
+    pub fn query_metrics(
+        &self,
+        project: &str,
+        query: &ward_core::services::MetricQuery,
+    ) -> Result<Vec<ward_core::services::MetricSeries>, SupervisorError> {
+        let Some(telemetry) = &self.inner.telemetry else {
+            return Ok(Vec::new());
+        };
+        let telemetry = telemetry
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        telemetry.query(project, query)
+    }
+
     /// Refuses to load a model whose runner may use up to `bytes` when, with the memory the
     /// project's workloads ask for and `models_bytes` its loaded models may use, that goes past
     /// the project's memory quota.

@@ -266,6 +266,14 @@ impl Workloads for Supervisor {
         Ok(Supervisor::latest_events(self, project, limit)?)
     }
 
+    fn query_metrics(
+        &self,
+        project: &str,
+        query: &ward_core::services::MetricQuery,
+    ) -> Result<Vec<ward_core::services::MetricSeries>, Error> {
+        Ok(Supervisor::query_metrics(self, project, query)?)
+    }
+
     fn logs(
         &self,
         project: &str,

@@ -128,6 +128,59 @@ impl Telemetry {
         events
     }
 
+    /// The project's samples of one metric, in steps.
+    pub fn query(
+        &self,
+        project: &str,
+        query: &ward_core::services::MetricQuery,
+    ) -> Result<Vec<ward_core::services::MetricSeries>, crate::SupervisorError> {
+        use ward_tsdb::Aggregation;
+        let aggregation = match query.aggregation.as_str() {
+            "avg" => Aggregation::Avg,
+            "min" => Aggregation::Min,
+            "max" => Aggregation::Max,
+            "sum" => Aggregation::Sum,
+            "last" => Aggregation::Last,
+            "count" => Aggregation::Count,
+            other => {
+                return Err(crate::SupervisorError::Invalid {
+                    field: "aggregation".into(),
+                    message: format!("{other:?} is not one of avg, min, max, sum, last, count"),
+                })
+            }
+        };
+        let mut matchers = vec![("project".to_owned(), project.to_owned())];
+        if let Some(workload) = &query.workload {
+            matchers.push(("workload".to_owned(), workload.clone()));
+        }
+        let found = self
+            .store
+            .query(
+                &query.name,
+                &matchers,
+                query.start,
+                query.end,
+                query.step,
+                aggregation,
+            )
+            .map_err(|error| match error {
+                ward_tsdb::Error::Step => crate::SupervisorError::Invalid {
+                    field: "step".into(),
+                    message:
+                        "give a step above 0 that makes at most 11,000 points from start to end"
+                            .into(),
+                },
+                other => other.into(),
+            })?;
+        Ok(found
+            .into_iter()
+            .map(|(key, points)| ward_core::services::MetricSeries {
+                labels: key.labels,
+                points,
+            })
+            .collect())
+    }
+
     /// Forgets the detectors of series no longer sampled (their instances are gone).
     pub fn forget_except(&mut self, readings: &[Reading]) {
         let live: std::collections::HashSet<(&str, &str, String)> = readings

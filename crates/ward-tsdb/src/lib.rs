@@ -553,10 +553,10 @@ impl Store {
         step: i64,
         aggregation: Aggregation,
     ) -> Result<Vec<(SeriesKey, Samples)>, Error> {
-        if step <= 0 || (end - start) / step > 11_000 {
+        if step <= 0 || end.saturating_sub(start) / step > 11_000 {
             return Err(Error::Step);
         }
-        let selected = self.select(name, matchers, start - step + 1, end)?;
+        let selected = self.select(name, matchers, start.saturating_sub(step - 1), end)?;
         Ok(selected
             .into_iter()
             .map(|(key, samples)| {

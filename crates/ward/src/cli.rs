@@ -88,6 +88,9 @@ pub enum ClientCommand {
     Image(Deferred<ImageArgs>),
     /// Manage named volumes: ls, rm, prune
     Volume(Deferred<VolumeArgs>),
+    /// Show a stored metric of the project's workloads (memory, cpu, pids, or a full name)
+    #[command(after_help = METRICS_HELP)]
+    Metrics(Deferred<MetricsArgs>),
     /// Manage models: import, ls, show, rm, ps, load, unload
     Model(Deferred<ModelArgs>),
     /// Talk with a model: each line you type is a message, the answer streams back
@@ -566,6 +569,7 @@ impl ClientCommand {
             ClientCommand::Exec(arguments) => &arguments.client_options,
             ClientCommand::Attach(arguments) => &arguments.client_options,
             ClientCommand::Events(arguments) => &arguments.client_options,
+            ClientCommand::Metrics(arguments) => &arguments.client_options,
             ClientCommand::Top(arguments) => &arguments.client_options,
             ClientCommand::Stats(arguments) => &arguments.client_options,
             ClientCommand::Image(arguments) => &arguments.client_options,
@@ -1166,6 +1170,35 @@ pub struct TopArgs {
     #[arg(short = 'a', long)]
     pub all: bool,
 
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+const METRICS_HELP: &str = "\
+Each row is one step of one instance: the average of its samples in that step unless
+--aggregation says otherwise. Series: ward_instance_memory_bytes (memory),
+ward_instance_cpu_usage_cores (cpu), ward_instance_pids (pids).
+
+  ward metrics memory --since 30m
+  ward metrics cpu --workload api --step 1m --aggregation max -o json";
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// memory, cpu, pids, or a full series name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// How far back, like 30m or 2d
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_horizon_flag)]
+    pub since: Duration,
+    /// Only this workload
+    #[arg(long, value_name = "NAME")]
+    pub workload: Option<String>,
+    /// Length of a step, like 10s (default: the range in 240 steps)
+    #[arg(long, value_name = "DURATION", value_parser = parse_horizon_flag)]
+    pub step: Option<Duration>,
+    /// How a step's samples become one value
+    #[arg(long, default_value = "avg", value_parser = ["avg", "min", "max", "sum", "last", "count"])]
+    pub aggregation: String,
     #[command(flatten)]
     pub client_options: ClientOptions,
 }

@@ -70,15 +70,76 @@ fn a_memory_jump_is_an_anomaly_event_and_a_quiet_workload_has_none() {
             .any(|l| l.contains("anomaly") && l.contains("quiet")),
         "{events}"
     );
-    // The samples are in the store.
+    // The samples are in the store, and come back by workload and by step.
+    let table = assert_success(&daemon.ward(&[
+        "metrics",
+        "memory",
+        "--workload",
+        "hog",
+        "--since",
+        "5m",
+        "--step",
+        "5s",
+    ]));
+    assert!(table.starts_with("TIME (UTC)"), "{table}");
     assert!(
-        daemon
-            .data_dir()
-            .join("metrics")
-            .join("series")
-            .metadata()
-            .unwrap()
-            .len()
-            > 0
+        table.lines().skip(1).all(|line| line.contains(" hog ")),
+        "{table}"
     );
+    assert!(table.contains("MiB"), "{table}");
+    // Once the allocation is whole, the step maxima show it.
+    let json = daemon.wait_for(
+        "hog's 200 MiB in its metrics",
+        Duration::from_secs(60),
+        || {
+            let listing = assert_success(&daemon.ward(&[
+                "metrics",
+                "memory",
+                "--since",
+                "5m",
+                "--step",
+                "5s",
+                "--aggregation",
+                "max",
+                "-o",
+                "json",
+            ]));
+            let json: serde_json::Value = serde_json::from_str(&listing).unwrap();
+            let hog = json["series"]
+                .as_array()?
+                .iter()
+                .find(|s| s["labels"]["workload"] == "hog")?
+                .clone();
+            let top = hog["points"]
+                .as_array()?
+                .iter()
+                .filter_map(|p| p[1].as_f64())
+                .fold(0.0, f64::max);
+            (top > 200.0 * 1024.0 * 1024.0).then_some(json)
+        },
+    );
+    assert_eq!(json["name"], "ward_instance_memory_bytes");
+    let series = json["series"].as_array().unwrap();
+    assert!(
+        series.iter().any(|s| s["labels"]["workload"] == "quiet"),
+        "{json}"
+    );
+    // Another project's metrics hold none of this project's series.
+    assert_success(&daemon.ward(&["project", "create", "beta"]));
+    let other = assert_success(&daemon.ward(&[
+        "--project",
+        "beta",
+        "metrics",
+        "memory",
+        "--since",
+        "5m",
+        "-o",
+        "json",
+    ]));
+    assert!(
+        !other.contains("hog") && !other.contains("quiet"),
+        "{other}"
+    );
+    let bad = daemon.ward(&["metrics", "memory", "--aggregation", "median"]);
+    assert!(!bad.status.success());
 }

@@ -13,6 +13,7 @@ mod inspect;
 mod lifecycle;
 mod login;
 mod logs;
+mod metrics;
 mod model;
 mod ps;
 mod run;
@@ -120,6 +121,7 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
             exec::attach(context, &arguments.name, arguments.replica).await
         }
         ClientCommand::Events(arguments) => events::run(context, arguments.into_inner()).await,
+        ClientCommand::Metrics(arguments) => metrics::run(context, arguments.into_inner()).await,
         ClientCommand::Top(arguments) => top::run(context, arguments.into_inner()).await,
         ClientCommand::Stats(arguments) => {
             let arguments = arguments.into_inner();

@@ -1,0 +1,138 @@
+//! `GET /api/v1/metrics/query`: a project's stored metrics, gathered into steps.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use ward_core::services::MetricQuery;
+
+use crate::error::ApiError;
+use crate::workloads::project_of;
+use crate::{blocking, ApiState};
+
+/// Times past this (the year 9999) are refused.
+const LATEST: f64 = 253_402_300_800.0;
+
+/// Steps a query makes when it names none.
+const DEFAULT_POINTS: i64 = 240;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct SeriesQuery {
+    /// The metric, like `ward_instance_memory_bytes` (or `memory`, `cpu`, `pids`).
+    pub name: String,
+    pub project: Option<String>,
+    /// Only this workload's series.
+    pub workload: Option<String>,
+    /// From (RFC 3339 or seconds since the epoch; default an hour before `end`).
+    pub start: Option<String>,
+    /// To (default now).
+    pub end: Option<String>,
+    /// Seconds per step (default: the range in 240 steps).
+    pub step: Option<f64>,
+    /// avg (default), min, max, sum, last or count of each step's samples.
+    pub aggregation: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SeriesResult {
+    pub name: String,
+    pub aggregation: String,
+    pub step: f64,
+    pub series: Vec<SeriesDocument>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SeriesDocument {
+    pub labels: BTreeMap<String, String>,
+    /// `[seconds since the epoch, value]`, one per step that has samples.
+    #[schema(value_type = Vec<Vec<f64>>)]
+    pub points: Vec<[f64; 2]>,
+}
+
+/// The full name of a metric given by its short name.
+pub fn metric_name(name: &str) -> &str {
+    match name {
+        "memory" => "ward_instance_memory_bytes",
+        "cpu" => "ward_instance_cpu_usage_cores",
+        "pids" => "ward_instance_pids",
+        other => other,
+    }
+}
+
+fn time_of(field: &str, text: &Option<String>, default: i64) -> Result<i64, ApiError> {
+    match text {
+        None => Ok(default),
+        Some(text) => ward_detect::time::parse(text)
+            .filter(|seconds| (0.0..LATEST).contains(seconds))
+            .map(|seconds| (seconds * 1000.0) as i64)
+            .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{field}: {text:?} is not a time from 1970 to 9999; give RFC 3339 (2026-01-02T03:04:05Z) or seconds since the epoch"
+            ))
+        }),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/metrics/query", params(SeriesQuery), tag = "metrics",
+    responses((status = 200, body = SeriesResult), (status = 400, description = "a bad name, time, step or aggregation")))]
+pub async fn query(
+    State(state): State<Arc<ApiState>>,
+    Query(query): Query<SeriesQuery>,
+) -> Result<Json<SeriesResult>, ApiError> {
+    let project = project_of(&query.project)?;
+    if query.name.is_empty() {
+        return Err(ApiError::bad_request(
+            "name: give a metric, like ward_instance_memory_bytes or memory",
+        ));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let end = time_of("end", &query.end, now)?;
+    let start = time_of("start", &query.start, end - 3_600_000)?;
+    if start > end {
+        return Err(ApiError::bad_request("start: must not be after end"));
+    }
+    let step = match query.step {
+        Some(step) if step.is_finite() && step > 0.0 && step < LATEST => {
+            (step * 1000.0).round().max(1.0) as i64
+        }
+        Some(_) => return Err(ApiError::bad_request("step: give seconds above 0, like 10")),
+        None => ((end - start) / DEFAULT_POINTS).max(1000),
+    };
+    let metric = MetricQuery {
+        name: metric_name(&query.name).to_owned(),
+        workload: query.workload.clone(),
+        start,
+        end,
+        step,
+        aggregation: query
+            .aggregation
+            .clone()
+            .unwrap_or_else(|| "avg".to_owned()),
+    };
+    let workloads = state.workloads.clone();
+    let found = {
+        let metric = metric.clone();
+        blocking(move || workloads.query_metrics(&project, &metric)).await?
+    };
+    Ok(Json(SeriesResult {
+        name: metric.name,
+        aggregation: metric.aggregation,
+        step: step as f64 / 1000.0,
+        series: found
+            .into_iter()
+            .map(|series| SeriesDocument {
+                labels: series.labels.into_iter().collect(),
+                points: series
+                    .points
+                    .into_iter()
+                    .map(|(t, v)| [t as f64 / 1000.0, v])
+                    .collect(),
+            })
+            .collect(),
+    }))
+}
