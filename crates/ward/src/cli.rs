@@ -91,6 +91,8 @@ pub enum ClientCommand {
     /// Show a stored metric of the project's workloads (memory, cpu, pids, or a full name)
     #[command(after_help = METRICS_HELP)]
     Metrics(Deferred<MetricsArgs>),
+    /// What behaves unlike its own history lately, the most unusual first
+    Anomalies(Deferred<AnomaliesArgs>),
     /// Manage models: import, ls, show, rm, ps, load, unload
     Model(Deferred<ModelArgs>),
     /// Talk with a model: each line you type is a message, the answer streams back
@@ -570,6 +572,7 @@ impl ClientCommand {
             ClientCommand::Attach(arguments) => &arguments.client_options,
             ClientCommand::Events(arguments) => &arguments.client_options,
             ClientCommand::Metrics(arguments) => &arguments.client_options,
+            ClientCommand::Anomalies(arguments) => &arguments.client_options,
             ClientCommand::Top(arguments) => &arguments.client_options,
             ClientCommand::Stats(arguments) => &arguments.client_options,
             ClientCommand::Image(arguments) => &arguments.client_options,
@@ -1181,6 +1184,15 @@ ward_instance_cpu_usage_cores (cpu), ward_instance_pids (pids).
 
   ward metrics memory --since 30m
   ward metrics cpu --workload api --step 1m --aggregation max -o json";
+
+#[derive(Debug, Args)]
+pub struct AnomaliesArgs {
+    /// How far back, like 1h or 1d
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_horizon_flag)]
+    pub since: Duration,
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
 
 #[derive(Debug, Args)]
 pub struct MetricsArgs {

@@ -70,6 +70,28 @@ fn a_memory_jump_is_an_anomaly_event_and_a_quiet_workload_has_none() {
             .any(|l| l.contains("anomaly") && l.contains("quiet")),
         "{events}"
     );
+    // `ward anomalies` ranks it, and leaves the quiet workload out.
+    let ranked = assert_success(&daemon.ward(&["anomalies"]));
+    assert!(ranked.starts_with("SCORE"), "{ranked}");
+    assert!(
+        ranked
+            .lines()
+            .any(|l| l.contains("hog-0") && l.contains("ward_instance_memory_bytes")),
+        "{ranked}"
+    );
+    assert!(!ranked.contains("quiet"), "{ranked}");
+    let listing: serde_json::Value =
+        serde_json::from_str(&assert_success(&daemon.ward(&["anomalies", "-o", "json"]))).unwrap();
+    let scores: Vec<f64> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|pair| pair[0] >= pair[1]),
+        "{scores:?}"
+    );
     // The samples are in the store, and come back by workload and by step.
     let table = assert_success(&daemon.ward(&[
         "metrics",

@@ -1,6 +1,7 @@
 //! One module per subcommand; [`dispatch`] resolves the client settings and runs the command.
 
 mod access;
+mod anomalies;
 mod apply;
 mod chat;
 mod completion;
@@ -122,6 +123,9 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         }
         ClientCommand::Events(arguments) => events::run(context, arguments.into_inner()).await,
         ClientCommand::Metrics(arguments) => metrics::run(context, arguments.into_inner()).await,
+        ClientCommand::Anomalies(arguments) => {
+            anomalies::run(context, arguments.into_inner()).await
+        }
         ClientCommand::Top(arguments) => top::run(context, arguments.into_inner()).await,
         ClientCommand::Stats(arguments) => {
             let arguments = arguments.into_inner();
