@@ -162,6 +162,44 @@ fn a_memory_jump_is_an_anomaly_event_and_a_quiet_workload_has_none() {
         !other.contains("hog") && !other.contains("quiet"),
         "{other}"
     );
+    // A key of project beta reads none of default's series, and naming default is refused.
+    let created: serde_json::Value = serde_json::from_str(&assert_success(&daemon.ward(&[
+        "key",
+        "create",
+        "spy",
+        "--project",
+        "beta",
+        "--role",
+        "viewer",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let call = |query: &str| {
+        let output = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                &format!("Authorization: Bearer {key}"),
+            ])
+            .arg(format!("{}/api/v1/metrics/query?{query}", daemon.url()))
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let own = call("name=memory&start=0");
+    assert!(
+        own.ends_with("\n200") && !own.contains("hog") && !own.contains("quiet"),
+        "{own}"
+    );
+    let theirs = call("name=memory&start=0&project=default");
+    assert!(
+        theirs.ends_with("\n403") && !theirs.contains("hog"),
+        "{theirs}"
+    );
     let bad = daemon.ward(&["metrics", "memory", "--aggregation", "median"]);
     assert!(!bad.status.success());
 }
