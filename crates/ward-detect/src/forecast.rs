@@ -43,7 +43,6 @@ struct Shape {
 #[derive(Debug, Clone)]
 struct Model {
     shape: Shape,
-    step: f64,
     daily: Vec<f64>,
     weekly: Vec<f64>,
     level: f64,
@@ -139,7 +138,6 @@ impl Model {
         let step = step_of(times);
         let mut model = Model {
             shape,
-            step,
             daily: Vec::new(),
             weekly: Vec::new(),
             level: 0.0,
@@ -282,7 +280,6 @@ pub fn forecast(history: History<'_>, times: &[f64]) -> Vec<Point> {
     errors.sort_by(f64::total_cmp);
     let quantile = |q: f64| errors[((errors.len() - 1) as f64 * q).round() as usize];
     let (low, high) = (quantile(0.1), quantile(0.9));
-    let _ = model.step;
     times
         .iter()
         .map(|&time| {

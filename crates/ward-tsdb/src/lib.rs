@@ -121,6 +121,13 @@ struct Series {
     sealed_until: i64,
 }
 
+impl Series {
+    /// Whether a sample at `time` is new: after everything the series holds.
+    fn takes(&self, time: i64) -> bool {
+        time > self.sealed_until && (self.head.is_empty() || time > self.head.last_time())
+    }
+}
+
 /// The store. One writer; queries read the blocks and the open chunks.
 #[derive(Debug)]
 pub struct Store {
@@ -362,9 +369,7 @@ impl Store {
         let Some(series) = self.series.get_mut(id as usize) else {
             return Ok(false);
         };
-        if time <= series.sealed_until
-            || (!series.head.is_empty() && time <= series.head.last_time())
-        {
+        if !series.takes(time) {
             return Ok(false);
         }
         // A chunk ends with its block, so a block's chunks end before the next block starts.
@@ -419,9 +424,7 @@ impl Store {
                 Err(error) => return Err(error),
             };
             let series = &self.series[id as usize];
-            if *time <= series.sealed_until
-                || (!series.head.is_empty() && *time <= series.head.last_time())
-            {
+            if !series.takes(*time) {
                 continue;
             }
             payload.extend_from_slice(&id.to_le_bytes());

@@ -2,20 +2,30 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter};
+use std::path::Path;
 
 use anyhow::Context as _;
 
 use crate::cli::{DetectArgs, ForecastArgs};
 
+/// The series to read (`--input`, else standard input), buffered, and how to name it.
+fn open_input(path: Option<&Path>) -> anyhow::Result<(BufReader<Box<dyn io::Read>>, String)> {
+    let (input, source): (Box<dyn io::Read>, String) = match path {
+        Some(path) => (
+            Box::new(
+                File::open(path)
+                    .with_context(|| format!("cannot read --input {}", path.display()))?,
+            ),
+            path.display().to_string(),
+        ),
+        None => (Box::new(io::stdin().lock()), "standard input".to_owned()),
+    };
+    Ok((BufReader::with_capacity(1 << 16, input), source))
+}
+
 pub fn run(arguments: &DetectArgs) -> anyhow::Result<i32> {
     let stdout = io::stdout();
-    let input: Box<dyn io::Read> = match &arguments.input {
-        Some(path) => Box::new(
-            File::open(path).with_context(|| format!("cannot read --input {}", path.display()))?,
-        ),
-        None => Box::new(io::stdin().lock()),
-    };
-    let input = BufReader::with_capacity(1 << 16, input);
+    let (input, source) = open_input(arguments.input.as_deref())?;
     let output: Box<dyn io::Write> = match &arguments.output {
         Some(path) => Box::new(
             File::create(path)
@@ -30,13 +40,7 @@ pub fn run(arguments: &DetectArgs) -> anyhow::Result<i32> {
         Err(ward_detect::csv::Error::Io(error)) if error.kind() == io::ErrorKind::BrokenPipe => {
             Ok(0)
         }
-        Err(error) => {
-            let source = arguments.input.as_ref().map_or_else(
-                || "standard input".to_owned(),
-                |path| path.display().to_string(),
-            );
-            Err(anyhow::anyhow!("{source}: {error}"))
-        }
+        Err(error) => Err(anyhow::anyhow!("{source}: {error}")),
     }
 }
 
@@ -45,19 +49,7 @@ pub fn forecast(arguments: &ForecastArgs) -> anyhow::Result<i32> {
     use std::io::Write as _;
     use ward_detect::forecast::{self, History};
 
-    let source = arguments.input.as_ref().map_or_else(
-        || "standard input".to_owned(),
-        |path| path.display().to_string(),
-    );
-    let stdin = io::stdin();
-    let input: Box<dyn io::BufRead> = match &arguments.input {
-        Some(path) => {
-            Box::new(BufReader::new(File::open(path).with_context(|| {
-                format!("cannot read --input {}", path.display())
-            })?))
-        }
-        None => Box::new(stdin.lock()),
-    };
+    let (input, source) = open_input(arguments.input.as_deref())?;
     let (times, values) =
         ward_detect::csv::read(input).map_err(|error| anyhow::anyhow!("{source}: {error}"))?;
     let (times, values) = in_time_order(times, values);
