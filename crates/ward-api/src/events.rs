@@ -4,16 +4,20 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::{Extension, Json};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use ward_core::events::Event;
+use ward_client::wire::{EventEntry, NoteRequest};
+use ward_core::door::Admission;
+use ward_core::events::{Event, EventKind};
 use ward_core::services::Workloads;
 
 use crate::convert::event_entry;
-use crate::error::ApiError;
+use crate::error::{ApiError, JsonBody};
 use crate::{blocking, ApiState};
 
 /// Events replayed when neither `since` nor `follow` is given.
@@ -31,6 +35,28 @@ pub struct EventQuery {
     pub follow: bool,
     /// Only events of this project.
     pub project: Option<String>,
+}
+
+/// Records a note in a workload's events (a deploy, a change made elsewhere); the event
+/// names the caller, and the call is audited.
+#[utoipa::path(post, path = "/api/v1/workloads/{name}/events", params(("name" = String, Path)), tag = "events",
+    request_body = NoteRequest,
+    responses((status = 201, body = EventEntry), (status = 400, body = ward_client::wire::ErrorBody),
+        (status = 404, body = ward_client::wire::ErrorBody)))]
+pub async fn note(
+    State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
+    Path(name): Path<String>,
+    JsonBody(note): JsonBody<NoteRequest>,
+) -> Result<(StatusCode, Json<EventEntry>), ApiError> {
+    let data = note
+        .data
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    let event =
+        state
+            .workloads
+            .record_event(&admission, &name, EventKind::Note, &note.message, data)?;
+    Ok((StatusCode::CREATED, Json(event_entry(&event))))
 }
 
 #[utoipa::path(get, path = "/api/v1/events", params(EventQuery), tag = "events",

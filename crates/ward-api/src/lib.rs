@@ -117,6 +117,7 @@ fn routes() -> Routes {
         .bind(WorkloadStop, workloads::stop)
         .bind(WorkloadRestart, workloads::restart)
         .bind(WorkloadKill, workloads::kill)
+        .bind(WorkloadNote, events::note)
         .bind(WorkloadLogs, logs::logs)
         .bind(WorkloadExec, exec::exec)
         .bind(WorkloadAttach, exec::attach)

@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         crate::exec::exec,
         crate::exec::attach,
         crate::events::events,
+        crate::events::note,
         crate::series::query,
         crate::images::list,
         crate::images::pull,

@@ -566,6 +566,18 @@ pub struct SecretList {
     pub secrets: Vec<SecretDocument>,
 }
 
+/// A note to record in a workload's events.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    /// What happened, in plain words (up to 4 KiB).
+    pub message: String,
+    /// Details as a JSON object (up to 4 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
+}
+
 /// A secret's value: as text, or as base64 for bytes that are not.
 #[derive(Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SecretValue {

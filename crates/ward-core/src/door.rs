@@ -23,6 +23,9 @@ pub struct Caller {
     /// `planner`, `healer`, `mcp`…: the audit log names it as the actor, on behalf of the
     /// principal.
     pub agent: Option<String>,
+    /// Why an agent makes the call, in plain words: the audit log and the change's event
+    /// carry it.
+    pub reason: Option<String>,
 }
 
 impl Caller {
@@ -31,6 +34,7 @@ impl Caller {
         Caller {
             principal,
             agent: None,
+            reason: None,
         }
     }
 
@@ -39,7 +43,14 @@ impl Caller {
         Caller {
             principal,
             agent: Some(agent.to_string()),
+            reason: None,
         }
+    }
+
+    /// The same caller, giving `reason` for its call.
+    pub fn because(mut self, reason: impl Into<String>) -> Caller {
+        self.reason = Some(reason.into());
+        self
     }
 
     /// The audit log's actor and, for an agent, the principal it acts for.
@@ -73,6 +84,10 @@ struct AdmissionInner {
 impl Admission {
     pub fn principal(&self) -> &Principal {
         &self.inner.caller.principal
+    }
+
+    pub fn caller(&self) -> &Caller {
+        &self.inner.caller
     }
 
     pub fn operation(&self) -> Operation {
@@ -202,7 +217,10 @@ impl Admission {
             action: self.inner.operation.action(),
             target: self.inner.target.clone(),
             status,
-            outcome,
+            outcome: match &self.inner.caller.reason {
+                Some(reason) => format!("{outcome} ({reason})"),
+                None => outcome,
+            },
         }
     }
 }

@@ -23,6 +23,12 @@ pub enum EventKind {
     Recovered,
     /// A series of the workload's behaves unlike its own history.
     Anomaly,
+    /// An instance failed quickly too many times in a row: restarts end, with a diagnosis.
+    CrashLoop,
+    /// The healer changed a workload, or says what it would change, and why.
+    Heal,
+    /// A caller's note on a workload (a deploy, a change made elsewhere).
+    Note,
 }
 
 impl EventKind {
@@ -45,6 +51,9 @@ impl EventKind {
             EventKind::Scaled => "scaled",
             EventKind::Recovered => "recovered",
             EventKind::Anomaly => "anomaly",
+            EventKind::CrashLoop => "crash_loop",
+            EventKind::Heal => "heal",
+            EventKind::Note => "note",
         }
     }
 }

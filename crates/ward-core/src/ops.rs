@@ -107,6 +107,9 @@ operations! {
     WorkloadStart = "POST" "/api/v1/workloads/{name}/start", OPERATOR, Project, Each;
     WorkloadStop = "POST" "/api/v1/workloads/{name}/stop", OPERATOR, Project, Each;
     WorkloadRestart = "POST" "/api/v1/workloads/{name}/restart", OPERATOR, Project, Each;
+    /// A note in a workload's events, from a person or a tool (a deploy, a change made
+    /// elsewhere); the healer records what it does this way.
+    WorkloadNote = "POST" "/api/v1/workloads/{name}/events", OPERATOR, Project, Each;
     /// A signal to a workload's instances; SIGKILL stops it.
     WorkloadKill = "POST" "/api/v1/workloads/{name}/kill", OPERATOR, Project, Each;
     /// Log lines, followed or not: a high-volume read, not audited.

@@ -13,7 +13,7 @@ use ward_spec::WorkloadSpec;
 
 use crate::access::Principal;
 use crate::door::Admission;
-use crate::events::Event;
+use crate::events::{Event, EventKind};
 use crate::records::{AuditRecord, AuditVerification, ImageRecord};
 use crate::session::{ExecRequest, ExecSession, LogLine, Signal};
 use crate::view::{
@@ -77,6 +77,18 @@ pub trait Workloads: Send + Sync {
     ) -> Result<WorkloadView, Error>;
 
     /// Events as they are recorded.
+    /// Records an event of `kind` on workload `name` for an admitted
+    /// [`Operation::WorkloadNote`](crate::ops::Operation::WorkloadNote); the event's data
+    /// names the caller (and its reason), and the call's audit entry is written with it.
+    fn record_event(
+        &self,
+        admission: &Admission,
+        name: &str,
+        kind: EventKind,
+        message: &str,
+        data: serde_json::Value,
+    ) -> Result<Event, Error>;
+
     fn subscribe(&self) -> broadcast::Receiver<Event>;
 
     /// Up to `limit` events after `after_id`, oldest first.

@@ -52,6 +52,8 @@ struct Model {
 
 /// How fast the level follows the newest values, per point.
 const LEVEL_RATE: f64 = 0.05;
+/// The fewest points a trend is fitted to.
+const TREND_POINTS: usize = 8;
 /// How much of the trend is kept per day ahead: a trend fades over about a week.
 const TREND_KEPT_PER_DAY: f64 = 0.85;
 
@@ -157,13 +159,6 @@ impl Model {
                 model.daily = pattern(times, &residuals, DAY, Model::slots(DAY, step));
             }
         }
-        // The level: deseasonalised values, exponentially smoothed.
-        let rate = LEVEL_RATE.max(step / DAY).min(1.0);
-        let mut level = values[0] - model.seasonal(times[0]);
-        for (&time, &value) in times.iter().zip(values) {
-            level += rate * (value - model.seasonal(time) - level);
-        }
-        model.level = level;
         if shape.trend {
             // The robust slope of daily medians of the deseasonalised values over the last
             // two weeks (Theil-Sen), per second.
@@ -194,6 +189,18 @@ impl Model {
             }
             model.trend = median(&mut slopes);
         }
+        // The level: deseasonalised values, exponentially smoothed, each value compared with
+        // where the trend would have carried the level to (so a steady ramp is tracked, not
+        // trailed).
+        let rate = LEVEL_RATE.max(step / DAY).min(1.0);
+        let mut level = values[0] - model.seasonal(times[0]);
+        let mut previous = times[0];
+        for (&time, &value) in times.iter().zip(values) {
+            level += model.trend * (time - previous);
+            previous = time;
+            level += rate * (value - model.seasonal(time) - level);
+        }
+        model.level = level;
         model
     }
 
@@ -211,14 +218,14 @@ impl Model {
 }
 
 /// The candidate shapes a history of `span` seconds supports.
-fn shapes(span: f64) -> Vec<Shape> {
+fn shapes(span: f64, points: usize) -> Vec<Shape> {
     let mut shapes = Vec::new();
     for daily in [false, true] {
         for weekly in [false, true] {
             for trend in [false, true] {
                 if (daily && span < 3.0 * DAY)
                     || (weekly && span < 3.0 * WEEK)
-                    || (trend && span < DAY)
+                    || (trend && points < TREND_POINTS)
                 {
                     continue;
                 }
@@ -251,7 +258,7 @@ pub fn forecast(history: History<'_>, times: &[f64]) -> Vec<Point> {
         (&history.times[cut..], &history.values[cut..]),
     );
     let mut best: Option<(f64, Shape, Vec<f64>)> = None;
-    for shape in shapes(span * cut as f64 / n as f64) {
+    for shape in shapes(span * cut as f64 / n as f64, cut) {
         let model = Model::fit(older, shape);
         let errors: Vec<f64> = newer
             .0

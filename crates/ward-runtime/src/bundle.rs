@@ -810,6 +810,7 @@ mod tests {
             health: None,
             replicas: 1,
             autoscale: None,
+            heal: Default::default(),
             labels: BTreeMap::new(),
         }
     }

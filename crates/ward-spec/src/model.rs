@@ -38,6 +38,8 @@ pub struct WorkloadSpec {
     pub health: Option<HealthCheck>,
     pub replicas: u32,
     pub autoscale: Option<Autoscale>,
+    /// What Ward may do on its own when the workload runs out of memory or crashes in a loop.
+    pub heal: Heal,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -216,6 +218,36 @@ pub enum HealthProbe {
     Http { port: u16, path: String },
     Tcp { port: u16 },
     Exec { command: Vec<String> },
+}
+
+/// The self-healing policy of a workload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Heal {
+    pub policy: HealPolicy,
+    /// The most memory Ward may raise `resources.memory` to; `None`: it raises nothing.
+    pub memory_max: Option<u64>,
+}
+
+/// How far the healer goes: nothing, say what it would do, or do it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HealPolicy {
+    /// No diagnosis, no suggestion, no action: restarts follow `restart` alone.
+    Off,
+    /// Diagnoses and suggests (events), stops crash loops, changes no spec.
+    #[default]
+    Suggest,
+    /// Also applies the fix (a raised memory limit) within the spec's bounds and the quota.
+    Auto,
+}
+
+impl HealPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealPolicy::Off => "off",
+            HealPolicy::Suggest => "suggest",
+            HealPolicy::Auto => "auto",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::model::{HealthProbe, WorkloadSpec};
+use crate::model::{Heal, HealthProbe, WorkloadSpec};
 use crate::parse::key_path;
 
 impl WorkloadSpec {
@@ -90,6 +90,12 @@ impl WorkloadSpec {
         }
         if self.tty {
             normalized["tty"] = json!(true);
+        }
+        if self.heal != Heal::default() {
+            normalized["heal"] = json!({
+                "policy": self.heal.policy.as_str(),
+                "memory_max": self.heal.memory_max,
+            });
         }
         normalized
     }

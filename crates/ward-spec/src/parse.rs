@@ -13,8 +13,8 @@ use serde_json::{Map, Number, Value};
 
 use crate::error::SpecError;
 use crate::model::{
-    Autoscale, HealthCheck, HealthProbe, NetworkMode, PortMapping, Protocol, Resources,
-    RestartMode, RestartPolicy, SecretMount, UserNamespace, VolumeMount, WorkloadKind,
+    Autoscale, Heal, HealPolicy, HealthCheck, HealthProbe, NetworkMode, PortMapping, Protocol,
+    Resources, RestartMode, RestartPolicy, SecretMount, UserNamespace, VolumeMount, WorkloadKind,
     WorkloadSpec, SECRETS_DIR,
 };
 use crate::units;
@@ -46,6 +46,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "health",
     "replicas",
     "autoscale",
+    "heal",
     "labels",
     // What `ward inspect -o json` and the API add to the normalised spec. Accepted and ignored,
     // so an inspected workload can be applied again as it is.
@@ -76,6 +77,7 @@ const HEALTH_FIELDS: &[&str] = &[
 const HTTP_PROBE_FIELDS: &[&str] = &["port", "path"];
 const TCP_PROBE_FIELDS: &[&str] = &["port"];
 const AUTOSCALE_FIELDS: &[&str] = &["min", "max", "cpu"];
+const HEAL_FIELDS: &[&str] = &["policy", "memory_max"];
 
 /// Names people bring from Docker, Compose and Kubernetes, and the field Ward calls that.
 const FIELD_ALIASES: &[(&str, &str)] = &[
@@ -596,6 +598,10 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         Some(value) => Some(parse_autoscale(value)?),
         None => None,
     };
+    let heal = match fields.get("heal") {
+        Some(value) => parse_heal(value, resources.memory)?,
+        None => Heal::default(),
+    };
     let labels = match fields.get("labels") {
         Some(value) => parse_string_map(value, "labels")?,
         None => BTreeMap::new(),
@@ -622,6 +628,7 @@ fn parse_workload(object: &Map<String, Value>) -> Result<WorkloadSpec, SpecError
         health,
         replicas,
         autoscale,
+        heal,
         labels,
     })
 }
@@ -1612,6 +1619,84 @@ fn parse_autoscale(value: &Value) -> Result<Autoscale, SpecError> {
         max,
         cpu_percent,
     })
+}
+
+/// `heal: auto`, or `heal: {policy: auto, memory_max: 2GiB}`; `memory` is the spec's limit,
+/// which `memory_max` bounds the raises of.
+fn parse_heal(value: &Value, memory: Option<u64>) -> Result<Heal, SpecError> {
+    let parse_policy = |text: &str, path: &str| match text {
+        "off" => Ok(HealPolicy::Off),
+        "suggest" => Ok(HealPolicy::Suggest),
+        "auto" => Ok(HealPolicy::Auto),
+        _ => Err(SpecError::new(
+            path,
+            format!("unknown policy {text:?}: use off, suggest or auto"),
+        )),
+    };
+    let heal = match value {
+        Value::String(text) => Heal {
+            policy: parse_policy(text, "heal")?,
+            memory_max: None,
+        },
+        Value::Object(_) => {
+            let fields = Fields::from_value(value, "heal", HEAL_FIELDS)?;
+            let policy = match fields.get("policy") {
+                Some(Value::String(text)) => parse_policy(text, &fields.path_of("policy"))?,
+                Some(other) => {
+                    return Err(type_error(
+                        &fields.path_of("policy"),
+                        "one of off, suggest or auto",
+                        other,
+                    ))
+                }
+                None => HealPolicy::default(),
+            };
+            let memory_max = match fields.get("memory_max") {
+                Some(value) => {
+                    let path = fields.path_of("memory_max");
+                    let bytes = parse_size_value(value, &path)?;
+                    let Some(memory) = memory else {
+                        return Err(SpecError::new(
+                            path,
+                            "bounds raises of resources.memory, which is not set: set resources.memory, \
+                             the limit to start from",
+                        ));
+                    };
+                    if bytes < memory {
+                        return Err(SpecError::new(
+                            path,
+                            format!(
+                                "{} is below resources.memory {}: make memory_max at least the limit it raises",
+                                units::format_size(bytes),
+                                units::format_size(memory)
+                            ),
+                        ));
+                    }
+                    if bytes > units::MAXIMUM_MEMORY_BYTES {
+                        return Err(SpecError::new(
+                            path,
+                            format!(
+                                "{} is too large: the maximum is {}",
+                                units::format_size(bytes),
+                                units::format_size(units::MAXIMUM_MEMORY_BYTES)
+                            ),
+                        ));
+                    }
+                    Some(bytes)
+                }
+                None => None,
+            };
+            Heal { policy, memory_max }
+        }
+        other => {
+            return Err(type_error(
+                "heal",
+                "a policy (off, suggest or auto) or {policy, memory_max}",
+                other,
+            ))
+        }
+    };
+    Ok(heal)
 }
 
 /// The most bytes the kernel takes for one argument or `NAME=value` (`MAX_ARG_STRLEN`).

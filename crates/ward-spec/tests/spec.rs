@@ -207,6 +207,15 @@ const GOOD_SPECS: &[(&str, &str)] = &[
         "name: scaled\ncommand: [sleep, \"1\"]\nresources: {cpu: 1}\nautoscale: {min: 2, max: 10, cpu: \"70%\"}\n",
     ),
     ("good_autoscale_default_min", "name: scaled\ncommand: [sleep, \"1\"]\nautoscale: {max: 3, cpu: 55.5}\n"),
+    ("good_heal_shorthand", "name: api\ncommand: [sleep, \"1\"]\nheal: off\n"),
+    (
+        "good_heal_auto_with_memory_max",
+        "name: api\ncommand: [sleep, \"1\"]\nresources: {memory: 64MiB}\nheal: {policy: auto, memory_max: 1GiB}\n",
+    ),
+    (
+        "good_heal_normalized_form",
+        "name: api\ncommand: [sleep, \"1\"]\nresources: {memory: 67108864}\nheal: {policy: suggest, memory_max: 134217728}\n",
+    ),
     (
         "good_labels_with_dotted_keys",
         "name: labelled\ncommand: [sleep, \"1\"]\nlabels: {team: web, app.kubernetes.io/name: shop, tier: 1}\n",
@@ -350,6 +359,13 @@ const BAD_SPECS: &[(&str, &str)] = &[
     ("bad_autoscale_min_above_max", "name: web\nimage: nginx\nautoscale: {min: 5, max: 2, cpu: 70}\n"),
     ("bad_autoscale_cpu_above_100", "name: web\nimage: nginx\nautoscale: {min: 1, max: 2, cpu: 150%}\n"),
     ("bad_autoscale_missing_max", "name: web\nimage: nginx\nautoscale: {min: 1, cpu: 70}\n"),
+    ("bad_heal_unknown_policy", "name: web\nimage: nginx\nheal: always\n"),
+    ("bad_heal_memory_max_without_memory", "name: web\nimage: nginx\nheal: {policy: auto, memory_max: 1GiB}\n"),
+    (
+        "bad_heal_memory_max_below_memory",
+        "name: web\nimage: nginx\nresources: {memory: 1GiB}\nheal: {policy: auto, memory_max: 512MiB}\n",
+    ),
+    ("bad_heal_unknown_field", "name: web\nimage: nginx\nheal: {policy: auto, max_memory: 1GiB}\n"),
     ("bad_labels_value_is_a_list", "name: web\nimage: nginx\nlabels: {team: [a, b]}\n"),
     ("bad_yaml_tag", "name: web\nimage: nginx\nenv: {TOKEN: !secret token}\n"),
     (

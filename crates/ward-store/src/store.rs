@@ -565,6 +565,18 @@ impl Store {
         })
     }
 
+    /// [`Store::append_events`] with the audit entry of the call that made them, in the same
+    /// transaction.
+    pub fn append_events_audited(
+        &self,
+        events: &[NewEvent],
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.write_audited("append events", audit, |transaction| {
+            insert_events(transaction, events)
+        })
+    }
+
     /// Up to `limit` events with ids above `after_id` (all if `None`), of `project` only
     /// when given, oldest first.
     pub fn list_events(

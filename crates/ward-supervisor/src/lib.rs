@@ -68,6 +68,9 @@ pub use ward_runtime::{
 };
 
 use events::PendingEvent;
+
+/// The most bytes of a note's message, and of its data.
+const MAXIMUM_NOTE_BYTES: usize = 4096;
 use state::{InstanceEntry, State, WorkloadEntry};
 
 /// Tunables of the supervisor.
@@ -335,17 +338,25 @@ impl Supervisor {
             } else {
                 EventKind::Updated
             };
-            pending_events.push(PendingEvent::new(
-                project,
-                &entry.spec.name,
-                None,
-                kind,
-                format!(
-                    "workload {} {} (revision {revision})",
-                    entry.spec.name,
-                    kind.as_str()
-                ),
-            ));
+            let caller = admission.caller();
+            let mut message = format!(
+                "workload {} {} (revision {revision})",
+                entry.spec.name,
+                kind.as_str()
+            );
+            let mut data = serde_json::json!({ "revision": revision });
+            // A change an agent made says which agent, and why.
+            if let Some(agent) = &caller.agent {
+                message.push_str(&format!(" by the {agent}"));
+                data["agent"] = serde_json::json!(agent);
+                if let Some(reason) = &caller.reason {
+                    message.push_str(&format!(": {reason}"));
+                    data["reason"] = serde_json::json!(reason);
+                }
+            }
+            pending_events.push(
+                PendingEvent::new(project, &entry.spec.name, None, kind, message).with_data(data),
+            );
             entries.push(entry);
         }
         if records.is_empty() {
@@ -401,6 +412,77 @@ impl Supervisor {
         recorder::broadcast(&self.inner.events, ids, pending_events, now);
         self.inner.wake.notify_one();
         Ok(outcomes)
+    }
+
+    /// Records a caller's event on workload `name`, with its audit entry in the same
+    /// transaction; the event's data names the caller and its reason.
+    pub fn record_event(
+        &self,
+        admission: &Admission,
+        name: &str,
+        kind: EventKind,
+        message: &str,
+        data: serde_json::Value,
+    ) -> Result<Event, SupervisorError> {
+        admission.require(&[Operation::WorkloadNote])?;
+        let project = admission.project_or_default();
+        let message = message.trim();
+        if message.is_empty() || message.len() > MAXIMUM_NOTE_BYTES {
+            return Err(SupervisorError::Invalid {
+                field: "message".to_string(),
+                message: format!(
+                    "give a message of 1 to {MAXIMUM_NOTE_BYTES} bytes, like \"deployed v2\""
+                ),
+            });
+        }
+        let serde_json::Value::Object(mut fields) = data else {
+            return Err(SupervisorError::Invalid {
+                field: "data".to_string(),
+                message: "must be a JSON object, like {\"version\": \"2\"}".to_string(),
+            });
+        };
+        if serde_json::to_vec(&fields).map_or(0, |bytes| bytes.len()) > MAXIMUM_NOTE_BYTES {
+            return Err(SupervisorError::Invalid {
+                field: "data".to_string(),
+                message: format!("is over {MAXIMUM_NOTE_BYTES} bytes: keep notes short"),
+            });
+        }
+        let (actor, on_behalf_of) = admission.caller().actor();
+        fields.insert("actor".to_string(), serde_json::json!(actor));
+        if let Some(on_behalf_of) = on_behalf_of {
+            fields.insert("on_behalf_of".to_string(), serde_json::json!(on_behalf_of));
+        }
+        if let Some(reason) = &admission.caller().reason {
+            fields.insert("reason".to_string(), serde_json::json!(reason));
+        }
+        let pending = PendingEvent::new(project, name, None, kind, message)
+            .with_data(serde_json::Value::Object(fields));
+        let state = self.inner.lock();
+        state
+            .workloads
+            .get(&(project.to_string(), name.to_string()))
+            .filter(|entry| entry.desired != DesiredState::Deleted)
+            .ok_or_else(|| not_found(project, name))?;
+        let now = SystemTime::now();
+        let audit = admission.success_entry(201);
+        let ids = self
+            .inner
+            .store
+            .append_events_audited(&[pending.to_store(now)], audit.as_ref())
+            .inspect_err(|_| admission.unrecord())?;
+        drop(state);
+        let event = Event {
+            id: ids.first().copied().unwrap_or_default(),
+            time: now,
+            project: pending.project.clone(),
+            workload: Some(pending.workload.clone()),
+            replica: None,
+            kind: kind.as_str().to_string(),
+            message: pending.message.clone(),
+            data: pending.data.clone(),
+        };
+        recorder::broadcast(&self.inner.events, ids, vec![pending], now);
+        Ok(event)
     }
 
     pub fn get(&self, project: &str, name: &str) -> Result<WorkloadView, SupervisorError> {

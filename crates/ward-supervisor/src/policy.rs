@@ -14,6 +14,9 @@ pub struct BackoffPolicy {
     pub max: Duration,
     /// A run at least this long resets the count of failures in a row.
     pub reset_after: Duration,
+    /// This many failures in a row, each shorter than `reset_after`, are a crash loop:
+    /// restarts end with a diagnosis (unless the workload's `heal` policy is `off`).
+    pub crash_loop: u32,
 }
 
 impl Default for BackoffPolicy {
@@ -22,6 +25,7 @@ impl Default for BackoffPolicy {
             initial: Duration::from_secs(1),
             max: Duration::from_secs(60),
             reset_after: Duration::from_secs(30),
+            crash_loop: 5,
         }
     }
 }

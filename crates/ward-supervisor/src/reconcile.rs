@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use ward_runtime::{AttachOutcome, ExitStatus, InstanceHandle, InstanceKey};
-use ward_spec::WorkloadSpec;
+use ward_spec::{HealPolicy, WorkloadSpec};
 
 use crate::events::{EventKind, PendingEvent};
 use crate::policy::should_restart;
@@ -449,6 +449,7 @@ pub(crate) fn on_exit(
         return;
     };
     let restart_policy = entry.spec.restart;
+    let heal_policy = entry.spec.heal.policy;
     let desired = entry.desired;
     let backoff = inner.config.backoff;
     let Some(instance) = entry.instances.get_mut(&key.replica) else {
@@ -484,6 +485,7 @@ pub(crate) fn on_exit(
                 "exit_code": exit.exit_code,
                 "signal": exit.signal,
                 "oom_killed": exit.oom_killed,
+                "revision": instance.revision,
             }),
         ),
     );
@@ -499,8 +501,24 @@ pub(crate) fn on_exit(
     if ran_for >= backoff.reset_after {
         instance.failures_in_row = 0;
     }
-    if desired == DesiredState::Running && should_restart(&restart_policy, &exit, instance.restarts)
+    let mut crash_loop = None;
+    let restarting = desired == DesiredState::Running
+        && should_restart(&restart_policy, &exit, instance.restarts);
+    if restarting
+        && heal_policy != HealPolicy::Off
+        && ran_for < backoff.reset_after
+        && instance.failures_in_row.saturating_add(1) >= backoff.crash_loop
     {
+        instance.failures_in_row = instance.failures_in_row.saturating_add(1);
+        instance.retry_at = None;
+        instance.message = Some(format!(
+            "crash loop: {how}, {} times in a row, each within {}; not restarted until it is \
+             started again or its spec changes",
+            instance.failures_in_row,
+            humantime::format_duration(backoff.reset_after)
+        ));
+        crash_loop = Some((instance.failures_in_row, ran_for));
+    } else if restarting {
         let delay = backoff.delay(instance.failures_in_row);
         instance.failures_in_row = instance.failures_in_row.saturating_add(1);
         instance.retry_at = Some(Instant::now() + delay);
@@ -517,6 +535,99 @@ pub(crate) fn on_exit(
     }
     let record = instance.to_record(key);
     inner.record_releasing(state, Some((key, record)), events);
+    if let Some((failures, ran_for)) = crash_loop {
+        let last_lines = inner
+            .driver
+            .read_logs(key, Some(CRASH_LOOP_LOG_LINES), None)
+            .map(|lines| lines.into_iter().map(|line| line.text).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let diagnosis = diagnose_crash(&exit, &last_lines);
+        let message = format!(
+            "{name} is in a crash loop: {how}, {failures} times in a row, after {} the last \
+             time; {diagnosis}; restarts stopped until it is started again or its spec changes",
+            humantime::format_duration(Duration::from_millis(ran_for.as_millis() as u64))
+        );
+        inner.record(
+            None,
+            vec![
+                PendingEvent::for_instance(key, EventKind::CrashLoop, message).with_data(
+                    serde_json::json!({
+                        "exit_code": exit.exit_code,
+                        "signal": exit.signal,
+                        "oom_killed": exit.oom_killed,
+                        "failures": failures,
+                        "ran_for_ms": ran_for.as_millis() as u64,
+                        "diagnosis": diagnosis,
+                        "last_lines": last_lines,
+                    }),
+                ),
+            ],
+        );
+    }
+}
+
+/// How many of its last log lines a crash loop's diagnosis quotes.
+const CRASH_LOOP_LOG_LINES: usize = 10;
+
+/// What an exit most likely means and what to do, in plain words, from how the instance
+/// ended and what it wrote last.
+fn diagnose_crash(exit: &ExitStatus, last_lines: &[String]) -> String {
+    let cause = match (exit.oom_killed, exit.exit_code, exit.signal) {
+        (true, _, _) => "it runs out of memory: raise resources.memory, or let Ward raise it with \
+             heal: {policy: auto, memory_max: SIZE}"
+            .to_string(),
+        (false, Some(0), _) => "it exits successfully at once: its command returns instead of \
+             running on; run a program that stays up, or use restart: on-failure"
+            .to_string(),
+        (false, Some(127), _) => {
+            "the shell could not find a command (exit 127): check the command and its PATH"
+                .to_string()
+        }
+        (false, Some(126), _) => {
+            "a command could not be executed (exit 126): check that it is a program and executable"
+                .to_string()
+        }
+        (false, _, Some(9)) => "something kills it with SIGKILL".to_string(),
+        (false, _, Some(11)) => "it crashes with a segmentation fault (SIGSEGV)".to_string(),
+        (false, _, Some(6)) => "it aborts (SIGABRT), usually a failed assertion".to_string(),
+        (false, Some(code), _) => format!("it fails with exit code {code}"),
+        (false, None, Some(signal)) => format!("it is killed by signal {signal}"),
+        (false, None, None) => "it ends and its exit status is unknown".to_string(),
+    };
+    // The line a person would look for first: the last that reads like an error.
+    let telling = last_lines
+        .iter()
+        .rev()
+        .map(|line| line.trim())
+        .find(|line| {
+            let lower = line.to_ascii_lowercase();
+            [
+                "error",
+                "exception",
+                "fatal",
+                "panic",
+                "denied",
+                "not found",
+                "no such",
+                "refused",
+            ]
+            .iter()
+            .any(|word| lower.contains(word))
+        })
+        .or_else(|| {
+            last_lines
+                .iter()
+                .rev()
+                .map(|line| line.trim())
+                .find(|line| !line.is_empty())
+        });
+    match telling {
+        Some(line) => {
+            let line: String = line.chars().take(300).collect();
+            format!("{cause}; it last said: {line}")
+        }
+        None => format!("{cause}; it wrote nothing"),
+    }
 }
 
 fn describe_exit(exit: &ExitStatus) -> String {

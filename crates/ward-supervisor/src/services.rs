@@ -18,7 +18,7 @@ use ward_core::{Error, ErrorKind};
 use ward_spec::WorkloadSpec;
 
 use crate::access::{AccessError, AccessService, Principal};
-use crate::events::Event;
+use crate::events::{Event, EventKind};
 use crate::gate::Admission;
 use crate::images::{ImageError, ImageErrorKind, ImageService, StoredImage};
 use crate::inference::{Inference, InferenceError};
@@ -247,6 +247,19 @@ impl Workloads for Supervisor {
         timeout: Duration,
     ) -> Result<WorkloadView, Error> {
         Ok(Supervisor::wait_until_settled(self, project, name, timeout).await?)
+    }
+
+    fn record_event(
+        &self,
+        admission: &Admission,
+        name: &str,
+        kind: EventKind,
+        message: &str,
+        data: serde_json::Value,
+    ) -> Result<Event, Error> {
+        Ok(Supervisor::record_event(
+            self, admission, name, kind, message, data,
+        )?)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -294,7 +294,7 @@ async fn crash_loop_backs_off_to_a_handful_of_restarts_in_the_first_minute() {
     supervisor
         .create(
             &as_admin(&supervisor, Operation::WorkloadCreate),
-            spec("name: crash\ncommand: [exit, 0s, '1']\n"),
+            spec("name: crash\ncommand: [exit, 0s, '1']\nheal: off\n"),
         )
         .unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -306,6 +306,53 @@ async fn crash_loop_backs_off_to_a_handful_of_restarts_in_the_first_minute() {
     assert_eq!(offsets, [0, 1, 3, 7, 15, 31], "starts at these seconds");
     let view = supervisor.get("default", "crash").unwrap();
     assert_eq!(view.restarts(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_loop_ends_after_five_quick_failures_with_a_diagnosis() {
+    let driver = Arc::new(FakeDriver::default());
+    let supervisor = supervisor_with(driver.clone(), Store::open_in_memory().unwrap()).await;
+    let begin = tokio::time::Instant::now();
+    supervisor
+        .create(
+            &as_admin(&supervisor, Operation::WorkloadCreate),
+            spec("name: crash\ncommand: [exit, 0s, '1']\n"),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let offsets: Vec<u64> = driver
+        .starts_of("crash")
+        .iter()
+        .map(|at| at.duration_since(begin).as_secs())
+        .collect();
+    assert_eq!(
+        offsets,
+        [0, 1, 3, 7, 15],
+        "starts at these seconds, then none"
+    );
+    let view = supervisor.get("default", "crash").unwrap();
+    assert_eq!(view.instances[0].phase, Phase::Failed);
+    let events = supervisor.latest_events(Some("default"), 100).unwrap();
+    let diagnosis = events
+        .iter()
+        .find(|event| event.kind == "crash_loop")
+        .expect("a crash_loop event");
+    assert!(
+        diagnosis
+            .message
+            .contains("exited with code 1, 5 times in a row"),
+        "{}",
+        diagnosis.message
+    );
+    assert_eq!(diagnosis.data["failures"], 5);
+
+    // A start by hand begins a fresh set of tries.
+    supervisor
+        .start_workload(&as_admin(&supervisor, Operation::WorkloadStart), "crash")
+        .await
+        .ok();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(driver.starts_of("crash").len() >= 6);
 }
 
 #[tokio::test(start_paused = true)]

@@ -211,12 +211,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         login_limiter: RateLimiter::new(RateLimit::LOGIN),
         secure_cookies: tls.is_some(),
     });
+    // The healer acts through the same door as every caller, as the agent `healer`; it
+    // checks memory forecasts every two samples (at least each second).
+    let healer = ward_heal::Healer::new(
+        state.door.clone(),
+        state.workloads.clone(),
+        ward_heal::HealerConfig {
+            check_every: (config.metrics.interval * 2).max(std::time::Duration::from_secs(1)),
+            ..Default::default()
+        },
+    );
+    let healer = tokio::spawn(healer.run());
     match tls {
         Some(tls) => ward_api::serve_tls(listener, tls, state, shutdown_signal()).await,
         None => ward_api::serve(listener, state, shutdown_signal()).await,
     }
     .context("the API server failed")?;
 
+    healer.abort();
     supervisor.shutdown();
     supervisor.flush().await;
     runtime.release_idle();

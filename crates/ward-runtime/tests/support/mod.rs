@@ -175,6 +175,7 @@ pub fn spec(name: &str, command: &[&str]) -> WorkloadSpec {
         health: None,
         replicas: 1,
         autoscale: None,
+        heal: Default::default(),
         labels: BTreeMap::new(),
     }
 }
