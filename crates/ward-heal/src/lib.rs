@@ -8,16 +8,19 @@
 //! again the old limit, so a workload reaches its bound in a few steps and is then reported,
 //! never bumped in a loop.
 
+pub mod scale;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
 use ward_core::access::{Principal, Role};
 use ward_core::door::{Caller, Door};
 use ward_core::events::{Event, EventKind};
 use ward_core::ops::Operation;
-use ward_core::services::{MetricQuery, Workloads};
+use ward_core::services::{MetricQuery, MetricSeries, Workloads};
 use ward_core::view::{Phase, WorkloadView};
 use ward_core::Error;
 use ward_detect::forecast::{self, History};
@@ -26,6 +29,9 @@ use ward_spec::{HealPolicy, WorkloadSpec};
 
 /// The memory series the telemetry sampler records per instance.
 const MEMORY_SERIES: &str = "ward_instance_memory_bytes";
+const CPU_SERIES: &str = "ward_instance_cpu_usage_cores";
+/// An autoscaling decision needs this many CPU samples of an instance's current run.
+const SCALE_SAMPLES: usize = 3;
 const MEBIBYTE: u64 = 1 << 20;
 /// The least a raise adds, so small limits do not creep up a few bytes at a time.
 const SMALLEST_RAISE: u64 = 16 * MEBIBYTE;
@@ -103,6 +109,8 @@ struct Memory {
     /// The run (revision, instance, start) the healer last acted on for a forecast: one
     /// action per run, as a raise makes a new revision and a restart a new run.
     forecast_run: Option<(i64, String, Option<SystemTime>)>,
+    /// When the autoscaler last changed the replica count.
+    last_scale: Option<Instant>,
 }
 
 /// The healer of every workload on this daemon.
@@ -137,7 +145,10 @@ impl Healer {
                     }
                     Err(RecvError::Closed) => return,
                 },
-                _ = tick.tick() => self.check_forecasts().await,
+                _ = tick.tick() => {
+                    self.check_forecasts().await;
+                    self.check_scaling();
+                }
             }
         }
     }
@@ -291,26 +302,8 @@ impl Healer {
                 if acted.as_ref() == Some(&run) {
                     continue;
                 }
-                let replica = instance.replica.to_string();
-                let Some(found) = series.iter().find(|series| {
-                    series
-                        .labels
-                        .iter()
-                        .any(|(name, value)| name == "replica" && *value == replica)
-                }) else {
-                    continue;
-                };
                 // Only this run: a restart frees what the run before held.
-                let since_ms = instance
-                    .started_at
-                    .and_then(|started| started.duration_since(UNIX_EPOCH).ok())
-                    .map_or(0, |since| since.as_millis() as i64);
-                let (times, values): (Vec<f64>, Vec<f64>) = found
-                    .points
-                    .iter()
-                    .filter(|(time, _)| *time >= since_ms)
-                    .map(|&(time, value)| (time as f64 / 1000.0, value))
-                    .unzip();
+                let (times, values) = run_points(&series, instance.replica, instance.started_at);
                 if let Some(seconds) = seconds_to_limit(&times, &values, limit as f64, lead) {
                     if soonest.as_ref().is_none_or(|(best, ..)| seconds < *best) {
                         let current = values.last().copied().unwrap_or_default();
@@ -332,6 +325,128 @@ impl Healer {
             );
             self.raise_or_report(&view, limit, &cause, true).await;
         }
+    }
+
+    /// The window CPU is averaged over for autoscaling: ten checks.
+    fn scale_window(&self) -> Duration {
+        self.config.check_every * 10
+    }
+
+    /// Scales each workload with `autoscale` from its replicas' CPU over the window: out
+    /// after a window's cooldown, in only after three, each change a spec change through the
+    /// door with its reason.
+    fn check_scaling(&mut self) {
+        let window = self.scale_window();
+        for view in self.workloads.list(None) {
+            let Some(autoscale) = view.spec.autoscale.clone() else {
+                continue;
+            };
+            if view.desired != ward_core::view::DesiredState::Running {
+                continue;
+            }
+            let key = (view.project.clone(), view.spec.name.clone());
+            let since_change = self
+                .memory
+                .get(&key)
+                .and_then(|memory| memory.last_scale)
+                .map(|at| at.elapsed());
+            if since_change.is_some_and(|elapsed| elapsed < window) {
+                continue;
+            }
+            let request = view.spec.resources.cpu.unwrap_or(1.0);
+            let Some((utilisation, forecast)) = self.utilisation(&view, request, window) else {
+                continue;
+            };
+            let target = autoscale.cpu_percent / 100.0;
+            let Some(wanted) = scale::decide(
+                view.spec.replicas,
+                autoscale.min,
+                autoscale.max,
+                utilisation,
+                Some(forecast),
+                target,
+            ) else {
+                continue;
+            };
+            let scaling_in = wanted < view.spec.replicas;
+            if scaling_in && since_change.is_some_and(|elapsed| elapsed < window * 3) {
+                continue;
+            }
+            let reason = format!(
+                "CPU of {} is {:.0}% of its {} cores per replica over {}, against a target of {}%: \
+                 scaled from {} to {wanted} replicas (autoscale {}..{})",
+                view.spec.name,
+                utilisation * 100.0,
+                request,
+                plain_seconds(window.as_secs_f64()),
+                autoscale.cpu_percent,
+                view.spec.replicas,
+                autoscale.min,
+                autoscale.max,
+            );
+            let mut scaled = view.spec.clone();
+            scaled.replicas = wanted;
+            match self.apply(&view, scaled, &reason) {
+                Ok(()) => {
+                    self.memory.entry(key).or_default().last_scale = Some(Instant::now());
+                }
+                Err(error) => {
+                    tracing::warn!(workload = %view.spec.name, %error, "the autoscaler's change was refused");
+                }
+            }
+        }
+    }
+
+    /// The mean CPU of `view`'s running replicas over `window`, as a share of `request`
+    /// cores, and the same forecast one window ahead; `None` while no replica has enough
+    /// samples of its current run.
+    fn utilisation(
+        &self,
+        view: &WorkloadView,
+        request: f64,
+        window: Duration,
+    ) -> Option<(f64, f64)> {
+        let now_ms = epoch_ms(SystemTime::now());
+        let query = MetricQuery {
+            name: CPU_SERIES.to_string(),
+            workload: Some(view.spec.name.clone()),
+            start: now_ms - self.config.history.as_millis() as i64,
+            end: now_ms,
+            step: 1000,
+            aggregation: "avg".to_string(),
+        };
+        let series = self.workloads.query_metrics(&view.project, &query).ok()?;
+        let window_start = (now_ms - window.as_millis() as i64) as f64 / 1000.0;
+        let (mut now_sum, mut ahead_sum, mut counted) = (0.0, 0.0, 0usize);
+        for instance in view
+            .instances
+            .iter()
+            .filter(|instance| instance.phase == Phase::Running)
+        {
+            let (times, values) = run_points(&series, instance.replica, instance.started_at);
+            let recent: Vec<f64> = times
+                .iter()
+                .zip(&values)
+                .filter(|(time, _)| **time >= window_start)
+                .map(|(_, value)| *value)
+                .collect();
+            if recent.len() < SCALE_SAMPLES {
+                continue;
+            }
+            let mean = recent.iter().sum::<f64>() / recent.len() as f64;
+            let history = History {
+                times: &times,
+                values: &values,
+            };
+            let last = times.last().copied().unwrap_or_default();
+            let ahead = forecast::forecast(history, &[last + window.as_secs_f64()])
+                .first()
+                .map_or(mean, |point| point.value.max(0.0));
+            now_sum += mean / request;
+            ahead_sum += ahead / request;
+            counted += 1;
+        }
+        (counted > 0).then(|| (now_sum / counted as f64, ahead_sum / counted as f64))
     }
 
     /// The healer acting for `view`'s policy: an operator of its project, no more.
@@ -436,6 +551,36 @@ impl Healer {
             self.door.finish(&admission, 409, &error.to_string());
         }
     }
+}
+
+fn epoch_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
+/// The points of replica `replica`'s series since `started_at` (its current run), as
+/// seconds and values.
+fn run_points(
+    series: &[MetricSeries],
+    replica: u32,
+    started_at: Option<SystemTime>,
+) -> (Vec<f64>, Vec<f64>) {
+    let replica = replica.to_string();
+    let Some(found) = series.iter().find(|series| {
+        series
+            .labels
+            .iter()
+            .any(|(name, value)| name == "replica" && *value == replica)
+    }) else {
+        return (Vec::new(), Vec::new());
+    };
+    let since_ms = started_at.map_or(0, epoch_ms);
+    found
+        .points
+        .iter()
+        .filter(|(time, _)| *time >= since_ms)
+        .map(|&(time, value)| (time as f64 / 1000.0, value))
+        .unzip()
 }
 
 /// `12 s`, `3 min`, `2 h`.

@@ -122,12 +122,6 @@ pub(crate) fn check(spec: &WorkloadSpec) -> Result<(), Unsupported> {
             );
         }
     }
-    if spec.autoscale.is_some() {
-        return unsupported(
-            "autoscale",
-            "replicas are not scaled automatically yet; set replicas to the number to run, and leave autoscale out".to_string(),
-        );
-    }
     Ok(())
 }
 
@@ -187,10 +181,6 @@ mod tests {
         assert_eq!(
             refused("name: p\ncommand: [true]\nresources: {gpu: 1}\n"),
             "resources.gpu"
-        );
-        assert_eq!(
-            refused("name: p\ncommand: [true]\nautoscale: {min: 1, max: 3, cpu: 70}\n"),
-            "autoscale"
         );
         check(&spec(
             "name: p\ncommand: [true]\nresources: {gpu: 0, memory: 64MiB}\n",

@@ -293,3 +293,60 @@ fn a_leak_forecast_to_reach_its_limit_is_handled_before_the_oom_kill() {
     assert!(memory_limit(&daemon, "leaker") <= 512 * MIB);
     assert_eq!(inspect(&daemon, "leaker")["status"]["state"], "running");
 }
+
+#[test]
+fn a_cpu_bound_service_scales_out_and_back_in_without_flapping() {
+    let daemon = Daemon::start_with_config("metrics: {interval: 500ms}\n");
+    // Every replica spins until a moment 30 s from now, then idles.
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 30;
+    apply_ok(
+        &daemon,
+        "busy",
+        &format!(
+            "name: busy\ncommand: [python3, -c, \"import time\\nwhile time.time() < {until}: pass\\ntime.sleep(3600)\"]\n\
+             resources: {{cpu: 0.25}}\nautoscale: {{min: 1, max: 3, cpu: 50}}\n"
+        ),
+    );
+    // Out to the maximum while it spins…
+    daemon.wait_for("three replicas", Duration::from_secs(60), || {
+        (inspect(&daemon, "busy")["replicas"] == 3).then_some(())
+    });
+    // …and back in to the minimum once it idles.
+    daemon.wait_for("one replica again", Duration::from_secs(90), || {
+        (inspect(&daemon, "busy")["replicas"] == 1).then_some(())
+    });
+    // Then it holds.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(inspect(&daemon, "busy")["replicas"], 1);
+
+    // The count went up, then down: never back and forth.
+    let counts: Vec<u64> = events_of(&events(&daemon), "busy", "updated")
+        .iter()
+        .map(|event| {
+            let message = event["message"].as_str().unwrap();
+            assert_eq!(event["data"]["agent"], "healer", "{message}");
+            assert!(message.contains("scaled from"), "{message}");
+            let to = message.split(" to ").nth(1).unwrap();
+            to.split_whitespace().next().unwrap().parse().unwrap()
+        })
+        .collect();
+    println!("replicas over time: {counts:?}");
+    let peak = counts
+        .iter()
+        .position(|&count| count == 3)
+        .expect("reached 3");
+    assert!(
+        counts[..=peak].windows(2).all(|pair| pair[0] < pair[1]),
+        "{counts:?}"
+    );
+    assert!(
+        counts[peak..].windows(2).all(|pair| pair[0] > pair[1]),
+        "{counts:?}"
+    );
+    assert_eq!(counts.last(), Some(&1));
+    assert!(counts.len() <= 4, "{counts:?}");
+}
