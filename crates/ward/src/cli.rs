@@ -1240,19 +1240,37 @@ usual interval up to the horizon; `lower` and `upper` bound about 80 % of the er
 chosen model made on the newest fifth of the history. With --limit, says on standard
 error when the forecast first reaches that value:
 
-  ward forecast --input memory.csv --horizon 2d --limit 536870912";
+  ward forecast --input memory.csv --horizon 2d --limit 536870912
+
+With a workload's NAME it forecasts that workload's stored series instead (memory unless
+--metric says otherwise), one row per instance, and says when memory reaches the
+workload's limit:
+
+  ward forecast api --horizon 6h
+  ward forecast api --metric cpu -o json";
 
 #[derive(Debug, Args)]
 pub struct ForecastArgs {
+    /// A workload whose stored series to forecast, from the daemon (instead of a CSV)
+    #[arg(value_name = "NAME", conflicts_with = "input")]
+    pub name: Option<String>,
     /// The history to read (default: standard input)
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
+    /// With NAME: memory, cpu, pids, or a full series name
+    #[arg(long, default_value = "memory", requires = "name")]
+    pub metric: String,
+    /// With NAME: how much stored history to forecast from, like 6h
+    #[arg(long, value_name = "DURATION", default_value = "1d", requires = "name", value_parser = parse_horizon_flag)]
+    pub history: Duration,
     /// How far ahead, like 6h or 7d
     #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_horizon_flag)]
     pub horizon: Duration,
-    /// Say when the forecast first reaches this value
+    /// Say when the forecast first reaches this value (with NAME: default, the memory limit)
     #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
     pub limit: Option<f64>,
+    #[command(flatten)]
+    pub client_options: ClientOptions,
 }
 
 fn parse_horizon_flag(text: &str) -> Result<Duration, String> {

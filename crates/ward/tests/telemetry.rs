@@ -270,3 +270,54 @@ fn kill_9_of_the_daemon_during_collection_leaves_the_store_readable() {
         before = memory_points(&daemon, "steady", start);
     }
 }
+
+#[test]
+fn ward_forecast_name_says_when_a_leak_reaches_the_memory_limit() {
+    let daemon = Daemon::start_with_config("metrics: {interval: 500ms}\n");
+    // 2 MiB a second towards a 1 GiB limit: there in about eight and a half minutes.
+    let program = "import time\nkept = []\nwhile True:\n    kept.append(b'x' * (1 << 20))\n    time.sleep(0.5)\n";
+    assert_success(&daemon.ward(&[
+        "run", "--name", "slow", "-m", "1g", "--", "python3", "-c", program,
+    ]));
+    let forecast = daemon.wait_for(
+        "a forecast that reaches the limit",
+        Duration::from_secs(60),
+        || {
+            let listing = assert_success(&daemon.ward(&[
+                "forecast",
+                "slow",
+                "--horizon",
+                "1h",
+                "-o",
+                "json",
+            ]));
+            let json: serde_json::Value = serde_json::from_str(&listing).unwrap();
+            let first = json.as_array()?.first()?.clone();
+            (first["forecast"].as_array()?.len() > 10 && first["reaches_limit_at"].is_number())
+                .then_some(first)
+        },
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let reaches = forecast["reaches_limit_at"].as_f64().unwrap();
+    assert_eq!(forecast["instance"], "slow-0");
+    assert_eq!(forecast["limit"].as_f64(), Some(1024.0 * 1024.0 * 1024.0));
+    // Eight and a half minutes away, give or take what a short history allows.
+    assert!(
+        (now + 240.0..now + 1200.0).contains(&reaches),
+        "reaches the limit {:.0} s from now",
+        reaches - now
+    );
+    let table = assert_success(&daemon.ward(&["forecast", "slow", "--horizon", "1h"]));
+    println!("{table}");
+    assert!(
+        table.contains("REACHES LIMIT") && table.contains("slow-0"),
+        "{table}"
+    );
+    assert!(table.contains("1GiB") && table.contains(" in "), "{table}");
+    // A workload that does not exist is a clear error.
+    let missing = daemon.ward(&["forecast", "nothing-here"]);
+    assert!(!missing.status.success());
+}

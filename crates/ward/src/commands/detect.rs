@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter};
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 
@@ -87,6 +88,150 @@ pub fn forecast(arguments: &ForecastArgs) -> anyhow::Result<i32> {
             None => eprintln!("does not reach {limit} within the horizon"),
         }
     }
+    Ok(0)
+}
+
+/// `ward forecast NAME`: the workload's stored series, one forecast per instance, with when
+/// memory reaches the workload's limit (or `--limit`).
+pub async fn forecast_workload(
+    context: &crate::commands::Context,
+    arguments: &ForecastArgs,
+) -> anyhow::Result<i32> {
+    use ward_detect::forecast::{self, History};
+
+    let name = arguments.name.as_deref().unwrap_or_default();
+    let document = context.client.get_workload(name).await?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let history = arguments.history.as_secs_f64();
+    let query = |start: f64, step: f64| {
+        vec![
+            ("name", arguments.metric.clone()),
+            ("workload", name.to_string()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{now:.3}")),
+            ("step", step.to_string()),
+            ("aggregation", "avg".to_string()),
+        ]
+    };
+    // About a thousand points over the history there is (a young workload has less than
+    // --history), none finer than a second.
+    let step = (history / 1000.0).max(1.0);
+    let mut result = context
+        .client
+        .query_metrics(&query(now - history, step))
+        .await?;
+    let oldest = result["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|series| series["points"][0][0].as_f64())
+        .fold(now, f64::min);
+    let span = now - oldest + step;
+    if span < history / 2.0 {
+        let finer = (span / 1000.0).max(1.0);
+        result = context
+            .client
+            .query_metrics(&query(now - span, finer))
+            .await?;
+    }
+    let metric = result["name"].as_str().unwrap_or_default().to_string();
+    let memory_limit = document.spec["resources"]["memory"].as_f64();
+    let limit = arguments
+        .limit
+        .or(memory_limit.filter(|_| metric.ends_with("memory_bytes")));
+    let mut forecasts = Vec::new();
+    for series in result["series"].as_array().into_iter().flatten() {
+        let (times, values): (Vec<f64>, Vec<f64>) = series["points"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|point| Some((point[0].as_f64()?, point[1].as_f64()?)))
+            .unzip();
+        if times.len() < 3 {
+            continue;
+        }
+        let replica = series["labels"]["replica"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
+        let history = History {
+            times: &times,
+            values: &values,
+        };
+        let ahead = forecast::times_ahead(history, arguments.horizon.as_secs_f64());
+        let points = forecast::forecast(history, &ahead);
+        let reaches = limit.and_then(|limit| forecast::time_to(&points, limit));
+        forecasts.push(serde_json::json!({
+            "instance": format!("{name}-{replica}"),
+            "metric": metric,
+            "now": values.last(),
+            "limit": limit,
+            "reaches_limit_at": reaches,
+            "forecast": points
+                .iter()
+                .map(|point| [point.time, point.value, point.lower, point.upper])
+                .collect::<Vec<_>>(),
+        }));
+    }
+    if context.json() {
+        crate::output::print_json(&forecasts)?;
+        return Ok(0);
+    }
+    if forecasts.is_empty() {
+        crate::output::note(&format!(
+            "no history of {metric} for {name} yet: running instances are sampled every metrics.interval"
+        ));
+        return Ok(0);
+    }
+    let shown = |value: f64| {
+        if metric.ends_with("_bytes") {
+            crate::output::format_size(value.max(0.0) as u64)
+        } else if metric.ends_with("_cores") {
+            format!("{value:.2}")
+        } else {
+            format!("{value:.0}")
+        }
+    };
+    let horizon = humantime::format_duration(arguments.horizon).to_string();
+    let rows: Vec<Vec<String>> = forecasts
+        .iter()
+        .map(|forecast| {
+            let last = forecast["forecast"]
+                .as_array()
+                .and_then(|points| points.last());
+            let value_at = |index: usize| {
+                last.and_then(|point| point[index].as_f64())
+                    .map_or("-".to_string(), shown)
+            };
+            let reaches = match (
+                forecast["limit"].as_f64(),
+                forecast["reaches_limit_at"].as_f64(),
+            ) {
+                (None, _) => "-".to_string(),
+                (Some(_), None) => format!("not within {horizon}"),
+                (Some(_), Some(when)) => format!(
+                    "in {} ({} UTC)",
+                    humanize(when - now),
+                    ward_detect::time::format(when)
+                ),
+            };
+            vec![
+                forecast["instance"].as_str().unwrap_or("-").to_string(),
+                forecast["now"].as_f64().map_or("-".to_string(), shown),
+                format!("{} ({}..{})", value_at(1), value_at(2), value_at(3)),
+                forecast["limit"].as_f64().map_or("-".to_string(), shown),
+                reaches,
+            ]
+        })
+        .collect();
+    let header = format!("IN {horizon}");
+    crate::output::print_text(&crate::output::render_table(
+        &["INSTANCE", "NOW", &header, "LIMIT", "REACHES LIMIT"],
+        &rows,
+    ))?;
     Ok(0)
 }
 

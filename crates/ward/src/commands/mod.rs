@@ -87,6 +87,16 @@ pub async fn dispatch(command: Command, global_options: ClientOptions) -> anyhow
         }
         Command::Completion(arguments) => completion::run(&arguments),
         Command::Detect(arguments) => detect::run(&arguments),
+        Command::Forecast(arguments) if arguments.name.is_some() => {
+            let options = arguments
+                .client_options
+                .clone()
+                .merged_with(&global_options);
+            let context = Context::new(&options);
+            detect::forecast_workload(&context, &arguments)
+                .await
+                .map_err(|error| failure::explain(error, &context.settings))
+        }
         Command::Forecast(arguments) => detect::forecast(&arguments),
     }
 }
