@@ -3,7 +3,7 @@
 # tools the benchmarks use, and what builds llama.cpp for the model runner (cmake, a C++
 # compiler, libclang for its bindings). Run as root (or through sudo).
 set -euo pipefail
-packages=(crun runc iproute2 iptables pkg-config python3 python3-venv curl wrk hyperfine busybox-static docker-registry skopeo umoci tmux cmake clang libclang-dev)
+packages=(crun runc iproute2 iptables pkg-config python3 python3-venv curl wrk hyperfine busybox-static docker-registry skopeo umoci tmux cmake clang libclang-dev prometheus prometheus-alertmanager)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -6,6 +6,7 @@
 //! the async workers.
 
 mod access;
+mod alerts;
 mod auth;
 mod convert;
 mod embeddings;
@@ -74,6 +75,8 @@ pub struct ApiState {
     pub login_limiter: RateLimiter,
     /// Whether session cookies carry `Secure`: the API speaks TLS.
     pub secure_cookies: bool,
+    /// Alert rules' active alerts and their silences.
+    pub alerts: Arc<dyn ward_core::services::Alerts>,
 }
 
 /// Builds the router: every route is one [`Operation`], and the gate admits every call but
@@ -123,6 +126,10 @@ fn routes() -> Routes {
         .bind(WorkloadAttach, exec::attach)
         .bind(Events, events::events)
         .bind(MetricsQuery, series::query)
+        .bind(AlertList, alerts::list)
+        .bind(SilenceList, alerts::silences)
+        .bind(SilenceCreate, alerts::create_silence)
+        .bind(SilenceExpire, alerts::expire_silence)
         .bind(ImageList, images::list)
         .bind(ImagePull, images::pull)
         .bind_unlimited(ImageImport, images::import)

@@ -413,6 +413,35 @@ impl Client {
         self.call(Method::GET, &path, None).await
     }
 
+    /// The project's pending and firing alerts.
+    pub async fn alerts(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(Method::GET, "/api/v1/alerts", None).await
+    }
+
+    /// The project's silences that have not ended.
+    pub async fn silences(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(Method::GET, "/api/v1/alerts/silences", None)
+            .await
+    }
+
+    /// Mutes the project's alerts matching every `matchers` label for `duration` (like `2h`).
+    pub async fn create_silence(
+        &self,
+        matchers: &std::collections::BTreeMap<String, String>,
+        duration: &str,
+        comment: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let body =
+            serde_json::json!({ "matchers": matchers, "duration": duration, "comment": comment });
+        self.call(Method::POST, "/api/v1/alerts/silences", Some(&body))
+            .await
+    }
+
+    pub async fn expire_silence(&self, id: &str) -> Result<serde_json::Value, ClientError> {
+        let path = format!("/api/v1/alerts/silences/{}", encode_query_value(id));
+        self.call(Method::DELETE, &path, None).await
+    }
+
     pub async fn list_models(&self) -> Result<Vec<ModelDocument>, ClientError> {
         let list: ModelList = self.call(Method::GET, "/api/v1/models", None).await?;
         Ok(list.models)

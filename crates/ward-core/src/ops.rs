@@ -122,6 +122,12 @@ operations! {
     Events = "GET" "/api/v1/events", VIEWER, Project, Refusals;
     /// Stored metrics of the project's workloads.
     MetricsQuery = "GET" "/api/v1/metrics/query", VIEWER, Project, Refusals;
+    /// The project's pending and firing alerts.
+    AlertList = "GET" "/api/v1/alerts", VIEWER, Project, Refusals;
+    SilenceList = "GET" "/api/v1/alerts/silences", VIEWER, Project, Refusals;
+    /// Mutes the project's alerts that match, for a while.
+    SilenceCreate = "POST" "/api/v1/alerts/silences", OPERATOR, Project, Each;
+    SilenceExpire = "DELETE" "/api/v1/alerts/silences/{id}", OPERATOR, Project, Each;
     ImageList = "GET" "/api/v1/images", VIEWER, Project, Refusals;
     ImagePull = "POST" "/api/v1/images/pull", OPERATOR, Project, Each;
     ImageImport = "POST" "/api/v1/images/import", OPERATOR, Project, Each;

@@ -4,6 +4,7 @@
 //!
 //! [`Door`]: crate::door::Door
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -17,8 +18,9 @@ use crate::events::{Event, EventKind};
 use crate::records::{AuditRecord, AuditVerification, ImageRecord};
 use crate::session::{ExecRequest, ExecSession, LogLine, Signal};
 use crate::view::{
-    ApplyOutcome, Grant, ImageView, KeyView, LogFollow, ModelView, NewKey, PruneReport,
-    PullProgress, Quota, QuotaUsage, SecretInfo, Session, UserView, VolumeView, WorkloadView,
+    AlertView, ApplyOutcome, Grant, ImageView, KeyView, LogFollow, ModelView, NewKey, PruneReport,
+    PullProgress, Quota, QuotaUsage, SecretInfo, Session, SilenceView, UserView, VolumeView,
+    WorkloadView,
 };
 use crate::Error;
 
@@ -296,6 +298,27 @@ pub trait Keys: Send + Sync {
     ) -> Result<Vec<AuditRecord>, Error>;
 
     fn verify_audit(&self) -> Result<AuditVerification, Error>;
+}
+
+/// Alert rules' active alerts, and the silences that mute them, per project.
+pub trait Alerts: Send + Sync {
+    /// The project's pending and firing alerts.
+    fn alerts(&self, project: &str) -> Vec<AlertView>;
+
+    /// The project's silences that have not ended.
+    fn silences(&self, project: &str) -> Vec<SilenceView>;
+
+    /// Mutes the admitted project's alerts matching `matchers` for `duration`.
+    fn silence(
+        &self,
+        admission: &Admission,
+        matchers: BTreeMap<String, String>,
+        duration: Duration,
+        comment: &str,
+    ) -> Result<SilenceView, Error>;
+
+    /// Ends one of the admitted project's silences now.
+    fn expire(&self, admission: &Admission, id: &str) -> Result<SilenceView, Error>;
 }
 
 /// Users and their browser sessions.

@@ -1,7 +1,7 @@
 //! What the engine shows its callers: workloads and their instances, images, volumes, secrets,
 //! keys, users and quotas, each as a read-only view.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
 
@@ -415,4 +415,46 @@ pub struct ModelView {
     pub created_at: SystemTime,
     /// Whether a runner has it in memory now.
     pub loaded: bool,
+}
+
+/// Where an alert stands: its condition holds but not yet for its rule's `for`, or it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertState {
+    Pending,
+    Firing,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+        }
+    }
+}
+
+/// One active alert: a rule's condition holding for one series.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertView {
+    /// `alertname`, `project`, `workload`, `replica`, `severity` and the rule's own labels.
+    pub labels: BTreeMap<String, String>,
+    /// `summary` in words, and `value`.
+    pub annotations: BTreeMap<String, String>,
+    pub state: AlertState,
+    /// Since when the condition has held.
+    pub active_at: SystemTime,
+    /// The silences that mute it now.
+    pub silenced_by: Vec<String>,
+}
+
+/// A silence: alerts whose labels match every matcher are not notified until it ends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SilenceView {
+    pub id: String,
+    /// Label name and exact value; `project` is always one of them.
+    pub matchers: BTreeMap<String, String>,
+    pub starts_at: SystemTime,
+    pub ends_at: SystemTime,
+    pub created_by: String,
+    pub comment: String,
 }

@@ -33,6 +33,7 @@ fn callers_reach_the_engine_only_through_the_vocabulary() {
     let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
         ("ward-api", &["ward-client", "ward-core", "ward-spec"][..]),
         ("ward-core", &["ward-spec"][..]),
+        ("ward-alert", &["ward-core", "ward-spec"][..]),
         ("ward-heal", &["ward-core", "ward-detect", "ward-spec"][..]),
         ("ward-spec", &[][..]),
         ("ward-client", &[][..]),

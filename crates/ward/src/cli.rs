@@ -117,6 +117,51 @@ pub enum ClientCommand {
     /// Manage secrets: set, ls, get, rm (sealed at rest; workloads get them as files or variables)
     #[command(after_help = SECRET_EXAMPLES)]
     Secret(Deferred<SecretArgs>),
+    /// Alerts of the project's rules, and silences: ls, silence, silences, expire
+    #[command(after_help = ALERT_EXAMPLES)]
+    Alert(Deferred<AlertArgs>),
+}
+
+const ALERT_EXAMPLES: &str = "\
+Examples:
+  ward alert ls                                    # pending and firing alerts
+  ward alert silence alertname=HighMemory --for 2h --comment 'known leak, fix on Monday'
+  ward alert silence workload=api --for 30m
+  ward alert silences
+  ward alert expire 3f2a9c0d1e4b5a67
+
+Rules and receivers are in the daemon's config file, under alerts: (see the README).";
+
+#[derive(Debug, Args)]
+pub struct AlertArgs {
+    #[command(subcommand)]
+    pub command: AlertCommand,
+
+    #[command(flatten)]
+    pub client_options: ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// List pending and firing alerts
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Mute the alerts whose labels match every LABEL=VALUE, for a while
+    Silence {
+        /// Label matchers, like alertname=HighMemory workload=api
+        #[arg(value_name = "LABEL=VALUE", required = true)]
+        matchers: Vec<String>,
+        /// How long, like 2h
+        #[arg(long = "for", value_name = "DURATION", default_value = "1h")]
+        duration: String,
+        /// Why, for whoever reads the silence later
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// List silences that have not ended
+    Silences,
+    /// End a silence now
+    Expire { id: String },
 }
 
 const SECRET_EXAMPLES: &str = "\
@@ -587,6 +632,7 @@ impl ClientCommand {
             ClientCommand::Quota(arguments) => &arguments.client_options,
             ClientCommand::User(arguments) => &arguments.client_options,
             ClientCommand::Secret(arguments) => &arguments.client_options,
+            ClientCommand::Alert(arguments) => &arguments.client_options,
         }
     }
 }

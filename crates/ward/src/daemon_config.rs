@@ -38,6 +38,8 @@ pub struct DaemonConfig {
     pub models: ModelSettings,
     /// How workloads' metrics are sampled and kept.
     pub metrics: MetricSettings,
+    /// Alert rules and where their notifications go.
+    pub alerts: ward_alert::AlertSettings,
     /// The config file itself, which no workload may mount.
     pub config_file: Option<PathBuf>,
 }
@@ -69,6 +71,7 @@ struct ConfigFile {
     host_volumes: Option<BTreeMap<String, HostVolumeFile>>,
     models: Option<ModelsFile>,
     metrics: Option<MetricsFile>,
+    alerts: Option<ward_alert::AlertsFile>,
 }
 
 /// `metrics: {interval: 5s, retention: 2d, max_series: 100000}`: every running instance's
@@ -346,7 +349,13 @@ impl DaemonConfig {
                 metrics.max_series = max_series;
             }
         }
+        let alerts = file
+            .alerts
+            .unwrap_or_default()
+            .settings(metrics.interval)
+            .map_err(|message| anyhow::anyhow!(message))?;
         Ok(DaemonConfig {
+            alerts,
             metrics,
             models,
             default_pids_limit,

@@ -175,8 +175,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         &config.data_dir,
         config.models.hf_endpoint.clone(),
     )?;
+    let workloads: Arc<dyn ward_core::services::Workloads> = Arc::new(supervisor.clone());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let alerts = ward_alert::AlertManager::open(
+        config.alerts.clone(),
+        workloads.clone(),
+        config.data_dir.join("alerts"),
+        format!("{scheme}://{bound}"),
+    )
+    .context("cannot open the alert manager's directory")?;
+    let alert_manager = tokio::spawn(alerts.clone().run());
     let state = Arc::new(ApiState {
-        workloads: Arc::new(supervisor.clone()),
+        alerts,
+        workloads,
         door: Arc::new(supervisor.gate().clone()),
         images: Arc::new(images),
         models: Arc::new(models.clone()),
@@ -229,6 +240,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .context("the API server failed")?;
 
     healer.abort();
+    alert_manager.abort();
     supervisor.shutdown();
     supervisor.flush().await;
     runtime.release_idle();

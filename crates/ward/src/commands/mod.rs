@@ -1,6 +1,7 @@
 //! One module per subcommand; [`dispatch`] resolves the client settings and runs the command.
 
 mod access;
+mod alert;
 mod anomalies;
 mod apply;
 mod chat;
@@ -174,6 +175,9 @@ async fn run_client_command(context: &Context, command: ClientCommand) -> anyhow
         }
         ClientCommand::Secret(arguments) => {
             secret::run(context, arguments.into_inner().command).await
+        }
+        ClientCommand::Alert(arguments) => {
+            alert::run(context, arguments.into_inner().command).await
         }
     }
 }
