@@ -23,6 +23,7 @@ pub mod privileges;
 pub mod quota;
 mod reconcile;
 mod recorder;
+mod remote_write;
 pub mod secrets;
 mod services;
 mod state;
@@ -94,6 +95,8 @@ pub struct SupervisorConfig {
 pub struct MetricsConfig {
     pub dir: std::path::PathBuf,
     pub store: ward_tsdb::Options,
+    /// A Prometheus remote-write endpoint every sample is also sent to.
+    pub remote_write: Option<String>,
 }
 
 impl Default for SupervisorConfig {
@@ -147,6 +150,10 @@ impl Supervisor {
             Some(metrics) => Some(Mutex::new(telemetry::Telemetry::open(
                 &metrics.dir,
                 metrics.store,
+                metrics
+                    .remote_write
+                    .clone()
+                    .map(remote_write::RemoteWriter::start),
             )?)),
             None => None,
         };

@@ -16,6 +16,9 @@ use crate::events::PendingEvent;
 pub const CPU: &str = "ward_instance_cpu_usage_cores";
 pub const MEMORY: &str = "ward_instance_memory_bytes";
 pub const PIDS: &str = "ward_instance_pids";
+/// Per instance, the highest anomaly score of its series at each sampling: how unusual it
+/// was, stored with the data it was judged on.
+pub const ANOMALY_SCORE: &str = "ward_instance_anomaly_score";
 
 /// One instance's reading at one sampling.
 #[derive(Debug, Clone)]
@@ -35,6 +38,8 @@ pub(crate) struct Telemetry {
     detectors: HashMap<SeriesKey, Detector>,
     /// When blocks past the retention were last deleted.
     expired_at: Option<std::time::Instant>,
+    /// Where every sample is also sent, if anywhere.
+    remote: Option<crate::remote_write::RemoteWriter>,
 }
 
 /// How often blocks past the retention are looked for.
@@ -73,11 +78,16 @@ fn bytes(value: f64) -> String {
 }
 
 impl Telemetry {
-    pub fn open(dir: &Path, options: ward_tsdb::Options) -> Result<Telemetry, ward_tsdb::Error> {
+    pub fn open(
+        dir: &Path,
+        options: ward_tsdb::Options,
+        remote: Option<crate::remote_write::RemoteWriter>,
+    ) -> Result<Telemetry, ward_tsdb::Error> {
         Ok(Telemetry {
             store: Store::open(dir, options)?,
             detectors: HashMap::new(),
             expired_at: None,
+            remote,
         })
     }
 
@@ -105,6 +115,28 @@ impl Telemetry {
             ));
             batch.push((SeriesKey::new(PIDS, &labels), ms, reading.pids as f64));
         }
+        // Score first, so each instance's highest score is stored with its samples.
+        let mut events = Vec::new();
+        let mut scores: HashMap<[String; 3], f64> = HashMap::new();
+        for (key, _, value) in &batch {
+            let detector = self.detectors.entry(key.clone()).or_default();
+            let verdict = detector.update(seconds, *value);
+            if verdict.anomaly {
+                events.push(anomaly_event(key, *value, &verdict));
+            }
+            let instance = ["project", "workload", "replica"]
+                .map(|name| key.label(name).unwrap_or_default().to_owned());
+            let score = scores.entry(instance).or_insert(0.0);
+            *score = score.max(verdict.score);
+        }
+        for ([project, workload, replica], score) in scores {
+            let labels = [
+                ("project", project.as_str()),
+                ("workload", workload.as_str()),
+                ("replica", replica.as_str()),
+            ];
+            batch.push((SeriesKey::new(ANOMALY_SCORE, &labels), ms, score));
+        }
         if let Err(error) = self.store.append(&batch) {
             tracing::warn!(%error, "cannot store metrics");
         }
@@ -117,13 +149,8 @@ impl Telemetry {
                 tracing::warn!(%error, "cannot delete metrics past their retention");
             }
         }
-        let mut events = Vec::new();
-        for (key, _, value) in &batch {
-            let detector = self.detectors.entry(key.clone()).or_default();
-            let verdict = detector.update(seconds, *value);
-            if verdict.anomaly {
-                events.push(anomaly_event(key, *value, &verdict));
-            }
+        if let Some(remote) = &self.remote {
+            remote.send(batch);
         }
         events
     }

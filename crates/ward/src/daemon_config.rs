@@ -82,6 +82,8 @@ pub struct MetricSettings {
     pub interval: std::time::Duration,
     pub retention: std::time::Duration,
     pub max_series: usize,
+    /// A Prometheus remote-write endpoint every sample is also sent to.
+    pub remote_write: Option<String>,
 }
 
 impl Default for MetricSettings {
@@ -90,6 +92,7 @@ impl Default for MetricSettings {
             interval: std::time::Duration::from_secs(5),
             retention: std::time::Duration::from_secs(2 * 86_400),
             max_series: 100_000,
+            remote_write: None,
         }
     }
 }
@@ -100,6 +103,7 @@ struct MetricsFile {
     interval: Option<String>,
     retention: Option<String>,
     max_series: Option<usize>,
+    remote_write: Option<String>,
 }
 
 /// How models run: `models: {slots: 4, context: 4096, queue: 32, max_loaded: 3,
@@ -347,6 +351,12 @@ impl DaemonConfig {
                     bail!("metrics.max_series: give a whole number above 0");
                 }
                 metrics.max_series = max_series;
+            }
+            if let Some(url) = file.remote_write {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("metrics.remote_write: {url:?} is not a URL; give one like http://127.0.0.1:9090/api/v1/write");
+                }
+                metrics.remote_write = Some(url);
             }
         }
         let alerts = file

@@ -122,6 +122,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     retention_ms: config.metrics.retention.as_millis().min(i64::MAX as u128) as i64,
                     ..ward_tsdb::Options::default()
                 },
+                remote_write: config.metrics.remote_write.clone(),
             }),
             ..SupervisorConfig::default()
         },
