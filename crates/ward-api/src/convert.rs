@@ -9,7 +9,7 @@ use ward_client::wire::{
 use ward_core::access::Capability;
 use ward_core::events::Event;
 use ward_core::session::LogLine;
-use ward_core::view::{DesiredState, InstanceView, Phase, WorkloadView};
+use ward_core::view::{DesiredState, InstanceView, Phase, UsageSample, WorkloadView};
 
 pub fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
@@ -101,9 +101,29 @@ pub fn workload_document(view: &WorkloadView) -> WorkloadDocument {
             .then(|| samples.iter().map(|sample| sample.memory_bytes).sum()),
         process_count: (!samples.is_empty())
             .then(|| samples.iter().map(|sample| sample.pids).sum()),
+        disk_read_bytes_per_second: rate_sum(&samples, |sample| sample.disk_read_rate),
+        disk_write_bytes_per_second: rate_sum(&samples, |sample| sample.disk_write_rate),
+        network_receive_bytes_per_second: rate_sum(&samples, |sample| sample.network_receive_rate),
+        network_transmit_bytes_per_second: rate_sum(&samples, |sample| {
+            sample.network_transmit_rate
+        }),
+        last_anomaly: view
+            .instances
+            .iter()
+            .filter_map(|instance| instance.last_anomaly)
+            .max()
+            .map(rfc3339),
         instances: view.instances.iter().map(instance_status).collect(),
     };
     WorkloadDocument { spec, status }
+}
+
+/// The sum of a rate over the instances that have it; `None` if none has.
+fn rate_sum(samples: &[UsageSample], rate: impl Fn(&UsageSample) -> Option<f64>) -> Option<f64> {
+    samples
+        .iter()
+        .filter_map(rate)
+        .fold(None, |sum, rate| Some(sum.unwrap_or(0.0) + rate))
 }
 
 fn instance_status(instance: &InstanceView) -> InstanceStatus {

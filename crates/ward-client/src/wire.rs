@@ -62,6 +62,19 @@ pub struct WorkloadStatus {
     /// Current number of processes (the cgroup's `pids.current`), summed over instances.
     #[serde(default)]
     pub process_count: Option<u64>,
+    /// Bytes per second over the last sampling interval, summed over instances: read from
+    /// and written to disk, received and sent on the workload's own network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_read_bytes_per_second: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_write_bytes_per_second: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_receive_bytes_per_second: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_transmit_bytes_per_second: Option<f64>,
+    /// When one of its series was last anomalous (RFC 3339), if ever in this daemon's life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_anomaly: Option<String>,
     pub instances: Vec<InstanceStatus>,
 }
 

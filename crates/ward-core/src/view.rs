@@ -131,6 +131,8 @@ pub struct InstanceView {
     pub usage: Option<UsageSample>,
     /// A restart was asked for and has not begun yet.
     pub restart_pending: bool,
+    /// When one of its series was last anomalous.
+    pub last_anomaly: Option<SystemTime>,
 }
 
 /// The latest resource reading of an instance, taken by the sampler.
@@ -141,6 +143,12 @@ pub struct UsageSample {
     pub cpu_percent: Option<f64>,
     pub memory_bytes: u64,
     pub pids: u64,
+    /// Bytes per second over the last sampling interval: read from and written to disk,
+    /// received and sent on its own network (`None` until two readings, or on the host's).
+    pub disk_read_rate: Option<f64>,
+    pub disk_write_rate: Option<f64>,
+    pub network_receive_rate: Option<f64>,
+    pub network_transmit_rate: Option<f64>,
 }
 
 impl WorkloadView {

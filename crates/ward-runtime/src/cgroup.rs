@@ -143,14 +143,26 @@ impl CgroupLocator {
                     .ok()
                     .and_then(|stat| keyed_value(&stat, "inactive_file"))
                     .unwrap_or(0);
+                let (disk_read_bytes, disk_write_bytes) = fs::read_to_string(dir.join("io.stat"))
+                    .map(|stat| io_stat_bytes(&stat))
+                    .unwrap_or_default();
                 Some(ResourceUsage {
                     cpu_usage_nanos: usage_usec.saturating_mul(1000),
                     memory_bytes: memory.saturating_sub(inactive_file),
                     pids: read_number(&dir.join("pids.current")).unwrap_or(0),
+                    disk_read_bytes,
+                    disk_write_bytes,
+                    network: None,
                 })
             }
             CgroupMode::Legacy | CgroupMode::Hybrid => {
                 let memory_dir = self.dir("memory", container_id);
+                let blkio = fs::read_to_string(
+                    self.dir("blkio", container_id)
+                        .join("blkio.throttle.io_service_bytes_recursive"),
+                )
+                .map(|stat| blkio_bytes(&stat))
+                .unwrap_or_default();
                 let memory = read_number(&memory_dir.join("memory.usage_in_bytes"))?;
                 let inactive_file = fs::read_to_string(memory_dir.join("memory.stat"))
                     .ok()
@@ -164,6 +176,9 @@ impl CgroupLocator {
                     memory_bytes: memory.saturating_sub(inactive_file),
                     pids: read_number(&self.dir("pids", container_id).join("pids.current"))
                         .unwrap_or(0),
+                    disk_read_bytes: blkio[0],
+                    disk_write_bytes: blkio[1],
+                    network: None,
                 })
             }
         }
@@ -434,6 +449,45 @@ pub(crate) fn oom_killed(mode: CgroupMode, dir: &Path, killed_by_sigkill: bool) 
 }
 
 /// The value of `key` in a flat keyed file (`key value` per line).
+/// Bytes read and written, summed over devices, from cgroup v2's `io.stat`
+/// (`MAJ:MIN rbytes=… wbytes=… rios=…`).
+fn io_stat_bytes(stat: &str) -> (u64, u64) {
+    let mut totals = (0u64, 0u64);
+    for field in stat.split_whitespace() {
+        let Some((name, value)) = field.split_once('=') else {
+            continue;
+        };
+        let value: u64 = value.parse().unwrap_or(0);
+        match name {
+            "rbytes" => totals.0 = totals.0.saturating_add(value),
+            "wbytes" => totals.1 = totals.1.saturating_add(value),
+            _ => {}
+        }
+    }
+    totals
+}
+
+/// Bytes read and written, summed over devices, from cgroup v1's
+/// `blkio.throttle.io_service_bytes_recursive` (`MAJ:MIN Read N`, `MAJ:MIN Write N`, …).
+fn blkio_bytes(stat: &str) -> [u64; 2] {
+    let mut totals = [0u64; 2];
+    for line in stat.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(_device), Some(operation), Some(value)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let value: u64 = value.parse().unwrap_or(0);
+        match operation {
+            "Read" => totals[0] = totals[0].saturating_add(value),
+            "Write" => totals[1] = totals[1].saturating_add(value),
+            _ => {}
+        }
+    }
+    totals
+}
+
 fn keyed_value(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let (name, value) = line.split_once(' ')?;

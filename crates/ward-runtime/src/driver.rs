@@ -87,6 +87,12 @@ pub struct ResourceUsage {
     pub cpu_usage_nanos: u64,
     pub memory_bytes: u64,
     pub pids: u64,
+    /// Bytes read from and written to block devices since the start (cgroup I/O accounting).
+    pub disk_read_bytes: u64,
+    pub disk_write_bytes: u64,
+    /// Bytes received and sent on the instance's own network interfaces since the start;
+    /// `None` where it shares the host's network (whose counters are not its own).
+    pub network: Option<(u64, u64)>,
 }
 
 /// Where an instance's log files live, for readers that follow them.

@@ -472,3 +472,53 @@ mod tests {
         assert_eq!(controllers.len(), 3, "rw and xattr are not controllers");
     }
 }
+
+/// Bytes received and sent on the interfaces of process `pid`'s network namespace (loopback
+/// aside), if that namespace is not the host's own.
+pub fn own_network_bytes(pid: u32) -> Option<(u64, u64)> {
+    let theirs = std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()?;
+    let ours = std::fs::metadata("/proc/self/ns/net").ok()?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
+            return None;
+        }
+    }
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
+    Some(network_bytes(&table))
+}
+
+/// Received and sent bytes summed over `/proc/net/dev`'s interfaces but `lo`.
+fn network_bytes(table: &str) -> (u64, u64) {
+    let mut totals = (0u64, 0u64);
+    for line in table.lines().skip(2) {
+        let Some((interface, counters)) = line.split_once(':') else {
+            continue;
+        };
+        if interface.trim() == "lo" {
+            continue;
+        }
+        let counters: Vec<u64> = counters
+            .split_whitespace()
+            .map(|field| field.parse().unwrap_or(0))
+            .collect();
+        if counters.len() >= 9 {
+            totals.0 = totals.0.saturating_add(counters[0]);
+            totals.1 = totals.1.saturating_add(counters[8]);
+        }
+    }
+    totals
+}
+
+#[cfg(test)]
+mod network_tests {
+    #[test]
+    fn interface_counters_are_summed_without_loopback() {
+        let table = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:    1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0
+  eth0:    5000      50    0    0    0     0          0         0     7000      70    0    0    0     0       0          0
+";
+        assert_eq!(super::network_bytes(table), (5000, 7000));
+    }
+}

@@ -1145,9 +1145,12 @@ impl Driver for Runtime {
     }
 
     fn usage(&self, handle: &InstanceHandle) -> Option<ResourceUsage> {
-        self.inner
+        let mut usage = self
+            .inner
             .cgroups
-            .usage(&self.inner.container_id(&handle.key))
+            .usage(&self.inner.container_id(&handle.key))?;
+        usage.network = crate::host::own_network_bytes(handle.pid);
+        Some(usage)
     }
 
     async fn probe(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
-use ward_runtime::{AttachOutcome, ExitStatus, InstanceHandle, InstanceKey};
+use ward_runtime::{AttachOutcome, ExitStatus, InstanceHandle, InstanceKey, ResourceUsage};
 use ward_spec::{HealPolicy, WorkloadSpec};
 
 use crate::events::{EventKind, PendingEvent};
@@ -887,19 +887,42 @@ pub(crate) async fn run_sampler(inner: Arc<Inner>) {
             if instance.handle.as_ref() != Some(&handle) {
                 continue;
             }
-            let cpu_percent = instance.last_cpu_reading.and_then(|(then, cpu_then)| {
+            // Rates over the interval since the previous reading of this run.
+            let previous = instance.last_cpu_reading.and_then(|(then, before)| {
                 let elapsed = now.duration_since(then).as_secs_f64();
-                (elapsed > 0.0).then(|| {
-                    usage.cpu_usage_nanos.saturating_sub(cpu_then) as f64 / 1e9 / elapsed * 100.0
-                })
+                (elapsed > 0.0).then_some((elapsed, before))
             });
-            instance.last_cpu_reading = Some((now, usage.cpu_usage_nanos));
-            instance.usage = Some(UsageSample {
+            let rate = |now_total: u64, before_total: fn(&ResourceUsage) -> u64| {
+                previous.map(|(elapsed, before)| {
+                    now_total.saturating_sub(before_total(&before)) as f64 / elapsed
+                })
+            };
+            let cpu_percent =
+                rate(usage.cpu_usage_nanos, |before| before.cpu_usage_nanos).map(|rate| rate / 1e7);
+            let disk_read_rate = rate(usage.disk_read_bytes, |before| before.disk_read_bytes);
+            let disk_write_rate = rate(usage.disk_write_bytes, |before| before.disk_write_bytes);
+            let (network_receive_rate, network_transmit_rate) = match (usage.network, previous) {
+                (Some((received, sent)), Some((elapsed, before))) => match before.network {
+                    Some((received_before, sent_before)) => (
+                        Some(received.saturating_sub(received_before) as f64 / elapsed),
+                        Some(sent.saturating_sub(sent_before) as f64 / elapsed),
+                    ),
+                    None => (None, None),
+                },
+                _ => (None, None),
+            };
+            instance.last_cpu_reading = Some((now, usage));
+            let sample = UsageSample {
                 cpu_seconds: usage.cpu_usage_nanos as f64 / 1e9,
                 cpu_percent,
                 memory_bytes: usage.memory_bytes,
                 pids: usage.pids,
-            });
+                disk_read_rate,
+                disk_write_rate,
+                network_receive_rate,
+                network_transmit_rate,
+            };
+            instance.usage = Some(sample);
             samples.push(Reading {
                 project: key.project.clone(),
                 workload: key.workload.clone(),
@@ -907,6 +930,12 @@ pub(crate) async fn run_sampler(inner: Arc<Inner>) {
                 cpu_cores: cpu_percent.map(|percent| percent / 100.0),
                 memory_bytes: usage.memory_bytes,
                 pids: usage.pids,
+                rates: [
+                    disk_read_rate,
+                    disk_write_rate,
+                    network_receive_rate,
+                    network_transmit_rate,
+                ],
             });
         }
         drop(state);
@@ -919,7 +948,17 @@ pub(crate) async fn run_sampler(inner: Arc<Inner>) {
                 telemetry.record(std::time::SystemTime::now(), &samples)
             };
             if !events.is_empty() {
-                let _order = inner.lock();
+                let mut state = inner.lock();
+                let now = std::time::SystemTime::now();
+                for event in &events {
+                    if let Some(instance) = state
+                        .workloads
+                        .get_mut(&(event.project.clone(), event.workload.clone()))
+                        .and_then(|entry| entry.instances.get_mut(&event.replica.unwrap_or(0)))
+                    {
+                        instance.last_anomaly = Some(now);
+                    }
+                }
                 inner.record(None, events);
             }
         }

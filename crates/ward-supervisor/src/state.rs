@@ -63,7 +63,10 @@ pub(crate) struct InstanceEntry {
     /// are ignored: also those of a removed instance whose name was taken again at once.
     pub generation: u64,
     pub usage: Option<UsageSample>,
-    pub last_cpu_reading: Option<(Instant, u64)>,
+    /// The previous reading and when it was taken, for rates.
+    pub last_cpu_reading: Option<(Instant, ward_runtime::ResourceUsage)>,
+    /// When one of the instance's series was last anomalous.
+    pub last_anomaly: Option<std::time::SystemTime>,
 }
 
 impl InstanceEntry {
@@ -86,6 +89,7 @@ impl InstanceEntry {
             generation: 0,
             usage: None,
             last_cpu_reading: None,
+            last_anomaly: None,
         }
     }
 
@@ -116,6 +120,7 @@ impl InstanceEntry {
                 None
             },
             restart_pending: self.restart_requested,
+            last_anomaly: self.last_anomaly,
         }
     }
 

@@ -16,6 +16,12 @@ use crate::events::PendingEvent;
 pub const CPU: &str = "ward_instance_cpu_usage_cores";
 pub const MEMORY: &str = "ward_instance_memory_bytes";
 pub const PIDS: &str = "ward_instance_pids";
+/// Bytes per second over the last interval, per instance.
+pub const DISK_READ: &str = "ward_instance_disk_read_bytes_per_second";
+pub const DISK_WRITE: &str = "ward_instance_disk_write_bytes_per_second";
+pub const NETWORK_RECEIVE: &str = "ward_instance_network_receive_bytes_per_second";
+pub const NETWORK_TRANSMIT: &str = "ward_instance_network_transmit_bytes_per_second";
+const RATES: [&str; 4] = [DISK_READ, DISK_WRITE, NETWORK_RECEIVE, NETWORK_TRANSMIT];
 /// Per instance, the highest anomaly score of its series at each sampling: how unusual it
 /// was, stored with the data it was judged on.
 pub const ANOMALY_SCORE: &str = "ward_instance_anomaly_score";
@@ -30,6 +36,9 @@ pub(crate) struct Reading {
     pub cpu_cores: Option<f64>,
     pub memory_bytes: u64,
     pub pids: u64,
+    /// Disk read, disk write, network receive and network transmit, in bytes per second
+    /// (`None` at the first reading, and for network on the host's).
+    pub rates: [Option<f64>; 4],
 }
 
 /// The store and the detectors.
@@ -58,6 +67,10 @@ fn describe(name: &str, value: f64) -> (&'static str, String) {
     match name {
         MEMORY => ("memory", bytes(value)),
         CPU => ("CPU", format!("{value:.2} cores")),
+        DISK_READ => ("disk reads", format!("{}/s", bytes(value))),
+        DISK_WRITE => ("disk writes", format!("{}/s", bytes(value))),
+        NETWORK_RECEIVE => ("network receive", format!("{}/s", bytes(value))),
+        NETWORK_TRANSMIT => ("network transmit", format!("{}/s", bytes(value))),
         _ => ("processes", format!("{value:.0}")),
     }
 }
@@ -114,6 +127,11 @@ impl Telemetry {
                 reading.memory_bytes as f64,
             ));
             batch.push((SeriesKey::new(PIDS, &labels), ms, reading.pids as f64));
+            for (name, rate) in RATES.iter().zip(reading.rates) {
+                if let Some(rate) = rate {
+                    batch.push((SeriesKey::new(name, &labels), ms, rate));
+                }
+            }
         }
         // Score first, so each instance's highest score is stored with its samples.
         let mut events = Vec::new();

@@ -201,6 +201,7 @@ impl Driver for FakeDriver {
             cpu_usage_nanos: 1_000_000,
             memory_bytes: 4096,
             pids: 1,
+            ..ResourceUsage::default()
         })
     }
 

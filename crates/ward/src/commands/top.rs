@@ -1,5 +1,7 @@
-//! `ward top`: a live table of every workload's CPU, memory and processes, like `docker stats`;
-//! redrawn every interval until Ctrl-C or `q`, printed once when stdout is not a terminal.
+//! `ward top`: a live table of every workload's CPU, memory, processes, disk and network, like
+//! `docker stats`, with workloads anomalous lately marked `!`; redrawn in place every interval
+//! (each line overwritten, never the screen cleared, so nothing flickers) until Ctrl-C or
+//! `q`, printed once when stdout is not a terminal.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
@@ -16,10 +18,27 @@ use crate::commands::Context;
 use crate::output;
 use crate::terminal::TerminalModeGuard;
 
-pub const TOP_HEADERS: [&str; 7] = ["NAME", "STATE", "CPU%", "MEM", "MEM%", "PIDS", "RESTARTS"];
+pub const TOP_HEADERS: [&str; 9] = [
+    "NAME",
+    "STATE",
+    "CPU%",
+    "MEM",
+    "MEM%",
+    "PIDS",
+    "DISK R/W",
+    "NET RX/TX",
+    "RESTARTS",
+];
 
-/// Moves the cursor home and clears the screen.
+/// A workload anomalous this recently is marked.
+const ANOMALY_SHOWN_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Moves the cursor home, and clears the screen once at the start.
+const HOME: &str = "\x1b[H";
 const CLEAR_SCREEN: &str = "\x1b[H\x1b[2J";
+/// Clears the rest of a line, and the rest of the screen.
+const CLEAR_LINE_END: &str = "\x1b[K";
+const CLEAR_SCREEN_END: &str = "\x1b[J";
 const HIDE_CURSOR: &str = "\x1b[?25l";
 const SHOW_CURSOR: &str = "\x1b[?25h";
 
@@ -48,10 +67,11 @@ pub async fn run(context: &Context, arguments: TopArgs) -> anyhow::Result<i32> {
         (None, None)
     };
     let _cursor = HiddenCursor::new()?;
+    output::print_text(CLEAR_SCREEN)?;
     loop {
         let documents = fetch(context, arguments.all).await?;
         let table = render_top_table(&documents, &cpu_meter.percentages(&documents));
-        output::print_text(&format!("{CLEAR_SCREEN}{table}"))?;
+        output::print_text(&in_place(&table))?;
         tokio::select! {
             () = tokio::time::sleep(arguments.interval) => {}
             _ = interrupts.recv() => return Ok(0),
@@ -69,6 +89,34 @@ async fn fetch(context: &Context, all: bool) -> anyhow::Result<Vec<WorkloadDocum
     let mut shown = select_workloads(documents, all);
     shown.sort_by(|left, right| left.name().cmp(right.name()));
     Ok(shown)
+}
+
+/// `table` drawn over the previous one: from the top, each line ending with a clear to its
+/// end, then the rest of the screen cleared, in one write.
+fn in_place(table: &str) -> String {
+    let mut frame = String::with_capacity(table.len() + 64);
+    frame.push_str(HOME);
+    for line in table.lines() {
+        frame.push_str(line);
+        frame.push_str(CLEAR_LINE_END);
+        frame.push('\n');
+    }
+    frame.push_str(CLEAR_SCREEN_END);
+    frame
+}
+
+/// `12MiB/s`, `0B/s`, or `-` when unknown.
+fn rate(bytes_per_second: Option<f64>) -> String {
+    bytes_per_second.map_or("-".to_string(), |rate| {
+        format!("{}/s", output::format_size(rate.max(0.0) as u64))
+    })
+}
+
+/// Whether an RFC 3339 time is within `ANOMALY_SHOWN_FOR` of now.
+fn recent(time: Option<&str>) -> bool {
+    time.and_then(|time| humantime::parse_rfc3339_weak(time.trim_end_matches('Z')).ok())
+        .and_then(|time| std::time::SystemTime::now().duration_since(time).ok())
+        .is_some_and(|age| age < ANOMALY_SHOWN_FOR)
 }
 
 pub fn render_top_table(
@@ -91,8 +139,13 @@ pub fn render_top_table(
                 }
                 _ => dash(),
             };
+            let name = if recent(status.last_anomaly.as_deref()) {
+                format!("{} !", document.name())
+            } else {
+                document.name().to_string()
+            };
             vec![
-                document.name().to_string(),
+                name,
                 status.state.clone(),
                 cpu_percentages
                     .get(document.name())
@@ -108,6 +161,16 @@ pub fn render_top_table(
                     .process_count
                     .map(|count| count.to_string())
                     .unwrap_or_else(dash),
+                format!(
+                    "{} / {}",
+                    rate(status.disk_read_bytes_per_second),
+                    rate(status.disk_write_bytes_per_second)
+                ),
+                format!(
+                    "{} / {}",
+                    rate(status.network_receive_bytes_per_second),
+                    rate(status.network_transmit_bytes_per_second)
+                ),
                 status.restarts.to_string(),
             ]
         })
@@ -197,21 +260,40 @@ mod tests {
 
     #[test]
     fn top_table_shows_usage_against_the_memory_limit() {
+        let anomaly = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let documents = vec![
             document(
                 "web",
                 "running",
                 "running",
-                json!({"memory_bytes": 67108864, "process_count": 3, "restarts": 1}),
+                json!({"memory_bytes": 67108864, "process_count": 3, "restarts": 1,
+                    "disk_read_bytes_per_second": 0.0, "disk_write_bytes_per_second": 2097152.0,
+                    "network_receive_bytes_per_second": 1024.0,
+                    "network_transmit_bytes_per_second": 512.0, "last_anomaly": anomaly}),
+                json!([]),
+            ),
+            document(
+                "quiet",
+                "running",
+                "running",
+                json!({"memory_bytes": 1048576, "last_anomaly": "2020-01-01T00:00:00Z"}),
                 json!([]),
             ),
             document("idle", "stopped", "stopped", json!({}), json!([])),
         ];
         let cpu_percentages = HashMap::from([("web".to_string(), 12.5)]);
         insta::assert_snapshot!(render_top_table(&documents, &cpu_percentages), @r"
-        NAME   STATE     CPU%    MEM     MEM%    PIDS   RESTARTS
-        web    running   12.5%   64MiB   25.0%   3      1
-        idle   stopped   -       -       -       -      0
+        NAME    STATE     CPU%    MEM     MEM%    PIDS   DISK R/W        NET RX/TX         RESTARTS
+        web !   running   12.5%   64MiB   25.0%   3      0B/s / 2MiB/s   1KiB/s / 512B/s   1
+        quiet   running   -       1MiB    0.4%    -      - / -           - / -             0
+        idle    stopped   -       -       -       -      - / -           - / -             0
         ");
+    }
+
+    #[test]
+    fn a_frame_overwrites_each_line_and_never_clears_the_screen() {
+        let frame = in_place("a\nbb\n");
+        assert_eq!(frame, "\x1b[Ha\x1b[K\nbb\x1b[K\n\x1b[J");
+        assert!(!frame.contains("\x1b[2J"));
     }
 }
