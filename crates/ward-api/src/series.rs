@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use ward_core::door::Admission;
 use ward_core::services::MetricQuery;
 
 use crate::error::ApiError;
@@ -76,9 +77,17 @@ fn time_of(field: &str, seconds: Option<f64>, default: i64) -> Result<i64, ApiEr
     responses((status = 200, body = SeriesResult), (status = 400, description = "a bad name, time, step or aggregation")))]
 pub async fn query(
     State(state): State<Arc<ApiState>>,
+    Extension(admission): Extension<Admission>,
     Query(query): Query<SeriesQuery>,
 ) -> Result<Json<SeriesResult>, ApiError> {
     let project = project_of(&query.project)?;
+    // The host's series say how busy the machine is, which one project's key has no
+    // business learning about the others.
+    if metric_name(&query.name).starts_with("ward_host_") && !admission.principal().is_global() {
+        return Err(ApiError::from(ward_core::Error::forbidden(
+            "name: the host's series are for keys of every project (admin or global keys)",
+        )));
+    }
     if query.name.is_empty() {
         return Err(ApiError::bad_request(
             "name: give a metric, like ward_instance_memory_bytes or memory",

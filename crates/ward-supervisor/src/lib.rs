@@ -13,6 +13,7 @@ mod error;
 mod events;
 pub mod gate;
 mod health;
+mod host_metrics;
 pub mod images;
 pub mod inference;
 mod logs;

@@ -25,6 +25,8 @@ const RATES: [&str; 4] = [DISK_READ, DISK_WRITE, NETWORK_RECEIVE, NETWORK_TRANSM
 /// Per instance, the highest anomaly score of its series at each sampling: how unusual it
 /// was, stored with the data it was judged on.
 pub const ANOMALY_SCORE: &str = "ward_instance_anomaly_score";
+/// The prefix of the host's own series.
+pub const HOST_PREFIX: &str = "ward_host_";
 
 /// One instance's reading at one sampling.
 #[derive(Debug, Clone)]
@@ -49,6 +51,8 @@ pub(crate) struct Telemetry {
     expired_at: Option<std::time::Instant>,
     /// Where every sample is also sent, if anywhere.
     remote: Option<crate::remote_write::RemoteWriter>,
+    /// The host's own series.
+    host: crate::host_metrics::HostSampler,
 }
 
 /// How often blocks past the retention are looked for.
@@ -101,6 +105,7 @@ impl Telemetry {
             detectors: HashMap::new(),
             expired_at: None,
             remote,
+            host: crate::host_metrics::HostSampler::new(dir.to_path_buf()),
         })
     }
 
@@ -155,6 +160,9 @@ impl Telemetry {
             ];
             batch.push((SeriesKey::new(ANOMALY_SCORE, &labels), ms, score));
         }
+        for (name, value) in self.host.sample() {
+            batch.push((SeriesKey::new(name, &[]), ms, value));
+        }
         if let Err(error) = self.store.append(&batch) {
             tracing::warn!(%error, "cannot store metrics");
         }
@@ -194,7 +202,13 @@ impl Telemetry {
                 })
             }
         };
-        let mut matchers = vec![("project".to_owned(), project.to_owned())];
+        // The host's series belong to no project; the API lets only principals of every
+        // project ask for them.
+        let mut matchers = if query.name.starts_with(HOST_PREFIX) {
+            Vec::new()
+        } else {
+            vec![("project".to_owned(), project.to_owned())]
+        };
         if let Some(workload) = &query.workload {
             matchers.push(("workload".to_owned(), workload.clone()));
         }

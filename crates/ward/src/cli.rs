@@ -1293,7 +1293,8 @@ With a workload's NAME it forecasts that workload's stored series instead (memor
 workload's limit:
 
   ward forecast api --horizon 6h
-  ward forecast api --metric cpu -o json";
+  ward forecast api --metric cpu -o json
+  ward forecast --metric host_disk --horizon 7d    # when the data directory's disk fills";
 
 #[derive(Debug, Args)]
 pub struct ForecastArgs {
@@ -1303,11 +1304,12 @@ pub struct ForecastArgs {
     /// The history to read (default: standard input)
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// With NAME: memory, cpu, pids, or a full series name
-    #[arg(long, default_value = "memory", requires = "name")]
+    /// With NAME: memory, cpu, pids, or a full series name; without NAME, a host series:
+    /// host_disk (the data directory's disk, against its capacity) or a ward_host_* name
+    #[arg(long, default_value = "memory")]
     pub metric: String,
-    /// With NAME: how much stored history to forecast from, like 6h
-    #[arg(long, value_name = "DURATION", default_value = "1d", requires = "name", value_parser = parse_horizon_flag)]
+    /// With NAME or a host series: how much stored history to forecast from, like 6h
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_horizon_flag)]
     pub history: Duration,
     /// How far ahead, like 6h or 7d
     #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_horizon_flag)]

@@ -321,3 +321,80 @@ fn ward_forecast_name_says_when_a_leak_reaches_the_memory_limit() {
     let missing = daemon.ward(&["forecast", "nothing-here"]);
     assert!(!missing.status.success());
 }
+
+#[test]
+fn the_host_is_sampled_and_only_keys_of_every_project_read_it() {
+    let daemon = Daemon::start_with_config("metrics: {interval: 100ms}\n");
+    let series = |name: &str| {
+        let listing = assert_success(&daemon.ward(&[
+            "metrics", name, "--since", "1m", "--step", "1s", "-o", "json",
+        ]));
+        let json: serde_json::Value = serde_json::from_str(&listing).unwrap();
+        json["series"][0]["points"]
+            .as_array()
+            .and_then(|points| points.last())
+            .and_then(|point| point[1].as_f64())
+    };
+    let used = daemon.wait_for("the host's series", Duration::from_secs(30), || {
+        series("ward_host_disk_used_bytes")
+    });
+    let capacity = series("ward_host_disk_capacity_bytes").unwrap();
+    assert!(used > 0.0 && used <= capacity, "{used} of {capacity}");
+    let total = series("ward_host_memory_total_bytes").unwrap();
+    let available = series("ward_host_memory_available_bytes").unwrap();
+    assert!(
+        available > 0.0 && available < total,
+        "{available} of {total}"
+    );
+    daemon.wait_for("the host's CPU", Duration::from_secs(30), || {
+        series("ward_host_cpu_usage_cores")
+    });
+    assert!(series("ward_host_load1").is_some());
+
+    // The disk's forecast is against its capacity.
+    let forecast = daemon.wait_for("a forecast of the disk", Duration::from_secs(30), || {
+        let listing = assert_success(&daemon.ward(&[
+            "forecast",
+            "--metric",
+            "host_disk",
+            "--horizon",
+            "1h",
+            "-o",
+            "json",
+        ]));
+        let json: serde_json::Value = serde_json::from_str(&listing).unwrap();
+        json.as_array()?.first().cloned()
+    });
+    assert_eq!(forecast["instance"], "host");
+    assert_eq!(forecast["limit"].as_f64(), Some(capacity));
+
+    // A key of one project learns nothing about the machine.
+    assert_success(&daemon.ward(&["project", "create", "beta"]));
+    let created: serde_json::Value = serde_json::from_str(&assert_success(&daemon.ward(&[
+        "key",
+        "create",
+        "beta-admin",
+        "--project",
+        "beta",
+        "--role",
+        "admin",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    let key = created["key"].as_str().unwrap();
+    let refused = daemon.ward(&[
+        "metrics",
+        "ward_host_cpu_usage_cores",
+        "--token",
+        key,
+        "--project",
+        "beta",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        common::stderr_of(&refused).contains("keys of every project"),
+        "{}",
+        common::stderr_of(&refused)
+    );
+}

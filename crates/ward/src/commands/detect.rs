@@ -91,6 +91,11 @@ pub fn forecast(arguments: &ForecastArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Whether `--metric` names a series of the host rather than of a workload.
+pub fn is_host_metric(metric: &str) -> bool {
+    metric == "host_disk" || metric.starts_with("ward_host_")
+}
+
 /// `ward forecast NAME`: the workload's stored series, one forecast per instance, with when
 /// memory reaches the workload's limit (or `--limit`).
 pub async fn forecast_workload(
@@ -99,22 +104,43 @@ pub async fn forecast_workload(
 ) -> anyhow::Result<i32> {
     use ward_detect::forecast::{self, History};
 
-    let name = arguments.name.as_deref().unwrap_or_default();
-    let document = context.client.get_workload(name).await?;
+    let host = is_host_metric(&arguments.metric);
+    let name = match (&arguments.name, host) {
+        (Some(name), false) => name.as_str(),
+        (None, true) => "host",
+        (Some(_), true) => anyhow::bail!(
+            "--metric {}: a host series belongs to no workload; leave out NAME",
+            arguments.metric
+        ),
+        (None, false) => anyhow::bail!("give a workload's NAME, or --input FILE"),
+    };
+    let memory_limit = if host {
+        None
+    } else {
+        let document = context.client.get_workload(name).await?;
+        document.spec["resources"]["memory"].as_f64()
+    };
+    let metric_name = match arguments.metric.as_str() {
+        "host_disk" => "ward_host_disk_used_bytes".to_string(),
+        other => other.to_string(),
+    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
     let history = arguments.history.as_secs_f64();
     let query = |start: f64, step: f64| {
-        vec![
-            ("name", arguments.metric.clone()),
-            ("workload", name.to_string()),
+        let mut parameters = vec![("name", metric_name.clone())];
+        if !host {
+            parameters.push(("workload", name.to_string()));
+        }
+        parameters.extend([
             ("start", format!("{start:.3}")),
             ("end", format!("{now:.3}")),
             ("step", step.to_string()),
             ("aggregation", "avg".to_string()),
-        ]
+        ]);
+        parameters
     };
     // About a thousand points over the history there is (a young workload has less than
     // --history), none finer than a second.
@@ -138,10 +164,26 @@ pub async fn forecast_workload(
             .await?;
     }
     let metric = result["name"].as_str().unwrap_or_default().to_string();
-    let memory_limit = document.spec["resources"]["memory"].as_f64();
+    // The disk's limit is its capacity now.
+    let capacity = if metric == "ward_host_disk_used_bytes" && arguments.limit.is_none() {
+        let parameters = [
+            ("name", "ward_host_disk_capacity_bytes".to_string()),
+            ("start", format!("{:.3}", now - 3600.0)),
+            ("end", format!("{now:.3}")),
+            ("aggregation", "last".to_string()),
+        ];
+        let result = context.client.query_metrics(&parameters).await?;
+        result["series"][0]["points"]
+            .as_array()
+            .and_then(|points| points.last())
+            .and_then(|point| point[1].as_f64())
+    } else {
+        None
+    };
     let limit = arguments
         .limit
-        .or(memory_limit.filter(|_| metric.ends_with("memory_bytes")));
+        .or(memory_limit.filter(|_| metric.ends_with("memory_bytes")))
+        .or(capacity);
     let mut forecasts = Vec::new();
     for series in result["series"].as_array().into_iter().flatten() {
         let (times, values): (Vec<f64>, Vec<f64>) = series["points"]
@@ -153,10 +195,10 @@ pub async fn forecast_workload(
         if times.len() < 3 {
             continue;
         }
-        let replica = series["labels"]["replica"]
-            .as_str()
-            .unwrap_or("0")
-            .to_string();
+        let instance = match series["labels"]["replica"].as_str() {
+            Some(replica) => format!("{name}-{replica}"),
+            None => name.to_string(),
+        };
         let history = History {
             times: &times,
             values: &values,
@@ -165,7 +207,7 @@ pub async fn forecast_workload(
         let points = forecast::forecast(history, &ahead);
         let reaches = limit.and_then(|limit| forecast::time_to(&points, limit));
         forecasts.push(serde_json::json!({
-            "instance": format!("{name}-{replica}"),
+            "instance": instance,
             "metric": metric,
             "now": values.last(),
             "limit": limit,

@@ -88,7 +88,9 @@ pub async fn dispatch(command: Command, global_options: ClientOptions) -> anyhow
         }
         Command::Completion(arguments) => completion::run(&arguments),
         Command::Detect(arguments) => detect::run(&arguments),
-        Command::Forecast(arguments) if arguments.name.is_some() => {
+        Command::Forecast(arguments)
+            if arguments.name.is_some() || detect::is_host_metric(&arguments.metric) =>
+        {
             let options = arguments
                 .client_options
                 .clone()
