@@ -8,12 +8,15 @@
 //! - `series`: one record per series (id, name, labels), appended before any sample of it;
 //! - `wal`: one record per [`Store::append`] batch, the samples not yet in a chunk;
 //! - `blocks/START`: sealed chunks (series id, first and last time, count, Gorilla bytes)
-//!   whose first sample falls in the two hours from START (milliseconds).
+//!   whose first sample falls in the two hours after START (milliseconds).
 //!
 //! A kill at any point loses at most the batch being written: the WAL is replayed at open,
-//! skipping samples a block already holds. Blocks older than the retention are deleted.
+//! skipping samples a block already holds. Blocks older than the retention are folded into
+//! the downsampled tiers (`tiers.rs`) and deleted; queries read the tiers where raw samples
+//! no longer reach.
 
 pub mod gorilla;
+pub mod tiers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -21,6 +24,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use gorilla::Encoder;
+use tiers::Bucket;
+pub use tiers::Tier;
 
 /// A series' samples: (milliseconds since the epoch, value), oldest first.
 pub type Samples = Vec<(i64, f64)>;
@@ -92,6 +97,8 @@ pub struct Options {
     pub retention_ms: i64,
     /// WAL size past which every open chunk is sealed and the WAL begins again.
     pub wal_bytes: u64,
+    /// Where raw samples go past `retention_ms`, finest first.
+    pub tiers: [Tier; 2],
 }
 
 impl Default for Options {
@@ -101,6 +108,18 @@ impl Default for Options {
             chunk_samples: 120,
             retention_ms: 2 * 86_400_000,
             wal_bytes: 8 << 20,
+            tiers: [
+                Tier {
+                    step_ms: 60_000,
+                    block_ms: 86_400_000,
+                    retention_ms: 30 * 86_400_000,
+                },
+                Tier {
+                    step_ms: 3_600_000,
+                    block_ms: 30 * 86_400_000,
+                    retention_ms: 365 * 86_400_000,
+                },
+            ],
         }
     }
 }
@@ -108,9 +127,10 @@ impl Default for Options {
 /// Milliseconds of one block file.
 const BLOCK_MS: i64 = 2 * 3_600_000;
 
-/// The start of the block holding `time`.
+/// The start of the block holding `time`: a block covers `(START, START + 2 h]`, as a
+/// query's step and a tier's bucket do, so no bucket of a tier spans two blocks.
 fn block_of(time: i64) -> i64 {
-    time.div_euclid(BLOCK_MS) * BLOCK_MS
+    (time - 1).div_euclid(BLOCK_MS) * BLOCK_MS
 }
 
 #[derive(Debug)]
@@ -465,13 +485,50 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes blocks that end before `now - retention`. Returns how many.
+    /// Folds raw blocks that end before `now - retention` into the first tier and deletes
+    /// them, and each tier's blocks past its retention into the next (the last tier's are
+    /// deleted). Returns how many raw blocks went.
     pub fn expire(&mut self, now_ms: i64) -> Result<usize, Error> {
+        let tiers = self.options.tiers;
         let mut removed = 0;
         for (start, path) in self.blocks()? {
-            if start + BLOCK_MS < now_ms - self.options.retention_ms {
-                fs::remove_file(path)?;
-                removed += 1;
+            if start + BLOCK_MS >= now_ms - self.options.retention_ms {
+                continue;
+            }
+            if tiers[0].retention_ms > 0 {
+                let mut points = Vec::new();
+                for payload in read_records(&path)? {
+                    let Some(chunk) = StoredChunk::parse(&payload) else {
+                        continue;
+                    };
+                    for (time, value) in
+                        gorilla::decode(&chunk.bytes, chunk.count).unwrap_or_default()
+                    {
+                        points.push((chunk.id, time, tiers::sample_bucket(value)));
+                    }
+                }
+                points.sort_by_key(|(id, time, _)| (*id, *time));
+                tiers::write(&self.dir, &tiers[0], &tiers::fold(points, tiers[0].step_ms))?;
+            }
+            fs::remove_file(path)?;
+            removed += 1;
+        }
+        for (index, tier) in tiers.iter().enumerate() {
+            for block in tiers::blocks(&self.dir, tier)? {
+                if block + tier.block_ms >= now_ms - tier.retention_ms {
+                    continue;
+                }
+                if let Some(next) = tiers.get(index + 1).filter(|next| next.retention_ms > 0) {
+                    let folded =
+                        tiers::read_block(&self.dir, tier, block, &|_| true, i64::MIN, i64::MAX)?;
+                    let points = folded.into_iter().flat_map(|(id, buckets)| {
+                        buckets
+                            .into_iter()
+                            .map(move |(time, bucket)| (id, time, bucket))
+                    });
+                    tiers::write(&self.dir, next, &tiers::fold(points, next.step_ms))?;
+                }
+                tiers::remove_block(&self.dir, tier, block)?;
             }
         }
         Ok(removed)
@@ -486,6 +543,21 @@ impl Store {
         start: i64,
         end: i64,
     ) -> Result<Vec<(SeriesKey, Samples)>, Error> {
+        Ok(self
+            .select_ids(name, matchers, start, end)?
+            .into_iter()
+            .map(|(id, samples)| (self.series[id as usize].key.clone(), samples))
+            .collect())
+    }
+
+    /// [`Store::select`] by series id.
+    fn select_ids(
+        &self,
+        name: &str,
+        matchers: &[(String, String)],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(u32, Samples)>, Error> {
         let ids: Vec<u32> = (0..self.series.len() as u32)
             .filter(|&id| self.series[id as usize].key.matches(name, matchers))
             .collect();
@@ -495,7 +567,7 @@ impl Store {
             return Ok(Vec::new());
         }
         for (block_start, path) in self.blocks()? {
-            if block_start > end || block_start + BLOCK_MS <= start {
+            if block_start > end || block_start + BLOCK_MS < start {
                 continue;
             }
             let mut bytes = Vec::new();
@@ -539,10 +611,7 @@ impl Store {
             samples.sort_by_key(|(t, _)| *t);
             samples.dedup_by_key(|(t, _)| *t);
         }
-        Ok(found
-            .into_iter()
-            .map(|(id, samples)| (self.series[id as usize].key.clone(), samples))
-            .collect())
+        Ok(found.into_iter().collect())
     }
 
     /// [`Store::select`], each series' samples gathered into steps of `step` ms from `start`
@@ -559,56 +628,93 @@ impl Store {
         if step <= 0 || end.saturating_sub(start) / step > 11_000 {
             return Err(Error::Step);
         }
-        let selected = self.select(name, matchers, start.saturating_sub(step - 1), end)?;
-        Ok(selected
+        let from = start.saturating_sub(step - 1);
+        let raw = self.select_ids(name, matchers, from, end)?;
+        // Where raw samples no longer reach, the tiers do, finest first.
+        let mut reach: HashMap<u32, i64> = raw
+            .iter()
+            .map(|(id, samples)| (*id, samples.first().map_or(i64::MAX, |(time, _)| *time)))
+            .collect();
+        let mut older: HashMap<u32, Vec<(i64, Bucket)>> = HashMap::new();
+        for tier in self
+            .options
+            .tiers
+            .iter()
+            .filter(|tier| tier.retention_ms > 0)
+        {
+            let mut earliest: HashMap<u32, i64> = HashMap::new();
+            for block in tiers::blocks(&self.dir, tier)? {
+                if block > end || block + tier.block_ms < from {
+                    continue;
+                }
+                let wanted = |id: u32| reach.contains_key(&id);
+                for (id, buckets) in tiers::read_block(&self.dir, tier, block, &wanted, from, end)?
+                {
+                    let limit = reach.get(&id).copied().unwrap_or(i64::MAX);
+                    for (time, bucket) in buckets {
+                        // A bucket is used whole, only where the finer data does not reach.
+                        if time < limit {
+                            older.entry(id).or_default().push((time, bucket));
+                            let first = earliest.entry(id).or_insert(time);
+                            *first = (*first).min(time);
+                        }
+                    }
+                }
+            }
+            for (id, first) in earliest {
+                if let Some(limit) = reach.get_mut(&id) {
+                    *limit = (*limit).min(first);
+                }
+            }
+        }
+        Ok(raw
             .into_iter()
-            .map(|(key, samples)| {
-                let mut points: Vec<(i64, f64)> = Vec::new();
-                let mut current: Option<(i64, f64, f64)> = None; // (step end, value, count)
-                for (time, value) in samples {
+            .map(|(id, samples)| {
+                let mut points: Vec<(i64, Bucket)> = older.remove(&id).unwrap_or_default();
+                points.extend(
+                    samples
+                        .into_iter()
+                        .map(|(time, value)| (time, tiers::sample_bucket(value))),
+                );
+                points.sort_by_key(|(time, _)| *time);
+                points.dedup_by_key(|(time, _)| *time);
+                let mut stepped: Vec<(i64, f64)> = Vec::new();
+                let mut current: Option<(i64, Bucket)> = None; // (step end, bucket)
+                for (time, bucket) in points {
+                    if time < from {
+                        continue;
+                    }
                     let at = start + (time - start + step - 1).div_euclid(step) * step;
                     match &mut current {
-                        Some((end, acc, count)) if *end == at => {
-                            *count += 1.0;
-                            *acc = match aggregation {
-                                Aggregation::Avg | Aggregation::Sum => *acc + value,
-                                Aggregation::Min => acc.min(value),
-                                Aggregation::Max => acc.max(value),
-                                Aggregation::Last => value,
-                                Aggregation::Count => *count,
-                            };
-                        }
+                        Some((end, acc)) if *end == at => tiers::merge(acc, &bucket),
                         _ => {
                             if let Some(done) = current.take() {
-                                points.push(finish(done, aggregation));
+                                stepped.push(finish(done, aggregation));
                             }
-                            let first = if aggregation == Aggregation::Count {
-                                1.0
-                            } else {
-                                value
-                            };
-                            current = Some((at, first, 1.0));
+                            current = Some((at, bucket));
                         }
                     }
                 }
                 if let Some(done) = current {
-                    points.push(finish(done, aggregation));
+                    stepped.push(finish(done, aggregation));
                 }
-                (key, points)
+                (self.series[id as usize].key.clone(), stepped)
             })
             .collect())
     }
 }
 
-fn finish((at, acc, count): (i64, f64, f64), aggregation: Aggregation) -> (i64, f64) {
-    (
-        at,
-        if aggregation == Aggregation::Avg {
-            acc / count
-        } else {
-            acc
-        },
-    )
+fn finish((at, bucket): (i64, Bucket), aggregation: Aggregation) -> (i64, f64) {
+    let [min, max, sum, count, last] = bucket;
+    let value = match aggregation {
+        Aggregation::Avg => sum / count,
+        Aggregation::Min => min,
+        Aggregation::Max => max,
+        Aggregation::Sum => sum,
+        Aggregation::Last => last,
+        Aggregation::Count => count,
+    };
+    (at, value)
 }
 
 #[cfg(test)]

@@ -239,3 +239,105 @@ fn kill_9_while_writing_loses_at_most_the_batch_in_flight() {
         // The next writer starts over from the same times, which are dropped as repeats.
     }
 }
+
+/// A start on the hour, so hourly steps hold whole minute and hour buckets.
+const HOUR_ALIGNED: i64 = 1_699_999_200_000;
+
+#[test]
+fn expired_samples_are_folded_into_tiers_and_queries_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 3_600_000;
+    let options = Options {
+        retention_ms: 6 * hour,
+        tiers: [
+            Tier {
+                step_ms: 60_000,
+                block_ms: 86_400_000,
+                retention_ms: 24 * hour,
+            },
+            Tier {
+                step_ms: hour,
+                block_ms: 30 * 86_400_000,
+                retention_ms: 365 * 86_400_000,
+            },
+        ],
+        ..small()
+    };
+    // Two days at 10 s of a value that climbs and falls each hour.
+    let count = 2 * 24 * 360;
+    let value = |i: i64| ((i % 360) as f64 - 180.0).abs();
+    let mut store = Store::open(dir.path(), options).unwrap();
+    for i in 0..count {
+        store
+            .append(&[(key("api"), HOUR_ALIGNED + i * 10_000, value(i))])
+            .unwrap();
+    }
+    let end = HOUR_ALIGNED + count * 10_000;
+    // The whole range, by hour, as it stands with every raw sample.
+    let hourly = |store: &Store, aggregation| {
+        store
+            .query(MEMORY, &[], HOUR_ALIGNED + hour, end, hour, aggregation)
+            .unwrap()
+            .remove(0)
+            .1
+    };
+    let aggregations = [
+        Aggregation::Avg,
+        Aggregation::Min,
+        Aggregation::Max,
+        Aggregation::Sum,
+        Aggregation::Count,
+        Aggregation::Last,
+    ];
+    let before: Vec<_> = aggregations
+        .iter()
+        .map(|&aggregation| hourly(&store, aggregation))
+        .collect();
+    assert_eq!(before[0].len(), 48);
+
+    // Past the raw retention into the minute tier, then past that into the hour tier.
+    let removed = store.expire(end).unwrap();
+    assert!(removed >= 18, "{removed} raw blocks folded");
+    assert!(store
+        .select(MEMORY, &[], HOUR_ALIGNED, HOUR_ALIGNED + 30 * hour)
+        .unwrap()[0]
+        .1
+        .is_empty());
+    let after_minutes: Vec<_> = aggregations
+        .iter()
+        .map(|&aggregation| hourly(&store, aggregation))
+        .collect();
+    let reopened = Store::open(dir.path(), options).unwrap();
+    for (index, aggregation) in aggregations.iter().enumerate() {
+        let close = |left: &Samples, right: &Samples| {
+            left.len() == right.len()
+                && left
+                    .iter()
+                    .zip(right)
+                    .all(|(a, b)| a.0 == b.0 && (a.1 - b.1).abs() < 1e-9)
+        };
+        assert!(
+            close(&before[index], &after_minutes[index]),
+            "{aggregation:?} by hour from the minute tier: {:?} vs {:?}",
+            &before[index][..3],
+            &after_minutes[index][..3]
+        );
+        assert!(close(&before[index], &hourly(&reopened, *aggregation)));
+    }
+    // Past the minute tier's retention: hours only, still exact by hour.
+    let mut store = reopened;
+    // Sealed first, as a series long gone is: its open chunk in a block, to be folded too.
+    store.checkpoint().unwrap();
+    store.expire(end + 30 * hour).unwrap();
+    assert!(tiers::blocks(dir.path(), &options.tiers[0]).unwrap().len() <= 2);
+    let avg = hourly(&store, Aggregation::Avg);
+    let max = hourly(&store, Aggregation::Max);
+    assert!(avg.len() >= 40, "{} hours", avg.len());
+    for (point, expected) in avg.iter().zip(&before[0]) {
+        assert!(
+            (point.1 - expected.1).abs() < 1e-9,
+            "{point:?} vs {expected:?}"
+        );
+    }
+    assert_eq!(max, before[2]);
+}

@@ -84,6 +84,10 @@ pub struct MetricSettings {
     pub max_series: usize,
     /// A Prometheus remote-write endpoint every sample is also sent to.
     pub remote_write: Option<String>,
+    /// How long one-minute and one-hour buckets are kept once raw samples pass `retention`
+    /// (zero: not kept).
+    pub retention_1m: std::time::Duration,
+    pub retention_1h: std::time::Duration,
 }
 
 impl Default for MetricSettings {
@@ -93,6 +97,8 @@ impl Default for MetricSettings {
             retention: std::time::Duration::from_secs(2 * 86_400),
             max_series: 100_000,
             remote_write: None,
+            retention_1m: std::time::Duration::from_secs(30 * 86_400),
+            retention_1h: std::time::Duration::from_secs(365 * 86_400),
         }
     }
 }
@@ -104,6 +110,8 @@ struct MetricsFile {
     retention: Option<String>,
     max_series: Option<usize>,
     remote_write: Option<String>,
+    retention_1m: Option<String>,
+    retention_1h: Option<String>,
 }
 
 /// How models run: `models: {slots: 4, context: 4096, queue: 32, max_loaded: 3,
@@ -351,6 +359,16 @@ impl DaemonConfig {
                     bail!("metrics.max_series: give a whole number above 0");
                 }
                 metrics.max_series = max_series;
+            }
+            for (field, text, kept) in [
+                ("retention_1m", file.retention_1m, &mut metrics.retention_1m),
+                ("retention_1h", file.retention_1h, &mut metrics.retention_1h),
+            ] {
+                if let Some(text) = text {
+                    *kept = humantime::parse_duration(&text).map_err(|error| {
+                        anyhow::anyhow!("metrics.{field}: {text:?}: {error}; give a duration like 30d, or 0s for none")
+                    })?;
+                }
             }
             if let Some(url) = file.remote_write {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -120,6 +120,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 store: ward_tsdb::Options {
                     max_series: config.metrics.max_series,
                     retention_ms: config.metrics.retention.as_millis().min(i64::MAX as u128) as i64,
+                    tiers: {
+                        let [minutes, hours] = ward_tsdb::Options::default().tiers;
+                        let millis = |kept: std::time::Duration| {
+                            kept.as_millis().min(i64::MAX as u128) as i64
+                        };
+                        [
+                            ward_tsdb::Tier {
+                                retention_ms: millis(config.metrics.retention_1m),
+                                ..minutes
+                            },
+                            ward_tsdb::Tier {
+                                retention_ms: millis(config.metrics.retention_1h),
+                                ..hours
+                            },
+                        ]
+                    },
                     ..ward_tsdb::Options::default()
                 },
                 remote_write: config.metrics.remote_write.clone(),
