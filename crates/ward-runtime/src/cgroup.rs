@@ -1,9 +1,10 @@
 //! An instance's cgroup: where it lives in each hierarchy, its resource usage, and the evidence
 //! of OOM kills that the monitor reads before the cgroup is deleted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::host::{CgroupMode, CGROUP_ROOT};
 use crate::ResourceUsage;
@@ -32,16 +33,72 @@ pub(crate) fn cgroups_path(container_id: &str) -> String {
     )
 }
 
-/// Finds the cgroup directories of instances.
+/// Finds the cgroup directories of instances, and reads their usage.
 #[derive(Clone, Debug)]
 pub(crate) struct CgroupLocator {
     pub mode: CgroupMode,
     v1_mounts: BTreeMap<String, PathBuf>,
+    /// Each instance's usage files, kept open between readings.
+    open_files: Arc<Mutex<OpenUsageFiles>>,
+}
+
+/// Readings between sweeps of the files of instances no longer read.
+const USAGE_SWEEP_EVERY: u64 = 1024;
+/// An instance not read for this long has its files closed.
+const USAGE_FILES_IDLE: std::time::Duration = std::time::Duration::from_secs(120);
+
+#[derive(Debug, Default)]
+struct OpenUsageFiles {
+    files: HashMap<String, UsageFiles>,
+    readings: u64,
+}
+
+/// One instance's usage files, open: memory in use, memory statistics, CPU, processes and
+/// block I/O (any but the first may be missing).
+#[derive(Debug)]
+struct UsageFiles {
+    files: [Option<fs::File>; 5],
+    used: std::time::Instant,
+}
+
+impl UsageFiles {
+    /// `None` when the first (the memory in use) cannot be opened: no such cgroup.
+    fn open(paths: &[PathBuf; 5]) -> Option<UsageFiles> {
+        let files = paths.each_ref().map(|path| fs::File::open(path).ok());
+        files[0].as_ref()?;
+        Some(UsageFiles {
+            files,
+            used: std::time::Instant::now(),
+        })
+    }
+
+    /// The whole text of file `index`, read again from its start.
+    fn read(&self, index: usize) -> Option<String> {
+        use std::os::unix::fs::FileExt;
+        let file = self.files[index].as_ref()?;
+        let mut text = Vec::with_capacity(4096);
+        let mut buffer = [0u8; 4096];
+        loop {
+            let read = file.read_at(&mut buffer, text.len() as u64).ok()?;
+            if read == 0 {
+                break;
+            }
+            text.extend_from_slice(&buffer[..read]);
+            if text.len() > 1 << 20 {
+                break;
+            }
+        }
+        String::from_utf8(text).ok()
+    }
 }
 
 impl CgroupLocator {
     pub fn new(mode: CgroupMode, v1_mounts: BTreeMap<String, PathBuf>) -> CgroupLocator {
-        CgroupLocator { mode, v1_mounts }
+        CgroupLocator {
+            mode,
+            v1_mounts,
+            open_files: Arc::default(),
+        }
     }
 
     /// The instance's directory in the hierarchy of `controller` (the v2 hierarchy on unified hosts).
@@ -132,56 +189,108 @@ impl CgroupLocator {
         }
     }
 
-    pub fn usage(&self, container_id: &str) -> Option<ResourceUsage> {
+    /// The files an instance's usage is read from, in [`UsageFiles`]' order.
+    fn usage_paths(&self, container_id: &str) -> [PathBuf; 5] {
         match self.mode {
             CgroupMode::Unified => {
                 let dir = self.dir("", container_id);
-                let cpu_stat = fs::read_to_string(dir.join("cpu.stat")).ok()?;
-                let usage_usec = keyed_value(&cpu_stat, "usage_usec").unwrap_or(0);
-                let memory = read_number(&dir.join("memory.current")).unwrap_or(0);
-                let inactive_file = fs::read_to_string(dir.join("memory.stat"))
-                    .ok()
-                    .and_then(|stat| keyed_value(&stat, "inactive_file"))
-                    .unwrap_or(0);
-                let (disk_read_bytes, disk_write_bytes) = fs::read_to_string(dir.join("io.stat"))
-                    .map(|stat| io_stat_bytes(&stat))
-                    .unwrap_or_default();
-                Some(ResourceUsage {
-                    cpu_usage_nanos: usage_usec.saturating_mul(1000),
-                    memory_bytes: memory.saturating_sub(inactive_file),
-                    pids: read_number(&dir.join("pids.current")).unwrap_or(0),
-                    disk_read_bytes,
-                    disk_write_bytes,
-                    network: None,
-                })
+                [
+                    dir.join("memory.current"),
+                    dir.join("memory.stat"),
+                    dir.join("cpu.stat"),
+                    dir.join("pids.current"),
+                    dir.join("io.stat"),
+                ]
             }
             CgroupMode::Legacy | CgroupMode::Hybrid => {
-                let memory_dir = self.dir("memory", container_id);
-                let blkio = fs::read_to_string(
+                let memory = self.dir("memory", container_id);
+                [
+                    memory.join("memory.usage_in_bytes"),
+                    memory.join("memory.stat"),
+                    self.dir("cpuacct", container_id).join("cpuacct.usage"),
+                    self.dir("pids", container_id).join("pids.current"),
                     self.dir("blkio", container_id)
                         .join("blkio.throttle.io_service_bytes_recursive"),
-                )
-                .map(|stat| blkio_bytes(&stat))
-                .unwrap_or_default();
-                let memory = read_number(&memory_dir.join("memory.usage_in_bytes"))?;
-                let inactive_file = fs::read_to_string(memory_dir.join("memory.stat"))
-                    .ok()
-                    .and_then(|stat| keyed_value(&stat, "total_inactive_file"))
-                    .unwrap_or(0);
-                Some(ResourceUsage {
-                    cpu_usage_nanos: read_number(
-                        &self.dir("cpuacct", container_id).join("cpuacct.usage"),
-                    )
-                    .unwrap_or(0),
-                    memory_bytes: memory.saturating_sub(inactive_file),
-                    pids: read_number(&self.dir("pids", container_id).join("pids.current"))
-                        .unwrap_or(0),
-                    disk_read_bytes: blkio[0],
-                    disk_write_bytes: blkio[1],
-                    network: None,
-                })
+                ]
             }
         }
+    }
+
+    /// The instance's usage now. Its files stay open between calls (a reading is then one
+    /// `pread` per file: no path walk, open or close), and are closed once the cgroup is
+    /// gone or the instance has not been read for a while.
+    pub fn usage(&self, container_id: &str) -> Option<ResourceUsage> {
+        let mut open = self
+            .open_files
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = std::time::Instant::now();
+        if open.readings.is_multiple_of(USAGE_SWEEP_EVERY) {
+            open.files
+                .retain(|_, files| now.duration_since(files.used) < USAGE_FILES_IDLE);
+        }
+        open.readings = open.readings.wrapping_add(1);
+        if !open.files.contains_key(container_id) {
+            let files = UsageFiles::open(&self.usage_paths(container_id))?;
+            open.files.insert(container_id.to_string(), files);
+        }
+        let files = open.files.get_mut(container_id)?;
+        files.used = now;
+        let Some(memory) = files
+            .read(0)
+            .and_then(|text| text.trim().parse::<u64>().ok())
+        else {
+            // The cgroup is gone (or going): its files say nothing more.
+            open.files.remove(container_id);
+            return None;
+        };
+        let unified = self.mode == CgroupMode::Unified;
+        let inactive_file = files
+            .read(1)
+            .and_then(|stat| {
+                keyed_value(
+                    &stat,
+                    if unified {
+                        "inactive_file"
+                    } else {
+                        "total_inactive_file"
+                    },
+                )
+            })
+            .unwrap_or(0);
+        let cpu_usage_nanos = files
+            .read(2)
+            .and_then(|text| {
+                if unified {
+                    keyed_value(&text, "usage_usec").map(|usec| usec.saturating_mul(1000))
+                } else {
+                    text.trim().parse().ok()
+                }
+            })
+            .unwrap_or(0);
+        let pids = files
+            .read(3)
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0);
+        let (disk_read_bytes, disk_write_bytes) = files
+            .read(4)
+            .map(|stat| {
+                if unified {
+                    io_stat_bytes(&stat)
+                } else {
+                    let [read, write] = blkio_bytes(&stat);
+                    (read, write)
+                }
+            })
+            .unwrap_or_default();
+        Some(ResourceUsage {
+            cpu_usage_nanos,
+            memory_bytes: memory.saturating_sub(inactive_file),
+            pids,
+            disk_read_bytes,
+            disk_write_bytes,
+            network: None,
+        })
     }
 
     /// Removes the project groups (see [`project_group`]) of the daemon namespace `namespace`

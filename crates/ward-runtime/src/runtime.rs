@@ -1149,7 +1149,11 @@ impl Driver for Runtime {
             .inner
             .cgroups
             .usage(&self.inner.container_id(&handle.key))?;
-        usage.network = crate::host::own_network_bytes(handle.pid);
+        // Only a bridged instance has interfaces of its own to count: `network: none` has
+        // loopback alone, `host` the host's.
+        if handle.address.is_some() {
+            usage.network = crate::host::network_bytes_of(handle.pid);
+        }
         Some(usage)
     }
 

@@ -79,6 +79,19 @@ fn describe(name: &str, value: f64) -> (&'static str, String) {
     }
 }
 
+/// Whether a change between `usual` and `value` is big enough for a person to care: a few
+/// packets on an idle interface or a blip of CPU on an idle process are unusual for that
+/// series, yet nothing to act on.
+fn matters(name: &str, value: f64, usual: f64) -> bool {
+    let floor = match name {
+        CPU => 0.05,
+        DISK_READ | DISK_WRITE | NETWORK_RECEIVE | NETWORK_TRANSMIT => 64.0 * 1024.0,
+        MEMORY => 4.0 * 1024.0 * 1024.0,
+        _ => 0.0,
+    };
+    value.max(usual) >= floor && (value - usual).abs() >= floor / 2.0
+}
+
 fn bytes(value: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = value;
@@ -144,7 +157,7 @@ impl Telemetry {
         for (key, _, value) in &batch {
             let detector = self.detectors.entry(key.clone()).or_default();
             let verdict = detector.update(seconds, *value);
-            if verdict.anomaly {
+            if verdict.anomaly && matters(&key.name, *value, verdict.usual) {
                 events.push(anomaly_event(key, *value, &verdict));
             }
             let instance = ["project", "workload", "replica"]

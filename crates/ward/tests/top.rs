@@ -121,7 +121,8 @@ fn top_shows_usage_live_marks_anomalies_and_redraws_in_place() {
         .unwrap_or_default();
     assert!(
         !hog.starts_with("hog !"),
-        "marked before anything happened: {shown}"
+        "marked before anything happened: {shown}\n{}",
+        common::stdout_of(&daemon.ward(&["events"]))
     );
 
     // The hog's jump marks it.
