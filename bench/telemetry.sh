@@ -107,7 +107,7 @@ samples=$(curl -s "http://127.0.0.1:$port/api/v1/query?query=scrape_samples_scra
 
 awk -v n="$count" -v b="$baseline" -v s="$sampled" -v br="$baseline_rss" -v sr="$sampled_rss" \
     -v p="$prometheus_cores" -v pr="$prometheus_rss" -v d="$series" -v sv="$serving_cores" -v ps="$samples" 'BEGIN {
-  printf "%d workloads, each instance sampled every second (7 series each, stored and scored)\n", n
+  printf "%d workloads, each instance sampled every second (CPU, memory, processes, disk read and write, anomaly score: 6 series each, stored and scored; network: none has no network series)\n", n
   printf "ward daemon, metrics every 60s: %.2f%% of a core, %d MiB resident\n", b * 100, br
   printf "ward daemon, metrics every 1s:  %.2f%% of a core, %d MiB resident\n", s * 100, sr
   printf "  collection + storage + detection: %.2f%% of a core\n", (s - b) * 100
