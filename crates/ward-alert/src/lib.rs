@@ -376,31 +376,21 @@ impl AlertManager {
                 if group.sent.is_empty() {
                     group.sent_at = None;
                 }
+                let told = |(key, alert): (String, Active), ended: Option<SystemTime>| {
+                    notify::Alert::of(
+                        key,
+                        &alert.labels,
+                        &alert.annotations,
+                        alert.active_at,
+                        ended,
+                    )
+                };
                 messages.push(notify::Message {
                     group: group_key,
-                    firing: firing
-                        .into_iter()
-                        .map(|(key, alert)| {
-                            notify::Alert::of(
-                                key,
-                                &alert.labels,
-                                &alert.annotations,
-                                alert.active_at,
-                                None,
-                            )
-                        })
-                        .collect(),
+                    firing: firing.into_iter().map(|alert| told(alert, None)).collect(),
                     resolved: resolved
                         .into_iter()
-                        .map(|(key, alert)| {
-                            notify::Alert::of(
-                                key,
-                                &alert.labels,
-                                &alert.annotations,
-                                alert.active_at,
-                                Some(now),
-                            )
-                        })
+                        .map(|alert| told(alert, Some(now)))
                         .collect(),
                 });
             }
@@ -637,31 +627,7 @@ fn epoch_ms(time: SystemTime) -> i64 {
 
 /// RFC 3339 in UTC with milliseconds, as Alertmanager writes times.
 pub fn rfc3339(time: SystemTime) -> String {
-    let millis = epoch_ms(time);
-    let seconds = millis.div_euclid(1000);
-    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60,
-        millis.rem_euclid(1000)
-    )
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 #[cfg(test)]
