@@ -127,7 +127,7 @@ pub async fn create_silence(
     Ok((StatusCode::CREATED, Json(silence_document(&silence))))
 }
 
-#[utoipa::path(delete, path = "/api/v1/alerts/silences/{id}", params(("id" = String, Path), ProjectQuery), tag = "alerts",
+#[utoipa::path(delete, path = "/api/v1/alerts/silences/{silence}", params(("silence" = String, Path), ProjectQuery), tag = "alerts",
     responses((status = 200, body = SilenceDocument), (status = 404, description = "no such silence in the project")))]
 pub async fn expire_silence(
     State(state): State<Arc<ApiState>>,

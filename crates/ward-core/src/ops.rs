@@ -127,7 +127,7 @@ operations! {
     SilenceList = "GET" "/api/v1/alerts/silences", VIEWER, Project, Refusals;
     /// Mutes the project's alerts that match, for a while.
     SilenceCreate = "POST" "/api/v1/alerts/silences", OPERATOR, Project, Each;
-    SilenceExpire = "DELETE" "/api/v1/alerts/silences/{id}", OPERATOR, Project, Each;
+    SilenceExpire = "DELETE" "/api/v1/alerts/silences/{silence}", OPERATOR, Project, Each;
     ImageList = "GET" "/api/v1/images", VIEWER, Project, Refusals;
     ImagePull = "POST" "/api/v1/images/pull", OPERATOR, Project, Each;
     ImageImport = "POST" "/api/v1/images/import", OPERATOR, Project, Each;

@@ -190,6 +190,20 @@ fn a_webhook_gets_a_group_once_and_nothing_while_it_is_silenced() {
         "beta",
     ]);
     assert!(!sneaky.status.success());
+    let expire_theirs = daemon.ward(&[
+        "alert",
+        "expire",
+        &silence_id,
+        "--token",
+        key,
+        "--project",
+        "beta",
+    ]);
+    assert!(!expire_theirs.status.success());
+    assert!(
+        stdout_of(&daemon.ward(&["alert", "silences"])).contains(&silence_id),
+        "another project's key expired the silence"
+    );
 
     // Expired, the silence lets the group's change through: big3 is told.
     assert_success(&daemon.ward(&["alert", "expire", &silence_id]));
