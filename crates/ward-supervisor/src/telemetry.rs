@@ -53,6 +53,8 @@ pub(crate) struct Telemetry {
     remote: Option<crate::remote_write::RemoteWriter>,
     /// The host's own series.
     host: crate::host_metrics::HostSampler,
+    /// The thread folding old blocks into the tiers, while it runs.
+    expiring: Option<std::thread::JoinHandle<()>>,
 }
 
 /// How often blocks past the retention are looked for.
@@ -119,6 +121,7 @@ impl Telemetry {
             expired_at: None,
             remote,
             host: crate::host_metrics::HostSampler::new(dir.to_path_buf()),
+            expiring: None,
         })
     }
 
@@ -179,14 +182,27 @@ impl Telemetry {
         if let Err(error) = self.store.append(&batch) {
             tracing::warn!(%error, "cannot store metrics");
         }
-        if self
-            .expired_at
-            .is_none_or(|at| at.elapsed() >= EXPIRE_EVERY)
+        // Folding old blocks into the tiers is seconds of work at scale: a thread of its own
+        // does it beside sampling and queries, one at a time.
+        let folding = self
+            .expiring
+            .as_ref()
+            .is_some_and(|thread| !thread.is_finished());
+        if !folding
+            && self
+                .expired_at
+                .is_none_or(|at| at.elapsed() >= EXPIRE_EVERY)
         {
             self.expired_at = Some(std::time::Instant::now());
-            if let Err(error) = self.store.expire(ms) {
-                tracing::warn!(%error, "cannot delete metrics past their retention");
-            }
+            let (dir, options) = self.store.location();
+            self.expiring = std::thread::Builder::new()
+                .name("ward-tsdb-expire".into())
+                .spawn(move || {
+                    if let Err(error) = ward_tsdb::expire(&dir, &options, ms) {
+                        tracing::warn!(%error, "cannot fold or delete metrics past their retention");
+                    }
+                })
+                .ok();
         }
         if let Some(remote) = &self.remote {
             remote.send(batch);

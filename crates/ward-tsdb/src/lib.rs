@@ -183,10 +183,20 @@ fn record(payload: &[u8]) -> Vec<u8> {
 
 /// The whole records of `path`, cutting off (on disk) a torn or corrupt tail.
 fn read_records(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let (records, intact) = read_intact(path)?;
+    if let Some(intact) = intact {
+        OpenOptions::new().write(true).open(path)?.set_len(intact)?;
+    }
+    Ok(records)
+}
+
+/// The whole records of `path`, and the length of its intact part when a torn or corrupt
+/// tail follows it; the file is left as it is, for readers that run beside its writer.
+fn read_intact(path: &Path) -> io::Result<(Vec<Vec<u8>>, Option<u64>)> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut file) => file.read_to_end(&mut bytes)?,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
         Err(error) => return Err(error),
     };
     let mut records = Vec::new();
@@ -203,13 +213,7 @@ fn read_records(path: &Path) -> io::Result<Vec<Vec<u8>>> {
         records.push(payload.to_vec());
         at += 8 + len;
     }
-    if at < bytes.len() {
-        OpenOptions::new()
-            .write(true)
-            .open(path)?
-            .set_len(at as u64)?;
-    }
-    Ok(records)
+    Ok((records, (at < bytes.len()).then_some(at as u64)))
 }
 
 /// A little-endian reader over a record's payload.
@@ -335,18 +339,7 @@ impl Store {
 
     /// The block files, oldest first.
     fn blocks(&self) -> io::Result<BTreeMap<i64, PathBuf>> {
-        let mut blocks = BTreeMap::new();
-        for entry in fs::read_dir(self.dir.join("blocks"))? {
-            let path = entry?.path();
-            if let Some(start) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse::<i64>().ok())
-            {
-                blocks.insert(start, path);
-            }
-        }
-        Ok(blocks)
+        blocks(&self.dir)
     }
 
     pub fn series_count(&self) -> usize {
@@ -486,52 +479,14 @@ impl Store {
     }
 
     /// Folds raw blocks that end before `now - retention` into the first tier and deletes
-    /// them, and each tier's blocks past its retention into the next (the last tier's are
-    /// deleted). Returns how many raw blocks went.
+    /// them, and each tier's blocks past its retention into the next; see [`expire`].
     pub fn expire(&mut self, now_ms: i64) -> Result<usize, Error> {
-        let tiers = self.options.tiers;
-        let mut removed = 0;
-        for (start, path) in self.blocks()? {
-            if start + BLOCK_MS >= now_ms - self.options.retention_ms {
-                continue;
-            }
-            if tiers[0].retention_ms > 0 {
-                let mut points = Vec::new();
-                for payload in read_records(&path)? {
-                    let Some(chunk) = StoredChunk::parse(&payload) else {
-                        continue;
-                    };
-                    for (time, value) in
-                        gorilla::decode(&chunk.bytes, chunk.count).unwrap_or_default()
-                    {
-                        points.push((chunk.id, time, tiers::sample_bucket(value)));
-                    }
-                }
-                points.sort_by_key(|(id, time, _)| (*id, *time));
-                tiers::write(&self.dir, &tiers[0], &tiers::fold(points, tiers[0].step_ms))?;
-            }
-            fs::remove_file(path)?;
-            removed += 1;
-        }
-        for (index, tier) in tiers.iter().enumerate() {
-            for block in tiers::blocks(&self.dir, tier)? {
-                if block + tier.block_ms >= now_ms - tier.retention_ms {
-                    continue;
-                }
-                if let Some(next) = tiers.get(index + 1).filter(|next| next.retention_ms > 0) {
-                    let folded =
-                        tiers::read_block(&self.dir, tier, block, &|_| true, i64::MIN, i64::MAX)?;
-                    let points = folded.into_iter().flat_map(|(id, buckets)| {
-                        buckets
-                            .into_iter()
-                            .map(move |(time, bucket)| (id, time, bucket))
-                    });
-                    tiers::write(&self.dir, next, &tiers::fold(points, next.step_ms))?;
-                }
-                tiers::remove_block(&self.dir, tier, block)?;
-            }
-        }
-        Ok(removed)
+        expire(&self.dir, &self.options, now_ms)
+    }
+
+    /// The store's directory and options, for [`expire`] on another thread.
+    pub fn location(&self) -> (PathBuf, Options) {
+        (self.dir.clone(), self.options)
     }
 
     /// The samples in [start, end] of every series named `name` whose labels include all
@@ -571,7 +526,12 @@ impl Store {
                 continue;
             }
             let mut bytes = Vec::new();
-            File::open(&path)?.read_to_end(&mut bytes)?;
+            // A block folded into a tier meanwhile is gone: the tier answers for it.
+            match File::open(&path) {
+                Ok(mut file) => file.read_to_end(&mut bytes)?,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error.into()),
+            };
             let mut at = 0;
             while at + 8 <= bytes.len() {
                 let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
@@ -702,6 +662,71 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// Folds raw blocks that end before `now - retention` into the first tier and deletes
+/// them, and each tier's blocks past its retention into the next (the last tier's are
+/// deleted). Returns how many raw blocks went. It touches only sealed, old files, so it runs
+/// beside the store's writer and readers: a reader meets a block either whole or gone, and
+/// a tier's records either whole or not yet there.
+pub fn expire(dir: &Path, options: &Options, now_ms: i64) -> Result<usize, Error> {
+    let tiers = options.tiers;
+    let mut removed = 0;
+    for (start, path) in blocks(dir)? {
+        if start + BLOCK_MS >= now_ms - options.retention_ms {
+            continue;
+        }
+        if tiers[0].retention_ms > 0 {
+            let mut points = Vec::new();
+            for payload in read_intact(&path)?.0 {
+                let Some(chunk) = StoredChunk::parse(&payload) else {
+                    continue;
+                };
+                for (time, value) in gorilla::decode(&chunk.bytes, chunk.count).unwrap_or_default()
+                {
+                    points.push((chunk.id, time, tiers::sample_bucket(value)));
+                }
+            }
+            points.sort_by_key(|(id, time, _)| (*id, *time));
+            tiers::write(dir, &tiers[0], &tiers::fold(points, tiers[0].step_ms))?;
+        }
+        fs::remove_file(path)?;
+        removed += 1;
+    }
+    for (index, tier) in tiers.iter().enumerate() {
+        for block in tiers::blocks(dir, tier)? {
+            if block + tier.block_ms >= now_ms - tier.retention_ms {
+                continue;
+            }
+            if let Some(next) = tiers.get(index + 1).filter(|next| next.retention_ms > 0) {
+                let folded = tiers::read_block(dir, tier, block, &|_| true, i64::MIN, i64::MAX)?;
+                let points = folded.into_iter().flat_map(|(id, buckets)| {
+                    buckets
+                        .into_iter()
+                        .map(move |(time, bucket)| (id, time, bucket))
+                });
+                tiers::write(dir, next, &tiers::fold(points, next.step_ms))?;
+            }
+            tiers::remove_block(dir, tier, block)?;
+        }
+    }
+    Ok(removed)
+}
+
+/// The block files under `dir`, oldest first.
+fn blocks(dir: &Path) -> io::Result<BTreeMap<i64, PathBuf>> {
+    let mut blocks = BTreeMap::new();
+    for entry in fs::read_dir(dir.join("blocks"))? {
+        let path = entry?.path();
+        if let Some(start) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<i64>().ok())
+        {
+            blocks.insert(start, path);
+        }
+    }
+    Ok(blocks)
 }
 
 fn finish((at, bucket): (i64, Bucket), aggregation: Aggregation) -> (i64, f64) {

@@ -341,3 +341,51 @@ fn expired_samples_are_folded_into_tiers_and_queries_stay_exact() {
     }
     assert_eq!(max, before[2]);
 }
+
+#[test]
+fn queries_beside_a_fold_on_another_thread_always_count_every_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 3_600_000;
+    let options = Options {
+        retention_ms: 2 * hour,
+        ..small()
+    };
+    let count = 24 * 360;
+    let mut store = Store::open(dir.path(), options).unwrap();
+    for i in 0..count {
+        store
+            .append(&[(key("api"), HOUR_ALIGNED + i * 10_000, (i % 7) as f64)])
+            .unwrap();
+    }
+    store.checkpoint().unwrap();
+    let end = HOUR_ALIGNED + count * 10_000;
+    let counted = |store: &Store| {
+        store
+            .query(
+                MEMORY,
+                &[],
+                HOUR_ALIGNED,
+                end,
+                24 * hour,
+                Aggregation::Count,
+            )
+            .unwrap()[0]
+            .1
+            .iter()
+            .map(|point| point.1)
+            .sum::<f64>()
+    };
+    let expected = counted(&store);
+    assert_eq!(expected, count as f64);
+    let folder = {
+        let dir = dir.path().to_path_buf();
+        std::thread::spawn(move || expire(&dir, &options, end).unwrap())
+    };
+    let mut queries = 0;
+    while !folder.is_finished() {
+        assert_eq!(counted(&store), expected, "after {queries} queries");
+        queries += 1;
+    }
+    assert!(folder.join().unwrap() >= 8);
+    assert_eq!(counted(&store), expected);
+}

@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::gorilla::{self, Encoder};
-use crate::{read_records, record, StoredChunk};
+use crate::{read_intact, record, StoredChunk};
 
 /// One downsampled tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,8 +149,9 @@ pub(crate) fn read_block(
     for kind in KINDS {
         let path = tier_dir(root, tier).join(kind).join(block.to_string());
         let mut values = BTreeMap::new();
-        let records = match read_records(&path) {
-            Ok(records) => records,
+        // Beside a fold that may be appending: whole records only, the file untouched.
+        let records = match read_intact(&path) {
+            Ok((records, _)) => records,
             Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(error) => return Err(error),
         };
