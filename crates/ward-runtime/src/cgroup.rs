@@ -189,6 +189,41 @@ impl CgroupLocator {
         }
     }
 
+    /// Changes a running instance's memory limit in place (as `docker update --memory`),
+    /// its swap limit with it where one is set: raised swap first, lowered memory first, so
+    /// the kernel never sees memory above memory + swap.
+    pub fn set_memory_limit(&self, container_id: &str, bytes: u64) -> std::io::Result<()> {
+        match self.mode {
+            CgroupMode::Unified => fs::write(
+                self.dir("", container_id).join("memory.max"),
+                bytes.to_string(),
+            ),
+            CgroupMode::Legacy | CgroupMode::Hybrid => {
+                let dir = self.dir("memory", container_id);
+                let memory = dir.join("memory.limit_in_bytes");
+                let swap = dir.join("memory.memsw.limit_in_bytes");
+                let old = read_number(&memory).ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no memory cgroup")
+                })?;
+                // Swap is limited (to the memory limit) where the host accounts it.
+                let swap_limited =
+                    read_number(&swap).is_some_and(|limit| limit < i64::MAX as u64 / 2);
+                if bytes >= old {
+                    if swap_limited {
+                        fs::write(&swap, bytes.to_string())?;
+                    }
+                    fs::write(&memory, bytes.to_string())
+                } else {
+                    fs::write(&memory, bytes.to_string())?;
+                    if swap_limited {
+                        fs::write(&swap, bytes.to_string())?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+
     /// The files an instance's usage is read from, in [`UsageFiles`]' order.
     fn usage_paths(&self, container_id: &str) -> [PathBuf; 5] {
         match self.mode {

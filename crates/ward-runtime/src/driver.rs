@@ -180,6 +180,12 @@ pub trait Driver: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Changes a running instance's memory limit without restarting it; `false` where this
+    /// driver cannot, and the instance must restart to take the new limit.
+    fn set_memory_limit(&self, _handle: &InstanceHandle, _bytes: u64) -> bool {
+        false
+    }
+
     /// Bounds the memory (bytes) and CPU (cores) that all instances of `project` use
     /// together (`None`: unbounded).
     fn set_project_limits(

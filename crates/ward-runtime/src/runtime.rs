@@ -1235,6 +1235,17 @@ impl Driver for Runtime {
         .await
     }
 
+    fn set_memory_limit(&self, handle: &InstanceHandle, bytes: u64) -> bool {
+        let id = self.inner.container_id(&handle.key);
+        match self.inner.cgroups.set_memory_limit(&id, bytes) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, instance = %handle.key.instance_name(), "cannot change the memory limit in place; the instance restarts instead");
+                false
+            }
+        }
+    }
+
     fn set_project_limits(
         &self,
         project: &str,

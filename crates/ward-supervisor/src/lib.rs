@@ -384,6 +384,25 @@ impl Supervisor {
             let key = (project.to_string(), entry.spec.name.clone());
             match state.workloads.get_mut(&key) {
                 Some(existing) => {
+                    // A change of the memory limit alone is made in place where the driver
+                    // can: those instances run the new revision as they are.
+                    if let Some(bytes) = memory_change_only(&existing.spec_json, &entry.spec_json) {
+                        let old_revision = existing.revision;
+                        for (replica, instance) in existing.instances.iter_mut() {
+                            let in_place = instance.revision == old_revision
+                                && instance.phase == Phase::Running
+                                && !instance.busy
+                                && instance.handle.as_ref().is_some_and(|handle| {
+                                    self.inner.driver.set_memory_limit(handle, bytes)
+                                });
+                            if in_place {
+                                instance.revision = entry.revision;
+                                let instance_key = InstanceKey::new(project, &key.1, *replica);
+                                self.inner
+                                    .record(Some((&instance_key, instance)), Vec::new());
+                            }
+                        }
+                    }
                     // A change of the replica count alone keeps the running instances: they
                     // run the new revision as they are.
                     if differ_only_in_replicas(&existing.spec_json, &entry.spec_json) {
@@ -1179,6 +1198,18 @@ impl Inner {
 }
 
 /// Whether two normalised specs (JSON text) are the same but for `replicas`.
+/// The new memory limit when it is all that changes between two normalised specs (and
+/// both have one).
+fn memory_change_only(old: &str, new: &str) -> Option<u64> {
+    let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).ok();
+    let (mut old, mut new) = (parse(old)?, parse(new)?);
+    let bytes = new["resources"]["memory"].as_u64()?;
+    old["resources"]["memory"].as_u64()?;
+    old["resources"]["memory"] = serde_json::Value::Null;
+    new["resources"]["memory"] = serde_json::Value::Null;
+    (old == new).then_some(bytes)
+}
+
 fn differ_only_in_replicas(old: &str, new: &str) -> bool {
     let without_replicas = |text: &str| {
         let mut value: serde_json::Value = serde_json::from_str(text).ok()?;

@@ -291,7 +291,11 @@ fn a_leak_forecast_to_reach_its_limit_is_handled_before_the_oom_kill() {
     );
     assert!(memory_limit(&daemon, "leaker") >= 144 * MIB);
     assert!(memory_limit(&daemon, "leaker") <= 512 * MIB);
-    assert_eq!(inspect(&daemon, "leaker")["status"]["state"], "running");
+    // Raised in place: the same process ran on, never restarted.
+    let status = inspect(&daemon, "leaker")["status"].clone();
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["restarts"], 0, "{status}");
+    assert!(events_of(&all, "leaker", "started").len() == 1, "{all:#?}");
 }
 
 #[test]
