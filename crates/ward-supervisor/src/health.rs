@@ -27,10 +27,12 @@ pub(crate) async fn run(
         if !is_current(&inner, &key, generation) {
             return;
         }
+        let probing = tokio::time::Instant::now();
         let result = inner
             .driver
             .probe(&handle, &check.probe, check.timeout)
             .await;
+        let took = probing.elapsed().as_secs_f64();
         if !is_current(&inner, &key, generation) {
             return;
         }
@@ -43,6 +45,7 @@ pub(crate) async fn run(
         else {
             return;
         };
+        instance.last_probe_seconds = Some(took);
         match result {
             Ok(()) => {
                 failures = 0;

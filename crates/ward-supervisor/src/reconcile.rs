@@ -936,6 +936,8 @@ pub(crate) async fn run_sampler(inner: Arc<Inner>) {
                     network_receive_rate,
                     network_transmit_rate,
                 ],
+                restarts: instance.restarts,
+                health_check_seconds: instance.last_probe_seconds,
             });
         }
         drop(state);

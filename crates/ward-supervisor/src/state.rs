@@ -67,6 +67,8 @@ pub(crate) struct InstanceEntry {
     pub last_cpu_reading: Option<(Instant, ward_runtime::ResourceUsage)>,
     /// When one of the instance's series was last anomalous.
     pub last_anomaly: Option<std::time::SystemTime>,
+    /// How long the newest health check took, in seconds.
+    pub last_probe_seconds: Option<f64>,
 }
 
 impl InstanceEntry {
@@ -90,6 +92,7 @@ impl InstanceEntry {
             usage: None,
             last_cpu_reading: None,
             last_anomaly: None,
+            last_probe_seconds: None,
         }
     }
 

@@ -22,6 +22,10 @@ pub const DISK_WRITE: &str = "ward_instance_disk_write_bytes_per_second";
 pub const NETWORK_RECEIVE: &str = "ward_instance_network_receive_bytes_per_second";
 pub const NETWORK_TRANSMIT: &str = "ward_instance_network_transmit_bytes_per_second";
 const RATES: [&str; 4] = [DISK_READ, DISK_WRITE, NETWORK_RECEIVE, NETWORK_TRANSMIT];
+/// Restarts of the instance so far: stored, not watched (each has its own event).
+pub const RESTARTS: &str = "ward_instance_restarts_total";
+/// How long the newest health check took.
+pub const HEALTH_CHECK: &str = "ward_instance_health_check_seconds";
 /// Per instance, the highest anomaly score of its series at each sampling: how unusual it
 /// was, stored with the data it was judged on.
 pub const ANOMALY_SCORE: &str = "ward_instance_anomaly_score";
@@ -41,6 +45,9 @@ pub(crate) struct Reading {
     /// Disk read, disk write, network receive and network transmit, in bytes per second
     /// (`None` at the first reading, and for network on the host's).
     pub rates: [Option<f64>; 4],
+    pub restarts: u32,
+    /// How long the newest health check took, where the workload has one.
+    pub health_check_seconds: Option<f64>,
 }
 
 /// The store and the detectors.
@@ -77,6 +84,7 @@ fn describe(name: &str, value: f64) -> (&'static str, String) {
         DISK_WRITE => ("disk writes", format!("{}/s", bytes(value))),
         NETWORK_RECEIVE => ("network receive", format!("{}/s", bytes(value))),
         NETWORK_TRANSMIT => ("network transmit", format!("{}/s", bytes(value))),
+        HEALTH_CHECK => ("health check time", format!("{:.0} ms", value * 1000.0)),
         _ => ("processes", format!("{value:.0}")),
     }
 }
@@ -88,6 +96,7 @@ fn matters(name: &str, value: f64, usual: f64) -> bool {
     let floor = match name {
         CPU => 0.05,
         DISK_READ | DISK_WRITE | NETWORK_RECEIVE | NETWORK_TRANSMIT => 64.0 * 1024.0,
+        HEALTH_CHECK => 0.05,
         MEMORY => 4.0 * 1024.0 * 1024.0,
         _ => 0.0,
     };
@@ -153,6 +162,9 @@ impl Telemetry {
                     batch.push((SeriesKey::new(name, &labels), ms, rate));
                 }
             }
+            if let Some(seconds) = reading.health_check_seconds {
+                batch.push((SeriesKey::new(HEALTH_CHECK, &labels), ms, seconds));
+            }
         }
         // Score first, so each instance's highest score is stored with its samples.
         let mut events = Vec::new();
@@ -175,6 +187,19 @@ impl Telemetry {
                 ("replica", replica.as_str()),
             ];
             batch.push((SeriesKey::new(ANOMALY_SCORE, &labels), ms, score));
+        }
+        for reading in readings {
+            let replica = reading.replica.to_string();
+            let labels = [
+                ("project", reading.project.as_str()),
+                ("workload", reading.workload.as_str()),
+                ("replica", replica.as_str()),
+            ];
+            batch.push((
+                SeriesKey::new(RESTARTS, &labels),
+                ms,
+                f64::from(reading.restarts),
+            ));
         }
         for (name, value) in self.host.sample() {
             batch.push((SeriesKey::new(name, &[]), ms, value));

@@ -398,3 +398,65 @@ fn the_host_is_sampled_and_only_keys_of_every_project_read_it() {
         common::stderr_of(&refused)
     );
 }
+
+#[test]
+fn health_check_times_and_restarts_are_stored_per_instance() {
+    let daemon = Daemon::start_with_config("metrics: {interval: 100ms}\n");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    assert_success(&daemon.ward(&[
+        "run",
+        "--name",
+        "checked",
+        "--health-http",
+        "8000/",
+        "-p",
+        &format!("{port}:8000"),
+        "--",
+        "python3",
+        "-m",
+        "http.server",
+        "8000",
+    ]));
+    let spec = daemon.data_dir().join("flaky.yaml");
+    std::fs::write(
+        &spec,
+        "name: flaky\ncommand: [sh, -c, 'sleep 1; exit 1']\nheal: off\n",
+    )
+    .unwrap();
+    let _ = daemon.ward(&["apply", "-f", spec.to_str().unwrap()]);
+    let newest = |name: &str, workload: &str| {
+        let listing = assert_success(&daemon.ward(&[
+            "metrics",
+            name,
+            "--workload",
+            workload,
+            "--since",
+            "5m",
+            "--step",
+            "1s",
+            "--aggregation",
+            "max",
+            "-o",
+            "json",
+        ]));
+        let json: serde_json::Value = serde_json::from_str(&listing).unwrap();
+        json["series"][0]["points"]
+            .as_array()
+            .and_then(|points| points.last())
+            .and_then(|point| point[1].as_f64())
+    };
+    let probe = daemon.wait_for(
+        "a stored health check time",
+        Duration::from_secs(60),
+        || newest("ward_instance_health_check_seconds", "checked"),
+    );
+    assert!(probe > 0.0 && probe < 2.0, "{probe} s");
+    daemon.wait_for("restarts counted", Duration::from_secs(60), || {
+        newest("ward_instance_restarts_total", "flaky").filter(|restarts| *restarts >= 2.0)
+    });
+}
