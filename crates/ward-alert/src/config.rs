@@ -96,16 +96,6 @@ impl Default for AlertSettings {
     }
 }
 
-/// The stored series a short name means: `memory`, `cpu`, `pids`, or the full name.
-pub fn series_name(name: &str) -> String {
-    match name {
-        "memory" => "ward_instance_memory_bytes".to_string(),
-        "cpu" => "ward_instance_cpu_usage_cores".to_string(),
-        "pids" => "ward_instance_pids".to_string(),
-        other => other.to_string(),
-    }
-}
-
 fn duration(field: &str, text: Option<String>, default: Duration) -> Result<Duration, String> {
     match text {
         None => Ok(default),
@@ -214,11 +204,12 @@ impl RuleFile {
                     ));
                 }
                 Condition::Anomaly {
-                    series: (anomaly != "any").then(|| series_name(&anomaly)),
+                    series: (anomaly != "any")
+                        .then(|| ward_core::services::metric_name(&anomaly).to_string()),
                 }
             }
             (Some(metric), None) => {
-                let metric = series_name(&metric);
+                let metric = ward_core::services::metric_name(&metric).to_string();
                 let (above, value) = match (self.above, self.below) {
                     (Some(value), None) => (true, value),
                     (None, Some(value)) => (false, value),

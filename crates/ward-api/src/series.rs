@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use ward_core::door::Admission;
-use ward_core::services::MetricQuery;
+use ward_core::services::{metric_name, MetricQuery};
 
 use crate::error::ApiError;
 use crate::workloads::project_of;
@@ -51,16 +51,6 @@ pub struct SeriesDocument {
     /// `[seconds since the epoch, value]`, one per step that has samples.
     #[schema(value_type = Vec<Vec<f64>>)]
     pub points: Vec<[f64; 2]>,
-}
-
-/// The full name of a metric given by its short name.
-pub fn metric_name(name: &str) -> &str {
-    match name {
-        "memory" => "ward_instance_memory_bytes",
-        "cpu" => "ward_instance_cpu_usage_cores",
-        "pids" => "ward_instance_pids",
-        other => other,
-    }
 }
 
 fn time_of(field: &str, seconds: Option<f64>, default: i64) -> Result<i64, ApiError> {

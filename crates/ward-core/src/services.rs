@@ -416,6 +416,17 @@ pub trait Models: Send + Sync {
     ) -> Result<ModelView, Error>;
 }
 
+/// The stored series a metric's short name means (`memory`, `cpu`, `pids`); any other name
+/// is the series' own.
+pub fn metric_name(name: &str) -> &str {
+    match name {
+        "memory" => "ward_instance_memory_bytes",
+        "cpu" => "ward_instance_cpu_usage_cores",
+        "pids" => "ward_instance_pids",
+        other => other,
+    }
+}
+
 /// What [`Workloads::query_metrics`] reads: one metric, optionally of one workload, from
 /// `start` to `end` (milliseconds since the epoch) in steps of `step` milliseconds, each step
 /// the `aggregation` (avg, min, max, sum, last or count) of its samples.

@@ -21,7 +21,6 @@ pub const DISK_READ: &str = "ward_instance_disk_read_bytes_per_second";
 pub const DISK_WRITE: &str = "ward_instance_disk_write_bytes_per_second";
 pub const NETWORK_RECEIVE: &str = "ward_instance_network_receive_bytes_per_second";
 pub const NETWORK_TRANSMIT: &str = "ward_instance_network_transmit_bytes_per_second";
-const RATES: [&str; 4] = [DISK_READ, DISK_WRITE, NETWORK_RECEIVE, NETWORK_TRANSMIT];
 /// Restarts of the instance so far: stored, not watched (each has its own event).
 pub const RESTARTS: &str = "ward_instance_restarts_total";
 /// How long the newest health check took.
@@ -140,54 +139,10 @@ impl Telemetry {
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         let ms = (seconds * 1000.0) as i64;
-        let mut batch = Vec::with_capacity(readings.len() * 3);
-        for reading in readings {
-            let replica = reading.replica.to_string();
-            let labels = [
-                ("project", reading.project.as_str()),
-                ("workload", reading.workload.as_str()),
-                ("replica", replica.as_str()),
-            ];
-            if let Some(cores) = reading.cpu_cores {
-                batch.push((SeriesKey::new(CPU, &labels), ms, cores));
-            }
-            batch.push((
-                SeriesKey::new(MEMORY, &labels),
-                ms,
-                reading.memory_bytes as f64,
-            ));
-            batch.push((SeriesKey::new(PIDS, &labels), ms, reading.pids as f64));
-            for (name, rate) in RATES.iter().zip(reading.rates) {
-                if let Some(rate) = rate {
-                    batch.push((SeriesKey::new(name, &labels), ms, rate));
-                }
-            }
-            if let Some(seconds) = reading.health_check_seconds {
-                batch.push((SeriesKey::new(HEALTH_CHECK, &labels), ms, seconds));
-            }
-        }
-        // Score first, so each instance's highest score is stored with its samples.
+        // One pass per instance: its samples, each scored, then its highest score and its
+        // restarts (stored, not watched).
+        let mut batch = Vec::with_capacity(readings.len() * 8);
         let mut events = Vec::new();
-        let mut scores: HashMap<[String; 3], f64> = HashMap::new();
-        for (key, _, value) in &batch {
-            let detector = self.detectors.entry(key.clone()).or_default();
-            let verdict = detector.update(seconds, *value);
-            if verdict.anomaly && matters(&key.name, *value, verdict.usual) {
-                events.push(anomaly_event(key, *value, &verdict));
-            }
-            let instance = ["project", "workload", "replica"]
-                .map(|name| key.label(name).unwrap_or_default().to_owned());
-            let score = scores.entry(instance).or_insert(0.0);
-            *score = score.max(verdict.score);
-        }
-        for ([project, workload, replica], score) in scores {
-            let labels = [
-                ("project", project.as_str()),
-                ("workload", workload.as_str()),
-                ("replica", replica.as_str()),
-            ];
-            batch.push((SeriesKey::new(ANOMALY_SCORE, &labels), ms, score));
-        }
         for reading in readings {
             let replica = reading.replica.to_string();
             let labels = [
@@ -195,6 +150,34 @@ impl Telemetry {
                 ("workload", reading.workload.as_str()),
                 ("replica", replica.as_str()),
             ];
+            let watched = [
+                (CPU, reading.cpu_cores),
+                (MEMORY, Some(reading.memory_bytes as f64)),
+                (PIDS, Some(reading.pids as f64)),
+                (DISK_READ, reading.rates[0]),
+                (DISK_WRITE, reading.rates[1]),
+                (NETWORK_RECEIVE, reading.rates[2]),
+                (NETWORK_TRANSMIT, reading.rates[3]),
+                (HEALTH_CHECK, reading.health_check_seconds),
+            ];
+            let mut highest: f64 = 0.0;
+            for (name, value) in watched {
+                let Some(value) = value else {
+                    continue;
+                };
+                let key = SeriesKey::new(name, &labels);
+                let verdict = self
+                    .detectors
+                    .entry(key.clone())
+                    .or_default()
+                    .update(seconds, value);
+                if verdict.anomaly && matters(name, value, verdict.usual) {
+                    events.push(anomaly_event(&key, value, &verdict));
+                }
+                highest = highest.max(verdict.score);
+                batch.push((key, ms, value));
+            }
+            batch.push((SeriesKey::new(ANOMALY_SCORE, &labels), ms, highest));
             batch.push((
                 SeriesKey::new(RESTARTS, &labels),
                 ms,

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::free_port;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -1149,14 +1151,6 @@ fn bridge_turn() -> MutexGuard<'static, ()> {
     BRIDGE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A TCP port that nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("0.0.0.0:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind port 0")
-        .port()
 }
 
 /// `ward run ARGS...`, which must succeed.

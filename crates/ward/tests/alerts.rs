@@ -237,16 +237,8 @@ fn alerts_are_forwarded_to_a_real_alertmanager() {
         );
         return;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cluster_port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
+    let cluster_port = common::free_port();
     let directory = tempfile::tempdir().unwrap();
     let config = directory.path().join("alertmanager.yml");
     std::fs::write(

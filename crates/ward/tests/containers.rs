@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::free_port;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -653,13 +655,6 @@ fn run_web_server(daemon: &Daemon, name: &str, publish_flag: &str, reference: &s
 fn bridge_turn() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
     TURN.lock().unwrap_or_else(|poison| poison.into_inner())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("0.0.0.0:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind port 0")
-        .port()
 }
 
 /// The host port that the first instance of `document` publishes for container port `port`.

@@ -3,22 +3,13 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{assert_success, Daemon};
+use common::{assert_success, free_port, Daemon};
 use serde_json::Value;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Prometheus's answer to `GET path`, as JSON.
 fn prometheus_get(port: u16, path: &str) -> Option<Value> {

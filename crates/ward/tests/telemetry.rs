@@ -402,12 +402,7 @@ fn the_host_is_sampled_and_only_keys_of_every_project_read_it() {
 #[test]
 fn health_check_times_and_restarts_are_stored_per_instance() {
     let daemon = Daemon::start_with_config("metrics: {interval: 100ms}\n");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = common::free_port().to_string();
     assert_success(&daemon.ward(&[
         "run",
         "--name",

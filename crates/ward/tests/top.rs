@@ -32,11 +32,7 @@ fn top_shows_usage_live_marks_anomalies_and_redraws_in_place() {
         return;
     }
     let daemon = Daemon::start_with_config("metrics: {interval: 100ms}\n");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     assert_success(&daemon.ward(&[
         "run",
         "--name",

@@ -228,15 +228,7 @@ pub async fn forecast_workload(
         ));
         return Ok(0);
     }
-    let shown = |value: f64| {
-        if metric.ends_with("_bytes") {
-            crate::output::format_size(value.max(0.0) as u64)
-        } else if metric.ends_with("_cores") {
-            format!("{value:.2}")
-        } else {
-            format!("{value:.0}")
-        }
-    };
+    let shown = |value: f64| crate::commands::metrics::shown(&metric, value, "avg");
     let horizon = humantime::format_duration(arguments.horizon).to_string();
     let rows: Vec<Vec<String>> = forecasts
         .iter()

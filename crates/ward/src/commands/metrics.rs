@@ -59,7 +59,7 @@ pub async fn run(context: &Context, arguments: MetricsArgs) -> anyhow::Result<i3
 }
 
 /// A value in its unit: bytes as sizes, cores with two decimals, counts whole.
-fn shown(name: &str, value: f64, aggregation: &str) -> String {
+pub(crate) fn shown(name: &str, value: f64, aggregation: &str) -> String {
     if aggregation == "count" {
         return format!("{value:.0}");
     }
