@@ -10,6 +10,8 @@ use std::path::Path;
 use serde::Serialize;
 
 const MAGIC: &[u8; 4] = b"GGUF";
+/// Tensor data's alignment where a file does not say (`general.alignment`).
+const DEFAULT_ALIGNMENT: u64 = 32;
 /// The longest string kept (a chat template is a few KiB; a token a few bytes).
 const MAX_STRING: u64 = 1 << 20;
 /// The most metadata entries, tensors, or elements of one array a file may declare.
@@ -57,6 +59,9 @@ pub struct Tensor {
     pub shape: Vec<u64>,
     /// ggml's type number.
     pub kind: u32,
+    /// Where its data begins, in bytes from the start of the file.
+    #[serde(skip)]
+    pub offset: u64,
 }
 
 impl Tensor {
@@ -131,8 +136,24 @@ impl Header {
                 .map(|_| input.u64())
                 .collect::<Result<Vec<_>, _>>()?;
             let kind = input.u32()?;
-            let _offset = input.u64()?;
-            tensors.push(Tensor { name, shape, kind });
+            let offset = input.u64()?;
+            tensors.push(Tensor {
+                name,
+                shape,
+                kind,
+                offset,
+            });
+        }
+        // Tensor data begins after the header, padded to the file's alignment; each tensor's
+        // offset counts from there.
+        let alignment = metadata
+            .get("general.alignment")
+            .and_then(Value::as_u64)
+            .filter(|alignment| *alignment > 0)
+            .unwrap_or(DEFAULT_ALIGNMENT);
+        let data = (length - input.left).div_ceil(alignment) * alignment;
+        for tensor in &mut tensors {
+            tensor.offset = tensor.offset.saturating_add(data);
         }
         Ok(Header {
             version,

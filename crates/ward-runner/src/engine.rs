@@ -17,6 +17,9 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use ward_model::gguf::Header;
+
+use crate::bert;
 pub use ward_model::runner::{
     ChatMessage, Embed, Event, FinishReason, Generate, ModelInfo, Prompt, Refusal,
 };
@@ -75,13 +78,26 @@ pub fn run(
 ) -> Result<(), EngineError> {
     let mut backend = LlamaBackend::init()?;
     backend.void_logs();
+    if let Some(encoder) = bert_encoder(config) {
+        // llama.cpp only tokenizes: its vocabulary alone is loaded.
+        let params = LlamaModelParams::default().with_vocab_only(true);
+        let model =
+            LlamaModel::load_from_file(&backend, &config.model, &params).map_err(|error| {
+                EngineError::Load {
+                    path: config.model.clone(),
+                    reason: error.to_string(),
+                }
+            })?;
+        return serve_embeddings(&model, Embedder::Bert(encoder), &jobs, ready);
+    }
     let model = LlamaModel::load_from_file(&backend, &config.model, &LlamaModelParams::default())
         .map_err(|error| EngineError::Load {
         path: config.model.clone(),
         reason: error.to_string(),
     })?;
     if let Some(pooling) = pooling(&model) {
-        return serve_embeddings(&backend, &model, pooling, config, &jobs, ready);
+        let embedder = Embedder::llama(&backend, &model, pooling, config)?;
+        return serve_embeddings(&model, embedder, &jobs, ready);
     }
     let slots = config.slots.max(1);
     let total_context = config.context.saturating_mul(slots);
@@ -410,42 +426,159 @@ fn pooling(model: &LlamaModel) -> Option<LlamaPoolingType> {
     }
 }
 
-/// Serves embedding requests: the inputs of each are packed, several sequences to a batch,
-/// and each sequence's pooled vector comes back scaled to unit length.
+/// The model at `config.model` on Ward's BERT encoder, if it is one the encoder takes.
+fn bert_encoder(config: &EngineConfig) -> Option<bert::Encoder> {
+    let header = Header::read_file(&config.model).ok()?;
+    let pooling = match header.architecture_value("pooling_type")?.as_u64()? {
+        1 => bert::Pooling::Mean,
+        2 => bert::Pooling::Cls,
+        _ => return None,
+    };
+    let threads = usize::try_from(config.threads).unwrap_or(1);
+    match bert::Encoder::load(&config.model, &header, pooling, threads) {
+        Ok(encoder) => Some(encoder),
+        Err(reason) => {
+            if header.architecture() == Some("bert") {
+                eprintln!("ward-runner: the model runs on llama.cpp: {reason}");
+            }
+            None
+        }
+    }
+}
+
+/// What turns the tokens of inputs into vectors.
+enum Embedder<'a> {
+    /// llama.cpp, for any embedding model it runs.
+    Llama {
+        context: LlamaContext<'a>,
+        batch_tokens: u32,
+        context_train: u32,
+        info: ModelInfo,
+    },
+    /// Ward's own encoder, for BERT models with unquantised weights.
+    Bert(bert::Encoder),
+}
+
+impl<'a> Embedder<'a> {
+    fn llama(
+        backend: &LlamaBackend,
+        model: &'a LlamaModel,
+        pooling: LlamaPoolingType,
+        config: &EngineConfig,
+    ) -> Result<Embedder<'a>, EngineError> {
+        let context_train = model.n_ctx_train().max(1);
+        // Every token of a sequence must be in one micro-batch (the encoder sees the whole
+        // input at once), so a batch holds at least the longest input.
+        let batch_tokens = config.batch.max(context_train);
+        let params = LlamaContextParams::default()
+            .with_embeddings(true)
+            .with_pooling_type(pooling)
+            .with_n_ctx(NonZeroU32::new(batch_tokens))
+            .with_n_batch(batch_tokens)
+            .with_n_ubatch(batch_tokens)
+            .with_n_seq_max(EMBEDDING_SEQUENCES)
+            .with_n_threads(config.threads)
+            .with_n_threads_batch(config.threads);
+        let context = model
+            .new_context(backend, params)
+            .map_err(|error| EngineError::Context(error.to_string()))?;
+        let info = ModelInfo {
+            parameters: model.n_params(),
+            size_bytes: model.size(),
+            context_train,
+            context: context_train,
+            slots: 1,
+            chat_template: None,
+            embedding_length: Some(model.n_embd_out().max(0) as u32),
+        };
+        Ok(Embedder::Llama {
+            context,
+            batch_tokens,
+            context_train,
+            info,
+        })
+    }
+
+    fn info(&self) -> ModelInfo {
+        match self {
+            Embedder::Llama { info, .. } => info.clone(),
+            Embedder::Bert(encoder) => ModelInfo {
+                parameters: encoder.parameters(),
+                size_bytes: encoder.bytes(),
+                context_train: encoder.positions() as u32,
+                context: encoder.positions() as u32,
+                slots: 1,
+                chat_template: None,
+                embedding_length: Some(encoder.hidden() as u32),
+            },
+        }
+    }
+
+    /// Tokens an input may have.
+    fn context(&self) -> u32 {
+        match self {
+            Embedder::Llama { context_train, .. } => *context_train,
+            Embedder::Bert(encoder) => encoder.positions() as u32,
+        }
+    }
+
+    /// One vector per input, each of unit length.
+    fn embed(&mut self, inputs: &[Vec<LlamaToken>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        let (context, batch_tokens) = match self {
+            Embedder::Bert(encoder) => {
+                let tokens: Vec<Vec<u32>> = inputs
+                    .iter()
+                    .map(|input| input.iter().map(|token| token.0 as u32).collect())
+                    .collect();
+                let vectors = encoder.encode(&tokens).map_err(EngineError::Decode)?;
+                return Ok(vectors.iter().map(|vector| unit_length(vector)).collect());
+            }
+            Embedder::Llama {
+                context,
+                batch_tokens,
+                ..
+            } => (context, *batch_tokens),
+        };
+        // Inputs are packed, several sequences to a batch.
+        let mut vectors = Vec::with_capacity(inputs.len());
+        let mut next = 0;
+        while next < inputs.len() {
+            let mut batch = LlamaBatch::new(batch_tokens as usize, EMBEDDING_SEQUENCES as i32);
+            let first = next;
+            while next < inputs.len()
+                && next - first < EMBEDDING_SEQUENCES as usize
+                && (batch.n_tokens() == 0
+                    || batch.n_tokens() as usize + inputs[next].len() <= EMBEDDING_PACK_TOKENS)
+            {
+                batch
+                    .add_sequence(&inputs[next], (next - first) as i32, true)
+                    .map_err(|error| EngineError::Decode(error.to_string()))?;
+                next += 1;
+            }
+            context.clear_kv_cache();
+            context
+                .decode(&mut batch)
+                .map_err(|error| EngineError::Decode(error.to_string()))?;
+            for sequence in 0..(next - first) {
+                let pooled = context
+                    .embeddings_seq_ith(sequence as i32)
+                    .map_err(|error| EngineError::Decode(error.to_string()))?;
+                vectors.push(unit_length(pooled));
+            }
+        }
+        Ok(vectors)
+    }
+}
+
+/// Serves embedding requests: each input's pooled vector comes back scaled to unit length.
 fn serve_embeddings(
-    backend: &LlamaBackend,
     model: &LlamaModel,
-    pooling: LlamaPoolingType,
-    config: &EngineConfig,
+    mut embedder: Embedder,
     jobs: &mpsc::Receiver<Job>,
     ready: impl FnOnce(&ModelInfo),
 ) -> Result<(), EngineError> {
-    let context_train = model.n_ctx_train().max(1);
-    // Every token of a sequence must be in one micro-batch (the encoder sees the whole input
-    // at once), so a batch holds at least the longest input.
-    let batch_tokens = config.batch.max(context_train);
-    let params = LlamaContextParams::default()
-        .with_embeddings(true)
-        .with_pooling_type(pooling)
-        .with_n_ctx(NonZeroU32::new(batch_tokens))
-        .with_n_batch(batch_tokens)
-        .with_n_ubatch(batch_tokens)
-        .with_n_seq_max(EMBEDDING_SEQUENCES)
-        .with_n_threads(config.threads)
-        .with_n_threads_batch(config.threads);
-    let mut context = model
-        .new_context(backend, params)
-        .map_err(|error| EngineError::Context(error.to_string()))?;
-    let info = ModelInfo {
-        parameters: model.n_params(),
-        size_bytes: model.size(),
-        context_train,
-        context: context_train,
-        slots: 1,
-        chat_template: None,
-        embedding_length: Some(model.n_embd_out().max(0) as u32),
-    };
-    ready(&info);
+    let context_train = embedder.context();
+    ready(&embedder.info());
     let vocab = model.vocab();
     for job in jobs {
         let request = match job.task {
@@ -477,32 +610,7 @@ fn serve_embeddings(
             continue;
         }
         let prompt_tokens = inputs.iter().map(|tokens| tokens.len() as u32).sum();
-        let mut vectors = Vec::with_capacity(inputs.len());
-        let mut next = 0;
-        while next < inputs.len() {
-            let mut batch = LlamaBatch::new(batch_tokens as usize, EMBEDDING_SEQUENCES as i32);
-            let first = next;
-            while next < inputs.len()
-                && next - first < EMBEDDING_SEQUENCES as usize
-                && (batch.n_tokens() == 0
-                    || batch.n_tokens() as usize + inputs[next].len() <= EMBEDDING_PACK_TOKENS)
-            {
-                batch
-                    .add_sequence(&inputs[next], (next - first) as i32, true)
-                    .map_err(|error| EngineError::Decode(error.to_string()))?;
-                next += 1;
-            }
-            context.clear_kv_cache();
-            context
-                .decode(&mut batch)
-                .map_err(|error| EngineError::Decode(error.to_string()))?;
-            for sequence in 0..(next - first) {
-                let pooled = context
-                    .embeddings_seq_ith(sequence as i32)
-                    .map_err(|error| EngineError::Decode(error.to_string()))?;
-                vectors.push(unit_length(pooled));
-            }
-        }
+        let vectors = embedder.embed(&inputs)?;
         let _ = job.events.send(Event::Embeddings {
             vectors,
             prompt_tokens,

@@ -777,13 +777,14 @@ print(json.dumps(out))
 "#
         ),
     );
+    // The goal is 0.999; 32-bit weights on Ward's encoder do far better.
     for format in ["packed", "floats"] {
         let cosines = answer[format].as_array().expect("cosines");
         assert_eq!(cosines.len(), 20, "{answer}");
         for (index, cosine) in cosines.iter().enumerate() {
             let cosine = cosine.as_f64().expect("number");
             assert!(
-                cosine >= 0.999,
+                cosine >= 0.99999,
                 "{format} sentence {index}: cosine {cosine}"
             );
         }
@@ -814,6 +815,74 @@ print(json.dumps(out))
             errors[case][1].as_str().expect("message").contains(words),
             "{case}: {errors}"
         );
+    }
+}
+
+/// The same embedding model with 16-bit matrices (Ward's encoder) and with 8-bit ones
+/// (llama.cpp, which Ward's encoder leaves quantised models to) still matches
+/// sentence-transformers.
+#[test]
+fn half_and_eight_bit_embedding_models_match_sentence_transformers() {
+    let daemon = Daemon::start();
+    let directory = minilm_directory();
+    let directory = directory.to_str().expect("path");
+    assert_success(&daemon.ward(&["model", "import", directory, "--name", "minilm"]));
+    let shown = ward_json(&daemon, &["model", "show", "minilm"]);
+    let hex = shown["digest"]
+        .as_str()
+        .and_then(|digest| digest.strip_prefix("sha256:"))
+        .expect("digest");
+    let stored = daemon.data_dir().join("models/blobs/sha256").join(hex);
+    let work = tempfile::tempdir().expect("work directory");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/convert-gguf.py");
+    for kind in ["f16", "q8_0"] {
+        let out = work.path().join(format!("minilm-{kind}.gguf"));
+        let converted = Command::new(python())
+            .arg(&script)
+            .args([stored.as_os_str(), out.as_os_str()])
+            .args(["--type", kind])
+            .output()
+            .expect("run convert-gguf.py");
+        assert!(
+            converted.status.success(),
+            "{}",
+            String::from_utf8_lossy(&converted.stderr)
+        );
+        let name = format!("minilm-{kind}");
+        assert_success(&daemon.ward(&[
+            "model",
+            "import",
+            out.to_str().expect("path"),
+            "--name",
+            &name,
+        ]));
+    }
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/all-minilm-l6-v2.json");
+    let answer = run_client(
+        &daemon,
+        &format!(
+            r#"
+import json, sys, math, openai
+url, token = sys.argv[1], sys.argv[2]
+reference = json.load(open({reference:?}))
+client = openai.OpenAI(base_url=url + "/v1", api_key=token)
+def cosine(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+out = {{}}
+for model in ["minilm-f16", "minilm-q8_0"]:
+    got = client.embeddings.create(model=model, input=reference["sentences"], encoding_format="float")
+    out[model] = [cosine(d.embedding, r) for d, r in zip(got.data, reference["embeddings"])]
+print(json.dumps(out))
+"#
+        ),
+    );
+    for (model, bound) in [("minilm-f16", 0.9999), ("minilm-q8_0", 0.998)] {
+        let cosines = answer[model].as_array().expect("cosines");
+        assert_eq!(cosines.len(), 20, "{answer}");
+        for (index, cosine) in cosines.iter().enumerate() {
+            let cosine = cosine.as_f64().expect("number");
+            assert!(cosine >= bound, "{model} sentence {index}: cosine {cosine}");
+        }
     }
 }
 
