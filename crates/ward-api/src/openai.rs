@@ -333,11 +333,12 @@ fn now_seconds() -> u64 {
         .map_or(0, |since| since.as_secs())
 }
 
-fn usage(prompt_tokens: u32, completion_tokens: u32) -> Value {
+fn usage(prompt_tokens: u32, completion_tokens: u32, cached_tokens: u32) -> Value {
     json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
     })
 }
 
@@ -537,6 +538,7 @@ async fn respond(
                     finish_reason,
                     prompt_tokens,
                     completion_tokens,
+                    cached_tokens,
                 }) => {
                     let mut choice = shape.choice(Some(&text), false, Some(finish_reason));
                     if !calls.is_empty() {
@@ -557,7 +559,7 @@ async fn respond(
                         "created": created,
                         "model": model,
                         "choices": [choice],
-                        "usage": usage(prompt_tokens, completion_tokens),
+                        "usage": usage(prompt_tokens, completion_tokens, cached_tokens),
                     }))
                     .into_response());
                 }
@@ -623,11 +625,13 @@ async fn respond(
                         finish_reason,
                         prompt_tokens,
                         completion_tokens,
+                        cached_tokens,
                     }) => {
                         let finished =
                             chunk(json!([shape.choice(None, true, Some(finish_reason))]));
                         let mut usage_chunk = chunk(json!([]));
-                        usage_chunk["usage"] = usage(prompt_tokens, completion_tokens);
+                        usage_chunk["usage"] =
+                            usage(prompt_tokens, completion_tokens, cached_tokens);
                         Some((vec![finished, usage_chunk], (events, None, true)))
                     }
                     Some(CompletionEvent::Failed(error)) => {

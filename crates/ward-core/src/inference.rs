@@ -123,6 +123,8 @@ pub enum CompletionEvent {
         finish_reason: FinishReason,
         prompt_tokens: u32,
         completion_tokens: u32,
+        /// Prompt tokens read from the cache of an earlier completion.
+        cached_tokens: u32,
     },
     Failed(Error),
 }

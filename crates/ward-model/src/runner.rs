@@ -71,6 +71,10 @@ pub enum Event {
         finish_reason: FinishReason,
         prompt_tokens: u32,
         completion_tokens: u32,
+        /// Prompt tokens whose keys and values an earlier completion left in the cache:
+        /// not computed again.
+        #[serde(default)]
+        cached_tokens: u32,
     },
     Error(Refusal),
     /// The answer to an `embed` request: a unit-length vector per input, in order.

@@ -1,8 +1,10 @@
 //! One model on llama.cpp, serving several sequences at once: each request takes a slot (its
 //! own sequence in the context's KV cache), and every step decodes one batch that holds the
 //! next prompt chunk of the slots still reading their prompt and the last sampled token of
-//! the slots generating (continuous batching). The engine runs on the thread that calls
-//! [`run`]; requests come in through a channel and their tokens go out through each one's own.
+//! the slots generating (continuous batching). A finished slot keeps its KV cache, and a new
+//! prompt goes to the free slot that holds the longest beginning of it, so the next turn of a
+//! conversation reads only what is new. The engine runs on the thread that calls [`run`];
+//! requests come in through a channel and their tokens go out through each one's own.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -145,6 +147,10 @@ struct Active {
     next: Option<LlamaToken>,
     /// Position of the next token in the sequence.
     position: u32,
+    /// The tokens in the slot's KV cache, one per position before `position`.
+    fed: Vec<LlamaToken>,
+    /// Prompt tokens that were in the cache already.
+    reused: u32,
     generated: u32,
     /// Bytes of text not yet sent: an incomplete UTF-8 character, or what could be the
     /// start of a stop string.
@@ -154,6 +160,11 @@ struct Active {
 struct Scheduler<'model> {
     model: &'model LlamaModel,
     slots: Vec<Option<Active>>,
+    /// What each free slot's KV cache still holds from its last completion, position by
+    /// position: a new prompt that begins the same way goes to the slot that holds most of
+    /// it and is read only from where they part (a conversation's next turn re-reads only
+    /// the new messages).
+    cached: Vec<Vec<LlamaToken>>,
     context: u32,
     batch: u32,
 }
@@ -163,6 +174,7 @@ impl<'model> Scheduler<'model> {
         Scheduler {
             model,
             slots: (0..slots).map(|_| None).collect(),
+            cached: vec![Vec::new(); slots],
             context,
             batch,
         }
@@ -196,7 +208,7 @@ impl<'model> Scheduler<'model> {
                         }
                     }
                 };
-                self.admit(job);
+                self.admit(job, context);
             }
             if !open && self.slots.iter().all(Option::is_none) {
                 return Ok(());
@@ -206,7 +218,7 @@ impl<'model> Scheduler<'model> {
     }
 
     /// Puts a job in a free slot, or answers it at once if it cannot run.
-    fn admit(&mut self, job: Job) {
+    fn admit(&mut self, job: Job, context: &mut LlamaContext<'_>) {
         let request = match job.task {
             Task::Generate(request) => request,
             Task::Embed(_) => {
@@ -243,16 +255,49 @@ impl<'model> Scheduler<'model> {
                 return;
             }
         };
-        let Some(free) = self.slots.iter_mut().find(|slot| slot.is_none()) else {
+        // The free slot whose cache shares the longest beginning with the prompt (at least
+        // the prompt's last token is read again: its logits give the first token); among
+        // equals, the one holding least, so that longer caches stay for their own turns.
+        let Some((index, shared)) = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.is_none())
+            .map(|(index, _)| {
+                let cached = &self.cached[index];
+                let shared = cached
+                    .iter()
+                    .zip(&prompt)
+                    .take_while(|(a, b)| a == b)
+                    .count()
+                    .min(prompt.len() - 1);
+                (index, shared)
+            })
+            .max_by_key(|&(index, shared)| (shared, std::cmp::Reverse(self.cached[index].len())))
+        else {
             return;
         };
-        *free = Some(Active {
+        let sequence = Some(index as u32);
+        let kept = shared > 0
+            && context
+                .clear_kv_cache_seq(sequence, Some(shared as u32), None)
+                .unwrap_or(false);
+        let shared = if kept {
+            shared
+        } else {
+            let _ = context.clear_kv_cache_seq(sequence, None, None);
+            0
+        };
+        self.cached[index].clear();
+        self.slots[index] = Some(Active {
             job,
             sampler,
+            fed: prompt[..shared].to_vec(),
+            reused: shared as u32,
             prompt,
-            read: 0,
+            read: shared,
             next: None,
-            position: 0,
+            position: shared as u32,
             generated: 0,
             pending: Vec::new(),
         });
@@ -321,14 +366,11 @@ impl<'model> Scheduler<'model> {
                 let take = (active.prompt.len() - active.read).min(room);
                 for offset in 0..take {
                     let last = active.read + offset + 1 == active.prompt.len();
+                    let token = active.prompt[active.read + offset];
                     batch
-                        .add(
-                            active.prompt[active.read + offset],
-                            active.position as i32,
-                            &sequence,
-                            last,
-                        )
+                        .add(token, active.position as i32, &sequence, last)
                         .map_err(|error| EngineError::Decode(error.to_string()))?;
+                    active.fed.push(token);
                     active.position += 1;
                     if last {
                         sampled.push((index, batch.n_tokens() - 1));
@@ -340,6 +382,7 @@ impl<'model> Scheduler<'model> {
                 batch
                     .add(token, active.position as i32, &sequence, true)
                     .map_err(|error| EngineError::Decode(error.to_string()))?;
+                active.fed.push(token);
                 active.position += 1;
                 room -= 1;
                 sampled.push((index, batch.n_tokens() - 1));
@@ -359,8 +402,9 @@ impl<'model> Scheduler<'model> {
                 let token = active.sampler.sample(context, logits);
                 self.advance(index, token)
             };
-            if let Some((reason, active)) = finished {
-                let _ = context.clear_kv_cache_seq(Some(index as u32), None, None);
+            if let Some((reason, mut active)) = finished {
+                // The KV cache stays, for a next prompt that begins the same way.
+                self.cached[index] = std::mem::take(&mut active.fed);
                 finish(active, reason);
             }
         }
@@ -645,6 +689,7 @@ fn finish(active: Active, reason: FinishReason) {
         finish_reason: reason,
         prompt_tokens: active.prompt.len() as u32,
         completion_tokens: active.generated,
+        cached_tokens: active.reused,
     });
 }
 

@@ -168,17 +168,37 @@ fn a_seed_gives_the_same_completion_and_slots_run_together() {
         finish_reason,
         prompt_tokens,
         completion_tokens,
+        cached_tokens,
     } = done
     else {
         panic!("{done:?}");
     };
+    assert_eq!(cached_tokens, 0, "nothing was cached yet");
     assert!(prompt_tokens > 0 && completion_tokens <= 24);
     assert!(
         finish_reason == FinishReason::Length || completion_tokens < 24,
         "{finish_reason:?} after {completion_tokens}"
     );
-    let (again, _) = runner.generate(request("the world of water", 42, 24));
+    // Again: the prompt is in a slot's cache, all but its last token (whose logits give the
+    // first token) is not read again, and the completion is the same.
+    let (again, done) = runner.generate(request("the world of water", 42, 24));
     assert_eq!(first, again, "the same seed gave another completion");
+    assert!(
+        matches!(done, Event::Done { cached_tokens, .. } if cached_tokens == prompt_tokens - 1),
+        "{done:?}"
+    );
+    // A longer prompt that begins the same way reads only what is new; one that begins
+    // otherwise reads everything.
+    let (_, done) = runner.generate(request("the world of water and the people", 42, 4));
+    assert!(
+        matches!(done, Event::Done { cached_tokens, .. } if cached_tokens >= prompt_tokens),
+        "{done:?}"
+    );
+    let (_, done) = runner.generate(request("people of the world", 42, 4));
+    assert!(
+        matches!(done, Event::Done { cached_tokens, .. } if cached_tokens <= 1),
+        "{done:?} (only the first token, the model's BOS, is shared)"
+    );
 
     // Four at once, each in a slot of its own, each the same as when it runs alone.
     let alone: Vec<String> = (0..4)

@@ -174,6 +174,7 @@ impl Translator {
                 finish_reason,
                 prompt_tokens,
                 completion_tokens,
+                cached_tokens,
             } => {
                 let called = self
                     .scanner
@@ -187,6 +188,7 @@ impl Translator {
                     },
                     prompt_tokens,
                     completion_tokens,
+                    cached_tokens,
                 }]
             }
             Event::Error(refusal) => {

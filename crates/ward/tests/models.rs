@@ -248,8 +248,8 @@ fn what_is_not_a_model_is_refused_and_stores_nothing() {
 
 /// The official `openai` Python client against Ward: models listed, a chat completion and a
 /// text completion whole and streamed (the same seed gives the same text both ways, the chat
-/// stream ends with usage), a prompt past the context refused with 400, an unknown model 404,
-/// no key 401.
+/// stream ends with usage, the second reads its prompt from the cache), a prompt past the
+/// context refused with 400, an unknown model 404, no key 401.
 #[test]
 fn the_openai_client_lists_models_and_completes_chats() {
     let daemon = daemon_with_tiny(None);
@@ -262,12 +262,15 @@ messages = [{"role": "user", "content": "the people of the city"}]
 whole = client.chat.completions.create(model="tiny", messages=messages, max_tokens=12, seed=7, temperature=0.8)
 out["whole"] = whole.choices[0].message.content
 out["whole_usage"] = whole.usage.completion_tokens
+out["whole_cached"] = whole.usage.prompt_tokens_details.cached_tokens
 out["finish"] = whole.choices[0].finish_reason
 text, usage = "", None
 for chunk in client.chat.completions.create(model="tiny", messages=messages, max_tokens=12, seed=7,
         temperature=0.8, stream=True, stream_options={"include_usage": True}):
     if chunk.usage:
         usage = chunk.usage.completion_tokens
+        out["prompt_tokens"] = chunk.usage.prompt_tokens
+        out["streamed_cached"] = chunk.usage.prompt_tokens_details.cached_tokens
     for choice in chunk.choices:
         text += choice.delta.content or ""
 out["streamed"], out["streamed_usage"] = text, usage
@@ -293,6 +296,14 @@ print(json.dumps(out))
     assert_eq!(out["models"], serde_json::json!(["tiny"]), "{out}");
     assert_eq!(out["whole"], out["streamed"], "{out}");
     assert_eq!(out["whole_usage"], out["streamed_usage"], "{out}");
+    // The second time, the prompt came from the cache (but for its last token), as
+    // OpenAI's usage says it.
+    assert_eq!(out["whole_cached"], 0, "{out}");
+    assert_eq!(
+        out["streamed_cached"].as_u64(),
+        out["prompt_tokens"].as_u64().map(|tokens| tokens - 1),
+        "{out}"
+    );
     assert!(
         out["whole_usage"]
             .as_u64()
