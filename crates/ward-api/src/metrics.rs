@@ -161,6 +161,9 @@ impl Metrics {
     }
 }
 
+/// Gauges of a rate per instance.
+type RateFamily = Family<InstanceLabels, Gauge<f64, AtomicU64>>;
+
 #[utoipa::path(get, path = "/metrics", tag = "daemon",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
@@ -193,6 +196,30 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
     let memory = Family::<InstanceLabels, Gauge>::default();
     let restarts = Family::<InstanceLabels, Counter>::default();
     let instance_up = Family::<InstanceLabels, Gauge>::default();
+    let pids = Family::<InstanceLabels, Gauge>::default();
+    // Rates over the last sampling interval, as the store keeps them.
+    let rates: [(&str, &str, RateFamily); 4] = [
+        (
+            "instance_disk_read_bytes_per_second",
+            "Bytes per second the instance read from disk",
+            Family::default(),
+        ),
+        (
+            "instance_disk_write_bytes_per_second",
+            "Bytes per second the instance wrote to disk",
+            Family::default(),
+        ),
+        (
+            "instance_network_receive_bytes_per_second",
+            "Bytes per second the instance received on its own network",
+            Family::default(),
+        ),
+        (
+            "instance_network_transmit_bytes_per_second",
+            "Bytes per second the instance sent on its own network",
+            Family::default(),
+        ),
+    ];
     for view in state.workloads.list(None) {
         workloads
             .get_or_create(&StateLabels {
@@ -214,6 +241,19 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
             if let Some(usage) = instance.usage {
                 cpu.get_or_create(&labels).inc_by(usage.cpu_seconds);
                 memory.get_or_create(&labels).set(usage.memory_bytes as i64);
+                pids.get_or_create(&labels)
+                    .set(i64::try_from(usage.pids).unwrap_or(i64::MAX));
+                let measured = [
+                    usage.disk_read_rate,
+                    usage.disk_write_rate,
+                    usage.network_receive_rate,
+                    usage.network_transmit_rate,
+                ];
+                for ((_, _, family), rate) in rates.iter().zip(measured) {
+                    if let Some(rate) = rate {
+                        family.get_or_create(&labels).set(rate);
+                    }
+                }
             }
         }
     }
@@ -230,6 +270,10 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
         "Memory used by the instance",
         memory,
     );
+    registry.register("instance_pids", "Processes of the instance", pids);
+    for (name, help, family) in rates {
+        registry.register(name, help, family);
+    }
 
     registry.register(
         "model_prompt_tokens",

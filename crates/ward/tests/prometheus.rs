@@ -93,12 +93,31 @@ fn prometheus_scrapes_metrics_cleanly_and_receives_remote_writes() {
     )
     .unwrap();
     assert_eq!(memory["status"], "success", "{memory}");
+    let scraped_pids = daemon.wait_for(
+        "scraped ward_instance_pids",
+        Duration::from_secs(30),
+        || {
+            let answer = prometheus_get(
+                port,
+                "/api/v1/query?query=ward_instance_pids{job=\"ward\",workload=\"steady\"}",
+            )?;
+            answer["data"]["result"].as_array()?.first().cloned()
+        },
+    );
+    assert!(
+        scraped_pids["value"][1]
+            .as_str()
+            .and_then(|value| value.parse::<f64>().ok())
+            .is_some_and(|pids| pids >= 1.0),
+        "{scraped_pids}"
+    );
 
-    // Remote write: series Ward stores but does not expose arrive with their labels.
+    // Remote write: the stored series arrive with their own labels, and without the
+    // scrape's `job` (the scraped copy of the same gauge has it).
     let written = daemon.wait_for("remote-written samples", Duration::from_secs(60), || {
         let answer = prometheus_get(
             port,
-            "/api/v1/query?query=ward_instance_pids{workload=\"steady\"}",
+            "/api/v1/query?query=ward_instance_pids{workload=\"steady\",job=\"\"}",
         )?;
         answer["data"]["result"].as_array()?.first().cloned()
     });
