@@ -6,8 +6,8 @@ forecasts Prometheus users reach for, computed here in the same run on the same 
 - Holt's linear method, the model of Prometheus' double_exponential_smoothing: either its
   smoothed level held flat (what the PromQL function returns) or extended with its trend.
 
-Each baseline gets its best settings per series (W from 1 h to 7 d; smoothing and trend
-factors from 0.05 to 0.8, or no trend), chosen on the newest fifth of the history, as Ward chooses its
+Each baseline gets its best settings per series (W from 1 h to 7 d, or an eighth to all of
+the history; smoothing and trend factors from 0.05 to 0.8, or no trend), chosen on the newest fifth of the history, as Ward chooses its
 own model. The error is MASE: mean absolute error over the last 20 %, divided by the mean
 absolute one-step change of the history.
 
@@ -71,21 +71,23 @@ def mae(forecast, actual):
 def choose(times, values, make):
     """The settings `make(times, values, future)` should use, chosen on the newest fifth."""
     cut = len(values) * 4 // 5
-    return min(make.settings, key=lambda s: mae(make(times[:cut], values[:cut], times[cut:], s), values[cut:]))
+    return min(make.settings(times[:cut]), key=lambda s: mae(make(times[:cut], values[:cut], times[cut:], s), values[cut:]))
 
 
 def linear_model(times, values, future, window):
     return predict_linear(times, values, window, future)
 
 
-linear_model.settings = [3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400]
+linear_model.settings = lambda times: sorted(
+    {3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400}
+    | {(times[-1] - times[0]) * part for part in (1 / 8, 1 / 4, 1 / 2, 1)})
 
 
 def holt_model(times, values, future, s):
     return holt(values, s[0], s[1], steps_of(times, future))
 
 
-holt_model.settings = [(a, b) for a in (0.05, 0.1, 0.2, 0.3, 0.5, 0.8) for b in (None, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8)]
+holt_model.settings = lambda times: [(a, b) for a in (0.05, 0.1, 0.2, 0.3, 0.5, 0.8) for b in (None, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8)]
 
 
 def ward_forecast(times, values, future):
