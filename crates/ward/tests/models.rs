@@ -76,6 +76,24 @@ fn run_client(daemon: &Daemon, script: &str) -> Value {
     serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
+/// Runs `body` (Python) after a preamble that loads sentence-transformers' own embeddings of
+/// the reference sentences (`reference`, computed once by scripts/embedding-reference.py),
+/// makes the `client` and defines `cosine`; returns the JSON it prints.
+fn run_embedding_client(daemon: &Daemon, body: &str) -> Value {
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/all-minilm-l6-v2.json");
+    let preamble = format!(
+        r#"
+import json, sys, math, openai
+url, token = sys.argv[1], sys.argv[2]
+reference = json.load(open({reference:?}))
+client = openai.OpenAI(base_url=url + "/v1", api_key=token)
+def cosine(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+"#
+    );
+    run_client(daemon, &(preamble + body))
+}
+
 /// Sends `POST /v1/chat/completions` of `body` over HTTP/1.0; the connection to read the
 /// answer from.
 fn open_chat(daemon: &Daemon, body: &str) -> std::net::TcpStream {
@@ -745,33 +763,23 @@ fn the_openai_client_gets_embeddings_that_match_sentence_transformers() {
     assert_eq!(shown["kind"], "embedding", "{shown}");
     assert_eq!(shown["embedding_length"], 384, "{shown}");
     assert_eq!(shown["architecture"], "bert", "{shown}");
-    // The reference: sentence-transformers' own output for these sentences, computed once
-    // (scripts/embedding-reference.py).
-    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/all-minilm-l6-v2.json");
-    let answer = run_client(
+    let answer = run_embedding_client(
         &daemon,
-        &format!(
-            r#"
-import json, sys, math, openai
-url, token = sys.argv[1], sys.argv[2]
-reference = json.load(open({reference:?}))
-client = openai.OpenAI(base_url=url + "/v1", api_key=token)
+        r#"
 # The client asks for base64 unless told; ask for floats too.
 packed = client.embeddings.create(model="minilm", input=reference["sentences"])
 floats = client.embeddings.create(model="minilm", input=reference["sentences"], encoding_format="float")
 one = client.embeddings.create(model="minilm", input=reference["sentences"][0])
-def cosine(a, b):
-    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
-out = {{
+out = {
     "packed": [cosine(d.embedding, r) for d, r in zip(packed.data, reference["embeddings"])],
     "floats": [cosine(d.embedding, r) for d, r in zip(floats.data, reference["embeddings"])],
     "indexes": [d.index for d in packed.data],
     "one": len(one.data), "length": len(one.data[0].embedding),
     "usage": packed.usage.prompt_tokens,
-}}
-errors = {{}}
+}
+errors = {}
 for name, call in [
-    ("chat_on_embedding_model", lambda: client.chat.completions.create(model="minilm", messages=[{{"role": "user", "content": "hi"}}])),
+    ("chat_on_embedding_model", lambda: client.chat.completions.create(model="minilm", messages=[{"role": "user", "content": "hi"}])),
     ("embeddings_of_a_text_model", lambda: client.embeddings.create(model="tiny", input="hi")),
     ("too_long", lambda: client.embeddings.create(model="minilm", input=["fine", "word " * 600])),
     ("token_arrays", lambda: client.embeddings.create(model="minilm", input=[[1, 2, 3]])),
@@ -785,8 +793,7 @@ for name, call in [
         errors[name] = [error.status_code, str(error)]
 out["errors"] = errors
 print(json.dumps(out))
-"#
-        ),
+"#,
     );
     // The goal is 0.999; 32-bit weights on Ward's encoder do far better.
     for format in ["packed", "floats"] {
@@ -868,24 +875,15 @@ fn half_and_eight_bit_embedding_models_match_sentence_transformers() {
             &name,
         ]));
     }
-    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/all-minilm-l6-v2.json");
-    let answer = run_client(
+    let answer = run_embedding_client(
         &daemon,
-        &format!(
-            r#"
-import json, sys, math, openai
-url, token = sys.argv[1], sys.argv[2]
-reference = json.load(open({reference:?}))
-client = openai.OpenAI(base_url=url + "/v1", api_key=token)
-def cosine(a, b):
-    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
-out = {{}}
+        r#"
+out = {}
 for model in ["minilm-f16", "minilm-q8_0"]:
     got = client.embeddings.create(model=model, input=reference["sentences"], encoding_format="float")
     out[model] = [cosine(d.embedding, r) for d, r in zip(got.data, reference["embeddings"])]
 print(json.dumps(out))
-"#
-        ),
+"#,
     );
     for (model, bound) in [("minilm-f16", 0.9999), ("minilm-q8_0", 0.998)] {
         let cosines = answer[model].as_array().expect("cosines");
