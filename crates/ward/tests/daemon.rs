@@ -365,18 +365,18 @@ fn followed_logs_end_with_the_workload_and_tail_counts_per_instance() {
         &["--replicas", "2"],
         &["sh", "-c", "echo first; echo last; exec sleep 600"],
     );
-    let tail = daemon.wait_for(
-        "both replicas' output",
+    // One line of each replica, each named: its last, once both have written it (until
+    // then a replica's last line may still be its first).
+    daemon.wait_for(
+        "`pair-0 | last` and `pair-1 | last` from `ward logs --tail 1 pair`",
         std::time::Duration::from_secs(10),
         || {
             let tail = assert_success(&daemon.ward(&["logs", "--tail", "1", "pair"]));
-            (tail.lines().count() == 2).then_some(tail)
+            let mut lines: Vec<&str> = tail.lines().collect();
+            lines.sort_unstable();
+            (lines == ["pair-0 | last", "pair-1 | last"]).then_some(())
         },
     );
-    // One line of each replica, each named.
-    let mut lines: Vec<&str> = tail.lines().collect();
-    lines.sort_unstable();
-    assert_eq!(lines, ["pair-0 | last", "pair-1 | last"]);
     assert_success(&daemon.ward(&["rm", "-f", "brief", "pair"]));
 }
 
