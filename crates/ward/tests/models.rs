@@ -1412,7 +1412,8 @@ fn a_daemon_killed_mid_stream_loses_no_model_files() {
 
 /// An operator key of another project, as a hostile tenant holds it: it sees none of the
 /// project's models, cannot run, load, unload, push or remove them (not even naming the
-/// project), and the same file imported in its own project gets a runner of its own.
+/// project), and the same file imported in its own project gets a runner of its own, whose
+/// prompt cache holds none of the first project's prompts.
 #[test]
 fn another_projects_key_reaches_none_of_a_projects_models() {
     let daemon = daemon_with_tiny(None);
@@ -1430,7 +1431,7 @@ fn another_projects_key_reaches_none_of_a_projects_models() {
     ])))
     .expect("JSON");
     let key = created["key"].as_str().expect("key").to_string();
-    let call = |method: &str, path: &str, body: &str| -> (u16, String) {
+    let call_as = |key: &str, method: &str, path: &str, body: &str| -> (u16, String) {
         let output = Command::new("curl")
             .args([
                 "-s",
@@ -1453,6 +1454,7 @@ fn another_projects_key_reaches_none_of_a_projects_models() {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
+    let call = |method: &str, path: &str, body: &str| call_as(&key, method, path, body);
     let (status, listed) = call("GET", "/v1/models", "");
     assert_eq!(status, 200);
     assert!(!listed.contains("tiny"), "{listed}");
@@ -1509,4 +1511,25 @@ fn another_projects_key_reaches_none_of_a_projects_models() {
         ward_json(&daemon, &["model", "ps"])[0]["pid"].as_u64(),
         Some(pid)
     );
+    // No prompt crosses projects through the prompt cache: what one project sent is cached
+    // for that project only (a second time there, all but its last token).
+    let secret = r#"{"model": "tiny", "max_tokens": 2, "seed": 1,
+        "messages": [{"role": "user", "content": "the plan of the people in the city"}]}"#;
+    let cached = |answer: &str| -> u64 {
+        let answer: Value = serde_json::from_str(answer).expect("JSON");
+        answer["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{answer}"))
+    };
+    let (status, ours) = call_as(daemon.token(), "POST", "/v1/chat/completions", secret);
+    assert_eq!(status, 200, "{ours}");
+    let (status, theirs) = call("POST", "/v1/chat/completions", secret);
+    assert_eq!(status, 200, "{theirs}");
+    assert!(
+        cached(&theirs) <= 1,
+        "{theirs} (at most the BOS of its own earlier prompt)"
+    );
+    let (status, again) = call_as(daemon.token(), "POST", "/v1/chat/completions", secret);
+    assert_eq!(status, 200, "{again}");
+    assert!(cached(&again) > 5, "{again}");
 }
