@@ -105,7 +105,12 @@ impl Encoder {
             _ => 1e-12,
         };
         let file = File::open(path).map_err(|error| error.to_string())?;
-        let reader = Reader { file, header };
+        let length = file.metadata().map_err(|error| error.to_string())?.len();
+        let reader = Reader {
+            file,
+            length,
+            header,
+        };
         let (token_embedding, vocabulary) = reader.table("token_embd.weight", hidden)?;
         let (position_embedding, positions) = reader.table("position_embd.weight", hidden)?;
         let (types, _) = reader.table("token_types.weight", hidden)?;
@@ -254,11 +259,8 @@ impl Encoder {
         let blocks = threads * (rows / (threads * ROW_BLOCK)).max(1);
         let row_block = rows.div_ceil(blocks);
         let block = row_block * hidden;
-        let Some(first) = self.layers.first() else {
-            x.par_chunks_mut(block)
-                .for_each(|x| self.embedding_norm.apply(x, None, epsilon));
-            return self.pool_rows(&x, &spans);
-        };
+        // `load` refuses a model without layers.
+        let first = &self.layers[0];
         // Everything but attention works on each token alone, so it runs in blocks of rows,
         // each block through every step from one attention to the next while it is in cache.
         let mut qkv = vec![0f32; rows * 3 * hidden];
@@ -518,6 +520,8 @@ impl Norm {
 /// Reads tensors out of a GGUF file, as 32-bit floats.
 struct Reader<'a> {
     file: File,
+    /// The file's length: no tensor is read past it, whatever the header declares.
+    length: u64,
     header: &'a Header,
 }
 
@@ -529,8 +533,7 @@ impl Reader<'_> {
             .iter()
             .find(|tensor| tensor.name == name)
             .ok_or_else(|| format!("tensor {name} is missing"))?;
-        let elements = tensor.elements() as usize;
-        let size = match tensor.kind {
+        let size: u64 = match tensor.kind {
             0 => 4,
             1 | 30 => 2,
             kind => {
@@ -540,7 +543,12 @@ impl Reader<'_> {
                 ))
             }
         };
-        let mut bytes = vec![0u8; elements * size];
+        let bytes = tensor
+            .elements()
+            .checked_mul(size)
+            .filter(|bytes| tensor.offset.saturating_add(*bytes) <= self.length)
+            .ok_or_else(|| format!("tensor {name} runs past the end of the file"))?;
+        let mut bytes = vec![0u8; bytes as usize];
         self.file
             .read_exact_at(&mut bytes, tensor.offset)
             .map_err(|error| format!("tensor {name}: {error}"))?;
